@@ -1,0 +1,163 @@
+"""The ADMM engine: penalty, rho schedule, Z/U steps, hard projection, masked retraining."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from pruning.admm import (
+    RhoSchedule,
+    admm,
+    hard_project,
+    masked_retrain,
+    penalty,
+    penalty_grad,
+    project_weights,
+)
+from pruning.plan import Plan, resolve
+from pruning.projections import mask_of
+from pruning.quantize import to_integers
+from pruning.schemes import BCRConfig, UnstructuredConfig
+from pruning.train import train
+from pruning.zoo import build
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _gradients_on():
+    """Another test module (tests/test_ir_golden.py) disables gradients globally at import."""
+    with torch.enable_grad():
+        yield
+
+
+def test_penalty_value_and_gradient_match_formula_and_autograd():
+    g = torch.Generator().manual_seed(0)
+    shapes = [(4, 3), (2, 3, 3, 3)]
+    ws = [torch.randn(s, generator=g, dtype=torch.float64, requires_grad=True) for s in shapes]
+    zs = [torch.randn(s, generator=g, dtype=torch.float64) for s in shapes]
+    us = [torch.randn(s, generator=g, dtype=torch.float64) for s in shapes]
+    rho = [0.3, 2.5]
+    with torch.enable_grad():            # another test module may disable gradients globally
+        value = penalty(ws, zs, us, rho)
+    expected = sum(r / 2 * float(((w.detach() - z + u) ** 2).sum())
+                   for w, z, u, r in zip(ws, zs, us, rho, strict=True))
+    assert float(value.detach()) == pytest.approx(expected, rel=1e-12)
+    value.backward()
+    for w, z, u, r, grad in zip(ws, zs, us, rho, penalty_grad(ws, zs, us, rho), strict=True):
+        torch.testing.assert_close(w.grad, grad)
+        torch.testing.assert_close(grad, r * (w.detach() - z + u))
+    assert float(penalty(ws, zs, us, 1.0).detach()) == pytest.approx(
+        sum(0.5 * float(((w.detach() - z + u) ** 2).sum()) for w, z, u in zip(ws, zs, us, strict=True)))
+    with pytest.raises(ValueError, match="Got 2 weights, 2 Z, 2 U and 1 rho values"):
+        penalty(ws, zs, us, [1.0])
+
+
+def test_rho_schedule():
+    s = RhoSchedule(1e-3, 10.0, 0.5)
+    assert [s.at(k) for k in range(4)] == pytest.approx([1e-3, 1e-2, 1e-1, 0.5])
+    assert s.at(1, initial=0.02) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match=r"Rho factor must be a finite number >= 1, not 0.5"):
+        RhoSchedule(1e-3, 0.5)
+    with pytest.raises(ValueError, match=r"Rho initial must be a finite number > 0, not 0"):
+        RhoSchedule(0)
+
+
+def _toy(n: int = 512) -> tuple[list, nn.Module]:
+    """A linear classifier whose best weights are sparse."""
+    g = torch.Generator().manual_seed(0)
+    w_true = torch.randn(4, 16, generator=g) * (torch.rand(4, 16, generator=g) < 0.25)
+    x = torch.randn(n, 16, generator=g)
+    y = (x @ w_true.T).argmax(1)
+    return [(x[i:i + 64], y[i:i + 64]) for i in range(0, n, 64)], nn.Sequential(
+        nn.Linear(16, 4, bias=False))
+
+
+def test_admm_on_toy_problem_converges():
+    loader, model = _toy()
+    train(model, loader, 10, optimizer="sgd", lr=0.5)
+    plans = resolve(Plan.uniform("unstructured", sparsity=0.75), model)
+    res = admm(model, plans, loader, iterations=6, epochs=4, rho=RhoSchedule(0.5, 1.5, 2.0),
+               optimizer="sgd", lr=0.5, progress=False)
+    r = [h.residual["0"] for h in res.history]
+    assert len(r) == 6 and r[-1] < r[0] / 5 and r[-1] < 0.01, r
+    assert [h.rho["0"] for h in res.history] == pytest.approx([0.5, 0.75, 1.125, 1.6875, 2, 2])
+    z, m = res.z.weights["0"][""], res.z.masks["0"][""]
+    assert int(m.sum()) == 16 and bool((z[~m] == 0).all())     # Z is on the set: 16 of 64 kept
+    assert torch.equal(mask_of(UnstructuredConfig(0.75), model[0].weight), m)   # W agrees
+
+
+def test_project_weights_joint_rnn_shares_one_scale():
+    lstm = nn.Module()
+    lstm.rnn = nn.LSTM(6, 5)
+    plans = resolve(Plan.uniform("bcr", block=[4, 3], sparsity=0.5, bits=4), lstm)
+    ws = {"rnn": {"ih": lstm.rnn.weight_ih_l0.detach(), "hh": lstm.rnn.weight_hh_l0.detach()}}
+    proj = project_weights(plans, ws, mode="joint")
+    q, config = proj.scales["rnn"], plans["rnn"].config
+    assert config == BCRConfig((4, 3), round(1 - 0.5 ** 0.5, 12), round(1 - 0.5 ** 0.5, 12))
+    for s in ("ih", "hh"):
+        m = proj.masks["rnn"][s]
+        assert torch.equal(m, mask_of(config, ws["rnn"][s]))
+        assert config.to_ir().violation(m.numpy().astype("uint8")) is None
+        n = to_integers(proj.weights["rnn"][s], q, 4, m)
+        assert torch.equal(torch.from_numpy(n).float() * torch.tensor(q, dtype=torch.float32),
+                           proj.weights["rnn"][s])
+        assert abs(n).max() <= 7 and (n[~m.numpy()] == 0).all()
+    pruned = project_weights(plans, ws, mode="prune")
+    assert pruned.scales["rnn"] is None
+    assert torch.equal(pruned.weights["rnn"]["ih"], torch.where(proj.masks["rnn"]["ih"],
+                                                                ws["rnn"]["ih"], 0.0))
+    with pytest.raises(ValueError, match="mode 'quant' needs the masks"):
+        project_weights(plans, ws, mode="quant")
+
+
+def _digits_like(n: int = 96) -> list:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 1, 8, 8, generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    return [(x[i:i + 16], y[i:i + 16]) for i in range(0, n, 16)]
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adamw"])
+def test_masked_retraining_never_revives_a_pruned_weight(opt):
+    loader = _digits_like()
+    model = build("tinycnn", seed=0)
+    train(model, loader, 1, optimizer=opt, lr=0.05, weight_decay=0.1)
+    plans = resolve(Plan.uniform("unstructured", sparsity=0.8), model)
+    control = copy.deepcopy(model)
+    proj = hard_project(model, plans, mode="prune")
+    hard_project(control, plans, mode="prune")
+    params = {n: getattr(model, n).weight for n in plans}
+    before = {n: p.detach().clone() for n, p in params.items()}
+    forwards = []
+
+    def check(module, args):
+        forwards.append(all(bool((p[~proj.masks[n][""]] == 0).all()) for n, p in params.items()))
+
+    model.register_forward_pre_hook(check)
+    masked_retrain(model, plans, proj, loader, 2, optimizer=opt, lr=0.05, momentum=0.9,
+                   weight_decay=0.1, progress=False)
+    assert len(forwards) == 12 and all(forwards)
+    for n, p in params.items():
+        assert bool((p[~proj.masks[n][""]] == 0).all())
+        assert not torch.equal(p.detach(), before[n])           # kept weights did train
+    # the same run without re-applying the masks does revive pruned weights
+    train(control, loader, 2, optimizer=opt, lr=0.05, momentum=0.9, weight_decay=0.1)
+    assert any(bool((getattr(control, n).weight[~proj.masks[n][""]] != 0).any()) for n in plans)
+
+
+def test_quantization_aware_retraining_keeps_levels_and_zeros():
+    loader = _digits_like()
+    model = build("tinycnn", seed=0)
+    plans = resolve(Plan.uniform("unstructured", sparsity=0.5, bits=3), model)
+    proj = hard_project(model, plans, mode="joint")
+    start = model.fc1.weight.detach().clone()
+    masked_retrain(model, plans, proj, loader, 3, optimizer="sgd", lr=0.5, momentum=0.9,
+                   weight_decay=0.01, progress=False)
+    assert not torch.equal(model.fc1.weight.detach(), start)
+    for n in plans:
+        w, m, q = getattr(model, n).weight.detach(), proj.masks[n][""], proj.scales[n]
+        ints = torch.from_numpy(to_integers(w, q, 3, m)).float()
+        assert torch.equal(ints * torch.tensor(q, dtype=torch.float32), w)
+        assert ints.abs().max() <= 3 and bool((w[~m] == 0).all())
