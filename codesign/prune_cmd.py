@@ -1,0 +1,232 @@
+"""``codesign prune``: ADMM-compress a zoo model and save its bundle.
+
+Either one scheme for every prunable layer (``--scheme`` with ``--ratio`` or ``--sparsity``,
+``--bits``, ``--block``, ``--nm``; unstructured pruning reaches the ratio over all layers together
+unless ``--scope layer``) or a per-layer plan file (``--plan plan.toml``, see
+:mod:`pruning.plan`). Without ``--checkpoint`` the dense model is trained first (``--epochs``)
+and its state dict saved as ``OUT/dense.pt`` for the next run. Writes ``OUT/bundle`` (atomic,
+via :meth:`ir.Bundle.save`) and ``OUT/summary.json``; prints the per-layer table and the
+accuracy before and after. Every bad input is a :class:`codesign.cli.UserError`: one line on
+stderr, exit status 2. Torch is imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["prune", "DATASETS"]
+
+DATASETS = ("mnist5k", "digits", "mnist1d")
+SCHEMES = ("unstructured", "filter", "column", "pattern", "bcr", "nm", "dense")
+
+
+def _user_error(message: str) -> Exception:
+    from codesign.cli import UserError  # imported here: codesign.cli imports this module
+
+    return UserError(" ".join(str(message).split()))
+
+
+def _pair(text: str | None, sep: str, option: str, example: str) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = text.lower().split(sep)
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise _user_error(f"{option} must look like {example}, not {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def _plan(scheme: str | None, ratio: float | None, sparsity: float | None, bits: int | None,
+          block: str | None, nm: str | None, scope: str | None, plan_path: Path | None) -> Any:
+    from pruning.plan import Plan, PlanError, load_plan
+
+    given = [o for o, v in (("--ratio", ratio), ("--sparsity", sparsity), ("--bits", bits),
+                            ("--block", block), ("--nm", nm), ("--scope", scope))
+             if v is not None]
+    if plan_path is not None:
+        if scheme is not None or given:
+            other = "--scheme" if scheme is not None else given[0]
+            raise _user_error(f"--plan cannot be combined with {other}; put every setting in "
+                              "the plan file")
+        try:
+            return load_plan(plan_path)
+        except PlanError as exc:
+            raise _user_error(str(exc)) from None
+    if scheme is None:
+        raise _user_error("give --scheme (with --ratio or --sparsity) or --plan FILE")
+    if scheme not in SCHEMES:
+        raise _user_error(f"unknown scheme {scheme!r}; allowed: {', '.join(SCHEMES)}")
+    if ratio is not None and not ratio > 1:
+        raise _user_error(f"--ratio must be a compression ratio greater than 1 (85 keeps 1/85 "
+                          f"of the weights), not {ratio:g}")
+    if sparsity is not None and not 0 <= sparsity < 1:
+        raise _user_error(f"--sparsity must be a number in [0, 1), not {sparsity:g}")
+    params: dict[str, Any] = {}
+    for option, value, kinds in (("--block", block, ("bcr",)), ("--nm", nm, ("nm",)),
+                                 ("--scope", scope, ("unstructured",))):
+        if value is not None and scheme not in kinds:
+            raise _user_error(f"{option} applies to --scheme {kinds[0]} only")
+    if block is not None:
+        params["block"] = list(_pair(block, "x", "--block", "8x16"))
+    if nm is not None:
+        params["n"], params["m"] = _pair(nm, ":", "--nm", "2:4")
+    if scheme == "unstructured":
+        params["scope"] = scope or "global"
+    try:
+        return Plan.uniform(scheme, ratio=ratio, sparsity=sparsity, bits=bits, **params)
+    except PlanError as exc:
+        raise _user_error(str(exc).removeprefix("default: ")) from None
+
+
+def _model(name: str, data: str | None, seed: int) -> tuple[Any, str]:
+    from pruning import zoo
+    from pruning.data import INPUT_SHAPES
+
+    if name not in zoo.MODELS:
+        raise _user_error(f"unknown model {name!r}; known: {', '.join(zoo.MODELS)}")
+    dataset = data or zoo.default_dataset(name)
+    if dataset is None:
+        raise _user_error(f"model {name!r} has no offline dataset; give --data")
+    kwargs = {"dataset": dataset} if name in ("lstm", "gru") else {}
+    model = zoo.build(name, seed=seed, **kwargs)
+    if tuple(model.input_shape) != tuple(INPUT_SHAPES[dataset]):
+        raise _user_error(f"model {name!r} reads inputs of shape {tuple(model.input_shape)}; "
+                          f"dataset {dataset!r} has {tuple(INPUT_SHAPES[dataset])}")
+    return model, dataset
+
+
+def _load_checkpoint(model: Any, path: Path) -> None:
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unreadable or malformed file is the user's error
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        first = reason.strip().splitlines()[0] if reason.strip() else type(exc).__name__
+        raise _user_error(f"cannot load checkpoint {path}: {first}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise _user_error(f"cannot load checkpoint {path}: not a state dict of tensors")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise _user_error(f"cannot load checkpoint {path}: it does not fit the model: "
+                          f"{str(exc).strip().splitlines()[-1].strip()}") from None
+
+
+def _save_state(model: Any, path: Path) -> None:
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(model.state_dict(), tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _kib(bits: int) -> str:
+    return f"{bits / 8192:,.1f} KiB"
+
+
+@click.command("prune")
+@click.option("--model", "model_name", required=True, metavar="NAME",
+              help="Zoo model: tinycnn, lenet5, vggsmall, resnet18, mobilenetv2, lstm, gru.")
+@click.option("--scheme", metavar="KIND", help=f"One scheme for every layer: {', '.join(SCHEMES)}.")
+@click.option("--ratio", type=float, help="Compression ratio (> 1): 85 keeps 1/85 of the weights.")
+@click.option("--sparsity", type=float, help="Pruned fraction in [0, 1) (instead of --ratio).")
+@click.option("--bits", type=int, help="Weight bits, 2 to 16 (default: float weights).")
+@click.option("--block", metavar="RxC", help="BCR block size, e.g. 8x16.")
+@click.option("--nm", metavar="N:M", help="N:M group sparsity, e.g. 2:4.")
+@click.option("--scope", type=click.Choice(["global", "layer"]),
+              help="Unstructured: one ratio over all layers together (default), or per layer.")
+@click.option("--plan", "plan_path", type=click.Path(path_type=Path),
+              help="Per-layer plan (.toml or .json) instead of --scheme.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option("--data", type=click.Choice(DATASETS), help="Dataset (default: the model's).")
+@click.option("--checkpoint", type=click.Path(path_type=Path),
+              help="Trained state dict (torch.save); loaded with weights_only=True.")
+@click.option("--epochs", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Dense training epochs when no --checkpoint is given.")
+@click.option("--admm-iters", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--admm-epochs", type=click.IntRange(min=0), default=1, show_default=True,
+              help="W-step epochs per ADMM iteration.")
+@click.option("--retrain-epochs", type=click.IntRange(min=0), default=3, show_default=True)
+@click.option("--rho", type=click.FloatRange(min=0, min_open=True), default=1e-2,
+              show_default=True, help="Initial ADMM penalty.")
+@click.option("--rho-factor", type=click.FloatRange(min=1), default=1.5, show_default=True,
+              help="rho is multiplied by this after every ADMM iteration (up to 1).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3,
+              show_default=True, help="Adam learning rate (training, ADMM, retraining).")
+@click.option("--quant", type=click.Choice(["joint", "two-phase"]), default="joint",
+              show_default=True, help="Quantize jointly with pruning, or after it.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
+def prune(model_name: str, scheme: str | None, ratio: float | None, sparsity: float | None,
+          bits: int | None, block: str | None, nm: str | None, scope: str | None,
+          plan_path: Path | None, out: Path,
+          data: str | None, checkpoint: Path | None, epochs: int, admm_iters: int,
+          admm_epochs: int, retrain_epochs: int, rho: float, rho_factor: float, lr: float,
+          quant: str, batch_size: int, seed: int, progress: bool) -> None:
+    """ADMM-compress a zoo model (pruning + quantization) and save the bundle."""
+    from codesign.flow import write_json
+    from codesign.report import print_table
+
+    plan = _plan(scheme, ratio, sparsity, bits, block, nm, scope, plan_path)
+    model, dataset = _model(model_name, data, seed)
+
+    import pandas as pd
+    import torch
+
+    from pruning import data as pdata
+    from pruning.compress import compress
+    from pruning.plan import PlanError, resolve
+    from pruning.train import evaluate, train
+
+    try:
+        plans = resolve(plan, model)
+    except PlanError as exc:
+        hint = ("; use --plan to give the other layers another scheme"
+                if scheme == "pattern" and "needs a 3x3 convolution" in str(exc) else "")
+        raise _user_error(f"{exc}{hint}") from None
+    if not plans:
+        raise _user_error("the plan reaches no layer of the model")
+    train_loader = pdata.loader(dataset, "train", batch_size=batch_size, seed=seed)
+    test_loader = pdata.loader(dataset, "test", batch_size=512)
+    if checkpoint is not None:
+        _load_checkpoint(model, checkpoint)
+        click.echo(f"loaded {checkpoint}: test accuracy {evaluate(model, test_loader):.2%}")
+    else:
+        click.echo(f"training dense {model_name} on {dataset} for {epochs} epochs ...")
+        with torch.enable_grad():
+            train(model, train_loader, epochs, lr=lr, seed=seed)
+        _save_state(model, out / "dense.pt")
+    result = compress(model, plans, train_loader, test_loader, epochs_admm=admm_epochs,
+                      admm_iters=admm_iters, retrain_epochs=retrain_epochs, rho=rho,
+                      rho_factor=rho_factor, lr=lr, quant=quant, seed=seed, progress=progress,
+                      model_name=model_name)
+    result.bundle.save(out / "bundle")
+    summary = result.summary() | {
+        "dataset": dataset, "checkpoint": str(checkpoint) if checkpoint else None,
+        "dense_epochs": None if checkpoint else epochs, "batch_size": batch_size,
+        "bundle": str(out / "bundle")}
+    write_json(out / "summary.json", summary)
+    cols = ["layer", "op", "scheme", "sparsity", "ratio", "bits", "nnz", "numel"]
+    print_table(pd.DataFrame([{k: r[k] for k in cols} for r in result.rows]),
+                title=f"{model_name} compressed ({dataset})")
+    t = result.totals()
+    ratio_text = f"{t['pruning_ratio']:.1f}x" if t["pruning_ratio"] else "all pruned"
+    click.echo(f"weights: {t['numel']:,} -> {t['nnz']:,} kept ({ratio_text} pruning); storage "
+               f"{_kib(t['dense_bits'])} -> {_kib(t['weight_bits'])} weights only, "
+               f"{_kib(t['weight_bits'] + t['index_bits'])} with index")
+    click.echo(f"accuracy ({dataset} test): before {result.accuracy_before:.2%}, after hard "
+               f"projection {result.accuracy_projected:.2%}, after retraining "
+               f"{result.accuracy_after:.2%}")
+    click.echo(f"wrote {out / 'bundle'} and {out / 'summary.json'}")

@@ -1,0 +1,60 @@
+"""Tables for people: per-layer summaries of a bundle as pandas DataFrames, printed with rich."""
+
+from __future__ import annotations
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from ir import Bundle, ConvShape, Layer, LinearShape
+
+__all__ = ["layer_table", "print_table", "shape_text", "scheme_text"]
+
+
+def shape_text(layer: Layer) -> str:
+    """A compact shape, e.g. ``16x8x3x3 s1 p1`` or ``48x64`` or ``lstm 128->256``."""
+    s = layer.shape
+    if isinstance(s, ConvShape):
+        g = f" g{s.groups}" if s.groups != 1 else ""
+        return (f"{s.out_channels}x{s.in_channels // s.groups}x{s.kernel[0]}x{s.kernel[1]}"
+                f" s{s.stride[0]} p{s.padding[0]}{g}")
+    if isinstance(s, LinearShape):
+        return f"{s.out_features}x{s.in_features}"
+    return f"{s.input_size}->{s.hidden_size}"
+
+
+def scheme_text(layer: Layer) -> str:
+    """The scheme and its parameters in one short string."""
+    rec = layer.scheme.to_json()
+    kind = rec.pop("kind")
+    if kind == "pattern":
+        rec["patterns"] = len(rec["patterns"])
+    params = ",".join(f"{k}={v}" for k, v in rec.items())
+    return f"{kind}({params})" if params else kind
+
+
+def layer_table(bundle: Bundle) -> pd.DataFrame:
+    """One row per layer: op, shape, scheme, density, bits, storage with and without index."""
+    rows = []
+    for layer in bundle.layers:
+        st = layer.stats
+        rows.append({
+            "layer": layer.name, "op": layer.op, "shape": shape_text(layer),
+            "scheme": scheme_text(layer), "nnz": st.nnz, "density": round(st.density, 4),
+            "bits": layer.quant.bits if layer.quant else 32,
+            "weights_kib": round(st.weight_bits / 8192, 3),
+            "with_index_kib": round(st.storage_bits / 8192, 3),
+            "break_even": layer.break_even,
+        })
+    return pd.DataFrame(rows)
+
+
+def print_table(df: pd.DataFrame, title: str | None = None, console: Console | None = None) -> None:
+    """Print a DataFrame as a rich table (plain text when not on a terminal)."""
+    table = Table(title=title)
+    for col in df.columns:
+        table.add_column(str(col), justify="right" if df[col].dtype.kind in "iuf" else "left")
+    for _, row in df.iterrows():
+        table.add_row(*("-" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
+                        for v in row))
+    (console or Console(width=120)).print(table)

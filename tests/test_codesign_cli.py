@@ -1,0 +1,109 @@
+"""The command line: help, exit codes, one-line user errors, inspect, verilog, doctor."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from codesign.cli import main
+from pruning.export import export_model
+from pruning.zoo import build
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "bundle"
+    export_model(build("tinycnn"), "tinycnn", bits=8).save(path)
+    return path
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_user_error(code, err, text):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("codesign: error: ")
+    assert text in lines[0]
+    assert "Traceback" not in err
+
+
+def test_help_shows_examples(capsys):
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    assert "Examples:" in out and "codesign demo --out out/demo" in out
+    for cmd in ("doctor", "inspect", "verilog", "demo"):
+        assert cmd in out
+
+
+def test_unknown_command_and_option(capsys):
+    code, _, err = run(capsys, "frobnicate")
+    assert_user_error(code, err, "No such command 'frobnicate'")
+    code, _, err = run(capsys, "verilog", "--rows", "4", "--cols", "4", "--lanes", "0",
+                       "--out", "x")
+    assert_user_error(code, err, "Invalid value for '--lanes'")
+
+
+def test_inspect_table(capsys, bundle_dir):
+    code, out, err = run(capsys, "inspect", str(bundle_dir))
+    assert code == 0, err
+    for name in ("conv1", "conv2", "fc1", "fc2"):
+        assert name in out
+    assert "conv2d" in out and "linear" in out and "dense" in out
+
+
+def test_inspect_bad_bundle(capsys, tmp_path, bundle_dir):
+    code, _, err = run(capsys, "inspect", str(tmp_path / "missing"))
+    assert_user_error(code, err, f"cannot load bundle: {tmp_path / 'missing'}: not a bundle "
+                                 "directory")
+    broken = tmp_path / "broken"
+    shutil.copytree(bundle_dir, broken)
+    m = json.loads((broken / "manifest.json").read_text())
+    m["layers"][0]["op"] = "matmul"
+    (broken / "manifest.json").write_text(json.dumps(m))
+    code, _, err = run(capsys, "inspect", str(broken))
+    assert_user_error(code, err, "layer 'conv1': field 'op': unknown op 'matmul'")
+
+
+def test_verilog_writes_files(capsys, tmp_path):
+    code, out, err = run(capsys, "verilog", "--rows", "10", "--cols", "7", "--lanes", "4",
+                         "--name", "3bad name", "--out", str(tmp_path / "v"))
+    assert code == 0, err
+    files = sorted(p.name for p in (tmp_path / "v").iterdir())
+    assert len(files) == 2 and files[0].endswith(".json") and files[1].endswith(".v")
+    text = (tmp_path / "v" / files[1]).read_text()
+    assert "module" in text and "3bad name" not in text
+
+
+def test_doctor_ok_here(capsys):
+    code, out, _ = run(capsys, "doctor")
+    assert code == 0
+    assert "verilator" in out and "iverilog" in out and "OK" in out
+
+
+def test_doctor_missing_tool_exits_1(capsys, monkeypatch):
+    import sim.toolchain as tc
+
+    real = tc.check_tools()
+    broken = [type(s)(**{**s.__dict__, "ok": False, "detail": "not found"})
+              if s.name == "iverilog" else s for s in real]
+    monkeypatch.setattr(tc, "check_tools", lambda: broken)
+    code, out, err = run(capsys, "doctor")
+    assert code == 1
+    assert "MISSING" in out and "apt-get install -y iverilog" in out
+    assert "a required tool is missing" in err
+
+
+def test_console_script_exit_code(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "codesign.cli", "inspect", str(tmp_path)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

@@ -1,0 +1,130 @@
+"""``codesign prune``: a tiny run on digits writes the bundle; bad input is one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from codesign.cli import main
+from ir import Bundle
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _gradients_on():
+    """Another test module (tests/test_ir_golden.py) disables gradients globally at import."""
+    with torch.enable_grad():
+        yield
+
+TINY = ["--model", "tinycnn", "--epochs", "1", "--admm-iters", "2", "--retrain-epochs", "1",
+        "--no-progress"]
+
+
+def run(capsys, *argv):
+    code = main(["prune", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_user_error(code, err, text):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0] == f"codesign: error: {text}"
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("prune") / "out"
+    code = main(["prune", *TINY, "--scheme", "unstructured", "--ratio", "4", "--bits", "4",
+                 "--out", str(out)])
+    return code, out
+
+
+def test_prune_on_digits_writes_bundle_and_summary(first_run, capsys):
+    code, out = first_run
+    assert code == 0
+    bundle = Bundle.load(out / "bundle")
+    assert [x.name for x in bundle.layers] == ["conv1", "conv2", "fc1", "fc2"]
+    assert all(x.quant.bits == 4 and x.scheme.kind == "unstructured" for x in bundle.layers)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dataset"] == "digits" and summary["totals"]["nnz"] == 1194
+    assert set(summary["accuracy"]) == {"before", "projected", "after"}
+    assert len(summary["admm"]) == 2 and summary["settings"]["admm_iters"] == 2
+    assert isinstance(torch.load(out / "dense.pt", weights_only=True), dict)
+
+
+def test_prune_with_plan_and_checkpoint_prints_table(first_run, capsys, tmp_path):
+    _, first = first_run
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[default]\nscheme = "unstructured"\nratio = 2\n\n'
+                    '[layers.fc1]\nscheme = "bcr"\nblock = [8, 16]\nratio = 4\nbits = 6\n')
+    code, out, err = run(capsys, *TINY, "--plan", str(plan), "--checkpoint",
+                         str(first / "dense.pt"), "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    assert f"loaded {first / 'dense.pt'}: test accuracy" in out
+    for text in ("layer", "scheme", "sparsity", "bits", "nnz", "bcr(8x16)", "unstructured",
+                 "accuracy (digits test): before", "after retraining", "weights only"):
+        assert text in out
+    assert Bundle.load(tmp_path / "o" / "bundle").layer("fc1").quant.bits == 6
+    assert not (tmp_path / "o" / "dense.pt").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--scheme", "unstructured", "--ratio", "0.5"],
+     "--ratio must be a compression ratio greater than 1 (85 keeps 1/85 of the weights), not 0.5"),
+    (["--scheme", "unstructured", "--sparsity", "1.5"],
+     "--sparsity must be a number in [0, 1), not 1.5"),
+    (["--scheme", "sparse", "--ratio", "4"],
+     "unknown scheme 'sparse'; allowed: unstructured, filter, column, pattern, bcr, nm, dense"),
+    (["--ratio", "4"], "give --scheme (with --ratio or --sparsity) or --plan FILE"),
+    (["--scheme", "unstructured", "--ratio", "4", "--bits", "1"],
+     "bits must be an integer from 2 to 16 (or false for float weights), not 1"),
+    (["--scheme", "unstructured", "--ratio", "4", "--block", "8x16"],
+     "--block applies to --scheme bcr only"),
+    (["--scheme", "bcr", "--ratio", "4", "--block", "8by16"],
+     "--block must look like 8x16, not '8by16'"),
+    (["--scheme", "bcr", "--ratio", "4"],
+     "layer 'conv1': BCR block 8x16 is larger than the 8x9 weight matrix"),
+    (["--scheme", "pattern"],
+     "layer 'fc1': the pattern scheme needs a 3x3 convolution, not a linear layer; use --plan "
+     "to give the other layers another scheme"),
+])
+def test_bad_options_are_one_line_exit_2(capsys, tmp_path, argv, message):
+    code, _, err = run(capsys, "--model", "tinycnn", "--out", str(tmp_path / "o"), *argv)
+    assert_user_error(code, err, message)
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_model_plan_and_checkpoint(capsys, tmp_path):
+    out = str(tmp_path / "o")
+    code, _, err = run(capsys, "--model", "alexnet", "--scheme", "unstructured", "--ratio", "4",
+                       "--out", out)
+    assert_user_error(code, err, "unknown model 'alexnet'; known: tinycnn, lenet5, vggsmall, "
+                                 "resnet18, mobilenetv2, vgg16, lstm, gru")
+    code, _, err = run(capsys, "--model", "lenet5", "--data", "digits", "--scheme",
+                       "unstructured", "--ratio", "4", "--out", out)
+    assert_user_error(code, err, "model 'lenet5' reads inputs of shape (1, 28, 28); dataset "
+                                 "'digits' has (1, 8, 8)")
+    missing = tmp_path / "plan.toml"
+    code, _, err = run(capsys, "--model", "tinycnn", "--plan", str(missing), "--out", out)
+    assert_user_error(code, err, f"cannot read plan {missing}: No such file or directory")
+    code, _, err = run(capsys, "--model", "tinycnn", "--plan", str(missing), "--bits", "4",
+                       "--out", out)
+    assert_user_error(code, err, "--plan cannot be combined with --bits; put every setting in "
+                                 "the plan file")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    code, _, err = run(capsys, "--model", "tinycnn", "--scheme", "unstructured", "--ratio", "4",
+                       "--checkpoint", str(junk), "--out", out)
+    assert code == 2 and err.startswith(f"codesign: error: cannot load checkpoint {junk}: ")
+    assert len(err.strip().splitlines()) == 1
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"fc1.weight": torch.zeros(3, 3)}, wrong)
+    code, _, err = run(capsys, "--model", "tinycnn", "--scheme", "unstructured", "--ratio", "4",
+                       "--checkpoint", str(wrong), "--out", out)
+    assert code == 2 and err.startswith(f"codesign: error: cannot load checkpoint {wrong}: it "
+                                        "does not fit the model: ")
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
