@@ -43,30 +43,69 @@ def emit_dense(rows: int, cols: int, lanes: int, weight_bits: int, act_bits: int
     return Path(v), Path(j)
 
 
+#: The demo's plan: every scheme the hardware will run, on TinyCNN's four layers.
+DEMO_PLAN = {
+    "default": {"scheme": "dense", "bits": 8},
+    "layers": {
+        "conv2": {"scheme": "pattern", "library_size": 8, "connectivity": 0.25},
+        "fc1": {"scheme": "bcr", "block": [8, 16], "row_sparsity": 0.5, "col_sparsity": 0.5},
+        "fc2": {"scheme": "unstructured", "sparsity": 0.6},
+    },
+}
+
+
+def compress_demo_model(seed: int = 0, epochs: int = 10, admm_iters: int = 3,
+                        retrain_epochs: int = 3, progress: bool = False):
+    """Train TinyCNN on scikit-learn's digits and ADMM-compress it by :data:`DEMO_PLAN`.
+
+    Returns the :class:`pruning.compress.CompressResult` (bundle, accuracies, table rows).
+    """
+    from pruning.compress import compress
+    from pruning.data import loader
+    from pruning.plan import Plan
+    from pruning.train import train
+    from pruning.zoo import RECIPES, build
+
+    recipe = RECIPES["tinycnn"]
+    model = build("tinycnn", seed=seed)
+    train_loader = loader("digits", "train", batch_size=int(recipe["batch_size"]), seed=seed)
+    test_loader = loader("digits", "test", batch_size=256)
+    train(model, train_loader, epochs=epochs, lr=float(recipe["lr"]), seed=seed)
+    return compress(model, Plan.from_dict(DEMO_PLAN), train_loader, test_loader,
+                    admm_iters=admm_iters, retrain_epochs=retrain_epochs,
+                    lr=float(recipe["lr"]), seed=seed, progress=progress, model_name="tinycnn")
+
+
 def run_demo(out: Path, simulator: str = "verilator", lanes: int = 8, seed: int = 0,
              echo: Callable[[str], None] = print) -> bool:
     """The end-to-end demo; returns True when outputs and cycles match the references.
 
-    Builds a bundle from a randomly initialised TinyCNN (8-bit weights), saves it to
-    ``out/bundle``, prints its table, emits the dense engine for its ``fc1`` layer, simulates the
-    layer on ``simulator`` for a batch of random 8-bit activations, and checks the outputs against
-    ``ir.golden.linear`` and the cycle count against ``hw.dense.dense_cycles``.
+    1. Compression: trains TinyCNN on scikit-learn's digits, ADMM-compresses it with
+       :data:`DEMO_PLAN` (pattern, BCR and unstructured pruning, 8-bit weights), saves the bundle
+       to ``out/bundle`` and prints its table and the accuracy before and after.
+    2. Hardware: emits the dense engine for the bundle's ``fc1`` layer into ``out/verilog``,
+       simulates that layer on ``simulator`` for a batch of random 8-bit activations, and checks
+       the outputs against ``ir.golden.linear`` and the cycles against ``hw.dense.dense_cycles``.
     """
     from codesign.report import layer_table, print_table
     from hw.dense import dense_cycles
     from ir import Bundle
     from ir.golden import linear
-    from pruning.export import export_model
-    from pruning.zoo import build
     from sim.dense import run_dense
 
     out = Path(out)
     bits = 8
-    model = build("tinycnn", seed=seed)
-    bundle = export_model(model, "tinycnn", bits=bits)
-    bundle.save(out / "bundle")
+    echo("compressing TinyCNN (scikit-learn digits) with ADMM: pattern, BCR, unstructured, "
+         f"{bits}-bit weights ...")
+    result = compress_demo_model(seed=seed)
+    result.bundle.save(out / "bundle")
     bundle = Bundle.load(out / "bundle")
     print_table(layer_table(bundle), title=f"bundle {out / 'bundle'}")
+    totals = result.totals()
+    echo(f"accuracy (digits test): dense {result.accuracy_before:.2%}, compressed "
+         f"{result.accuracy_after:.2%}; kept {totals['nnz']:,} of {totals['numel']:,} weights "
+         f"({totals['pruning_ratio']:.2f}x); storage {totals['storage_reduction_weights']:.1f}x "
+         f"smaller (weights only), {totals['storage_reduction_with_index']:.1f}x with index")
 
     layer = bundle.layer("fc1")
     qw = np.asarray(layer.tensors["qweight"], dtype=np.int64)
@@ -75,8 +114,9 @@ def run_demo(out: Path, simulator: str = "verilator", lanes: int = 8, seed: int 
     rng = np.random.default_rng(seed)
     qmax = 2 ** (bits - 1) - 1
     xs = rng.integers(-qmax, qmax + 1, size=(4, cols), dtype=np.int64)
-    echo(f"simulating layer fc1 ({rows}x{cols}) on the dense engine, {lanes} lanes, "
-         f"{bits}-bit, {simulator}, {len(xs)} input vectors ...")
+    echo(f"simulating layer fc1 ({rows}x{cols}, {layer.scheme.kind}, density "
+         f"{layer.stats.density:.2f}) on the dense engine, {lanes} lanes, {bits}-bit, "
+         f"{simulator}, {len(xs)} input vectors ...")
     outputs, cycles = run_dense(qw, xs, lanes=lanes, weight_bits=bits, act_bits=bits,
                                 simulator=simulator)
     golden = linear(qw, xs)
@@ -89,6 +129,7 @@ def run_demo(out: Path, simulator: str = "verilator", lanes: int = 8, seed: int 
          f"({'match' if cycles_match else 'MISMATCH'}); ideal MACs/lanes {macs / lanes:.1f}, "
          f"utilisation {macs / lanes / model_cycles:.1%}")
     write_json(out / "demo.json", {
+        "accuracy_dense": result.accuracy_before, "accuracy_compressed": result.accuracy_after,
         "layer": "fc1", "rows": rows, "cols": cols, "lanes": lanes, "bits": bits,
         "simulator": simulator, "rtl_cycles": [int(c) for c in cycles],
         "model_cycles": model_cycles, "outputs_match": outputs_match,

@@ -24,13 +24,19 @@ def shape_text(layer: Layer) -> str:
 
 
 def scheme_text(layer: Layer) -> str:
-    """The scheme and its parameters in one short string."""
+    """The scheme and its parameters in one short string, e.g. ``bcr 8x16 r0.5 c0.5``."""
     rec = layer.scheme.to_json()
     kind = rec.pop("kind")
     if kind == "pattern":
-        rec["patterns"] = len(rec["patterns"])
-    params = ",".join(f"{k}={v}" for k, v in rec.items())
-    return f"{kind}({params})" if params else kind
+        return f"pattern {len(rec['patterns'])}p conn{rec['connectivity']:g}"
+    if kind == "bcr":
+        return (f"bcr {rec['block'][0]}x{rec['block'][1]} r{rec['row_ratio']:g} "
+                f"c{rec['col_ratio']:g}")
+    if kind == "nm":
+        return f"nm {rec['n']}:{rec['m']}"
+    if "sparsity" in rec:
+        return f"{kind} s{rec['sparsity']:g}"
+    return kind
 
 
 def layer_table(bundle: Bundle) -> pd.DataFrame:
@@ -57,4 +63,4 @@ def print_table(df: pd.DataFrame, title: str | None = None, console: Console | N
     for _, row in df.iterrows():
         table.add_row(*("-" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
                         for v in row))
-    (console or Console(width=120)).print(table)
+    (console or Console(width=140)).print(table)
