@@ -1,0 +1,625 @@
+"""Block column-row (BCR) sparse matrix-vector engine.
+
+:class:`BCRMatVec` computes ``y = W @ x`` for a weight matrix stored in the BCR compact form of
+:mod:`ir.bcr` (per stored block: kept row indices, kept column indices, dense
+``kept rows x kept columns`` sub-block). Blocks with nothing kept are absent from the metadata
+and cost nothing. ``P = lanes`` MAC lanes work on ``P`` kept rows of a block in parallel: a block
+with ``nr`` kept rows and ``nc`` kept columns is ``ceil(nr / P)`` *row groups* of ``nc``
+*items*, one item (one kept column of one row group) per cycle, with no bubble between row
+groups or blocks.
+
+Microarchitecture
+-----------------
+A single flat stream of items runs through a four-stage pipeline:
+
+* **issue**: counters (block ``k``, row group ``g``, kept column ``j``) address the column-index
+  memory at ``col_ptr + j``; the next block's metadata is prefetched (the metadata memory is read
+  at ``k + 1`` continuously, ``k + 2`` on a block change), so a block boundary costs no cycle;
+* **gather**: the kept column index arrives; the activation memory is read at
+  ``block_col * bc + index`` and the value memory at the item's (sequential) address;
+* **multiply**: the broadcast activation times the ``P`` weights of the item's value word;
+* **accumulate / scatter**: each lane accumulates over the ``nc`` items of its row group; on the
+  last item the ``P`` lane sums are scatter-added, by the row group's kept row indices (read from
+  the row-index memory), into ``br`` local block-row accumulators; on the last item of the last
+  block of a block row, the updated accumulators are written to the output memory as one word
+  (address ``block_row``) and cleared.
+
+Blocks must come grouped by block row (``ir.bcr.encode_bcr`` stores them row-major;
+:func:`pack_bcr` sorts them stably by block row). Block rows without any stored block are never
+written: a per-block-row *written* bit, cleared at ``start``, makes the output port read zero
+for them.
+
+Hence :func:`bcr_cycles`: ``sum over stored blocks of ceil(nr / P) * nc + PIPELINE_LATENCY``
+(``PIPELINE_LATENCY = 4``: one metadata prefetch cycle and three pipeline stages after issue),
+or ``0`` when ``rows``, ``cols`` or ``blocks`` is zero (``done`` at once, all outputs zero).
+Every lane does useful work on every item when the kept rows of each block are a multiple of
+``P``; otherwise the last row group of a block leaves ``ceil(nr / P) * P - nr`` lanes idle
+(e.g. 5 kept rows on 4 lanes take 2 groups), which shows in the cycles.
+
+Memory map (see :meth:`BCRMatVec.memory_map`)
+---------------------------------------------
+With the blocks ``k = 0..n-1`` in block-row order, ``nr_k``/``nc_k`` kept rows/columns,
+``ng_k = ceil(nr_k / P)``, and running offsets ``C_k = sum_{i<k} nc_i``,
+``R_k = sum_{i<k} ng_i``, ``V_k = sum_{i<k} ng_i * nc_i``:
+
+* ``meta`` (write, depth ``max_blocks``): word ``k`` is the struct ``block_row``, ``block_col``,
+  ``groups = ng_k``, ``ncols = nc_k`` (fields in that order from the least significant bit, widths
+  in :func:`bcr_field_widths`);
+* ``col_index`` (write, depth ``max_blocks * bc``): word ``C_k + j`` is block ``k``'s ``j``-th
+  kept column index within the block (unsigned);
+* ``row_index`` (write, depth ``max_blocks * ceil(br / P)``): word ``R_k + g`` holds in lane ``p``
+  the kept row index ``g * P + p`` of block ``k`` within the block, or ``br`` (no row) past
+  ``nr_k`` (``P`` unsigned fields);
+* ``values`` (write, depth ``max_value_words``): word ``V_k + g * nc_k + j`` holds in lane ``p``
+  the weight at kept row ``g * P + p`` and kept column ``j`` of block ``k`` (``P`` signed
+  ``weight_bits`` fields, zero past ``nr_k``);
+* ``activations`` (write, depth ``max_cols``): address ``c`` holds ``x[c]``;
+* ``outputs`` (read, depth ``ceil(max_rows / br)``): word ``b`` holds ``y[b * br + i]`` in lane
+  ``i < br``, wrapped to ``acc_bits`` bits; synchronous read.
+
+All multi-field words have lane/field 0 in the least significant bits. Memories must only be
+written (and outputs read) while the engine is not ``busy``.
+
+Lint
+----
+``verilator --lint-only -Wall`` reports only the classes waived for :mod:`hw.dense`
+(``PROCASSINIT``, ``UNUSEDSIGNAL``, ``WIDTHEXPAND``, ``WIDTHTRUNC``), for the same reasons
+(register initialisers, Amaranth's alias wires, minimal-width constants and intended
+truncations such as the metadata prefetch address ``k + 2`` wrapping past the last block).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory, ReadPort, WritePort
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from hw.dense import CYCLE_COUNTER_BITS, _check_int
+from ir.bcr import BCRMatrix
+
+__all__ = [
+    "BCRMatVec", "BCRImages", "check_bcr_parameters", "bcr_cycles", "bcr_items", "pack_bcr",
+    "pack_fields", "bcr_field_widths", "PIPELINE_LATENCY",
+]
+
+#: Cycles from ``start`` to ``done`` beyond one per item: metadata prefetch plus three stages.
+PIPELINE_LATENCY = 4
+
+
+def _bits(n: int) -> int:
+    """Width of an unsigned field holding ``range(n)`` values, at least 1."""
+    return max(1, ceil_log2(max(n, 1)))
+
+
+def _check_block(block: Any) -> tuple[int, int]:
+    msg = f"Block must be a pair of positive integers, not {block!r}"
+    if not isinstance(block, (tuple, list)) or len(block) != 2 or any(
+            isinstance(b, bool) or not isinstance(b, (int, np.integer)) for b in block):
+        raise TypeError(msg)
+    if min(block) < 1:
+        raise ValueError(msg)
+    return int(block[0]), int(block[1])
+
+
+def bcr_field_widths(lanes: int, block: tuple[int, int], max_rows: int, max_cols: int
+                     ) -> dict[str, int]:
+    """Widths of the unsigned fields of the ``meta``, ``col_index`` and ``row_index`` words.
+
+    Returns
+    -------
+    dict
+        ``block_row``, ``block_col``, ``groups``, ``ncols`` (the ``meta`` struct, in field order
+        from the least significant bit), ``col_index`` and ``row_index`` (one lane field).
+    """
+    br, bc = block
+    gmax = -(-br // lanes)
+    return {
+        "block_row": _bits(-(-max_rows // br)),
+        "block_col": _bits(-(-max_cols // bc)),
+        "groups": _bits(gmax + 1),
+        "ncols": _bits(bc + 1),
+        "col_index": _bits(bc),
+        "row_index": _bits(br + 1),
+    }
+
+
+def check_bcr_parameters(lanes: int, *, block: tuple[int, int] = (8, 16), weight_bits: int = 8,
+                         act_bits: int = 8, acc_bits: int = 32, max_rows: int = 64,
+                         max_cols: int = 64, max_blocks: int | None = None,
+                         max_value_words: int | None = None) -> dict[str, Any]:
+    """Validate :class:`BCRMatVec` parameters without building anything.
+
+    ``max_blocks`` defaults to the whole block grid ``ceil(max_rows / br) * ceil(max_cols / bc)``
+    and ``max_value_words`` to ``max_blocks * ceil(br / lanes) * bc`` (every block fully kept).
+
+    Returns
+    -------
+    dict
+        The parameters as plain ints (``block`` as a tuple), keyed by argument name, with the
+        defaults filled in.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Messages in Amaranth's style, e.g. ``"Lanes must be a positive integer, not 0"`` or
+        ``"Maximum blocks must be an integer between 1 and 16, not 17"``.
+    """
+    params: dict[str, Any] = {
+        "lanes": _check_int(lanes, "Lanes", 1),
+        "block": _check_block(block),
+        "weight_bits": _check_int(weight_bits, "Weight width", 2, 16),
+        "act_bits": _check_int(act_bits, "Activation width", 2, 16),
+        "acc_bits": _check_int(acc_bits, "Accumulator width", 2, 64),
+        "max_rows": _check_int(max_rows, "Maximum rows", 1),
+        "max_cols": _check_int(max_cols, "Maximum columns", 1),
+    }
+    (br, bc), P = params["block"], params["lanes"]
+    grid = -(-params["max_rows"] // br) * -(-params["max_cols"] // bc)
+    params["max_blocks"] = grid if max_blocks is None else _check_int(
+        max_blocks, "Maximum blocks", 1, grid)
+    cap = params["max_blocks"] * -(-br // P) * bc
+    params["max_value_words"] = cap if max_value_words is None else _check_int(
+        max_value_words, "Maximum value words", 1, cap)
+    worst = params["max_value_words"] + PIPELINE_LATENCY
+    if worst >= 1 << CYCLE_COUNTER_BITS:
+        raise ValueError(f"Maximum of {params['max_value_words']} value words takes {worst} "
+                         f"cycles, more than the {CYCLE_COUNTER_BITS}-bit cycle counter holds")
+    return params
+
+
+def _check_bcr_matrix(bcr: Any) -> BCRMatrix:
+    if not isinstance(bcr, BCRMatrix):
+        raise TypeError(f"BCR matrix must be an ir.bcr.BCRMatrix, not {type(bcr).__name__}")
+    return bcr
+
+
+def bcr_items(bcr: BCRMatrix, lanes: int) -> int:
+    """Items (value words) of ``bcr`` on ``lanes`` lanes: ``sum_k ceil(nr_k / P) * nc_k``."""
+    bcr = _check_bcr_matrix(bcr)
+    lanes = _check_int(lanes, "Lanes", 1)
+    nr, nc = np.diff(bcr.row_ptr), np.diff(bcr.col_ptr)
+    return int(np.sum(-(-nr // lanes) * nc))
+
+
+def bcr_cycles(bcr: BCRMatrix, lanes: int) -> int:
+    """Cycle model of :class:`BCRMatVec`: cycles from ``start`` to ``done``.
+
+    Parameters
+    ----------
+    bcr : ir.bcr.BCRMatrix
+        The layer's structure (values do not matter).
+    lanes : int
+        Number of MAC lanes ``P``.
+
+    Returns
+    -------
+    int
+        ``sum over stored blocks of ceil(kept_rows / P) * kept_cols + PIPELINE_LATENCY``, or
+        ``0`` if the matrix has no rows, no columns or no stored block. Equal to the RTL's
+        ``cycles`` output.
+    """
+    items = bcr_items(bcr, lanes)
+    if bcr.shape[0] == 0 or bcr.shape[1] == 0 or bcr.block_count == 0:
+        return 0
+    return items + PIPELINE_LATENCY
+
+
+class BCRImages(NamedTuple):
+    """Memory images of one BCR matrix, as lane/field values (one row per memory word).
+
+    Attributes
+    ----------
+    meta : numpy.ndarray
+        ``(n_blocks, 4)`` int64: ``block_row, block_col, groups, ncols`` per block.
+    col_index : numpy.ndarray
+        ``(sum nc, 1)`` int64 kept column indices within their block.
+    row_index : numpy.ndarray
+        ``(sum ng, P)`` int64 kept row indices within their block, ``br`` for padding lanes.
+    values : numpy.ndarray
+        ``(sum ng * nc, P)`` int64 weights (zero in padding lanes).
+    rows, cols, blocks : int
+        Runtime ``rows``, ``cols`` and ``blocks`` inputs.
+    """
+
+    meta: np.ndarray
+    col_index: np.ndarray
+    row_index: np.ndarray
+    values: np.ndarray
+    rows: int
+    cols: int
+    blocks: int
+
+
+def pack_bcr(bcr: BCRMatrix, lanes: int) -> BCRImages:
+    """Lay out a BCR matrix for the engine's memories (see the module docstring).
+
+    Blocks are taken in stable block-row order. Turn rows into memory words with
+    :func:`pack_fields` (``meta``, ``col_index``, ``row_index``: unsigned fields of
+    :func:`bcr_field_widths`) or :func:`hw.dense.pack_words` (``values``: signed).
+    """
+    bcr = _check_bcr_matrix(bcr)
+    P = _check_int(lanes, "Lanes", 1)
+    br, _ = bcr.block
+    order = np.argsort(bcr.block_row, kind="stable")
+    meta, cols, rows, vals = [], [], [], []
+    blocks = list(bcr.blocks())
+    for k in order:
+        r, c, rows_abs, cols_abs, sub = blocks[k]
+        nr, nc = sub.shape
+        ng = -(-nr // P)
+        meta.append((r, c, ng, nc))
+        cols.extend(int(v) for v in cols_abs - c * bcr.block[1])
+        ridx = np.full(ng * P, br, dtype=np.int64)
+        ridx[:nr] = rows_abs - r * br
+        rows.append(ridx.reshape(ng, P))
+        padded = np.zeros((ng * P, nc), dtype=np.int64)
+        padded[:nr] = sub
+        # (g, p, j) -> (g, j, p)
+        vals.append(padded.reshape(ng, P, nc).transpose(0, 2, 1).reshape(ng * nc, P))
+    return BCRImages(
+        meta=np.array(meta, dtype=np.int64).reshape(-1, 4),
+        col_index=np.array(cols, dtype=np.int64).reshape(-1, 1),
+        row_index=np.concatenate(rows) if rows else np.zeros((0, P), dtype=np.int64),
+        values=np.concatenate(vals) if vals else np.zeros((0, P), dtype=np.int64),
+        rows=bcr.shape[0], cols=bcr.shape[1], blocks=bcr.block_count)
+
+
+def pack_fields(values: Any, widths: Any) -> list[int]:
+    """Concatenate unsigned fields into words, field 0 in the least significant bits.
+
+    Parameters
+    ----------
+    values : array-like of int, shape ``(n, fields)``
+    widths : int or sequence of int
+        Width of every field, or of each field.
+
+    Raises
+    ------
+    ValueError
+        If a value is negative or does not fit its field.
+    """
+    arr = np.asarray(values, dtype=np.int64)
+    if arr.ndim != 2:
+        raise ValueError(f"Field values must be 2-dimensional, not of shape {arr.shape}")
+    ws = [int(widths)] * arr.shape[1] if np.ndim(widths) == 0 else [int(w) for w in widths]
+    if len(ws) != arr.shape[1]:
+        raise ValueError(f"{len(ws)} field widths do not match {arr.shape[1]} fields")
+    words = []
+    for row in arr.tolist():
+        word, shift = 0, 0
+        for v, w in zip(row, ws, strict=True):
+            if v < 0 or v >= 1 << w:
+                raise ValueError(f"Field value {v} does not fit in {w} unsigned bits")
+            word |= v << shift
+            shift += w
+        words.append(word)
+    return words
+
+
+class BCRMatVec(wiring.Component):
+    """BCR sparse matrix-vector engine with ``lanes`` MAC lanes.
+
+    Computes ``y[r] = sum_c W[r, c] * x[c]`` (wrapped to ``acc_bits`` bits) for the BCR matrix
+    the bench writes into the ``meta``, ``col_index``, ``row_index`` and ``values`` memories
+    (see the module docstring and :func:`pack_bcr`), taking :func:`bcr_cycles` cycles.
+
+    Parameters
+    ----------
+    lanes : int
+        Number of MAC lanes ``P``; they work on ``P`` kept rows of a block at a time.
+    block : (int, int)
+        Block size ``(br, bc)``, fixed per build.
+    weight_bits, act_bits : int
+        Signed widths, 2 to 16.
+    acc_bits : int
+        Accumulator and output width, 2 to 64.
+    max_rows, max_cols : int
+        Largest shape one build serves.
+    max_blocks : int, optional
+        Depth of the ``meta`` memory: most stored blocks (default: the whole block grid).
+    max_value_words : int, optional
+        Depth of the ``values`` memory: most items ``sum ceil(nr/P) * nc`` (default: every
+        block fully kept).
+
+    Members
+    -------
+    start : ``In(1)``
+        Pulse (while not ``busy``) to latch ``blocks`` and start; ignored while ``busy``.
+    rows, cols, blocks : ``In``
+        Runtime shape and number of stored blocks, sampled at ``start``; zero in any sets
+        ``done`` at once with ``cycles == 0`` and every output zero (the metadata alone
+        drives the run otherwise).
+    busy, done : ``Out(1)``
+    cycles : ``Out(32)``
+        Equals :func:`bcr_cycles`.
+    meta_wr, col_wr, row_wr, w_wr, x_wr : ``Out(WritePort.Signature(...))``
+        Bench write ports.
+    out_rd : ``Out(ReadPort.Signature(...))``
+        Bench read port of the outputs (``br`` signed lanes per word); drive ``en`` high.
+    """
+
+    def __init__(self, lanes: int, *, block: tuple[int, int] = (8, 16), weight_bits: int = 8,
+                 act_bits: int = 8, acc_bits: int = 32, max_rows: int = 64, max_cols: int = 64,
+                 max_blocks: int | None = None, max_value_words: int | None = None) -> None:
+        p = check_bcr_parameters(lanes, block=block, weight_bits=weight_bits, act_bits=act_bits,
+                                 acc_bits=acc_bits, max_rows=max_rows, max_cols=max_cols,
+                                 max_blocks=max_blocks, max_value_words=max_value_words)
+        self.lanes = p["lanes"]
+        self.block = p["block"]
+        self.weight_bits = p["weight_bits"]
+        self.act_bits = p["act_bits"]
+        self.acc_bits = p["acc_bits"]
+        self.max_rows = p["max_rows"]
+        self.max_cols = p["max_cols"]
+        self.max_blocks = p["max_blocks"]
+        self.max_value_words = p["max_value_words"]
+        br, bc = self.block
+        P = self.lanes
+        self.max_groups = -(-br // P)
+        self.grid_rows = -(-self.max_rows // br)
+        self.widths = bcr_field_widths(P, self.block, self.max_rows, self.max_cols)
+
+        self.meta_depth = max(2, self.max_blocks)
+        self.col_depth = max(2, self.max_blocks * bc)
+        self.row_depth = max(2, self.max_blocks * self.max_groups)
+        self.value_depth = max(2, self.max_value_words)
+        self.act_depth = max(2, self.max_cols)
+        self.out_depth = max(2, self.grid_rows)
+        w = self.widths
+        self.meta_layout = data.StructLayout({
+            "block_row": unsigned(w["block_row"]), "block_col": unsigned(w["block_col"]),
+            "groups": unsigned(w["groups"]), "ncols": unsigned(w["ncols"])})
+        self.row_layout = data.ArrayLayout(unsigned(w["row_index"]), P)
+        self.value_layout = data.ArrayLayout(signed(self.weight_bits), P)
+        self.out_layout = data.ArrayLayout(signed(self.acc_bits), br)
+
+        def wr(depth, shape):
+            return Out(WritePort.Signature(addr_width=ceil_log2(depth), shape=shape))
+
+        super().__init__({
+            "start": In(1),
+            "rows": In(range(self.max_rows + 1)),
+            "cols": In(range(self.max_cols + 1)),
+            "blocks": In(range(self.max_blocks + 1)),
+            "busy": Out(1),
+            "done": Out(1),
+            "cycles": Out(CYCLE_COUNTER_BITS),
+            "meta_wr": wr(self.meta_depth, self.meta_layout),
+            "col_wr": wr(self.col_depth, unsigned(w["col_index"])),
+            "row_wr": wr(self.row_depth, self.row_layout),
+            "w_wr": wr(self.value_depth, self.value_layout),
+            "x_wr": wr(self.act_depth, signed(self.act_bits)),
+            "out_rd": Out(ReadPort.Signature(addr_width=ceil_log2(self.out_depth),
+                                             shape=self.out_layout)),
+        })
+
+    def parameters(self) -> dict[str, Any]:
+        """Build parameters, JSON-serialisable, as recorded in the emitted sidecar."""
+        return {
+            "engine": "bcr", "lanes": self.lanes, "block": list(self.block),
+            "weight_bits": self.weight_bits, "act_bits": self.act_bits,
+            "acc_bits": self.acc_bits, "max_rows": self.max_rows, "max_cols": self.max_cols,
+            "max_blocks": self.max_blocks, "max_value_words": self.max_value_words,
+            "pipeline_latency": PIPELINE_LATENCY,
+        }
+
+    def memory_map(self) -> list[dict[str, Any]]:
+        """Describe the memories a bench fills or reads (recorded in the JSON sidecar); same
+        keys as :meth:`hw.dense.DenseMatVec.memory_map`."""
+        def sig(port):
+            return {k: f"{port}__{k}" for k in ("addr", "data", "en")}
+        P, wb, ab, acc = self.lanes, self.weight_bits, self.act_bits, self.acc_bits
+        br, bc = self.block
+        w = self.widths
+        meta_bits = sum(w[k] for k in ("block_row", "block_col", "groups", "ncols"))
+        return [
+            {"name": "meta", "depth": self.meta_depth, "width": meta_bits, "lanes": 1,
+             "lane_bits": meta_bits, "access": "write", "port": "meta_wr",
+             "signals": sig("meta_wr"),
+             "fields": {k: w[k] for k in ("block_row", "block_col", "groups", "ncols")},
+             "layout": "word k: block_row, block_col, groups = ceil(kept_rows/"
+                       f"{P}), ncols = kept_cols of block k (blocks grouped by block row), "
+                       "fields from the least significant bit"},
+            {"name": "col_index", "depth": self.col_depth, "width": w["col_index"], "lanes": 1,
+             "lane_bits": w["col_index"], "access": "write", "port": "col_wr",
+             "signals": sig("col_wr"),
+             "layout": "word C_k + j: j-th kept column of block k within the block, "
+                       "C_k = sum of ncols of earlier blocks"},
+            {"name": "row_index", "depth": self.row_depth, "width": P * w["row_index"],
+             "lanes": P, "lane_bits": w["row_index"], "access": "write", "port": "row_wr",
+             "signals": sig("row_wr"),
+             "layout": f"word R_k + g, lane p: kept row g*{P} + p of block k within the block, "
+                       f"or {br} past the kept rows; R_k = sum of groups of earlier blocks"},
+            {"name": "values", "depth": self.value_depth, "width": P * wb, "lanes": P,
+             "lane_bits": wb, "access": "write", "port": "w_wr", "signals": sig("w_wr"),
+             "layout": f"word V_k + g*ncols_k + j, lane p: weight at kept row g*{P} + p, kept "
+                       "column j of block k (0 past the kept rows), two's complement; "
+                       "V_k = sum of groups*ncols of earlier blocks"},
+            {"name": "activations", "depth": self.act_depth, "width": ab, "lanes": 1,
+             "lane_bits": ab, "access": "write", "port": "x_wr", "signals": sig("x_wr"),
+             "layout": "address c holds x[c], two's complement"},
+            {"name": "outputs", "depth": self.out_depth, "width": br * acc, "lanes": br,
+             "lane_bits": acc, "access": "read", "port": "out_rd", "signals": sig("out_rd"),
+             "layout": f"address b holds y[b*{br} + i] in bits [i*{acc}, (i+1)*{acc}) for "
+                       f"i < {br}, wrapped to {acc} bits, two's complement; synchronous read"},
+        ]
+
+    def elaborate(self, platform):
+        m = Module()
+        P = self.lanes
+        br, bc = self.block
+
+        m.submodules.meta = meta_mem = Memory(shape=self.meta_layout, depth=self.meta_depth,
+                                              init=[])
+        m.submodules.col_index = col_mem = Memory(shape=unsigned(self.widths["col_index"]),
+                                                  depth=self.col_depth, init=[])
+        m.submodules.row_index = row_mem = Memory(shape=self.row_layout, depth=self.row_depth,
+                                                  init=[])
+        m.submodules.values = w_mem = Memory(shape=self.value_layout, depth=self.value_depth,
+                                             init=[])
+        m.submodules.activations = x_mem = Memory(shape=signed(self.act_bits),
+                                                  depth=self.act_depth, init=[])
+        m.submodules.outputs = o_mem = Memory(shape=self.out_layout, depth=self.out_depth,
+                                              init=[])
+        meta_wp = meta_mem.write_port()
+        meta_rp = meta_mem.read_port()
+        col_wp = col_mem.write_port()
+        col_rp = col_mem.read_port()
+        row_wp = row_mem.write_port()
+        row_rp = row_mem.read_port()
+        w_wp = w_mem.write_port()
+        w_rp = w_mem.read_port()
+        x_wp = x_mem.write_port()
+        x_rp = x_mem.read_port()
+        o_wp = o_mem.write_port()
+        o_rp = o_mem.read_port()
+
+        for wp, port in ((meta_wp, self.meta_wr), (col_wp, self.col_wr), (row_wp, self.row_wr),
+                         (w_wp, self.w_wr), (x_wp, self.x_wr)):
+            m.d.comb += [wp.addr.eq(port.addr), wp.data.eq(port.data), wp.en.eq(port.en)]
+
+        # Output read port; block rows never written read as zero.
+        written = Signal(self.out_depth)
+        written_q = Signal()
+        m.d.comb += [o_rp.addr.eq(self.out_rd.addr), o_rp.en.eq(self.out_rd.en)]
+        with m.If(self.out_rd.en):
+            m.d.sync += written_q.eq(written.bit_select(self.out_rd.addr, 1))
+        m.d.comb += Value.cast(self.out_rd.data).eq(
+            Mux(written_q, Value.cast(o_rp.data), 0))
+
+        busy = Signal()
+        done = Signal()
+        cycles = Signal(CYCLE_COUNTER_BITS)
+        m.d.comb += [self.busy.eq(busy), self.done.eq(done), self.cycles.eq(cycles)]
+
+        # ---------------------------------------------------------------- stage 0: issue
+        prime = Signal()        # metadata of block 0 arrives
+        issuing = Signal()
+        nblocks = Signal.like(self.blocks)
+        k = Signal(range(self.max_blocks + 1))
+        g = Signal(range(self.max_groups + 1))
+        j = Signal(range(bc + 1))
+        cur = Signal(self.meta_layout)
+        colptr = Signal(range(self.col_depth + 1))
+        rowptr = Signal(range(self.row_depth + 1))
+        vaddr = Signal(range(self.value_depth + 1))
+        nxt = meta_rp.data      # metadata of block k + 1
+
+        last_j = Signal()
+        last_g = Signal()
+        end_block = Signal()
+        last_block = Signal()
+        row_end = Signal()
+        final0 = Signal()
+        m.d.comb += [
+            last_j.eq(j == cur.ncols - 1),
+            last_g.eq(g == cur.groups - 1),
+            end_block.eq(last_j & last_g),
+            last_block.eq(k == nblocks - 1),
+            row_end.eq(end_block & (last_block | (nxt.block_row != cur.block_row))),
+            final0.eq(end_block & last_block),
+            col_rp.addr.eq(colptr + j),
+        ]
+        with m.If(prime):
+            m.d.comb += meta_rp.addr.eq(1)
+        with m.Elif(issuing):
+            m.d.comb += meta_rp.addr.eq(Mux(end_block, k + 2, k + 1))
+        with m.Else():
+            m.d.comb += meta_rp.addr.eq(0)
+
+        # ---------------------------------------------------------------- stage 1: gather
+        v1, first1, last1, rend1, final1 = (Signal(name=f"{n}1") for n in
+                                            ("v", "first", "last", "rend", "final"))
+        brow1 = Signal.like(cur.block_row)
+        cbase1 = Signal(range(self.max_cols + bc + 1))
+        vaddr1 = Signal.like(vaddr)
+        raddr1 = Signal.like(rowptr)
+        m.d.sync += [
+            v1.eq(issuing), first1.eq(j == 0), last1.eq(last_j), rend1.eq(row_end),
+            final1.eq(final0), brow1.eq(cur.block_row), cbase1.eq(cur.block_col * bc),
+            vaddr1.eq(vaddr), raddr1.eq(rowptr + g),
+        ]
+        m.d.comb += [x_rp.addr.eq(cbase1 + col_rp.data), w_rp.addr.eq(vaddr1)]
+
+        # ---------------------------------------------------------------- stage 2: multiply
+        v2, first2, last2, rend2, final2 = (Signal(name=f"{n}2") for n in
+                                            ("v", "first", "last", "rend", "final"))
+        brow2 = Signal.like(brow1)
+        raddr2 = Signal.like(raddr1)
+        m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1), rend2.eq(rend1),
+                     final2.eq(final1), brow2.eq(brow1), raddr2.eq(raddr1)]
+        m.d.comb += row_rp.addr.eq(raddr2)
+        prods = [Signal(signed(self.weight_bits + self.act_bits), name=f"prod{p}")
+                 for p in range(P)]
+        for p in range(P):
+            m.d.sync += prods[p].eq(w_rp.data[p] * x_rp.data)
+
+        # ---------------------------------------------------------------- stage 3: accumulate
+        v3, first3, last3, rend3, final3 = (Signal(name=f"{n}3") for n in
+                                            ("v", "first", "last", "rend", "final"))
+        brow3 = Signal.like(brow2)
+        m.d.sync += [v3.eq(v2), first3.eq(first2), last3.eq(last2), rend3.eq(rend2),
+                     final3.eq(final2), brow3.eq(brow2)]
+        accs = [Signal(signed(self.acc_bits), name=f"acc{p}") for p in range(P)]
+        sums = [Signal(signed(self.acc_bits), name=f"sum{p}") for p in range(P)]
+        for p in range(P):
+            m.d.comb += sums[p].eq(Mux(first3, 0, accs[p]) + prods[p])
+            with m.If(v3):
+                m.d.sync += accs[p].eq(sums[p])
+        scatter = Signal()
+        m.d.comb += scatter.eq(v3 & last3)
+        locs = [Signal(signed(self.acc_bits), name=f"loc{i}") for i in range(br)]
+        news = [Signal(signed(self.acc_bits), name=f"new{i}") for i in range(br)]
+        for i in range(br):
+            # Kept rows of a block are distinct, so at most one lane hits row i.
+            hit = Const(0, signed(self.acc_bits))
+            for p in range(P):
+                hit = hit | Mux(row_rp.data[p] == i, sums[p], 0)
+            m.d.comb += news[i].eq(locs[i] + Mux(scatter, hit, 0))
+        m.d.comb += [Value.cast(o_wp.data).eq(Cat(*news)), o_wp.addr.eq(brow3),
+                     o_wp.en.eq(scatter & rend3)]
+        with m.If(scatter):
+            for i in range(br):
+                m.d.sync += locs[i].eq(Mux(rend3, 0, news[i]))
+            with m.If(rend3):
+                m.d.sync += written.bit_select(brow3, 1).eq(1)
+
+        # ---------------------------------------------------------------- control
+        with m.If(prime):
+            m.d.sync += [prime.eq(0), issuing.eq(1), cur.eq(nxt)]
+        with m.If(issuing):
+            m.d.sync += vaddr.eq(vaddr + 1)
+            with m.If(last_j):
+                m.d.sync += j.eq(0)
+                with m.If(last_g):
+                    m.d.sync += [g.eq(0), k.eq(k + 1), cur.eq(nxt),
+                                 colptr.eq(colptr + cur.ncols),
+                                 rowptr.eq(rowptr + cur.groups)]
+                    with m.If(final0):
+                        m.d.sync += issuing.eq(0)
+                with m.Else():
+                    m.d.sync += g.eq(g + 1)
+            with m.Else():
+                m.d.sync += j.eq(j + 1)
+
+        with m.If(self.start & ~busy):
+            m.d.sync += [
+                nblocks.eq(self.blocks), cycles.eq(0), done.eq(0), written.eq(0),
+                k.eq(0), g.eq(0), j.eq(0), colptr.eq(0), rowptr.eq(0), vaddr.eq(0),
+                *(loc.eq(0) for loc in locs),
+            ]
+            with m.If((self.rows == 0) | (self.cols == 0) | (self.blocks == 0)):
+                m.d.sync += done.eq(1)
+            with m.Else():
+                m.d.sync += [busy.eq(1), prime.eq(1)]
+        with m.Elif(busy):
+            m.d.sync += cycles.eq(cycles + 1)
+            with m.If(v3 & final3):
+                m.d.sync += [busy.eq(0), done.eq(1)]
+
+        return m

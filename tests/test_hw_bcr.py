@@ -1,0 +1,362 @@
+"""Tests of hw.bcr: parameters, memory images, the cycle model, and the engine in amaranth.sim.
+
+The emitted Verilog is simulated with Verilator and Icarus in tests/test_sim_bcr.py.
+"""
+
+import json
+import re
+import subprocess
+
+import numpy as np
+import pytest
+from amaranth.hdl import Fragment, Value
+from amaranth.sim import Simulator
+
+from hw.bcr import (
+    PIPELINE_LATENCY,
+    BCRMatVec,
+    bcr_cycles,
+    bcr_field_widths,
+    bcr_items,
+    check_bcr_parameters,
+    pack_bcr,
+    pack_fields,
+)
+from hw.dense import dense_cycles, pack_words, unpack_words
+from ir.bcr import BCRMatrix, encode_bcr
+from ir.golden import linear
+from sim.bcr import exact_bcr_layer
+from sim.bcr import random_bcr_layer as bcr_layer
+
+# ------------------------------------------------------------------------ parameters
+
+
+@pytest.mark.parametrize("kwargs, exc, message", [
+    ({"lanes": 0}, ValueError, "Lanes must be a positive integer, not 0"),
+    ({"lanes": 2.0}, TypeError, "Lanes must be a positive integer, not 2.0"),
+    ({"lanes": True}, TypeError, "Lanes must be a positive integer, not True"),
+    ({"block": (0, 4)}, ValueError, "Block must be a pair of positive integers, not (0, 4)"),
+    ({"block": 4}, TypeError, "Block must be a pair of positive integers, not 4"),
+    ({"block": (4, 2.0)}, TypeError, "Block must be a pair of positive integers, not (4, 2.0)"),
+    ({"block": (4, 4, 4)}, TypeError,
+     "Block must be a pair of positive integers, not (4, 4, 4)"),
+    ({"weight_bits": 1}, ValueError, "Weight width must be an integer between 2 and 16, not 1"),
+    ({"weight_bits": 17}, ValueError, "Weight width must be an integer between 2 and 16, not 17"),
+    ({"act_bits": 0}, ValueError, "Activation width must be an integer between 2 and 16, not 0"),
+    ({"act_bits": None}, TypeError,
+     "Activation width must be an integer between 2 and 16, not None"),
+    ({"acc_bits": 65}, ValueError,
+     "Accumulator width must be an integer between 2 and 64, not 65"),
+    ({"max_rows": 0}, ValueError, "Maximum rows must be a positive integer, not 0"),
+    ({"max_cols": 1.5}, TypeError, "Maximum columns must be a positive integer, not 1.5"),
+    # 16x16 with 4x8 blocks: a 4 x 2 grid of 8 blocks.
+    ({"max_blocks": 0}, ValueError, "Maximum blocks must be an integer between 1 and 8, not 0"),
+    ({"max_blocks": 9}, ValueError, "Maximum blocks must be an integer between 1 and 8, not 9"),
+    ({"max_blocks": "2"}, TypeError,
+     "Maximum blocks must be an integer between 1 and 8, not '2'"),
+    # 3 blocks x ceil(4/4) groups x 8 columns = 24 value words at most.
+    ({"max_blocks": 3, "max_value_words": 25}, ValueError,
+     "Maximum value words must be an integer between 1 and 24, not 25"),
+    ({"max_value_words": 0}, ValueError,
+     "Maximum value words must be an integer between 1 and 64, not 0"),
+    ({"lanes": 1, "block": (1, 1), "max_rows": 1 << 16, "max_cols": 1 << 16}, ValueError,
+     "Maximum of 4294967296 value words takes 4294967300 cycles, more than the 32-bit cycle "
+     "counter holds"),
+])
+def test_constructor_errors(kwargs, exc, message):
+    args = {"lanes": 4, "block": (4, 8), "max_rows": 16, "max_cols": 16, **kwargs}
+    lanes = args.pop("lanes")
+    with pytest.raises(exc, match=f"^{re.escape(message)}$"):
+        check_bcr_parameters(lanes, **args)
+    if "max_rows" not in kwargs:  # do not build huge designs
+        with pytest.raises(exc, match=f"^{re.escape(message)}$"):
+            BCRMatVec(lanes, **args)
+
+
+def test_defaults_and_memory_map():
+    p = check_bcr_parameters(np.int64(4), block=[6, 5], max_rows=20, max_cols=12)
+    assert p["block"] == (6, 5)
+    assert p["max_blocks"] == 4 * 3 and p["max_value_words"] == 12 * 2 * 5
+    dut = BCRMatVec(4, block=(6, 5), weight_bits=6, act_bits=5, acc_bits=24, max_rows=20,
+                    max_cols=12, max_blocks=7, max_value_words=30)
+    Fragment.get(dut, None)
+    mm = {m["name"]: m for m in dut.memory_map()}
+    assert list(mm) == ["meta", "col_index", "row_index", "values", "activations", "outputs"]
+    w = bcr_field_widths(4, (6, 5), 20, 12)
+    assert w == {"block_row": 2, "block_col": 2, "groups": 2, "ncols": 3, "col_index": 3,
+                 "row_index": 3}
+    assert (mm["meta"]["depth"], mm["meta"]["width"]) == (7, 9)
+    assert (mm["col_index"]["depth"], mm["col_index"]["width"]) == (35, 3)
+    assert (mm["row_index"]["depth"], mm["row_index"]["width"]) == (14, 12)
+    assert (mm["values"]["depth"], mm["values"]["width"]) == (30, 24)
+    assert (mm["activations"]["depth"], mm["activations"]["width"]) == (12, 5)
+    assert (mm["outputs"]["depth"], mm["outputs"]["width"]) == (4, 6 * 24)
+    assert mm["outputs"]["access"] == "read" and mm["values"]["signals"]["data"] == "w_wr__data"
+    assert len(Value.cast(dut.meta_wr.data)) == 9 and len(dut.blocks) == 3
+    assert dut.parameters()["block"] == [6, 5]
+
+
+# ------------------------------------------------------------------------ layer helpers
+
+# ------------------------------------------------------------------------ cycle model / images
+
+def test_cycle_model_formula():
+    rng = np.random.default_rng(3)
+    for lanes in (1, 3, 4):
+        w, mask = bcr_layer(rng, (23, 19), (6, 5), 0.6, 0.5)
+        bcr = encode_bcr(w, (6, 5), mask)
+        expect = sum(-(-len(r) // lanes) * len(c) for _, _, r, c, _ in bcr.blocks())
+        assert bcr_items(bcr, lanes) == expect
+        assert bcr_cycles(bcr, lanes) == expect + PIPELINE_LATENCY
+    assert bcr_cycles(encode_bcr(np.zeros((5, 5), dtype=int), (2, 2)), 4) == 0
+    # Fully dense, block rows a multiple of the lanes: the dense engine's items exactly.
+    bcr = encode_bcr(np.ones((16, 32), dtype=int), (8, 16))
+    assert bcr_cycles(bcr, 4) == dense_cycles(16, 32, 4) + PIPELINE_LATENCY - 2
+    with pytest.raises(ValueError, match=r"^Lanes must be a positive integer, not 0$"):
+        bcr_cycles(bcr, 0)
+    with pytest.raises(TypeError, match=r"^BCR matrix must be an ir.bcr.BCRMatrix, not ndarray$"):
+        bcr_cycles(np.ones((2, 2)), 1)
+
+
+@pytest.mark.parametrize("lanes, block, kr, kc", [
+    (8, (16, 16), 8, 3), (4, (8, 16), 4, 3), (16, (32, 16), 16, 3), (16, (16, 32), 16, 3)])
+def test_90_percent_sparsity_beats_dense_by_8_5x(lanes, block, kr, kc):
+    # 256x256 at about 90% sparsity, kept rows per block a multiple of the lanes.
+    rng = np.random.default_rng(0)
+    w, mask = exact_bcr_layer(rng, (256, 256), block, kr, kc)
+    bcr = encode_bcr(w, block, mask)
+    assert 0.87 <= 1 - mask.mean() <= 0.95
+    assert bcr_items(bcr, lanes) == mask.sum() // lanes      # every lane busy on every item
+    ratio = dense_cycles(256, 256, lanes) / bcr_cycles(bcr, lanes)
+    assert ratio >= 8.5
+    assert ratio >= 0.99 / mask.mean()                      # within 1% of the ideal 1/(1-r)
+
+
+def test_pack_bcr_layout():
+    w = np.zeros((7, 9), dtype=np.int64)
+    # Block (1, 0) of 4x4 blocks: rows 4, 6 kept, columns 1, 2, 3 kept.
+    w[np.ix_([4, 6], [5, 6, 7])] = [[1, 2, 3], [4, 5, 6]]
+    # Block (0, 2): row 1, column 8.
+    w[1, 8] = -7
+    bcr = encode_bcr(w, (4, 4))
+    img = pack_bcr(bcr, 2)
+    assert img.meta.tolist() == [[0, 2, 1, 1], [1, 1, 1, 3]]
+    assert img.col_index.ravel().tolist() == [0, 1, 2, 3]
+    assert img.row_index.tolist() == [[1, 4], [0, 2]]
+    assert img.values.tolist() == [[-7, 0], [1, 4], [2, 5], [3, 6]]
+    assert (img.rows, img.cols, img.blocks) == (7, 9, 2)
+    img3 = pack_bcr(bcr, 1)
+    assert img3.row_index.tolist() == [[1], [0], [2]]
+    assert img3.values.ravel().tolist() == [-7, 1, 2, 3, 4, 5, 6]
+    assert pack_fields([[1, 2, 3]], [1, 2, 3]) == [1 | 2 << 1 | 3 << 3]
+    with pytest.raises(ValueError, match=r"^Field value 4 does not fit in 2 unsigned bits$"):
+        pack_fields([[4]], 2)
+
+
+# ------------------------------------------------------------------------ amaranth.sim
+
+def _simulate(dut, layers):
+    """Run ``layers`` [(qweight, mask, x)] through ``dut``; return [(y, cycles, polled)]."""
+    P, br = dut.lanes, dut.block[0]
+    wd = dut.widths
+    results = []
+
+    async def write(ctx, port, words):
+        ctx.set(port.en, 1)
+        for a, word in enumerate(words):
+            ctx.set(port.addr, a)
+            ctx.set(Value.cast(port.data), word)
+            await ctx.tick()
+        ctx.set(port.en, 0)
+
+    async def bench(ctx):
+        ctx.set(dut.out_rd.en, 1)
+        for w, mask, x in layers:
+            img = pack_bcr(encode_bcr(w, dut.block, mask), P)
+            await write(ctx, dut.meta_wr, pack_fields(img.meta, [
+                wd["block_row"], wd["block_col"], wd["groups"], wd["ncols"]]))
+            await write(ctx, dut.col_wr, pack_fields(img.col_index, wd["col_index"]))
+            await write(ctx, dut.row_wr, pack_fields(img.row_index, wd["row_index"]))
+            await write(ctx, dut.w_wr, pack_words(img.values, dut.weight_bits))
+            await write(ctx, dut.x_wr, pack_words(np.asarray(x).reshape(-1, 1), dut.act_bits))
+            ctx.set(dut.rows, img.rows)
+            ctx.set(dut.cols, img.cols)
+            ctx.set(dut.blocks, img.blocks)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            polled = 0
+            while not ctx.get(dut.done):
+                assert ctx.get(dut.busy)
+                await ctx.tick()
+                polled += 1
+            cycles = ctx.get(dut.cycles)
+            words = []
+            for b in range(-(-img.rows // br)):
+                ctx.set(dut.out_rd.addr, b)
+                await ctx.tick()
+                words.append(ctx.get(Value.cast(dut.out_rd.data)))
+            y = unpack_words(words, dut.acc_bits, br).reshape(-1)[:img.rows]
+            results.append((y, cycles, polled))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return results
+
+
+def test_engine_matches_golden_and_cycle_model():
+    rng = np.random.default_rng(11)
+    P, block = 4, (6, 5)
+    dut = BCRMatVec(P, block=block, max_rows=20, max_cols=16)
+    layers = []
+    for shape, rk, ck, full in [((20, 16), 0.6, 0.5, False), ((7, 3), 1.0, 1.0, False),
+                                ((13, 11), 0.3, 0.3, False), ((20, 16), 1.0, 1.0, True),
+                                ((1, 1), 1.0, 1.0, False), ((19, 14), 0.15, 0.4, False)]:
+        w, mask = bcr_layer(rng, shape, block, rk, ck, full=full)
+        layers.append((w, mask, rng.integers(-128, 128, shape[1])))
+    # One kept entry per block row, blocks in a single block column, then all zero.
+    w = np.zeros((20, 16), dtype=np.int64)
+    w[[0, 7, 19], [15, 15, 15]] = [-128, 127, 5]
+    layers.append((w, w != 0, rng.integers(-128, 128, 16)))
+    layers.append((np.zeros((9, 9), dtype=np.int64), np.zeros((9, 9), bool),
+                   rng.integers(-128, 128, 9)))
+    for (w, mask, x), (y, cycles, polled) in zip(layers, _simulate(dut, layers), strict=True):
+        np.testing.assert_array_equal(y, linear(w, x, weight_bits=8, act_bits=8))
+        assert cycles == bcr_cycles(encode_bcr(w, block, mask), P)
+        assert polled == cycles
+
+
+def test_engine_wraps_to_acc_bits():
+    # 16-bit extremes over 12 kept columns overflow int32; a 16-bit accumulator wraps too.
+    rng = np.random.default_rng(5)
+    w, mask = bcr_layer(rng, (6, 12), (3, 4), 1.0, 1.0, bits=16, full=True)
+    x = np.full(12, -(1 << 15))
+    for acc in (32, 16):
+        dut = BCRMatVec(2, block=(3, 4), weight_bits=16, act_bits=16, acc_bits=acc, max_rows=6,
+                        max_cols=12)
+        (y, cycles, _), = _simulate(dut, [(w, mask, x)])
+        exact = w @ x
+        expect = (exact + (1 << (acc - 1))) % (1 << acc) - (1 << (acc - 1))
+        np.testing.assert_array_equal(y, expect)
+        if acc == 32:
+            np.testing.assert_array_equal(y, linear(w, x))
+        assert cycles == bcr_cycles(encode_bcr(w, (3, 4), mask), 2)
+
+
+def _reordered(bcr, order):
+    """``bcr`` with its stored blocks in ``order`` (a valid BCRMatrix, not row-major)."""
+    blocks = list(bcr.blocks())
+    br, bc = bcr.block
+    rows = [blocks[k][2] - blocks[k][0] * br for k in order]
+    cols = [blocks[k][3] - blocks[k][1] * bc for k in order]
+    vals = [blocks[k][4].ravel() for k in order]
+
+    def ptr(parts):
+        return np.concatenate([[0], np.cumsum([len(p) for p in parts])])
+
+    return BCRMatrix(shape=bcr.shape, block=bcr.block,
+                     block_row=bcr.block_row[order], block_col=bcr.block_col[order],
+                     row_ptr=ptr(rows), row_index=np.concatenate(rows), col_ptr=ptr(cols),
+                     col_index=np.concatenate(cols), value_ptr=ptr(vals),
+                     values=np.concatenate(vals))
+
+
+def test_pack_bcr_groups_blocks_by_block_row():
+    rng = np.random.default_rng(8)
+    w, mask = bcr_layer(rng, (12, 12), (4, 4), 0.7, 0.7)
+    bcr = encode_bcr(w, (4, 4), mask)
+    # Column-major block order: block rows interleave.
+    order = np.lexsort((bcr.block_row, bcr.block_col))
+    shuffled = _reordered(bcr, order)   # (BCRMatrix.decode assumes row-major order)
+    assert any(np.diff(shuffled.block_row) < 0)
+    a, b = pack_bcr(bcr, 2), pack_bcr(shuffled, 2)
+    assert np.all(np.diff(b.meta[:, 0]) >= 0)
+    assert sorted(map(tuple, a.meta)) == sorted(map(tuple, b.meta))
+    assert bcr_cycles(shuffled, 2) == bcr_cycles(bcr, 2)
+
+
+def test_start_while_busy_is_ignored_and_done_is_held():
+    rng = np.random.default_rng(4)
+    dut = BCRMatVec(2, block=(3, 4), max_rows=6, max_cols=8)
+    w, mask = bcr_layer(rng, (6, 8), (3, 4), 1.0, 1.0)
+    x = rng.integers(-128, 128, 8)
+    img = pack_bcr(encode_bcr(w, (3, 4), mask), 2)
+    wd = dut.widths
+    seen = []
+
+    async def write(ctx, port, words):
+        ctx.set(port.en, 1)
+        for a, word in enumerate(words):
+            ctx.set(port.addr, a)
+            ctx.set(Value.cast(port.data), word)
+            await ctx.tick()
+        ctx.set(port.en, 0)
+
+    async def bench(ctx):
+        ctx.set(dut.out_rd.en, 1)
+        await write(ctx, dut.meta_wr, pack_fields(img.meta, [
+            wd["block_row"], wd["block_col"], wd["groups"], wd["ncols"]]))
+        await write(ctx, dut.col_wr, pack_fields(img.col_index, wd["col_index"]))
+        await write(ctx, dut.row_wr, pack_fields(img.row_index, wd["row_index"]))
+        await write(ctx, dut.w_wr, pack_words(img.values, 8))
+        await write(ctx, dut.x_wr, pack_words(x.reshape(-1, 1), 8))
+        ctx.set(dut.rows, 6)
+        ctx.set(dut.cols, 8)
+        ctx.set(dut.blocks, img.blocks)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.blocks, 1)       # a restart with other inputs while busy is ignored
+        for _ in range(3):
+            await ctx.tick()
+        ctx.set(dut.start, 0)
+        while not ctx.get(dut.done):
+            await ctx.tick()
+        cycles = ctx.get(dut.cycles)
+        for _ in range(3):
+            await ctx.tick()
+            assert ctx.get(dut.done) and not ctx.get(dut.busy) and ctx.get(dut.cycles) == cycles
+        words = []
+        for b in range(2):
+            ctx.set(dut.out_rd.addr, b)
+            await ctx.tick()
+            words.append(ctx.get(Value.cast(dut.out_rd.data)))
+        seen.append((unpack_words(words, 32, 3).reshape(-1), cycles))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    (y, cycles), = seen
+    np.testing.assert_array_equal(y, linear(w, x))
+    assert cycles == bcr_cycles(encode_bcr(w, (3, 4), mask), 2)
+
+
+# ------------------------------------------------------------------------ lint
+
+ALLOWED_LINT = {"PROCASSINIT", "UNUSEDSIGNAL", "WIDTHEXPAND", "WIDTHTRUNC"}
+
+
+def test_verilator_lint_only_documented_waivers(tmp_path):
+    import hw.bcr
+    from hw.emit import emit_verilog
+    from sim.toolchain import toolchain_environ
+
+    v_path, j_path = emit_verilog(BCRMatVec(4, block=(6, 5), max_rows=20, max_cols=16),
+                                  "bcr_lint", tmp_path)
+    sidecar = json.loads(j_path.read_text())
+    assert sidecar["parameters"]["engine"] == "bcr"
+    assert [m["name"] for m in sidecar["memory_map"]] == [
+        "meta", "col_index", "row_index", "values", "activations", "outputs"]
+    assert {"blocks", "meta_wr__data", "out_rd__data"} <= {p["name"] for p in sidecar["ports"]}
+    with toolchain_environ():
+        proc = subprocess.run(["verilator", "--lint-only", "-Wall", str(v_path)],
+                              capture_output=True, text=True, timeout=120)
+    kinds = set(re.findall(r"%Warning-([A-Z0-9_]+):", proc.stderr))
+    assert kinds <= ALLOWED_LINT, proc.stderr[-3000:]
+    errors = [ln for ln in proc.stderr.splitlines()
+              if ln.startswith("%Error") and "Exiting due to" not in ln]
+    assert not errors, proc.stderr[-3000:]
+    for kind in ALLOWED_LINT:
+        assert kind in hw.bcr.__doc__
