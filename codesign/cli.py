@@ -22,6 +22,9 @@ Examples:
   codesign demo --out out/demo         bundle -> Verilog -> simulation, end to end
   codesign inspect out/demo/bundle     per-layer table of a bundle
   codesign verilog --rows 64 --cols 64 --lanes 8 --out out/v
+  codesign verilog --engine bcr --bundle out/demo/bundle --layer fc1 --out out/v
+  codesign simulate --bundle out/demo/bundle --layer fc1 --engine bcr --lanes 4
+  codesign prune --model lenet5 --scheme unstructured --ratio 85 --bits 3 --out out/lenet
 """
 
 
@@ -75,24 +78,93 @@ def inspect(bundle: Path) -> None:
     print_table(layer_table(_load_bundle(bundle)), title=f"bundle {bundle}")
 
 
-@cli.command()
-@click.option("--rows", type=click.IntRange(min=1), required=True, help="Output rows (neurons).")
-@click.option("--cols", type=click.IntRange(min=1), required=True, help="Input columns.")
-@click.option("--lanes", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--weight-bits", type=click.IntRange(2, 16), default=8, show_default=True)
-@click.option("--act-bits", type=click.IntRange(2, 16), default=8, show_default=True)
-@click.option("--name", default="dense_matvec", show_default=True, help="Verilog module name.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
-def verilog(rows: int, cols: int, lanes: int, weight_bits: int, act_bits: int, name: str,
-            out: Path) -> None:
-    """Emit the dense matrix-vector engine as Verilog plus its JSON sidecar."""
-    from codesign.flow import emit_dense
-
+def _block(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
     try:
-        v, j = emit_dense(rows, cols, lanes, weight_bits, act_bits, name, out)
+        r, c = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--block must look like 8x16, not {value!r}") from None
+    return r, c
+
+
+@cli.command()
+@click.option("--engine", type=click.Choice(["dense", "bcr"]), default="dense", show_default=True)
+@click.option("--rows", type=click.IntRange(min=1), help="Output rows (neurons).")
+@click.option("--cols", type=click.IntRange(min=1), help="Input columns.")
+@click.option("--bundle", type=click.Path(path_type=Path), help="Size the engine from a layer.")
+@click.option("--layer", help="Layer name in --bundle.")
+@click.option("--lanes", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--weight-bits", type=click.IntRange(2, 16), help="Default 8, or the layer's bits.")
+@click.option("--act-bits", type=click.IntRange(2, 16), default=8, show_default=True)
+@click.option("--block", help="BCR block size RxC (default 8x16, or the layer's block).")
+@click.option("--name", help="Verilog module name (default: the engine's, or engine_layer).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
+def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None,
+            layer: str | None, lanes: int, weight_bits: int | None, act_bits: int,
+            block: str | None, name: str | None, out: Path) -> None:
+    """Emit an engine as Verilog plus its JSON sidecar (parameters, ports, memory map)."""
+    from codesign.flow import emit_engine, layer_matrix
+
+    blk = _block(block)
+    if bundle is not None or layer is not None:
+        if bundle is None or layer is None:
+            raise UserError("--bundle and --layer go together")
+        if rows is not None or cols is not None:
+            raise UserError("give either --rows/--cols or --bundle/--layer, not both")
+        lay = _get_layer(_load_bundle(bundle), layer)
+        try:
+            qw, _ = layer_matrix(lay)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        rows, cols = qw.shape
+        weight_bits = weight_bits or lay.quant.bits
+        if engine == "bcr" and blk is None and lay.scheme.kind == "bcr":
+            blk = tuple(lay.scheme.block)
+        name = name or f"{engine}_{layer}"
+    elif rows is None or cols is None:
+        raise UserError("give --rows and --cols, or --bundle and --layer")
+    try:
+        v, j = emit_engine(engine, rows, cols, lanes, weight_bits or 8, act_bits,
+                           name or f"{engine}_matvec", out, block=blk or (8, 16))
     except (TypeError, ValueError) as exc:
         raise UserError(str(exc)) from None
     click.echo(f"wrote {v}\nwrote {j}")
+
+
+@cli.command()
+@click.option("--bundle", type=click.Path(path_type=Path), required=True)
+@click.option("--layer", required=True, help="A linear or conv2d layer with integer weights.")
+@click.option("--engine", type=click.Choice(["dense", "bcr"]), default="dense", show_default=True)
+@click.option("--lanes", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--act-bits", type=click.IntRange(2, 16), default=8, show_default=True)
+@click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator",
+              show_default=True)
+@click.option("--vectors", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def simulate(bundle: Path, layer: str, engine: str, lanes: int, act_bits: int, simulator: str,
+             vectors: int, seed: int) -> None:
+    """Run a layer on its engine's RTL; exit 1 if outputs or cycles disagree with the models."""
+    from codesign.flow import simulate_layer
+
+    lay = _get_layer(_load_bundle(bundle), layer)
+    try:
+        r = simulate_layer(lay, engine, lanes=lanes, act_bits=act_bits, simulator=simulator,
+                           vectors=vectors, seed=seed)
+    except (TypeError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    cycles_match = all(c == r["model_cycles"] for c in r["cycles"])
+    click.echo(f"layer {r['layer']} ({r['rows']}x{r['cols']}) on the {engine} engine, "
+               f"{lanes} lanes, {r['weight_bits']}x{act_bits}-bit, {simulator}, "
+               f"{vectors} vectors")
+    click.echo(f"outputs match golden model: {'yes' if r['outputs_match'] else 'NO'}")
+    click.echo(f"cycles: RTL {r['cycles'][0]}, cycle model {r['model_cycles']} "
+               f"({'match' if cycles_match else 'MISMATCH'}); dense engine "
+               f"{r['dense_cycles']} -> speedup {r['dense_cycles'] / max(1, r['cycles'][0]):.2f}x")
+    if not (r["outputs_match"] and cycles_match):
+        click.echo("codesign: error: the engine disagrees with the golden or cycle model",
+                   err=True)
+        sys.exit(1)
 
 
 @cli.command()
@@ -115,6 +187,13 @@ def demo(out: Path, simulator: str, lanes: int, seed: int) -> None:
 from codesign.prune_cmd import prune  # noqa: E402  (after UserError, which prune uses)
 
 cli.add_command(prune)
+
+
+def _get_layer(bundle, name: str):
+    try:
+        return bundle.layer(name)
+    except KeyError as exc:
+        raise UserError(exc.args[0]) from None
 
 
 def _load_bundle(path: Path):

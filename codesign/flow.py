@@ -29,18 +29,103 @@ def write_json(path: Path, data: Any) -> Path:
     return path
 
 
+ENGINES = ("dense", "bcr")
+
+
+def emit_engine(engine: str, rows: int, cols: int, lanes: int, weight_bits: int, act_bits: int,
+                name: str, out: Path, block: tuple[int, int] = (8, 16)) -> tuple[Path, Path]:
+    """Emit a matrix-vector engine sized for ``rows x cols``; return the (.v, .json) paths.
+
+    ``engine`` is one of :data:`ENGINES`; ``block`` is the BCR block size.
+    """
+    from hw.emit import emit_verilog
+
+    params = {"engine": engine, "rows": rows, "cols": cols, "lanes": lanes,
+              "weight_bits": weight_bits, "act_bits": act_bits}
+    if engine == "dense":
+        from hw.dense import DenseMatVec
+
+        component = DenseMatVec(lanes, weight_bits=weight_bits, act_bits=act_bits,
+                                max_rows=rows, max_cols=cols)
+    elif engine == "bcr":
+        from hw.bcr import BCRMatVec
+
+        component = BCRMatVec(lanes, block=block, weight_bits=weight_bits, act_bits=act_bits,
+                              max_rows=rows, max_cols=cols)
+        params["block"] = list(block)
+    else:
+        raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
+    v, j = emit_verilog(component, name, out, params)
+    return Path(v), Path(j)
+
+
 def emit_dense(rows: int, cols: int, lanes: int, weight_bits: int, act_bits: int, name: str,
                out: Path) -> tuple[Path, Path]:
     """Emit the dense matrix-vector engine sized for ``rows x cols``; return (.v, .json) paths."""
-    from hw.dense import DenseMatVec
-    from hw.emit import emit_verilog
+    return emit_engine("dense", rows, cols, lanes, weight_bits, act_bits, name, out)
 
-    engine = DenseMatVec(lanes=lanes, weight_bits=weight_bits, act_bits=act_bits,
-                         max_rows=rows, max_cols=cols)
-    params = {"engine": "dense", "rows": rows, "cols": cols, "lanes": lanes,
-              "weight_bits": weight_bits, "act_bits": act_bits}
-    v, j = emit_verilog(engine, name, out, params)
-    return Path(v), Path(j)
+
+def layer_matrix(layer) -> tuple[np.ndarray, np.ndarray]:
+    """The integer 2-D weight view of a quantized conv2d/linear layer and its mask.
+
+    ``ValueError`` (naming the layer) for an RNN layer or a layer without integer weights.
+    """
+    from ir.schemes import matrix_view
+
+    if layer.op not in ("linear", "conv2d"):
+        raise ValueError(f"layer {layer.name!r} is {layer.op}; the matrix-vector engines run "
+                         "linear and conv2d layers")
+    if layer.quant is None:
+        raise ValueError(f"layer {layer.name!r} has no quantized weights; the engines need "
+                         "integer weights (compress with --bits)")
+    return (matrix_view(np.asarray(layer.tensors["qweight"], dtype=np.int64)),
+            matrix_view(layer.tensors["mask"]))
+
+
+def simulate_layer(layer, engine: str, lanes: int = 8, act_bits: int = 8,
+                   simulator: str = "verilator", vectors: int = 4, seed: int = 0
+                   ) -> dict[str, Any]:
+    """Run a bundle layer's matrix-vector product on an engine's RTL and check it.
+
+    The layer's integer 2-D weight view (for conv2d: one output position per vector, i.e. the
+    product with a random im2col column) multiplies ``vectors`` random ``act_bits`` activation
+    vectors. Returns a dict with ``outputs_match`` (against ``ir.golden.linear``), the RTL
+    ``cycles``, the engine's ``model_cycles`` and the dense engine's cycle model for the same
+    lanes, ``dense_cycles``.
+    """
+    from hw.dense import dense_cycles
+    from ir.golden import linear
+
+    qw, mask = layer_matrix(layer)
+    rows, cols = qw.shape
+    bits = layer.quant.bits
+    rng = np.random.default_rng(seed)
+    amax = 2 ** (act_bits - 1) - 1
+    xs = rng.integers(-amax, amax + 1, size=(vectors, cols), dtype=np.int64)
+    if engine == "dense":
+        from sim.dense import run_dense
+
+        outputs, cycles = run_dense(qw, xs, lanes, bits, act_bits, simulator)
+        model = dense_cycles(rows, cols, lanes)
+    elif engine == "bcr":
+        from hw.bcr import bcr_cycles
+        from ir.bcr import encode_bcr
+        from sim.bcr import run_bcr
+
+        if layer.scheme.kind != "bcr":
+            raise ValueError(f"layer {layer.name!r} has scheme {layer.scheme.kind!r}; the bcr "
+                             "engine runs layers pruned with the bcr scheme")
+        block = tuple(layer.scheme.block)
+        outputs, cycles = run_bcr(qw, mask, block, xs, lanes, bits, act_bits, simulator)
+        model = bcr_cycles(encode_bcr(qw, block, mask=mask), lanes)
+    else:
+        raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
+    golden = linear(qw, xs)
+    return {"layer": layer.name, "engine": engine, "rows": rows, "cols": cols, "lanes": lanes,
+            "weight_bits": bits, "act_bits": act_bits, "simulator": simulator,
+            "vectors": vectors, "outputs_match": bool(np.array_equal(outputs, golden)),
+            "cycles": [int(c) for c in cycles], "model_cycles": int(model),
+            "dense_cycles": int(dense_cycles(rows, cols, lanes))}
 
 
 #: The demo's plan: every scheme the hardware will run, on TinyCNN's four layers.

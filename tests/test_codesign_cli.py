@@ -10,14 +10,21 @@ import sys
 import pytest
 
 from codesign.cli import main
-from pruning.export import export_model
+from ir import BCR
+from pruning.export import export_model, layer_from_module
+from pruning.projections import bcr_mask
 from pruning.zoo import build
 
 
 @pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory):
+    """TinyCNN at 8 bits with fc1 BCR-pruned (block 8x16, half the rows and columns)."""
     path = tmp_path_factory.mktemp("cli") / "bundle"
-    export_model(build("tinycnn"), "tinycnn", bits=8).save(path)
+    model = build("tinycnn")
+    mask = bcr_mask(model.fc1.weight.detach(), (8, 16), 0.5, 0.5)
+    fc1 = layer_from_module("fc1", model.fc1, scheme=BCR(block=(8, 16), row_ratio=0.5,
+                                                         col_ratio=0.5), mask=mask, bits=8)
+    export_model(model, "tinycnn", bits=8).with_layer(fc1).save(path)
     return path
 
 
@@ -107,3 +114,36 @@ def test_console_script_exit_code(tmp_path):
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_verilog_from_bundle_layer(capsys, tmp_path, bundle_dir):
+    code, out, err = run(capsys, "verilog", "--engine", "bcr", "--bundle", str(bundle_dir),
+                         "--layer", "fc1", "--lanes", "4", "--out", str(tmp_path / "v"))
+    assert code == 0, err
+    sidecar = json.loads((tmp_path / "v" / "bcr_fc1.json").read_text())
+    assert sidecar["parameters"]["block"] == [8, 16]
+    assert sidecar["parameters"]["rows"] == 48 and sidecar["parameters"]["cols"] == 64
+    code, _, err = run(capsys, "verilog", "--out", str(tmp_path / "w"))
+    assert_user_error(code, err, "give --rows and --cols, or --bundle and --layer")
+    code, _, err = run(capsys, "verilog", "--bundle", str(bundle_dir), "--out", "x")
+    assert_user_error(code, err, "--bundle and --layer go together")
+    code, _, err = run(capsys, "verilog", "--block", "8by16", "--rows", "4", "--cols", "4",
+                       "--out", "x")
+    assert_user_error(code, err, "--block must look like 8x16, not '8by16'")
+
+
+@pytest.mark.parametrize("engine, layer", [("bcr", "fc1"), ("dense", "conv2")])
+def test_simulate_layer(capsys, bundle_dir, engine, layer):
+    code, out, err = run(capsys, "simulate", "--bundle", str(bundle_dir), "--layer", layer,
+                         "--engine", engine, "--lanes", "4")
+    assert code == 0, err
+    assert "outputs match golden model: yes" in out and "(match)" in out
+
+
+def test_simulate_user_errors(capsys, bundle_dir):
+    code, _, err = run(capsys, "simulate", "--bundle", str(bundle_dir), "--layer", "conv2",
+                       "--engine", "bcr")
+    assert_user_error(code, err, "layer 'conv2' has scheme 'dense'; the bcr engine runs layers "
+                                 "pruned with the bcr scheme")
+    code, _, err = run(capsys, "simulate", "--bundle", str(bundle_dir), "--layer", "nope")
+    assert_user_error(code, err, "no layer 'nope'; layers: conv1, conv2, fc1, fc2")
