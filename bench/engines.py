@@ -1,0 +1,131 @@
+"""Engine cycles in RTL: each sparse engine against the dense engine with the same lanes and bits.
+
+For each layer shape and pruning ratio (50% to 95%), a random BCR layer whose every block keeps
+the same kept-rows x kept-columns sub-block (as the BCR projection does; kept rows a multiple of
+the lanes where the block allows) runs on the BCR engine, and the same shape runs on the dense
+engine, both on Verilator. Printed and saved to ``bench/results/engines.csv``: RTL cycles, the
+cycle models (which must equal them), outputs checked against ``ir.golden.linear``, speedup over
+dense, the fraction of the ideal ``1 / (1 - r)`` it reaches, the dense engine's utilisation
+(MACs / lanes / cycles) and simulated cycles per second.
+
+Targets (issue 4): BCR at 90% sparsity >= 8.5x fewer cycles than dense; dense cycles
+<= 1.05 x MACs / lanes; >= 500,000 simulated cycles per second on Verilator.
+
+Usage: ``python bench/engines.py [--quick] [--lanes 8] [--simulator verilator]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hw.bcr import bcr_cycles
+from hw.dense import dense_cycles
+from ir.bcr import encode_bcr
+from ir.golden import linear
+from sim.bcr import exact_bcr_layer, run_bcr_batch
+from sim.dense import run_dense_batch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+#: (name, rows, cols): a square FC layer, VGG-16's conv4 (256 x 2304 im2col view) and the
+#: stacked gate matrix of an LSTM step (4*hidden x (input + hidden)), hidden = input = 256.
+SHAPES = (("fc1024", 1024, 1024), ("vgg_conv3x3_256", 256, 2304), ("lstm_h256", 1024, 512))
+QUICK_SHAPES = (("fc256", 256, 256),)
+
+
+def kept_shape(block: tuple[int, int], lanes: int, sparsity: float) -> tuple[int, int]:
+    """Kept rows x columns per block closest to ``1 - sparsity`` of the block, with kept rows a
+    multiple of ``lanes`` where possible (so no lane idles); ties go to the sparser choice."""
+    br, bc = block
+    target = (1.0 - sparsity) * br * bc
+    rows_opts = [r for r in range(lanes, br + 1, lanes)] or [br]
+    best = None
+    for nr in rows_opts:
+        for nc in range(1, bc + 1):
+            key = (abs(nr * nc - target), nr * nc)
+            if best is None or key < best[0]:
+                best = (key, (nr, nc))
+    return best[1]
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="one small shape, for a smoke run")
+    ap.add_argument("--lanes", type=int, default=8)
+    ap.add_argument("--bits", type=int, default=8)
+    ap.add_argument("--block", default="16x16", help="BCR block RxC")
+    ap.add_argument("--simulator", default="verilator", choices=("verilator", "icarus"))
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    block = tuple(int(v) for v in args.block.split("x"))
+    lanes, bits = args.lanes, args.bits
+    rng = np.random.default_rng(args.seed)
+    rows_out = []
+    for name, rows, cols in (QUICK_SHAPES if args.quick else SHAPES):
+        x = rng.integers(-(2 ** (bits - 1)) + 1, 2 ** (bits - 1), size=(1, cols))
+        dense_w = rng.integers(-(2 ** (bits - 1)) + 1, 2 ** (bits - 1), size=(rows, cols))
+        t0 = time.perf_counter()
+        drun = run_dense_batch([(dense_w, x)], lanes, bits, bits, args.simulator,
+                               max_rows=rows, max_cols=cols)[0]
+        d_wall = time.perf_counter() - t0
+        d_cycles = drun.cycles[0]
+        d_ok = np.array_equal(drun.outputs, linear(dense_w, x))
+        d_rate = d_cycles / drun.run_seconds[0] if drun.run_seconds[0] > 0 else float("nan")
+        jobs, metas = [], []
+        for r in RATIOS:
+            nr, nc = kept_shape(block, lanes, r)
+            qw, mask = exact_bcr_layer(rng, (rows, cols), block, nr, nc, bits=bits)
+            jobs.append((qw, mask, x))
+            metas.append((r, nr, nc, qw, mask))
+        t0 = time.perf_counter()
+        bruns = run_bcr_batch(jobs, block, lanes, bits, bits, args.simulator,
+                              max_rows=rows, max_cols=cols)
+        b_wall = time.perf_counter() - t0
+        for (r, nr, nc, qw, mask), brun in zip(metas, bruns, strict=True):
+            sparsity = 1.0 - float(mask.mean())
+            model = bcr_cycles(encode_bcr(qw, block, mask=mask), lanes)
+            speedup = d_cycles / brun.cycles[0]
+            rows_out.append({
+                "layer": name, "rows": rows, "cols": cols, "lanes": lanes, "bits": bits,
+                "engine": "bcr", "block": f"{block[0]}x{block[1]}", "kept_per_block":
+                f"{nr}x{nc}", "target_sparsity": r, "sparsity": round(sparsity, 4),
+                "rtl_cycles": brun.cycles[0], "model_cycles": model,
+                "cycles_match": brun.cycles[0] == model,
+                "outputs_match": bool(np.array_equal(brun.outputs, linear(qw, x))),
+                "dense_cycles": d_cycles, "dense_model": dense_cycles(rows, cols, lanes),
+                "dense_outputs_match": d_ok,
+                "dense_utilisation": round(rows * cols / lanes / d_cycles, 4),
+                "speedup": round(speedup, 2), "ideal": round(1 / (1 - sparsity), 2),
+                "of_ideal": round(speedup * (1 - sparsity), 3),
+                "dense_sim_cycles_per_s": round(d_rate),
+                "bcr_sim_cycles_per_s": round(brun.cycles[0] / brun.run_seconds[0])
+                if brun.run_seconds[0] > 0 else None,
+                "dense_wall_s": round(d_wall, 1), "bcr_batch_wall_s": round(b_wall, 1),
+            })
+    df = pd.DataFrame(rows_out)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / ("engines_quick.csv" if args.quick else "engines.csv")
+    df.to_csv(out, index=False)
+    cols_show = ["layer", "target_sparsity", "sparsity", "kept_per_block", "rtl_cycles",
+                 "cycles_match", "outputs_match", "dense_cycles", "speedup", "ideal", "of_ideal",
+                 "dense_utilisation", "dense_sim_cycles_per_s"]
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(df[cols_show].to_string(index=False))
+    at90 = df[df.target_sparsity == 0.9]
+    print(f"\ntargets: BCR at 90% >= 8.5x over dense: measured {at90.speedup.min():.2f}x-"
+          f"{at90.speedup.max():.2f}x; dense cycles <= 1.05 x MACs/lanes: utilisation "
+          f"{df.dense_utilisation.min():.3f} (>= 0.952 needed); Verilator >= 500,000 cycles/s: "
+          f"dense {df.dense_sim_cycles_per_s.min():,.0f}/s")
+    print(f"saved {out}\nreproduce: python bench/engines.py {' '.join(argv)}".rstrip())
+    ok = bool(df.cycles_match.all() and df.outputs_match.all() and df.dense_outputs_match.all())
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
