@@ -89,7 +89,8 @@ def _block(value: str | None) -> tuple[int, int] | None:
 
 
 @cli.command()
-@click.option("--engine", type=click.Choice(["dense", "bcr"]), default="dense", show_default=True)
+@click.option("--engine", type=click.Choice(["dense", "bcr", "unstructured"]), default="dense",
+              show_default=True)
 @click.option("--rows", type=click.IntRange(min=1), help="Output rows (neurons).")
 @click.option("--cols", type=click.IntRange(min=1), help="Input columns.")
 @click.option("--bundle", type=click.Path(path_type=Path), help="Size the engine from a layer.")
@@ -98,11 +99,13 @@ def _block(value: str | None) -> tuple[int, int] | None:
 @click.option("--weight-bits", type=click.IntRange(2, 16), help="Default 8, or the layer's bits.")
 @click.option("--act-bits", type=click.IntRange(2, 16), default=8, show_default=True)
 @click.option("--block", help="BCR block size RxC (default 8x16, or the layer's block).")
+@click.option("--index-bits", type=click.IntRange(1, 16), default=4, show_default=True,
+              help="Relative-index width of the unstructured engine.")
 @click.option("--name", help="Verilog module name (default: the engine's, or engine_layer).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None,
             layer: str | None, lanes: int, weight_bits: int | None, act_bits: int,
-            block: str | None, name: str | None, out: Path) -> None:
+            block: str | None, index_bits: int, name: str | None, out: Path) -> None:
     """Emit an engine as Verilog plus its JSON sidecar (parameters, ports, memory map)."""
     from codesign.flow import emit_engine, layer_matrix
 
@@ -126,7 +129,8 @@ def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None
         raise UserError("give --rows and --cols, or --bundle and --layer")
     try:
         v, j = emit_engine(engine, rows, cols, lanes, weight_bits or 8, act_bits,
-                           name or f"{engine}_matvec", out, block=blk or (8, 16))
+                           name or f"{engine}_matvec", out, block=blk or (8, 16),
+                           index_bits=index_bits)
     except (TypeError, ValueError) as exc:
         raise UserError(str(exc)) from None
     click.echo(f"wrote {v}\nwrote {j}")
@@ -135,7 +139,8 @@ def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None
 @cli.command()
 @click.option("--bundle", type=click.Path(path_type=Path), required=True)
 @click.option("--layer", required=True, help="A linear or conv2d layer with integer weights.")
-@click.option("--engine", type=click.Choice(["dense", "bcr"]), default="dense", show_default=True)
+@click.option("--engine", type=click.Choice(["dense", "bcr", "unstructured"]), default="dense",
+              show_default=True)
 @click.option("--lanes", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--act-bits", type=click.IntRange(2, 16), default=8, show_default=True)
 @click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator",
@@ -153,12 +158,12 @@ def simulate(bundle: Path, layer: str, engine: str, lanes: int, act_bits: int, s
                            vectors=vectors, seed=seed)
     except (TypeError, ValueError) as exc:
         raise UserError(str(exc)) from None
-    cycles_match = all(c == r["model_cycles"] for c in r["cycles"])
+    cycles_match = r["cycles"] == r["model_cycles"]
     click.echo(f"layer {r['layer']} ({r['rows']}x{r['cols']}) on the {engine} engine, "
                f"{lanes} lanes, {r['weight_bits']}x{act_bits}-bit, {simulator}, "
                f"{vectors} vectors")
     click.echo(f"outputs match golden model: {'yes' if r['outputs_match'] else 'NO'}")
-    click.echo(f"cycles: RTL {r['cycles'][0]}, cycle model {r['model_cycles']} "
+    click.echo(f"cycles: RTL {r['cycles'][0]}, cycle model {r['model_cycles'][0]} "
                f"({'match' if cycles_match else 'MISMATCH'}); dense engine "
                f"{r['dense_cycles']} -> speedup {r['dense_cycles'] / max(1, r['cycles'][0]):.2f}x")
     if not (r["outputs_match"] and cycles_match):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 __all__ = ["emit_dense", "run_demo", "write_json"]
 
@@ -29,14 +30,16 @@ def write_json(path: Path, data: Any) -> Path:
     return path
 
 
-ENGINES = ("dense", "bcr")
+ENGINES = ("dense", "bcr", "unstructured")
 
 
 def emit_engine(engine: str, rows: int, cols: int, lanes: int, weight_bits: int, act_bits: int,
-                name: str, out: Path, block: tuple[int, int] = (8, 16)) -> tuple[Path, Path]:
+                name: str, out: Path, block: tuple[int, int] = (8, 16),
+                index_bits: int = 4) -> tuple[Path, Path]:
     """Emit a matrix-vector engine sized for ``rows x cols``; return the (.v, .json) paths.
 
-    ``engine`` is one of :data:`ENGINES`; ``block`` is the BCR block size.
+    ``engine`` is one of :data:`ENGINES`; ``block`` is the BCR block size, ``index_bits`` the
+    unstructured engine's relative-index width.
     """
     from hw.emit import emit_verilog
 
@@ -53,6 +56,12 @@ def emit_engine(engine: str, rows: int, cols: int, lanes: int, weight_bits: int,
         component = BCRMatVec(lanes, block=block, weight_bits=weight_bits, act_bits=act_bits,
                               max_rows=rows, max_cols=cols)
         params["block"] = list(block)
+    elif engine == "unstructured":
+        from hw.unstructured import UnstructuredMatVec
+
+        component = UnstructuredMatVec(lanes, weight_bits=weight_bits, act_bits=act_bits,
+                                       index_bits=index_bits, max_rows=rows, max_cols=cols)
+        params["index_bits"] = index_bits
     else:
         raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
     v, j = emit_verilog(component, name, out, params)
@@ -91,7 +100,8 @@ def simulate_layer(layer, engine: str, lanes: int = 8, act_bits: int = 8,
     product with a random im2col column) multiplies ``vectors`` random ``act_bits`` activation
     vectors. Returns a dict with ``outputs_match`` (against ``ir.golden.linear``), the RTL
     ``cycles``, the engine's ``model_cycles`` and the dense engine's cycle model for the same
-    lanes, ``dense_cycles``.
+    lanes, ``dense_cycles`` (the unstructured engine's cycles depend on which activations are
+    zero, so ``model_cycles`` is a list, one per vector, for every engine).
     """
     from hw.dense import dense_cycles
     from ir.golden import linear
@@ -106,7 +116,7 @@ def simulate_layer(layer, engine: str, lanes: int = 8, act_bits: int = 8,
         from sim.dense import run_dense
 
         outputs, cycles = run_dense(qw, xs, lanes, bits, act_bits, simulator)
-        model = dense_cycles(rows, cols, lanes)
+        model = [dense_cycles(rows, cols, lanes)] * vectors
     elif engine == "bcr":
         from hw.bcr import bcr_cycles
         from ir.bcr import encode_bcr
@@ -117,14 +127,23 @@ def simulate_layer(layer, engine: str, lanes: int = 8, act_bits: int = 8,
                              "engine runs layers pruned with the bcr scheme")
         block = tuple(layer.scheme.block)
         outputs, cycles = run_bcr(qw, mask, block, xs, lanes, bits, act_bits, simulator)
-        model = bcr_cycles(encode_bcr(qw, block, mask=mask), lanes)
+        model = [bcr_cycles(encode_bcr(qw, block, mask=mask), lanes)] * vectors
+    elif engine == "unstructured":
+        from hw.unstructured import unstructured_cycles
+        from ir.csr import encode_csc_lanes
+        from sim.unstructured import run_unstructured
+
+        index_bits = getattr(layer.scheme, "index_bits", 4)
+        outputs, cycles = run_unstructured(qw, xs, lanes, bits, act_bits, index_bits, simulator)
+        enc = encode_csc_lanes(qw, lanes, index_bits)
+        model = [unstructured_cycles(enc, x, lanes) for x in xs]
     else:
         raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
     golden = linear(qw, xs)
     return {"layer": layer.name, "engine": engine, "rows": rows, "cols": cols, "lanes": lanes,
             "weight_bits": bits, "act_bits": act_bits, "simulator": simulator,
             "vectors": vectors, "outputs_match": bool(np.array_equal(outputs, golden)),
-            "cycles": [int(c) for c in cycles], "model_cycles": int(model),
+            "cycles": [int(c) for c in cycles], "model_cycles": [int(m) for m in model],
             "dense_cycles": int(dense_cycles(rows, cols, lanes))}
 
 
@@ -137,6 +156,11 @@ DEMO_PLAN = {
         "fc2": {"scheme": "unstructured", "sparsity": 0.6},
     },
 }
+
+
+#: (layer, engine) pairs the demo runs in RTL: fc1 (BCR-pruned) on the dense and BCR engines,
+#: fc2 (unstructured) on the unstructured engine.
+DEMO_RUNS = (("fc1", "dense"), ("fc1", "bcr"), ("fc2", "unstructured"))
 
 
 def compress_demo_model(seed: int = 0, epochs: int = 10, admm_iters: int = 3,
@@ -168,15 +192,13 @@ def run_demo(out: Path, simulator: str = "verilator", lanes: int = 8, seed: int 
     1. Compression: trains TinyCNN on scikit-learn's digits, ADMM-compresses it with
        :data:`DEMO_PLAN` (pattern, BCR and unstructured pruning, 8-bit weights), saves the bundle
        to ``out/bundle`` and prints its table and the accuracy before and after.
-    2. Hardware: emits the dense engine for the bundle's ``fc1`` layer into ``out/verilog``,
-       simulates that layer on ``simulator`` for a batch of random 8-bit activations, and checks
-       the outputs against ``ir.golden.linear`` and the cycles against ``hw.dense.dense_cycles``.
+    2. Hardware: for each of :data:`DEMO_RUNS` emits the engine into ``out/verilog``, simulates
+       the layer on ``simulator`` for random 8-bit activations, checks the outputs against
+       ``ir.golden.linear`` and the cycles against the engine's cycle model, and prints the
+       cycles against the dense engine's.
     """
     from codesign.report import layer_table, print_table
-    from hw.dense import dense_cycles
     from ir import Bundle
-    from ir.golden import linear
-    from sim.dense import run_dense
 
     out = Path(out)
     bits = 8
@@ -192,32 +214,33 @@ def run_demo(out: Path, simulator: str = "verilator", lanes: int = 8, seed: int 
          f"({totals['pruning_ratio']:.2f}x); storage {totals['storage_reduction_weights']:.1f}x "
          f"smaller (weights only), {totals['storage_reduction_with_index']:.1f}x with index")
 
-    layer = bundle.layer("fc1")
-    qw = np.asarray(layer.tensors["qweight"], dtype=np.int64)
-    rows, cols = qw.shape
-    emit_dense(rows, cols, lanes, bits, bits, "dense_fc1", out / "verilog")
-    rng = np.random.default_rng(seed)
-    qmax = 2 ** (bits - 1) - 1
-    xs = rng.integers(-qmax, qmax + 1, size=(4, cols), dtype=np.int64)
-    echo(f"simulating layer fc1 ({rows}x{cols}, {layer.scheme.kind}, density "
-         f"{layer.stats.density:.2f}) on the dense engine, {lanes} lanes, {bits}-bit, "
-         f"{simulator}, {len(xs)} input vectors ...")
-    outputs, cycles = run_dense(qw, xs, lanes=lanes, weight_bits=bits, act_bits=bits,
-                                simulator=simulator)
-    golden = linear(qw, xs)
-    model_cycles = dense_cycles(rows, cols, lanes)
-    outputs_match = bool(np.array_equal(np.asarray(outputs), golden))
-    cycles_match = all(int(c) == model_cycles for c in cycles)
-    macs = rows * cols
-    echo(f"outputs match golden model: {'yes' if outputs_match else 'NO'}")
-    echo(f"cycles per vector: RTL {list(map(int, cycles))}, cycle model {model_cycles} "
-         f"({'match' if cycles_match else 'MISMATCH'}); ideal MACs/lanes {macs / lanes:.1f}, "
-         f"utilisation {macs / lanes / model_cycles:.1%}")
+    runs = []
+    for name, engine in DEMO_RUNS:
+        layer = bundle.layer(name)
+        qw, _ = layer_matrix(layer)
+        block = tuple(layer.scheme.block) if engine == "bcr" else (8, 16)
+        emit_engine(engine, qw.shape[0], qw.shape[1], lanes, bits, bits, f"{engine}_{name}",
+                    out / "verilog", block=block)
+        echo(f"simulating {name} ({qw.shape[0]}x{qw.shape[1]}, {layer.scheme.kind}, density "
+             f"{layer.stats.density:.2f}) on the {engine} engine, {lanes} lanes, {bits}-bit, "
+             f"{simulator} ...")
+        r = simulate_layer(layer, engine, lanes=lanes, act_bits=bits, simulator=simulator,
+                           vectors=4, seed=seed)
+        r["cycles_match"] = r["cycles"] == r["model_cycles"]
+        runs.append(r)
+    table = pd.DataFrame([{
+        "layer": r["layer"], "engine": r["engine"], "shape": f"{r['rows']}x{r['cols']}",
+        "outputs_match": "yes" if r["outputs_match"] else "NO",
+        "rtl_cycles": r["cycles"][0],
+        "cycle_model": "match" if r["cycles_match"] else "MISMATCH",
+        "dense_cycles": r["dense_cycles"],
+        "speedup_vs_dense": round(r["dense_cycles"] / max(1, r["cycles"][0]), 2)}
+        for r in runs])
+    print_table(table, title="engines in RTL simulation (first input vector)")
+    ok = all(r["outputs_match"] and r["cycles_match"] for r in runs)
+    echo(f"outputs match golden model: {'yes' if ok else 'NO'}")
     write_json(out / "demo.json", {
         "accuracy_dense": result.accuracy_before, "accuracy_compressed": result.accuracy_after,
-        "layer": "fc1", "rows": rows, "cols": cols, "lanes": lanes, "bits": bits,
-        "simulator": simulator, "rtl_cycles": [int(c) for c in cycles],
-        "model_cycles": model_cycles, "outputs_match": outputs_match,
-        "cycles_match": cycles_match})
+        "lanes": lanes, "bits": bits, "simulator": simulator, "runs": runs, "ok": ok})
     echo(f"wrote {out / 'bundle'}, {out / 'verilog'}, {out / 'demo.json'}")
-    return outputs_match and cycles_match
+    return ok

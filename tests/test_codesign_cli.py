@@ -132,7 +132,8 @@ def test_verilog_from_bundle_layer(capsys, tmp_path, bundle_dir):
     assert_user_error(code, err, "--block must look like 8x16, not '8by16'")
 
 
-@pytest.mark.parametrize("engine, layer", [("bcr", "fc1"), ("dense", "conv2")])
+@pytest.mark.parametrize("engine, layer", [("bcr", "fc1"), ("dense", "conv2"),
+                                           ("unstructured", "fc2")])
 def test_simulate_layer(capsys, bundle_dir, engine, layer):
     code, out, err = run(capsys, "simulate", "--bundle", str(bundle_dir), "--layer", layer,
                          "--engine", engine, "--lanes", "4")

@@ -14,8 +14,13 @@ def test_demo_end_to_end(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "outputs match golden model: yes" in text
     result = json.loads((out / "demo.json").read_text())
-    assert result["outputs_match"] and result["cycles_match"]
-    assert result["rtl_cycles"] == [result["model_cycles"]] * 4
+    assert result["ok"]
+    assert [(r["layer"], r["engine"]) for r in result["runs"]] == [
+        ("fc1", "dense"), ("fc1", "bcr"), ("fc2", "unstructured")]
+    for r in result["runs"]:
+        assert r["outputs_match"] and r["cycles"] == r["model_cycles"]
+    dense, bcr = result["runs"][0], result["runs"][1]
+    assert bcr["cycles"][0] < dense["cycles"][0]  # fc1 keeps a quarter of its weights
     bundle = Bundle.load(out / "bundle")
     assert [x.name for x in bundle.layers] == ["conv1", "conv2", "fc1", "fc2"]
     assert [x.scheme.kind for x in bundle.layers] == ["dense", "pattern", "bcr", "unstructured"]
@@ -23,4 +28,6 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert bundle.layer("fc1").stats.density == 0.25
     assert result["accuracy_compressed"] > 0.8  # TinyCNN on 8x8 digits, well above chance
     assert "accuracy (digits test)" in text
-    assert sorted(p.suffix for p in (out / "verilog").iterdir()) == [".json", ".v"]
+    assert sorted(p.name for p in (out / "verilog").iterdir()) == [
+        "bcr_fc1.json", "bcr_fc1.v", "dense_fc1.json", "dense_fc1.v", "unstructured_fc2.json",
+        "unstructured_fc2.v"]
