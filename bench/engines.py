@@ -2,8 +2,10 @@
 
 For each layer shape and pruning ratio (50% to 95%), a random BCR layer whose every block keeps
 the same kept-rows x kept-columns sub-block (as the BCR projection does; kept rows a multiple of
-the lanes where the block allows) runs on the BCR engine, and the same shape runs on the dense
-engine, both on Verilator. Printed and saved to ``bench/results/engines.csv``: RTL cycles, the
+the lanes where the block allows) runs on the BCR engine, a random unstructured layer of the same
+sparsity (4-bit relative indices, every activation non-zero: the unstructured engine's worst
+case) runs on the unstructured engine, and the same shape runs on the dense engine, all on
+Verilator. Printed and saved to ``bench/results/engines.csv``: RTL cycles, the
 cycle models (which must equal them), outputs checked against ``ir.golden.linear``, speedup over
 dense, the fraction of the ideal ``1 / (1 - r)`` it reaches, the dense engine's utilisation
 (MACs / lanes / cycles) and simulated cycles per second.
@@ -26,10 +28,13 @@ import pandas as pd
 
 from hw.bcr import bcr_cycles
 from hw.dense import dense_cycles
+from hw.unstructured import unstructured_cycles
 from ir.bcr import encode_bcr
+from ir.csr import encode_csc_lanes
 from ir.golden import linear
 from sim.bcr import exact_bcr_layer, run_bcr_batch
 from sim.dense import run_dense_batch
+from sim.unstructured import random_sparse_layer, run_unstructured_batch
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
@@ -37,6 +42,7 @@ RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 #: stacked gate matrix of an LSTM step (4*hidden x (input + hidden)), hidden = input = 256.
 SHAPES = (("fc1024", 1024, 1024), ("vgg_conv3x3_256", 256, 2304), ("lstm_h256", 1024, 512))
 QUICK_SHAPES = (("fc256", 256, 256),)
+INDEX_BITS = 4
 
 
 def kept_shape(block: tuple[int, int], lanes: int, sparsity: float) -> tuple[int, int]:
@@ -87,37 +93,48 @@ def main(argv: list[str]) -> int:
         bruns = run_bcr_batch(jobs, block, lanes, bits, bits, args.simulator,
                               max_rows=rows, max_cols=cols)
         b_wall = time.perf_counter() - t0
+        ujobs = [(random_sparse_layer(rng, (rows, cols), 1.0 - r, bits=bits), x) for r in RATIOS]
+        t0 = time.perf_counter()
+        uruns = run_unstructured_batch(ujobs, lanes, bits, bits, INDEX_BITS, args.simulator,
+                                       max_rows=rows, max_cols=cols)
+        u_wall = time.perf_counter() - t0
+        points = []
         for (r, nr, nc, qw, mask), brun in zip(metas, bruns, strict=True):
-            sparsity = 1.0 - float(mask.mean())
             model = bcr_cycles(encode_bcr(qw, block, mask=mask), lanes)
-            speedup = d_cycles / brun.cycles[0]
+            points.append(("bcr", r, f"{nr}x{nc}", qw, mask != 0, brun, model, b_wall))
+        for r, (qw, _), urun in zip(RATIOS, ujobs, uruns, strict=True):
+            model = unstructured_cycles(encode_csc_lanes(qw, lanes, INDEX_BITS), x[0], lanes)
+            points.append(("unstructured", r, "-", qw, qw != 0, urun, model, u_wall))
+        for engine, r, kept, qw, mask, run, model, wall in points:
+            sparsity = 1.0 - float(mask.mean())
+            speedup = d_cycles / run.cycles[0]
             rows_out.append({
                 "layer": name, "rows": rows, "cols": cols, "lanes": lanes, "bits": bits,
-                "engine": "bcr", "block": f"{block[0]}x{block[1]}", "kept_per_block":
-                f"{nr}x{nc}", "target_sparsity": r, "sparsity": round(sparsity, 4),
-                "rtl_cycles": brun.cycles[0], "model_cycles": model,
-                "cycles_match": brun.cycles[0] == model,
-                "outputs_match": bool(np.array_equal(brun.outputs, linear(qw, x))),
+                "engine": engine, "block": f"{block[0]}x{block[1]}" if engine == "bcr" else "-",
+                "kept_per_block": kept, "target_sparsity": r, "sparsity": round(sparsity, 4),
+                "rtl_cycles": run.cycles[0], "model_cycles": model,
+                "cycles_match": run.cycles[0] == model,
+                "outputs_match": bool(np.array_equal(run.outputs, linear(qw, x))),
                 "dense_cycles": d_cycles, "dense_model": dense_cycles(rows, cols, lanes),
                 "dense_outputs_match": d_ok,
                 "dense_utilisation": round(rows * cols / lanes / d_cycles, 4),
                 "speedup": round(speedup, 2), "ideal": round(1 / (1 - sparsity), 2),
                 "of_ideal": round(speedup * (1 - sparsity), 3),
                 "dense_sim_cycles_per_s": round(d_rate),
-                "bcr_sim_cycles_per_s": round(brun.cycles[0] / brun.run_seconds[0])
-                if brun.run_seconds[0] > 0 else None,
-                "dense_wall_s": round(d_wall, 1), "bcr_batch_wall_s": round(b_wall, 1),
+                "sim_cycles_per_s": round(run.cycles[0] / run.run_seconds[0])
+                if run.run_seconds[0] > 0 else None,
+                "dense_wall_s": round(d_wall, 1), "batch_wall_s": round(wall, 1),
             })
     df = pd.DataFrame(rows_out)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / ("engines_quick.csv" if args.quick else "engines.csv")
     df.to_csv(out, index=False)
-    cols_show = ["layer", "target_sparsity", "sparsity", "kept_per_block", "rtl_cycles",
+    cols_show = ["layer", "engine", "target_sparsity", "sparsity", "kept_per_block", "rtl_cycles",
                  "cycles_match", "outputs_match", "dense_cycles", "speedup", "ideal", "of_ideal",
                  "dense_utilisation", "dense_sim_cycles_per_s"]
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(df[cols_show].to_string(index=False))
-    at90 = df[df.target_sparsity == 0.9]
+    at90 = df[(df.target_sparsity == 0.9) & (df.engine == "bcr")]
     print(f"\ntargets: BCR at 90% >= 8.5x over dense: measured {at90.speedup.min():.2f}x-"
           f"{at90.speedup.max():.2f}x; dense cycles <= 1.05 x MACs/lanes: utilisation "
           f"{df.dense_utilisation.min():.3f} (>= 0.952 needed); Verilator >= 500,000 cycles/s: "
