@@ -89,8 +89,8 @@ def _block(value: str | None) -> tuple[int, int] | None:
 
 
 @cli.command()
-@click.option("--engine", type=click.Choice(["dense", "bcr", "unstructured"]), default="dense",
-              show_default=True)
+@click.option("--engine", type=click.Choice(["dense", "bcr", "unstructured", "pattern"]),
+              default="dense", show_default=True)
 @click.option("--rows", type=click.IntRange(min=1), help="Output rows (neurons).")
 @click.option("--cols", type=click.IntRange(min=1), help="Input columns.")
 @click.option("--bundle", type=click.Path(path_type=Path), help="Size the engine from a layer.")
@@ -101,11 +101,15 @@ def _block(value: str | None) -> tuple[int, int] | None:
 @click.option("--block", help="BCR block size RxC (default 8x16, or the layer's block).")
 @click.option("--index-bits", type=click.IntRange(1, 16), default=4, show_default=True,
               help="Relative-index width of the unstructured engine.")
+@click.option("--image", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Largest input height/width of the pattern engine (rows/cols are its "
+                   "output/input channels).")
 @click.option("--name", help="Verilog module name (default: the engine's, or engine_layer).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None,
             layer: str | None, lanes: int, weight_bits: int | None, act_bits: int,
-            block: str | None, index_bits: int, name: str | None, out: Path) -> None:
+            block: str | None, index_bits: int, image: int, name: str | None,
+            out: Path) -> None:
     """Emit an engine as Verilog plus its JSON sidecar (parameters, ports, memory map)."""
     from codesign.flow import emit_engine, layer_matrix
 
@@ -121,6 +125,10 @@ def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None
         except ValueError as exc:
             raise UserError(str(exc)) from None
         rows, cols = qw.shape
+        if engine == "pattern":
+            if lay.op != "conv2d":
+                raise UserError(f"layer {layer!r} is {lay.op}; the pattern engine runs conv2d")
+            rows, cols = lay.shape.out_channels, lay.shape.in_channels
         weight_bits = weight_bits or lay.quant.bits
         if engine == "bcr" and blk is None and lay.scheme.kind == "bcr":
             blk = tuple(lay.scheme.block)
@@ -130,7 +138,7 @@ def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None
     try:
         v, j = emit_engine(engine, rows, cols, lanes, weight_bits or 8, act_bits,
                            name or f"{engine}_matvec", out, block=blk or (8, 16),
-                           index_bits=index_bits)
+                           index_bits=index_bits, image=image)
     except (TypeError, ValueError) as exc:
         raise UserError(str(exc)) from None
     click.echo(f"wrote {v}\nwrote {j}")
@@ -139,8 +147,8 @@ def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None
 @cli.command()
 @click.option("--bundle", type=click.Path(path_type=Path), required=True)
 @click.option("--layer", required=True, help="A linear or conv2d layer with integer weights.")
-@click.option("--engine", type=click.Choice(["dense", "bcr", "unstructured"]), default="dense",
-              show_default=True)
+@click.option("--engine", type=click.Choice(["dense", "bcr", "unstructured", "pattern"]),
+              default="dense", show_default=True)
 @click.option("--lanes", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--act-bits", type=click.IntRange(2, 16), default=8, show_default=True)
 @click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator",

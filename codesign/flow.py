@@ -30,16 +30,19 @@ def write_json(path: Path, data: Any) -> Path:
     return path
 
 
-ENGINES = ("dense", "bcr", "unstructured")
+ENGINES = ("dense", "bcr", "unstructured", "pattern")
 
 
 def emit_engine(engine: str, rows: int, cols: int, lanes: int, weight_bits: int, act_bits: int,
                 name: str, out: Path, block: tuple[int, int] = (8, 16),
-                index_bits: int = 4) -> tuple[Path, Path]:
+                index_bits: int = 4, library_size: int = 8, image: int = 32
+                ) -> tuple[Path, Path]:
     """Emit a matrix-vector engine sized for ``rows x cols``; return the (.v, .json) paths.
 
     ``engine`` is one of :data:`ENGINES`; ``block`` is the BCR block size, ``index_bits`` the
-    unstructured engine's relative-index width.
+    unstructured engine's relative-index width. For ``pattern``, ``rows`` and ``cols`` are the
+    output and input channels, ``library_size`` the pattern library size and ``image`` the
+    largest input height and width.
     """
     from hw.emit import emit_verilog
 
@@ -62,6 +65,13 @@ def emit_engine(engine: str, rows: int, cols: int, lanes: int, weight_bits: int,
         component = UnstructuredMatVec(lanes, weight_bits=weight_bits, act_bits=act_bits,
                                        index_bits=index_bits, max_rows=rows, max_cols=cols)
         params["index_bits"] = index_bits
+    elif engine == "pattern":
+        from hw.pattern import PatternConv
+
+        component = PatternConv(lanes, weight_bits=weight_bits, act_bits=act_bits,
+                                library_size=library_size, max_channels=cols,
+                                max_filters=rows, max_height=image, max_width=image)
+        params.update(library_size=library_size, image=image)
     else:
         raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
     v, j = emit_verilog(component, name, out, params)
@@ -91,6 +101,55 @@ def layer_matrix(layer) -> tuple[np.ndarray, np.ndarray]:
             matrix_view(layer.tensors["mask"]))
 
 
+def simulate_pattern_layer(layer, lanes: int = 8, act_bits: int = 8,
+                           simulator: str = "verilator", image: int = 8, seed: int = 0
+                           ) -> dict[str, Any]:
+    """Run a pattern-pruned 3x3 conv2d layer on the pattern engine's RTL for one random
+    ``image x image`` input and check it against ``ir.golden.conv2d`` and the cycle model.
+
+    ``dense_cycles`` is the dense engine with the same lanes running the layer as im2col
+    matrix-vector products, one per output position.
+    """
+    from hw.dense import dense_cycles
+    from hw.pattern import pattern_cycles
+    from ir.golden import conv2d
+    from ir.pattern import encode_pattern
+    from sim.pattern import run_pattern
+
+    shape = layer.shape
+    if layer.op != "conv2d" or layer.scheme.kind != "pattern":
+        raise ValueError(f"layer {layer.name!r} is a {layer.op} with scheme "
+                         f"{layer.scheme.kind!r}; the pattern engine runs pattern-pruned conv2d "
+                         "layers")
+    if layer.quant is None:
+        raise ValueError(f"layer {layer.name!r} has no quantized weights; the engines need "
+                         "integer weights (compress with --bits)")
+    stride, padding = shape.stride[0], shape.padding[0]
+    if (shape.groups != 1 or shape.stride[0] != shape.stride[1] or stride not in (1, 2)
+            or shape.padding[0] != shape.padding[1] or padding not in (0, 1)):
+        raise ValueError(f"layer {layer.name!r}: the pattern engine runs groups 1, stride 1 or 2 "
+                         "and padding 0 or 1 in both directions")
+    qw = np.asarray(layer.tensors["qweight"], dtype=np.int64)
+    mask = layer.tensors["mask"]
+    library = layer.scheme.library()
+    bits = layer.quant.bits
+    rng = np.random.default_rng(seed)
+    amax = 2 ** (act_bits - 1) - 1
+    qx = rng.integers(-amax, amax + 1, size=(shape.in_channels, image, image), dtype=np.int64)
+    outputs, cycles = run_pattern(qw, mask, library, qx, lanes, bits, act_bits, stride, padding,
+                                  simulator)
+    golden = conv2d(qw, qx, stride=stride, padding=padding)
+    ho, wo = golden.shape[1:]
+    model = pattern_cycles(encode_pattern(qw, library, mask=mask), (ho, wo), lanes)
+    return {"layer": layer.name, "engine": "pattern", "rows": shape.out_channels,
+            "cols": shape.in_channels * 9, "lanes": lanes, "weight_bits": bits,
+            "act_bits": act_bits, "simulator": simulator, "vectors": 1,
+            "outputs_match": bool(np.array_equal(outputs, golden)), "cycles": [int(cycles)],
+            "model_cycles": [int(model)],
+            "dense_cycles": int(ho * wo * dense_cycles(shape.out_channels, shape.in_channels * 9,
+                                                       lanes))}
+
+
 def simulate_layer(layer, engine: str, lanes: int = 8, act_bits: int = 8,
                    simulator: str = "verilator", vectors: int = 4, seed: int = 0
                    ) -> dict[str, Any]:
@@ -106,6 +165,8 @@ def simulate_layer(layer, engine: str, lanes: int = 8, act_bits: int = 8,
     from hw.dense import dense_cycles
     from ir.golden import linear
 
+    if engine == "pattern":
+        return simulate_pattern_layer(layer, lanes, act_bits, simulator, seed=seed)
     qw, mask = layer_matrix(layer)
     rows, cols = qw.shape
     bits = layer.quant.bits
@@ -159,8 +220,9 @@ DEMO_PLAN = {
 
 
 #: (layer, engine) pairs the demo runs in RTL: fc1 (BCR-pruned) on the dense and BCR engines,
-#: fc2 (unstructured) on the unstructured engine.
-DEMO_RUNS = (("fc1", "dense"), ("fc1", "bcr"), ("fc2", "unstructured"))
+#: fc2 (unstructured) on the unstructured engine, conv2 (3x3 patterns) on the pattern engine
+#: (one 8x8 input; its dense figure is the dense engine running im2col per output position).
+DEMO_RUNS = (("fc1", "dense"), ("fc1", "bcr"), ("fc2", "unstructured"), ("conv2", "pattern"))
 
 
 def compress_demo_model(seed: int = 0, epochs: int = 10, admm_iters: int = 3,
@@ -217,11 +279,14 @@ def run_demo(out: Path, simulator: str = "verilator", lanes: int = 8, seed: int 
     runs = []
     for name, engine in DEMO_RUNS:
         layer = bundle.layer(name)
-        qw, _ = layer_matrix(layer)
+        if engine == "pattern":
+            rows, cols = layer.shape.out_channels, layer.shape.in_channels
+        else:
+            rows, cols = layer_matrix(layer)[0].shape
         block = tuple(layer.scheme.block) if engine == "bcr" else (8, 16)
-        emit_engine(engine, qw.shape[0], qw.shape[1], lanes, bits, bits, f"{engine}_{name}",
-                    out / "verilog", block=block)
-        echo(f"simulating {name} ({qw.shape[0]}x{qw.shape[1]}, {layer.scheme.kind}, density "
+        emit_engine(engine, rows, cols, lanes, bits, bits, f"{engine}_{name}", out / "verilog",
+                    block=block, image=8)
+        echo(f"simulating {name} ({rows}x{cols}, {layer.scheme.kind}, density "
              f"{layer.stats.density:.2f}) on the {engine} engine, {lanes} lanes, {bits}-bit, "
              f"{simulator} ...")
         r = simulate_layer(layer, engine, lanes=lanes, act_bits=bits, simulator=simulator,

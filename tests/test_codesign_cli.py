@@ -12,7 +12,8 @@ import pytest
 from codesign.cli import main
 from ir import BCR
 from pruning.export import export_model, layer_from_module
-from pruning.projections import bcr_mask
+from pruning.projections import bcr_mask, mask_of, select_pattern_library
+from pruning.schemes import PatternConfig
 from pruning.zoo import build
 
 
@@ -24,7 +25,12 @@ def bundle_dir(tmp_path_factory):
     mask = bcr_mask(model.fc1.weight.detach(), (8, 16), 0.5, 0.5)
     fc1 = layer_from_module("fc1", model.fc1, scheme=BCR(block=(8, 16), row_ratio=0.5,
                                                          col_ratio=0.5), mask=mask, bits=8)
-    export_model(model, "tinycnn", bits=8).with_layer(fc1).save(path)
+    lib = select_pattern_library([model.conv2.weight.detach()], library_size=4)
+    pconf = PatternConfig(library_size=4, connectivity=0.25)
+    pmask = mask_of(pconf, model.conv2.weight.detach(), library=lib)
+    conv2 = layer_from_module("conv2", model.conv2, scheme=pconf.to_ir(library=lib), mask=pmask,
+                              bits=8)
+    export_model(model, "tinycnn", bits=8).with_layer(fc1).with_layer(conv2).save(path)
     return path
 
 
@@ -132,8 +138,8 @@ def test_verilog_from_bundle_layer(capsys, tmp_path, bundle_dir):
     assert_user_error(code, err, "--block must look like 8x16, not '8by16'")
 
 
-@pytest.mark.parametrize("engine, layer", [("bcr", "fc1"), ("dense", "conv2"),
-                                           ("unstructured", "fc2")])
+@pytest.mark.parametrize("engine, layer", [("bcr", "fc1"), ("dense", "conv1"),
+                                           ("unstructured", "fc2"), ("pattern", "conv2")])
 def test_simulate_layer(capsys, bundle_dir, engine, layer):
     code, out, err = run(capsys, "simulate", "--bundle", str(bundle_dir), "--layer", layer,
                          "--engine", engine, "--lanes", "4")
@@ -142,9 +148,13 @@ def test_simulate_layer(capsys, bundle_dir, engine, layer):
 
 
 def test_simulate_user_errors(capsys, bundle_dir):
-    code, _, err = run(capsys, "simulate", "--bundle", str(bundle_dir), "--layer", "conv2",
+    code, _, err = run(capsys, "simulate", "--bundle", str(bundle_dir), "--layer", "conv1",
                        "--engine", "bcr")
-    assert_user_error(code, err, "layer 'conv2' has scheme 'dense'; the bcr engine runs layers "
+    assert_user_error(code, err, "layer 'conv1' has scheme 'dense'; the bcr engine runs layers "
                                  "pruned with the bcr scheme")
+    code, _, err = run(capsys, "simulate", "--bundle", str(bundle_dir), "--layer", "fc1",
+                       "--engine", "pattern")
+    assert_user_error(code, err, "layer 'fc1' is a linear with scheme 'bcr'; the pattern engine "
+                                 "runs pattern-pruned conv2d layers")
     code, _, err = run(capsys, "simulate", "--bundle", str(bundle_dir), "--layer", "nope")
     assert_user_error(code, err, "no layer 'nope'; layers: conv1, conv2, fc1, fc2")

@@ -16,7 +16,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     result = json.loads((out / "demo.json").read_text())
     assert result["ok"]
     assert [(r["layer"], r["engine"]) for r in result["runs"]] == [
-        ("fc1", "dense"), ("fc1", "bcr"), ("fc2", "unstructured")]
+        ("fc1", "dense"), ("fc1", "bcr"), ("fc2", "unstructured"), ("conv2", "pattern")]
     for r in result["runs"]:
         assert r["outputs_match"] and r["cycles"] == r["model_cycles"]
     dense, bcr = result["runs"][0], result["runs"][1]
@@ -29,5 +29,5 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert result["accuracy_compressed"] > 0.8  # TinyCNN on 8x8 digits, well above chance
     assert "accuracy (digits test)" in text
     assert sorted(p.name for p in (out / "verilog").iterdir()) == [
-        "bcr_fc1.json", "bcr_fc1.v", "dense_fc1.json", "dense_fc1.v", "unstructured_fc2.json",
-        "unstructured_fc2.v"]
+        "bcr_fc1.json", "bcr_fc1.v", "dense_fc1.json", "dense_fc1.v", "pattern_conv2.json",
+        "pattern_conv2.v", "unstructured_fc2.json", "unstructured_fc2.v"]
