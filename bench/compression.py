@@ -1,0 +1,429 @@
+"""Benchmark: ADMM compression of LeNet-5 (Caffe variant) on the 1,000 held-out mnist5k digits.
+
+A script, not a test. For every seed:
+
+1. train the dense LeNet-5 once (``pruning.zoo.RECIPES["lenet5"]``); ADMM and the peer both start
+   from this checkpoint;
+2. for every overall pruning ratio (default 85x, 100x, 150x):
+
+   * **ADMM** (``pruning.compress.compress``, float weights): unstructured pruning with the
+     authors' per-layer profile (conv1 80%, conv2 92%, fc1 99.1%, fc2 93% pruned, i.e. 71.2x)
+     with every layer's kept fraction scaled by the same factor to reach the overall ratio
+     (``--scope profile``, the default), or one global magnitude threshold (``--scope global``);
+     ``admm_iters`` W-step epochs, hard prune, ``retrain_epochs`` of masked retraining;
+   * **peer**: ``torch.nn.utils.prune.l1_unstructured`` on the dense checkpoint with exactly
+     ADMM's kept count in every layer, then fine-tuning with the same optimizer, learning rate,
+     batch size and number of optimizer steps as ADMM (W-steps + retraining);
+   * **quantized ADMM**: the ADMM-pruned model, then ADMM quantization on its fixed masks
+     (``pruning.admm.admm(mode="quant")``), hard quantization, quantization-aware masked
+     retraining, export to an ``ir`` bundle; storage reduction against 32-bit dense weights from
+     the bundle's stats: weights only (``nnz x bits``, the bundle exported with 16-bit indexes,
+     which need no padding entries), the CSR values including padding entries, and with index
+     bits (for these two the CSR relative-index width of each layer is chosen to minimise its
+     weight + index bits).
+
+Prints a mean +- std table over seeds, the targets beside the measured values and the published
+figures (quoted, not measured), and saves one row per seed and run as CSV
+(``bench/results/compression.csv``).
+
+Usage::
+
+    python bench/compression.py              # 3 seeds
+    python bench/compression.py --seeds 1    # one seed
+    python bench/compression.py --quick      # smoke run (minutes; numbers meaningless)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn.utils import prune as tprune
+
+from pruning import data as pdata
+from pruning import zoo
+from pruning.admm import admm, hard_project, masked_retrain
+from pruning.compress import compress, layer_row, totals
+from pruning.export import export
+from pruning.plan import Plan, Rule, prunable_layers, resolve
+from pruning.train import evaluate, train
+
+HERE = Path(__file__).resolve().parent
+MODEL = "lenet5"
+DATASET = "mnist5k"
+#: The authors' LeNet-5 per-layer sparsity profile (REFERENCES.md: authors' TF code), 71.2x.
+PROFILE = {"conv1": 0.80, "conv2": 0.92, "fc1": 0.991, "fc2": 0.93}
+
+TARGET_DROP_PP = 0.3          # >= 100x pruning with <= 0.3 pp accuracy drop
+TARGET_RATIO = 100.0
+TARGET_STORAGE = 2000.0       # >= 2,000x weights-only storage reduction
+TARGET_GAP_PP = 1.0           # ADMM >= 1 pp above magnitude + fine-tune at 99% sparsity
+
+PUBLISHED = [
+    ("ADMM-NN (Ren et al., ASPLOS 2019)", "85x pruning LeNet-5, no accuracy loss; 1,910x "
+     "model-size reduction with quantization (weights only)", "arXiv 1812.11677, abstract"),
+    ("ADMM pruning (Zhang et al., ECCV 2018)", "LeNet-5 keeps 1.4% of 430.5K weights (about 71x) "
+     "at 99.2%", "authors' admm-pruning README"),
+    ("Progressive ADMM (Ye et al.)", "246x LeNet-5", "arXiv 1903.09769, abstract"),
+    ("ADMM-NN-S (Ma et al.)", "348x LeNet-5", "arXiv 1907.02124, abstract"),
+    ("Authors' LeNet-5 per-layer profile", "conv1 80%, conv2 92%, fc1 99.1%, fc2 93% pruned; "
+     "ADMM 30 iterations, rho 1e-4, Adam 1e-3", "authors' TF code"),
+]
+
+
+# ----------------------------------------------------------------------------------- settings
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ...)")
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 1 seed, 100x only, a few epochs (numbers meaningless)")
+    p.add_argument("--ratios", default="85,100,150", help="overall pruning ratios")
+    p.add_argument("--scope", choices=("profile", "global"), default="profile",
+                   help="per-layer sparsities: the authors' profile scaled to the ratio, or one "
+                        "global magnitude threshold")
+    p.add_argument("--dense-epochs", type=int, default=None,
+                   help="default: RECIPES['lenet5']['epochs']")
+    p.add_argument("--admm-iters", type=int, default=12)
+    p.add_argument("--admm-epochs", type=int, default=1, help="W-step epochs per iteration")
+    p.add_argument("--retrain-epochs", type=int, default=6)
+    p.add_argument("--rho", type=float, default=1e-2, help="initial rho")
+    p.add_argument("--rho-factor", type=float, default=1.5)
+    p.add_argument("--rho-max", type=float, default=1.0)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam lr: W-steps, retraining, peer")
+    p.add_argument("--bits", default="conv1=3,conv2=3,fc1=2,fc2=3",
+                   help="per-layer weight bits for the storage rows (layer=bits,...)")
+    p.add_argument("--quant-iters", type=int, default=3, help="ADMM quantization iterations")
+    p.add_argument("--quant-retrain", type=int, default=2,
+                   help="quantization-aware retraining epochs")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--csv", type=Path, default=HERE / "results" / "compression.csv")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.seeds = 1
+        args.ratios = "100"
+        args.dense_epochs = 2 if args.dense_epochs is None else args.dense_epochs
+        args.admm_iters, args.retrain_epochs = 2, 1
+        args.quant_iters, args.quant_retrain = 1, 1
+    args.ratio_list = [float(r) for r in args.ratios.split(",")]
+    args.bit_map = {k.strip(): int(v) for k, v in
+                    (item.split("=") for item in args.bits.split(",") if item.strip())}
+    return args
+
+
+def command(argv: list[str]) -> str:
+    return " ".join(["python", "bench/compression.py", *map(shlex.quote, argv)])
+
+
+# ------------------------------------------------------------------------------------- pieces
+def loaders(seed: int, batch_size: int) -> tuple[Any, Any]:
+    """Fresh loaders (own shuffling generator), so every run sees the same batch order."""
+    return (pdata.loader(DATASET, "train", batch_size=batch_size, seed=seed),
+            pdata.loader(DATASET, "test", batch_size=500, shuffle=False))
+
+
+def numels(model: nn.Module) -> dict[str, int]:
+    return {n: m.weight.numel() for n, m in prunable_layers(model).items()}
+
+
+def pruning_plan(model: nn.Module, ratio: float, scope: str) -> Plan:
+    """Unstructured plan reaching ``ratio`` overall: the scaled profile, or global."""
+    if scope == "global":
+        return Plan.uniform("unstructured", ratio=ratio, scope="global")
+    sizes = numels(model)
+    kept = {n: sizes[n] * (1 - s) for n, s in PROFILE.items()}
+    factor = sum(sizes.values()) / ratio / sum(kept.values())
+    rules = {}
+    for n in PROFILE:
+        keep = (1 - PROFILE[n]) * factor
+        if not 0 < keep <= 1:
+            raise SystemExit(f"ratio {ratio:g}x: layer {n} would keep {keep:.3%} of its weights")
+        rules[n] = Rule("unstructured", sparsity=round(1 - keep, 9),
+                        params=(("scope", "layer"),))
+    return Plan(layers=rules)
+
+
+def dense_model(seed: int, epochs: int, batch_size: int) -> tuple[dict[str, torch.Tensor], float,
+                                                                  float]:
+    recipe = zoo.RECIPES[MODEL]
+    model = zoo.build(MODEL, seed=seed)
+    tr, te = loaders(seed, batch_size)
+    start = time.perf_counter()
+    train(model, tr, epochs, recipe["optimizer"], lr=recipe["lr"], seed=seed,
+          schedule=recipe["schedule"])
+    return copy.deepcopy(model.state_dict()), evaluate(model, te), time.perf_counter() - start
+
+
+def from_state(seed: int, state: dict[str, torch.Tensor]) -> nn.Module:
+    model = zoo.build(MODEL, seed=seed)
+    model.load_state_dict(state)
+    return model
+
+
+def layer_nnz(model: nn.Module) -> dict[str, int]:
+    return {n: int(torch.count_nonzero(m.weight)) for n, m in prunable_layers(model).items()}
+
+
+def run_admm(seed: int, state: dict, ratio: float, args: argparse.Namespace) -> tuple[nn.Module,
+                                                                                     dict]:
+    model = from_state(seed, state)
+    tr, te = loaders(seed, args.batch_size)
+    plans = resolve(pruning_plan(model, ratio, args.scope), model)
+    res = compress(model, plans, tr, te, epochs_admm=args.admm_epochs,
+                   admm_iters=args.admm_iters, retrain_epochs=args.retrain_epochs, rho=args.rho,
+                   rho_factor=args.rho_factor, rho_max=args.rho_max, lr=args.lr, seed=seed,
+                   progress=False, model_name=MODEL)
+    t = res.totals()
+    steps = (args.admm_iters * args.admm_epochs + args.retrain_epochs) * len(tr)
+    last = res.history[-1].residual if res.history else {}
+    row = {"method": "admm", "accuracy": res.accuracy_after,
+           "accuracy_no_retrain": res.accuracy_projected, "ratio": t["pruning_ratio"],
+           "nnz": t["nnz"], "numel": t["numel"], "steps": steps, "seconds": res.seconds,
+           "max_residual": max(last.values(), default=float("nan"))}
+    row |= {f"nnz_{r['layer']}": r["nnz"] for r in res.rows}
+    return model, row
+
+
+def run_peer(seed: int, state: dict, kept: dict[str, int], epochs: int,
+             args: argparse.Namespace) -> dict:
+    """torch.nn.utils.prune.l1_unstructured with ADMM's per-layer kept counts, then fine-tune."""
+    model = from_state(seed, state)
+    tr, te = loaders(seed, args.batch_size)
+    start = time.perf_counter()
+    layers = prunable_layers(model)
+    for n, m in layers.items():
+        tprune.l1_unstructured(m, "weight", amount=m.weight.numel() - kept[n])
+    acc0 = evaluate(model, te)
+    stats = train(model, tr, epochs, "adam", lr=args.lr, seed=seed)
+    for m in layers.values():
+        tprune.remove(m, "weight")
+    nnz = layer_nnz(model)
+    if any(nnz[n] > kept[n] for n in kept):
+        raise RuntimeError(f"peer revived pruned weights: {nnz} vs {kept}")
+    total = sum(numels(model).values())
+    row = {"method": "magnitude+finetune", "accuracy": evaluate(model, te),
+           "accuracy_no_retrain": acc0, "ratio": total / sum(nnz.values()),
+           "nnz": sum(nnz.values()), "numel": total, "steps": sum(s.steps for s in stats),
+           "seconds": time.perf_counter() - start}
+    return row | {f"nnz_{n}": v for n, v in nnz.items()}
+
+
+def quant_plan(model: nn.Module, ratio: float, args: argparse.Namespace,
+               index_bits: dict[str, int] | None = None) -> dict:
+    """The pruning plan of ``ratio`` with the per-layer bits (and CSR index widths)."""
+    base = pruning_plan(model, ratio, args.scope)
+    names = list(prunable_layers(model))
+    rules = {}
+    for n in names:
+        rule = base.layers.get(n) or base.default
+        params = dict(rule.params) | ({"index_bits": index_bits[n]} if index_bits else {})
+        rules[n] = Rule(rule.scheme, rule.ratio, rule.sparsity, args.bit_map.get(n),
+                        tuple(params.items()))
+    return resolve(Plan(layers=rules), model)
+
+
+def best_index_bits(model: nn.Module, plans: dict, masks: dict,
+                    scales: dict) -> tuple[dict[str, int], int]:
+    """Per layer, the CSR relative-index width (1..16) minimising weight + index bits; and the
+    bundle's weight bits with 16-bit indexes (no padding entries in LeNet-5's rows: the
+    weights alone, ``nnz * bits``)."""
+    best: dict[str, tuple[int, int]] = {}
+    unpadded = 0
+    for b in range(1, 17):
+        trial = {n: type(p)(p.name, p.op, type(p.config)(p.config.sparsity, p.config.scope, b),
+                            p.bits) for n, p in plans.items()}
+        bundle = export(model, trial, masks=masks, scales=scales)
+        for layer in bundle.layers:
+            total = layer.stats.weight_bits + layer.stats.index_bits
+            if layer.name not in best or total < best[layer.name][1]:
+                best[layer.name] = (b, total)
+        if b == 16:
+            unpadded = totals(bundle)["weight_bits"]
+    return {n: b for n, (b, _) in best.items()}, unpadded
+
+
+def run_quant(seed: int, model: nn.Module, ratio: float, args: argparse.Namespace) -> dict:
+    """ADMM quantization of the ADMM-pruned ``model`` on its fixed masks, then the bundle."""
+    tr, te = loaders(seed, args.batch_size)
+    start = time.perf_counter()
+    plans = quant_plan(model, ratio, args)
+    masks = {n: {"": m.weight.detach() != 0} for n, m in prunable_layers(model).items()
+             if n in plans}
+    admm(model, plans, tr, iterations=args.quant_iters, epochs=args.admm_epochs,
+         rho=args.rho, mode="quant", masks=masks, lr=args.lr, seed=seed + 7000, progress=False)
+    proj = hard_project(model, plans, mode="quant", masks=masks)
+    acc0 = evaluate(model, te)
+    masked_retrain(model, plans, proj, tr, args.quant_retrain, lr=args.lr, seed=seed + 7500,
+                   progress=False)
+    index, unpadded = best_index_bits(model, plans, proj.masks, proj.scales)
+    plans = quant_plan(model, ratio, args, index)
+    bundle = export(model, plans, masks=proj.masks, scales=proj.scales, model_name=MODEL)
+    t = totals(bundle)
+    rows = [layer_row(x) for x in bundle.layers]
+    row = {"method": "admm+quant", "accuracy": evaluate(model, te), "accuracy_no_retrain": acc0,
+           "ratio": t["pruning_ratio"], "nnz": t["nnz"], "numel": t["numel"],
+           "steps": (args.quant_iters * args.admm_epochs + args.quant_retrain) * len(tr),
+           "seconds": time.perf_counter() - start,
+           "storage_weights": t["storage_reduction_weights"],
+           "storage_weights_unpadded": t["dense_bits"] / unpadded,
+           "storage_with_index": t["storage_reduction_with_index"],
+           "weight_bits": t["weight_bits"], "index_bits": t["index_bits"],
+           "bits": ",".join(f"{r['layer']}={r['bits']}" for r in rows),
+           "csr_index_bits": ",".join(f"{n}={b}" for n, b in index.items())}
+    return row | {f"nnz_{r['layer']}": r["nnz"] for r in rows}
+
+
+# ------------------------------------------------------------------------------------ report
+def _ms(values: pd.Series, fmt: str) -> str:
+    v = values.dropna().astype(float)
+    if v.empty:
+        return "-"
+    if len(v) == 1:
+        return format(v.iloc[0], fmt)
+    return f"{format(v.mean(), fmt)} +- {format(v.std(ddof=1), fmt)}"
+
+
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    out = []
+    dense = df[df.method == "dense"]
+    out.append({"run": "dense", "target x": "-", "pruning x": "1.0",
+                "accuracy %": _ms(dense.accuracy * 100, ".2f"), "drop pp": "-",
+                "no-retrain acc %": "-", "storage x (weights)": "-",
+                "storage x (CSR values)": "-", "storage x (+index)": "-", "steps": "-"})
+    for (method, target), g in df[df.method != "dense"].groupby(["method", "target_ratio"],
+                                                                  sort=False):
+        out.append({"run": method, "target x": f"{target:g}",
+                    "pruning x": _ms(g.ratio, ".1f"),
+                    "accuracy %": _ms(g.accuracy * 100, ".2f"),
+                    "drop pp": _ms(g.drop_pp, ".2f"),
+                    "no-retrain acc %": _ms(g.accuracy_no_retrain * 100, ".1f"),
+                    "storage x (weights)": _ms(g.get("storage_weights_unpadded",
+                                                     pd.Series(dtype=float)), ",.0f"),
+                    "storage x (CSR values)": _ms(g.get("storage_weights",
+                                                        pd.Series(dtype=float)), ",.0f"),
+                    "storage x (+index)": _ms(g.get("storage_with_index",
+                                                    pd.Series(dtype=float)), ",.0f"),
+                    "steps": f"{int(g.steps.iloc[0])}"})
+    return pd.DataFrame(out)
+
+
+def targets(df: pd.DataFrame) -> pd.DataFrame:
+    def mean(method: str, target: float, col: str) -> float:
+        g = df[(df.method == method) & (df.target_ratio == target)]
+        return float(g[col].mean()) if len(g) else float("nan")
+
+    rows = []
+    ratios = sorted(df.target_ratio.dropna().unique())
+    ok = [r for r in ratios if r >= TARGET_RATIO
+          and mean("admm", r, "drop_pp") <= TARGET_DROP_PP]
+    best = max(ok) if ok else None
+    drops = ", ".join(f"{r:g}x: {mean('admm', r, 'drop_pp'):.2f} pp" for r in ratios
+                      if r >= TARGET_RATIO)
+    rows.append({"target": f">= {TARGET_RATIO:g}x pruning with <= {TARGET_DROP_PP} pp drop",
+                 "measured (mean over seeds)": f"ADMM drop {drops or '-'}",
+                 "met": "yes" if best else "no"})
+    q = df[df.method == "admm+quant"]
+    if len(q):
+        by = q.groupby("target_ratio")[["storage_weights_unpadded", "storage_weights",
+                                        "drop_pp"]].mean()
+        text = ", ".join(f"{r:g}x: {v.storage_weights_unpadded:,.0f}x "
+                         f"(CSR incl. padding {v.storage_weights:,.0f}x; drop {v.drop_pp:.2f} pp)"
+                         for r, v in by.iterrows())
+        met = bool((by.storage_weights_unpadded >= TARGET_STORAGE).any())
+    else:
+        text, met = "-", False
+    rows.append({"target": f">= {TARGET_STORAGE:,.0f}x weights-only storage reduction",
+                 "measured (mean over seeds)": text, "met": "yes" if met else "no"})
+    gap = mean("admm", 100.0, "accuracy") - mean("magnitude+finetune", 100.0, "accuracy")
+    rows.append({"target": f"ADMM >= {TARGET_GAP_PP:g} pp above magnitude+finetune at 99% "
+                           "sparsity (100x)",
+                 "measured (mean over seeds)": f"{gap * 100:+.2f} pp" if math.isfinite(gap)
+                 else "- (no 100x run)",
+                 "met": "yes" if math.isfinite(gap) and gap * 100 >= TARGET_GAP_PP else "no"})
+    return pd.DataFrame(rows)
+
+
+# -------------------------------------------------------------------------------------- main
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    args.batch_size = int(zoo.RECIPES[MODEL]["batch_size"])
+    dense_epochs = args.dense_epochs if args.dense_epochs is not None else \
+        int(zoo.RECIPES[MODEL]["epochs"])
+    torch.set_num_threads(args.threads)
+    wall = time.perf_counter()
+    records: list[dict] = []
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    peer_epochs = args.admm_iters * args.admm_epochs + args.retrain_epochs
+    print(f"LeNet-5 on {DATASET} (4,000 train / 1,000 test), seeds {seeds}, ratios "
+          f"{args.ratio_list}, scope {args.scope}; dense {dense_epochs} epochs; ADMM "
+          f"{args.admm_iters} iterations x {args.admm_epochs} epoch, rho {args.rho:g} x"
+          f"{args.rho_factor:g}/iteration (max {args.rho_max:g}), {args.retrain_epochs} retrain "
+          f"epochs, Adam lr {args.lr:g}, batch {args.batch_size}; peer {peer_epochs} epochs; "
+          f"quantization {args.bit_map}, {args.quant_iters} ADMM iterations + "
+          f"{args.quant_retrain} retrain epochs", flush=True)
+    for seed in seeds:
+        state, dense_acc, secs = dense_model(seed, dense_epochs, args.batch_size)
+        print(f"[seed {seed}] dense {dense_acc:.2%} ({secs:.0f} s)", flush=True)
+        records.append({"seed": seed, "method": "dense", "target_ratio": None,
+                        "accuracy": dense_acc, "ratio": 1.0, "seconds": secs,
+                        "steps": dense_epochs * math.ceil(4000 / args.batch_size)})
+        for ratio in args.ratio_list:
+            model, row = run_admm(seed, state, ratio, args)
+            records.append({"seed": seed, "target_ratio": ratio} | row)
+            print(f"[seed {seed}] ADMM {ratio:g}x: {row['ratio']:.1f}x, {row['accuracy']:.2%} "
+                  f"(hard-pruned {row['accuracy_no_retrain']:.2%}, max ||W-Z||/||W|| "
+                  f"{row['max_residual']:.3f}; {row['seconds']:.0f} s)", flush=True)
+            kept = {k.removeprefix("nnz_"): v for k, v in row.items() if k.startswith("nnz_")}
+            peer = run_peer(seed, state, kept, peer_epochs, args)
+            if peer["steps"] != row["steps"]:
+                raise RuntimeError(f"step counts differ: ADMM {row['steps']}, "
+                                   f"peer {peer['steps']}")
+            records.append({"seed": seed, "target_ratio": ratio} | peer)
+            print(f"[seed {seed}] magnitude+finetune {ratio:g}x: {peer['ratio']:.1f}x, "
+                  f"{peer['accuracy']:.2%} (pruned {peer['accuracy_no_retrain']:.2%}; "
+                  f"{peer['seconds']:.0f} s)", flush=True)
+            if args.bit_map:
+                q = run_quant(seed, model, ratio, args)
+                records.append({"seed": seed, "target_ratio": ratio} | q)
+                print(f"[seed {seed}] ADMM {ratio:g}x + {q['bits']}: {q['accuracy']:.2%}, "
+                      f"storage {q['storage_weights_unpadded']:,.0f}x weights only "
+                      f"({q['storage_weights']:,.0f}x CSR values incl. padding), "
+                      f"{q['storage_with_index']:,.0f}x with index ({q['csr_index_bits']}; "
+                      f"{q['seconds']:.0f} s)", flush=True)
+    df = pd.DataFrame.from_records(records)
+    dense_by_seed = df[df.method == "dense"].set_index("seed").accuracy
+    df["drop_pp"] = (df.seed.map(dense_by_seed) - df.accuracy) * 100
+    df.loc[df.method == "dense", "drop_pp"] = 0.0
+    df["scope"] = args.scope
+    df["command"] = command(argv)
+    args.csv.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(args.csv, index=False)
+    minutes = (time.perf_counter() - wall) / 60
+    with pd.option_context("display.width", 200, "display.max_columns", 20,
+                           "display.max_colwidth", 80):
+        print(f"\n== measured: LeNet-5 / {DATASET} test (1,000 digits), {len(seeds)} seed(s), "
+              f"mean +- std; per-layer sparsity: "
+              f"{'authors profile scaled' if args.scope == 'profile' else 'global magnitude'}")
+        print(summarise(df).to_string(index=False))
+        print("\n== targets (measured beside)")
+        print(targets(df).to_string(index=False))
+        print("\n== published (quoted, not measured; /work/shared/REFERENCES.md)")
+        print(pd.DataFrame(PUBLISHED, columns=["work", "figure", "source"]).to_string(
+            index=False))
+    print(f"\nwall time {minutes:.1f} min; CSV {args.csv}")
+    print(f"reproduce: {command(argv)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
