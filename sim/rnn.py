@@ -1,0 +1,322 @@
+"""Run the LSTM and GRU engines (:class:`hw.rnn.LSTMEngine`, :class:`hw.rnn.GRUEngine`) in an
+RTL simulator.
+
+:func:`run_lstm_batch` (:func:`run_gru_batch`) runs several sequences (each with its own
+weights, biases, inputs and initial state) on one build in a single simulator process;
+:func:`run_lstm` (:func:`run_gru`) runs one. The
+Verilog is emitted once per parameter set (cached on disk, keyed by the parameters and the
+source of ``hw.rnn``/``hw.dense``/``hw.emit``) and the bench is :mod:`sim.rnn_tb`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ir.golden import RNNQuantConfig
+from sim.runner import BuiltDesign, build_design, check_simulator, default_cache_dir, run_cocotb
+
+__all__ = ["GRUJob", "GRURun", "LSTMJob", "LSTMRun", "emit_rnn", "rnn_design", "run_gru",
+           "run_gru_batch", "golden_gru_sequence", "golden_sequence",
+           "random_gru_job", "random_job", "saturating_job",
+           "run_lstm", "run_lstm_batch"]
+
+TEST_MODULE = "sim.rnn_tb"
+
+
+@dataclass(frozen=True)
+class LSTMJob:
+    """One sequence: ``qx`` ``(steps, input)``, ``qh``/``qc`` ``(hidden,)`` initial state,
+    ``qweight_ih`` ``(4H, input)``, ``qweight_hh`` ``(4H, H)``, optional int32 biases ``(4H,)``
+    (the arguments of ``ir.golden.lstm_step``)."""
+
+    qx: np.ndarray
+    qh: np.ndarray
+    qc: np.ndarray
+    qweight_ih: np.ndarray
+    qweight_hh: np.ndarray
+    bias_ih: np.ndarray | None = None
+    bias_hh: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class GRUJob:
+    """One GRU sequence: the arguments of ``ir.golden.gru_step`` with ``qx`` ``(steps, input)``
+    (weights ``(3H, input)``, ``(3H, H)``, optional biases ``(3H,)``)."""
+
+    qx: np.ndarray
+    qh: np.ndarray
+    qweight_ih: np.ndarray
+    qweight_hh: np.ndarray
+    bias_ih: np.ndarray | None = None
+    bias_hh: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class GRURun:
+    """Results of one GRU job: ``h_seq`` int32 ``(steps, hidden)``, ``h`` the final hidden
+    state read back from the ``h`` memory, ``cycles``."""
+
+    h_seq: np.ndarray
+    h: np.ndarray
+    cycles: int
+
+
+@dataclass(frozen=True)
+class LSTMRun:
+    """Results of one job: ``h_seq`` int32 ``(steps, hidden)`` (``h_seq[-1]`` is the final
+    ``h``), ``c`` int32 ``(hidden,)`` final cell state, ``h`` int32 final hidden state read
+    back from the ``h`` memory, ``cycles`` the engine's count."""
+
+    h_seq: np.ndarray
+    c: np.ndarray
+    h: np.ndarray
+    cycles: int
+
+
+def golden_sequence(x, h, c, w_ih, w_hh, b_ih, b_hh, cfg):
+    """``ir.golden.lstm_step`` iterated over ``x`` (``(steps, input)``): returns every step's
+    ``h`` as ``(steps, hidden)`` and the final ``c``."""
+    from ir.golden import lstm_step
+
+    hs = []
+    for t in range(len(x)):
+        h, c = lstm_step(x[t], h, c, w_ih, w_hh, b_ih, b_hh, config=cfg)
+        hs.append(h)
+    return np.array(hs), c
+
+
+def golden_gru_sequence(x, h, w_ih, w_hh, b_ih, b_hh, cfg):
+    """``ir.golden.gru_step`` iterated over ``x``: every step's ``h``, ``(steps, hidden)``."""
+    from ir.golden import gru_step
+
+    hs = []
+    for t in range(len(x)):
+        h = gru_step(x[t], h, w_ih, w_hh, b_ih, b_hh, config=cfg)
+        hs.append(h)
+    return np.array(hs)
+
+
+def random_gru_job(rng, cfg, isz, hsz, steps, *, bias=True, extreme=False):
+    """A random ``(qx, qh, qweight_ih, qweight_hh, bias_ih, bias_hh)`` GRU tuple (see
+    :func:`random_job`)."""
+    x, h, _, _, _, _, _ = random_job(rng, cfg, isz, hsz, steps, bias=False, extreme=extreme)
+    w = (1 << (cfg.weight_bits - 1)) - 1
+    if extreme:
+        pick = lambda shape: rng.choice([-w, w], shape)  # noqa: E731
+    else:
+        pick = lambda shape: rng.integers(-w, w + 1, shape)  # noqa: E731
+    b = (lambda: rng.integers(-4000, 4001, 3 * hsz)) if bias else (lambda: None)
+    return x, h, pick((3 * hsz, isz)), pick((3 * hsz, hsz)), b(), b()
+
+
+def saturating_job(cfg, isz, hsz, steps, sign):
+    """An LSTM job that drives the state to a rail: zero weights and huge biases make i, f and o
+    the largest sigmoid code and g the tanh rail of sign ``sign`` (+1 or -1); ``c0`` starts at
+    the cell rail of that sign."""
+    cm = (1 << (cfg.cell_bits - 1)) - 1
+    bias = np.full((4, hsz), 1 << 30, dtype=np.int64)
+    bias[2] *= sign
+    return (np.ones((steps, isz), dtype=np.int64), np.zeros(hsz, dtype=np.int64),
+            np.full(hsz, sign * cm), np.zeros((4 * hsz, isz), dtype=np.int64),
+            np.zeros((4 * hsz, hsz), dtype=np.int64), bias.reshape(-1), None)
+
+
+def random_job(rng, cfg, isz, hsz, steps, *, bias=True, extreme=False):
+    """A random ``(qx, qh, qc, qweight_ih, qweight_hh, bias_ih, bias_hh)`` tuple within the
+    config's widths (``extreme``: only the symmetric extremes; ``bias=False``: no biases)."""
+    a = (1 << (cfg.act_bits - 1)) - 1
+    w = (1 << (cfg.weight_bits - 1)) - 1
+    cm = (1 << (cfg.cell_bits - 1)) - 1
+    if extreme:
+        pick = lambda lim, shape: rng.choice([-lim, lim], shape)  # noqa: E731
+    else:
+        pick = lambda lim, shape: rng.integers(-lim, lim + 1, shape)  # noqa: E731
+    b = (lambda: rng.integers(-4000, 4001, 4 * hsz)) if bias else (lambda: None)
+    return (pick(a, (steps, isz)), pick(a, hsz), pick(cm, hsz), pick(w, (4 * hsz, isz)),
+            pick(w, (4 * hsz, hsz)), b(), b())
+
+
+def _source_digest() -> str:
+    import amaranth
+
+    import hw.dense
+    import hw.emit
+    import hw.rnn
+    h = hashlib.sha256(amaranth.__version__.encode())
+    for mod in (hw.rnn, hw.dense, hw.emit):
+        h.update(Path(mod.__file__).read_bytes())
+    return h.hexdigest()
+
+
+def emit_rnn(cell: str, config: RNNQuantConfig, lanes: int, max_input: int, max_hidden: int,
+             max_steps: int, *, cache_dir: str | os.PathLike | None = None
+             ) -> tuple[Path, str]:
+    """Emit (or reuse) the Verilog of an :class:`hw.rnn.RNNEngine` (``cell`` ``"lstm"`` or
+    ``"gru"``); returns the file and the top-level module name."""
+    from hw.emit import emit_verilog
+    from hw.rnn import RNNEngine, check_lstm_parameters
+
+    if cell not in ("lstm", "gru"):
+        raise ValueError(f"Cell must be 'lstm' or 'gru', not {cell!r}")
+    p = check_lstm_parameters(config, lanes=lanes, max_input=max_input, max_hidden=max_hidden,
+                              max_steps=max_steps)
+    cache = Path(cache_dir).resolve() if cache_dir is not None else default_cache_dir()
+    key = json.dumps([cell, p, dataclasses.asdict(config), _source_digest()], sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    name = (f"{cell}_p{p['lanes']}_i{p['max_input']}_h{p['max_hidden']}_t{p['max_steps']}_"
+            f"{digest[:8]}")
+    out_dir = cache / "verilog" / f"{name}-{digest}"
+    v_path = out_dir / f"{name}.v"
+    if not (v_path.is_file() and v_path.with_suffix(".json").is_file()):
+        v_path, _ = emit_verilog(RNNEngine(config, cell=cell, **p), name, out_dir)
+    return v_path, name
+
+
+def rnn_design(cell: str, config: RNNQuantConfig, lanes: int, max_input: int, max_hidden: int,
+               max_steps: int, *, simulator: str = "verilator",
+               cache_dir: str | os.PathLike | None = None) -> BuiltDesign:
+    """Emit and build (or reuse) an LSTM or GRU engine for ``simulator``."""
+    v_path, name = emit_rnn(cell, config, lanes, max_input, max_hidden, max_steps,
+                            cache_dir=cache_dir)
+    return build_design(v_path, name, simulator, cache_dir=cache_dir)
+
+
+def _ints(arr, what: str, bits: int | None, shape: tuple[int, ...]) -> np.ndarray:
+    a = np.asarray(arr)
+    if not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"{what} must have an integer dtype, not {a.dtype}")
+    if a.shape != shape:
+        raise ValueError(f"{what} must have shape {shape}, not {a.shape}")
+    if bits is not None:
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        if a.size and (a.min() < lo or a.max() > hi):
+            raise ValueError(f"{what} values must lie in [{lo}, {hi}] for {bits} bits, "
+                             f"found [{a.min()}, {a.max()}]")
+    return a.astype(np.int64)
+
+
+def _run_batch(cell, jobs, config, lanes, simulator, max_input, max_hidden, max_steps,
+               cache_dir):
+    from hw.dense import pack_weights
+    from hw.rnn import (
+        check_lstm_parameters,
+        gru_bias_words,
+        gru_weight_matrix,
+        lstm_bias_words,
+        lstm_weight_matrix,
+    )
+
+    lstm = cell == "lstm"
+    job_type = LSTMJob if lstm else GRUJob
+    gates = 4 if lstm else 3
+    check_simulator(simulator)
+    check_lstm_parameters(config, lanes=lanes, max_input=max_input, max_hidden=max_hidden,
+                          max_steps=max_steps)
+    if not jobs:
+        raise ValueError("At least one job is needed")
+    inputs: dict[str, np.ndarray] = {"params": np.array(
+        [lanes, config.weight_bits, config.act_bits, config.cell_bits, int(lstm)],
+        dtype=np.int64)}
+    shapes = []
+    for n, job in enumerate(jobs):
+        if not isinstance(job, job_type):
+            raise TypeError(f"Job {n} must be a {job_type.__name__}, not {type(job).__name__}")
+        qx = np.asarray(job.qx)
+        if qx.ndim != 2 or qx.shape[0] == 0 or qx.shape[1] == 0:
+            raise ValueError(f"Job {n}: qx must have shape (steps, input) with both positive, "
+                             f"not {qx.shape}")
+        steps, isz = qx.shape
+        hsz = np.asarray(job.qh).shape[0] if np.asarray(job.qh).ndim == 1 else -1
+        if hsz <= 0:
+            raise ValueError(f"Job {n}: qh must have shape (hidden,) with hidden positive, "
+                             f"not {np.asarray(job.qh).shape}")
+        if steps > max_steps or isz > max_input or hsz > max_hidden:
+            raise ValueError(f"Job {n}: steps {steps}, input {isz}, hidden {hsz} exceed the "
+                             f"build's {max_steps}, {max_input}, {max_hidden}")
+        ab, wb = config.act_bits, config.weight_bits
+        x = _ints(qx, f"Job {n}: qx", ab, (steps, isz))
+        h0 = _ints(job.qh, f"Job {n}: qh", ab, (hsz,))
+        if lstm:
+            inputs[f"c_{n}"] = _ints(job.qc, f"Job {n}: qc", config.cell_bits, (hsz,))
+        w_ih = _ints(job.qweight_ih, f"Job {n}: qweight_ih", wb, (gates * hsz, isz))
+        w_hh = _ints(job.qweight_hh, f"Job {n}: qweight_hh", wb, (gates * hsz, hsz))
+        biases = [None if b is None else _ints(b, f"Job {n}: {name}", 32, (gates * hsz,))
+                  for b, name in ((job.bias_ih, "bias_ih"), (job.bias_hh, "bias_hh"))]
+        matrix = (lstm_weight_matrix if lstm else gru_weight_matrix)(w_ih, w_hh)
+        inputs[f"w_{n}"] = pack_weights(matrix, lanes)
+        inputs[f"b_{n}"] = (lstm_bias_words if lstm else gru_bias_words)(*biases, hsz)
+        inputs[f"x_{n}"] = x.reshape(-1)
+        inputs[f"h_{n}"] = h0
+        inputs[f"shape_{n}"] = np.array([isz, hsz, steps], dtype=np.int64)
+        shapes.append((steps, hsz))
+    inputs["count"] = np.array([len(jobs)], dtype=np.int64)
+
+    design = rnn_design(cell, config, lanes, max_input, max_hidden, max_steps,
+                        simulator=simulator, cache_dir=cache_dir)
+    result = run_cocotb(design, TEST_MODULE, inputs=inputs)
+    cycles = result.arrays["cycles"]
+    runs = []
+    for n, (steps, hsz) in enumerate(shapes):
+        h_seq = result.arrays[f"hseq_{n}"].reshape(steps, hsz).astype(np.int32)
+        h = result.arrays[f"h_{n}"].astype(np.int32)
+        if lstm:
+            runs.append(LSTMRun(h_seq, result.arrays[f"c_{n}"].astype(np.int32), h,
+                                int(cycles[n])))
+        else:
+            runs.append(GRURun(h_seq, h, int(cycles[n])))
+    return runs
+
+
+def run_lstm_batch(jobs: Sequence[LSTMJob], config: RNNQuantConfig, lanes: int = 4,
+                   simulator: str = "verilator", max_input: int = 16, max_hidden: int = 16,
+                   max_steps: int = 8, *, cache_dir: str | os.PathLike | None = None
+                   ) -> list[LSTMRun]:
+    """Run every job on one LSTM engine build in one simulator process.
+
+    Returns one :class:`LSTMRun` per job; ``h_seq[t]`` equals ``ir.golden.lstm_step`` iterated
+    ``t + 1`` times, ``c`` the final cell state, ``cycles`` :func:`hw.rnn.lstm_cycles`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        On bad parameters, a shape beyond the build, or values outside their widths.
+    sim.runner.SimulationError
+        If the simulation fails.
+    """
+    return _run_batch("lstm", jobs, config, lanes, simulator, max_input, max_hidden, max_steps,
+                      cache_dir)
+
+
+def run_gru_batch(jobs: Sequence[GRUJob], config: RNNQuantConfig, lanes: int = 4,
+                  simulator: str = "verilator", max_input: int = 16, max_hidden: int = 16,
+                  max_steps: int = 8, *, cache_dir: str | os.PathLike | None = None
+                  ) -> list[GRURun]:
+    """Run every job on one GRU engine build in one simulator process (see
+    :func:`run_lstm_batch`); ``h_seq[t]`` equals ``ir.golden.gru_step`` iterated ``t + 1``
+    times, ``cycles`` :func:`hw.rnn.gru_cycles`."""
+    return _run_batch("gru", jobs, config, lanes, simulator, max_input, max_hidden, max_steps,
+                      cache_dir)
+
+
+def run_lstm(job: LSTMJob, config: RNNQuantConfig, lanes: int = 4,
+             simulator: str = "verilator", max_input: int = 16, max_hidden: int = 16,
+             max_steps: int = 8, *, cache_dir: str | os.PathLike | None = None) -> LSTMRun:
+    """Run one job (see :func:`run_lstm_batch`)."""
+    return run_lstm_batch([job], config, lanes, simulator, max_input, max_hidden, max_steps,
+                          cache_dir=cache_dir)[0]
+
+
+def run_gru(job: GRUJob, config: RNNQuantConfig, lanes: int = 4,
+            simulator: str = "verilator", max_input: int = 16, max_hidden: int = 16,
+            max_steps: int = 8, *, cache_dir: str | os.PathLike | None = None) -> GRURun:
+    """Run one job (see :func:`run_gru_batch`)."""
+    return run_gru_batch([job], config, lanes, simulator, max_input, max_hidden, max_steps,
+                         cache_dir=cache_dir)[0]

@@ -1,0 +1,80 @@
+"""cocotb bench for :class:`hw.rnn.LSTMEngine` and :class:`hw.rnn.GRUEngine`: many sequences
+per simulator process.
+
+Run through :func:`sim.runner.run_cocotb` (see :func:`sim.rnn.run_lstm_batch`). Inputs: ``params``
+``[lanes, weight_bits, act_bits, cell_bits, is_lstm]``, ``count``, and per job ``n``: ``w_<n>`` (packed
+weights), ``b_<n>`` (``(H, 4)`` bias lanes), ``x_<n>`` (flattened ``(T, I)`` inputs), ``h_<n>``,
+``c_<n>`` (initial state; LSTM only), ``shape_<n>`` ``[I, H, T]``. For each job the bench writes every
+memory, pulses ``start``, awaits ``done`` under a timeout, then reads ``h_seq``, ``c`` and
+``h`` (no ``c`` for GRU). Outputs: ``hseq_<n>``, ``c_<n>`` (LSTM), ``h_<n>`` and ``cycles``.
+"""
+
+from __future__ import annotations
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge, RisingEdge, with_timeout
+
+from hw.dense import pack_words, unpack_words
+from sim.dense_tb import _write_memory
+from sim.runner import bench_inputs, bench_save_outputs
+
+CLOCK_NS = 10
+
+
+async def _read(dut, port: str, count: int, bits: int) -> np.ndarray:
+    addr, data = getattr(dut, f"{port}__addr"), getattr(dut, f"{port}__data")
+    words = []
+    for a in range(count):
+        addr.value = a
+        await RisingEdge(dut.clk)
+        await FallingEdge(dut.clk)
+        words.append(data.value.to_unsigned())
+    return unpack_words(words, bits, 1).reshape(-1)
+
+
+@cocotb.test()
+async def rnn_cases(dut):
+    """Run every job in ``inputs.npz`` and save the states and cycle counts."""
+    inp = bench_inputs()
+    lanes, wb, ab, cb, is_lstm = (int(v) for v in inp["params"])
+    count = int(inp["count"][0])
+
+    Clock(dut.clk, CLOCK_NS, unit="ns", impl="gpi").start()
+    dut.rst.value = 1
+    for name in ("start", "input_size", "hidden_size", "steps", "w_wr__en", "b_wr__en",
+                 "x_wr__en", "h_wr__en") + (("c_wr__en",) if is_lstm else ()):
+        getattr(dut, name).value = 0
+    for name in ("h_rd__en", "hseq_rd__en") + (("c_rd__en",) if is_lstm else ()):
+        getattr(dut, name).value = 1
+    for _ in range(2):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+    await FallingEdge(dut.clk)
+
+    out, cycles = {}, []
+    for n in range(count):
+        isz, hsz, steps = (int(v) for v in inp[f"shape_{n}"])
+        await _write_memory(dut, "w_wr", pack_words(inp[f"w_{n}"], wb))
+        await _write_memory(dut, "b_wr", pack_words(inp[f"b_{n}"], 32))
+        await _write_memory(dut, "x_wr", pack_words(inp[f"x_{n}"].reshape(-1, 1), ab))
+        await _write_memory(dut, "h_wr", pack_words(inp[f"h_{n}"].reshape(-1, 1), ab))
+        if is_lstm:
+            await _write_memory(dut, "c_wr", pack_words(inp[f"c_{n}"].reshape(-1, 1), cb))
+        dut.input_size.value = isz
+        dut.hidden_size.value = hsz
+        dut.steps.value = steps
+        dut.start.value = 1
+        await RisingEdge(dut.clk)
+        dut.start.value = 0
+        budget = steps * (4 * hsz * (isz + hsz) + 20 * (isz + hsz) + 100)
+        await with_timeout(RisingEdge(dut.done), budget * CLOCK_NS, "ns")
+        await FallingEdge(dut.clk)
+        cycles.append(int(dut.cycles.value.to_unsigned()))
+        out[f"hseq_{n}"] = await _read(dut, "hseq_rd", steps * hsz, ab)
+        if is_lstm:
+            out[f"c_{n}"] = await _read(dut, "c_rd", hsz, cb)
+        out[f"h_{n}"] = await _read(dut, "h_rd", hsz, ab)
+    out["cycles"] = np.array(cycles, dtype=np.int64)
+    bench_save_outputs(out)

@@ -1,0 +1,149 @@
+"""The LSTM and GRU engines' emitted Verilog on Verilator and Icarus: every step's h, the final
+c and h equal ir.golden.lstm_step / gru_step iterated, bit for bit; cycles equal the models.
+
+Two Verilator builds (8-bit config from scales, 4 lanes; a small 5/6-bit config with left-shift
+rescales, 8 lanes) and one Icarus build of the small config; GRU: one Verilator and one Icarus build of the small
+config; each simulator process runs many
+random sequences (awkward shapes: hidden 1, hidden not a multiple of the units per row group,
+input 1, one step, the maximum shape, no biases, extreme values that saturate c and h).
+"""
+
+import re
+
+import numpy as np
+import pytest
+
+from hw.rnn import gru_cycles, lstm_cycles
+from ir.golden import RNNQuantConfig
+from sim.rnn import (
+    GRUJob,
+    LSTMJob,
+    golden_gru_sequence,
+    golden_sequence,
+    random_gru_job,
+    random_job,
+    run_gru_batch,
+    run_lstm,
+    run_lstm_batch,
+    saturating_job,
+)
+
+CFG8 = RNNQuantConfig.from_scales(0.02, 2**-6, lut_index_bits=8)
+CFG_SMALL = RNNQuantConfig(multiplier=9000, shift=16, weight_bits=5, act_bits=8, act_frac=7,
+                           gate_bits=3, lut_index_bits=6, lut_frac=4, cell_bits=9, cell_frac=2)
+BUILDS = {"cfg8": (CFG8, 4, 8, 8, 4), "small": (CFG_SMALL, 8, 6, 6, 3)}
+
+
+def _jobs(cfg, max_i, max_h, max_t, seed, count):
+    rng = np.random.default_rng(seed)
+    shapes = [(1, 1, 1), (max_i, max_h, max_t), (1, max_h, 2), (max_i, 1, max_t), (2, 3, 1)]
+    jobs = [random_job(rng, cfg, *s) for s in shapes]
+    jobs.append(random_job(rng, cfg, 3, 3, 2, bias=False))
+    jobs.append(random_job(rng, cfg, max_i, max_h, 2, extreme=True))
+    while len(jobs) < count:
+        s = (int(rng.integers(1, max_i + 1)), int(rng.integers(1, max_h + 1)),
+             int(rng.integers(1, max_t + 1)))
+        jobs.append(random_job(rng, cfg, *s, bias=bool(rng.integers(2)),
+                               extreme=bool(rng.integers(4) == 0)))
+    return jobs
+
+
+def _check(jobs, runs, cfg, lanes, simulator):
+    assert len(runs) == len(jobs)
+    for n, (job, run) in enumerate(zip(jobs, runs, strict=True)):
+        want_hs, want_c = golden_sequence(*job, cfg)
+        what = f"{simulator}: job {n} shape {job[0].shape} hidden {len(job[1])}"
+        assert run.h_seq.dtype == np.int32 and run.c.dtype == np.int32
+        np.testing.assert_array_equal(run.h_seq, want_hs, err_msg=what)
+        np.testing.assert_array_equal(run.c, want_c, err_msg=what)
+        np.testing.assert_array_equal(run.h, want_hs[-1], err_msg=what)
+        assert run.cycles == lstm_cycles(job[0].shape[1], len(job[1]), len(job[0]), lanes), what
+
+
+@pytest.mark.parametrize("build, simulator, count, seed", [
+    ("cfg8", "verilator", 40, 11),
+    ("small", "verilator", 40, 12),
+    ("small", "icarus", 8, 13),
+])
+def test_lstm_rtl_bit_exact(build, simulator, count, seed, sim_cache_dir, require_simulator):
+    require_simulator(simulator)
+    cfg, lanes, max_i, max_h, max_t = BUILDS[build]
+    jobs = _jobs(cfg, max_i, max_h, max_t, seed=seed, count=count)
+    if build == "cfg8":  # sigmoid reaches 1.0 in this config: c saturates at both rails
+        jobs[-2:] = [saturating_job(cfg, 3, 4, 2, 1), saturating_job(cfg, 2, 5, 1, -1)]
+        cm = (1 << (cfg.cell_bits - 1)) - 1
+        assert all((abs(golden_sequence(*j, cfg)[1]) == cm).all() for j in jobs[-2:])
+    runs = run_lstm_batch([LSTMJob(*j) for j in jobs], cfg, lanes, simulator, max_i, max_h,
+                          max_t, cache_dir=sim_cache_dir)
+    _check(jobs, runs, cfg, lanes, simulator)
+
+
+@pytest.mark.parametrize("build, simulator, count, seed", [
+    ("small", "verilator", 30, 21),
+    ("small", "icarus", 5, 22),
+])
+def test_gru_rtl_bit_exact(build, simulator, count, seed, sim_cache_dir, require_simulator):
+    require_simulator(simulator)
+    cfg, lanes, max_i, max_h, max_t = BUILDS[build]
+    rng = np.random.default_rng(seed)
+    shapes = [(1, 1, 1), (max_i, max_h, max_t), (1, max_h, 2), (max_i, 1, max_t), (2, 3, 1)]
+    jobs = [random_gru_job(rng, cfg, *sh) for sh in shapes]
+    jobs.append(random_gru_job(rng, cfg, 3, 3, 2, bias=False))
+    jobs.append(random_gru_job(rng, cfg, max_i, max_h, 2, extreme=True))
+    while len(jobs) < count:
+        sh = (int(rng.integers(1, max_i + 1)), int(rng.integers(1, max_h + 1)),
+              int(rng.integers(1, max_t + 1)))
+        jobs.append(random_gru_job(rng, cfg, *sh, bias=bool(rng.integers(2)),
+                                   extreme=bool(rng.integers(4) == 0)))
+    jobs = jobs[:count]
+    runs = run_gru_batch([GRUJob(*j) for j in jobs], cfg, lanes, simulator, max_i, max_h,
+                         max_t, cache_dir=sim_cache_dir)
+    for n, (job, run) in enumerate(zip(jobs, runs, strict=True)):
+        want = golden_gru_sequence(*job, cfg)
+        what = f"{simulator}: GRU job {n} shape {job[0].shape} hidden {len(job[1])}"
+        np.testing.assert_array_equal(run.h_seq, want, err_msg=what)
+        np.testing.assert_array_equal(run.h, want[-1], err_msg=what)
+        assert run.cycles == gru_cycles(job[0].shape[1], len(job[1]), len(job[0]), lanes), what
+
+
+def test_run_lstm_one_job(sim_cache_dir, require_simulator):
+    require_simulator("verilator")
+    cfg, lanes, max_i, max_h, max_t = BUILDS["cfg8"]
+    job = random_job(np.random.default_rng(5), cfg, 5, 7, 3)
+    run = run_lstm(LSTMJob(*job), cfg, lanes, "verilator", max_i, max_h, max_t,
+                   cache_dir=sim_cache_dir)
+    _check([job], [run], cfg, lanes, "verilator")
+    assert run.h_seq.shape == (3, 7) and run.c.shape == (7,)
+
+
+Z = np.zeros
+
+
+@pytest.mark.parametrize("job, exc, message", [
+    (LSTMJob(Z((2, 3), int), Z(2, int), Z(2, int), Z((8, 3), int), Z((8, 2), int)), ValueError,
+     "Job 0: steps 2, input 3, hidden 2 exceed the build's 1, 2, 2"),
+    (LSTMJob(Z((1, 2), int), Z(2, int), Z(2, int), Z((8, 2), int), Z((8, 3), int)), ValueError,
+     "Job 0: qweight_hh must have shape (8, 2), not (8, 3)"),
+    (LSTMJob(Z((1, 2), int), Z(2, int), Z(2, int), Z((8, 2)), Z((8, 2), int)), TypeError,
+     "Job 0: qweight_ih must have an integer dtype, not float64"),
+    (LSTMJob(np.full((1, 2), 128), Z(2, int), Z(2, int), Z((8, 2), int), Z((8, 2), int)),
+     ValueError, "Job 0: qx values must lie in [-128, 127] for 8 bits, found [128, 128]"),
+    (LSTMJob(Z((0, 2), int), Z(2, int), Z(2, int), Z((8, 2), int), Z((8, 2), int)), ValueError,
+     "Job 0: qx must have shape (steps, input) with both positive, not (0, 2)"),
+])
+def test_run_lstm_rejects_bad_input(job, exc, message):
+    with pytest.raises(exc, match=f"^{re.escape(message)}$"):
+        run_lstm(job, CFG8, 4, "verilator", 2, 2, 1)
+
+
+def test_run_lstm_rejects_bad_parameters():
+    job = LSTMJob(Z((1, 1), int), Z(1, int), Z(1, int), Z((4, 1), int), Z((4, 1), int))
+    with pytest.raises(ValueError, match=r"^Lanes must be a positive multiple of 4, not 2$"):
+        run_lstm(job, CFG8, 2)
+    with pytest.raises(ValueError, match=r"^Simulator must be one of 'verilator', 'icarus', "
+                                         r"not 'xsim'$"):
+        run_lstm(job, CFG8, 4, "xsim")
+    with pytest.raises(ValueError, match=r"^At least one job is needed$"):
+        run_lstm_batch([], CFG8)
+    with pytest.raises(TypeError, match=r"^Job 0 must be a GRUJob, not LSTMJob$"):
+        run_gru_batch([job], CFG8)
