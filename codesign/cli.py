@@ -89,8 +89,8 @@ def _block(value: str | None) -> tuple[int, int] | None:
 
 
 @cli.command()
-@click.option("--engine", type=click.Choice(["dense", "bcr", "unstructured", "pattern"]),
-              default="dense", show_default=True)
+@click.option("--engine", type=click.Choice(["dense", "bcr", "unstructured", "pattern", "lstm",
+                                           "gru"]), default="dense", show_default=True)
 @click.option("--rows", type=click.IntRange(min=1), help="Output rows (neurons).")
 @click.option("--cols", type=click.IntRange(min=1), help="Input columns.")
 @click.option("--bundle", type=click.Path(path_type=Path), help="Size the engine from a layer.")
@@ -103,7 +103,7 @@ def _block(value: str | None) -> tuple[int, int] | None:
               help="Relative-index width of the unstructured engine.")
 @click.option("--image", type=click.IntRange(min=1), default=32, show_default=True,
               help="Largest input height/width of the pattern engine (rows/cols are its "
-                   "output/input channels).")
+                   "output/input channels; for lstm/gru they are hidden/input sizes).")
 @click.option("--name", help="Verilog module name (default: the engine's, or engine_layer).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None,
@@ -125,6 +125,9 @@ def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None
         except ValueError as exc:
             raise UserError(str(exc)) from None
         rows, cols = qw.shape
+        if engine in ("lstm", "gru"):
+            raise UserError("--bundle sizing of the lstm and gru engines is not supported yet; "
+                            "give --rows (hidden size) and --cols (input size)")
         if engine == "pattern":
             if lay.op != "conv2d":
                 raise UserError(f"layer {layer!r} is {lay.op}; the pattern engine runs conv2d")
@@ -137,7 +140,7 @@ def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None
         raise UserError("give --rows and --cols, or --bundle and --layer")
     try:
         v, j = emit_engine(engine, rows, cols, lanes, weight_bits or 8, act_bits,
-                           name or f"{engine}_matvec", out, block=blk or (8, 16),
+                           name or f"{engine}_{'cell' if engine in ('lstm', 'gru') else 'matvec'}", out, block=blk or (8, 16),
                            index_bits=index_bits, image=image)
     except (TypeError, ValueError) as exc:
         raise UserError(str(exc)) from None

@@ -30,19 +30,22 @@ def write_json(path: Path, data: Any) -> Path:
     return path
 
 
-ENGINES = ("dense", "bcr", "unstructured", "pattern")
+ENGINES = ("dense", "bcr", "unstructured", "pattern", "lstm", "gru")
 
 
 def emit_engine(engine: str, rows: int, cols: int, lanes: int, weight_bits: int, act_bits: int,
                 name: str, out: Path, block: tuple[int, int] = (8, 16),
-                index_bits: int = 4, library_size: int = 8, image: int = 32
-                ) -> tuple[Path, Path]:
+                index_bits: int = 4, library_size: int = 8, image: int = 32,
+                steps: int = 16, weight_scale: float = 2.0 ** -6) -> tuple[Path, Path]:
     """Emit a matrix-vector engine sized for ``rows x cols``; return the (.v, .json) paths.
 
     ``engine`` is one of :data:`ENGINES`; ``block`` is the BCR block size, ``index_bits`` the
     unstructured engine's relative-index width. For ``pattern``, ``rows`` and ``cols`` are the
     output and input channels, ``library_size`` the pattern library size and ``image`` the
-    largest input height and width.
+    largest input height and width. For ``lstm``/``gru``, ``rows`` and ``cols`` are the hidden
+    and input sizes, ``steps`` the longest sequence, and the fixed-point format (sigmoid/tanh
+    ROMs, gate requantization) is derived by ``ir.golden.RNNQuantConfig.from_scales`` from
+    ``weight_scale`` and activations with ``act_bits - 2`` fractional bits.
     """
     from hw.emit import emit_verilog
 
@@ -72,6 +75,17 @@ def emit_engine(engine: str, rows: int, cols: int, lanes: int, weight_bits: int,
                                 library_size=library_size, max_channels=cols,
                                 max_filters=rows, max_height=image, max_width=image)
         params.update(library_size=library_size, image=image)
+    elif engine in ("lstm", "gru"):
+        from hw.rnn import RNNEngine
+        from ir.golden import RNNQuantConfig
+
+        config = RNNQuantConfig.from_scales(weight_scale, 2.0 ** -(act_bits - 2),
+                                            weight_bits=weight_bits, act_bits=act_bits)
+        component = RNNEngine(config, cell=engine, lanes=lanes, max_input=cols,
+                              max_hidden=rows, max_steps=steps)
+        params.update(hidden_size=rows, input_size=cols, steps=steps, weight_scale=weight_scale,
+                      act_frac=config.act_frac, gate_multiplier=config.multiplier,
+                      gate_shift=config.shift)
     else:
         raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
     v, j = emit_verilog(component, name, out, params)

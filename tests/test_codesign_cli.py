@@ -158,3 +158,21 @@ def test_simulate_user_errors(capsys, bundle_dir):
                                  "runs pattern-pruned conv2d layers")
     code, _, err = run(capsys, "simulate", "--bundle", str(bundle_dir), "--layer", "nope")
     assert_user_error(code, err, "no layer 'nope'; layers: conv1, conv2, fc1, fc2")
+
+
+@pytest.mark.parametrize("engine", ["lstm", "gru", "pattern", "unstructured"])
+def test_verilog_every_engine(capsys, tmp_path, engine):
+    code, out, err = run(capsys, "verilog", "--engine", engine, "--rows", "8", "--cols", "6",
+                         "--lanes", "4", "--image", "8", "--out", str(tmp_path))
+    assert code == 0, err
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 2
+    sidecar = json.loads((tmp_path / files[0]).read_text())
+    assert sidecar["parameters"]["engine"] == engine and sidecar["memory_map"]
+    assert "module" in (tmp_path / files[1]).read_text()
+
+
+def test_verilog_rnn_from_bundle_refused(capsys, bundle_dir, tmp_path):
+    code, _, err = run(capsys, "verilog", "--engine", "lstm", "--bundle", str(bundle_dir),
+                       "--layer", "fc1", "--out", str(tmp_path))
+    assert_user_error(code, err, "--bundle sizing of the lstm and gru engines is not supported")
