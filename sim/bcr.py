@@ -10,8 +10,6 @@ emitted once per parameter set (cached on disk and in the process), built once p
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from sim.dense import _check_ints, default_max_shape
-from sim.runner import BuiltDesign, build_design, check_simulator, default_cache_dir, run_cocotb
+from sim.emit_cache import emit_cached
+from sim.runner import BuiltDesign, build_design, check_simulator, run_cocotb
 
 __all__ = ["BCRRun", "bcr_design", "emit_bcr", "run_bcr", "run_bcr_batch", "random_bcr_layer",
            "exact_bcr_layer"]
@@ -48,21 +47,6 @@ class BCRRun:
     run_seconds: list[float]
 
 
-def _source_digest() -> str:
-    import amaranth
-
-    import hw.bcr
-    import hw.dense
-    import hw.emit
-    h = hashlib.sha256(amaranth.__version__.encode())
-    for mod in (hw.bcr, hw.dense, hw.emit):
-        h.update(Path(mod.__file__).read_bytes())
-    return h.hexdigest()
-
-
-_emitted: dict[tuple, Path] = {}
-
-
 def emit_bcr(lanes: int, block: tuple[int, int], weight_bits: int, act_bits: int,
              max_rows: int, max_cols: int, max_blocks: int | None = None,
              max_value_words: int | None = None, acc_bits: int = 32, *,
@@ -75,32 +59,25 @@ def emit_bcr(lanes: int, block: tuple[int, int], weight_bits: int, act_bits: int
         The Verilog file (under ``<cache>/verilog/``, keyed by the parameters and the source of
         ``hw.bcr``/``hw.dense``/``hw.emit``) and its top-level module name.
     """
+    import hw.bcr
+    import hw.dense
+    import hw.emit
     from hw.bcr import BCRMatVec, check_bcr_parameters
-    from hw.emit import emit_verilog
 
     p = check_bcr_parameters(lanes, block=block, weight_bits=weight_bits, act_bits=act_bits,
                              acc_bits=acc_bits, max_rows=max_rows, max_cols=max_cols,
                              max_blocks=max_blocks, max_value_words=max_value_words)
-    cache = Path(cache_dir).resolve() if cache_dir is not None else default_cache_dir()
     (br, bc) = p["block"]
     params = (p["lanes"], br, bc, p["weight_bits"], p["act_bits"], p["acc_bits"],
               p["max_rows"], p["max_cols"], p["max_blocks"], p["max_value_words"])
-    memo_key = (str(cache), *params)
-    if memo_key in _emitted and _emitted[memo_key].is_file():
-        return _emitted[memo_key], _emitted[memo_key].stem
     name = (f"bcr_p{params[0]}_b{br}x{bc}_w{params[3]}_a{params[4]}_acc{params[5]}"
             f"_r{params[6]}_c{params[7]}_n{params[8]}_v{params[9]}")
-    digest = hashlib.sha256(json.dumps([params, _source_digest()]).encode()).hexdigest()[:16]
-    out_dir = cache / "verilog" / f"{name}-{digest}"
-    v_path = out_dir / f"{name}.v"
-    if not (v_path.is_file() and v_path.with_suffix(".json").is_file()):
-        component = BCRMatVec(p["lanes"], block=(br, bc), weight_bits=p["weight_bits"],
-                              act_bits=p["act_bits"], acc_bits=p["acc_bits"],
-                              max_rows=p["max_rows"], max_cols=p["max_cols"],
-                              max_blocks=p["max_blocks"], max_value_words=p["max_value_words"])
-        v_path, _ = emit_verilog(component, name, out_dir)
-    _emitted[memo_key] = v_path
-    return v_path, name
+    return emit_cached(
+        lambda: BCRMatVec(p["lanes"], block=(br, bc), weight_bits=p["weight_bits"],
+                          act_bits=p["act_bits"], acc_bits=p["acc_bits"],
+                          max_rows=p["max_rows"], max_cols=p["max_cols"],
+                          max_blocks=p["max_blocks"], max_value_words=p["max_value_words"]),
+        name, params, (hw.bcr, hw.dense, hw.emit), cache_dir)
 
 
 def bcr_design(lanes: int, block: tuple[int, int], weight_bits: int, act_bits: int,

@@ -23,40 +23,11 @@ import time
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, RisingEdge, with_timeout
 
 from hw.bcr import pack_fields
 from hw.dense import pack_words, unpack_words
 from sim.runner import bench_inputs, bench_save_outputs
-
-CLOCK_NS = 10
-
-
-async def _write_memory(dut, port: str, words: list[int]) -> None:
-    """Write ``words`` at addresses 0.. through the ``<port>__*`` signals."""
-    if not words:
-        return
-    addr, data, en = (getattr(dut, f"{port}__{s}") for s in ("addr", "data", "en"))
-    clk = dut.clk
-    en.value = 1
-    for a, w in enumerate(words):
-        addr.value = a
-        data.value = w
-        await RisingEdge(clk)
-    en.value = 0
-    await FallingEdge(clk)
-
-
-async def _read_outputs(dut, count: int) -> list[int]:
-    words = []
-    clk = dut.clk
-    for b in range(count):
-        dut.out_rd__addr.value = b
-        await RisingEdge(clk)
-        await FallingEdge(clk)
-        words.append(dut.out_rd__data.value.to_unsigned())
-    return words
+from sim.tb_common import read_cycles, read_outputs, start_and_reset, start_and_wait, write_memory
 
 
 @cocotb.test()
@@ -67,19 +38,10 @@ async def bcr_cases(dut):
     w_brow, w_bcol, w_grp, w_nc, w_col, w_row = (int(v) for v in inp["widths"])
     case_w = [int(v) for v in inp["case_w"]]
 
-    Clock(dut.clk, CLOCK_NS, unit="ns", impl="gpi").start()
-    dut.rst.value = 1
-    dut.start.value = 0
-    dut.rows.value = 0
-    dut.cols.value = 0
-    dut.blocks.value = 0
-    for port in ("meta_wr", "col_wr", "row_wr", "w_wr", "x_wr"):
-        getattr(dut, f"{port}__en").value = 0
-    dut.out_rd__en.value = 1
-    for _ in range(2):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
-    await FallingEdge(dut.clk)
+    await start_and_reset(
+        dut, zero=("start", "rows", "cols", "blocks")
+        + tuple(f"{port}__en" for port in ("meta_wr", "col_wr", "row_wr", "w_wr", "x_wr")),
+        one=("out_rd__en",))
 
     outputs, cycles, load_s, run_s, read_s = {}, [], [], [], []
     loaded = None
@@ -87,30 +49,23 @@ async def bcr_cases(dut):
         rows, cols, blocks = (int(v) for v in inp[f"shape_{j}"])
         t0 = time.perf_counter()
         if loaded != j:
-            await _write_memory(dut, "meta_wr", pack_fields(inp[f"meta_{j}"],
-                                                            [w_brow, w_bcol, w_grp, w_nc]))
-            await _write_memory(dut, "col_wr", pack_fields(inp[f"col_{j}"], w_col))
-            await _write_memory(dut, "row_wr", pack_fields(inp[f"row_{j}"], w_row))
-            await _write_memory(dut, "w_wr", pack_words(inp[f"val_{j}"], wb))
+            await write_memory(dut, "meta_wr", pack_fields(inp[f"meta_{j}"],
+                                                           [w_brow, w_bcol, w_grp, w_nc]))
+            await write_memory(dut, "col_wr", pack_fields(inp[f"col_{j}"], w_col))
+            await write_memory(dut, "row_wr", pack_fields(inp[f"row_{j}"], w_row))
+            await write_memory(dut, "w_wr", pack_words(inp[f"val_{j}"], wb))
             loaded = j
-        await _write_memory(dut, "x_wr", pack_words(inp[f"x_{i}"].reshape(-1, 1), ab))
+        await write_memory(dut, "x_wr", pack_words(inp[f"x_{i}"].reshape(-1, 1), ab))
         t1 = time.perf_counter()
 
         dut.rows.value = rows
         dut.cols.value = cols
         dut.blocks.value = blocks
-        dut.start.value = 1
-        await RisingEdge(dut.clk)
-        dut.start.value = 0
-        await FallingEdge(dut.clk)
-        if not int(dut.done.value):
-            budget = 2 * len(inp[f"val_{j}"]) + 1000
-            await with_timeout(RisingEdge(dut.done), budget * CLOCK_NS, "ns")
-            await FallingEdge(dut.clk)
+        await start_and_wait(dut, 2 * len(inp[f"val_{j}"]) + 1000, poll_first=True)
         t2 = time.perf_counter()
-        cycles.append(int(dut.cycles.value.to_unsigned()))
+        cycles.append(read_cycles(dut))
 
-        words = await _read_outputs(dut, -(-rows // br))
+        words = await read_outputs(dut, -(-rows // br))
         outputs[f"y_{i}"] = unpack_words(words, acc, br).reshape(-1)[:rows]
         t3 = time.perf_counter()
         load_s.append(t1 - t0)

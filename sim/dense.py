@@ -10,8 +10,6 @@ run the bench :mod:`sim.dense_tb`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from sim.emit_cache import emit_cached
 from sim.runner import (
     BuiltDesign,
     SimResult,
     build_design,
     check_simulator,
-    default_cache_dir,
     run_cocotb,
 )
 
@@ -63,20 +61,6 @@ def default_max_shape(rows: int, cols: int, lanes: int) -> tuple[int, int]:
     return max(lanes, _next_pow2(rows)), _next_pow2(cols)
 
 
-def _source_digest() -> str:
-    import amaranth
-
-    import hw.dense
-    import hw.emit
-    h = hashlib.sha256(amaranth.__version__.encode())
-    for mod in (hw.dense, hw.emit):
-        h.update(Path(mod.__file__).read_bytes())
-    return h.hexdigest()
-
-
-_emitted: dict[tuple, Path] = {}
-
-
 def emit_dense(lanes: int, weight_bits: int, act_bits: int, max_rows: int, max_cols: int,
                acc_bits: int = 32, *, cache_dir: str | os.PathLike | None = None
                ) -> tuple[Path, str]:
@@ -88,29 +72,21 @@ def emit_dense(lanes: int, weight_bits: int, act_bits: int, max_rows: int, max_c
         The Verilog file and its top-level module name. The file lives under
         ``<cache>/verilog/`` keyed by the parameters and the source of ``hw.dense``/``hw.emit``.
     """
+    import hw.dense
+    import hw.emit
     from hw.dense import DenseMatVec, check_dense_parameters
-    from hw.emit import emit_verilog
 
     checked = check_dense_parameters(lanes, weight_bits=weight_bits, act_bits=act_bits,
                                      acc_bits=acc_bits, max_rows=max_rows, max_cols=max_cols)
     lanes, weight_bits, act_bits, acc_bits, max_rows, max_cols = (
         checked[k] for k in ("lanes", "weight_bits", "act_bits", "acc_bits", "max_rows",
                              "max_cols"))
-    cache = Path(cache_dir).resolve() if cache_dir is not None else default_cache_dir()
     params = (lanes, weight_bits, act_bits, acc_bits, max_rows, max_cols)
-    memo_key = (str(cache), *params)
-    if memo_key in _emitted and _emitted[memo_key].is_file():
-        return _emitted[memo_key], _emitted[memo_key].stem
     name = f"dense_p{lanes}_w{weight_bits}_a{act_bits}_acc{acc_bits}_r{max_rows}_c{max_cols}"
-    digest = hashlib.sha256(json.dumps([params, _source_digest()]).encode()).hexdigest()[:16]
-    out_dir = cache / "verilog" / f"{name}-{digest}"
-    v_path = out_dir / f"{name}.v"
-    if not (v_path.is_file() and v_path.with_suffix(".json").is_file()):
-        component = DenseMatVec(lanes, weight_bits=weight_bits, act_bits=act_bits,
-                                acc_bits=acc_bits, max_rows=max_rows, max_cols=max_cols)
-        v_path, _ = emit_verilog(component, name, out_dir)
-    _emitted[memo_key] = v_path
-    return v_path, name
+    return emit_cached(
+        lambda: DenseMatVec(lanes, weight_bits=weight_bits, act_bits=act_bits,
+                            acc_bits=acc_bits, max_rows=max_rows, max_cols=max_cols),
+        name, params, (hw.dense, hw.emit), cache_dir)
 
 
 def dense_design(lanes: int, weight_bits: int, act_bits: int, max_rows: int, max_cols: int,

@@ -25,40 +25,11 @@ import time
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, RisingEdge, with_timeout
+from cocotb.triggers import FallingEdge
 
 from hw.dense import pack_words, unpack_words
 from sim.runner import bench_inputs, bench_save_outputs
-
-CLOCK_NS = 10
-
-
-async def _write_memory(dut, port: str, words: list[int]) -> None:
-    """Write ``words`` at addresses 0.. through the ``<port>__*`` signals; ends after a falling
-    edge with ``en`` low."""
-    addr, data, en = (getattr(dut, f"{port}__{s}") for s in ("addr", "data", "en"))
-    clk = dut.clk
-    en.value = 1
-    for a, w in enumerate(words):
-        addr.value = a
-        data.value = w
-        await RisingEdge(clk)
-    en.value = 0
-    await FallingEdge(clk)
-
-
-async def _read_outputs(dut, count: int) -> list[int]:
-    """Read ``count`` output words (synchronous port: address sampled at the rising edge, data
-    read at the following falling edge)."""
-    words = []
-    clk = dut.clk
-    for g in range(count):
-        dut.out_rd__addr.value = g
-        await RisingEdge(clk)
-        await FallingEdge(clk)
-        words.append(dut.out_rd__data.value.to_unsigned())
-    return words
+from sim.tb_common import read_cycles, read_outputs, start_and_reset, start_and_wait, write_memory
 
 
 @cocotb.test()
@@ -68,18 +39,8 @@ async def dense_cases(dut):
     lanes, wb, ab, acc = (int(v) for v in inp["params"])
     case_w = [int(v) for v in inp["case_w"]]
 
-    Clock(dut.clk, CLOCK_NS, unit="ns", impl="gpi").start()
-    dut.rst.value = 1
-    dut.start.value = 0
-    dut.rows.value = 0
-    dut.cols.value = 0
-    dut.w_wr__en.value = 0
-    dut.x_wr__en.value = 0
-    dut.out_rd__en.value = 1
-    for _ in range(2):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
-    await FallingEdge(dut.clk)
+    await start_and_reset(dut, zero=("start", "rows", "cols", "w_wr__en", "x_wr__en"),
+                          one=("out_rd__en",))
 
     outputs, cycles, load_s, run_s, read_s = {}, [], [], [], []
     loaded = None
@@ -88,23 +49,20 @@ async def dense_cases(dut):
         groups = -(-rows // lanes)
         t0 = time.perf_counter()
         if loaded != j:
-            await _write_memory(dut, "w_wr", pack_words(inp[f"w_{j}"], wb))
+            await write_memory(dut, "w_wr", pack_words(inp[f"w_{j}"], wb), skip_empty=False)
             loaded = j
-        await _write_memory(dut, "x_wr", pack_words(inp[f"x_{i}"].reshape(-1, 1), ab))
+        await write_memory(dut, "x_wr", pack_words(inp[f"x_{i}"].reshape(-1, 1), ab),
+                           skip_empty=False)
         t1 = time.perf_counter()
 
         dut.rows.value = rows
         dut.cols.value = cols
-        dut.start.value = 1
-        await RisingEdge(dut.clk)
-        dut.start.value = 0
-        budget = 4 * groups * cols + 1000
-        await with_timeout(RisingEdge(dut.done), budget * CLOCK_NS, "ns")
+        await start_and_wait(dut, 4 * groups * cols + 1000, poll_first=False)
         t2 = time.perf_counter()
         await FallingEdge(dut.clk)
-        cycles.append(int(dut.cycles.value.to_unsigned()))
+        cycles.append(read_cycles(dut))
 
-        words = await _read_outputs(dut, groups)
+        words = await read_outputs(dut, groups)
         outputs[f"y_{i}"] = unpack_words(words, acc, lanes).reshape(-1)[:rows]
         t3 = time.perf_counter()
         load_s.append(t1 - t0)

@@ -10,8 +10,6 @@ per simulator (:func:`sim.runner.build_design`) and driven by the bench :mod:`si
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from sim.dense import _check_ints
-from sim.runner import BuiltDesign, build_design, check_simulator, default_cache_dir, run_cocotb
+from sim.emit_cache import emit_cached
+from sim.runner import BuiltDesign, build_design, check_simulator, run_cocotb
 
 __all__ = ["PatternRun", "emit_pattern", "pattern_design", "run_pattern", "run_pattern_batch",
            "random_pattern_layer", "out_size"]
@@ -43,28 +42,15 @@ def out_size(n: int, stride: int, padding: int) -> int:
     return (n + 2 * padding - 3) // stride + 1
 
 
-def _source_digest() -> str:
-    import amaranth
-
-    import hw.dense
-    import hw.emit
-    import hw.pattern
-    h = hashlib.sha256(amaranth.__version__.encode())
-    for mod in (hw.pattern, hw.dense, hw.emit):
-        h.update(Path(mod.__file__).read_bytes())
-    return h.hexdigest()
-
-
-_emitted: dict[tuple, Path] = {}
-
-
 def emit_pattern(lanes: int, weight_bits: int, act_bits: int, library_size: int, kept: int,
                  max_channels: int, max_filters: int, max_height: int, max_width: int,
                  max_kernel_words: int | None = None, acc_bits: int = 32, *,
                  cache_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
     """Emit (or reuse) the Verilog of a :class:`hw.pattern.PatternConv`; returns the ``.v``
     path and the top-level module name."""
-    from hw.emit import emit_verilog
+    import hw.dense
+    import hw.emit
+    import hw.pattern
     from hw.pattern import PatternConv, check_pattern_parameters
 
     p = check_pattern_parameters(lanes, weight_bits=weight_bits, act_bits=act_bits,
@@ -72,21 +58,12 @@ def emit_pattern(lanes: int, weight_bits: int, act_bits: int, library_size: int,
                                  max_channels=max_channels, max_filters=max_filters,
                                  max_height=max_height, max_width=max_width,
                                  max_kernel_words=max_kernel_words)
-    cache = Path(cache_dir).resolve() if cache_dir is not None else default_cache_dir()
     keys = ("lanes", "weight_bits", "act_bits", "acc_bits", "library_size", "kept",
             "max_channels", "max_filters", "max_height", "max_width", "max_kernel_words")
     params = tuple(p[k] for k in keys)
-    memo_key = (str(cache), *params)
-    if memo_key in _emitted and _emitted[memo_key].is_file():
-        return _emitted[memo_key], _emitted[memo_key].stem
     name = "pattern_" + "_".join(str(v) for v in params)
-    digest = hashlib.sha256(json.dumps([params, _source_digest()]).encode()).hexdigest()[:16]
-    out_dir = cache / "verilog" / f"{name}-{digest}"
-    v_path = out_dir / f"{name}.v"
-    if not (v_path.is_file() and v_path.with_suffix(".json").is_file()):
-        v_path, _ = emit_verilog(PatternConv(**dict(zip(keys, params, strict=True))), name, out_dir)
-    _emitted[memo_key] = v_path
-    return v_path, name
+    return emit_cached(lambda: PatternConv(**dict(zip(keys, params, strict=True))), name, params,
+                       (hw.pattern, hw.dense, hw.emit), cache_dir)
 
 
 def pattern_design(*args: Any, simulator: str = "verilator",

@@ -22,29 +22,12 @@ import time
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, RisingEdge, with_timeout
+from cocotb.triggers import FallingEdge, RisingEdge
 
 from hw.bcr import pack_fields
 from hw.dense import pack_words, unpack_words
 from sim.runner import bench_inputs, bench_save_outputs
-
-CLOCK_NS = 10
-
-
-async def _write_memory(dut, port: str, words: list[int], addrs: list[int] | None = None
-                        ) -> None:
-    if not words:
-        return
-    addr, data, en = (getattr(dut, f"{port}__{s}") for s in ("addr", "data", "en"))
-    clk = dut.clk
-    en.value = 1
-    for a, w in zip(range(len(words)) if addrs is None else addrs, words, strict=True):
-        addr.value = a
-        data.value = w
-        await RisingEdge(clk)
-    en.value = 0
-    await FallingEdge(clk)
+from sim.tb_common import read_cycles, start_and_reset, start_and_wait, write_memory
 
 
 @cocotb.test()
@@ -55,30 +38,24 @@ async def pattern_cases(dut):
     w_cnt, w_base, w_ch, w_pat, hb, wbits = (int(v) for v in inp["widths"])
     count = int(inp["count"][0])
 
-    Clock(dut.clk, CLOCK_NS, unit="ns", impl="gpi").start()
-    dut.rst.value = 1
-    dut.start.value = 0
-    for port in ("group_wr", "kern_wr", "w_wr", "lib_wr", "x_wr"):
-        getattr(dut, f"{port}__en").value = 0
-    dut.out_rd__en.value = 1
-    for _ in range(2):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
-    await FallingEdge(dut.clk)
+    await start_and_reset(
+        dut, zero=("start",)
+        + tuple(f"{port}__en" for port in ("group_wr", "kern_wr", "w_wr", "lib_wr", "x_wr")),
+        one=("out_rd__en",))
 
     outputs, cycles, load_s, run_s, read_s = {}, [], [], [], []
     for j in range(count):
         h, w, ho, wo, stride2, pad, groups, all_groups = (int(v) for v in inp[f"cfg_{j}"])
         t0 = time.perf_counter()
-        await _write_memory(dut, "group_wr", pack_fields(inp[f"groups_{j}"], [w_cnt, w_base]))
-        await _write_memory(dut, "kern_wr", pack_fields(inp[f"kern_{j}"], [w_ch, w_pat] * lanes))
-        await _write_memory(dut, "w_wr", pack_words(inp[f"val_{j}"], wb))
-        await _write_memory(dut, "lib_wr", pack_fields(inp[f"lib_{j}"], 4))
+        await write_memory(dut, "group_wr", pack_fields(inp[f"groups_{j}"], [w_cnt, w_base]))
+        await write_memory(dut, "kern_wr", pack_fields(inp[f"kern_{j}"], [w_ch, w_pat] * lanes))
+        await write_memory(dut, "w_wr", pack_words(inp[f"val_{j}"], wb))
+        await write_memory(dut, "lib_wr", pack_fields(inp[f"lib_{j}"], 4))
         x = inp[f"x_{j}"]
         c = x.shape[0]
         ci, yi, xi = np.meshgrid(range(c), range(h), range(w), indexing="ij")
         addrs = ((ci << (hb + wbits)) | (yi << wbits) | xi).ravel().tolist()
-        await _write_memory(dut, "x_wr", pack_words(x.reshape(-1, 1), ab), addrs)
+        await write_memory(dut, "x_wr", pack_words(x.reshape(-1, 1), ab), addrs)
         t1 = time.perf_counter()
 
         dut.h.value = h
@@ -88,16 +65,9 @@ async def pattern_cases(dut):
         dut.stride2.value = stride2
         dut.pad.value = pad
         dut.groups.value = groups
-        dut.start.value = 1
-        await RisingEdge(dut.clk)
-        dut.start.value = 0
-        await FallingEdge(dut.clk)
-        if not int(dut.done.value):
-            budget = 2 * ho * wo * (len(inp[f"val_{j}"]) + 1) + 1000
-            await with_timeout(RisingEdge(dut.done), budget * CLOCK_NS, "ns")
-            await FallingEdge(dut.clk)
+        await start_and_wait(dut, 2 * ho * wo * (len(inp[f"val_{j}"]) + 1) + 1000, poll_first=True)
         t2 = time.perf_counter()
-        cycles.append(int(dut.cycles.value.to_unsigned()))
+        cycles.append(read_cycles(dut))
 
         y = np.zeros((all_groups * lanes, ho, wo), dtype=np.int64)
         for g in range(all_groups):

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ir.golden import RNNQuantConfig
-from sim.runner import BuiltDesign, build_design, check_simulator, default_cache_dir, run_cocotb
+from sim.emit_cache import emit_cached, source_digest
+from sim.runner import BuiltDesign, build_design, check_simulator, run_cocotb
 
 __all__ = ["GRUJob", "GRURun", "LSTMJob", "LSTMRun", "emit_rnn", "rnn_design", "run_gru",
            "run_gru_batch", "golden_gru_sequence", "golden_sequence",
@@ -144,40 +145,28 @@ def random_job(rng, cfg, isz, hsz, steps, *, bias=True, extreme=False):
             pick(w, (4 * hsz, hsz)), b(), b())
 
 
-def _source_digest() -> str:
-    import amaranth
-
-    import hw.dense
-    import hw.emit
-    import hw.rnn
-    h = hashlib.sha256(amaranth.__version__.encode())
-    for mod in (hw.rnn, hw.dense, hw.emit):
-        h.update(Path(mod.__file__).read_bytes())
-    return h.hexdigest()
-
-
 def emit_rnn(cell: str, config: RNNQuantConfig, lanes: int, max_input: int, max_hidden: int,
              max_steps: int, *, cache_dir: str | os.PathLike | None = None
              ) -> tuple[Path, str]:
     """Emit (or reuse) the Verilog of an :class:`hw.rnn.RNNEngine` (``cell`` ``"lstm"`` or
     ``"gru"``); returns the file and the top-level module name."""
-    from hw.emit import emit_verilog
+    import hw.dense
+    import hw.emit
+    import hw.rnn
     from hw.rnn import RNNEngine, check_lstm_parameters
 
     if cell not in ("lstm", "gru"):
         raise ValueError(f"Cell must be 'lstm' or 'gru', not {cell!r}")
     p = check_lstm_parameters(config, lanes=lanes, max_input=max_input, max_hidden=max_hidden,
                               max_steps=max_steps)
-    cache = Path(cache_dir).resolve() if cache_dir is not None else default_cache_dir()
-    key = json.dumps([cell, p, dataclasses.asdict(config), _source_digest()], sort_keys=True)
+    modules = (hw.rnn, hw.dense, hw.emit)
+    key = json.dumps([cell, p, dataclasses.asdict(config), source_digest(*modules)],
+                     sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     name = (f"{cell}_p{p['lanes']}_i{p['max_input']}_h{p['max_hidden']}_t{p['max_steps']}_"
             f"{digest[:8]}")
-    out_dir = cache / "verilog" / f"{name}-{digest}"
-    v_path = out_dir / f"{name}.v"
-    if not (v_path.is_file() and v_path.with_suffix(".json").is_file()):
-        v_path, _ = emit_verilog(RNNEngine(config, cell=cell, **p), name, out_dir)
-    return v_path, name
+    return emit_cached(lambda: RNNEngine(config, cell=cell, **p), name, key, modules,
+                       cache_dir, digest=digest)
 
 
 def rnn_design(cell: str, config: RNNQuantConfig, lanes: int, max_input: int, max_hidden: int,

@@ -11,27 +11,21 @@ memory, pulses ``start``, awaits ``done`` under a timeout, then reads ``h_seq``,
 
 from __future__ import annotations
 
+import functools
+
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, RisingEdge, with_timeout
+from cocotb.triggers import FallingEdge
 
 from hw.dense import pack_words, unpack_words
-from sim.dense_tb import _write_memory
 from sim.runner import bench_inputs, bench_save_outputs
+from sim.tb_common import read_cycles, read_words, start_and_reset, start_and_wait, write_memory
 
-CLOCK_NS = 10
+_write_memory = functools.partial(write_memory, skip_empty=False)
 
 
 async def _read(dut, port: str, count: int, bits: int) -> np.ndarray:
-    addr, data = getattr(dut, f"{port}__addr"), getattr(dut, f"{port}__data")
-    words = []
-    for a in range(count):
-        addr.value = a
-        await RisingEdge(dut.clk)
-        await FallingEdge(dut.clk)
-        words.append(data.value.to_unsigned())
-    return unpack_words(words, bits, 1).reshape(-1)
+    return unpack_words(await read_words(dut, port, count), bits, 1).reshape(-1)
 
 
 @cocotb.test()
@@ -41,17 +35,11 @@ async def rnn_cases(dut):
     lanes, wb, ab, cb, is_lstm = (int(v) for v in inp["params"])
     count = int(inp["count"][0])
 
-    Clock(dut.clk, CLOCK_NS, unit="ns", impl="gpi").start()
-    dut.rst.value = 1
-    for name in ("start", "input_size", "hidden_size", "steps", "w_wr__en", "b_wr__en",
-                 "x_wr__en", "h_wr__en") + (("c_wr__en",) if is_lstm else ()):
-        getattr(dut, name).value = 0
-    for name in ("h_rd__en", "hseq_rd__en") + (("c_rd__en",) if is_lstm else ()):
-        getattr(dut, name).value = 1
-    for _ in range(2):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
-    await FallingEdge(dut.clk)
+    await start_and_reset(
+        dut,
+        zero=("start", "input_size", "hidden_size", "steps", "w_wr__en", "b_wr__en",
+              "x_wr__en", "h_wr__en") + (("c_wr__en",) if is_lstm else ()),
+        one=("h_rd__en", "hseq_rd__en") + (("c_rd__en",) if is_lstm else ()))
 
     out, cycles = {}, []
     for n in range(count):
@@ -65,13 +53,10 @@ async def rnn_cases(dut):
         dut.input_size.value = isz
         dut.hidden_size.value = hsz
         dut.steps.value = steps
-        dut.start.value = 1
-        await RisingEdge(dut.clk)
-        dut.start.value = 0
         budget = steps * (4 * hsz * (isz + hsz) + 20 * (isz + hsz) + 100)
-        await with_timeout(RisingEdge(dut.done), budget * CLOCK_NS, "ns")
+        await start_and_wait(dut, budget, poll_first=False)
         await FallingEdge(dut.clk)
-        cycles.append(int(dut.cycles.value.to_unsigned()))
+        cycles.append(read_cycles(dut))
         out[f"hseq_{n}"] = await _read(dut, "hseq_rd", steps * hsz, ab)
         if is_lstm:
             out[f"c_{n}"] = await _read(dut, "c_rd", hsz, cb)

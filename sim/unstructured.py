@@ -11,8 +11,6 @@ and driven by the bench :mod:`sim.unstructured_tb`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from sim.dense import _check_ints, default_max_shape
-from sim.runner import BuiltDesign, build_design, check_simulator, default_cache_dir, run_cocotb
+from sim.emit_cache import emit_cached
+from sim.runner import BuiltDesign, build_design, check_simulator, run_cocotb
 
 __all__ = ["UnstructuredRun", "unstructured_design", "emit_unstructured", "run_unstructured",
            "run_unstructured_batch", "random_sparse_layer"]
@@ -49,21 +48,6 @@ class UnstructuredRun:
     run_seconds: list[float]
 
 
-def _source_digest() -> str:
-    import amaranth
-
-    import hw.dense
-    import hw.emit
-    import hw.unstructured
-    h = hashlib.sha256(amaranth.__version__.encode())
-    for mod in (hw.unstructured, hw.dense, hw.emit):
-        h.update(Path(mod.__file__).read_bytes())
-    return h.hexdigest()
-
-
-_emitted: dict[tuple, Path] = {}
-
-
 def emit_unstructured(lanes: int, weight_bits: int, act_bits: int, index_bits: int,
                       max_rows: int, max_cols: int, max_entries: int | None = None,
                       acc_bits: int = 32, *, cache_dir: str | os.PathLike | None = None
@@ -76,32 +60,25 @@ def emit_unstructured(lanes: int, weight_bits: int, act_bits: int, index_bits: i
         The Verilog file (under ``<cache>/verilog/``, keyed by the parameters and the source of
         ``hw.unstructured``/``hw.dense``/``hw.emit``) and its top-level module name.
     """
-    from hw.emit import emit_verilog
+    import hw.dense
+    import hw.emit
+    import hw.unstructured
     from hw.unstructured import UnstructuredMatVec, check_unstructured_parameters
 
     p = check_unstructured_parameters(lanes, weight_bits=weight_bits, act_bits=act_bits,
                                       acc_bits=acc_bits, index_bits=index_bits,
                                       max_rows=max_rows, max_cols=max_cols,
                                       max_entries=max_entries)
-    cache = Path(cache_dir).resolve() if cache_dir is not None else default_cache_dir()
     params = (p["lanes"], p["weight_bits"], p["act_bits"], p["acc_bits"], p["index_bits"],
               p["max_rows"], p["max_cols"], p["max_entries"])
-    memo_key = (str(cache), *params)
-    if memo_key in _emitted and _emitted[memo_key].is_file():
-        return _emitted[memo_key], _emitted[memo_key].stem
     name = (f"unstructured_p{params[0]}_w{params[1]}_a{params[2]}_acc{params[3]}_i{params[4]}"
             f"_r{params[5]}_c{params[6]}_e{params[7]}")
-    digest = hashlib.sha256(json.dumps([params, _source_digest()]).encode()).hexdigest()[:16]
-    out_dir = cache / "verilog" / f"{name}-{digest}"
-    v_path = out_dir / f"{name}.v"
-    if not (v_path.is_file() and v_path.with_suffix(".json").is_file()):
-        component = UnstructuredMatVec(
+    return emit_cached(
+        lambda: UnstructuredMatVec(
             p["lanes"], weight_bits=p["weight_bits"], act_bits=p["act_bits"],
             acc_bits=p["acc_bits"], index_bits=p["index_bits"], max_rows=p["max_rows"],
-            max_cols=p["max_cols"], max_entries=p["max_entries"])
-        v_path, _ = emit_verilog(component, name, out_dir)
-    _emitted[memo_key] = v_path
-    return v_path, name
+            max_cols=p["max_cols"], max_entries=p["max_entries"]),
+        name, params, (hw.unstructured, hw.dense, hw.emit), cache_dir)
 
 
 def unstructured_design(lanes: int, weight_bits: int, act_bits: int, index_bits: int,
