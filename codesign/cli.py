@@ -203,6 +203,9 @@ def demo(out: Path, simulator: str, lanes: int, seed: int) -> None:
 from codesign.prune_cmd import prune  # noqa: E402  (after UserError, which prune uses)
 
 cli.add_command(prune)
+from codesign.sweep_cmd import sweep  # noqa: E402
+
+cli.add_command(sweep)
 
 
 def _get_layer(bundle, name: str):

@@ -66,7 +66,7 @@ import numpy as np
 __all__ = ["LayerSpec", "EngineConfig", "Point", "BreakEven", "Store", "MemoryStore",
            "ENGINES", "DEFAULT_GRID", "KEY_VERSION", "find_breakeven", "draw_layer",
            "point_key", "run_points", "search", "plan_ratios", "breakeven_from_points",
-           "build_sizes", "min_ratio", "bcr_kept", "pattern_library", "default_grid",
+           "build_sizes", "prebuild", "min_ratio", "bcr_kept", "pattern_library", "default_grid",
            "check_engine_layer", "tools_for_key"]
 
 #: Sparse engines a break-even can be measured for.
@@ -630,6 +630,34 @@ def build_sizes(specs: Sequence[LayerSpec], config: EngineConfig) -> dict[str, d
     else:
         sparse = dict(dense)
     return {"sparse": sparse, "dense": dense}
+
+
+def prebuild(config: EngineConfig, build: Mapping[str, Mapping[str, int]], which: str, *,
+             simulator: str = "verilator", cache_dir: str | os.PathLike | None = None) -> str:
+    """Emit and build the sparse (``which="sparse"``) or the dense engine of ``config`` with the
+    sizes of :func:`build_sizes`, as :func:`run_points` will use it; returns the build's key."""
+    lanes, wb, ab = config.lanes, config.weight_bits, config.act_bits
+    kw = {"simulator": simulator, "cache_dir": cache_dir}
+    b = dict(build[which])
+    if which == "dense":
+        from sim.dense import dense_design
+
+        return dense_design(lanes, wb, ab, b["max_rows"], b["max_cols"], **kw).key
+    if which != "sparse":
+        raise ValueError(f"Which must be 'sparse' or 'dense', not {which!r}")
+    if config.engine == "unstructured":
+        from sim.unstructured import unstructured_design
+
+        return unstructured_design(lanes, wb, ab, config.index_bits, b["max_rows"],
+                                   b["max_cols"], **kw).key
+    if config.engine == "bcr":
+        from sim.bcr import bcr_design
+
+        return bcr_design(lanes, config.block, wb, ab, b["max_rows"], b["max_cols"], **kw).key
+    from sim.pattern import pattern_design
+
+    return pattern_design(lanes, wb, ab, b["library_size"], PATTERN_KEEP, b["max_channels"],
+                          b["max_filters"], b["max_height"], b["max_width"], **kw).key
 
 
 def run_points(spec: LayerSpec, config: EngineConfig, requests: Sequence[tuple[float, int]], *,

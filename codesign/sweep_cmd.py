@@ -1,0 +1,189 @@
+"""``codesign sweep``: break-even ratios of every layer, measured in RTL on a Dask cluster.
+
+Layers come from zoo models (``--model``, default: the default CNN ``vggsmall`` and ``lstm``) or
+bundles (``--bundle``); engines, lanes and bit widths are lists (``--engine bcr,unstructured
+--lanes 4,8 --bits 8``); ratios are ``--ratios 0,0.5,0.9`` or ``--grid N`` evenly spaced ones from
+0 to ``--top``. Points go to ``--store`` (default ``OUT/points.sqlite``) as they finish, so a
+rerun continues where a killed one stopped. ``--scheduler tcp://HOST:PORT`` uses a running Dask
+cluster instead of a local one. Bad input (including a scheduler that cannot be reached) is a
+:class:`codesign.cli.UserError`: one line on stderr, exit status 2; failed simulations exit 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+__all__ = ["sweep"]
+
+
+def _user_error(message: str) -> Exception:
+    from codesign.cli import UserError  # imported here: codesign.cli imports this module
+
+    return UserError(" ".join(str(message).split()))
+
+
+def _int_list(text: str, option: str, lo: int, hi: int) -> list[int]:
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or not lo <= int(part) <= hi:
+            raise _user_error(f"{option} must be a comma-separated list of integers from {lo} "
+                              f"to {hi}, not {text!r}")
+        out.append(int(part))
+    return list(dict.fromkeys(out))
+
+
+def _ratios(text: str) -> list[float]:
+    out = []
+    for part in text.split(","):
+        try:
+            v = float(part)
+        except ValueError:
+            v = -1.0
+        if not 0.0 <= v <= 1.0:
+            raise _user_error(f"--ratios must be comma-separated pruned fractions in [0, 1], "
+                              f"not {text!r}")
+        out.append(v)
+    return out
+
+
+ENGINE_CHOICES = ("unstructured", "bcr", "pattern")
+
+
+@click.command()
+@click.option("--model", "models", multiple=True,
+              help="Zoo model (repeatable). Default: vggsmall and lstm, unless --bundle is given.")
+@click.option("--bundle", "bundles", multiple=True, type=click.Path(path_type=Path),
+              help="Bundle directory (repeatable).")
+@click.option("--layers", default=None, help="Only these layers (comma-separated names).")
+@click.option("--engine", "engines", default="unstructured,bcr,pattern", show_default=True,
+              help="Sparse engines, comma-separated.")
+@click.option("--lanes", default="8", show_default=True, help="Lanes, comma-separated.")
+@click.option("--bits", default="8", show_default=True,
+              help="Weight and activation bits, comma-separated.")
+@click.option("--block", default="8x16", show_default=True, help="BCR block ROWSxCOLS.")
+@click.option("--index-bits", default=4, show_default=True, type=int,
+              help="Unstructured relative-index width.")
+@click.option("--ratios", default=None, help="Ratios to sweep, e.g. 0,0.25,0.5,0.75,0.9.")
+@click.option("--grid", default=20, show_default=True, type=int,
+              help="Without --ratios: this many evenly spaced ratios from 0 to --top.")
+@click.option("--top", default=0.95, show_default=True, type=float, help="Largest grid ratio.")
+@click.option("--seeds", default=3, show_default=True, type=int, help="Random masks per ratio.")
+@click.option("--tol", default=0.01, show_default=True, type=float, help="Bisection tolerance.")
+@click.option("--workers", default=None, type=int,
+              help="Local Dask worker processes (default: one per core).")
+@click.option("--scheduler", default=None, help="Use the Dask cluster at tcp://HOST:PORT.")
+@click.option("--simulator", default="verilator", show_default=True,
+              type=click.Choice(["verilator", "icarus"]))
+@click.option("--chunk", default=64, show_default=True, type=int, help="Most points per task.")
+@click.option("--fmax", default=None, help="Fmax in MHz of the sparse and dense engines, "
+              "SPARSE,DENSE, for the time break-even.")
+@click.option("--store", "store_path", default=None, type=click.Path(path_type=Path),
+              help="Results store (SQLite). Default: OUT/points.sqlite.")
+@click.option("--cache", "cache_dir", default=None, type=click.Path(path_type=Path),
+              help="Simulator build cache shared by the workers (default ./.sim_cache).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def sweep(models, bundles, layers, engines, lanes, bits, block, index_bits, ratios, grid, top,
+          seeds, tol, workers, scheduler, simulator, chunk, fmax, store_path, cache_dir, out,
+          progress) -> None:
+    """Measure break-even pruning ratios in RTL: layers x ratios x engines, on Dask."""
+    from codesign.report import print_table
+    from codesign.store import SQLiteStore, StoreError
+    from codesign.sweep import (
+        DEFAULT_MODELS,
+        SchedulerError,
+        SweepError,
+        breakeven_table,
+        bundle_layers,
+        model_layers,
+        run_sweep,
+        summary_table,
+    )
+    from sim.breakeven import EngineConfig, default_grid
+
+    eng = [e.strip() for e in engines.split(",")]
+    bad = [e for e in eng if e not in ENGINE_CHOICES]
+    if bad or not eng:
+        raise _user_error(f"--engine must be a comma-separated list of "
+                          f"{', '.join(ENGINE_CHOICES)}, not {engines!r}")
+    lane_list = _int_list(lanes, "--lanes", 1, 64)
+    bit_list = _int_list(bits, "--bits", 2, 16)
+    parts = block.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise _user_error(f"--block must look like 8x16, not {block!r}")
+    if not 1 <= index_bits <= 16:
+        raise _user_error(f"--index-bits must be an integer from 1 to 16, not {index_bits}")
+    for name, v, lo in (("--seeds", seeds, 1), ("--chunk", chunk, 1), ("--grid", grid, 2)):
+        if v < lo:
+            raise _user_error(f"{name} must be an integer >= {lo}, not {v}")
+    if workers is not None and workers < 1:
+        raise _user_error(f"--workers must be a positive integer, not {workers}")
+    if workers is not None and scheduler is not None:
+        raise _user_error("--workers starts a local cluster; it cannot be combined with "
+                          "--scheduler")
+    if not 0 < tol < 1:
+        raise _user_error(f"--tol must be in (0, 1), not {tol}")
+    if not 0 < top <= 1:
+        raise _user_error(f"--top must be in (0, 1], not {top}")
+    ratio_grid = _ratios(ratios) if ratios is not None else list(default_grid(grid, top))
+    fmax_pair = None
+    if fmax is not None:
+        try:
+            fmax_pair = tuple(float(v) for v in fmax.split(","))
+        except ValueError:
+            fmax_pair = ()
+        if len(fmax_pair) != 2 or min(fmax_pair) <= 0:
+            raise _user_error(f"--fmax must be two positive MHz values SPARSE,DENSE, not {fmax!r}")
+
+    try:
+        chosen: list[tuple[str, list]] = []
+        for b in bundles:
+            chosen.append(bundle_layers(b))
+        if not models and not bundles:
+            models = DEFAULT_MODELS
+        for m in models:
+            chosen.append((m, model_layers(m)))
+    except SweepError as exc:
+        raise _user_error(str(exc)) from None
+    if layers is not None:
+        names = {n.strip() for n in layers.split(",")}
+        known = {s.name for _, specs in chosen for s in specs}
+        if names - known:
+            raise _user_error(f"unknown layer(s) {', '.join(sorted(names - known))}; known: "
+                              f"{', '.join(sorted(known))}")
+        chosen = [(m, [s for s in specs if s.name in names]) for m, specs in chosen]
+    configs = [EngineConfig(e, lanes=p, weight_bits=b, act_bits=b,
+                            block=(int(parts[0]), int(parts[1])), index_bits=index_bits)
+               for e in eng for p in lane_list for b in bit_list]
+
+    out = Path(out)
+    try:
+        store = SQLiteStore(store_path or out / "points.sqlite")
+    except StoreError as exc:
+        raise _user_error(str(exc)) from None
+    try:
+        result = run_sweep(chosen, configs, out, store=store, grid=ratio_grid, seeds=seeds,
+                           tol=tol, simulator=simulator, workers=workers, scheduler=scheduler,
+                           cache_dir=cache_dir, chunk=chunk, fmax_mhz=fmax_pair,
+                           progress=progress, echo=click.echo)
+    except SchedulerError as exc:
+        raise _user_error(str(exc)) from None
+    except SweepError as exc:
+        click.echo(f"codesign: error: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        store.close()
+    for note in result.skipped:
+        click.echo(f"skipped: {note}")
+    table = breakeven_table(result.results)
+    print_table(table[["model", "layer", "shape", "engine", "lanes", "weight_bits",
+                       "breakeven_ratio", "storage_breakeven", "time_breakeven",
+                       "predicted_ratio", "rtl_runs"]], title="break-even ratios (RTL)")
+    for m in dict.fromkeys(c.model for c, _ in result.results):
+        print_table(summary_table(result.results, m), title=f"summary: {m}")
+    click.echo(f"{result.ran} points run, {result.reused} reused from the store; wrote "
+               f"{out / 'breakeven.csv'}, {out / 'points.csv'}, {out / 'plots'}")
