@@ -182,9 +182,12 @@ def connect(scheduler: str | None = None, workers: int | None = None,
             raise SchedulerError(f"--scheduler must look like tcp://HOST:PORT, not {scheduler!r}")
         try:
             client = Client(scheduler, timeout=timeout)
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise SchedulerError(f"cannot reach the Dask scheduler at {scheduler}: "
-                             f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+        except ValueError as exc:
+            raise SchedulerError(f"bad Dask scheduler address {scheduler!r}: {exc}") from None
+        except (OSError, TimeoutError) as exc:
+            raise SchedulerError(f"cannot reach the Dask scheduler at {scheduler} ({exc}); "
+                                 "start one with `dask scheduler`, or leave out --scheduler "
+                                 "for a local cluster") from None
         try:
             yield client
         finally:
@@ -301,15 +304,15 @@ def run_sweep(models: Sequence[tuple[str, Sequence[LayerSpec]]], configs: Sequen
         specs = [c.spec for c in combos if c.config == config]
         if specs:
             sizes[config] = build_sizes(specs, config)
-    key_tools = tools_for_key(simulator)
-    predicted = {c: predicted_breakeven(c.spec, c.config, seeds=seeds, grid=grid, tol=tol)
-                 for c in combos}
-    wanted = {c: plan_ratios(c.spec, c.config, grid, tol, seeds) for c in combos}
-    measured: dict[Combo, dict[str, Point]] = {c: {} for c in combos}
-    done: dict[Combo, BreakEven] = {}
-
     with contextlib.ExitStack() as stack:
-        client = None
+        # a remote scheduler is checked at once; a local cluster starts only if points must run
+        client = stack.enter_context(connect(scheduler)) if scheduler is not None else None
+        key_tools = tools_for_key(simulator)
+        predicted = {c: predicted_breakeven(c.spec, c.config, seeds=seeds, grid=grid, tol=tol)
+                     for c in combos}
+        wanted = {c: plan_ratios(c.spec, c.config, grid, tol, seeds) for c in combos}
+        measured: dict[Combo, dict[str, Point]] = {c: {} for c in combos}
+        done: dict[Combo, BreakEven] = {}
         builds: dict[tuple[EngineConfig, str], Any] = {}
         for _ in range(max_rounds):
             todo: dict[Combo, list[tuple[float, int]]] = {}
