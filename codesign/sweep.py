@@ -241,7 +241,8 @@ def run_sweep(models: Sequence[tuple[str, Sequence[LayerSpec]]], configs: Sequen
               workers: int | None = None, scheduler: str | None = None,
               cache_dir: str | os.PathLike | None = None, chunk: int = 64,
               fmax_mhz: tuple[float, float] | None = None, progress: bool = True,
-              echo: Callable[[str], None] = print, max_rounds: int = 10) -> SweepResult:
+              echo: Callable[[str], None] = print, max_rounds: int = 10,
+              client: Any = None) -> SweepResult:
     """Measure the break-even of every layer of ``models`` on every configuration, on Dask.
 
     Parameters
@@ -267,6 +268,8 @@ def run_sweep(models: Sequence[tuple[str, Sequence[LayerSpec]]], configs: Sequen
         Show a progress bar with an ETA.
     echo : callable
         Where to print one-line messages.
+    client : distributed.Client, optional
+        A connected client to use (then ``workers`` and ``scheduler`` only label the output).
 
     Returns
     -------
@@ -306,7 +309,8 @@ def run_sweep(models: Sequence[tuple[str, Sequence[LayerSpec]]], configs: Sequen
             sizes[config] = build_sizes(specs, config)
     with contextlib.ExitStack() as stack:
         # a remote scheduler is checked at once; a local cluster starts only if points must run
-        client = stack.enter_context(connect(scheduler)) if scheduler is not None else None
+        if client is None and scheduler is not None:
+            client = stack.enter_context(connect(scheduler))
         key_tools = tools_for_key(simulator)
         predicted = {c: predicted_breakeven(c.spec, c.config, seeds=seeds, grid=grid, tol=tol)
                      for c in combos}

@@ -11,6 +11,7 @@ cluster instead of a local one. Bad input (including a scheduler that cannot be 
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -91,19 +92,8 @@ def sweep(models, bundles, layers, engines, lanes, bits, block, index_bits, rati
           seeds, tol, workers, scheduler, simulator, chunk, fmax, store_path, cache_dir, out,
           progress) -> None:
     """Measure break-even pruning ratios in RTL: layers x ratios x engines, on Dask."""
-    from codesign.report import print_table
-    from codesign.store import SQLiteStore, StoreError
-    from codesign.sweep import (
-        DEFAULT_MODELS,
-        SchedulerError,
-        SweepError,
-        breakeven_table,
-        bundle_layers,
-        model_layers,
-        run_sweep,
-        summary_table,
-    )
-    from sim.breakeven import EngineConfig, default_grid
+    from codesign.sweep import SchedulerError, connect
+    from sim.breakeven import default_grid
 
     eng = [e.strip() for e in engines.split(",")]
     bad = [e for e in eng if e not in ENGINE_CHOICES]
@@ -139,6 +129,38 @@ def sweep(models, bundles, layers, engines, lanes, bits, block, index_bits, rati
         if len(fmax_pair) != 2 or min(fmax_pair) <= 0:
             raise _user_error(f"--fmax must be two positive MHz values SPARSE,DENSE, not {fmax!r}")
 
+    stack = contextlib.ExitStack()
+    client = None
+    if scheduler is not None:  # checked before the (slow) model loading
+        try:
+            client = stack.enter_context(connect(scheduler))
+        except SchedulerError as exc:
+            raise _user_error(str(exc)) from None
+    with stack:
+        _run(chosen_models=models, bundles=bundles, layers=layers, eng=eng, lane_list=lane_list,
+             bit_list=bit_list, block=(int(parts[0]), int(parts[1])), index_bits=index_bits,
+             ratio_grid=ratio_grid, seeds=seeds, tol=tol, workers=workers, scheduler=scheduler,
+             simulator=simulator, chunk=chunk, fmax_pair=fmax_pair, store_path=store_path,
+             cache_dir=cache_dir, out=Path(out), progress=progress, client=client)
+
+
+def _run(*, chosen_models, bundles, layers, eng, lane_list, bit_list, block, index_bits,
+         ratio_grid, seeds, tol, workers, scheduler, simulator, chunk, fmax_pair, store_path,
+         cache_dir, out, progress, client) -> None:
+    from codesign.report import print_table
+    from codesign.store import SQLiteStore, StoreError
+    from codesign.sweep import (
+        DEFAULT_MODELS,
+        SweepError,
+        breakeven_table,
+        bundle_layers,
+        model_layers,
+        run_sweep,
+        summary_table,
+    )
+    from sim.breakeven import EngineConfig
+
+    models = chosen_models
     try:
         chosen: list[tuple[str, list]] = []
         for b in bundles:
@@ -156,11 +178,9 @@ def sweep(models, bundles, layers, engines, lanes, bits, block, index_bits, rati
             raise _user_error(f"unknown layer(s) {', '.join(sorted(names - known))}; known: "
                               f"{', '.join(sorted(known))}")
         chosen = [(m, [s for s in specs if s.name in names]) for m, specs in chosen]
-    configs = [EngineConfig(e, lanes=p, weight_bits=b, act_bits=b,
-                            block=(int(parts[0]), int(parts[1])), index_bits=index_bits)
+    configs = [EngineConfig(e, lanes=p, weight_bits=b, act_bits=b, block=block,
+                            index_bits=index_bits)
                for e in eng for p in lane_list for b in bit_list]
-
-    out = Path(out)
     try:
         store = SQLiteStore(store_path or out / "points.sqlite")
     except StoreError as exc:
@@ -169,9 +189,7 @@ def sweep(models, bundles, layers, engines, lanes, bits, block, index_bits, rati
         result = run_sweep(chosen, configs, out, store=store, grid=ratio_grid, seeds=seeds,
                            tol=tol, simulator=simulator, workers=workers, scheduler=scheduler,
                            cache_dir=cache_dir, chunk=chunk, fmax_mhz=fmax_pair,
-                           progress=progress, echo=click.echo)
-    except SchedulerError as exc:
-        raise _user_error(str(exc)) from None
+                           progress=progress, echo=click.echo, client=client)
     except SweepError as exc:
         click.echo(f"codesign: error: {exc}", err=True)
         sys.exit(1)

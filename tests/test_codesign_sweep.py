@@ -1,0 +1,190 @@
+"""Tests of ``codesign sweep``: resumable after SIGKILL, a running Dask scheduler, bad addresses.
+
+Every sweep runs TinyCNN's ``fc2`` (10 x 48) on Verilator, the builds that
+``tests/test_sim_breakeven.py`` uses too (shared through the session's simulator cache).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def _sweep(out: Path, cache: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "codesign", "sweep", "--model", "tinycnn", "--layers", "fc2",
+            "--out", str(out), "--cache", str(cache), "--no-progress", *extra]
+
+
+def _rows(db: Path) -> list[tuple]:
+    if not db.exists():
+        return []
+    try:
+        con = sqlite3.connect(db, timeout=5)
+        try:
+            return con.execute("SELECT key, layer, engine, lanes, weight_bits, ratio, seed "
+                               "FROM points").fetchall()
+        finally:
+            con.close()
+    except sqlite3.OperationalError:  # the table is not created yet
+        return []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _group_gone(pgid: int, timeout: float = 20.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_sweep_killed_and_rerun_stores_every_point_once(tmp_path, sim_cache_dir,
+                                                        require_simulator, capsys):
+    require_simulator("verilator")
+    out = tmp_path / "out"
+    db = out / "points.sqlite"
+    args = _sweep(out, sim_cache_dir, "--engine", "unstructured", "--ratios", "0,0.3,0.6,0.9",
+                  "--seeds", "2", "--tol", "0.1", "--chunk", "6", "--workers", "1")
+    proc = subprocess.Popen(args, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        end = time.monotonic() + 400
+        while len(_rows(db)) == 0:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < end, "no point was stored in time"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)          # the CLI, its cluster and its workers
+        proc.wait()
+    assert _group_gone(proc.pid)
+    stored_at_kill = len(_rows(db))
+    assert not (out / "breakeven.csv").exists()      # killed before the end
+
+    done = subprocess.run(args, cwd=ROOT, env=_env(), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = _rows(db)
+    keys = [r[0] for r in rows]
+    contents = [r[1:] for r in rows]
+    assert len(keys) == len(set(keys)) and len(contents) == len(set(contents))
+    with open(out / "points.csv", newline="") as f:
+        used = [r["key"] for r in csv.DictReader(f)]
+    assert sorted(used) == sorted(keys)              # every planned point, exactly once
+    assert stored_at_kill < len(keys)                # the kill really was mid-run
+    assert f"{stored_at_kill} points in the store; running {len(keys) - stored_at_kill} " \
+           "points" in done.stdout
+    with open(out / "breakeven.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["layer"] == "fc2" and row["breakeven_ratio"] == row["predicted_ratio"] != ""
+    assert int(row["rtl_runs"]) == 2 * len(keys)
+    assert (out / "plots" / "tinycnn_fc2.png").stat().st_size > 0
+    assert (out / "summary_tinycnn.csv").exists()
+
+    # a third run (in this process) finds everything stored and starts no cluster
+    from codesign.cli import main
+
+    assert main(args[3:]) == 0
+    assert f"0 points run, {len(keys)} reused" in capsys.readouterr().out
+
+
+def test_sweep_on_a_running_dask_scheduler(tmp_path, sim_cache_dir, require_simulator, capsys):
+    require_simulator("verilator")
+    from distributed import Client
+
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    sched = subprocess.Popen([*dask, "--host", "127.0.0.1", "--port", str(port),
+                              "--dashboard-address", ":0"], cwd=ROOT, env=_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address,
+                               "--nthreads", "1", "--nworkers", "1", "--dashboard-address",
+                               ":0"], cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        with Client(address, timeout=120) as client:
+            client.wait_for_workers(1, timeout=180)
+        from codesign.cli import main
+
+        out = tmp_path / "out"
+        args = _sweep(out, sim_cache_dir, "--engine", "bcr", "--ratios", "0,0.5,0.9", "--seeds",
+                      "1", "--tol", "0.2", "--scheduler", address)
+        assert main(args[3:]) == 0, capsys.readouterr().err
+        assert f"on {address}" in capsys.readouterr().out
+        with open(out / "breakeven.csv", newline="") as f:
+            (row,) = list(csv.DictReader(f))
+        assert row["engine"] == "bcr" and row["breakeven_ratio"] == row["predicted_ratio"]
+    finally:
+        for p in (worker, sched):
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def test_unreachable_scheduler_is_one_clear_error(tmp_path):
+    port = _free_port()                               # nothing listens there
+    done = subprocess.run(_sweep(tmp_path / "out", tmp_path / "cache", "--scheduler",
+                                 f"tcp://127.0.0.1:{port}"),
+                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"codesign: error: cannot reach the Dask scheduler at "
+                                  f"tcp://127.0.0.1:{port} ("), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--engine", "dense"], "--engine must be a comma-separated list of unstructured, bcr, "
+                            "pattern, not 'dense'"),
+    (["--ratios", "0,1.5"], "--ratios must be comma-separated pruned fractions in [0, 1], "
+                            "not '0,1.5'"),
+    (["--lanes", "0"], "--lanes must be a comma-separated list of integers from 1 to 64, "
+                       "not '0'"),
+    (["--layers", "nope"], "unknown layer(s) nope; known: conv1, conv2, fc1, fc2"),
+    (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "--workers starts a local "
+                                                               "cluster; it cannot be combined "
+                                                               "with --scheduler"),
+    (["--scheduler", "localhost:8786"], "--scheduler must look like tcp://HOST:PORT, not "
+                                        "'localhost:8786'"),
+    (["--scheduler", "foo://x"], "bad Dask scheduler address 'foo://x': unknown address scheme "
+                                 "'foo' (known schemes: ['inproc', 'tcp', 'tls', 'ucx', 'ws', "
+                                 "'wss'])"),
+])
+def test_bad_options(tmp_path, capsys, extra, message):
+    from codesign.cli import main
+
+    args = ["sweep", "--model", "tinycnn", "--out", str(tmp_path / "o"), *extra]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == f"codesign: error: {message}"
+
+
+def test_unknown_model(tmp_path, capsys):
+    from codesign.cli import main
+
+    assert main(["sweep", "--model", "nosuch", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.startswith("codesign: error: unknown model 'nosuch'; known:")
