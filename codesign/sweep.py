@@ -353,8 +353,11 @@ def run_sweep(models: Sequence[tuple[str, Sequence[LayerSpec]]], configs: Sequen
                         deps.append(builds[bkey])
                     for i in range(0, len(reqs), chunk):
                         part = reqs[i:i + chunk]
+                        # largest tasks first (simulation time grows with the weights loaded)
+                        cost = len(part) * (c.spec.numel + 4096)
                         f = client.submit(_points_task, c.spec, c.config, part, simulator, cache,
-                                          sizes[c.config], key_tools, *deps, pure=False)
+                                          sizes[c.config], key_tools, *deps, pure=False,
+                                          priority=int(cost).bit_length())
                         futures[f] = (c, part)
                 failures = []
                 with _progress(progress) as bar:
