@@ -217,3 +217,20 @@ def test_rtl_breakeven_equals_the_cycle_model_prediction(engine, sim_cache_dir,
     again = find_breakeven(SMALL, cfg, seeds=2, grid=GRID, tol=0.05, store=store,
                            cache_dir=sim_cache_dir)
     assert again.ratio == res.ratio and again.points == res.points
+
+
+def test_pattern_plan_starts_at_the_smallest_reachable_ratio():
+    cfg = EngineConfig("pattern")
+    ratios = be.plan_ratios(CONV, cfg, GRID, 0.05, seeds=2)
+    assert ratios[0] == min_ratio(CONV, cfg) and all(r >= ratios[0] for r in ratios)
+    # four multipliers per pattern lane: already faster than dense at the smallest ratio
+    assert be.predicted_breakeven(CONV, cfg, seeds=2, grid=GRID) == min_ratio(CONV, cfg)
+
+
+def test_build_sizes_fit_every_layer():
+    specs = [SMALL, LayerSpec("big", "linear", (100, 300))]
+    sizes = be.build_sizes(specs, EngineConfig("bcr"))
+    assert sizes["dense"] == sizes["sparse"] == {"max_rows": 128, "max_cols": 512}
+    p = be.build_sizes([CONV], EngineConfig("pattern"))["sparse"]
+    assert p == {"max_filters": 16, "max_channels": 8, "max_height": 6, "max_width": 6,
+                 "library_size": 8}
