@@ -83,7 +83,7 @@ class LoopResult:
 
     ``first`` and ``final`` are the two :class:`pruning.compress.CompressResult`; ``final.bundle``
     carries the break-evens. ``rejected`` is True when the pushed plan lost more than the
-    tolerance and the pushed layers were left dense instead. ``cycles_before``/``cycles_after``
+    tolerance and some of the pushed layers were left dense instead. ``cycles_before``/``cycles_after``
     map layer name to (engine, cycles) for one input of the model.
     """
 
@@ -349,6 +349,10 @@ def run_loop(model: Any, targets: Mapping[str, float | None], compress_fn: Calla
         A pushed layer goes to ``break_even + margin``; above ``cap`` it is left dense.
     tolerance : float
         Accuracy (percentage points) the pushed plan may lose against the first compression.
+        If pushing every layer below its break-even loses more, the layers are pushed in order
+        of the smallest push first and a bisection finds the longest such prefix that stays
+        within the tolerance; the other layers are left dense (``LoopResult.tried`` lists the
+        compressions tried).
     """
     from pruning.plan import layer_op as op_of
     from pruning.plan import prunable_layers
@@ -366,25 +370,48 @@ def run_loop(model: Any, targets: Mapping[str, float | None], compress_fn: Calla
                                     simulator=simulator, store=store, echo=echo)
     decisions = decide(targets, breakevens, ops, margin=margin, cap=cap)
     new = {d.layer: d.sparsity for d in decisions}
-    tried = [{"plan": "first", "accuracy": first.accuracy_after}]
+    tried = [{"plan": "first", "accuracy": first.accuracy_after, "pushed": []}]
+
+    def lost(result: Any) -> float:
+        if first.accuracy_after is None or result.accuracy_after is None:
+            return 0.0
+        return 100 * (first.accuracy_after - result.accuracy_after)
+
+    def attempt(push: list[str]) -> tuple[Any, list[Decision]]:
+        ds = [replace(d, action="dense", sparsity=None)
+              if d.action == "pushed" and d.layer not in push else d for d in decisions]
+        res = compress_fn(copy.deepcopy(model),
+                          plan_from({d.layer: d.sparsity for d in ds}, engine, **kw))
+        tried.append({"plan": f"{len(push)} pushed", "accuracy": res.accuracy_after,
+                      "pushed": list(push), "lost_pp": round(lost(res), 3)})
+        return res, ds
+
+    # Layers to push, the smallest push first: if pushing all of them loses more than the
+    # tolerance, bisect for the longest prefix that does not (the rest are left dense).
+    order = [d.layer for d in sorted((d for d in decisions if d.action == "pushed"),
+                                     key=lambda d: (d.sparsity - d.target, d.layer))]
     rejected = False
-    if new == dict(targets):
+    if all(d.action in ("kept", "not run") for d in decisions):
         final = first
     else:
-        echo("compressing again with the plan the break-evens changed ...")
-        final = compress_fn(copy.deepcopy(model), plan_from(new, engine, **kw))
-        tried.append({"plan": "pushed", "accuracy": final.accuracy_after})
-        pushed = [d for d in decisions if d.action == "pushed"]
-        if (pushed and first.accuracy_after is not None and final.accuracy_after is not None
-                and 100 * (first.accuracy_after - final.accuracy_after) > tolerance):
-            echo(f"pushed plan loses {100 * (first.accuracy_after - final.accuracy_after):.2f} "
-                 f"pp (> {tolerance} pp): leaving the pushed layers dense instead ...")
+        echo(f"compressing again with the plan the break-evens changed ({len(order)} layer(s) "
+             "pushed) ...")
+        final, final_decisions = attempt(order)
+        if order and lost(final) > tolerance:
             rejected = True
-            decisions = [replace(d, action="dense", sparsity=None) if d.action == "pushed"
-                         else d for d in decisions]
-            new = {d.layer: d.sparsity for d in decisions}
-            final = compress_fn(copy.deepcopy(model), plan_from(new, engine, **kw))
-            tried.append({"plan": "pushed layers dense", "accuracy": final.accuracy_after})
+            echo(f"pushing all loses {lost(final):.2f} pp (> {tolerance} pp): searching for the "
+                 "pushes that fit the tolerance, the others left dense ...")
+            lo, hi, best = 0, len(order) - 1, None
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                res, ds = attempt(order[:mid])
+                if lost(res) <= tolerance:
+                    lo, best = mid, (res, ds)
+                else:
+                    hi = mid - 1
+            final, final_decisions = best if best is not None and lo > 0 else attempt([])
+        decisions = final_decisions
+    new = {d.layer: d.sparsity for d in decisions}
     bundle = with_break_evens(final.bundle, breakevens)
     final = replace(final, bundle=bundle)
     lanes = config.lanes
