@@ -25,6 +25,7 @@ Examples:
   codesign verilog --engine bcr --bundle out/demo/bundle --layer fc1 --out out/v
   codesign simulate --bundle out/demo/bundle --layer fc1 --engine bcr --lanes 4
   codesign prune --model lenet5 --scheme unstructured --ratio 85 --bits 3 --out out/lenet
+  codesign loop --model tinycnn --engine unstructured --sparsity 0.3 --out out/loop
 """
 
 
@@ -203,6 +204,9 @@ def demo(out: Path, simulator: str, lanes: int, seed: int) -> None:
 from codesign.prune_cmd import prune  # noqa: E402  (after UserError, which prune uses)
 
 cli.add_command(prune)
+from codesign.loop_cmd import loop  # noqa: E402
+
+cli.add_command(loop)
 from codesign.sweep_cmd import sweep  # noqa: E402
 
 cli.add_command(sweep)

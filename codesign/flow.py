@@ -239,15 +239,9 @@ DEMO_PLAN = {
 DEMO_RUNS = (("fc1", "dense"), ("fc1", "bcr"), ("fc2", "unstructured"), ("conv2", "pattern"))
 
 
-def compress_demo_model(seed: int = 0, epochs: int = 10, admm_iters: int = 3,
-                        retrain_epochs: int = 3, progress: bool = False):
-    """Train TinyCNN on scikit-learn's digits and ADMM-compress it by :data:`DEMO_PLAN`.
-
-    Returns the :class:`pruning.compress.CompressResult` (bundle, accuracies, table rows).
-    """
-    from pruning.compress import compress
+def train_demo_model(seed: int = 0, epochs: int = 10):
+    """TinyCNN trained on scikit-learn's digits: ``(model, train_loader, test_loader)``."""
     from pruning.data import loader
-    from pruning.plan import Plan
     from pruning.train import train
     from pruning.zoo import RECIPES, build
 
@@ -256,9 +250,42 @@ def compress_demo_model(seed: int = 0, epochs: int = 10, admm_iters: int = 3,
     train_loader = loader("digits", "train", batch_size=int(recipe["batch_size"]), seed=seed)
     test_loader = loader("digits", "test", batch_size=256)
     train(model, train_loader, epochs=epochs, lr=float(recipe["lr"]), seed=seed)
-    return compress(model, Plan.from_dict(DEMO_PLAN), train_loader, test_loader,
-                    admm_iters=admm_iters, retrain_epochs=retrain_epochs,
-                    lr=float(recipe["lr"]), seed=seed, progress=progress, model_name="tinycnn")
+    return model, train_loader, test_loader
+
+
+def demo_compress_fn(train_loader, test_loader, seed: int = 0, admm_iters: int = 3,
+                     retrain_epochs: int = 3, progress: bool = False):
+    """``compress_fn(model, plan) -> CompressResult`` with the demo's training settings."""
+    from pruning.compress import compress
+    from pruning.zoo import RECIPES
+
+    def compress_fn(model, plan):
+        return compress(model, plan, train_loader, test_loader, admm_iters=admm_iters,
+                        retrain_epochs=retrain_epochs, lr=float(RECIPES["tinycnn"]["lr"]),
+                        seed=seed, progress=progress, model_name="tinycnn")
+    return compress_fn
+
+
+def compress_demo_model(seed: int = 0, epochs: int = 10, admm_iters: int = 3,
+                        retrain_epochs: int = 3, progress: bool = False, trained=None):
+    """Train TinyCNN on scikit-learn's digits and ADMM-compress it by :data:`DEMO_PLAN`.
+
+    ``trained`` is a :func:`train_demo_model` result to start from (a copy is compressed).
+    Returns the :class:`pruning.compress.CompressResult` (bundle, accuracies, table rows).
+    """
+    import copy
+
+    from pruning.plan import Plan
+
+    model, train_loader, test_loader = trained or train_demo_model(seed, epochs)
+    compress_fn = demo_compress_fn(train_loader, test_loader, seed, admm_iters, retrain_epochs,
+                                   progress)
+    return compress_fn(copy.deepcopy(model), Plan.from_dict(DEMO_PLAN))
+
+
+#: The demo loop: the unstructured engine, a first plan at 30% sparsity on every layer it runs;
+#: a pushed plan may lose 2 pp (the digits test set has 360 images: one image is 0.28 pp).
+DEMO_LOOP = {"engine": "unstructured", "sparsity": 0.3, "block": (8, 16), "tolerance": 2.0}
 
 
 def run_demo(out: Path, simulator: str = "verilator", lanes: int = 8, seed: int = 0,
@@ -272,6 +299,8 @@ def run_demo(out: Path, simulator: str = "verilator", lanes: int = 8, seed: int 
        the layer on ``simulator`` for random 8-bit activations, checks the outputs against
        ``ir.golden.linear`` and the cycles against the engine's cycle model, and prints the
        cycles against the dense engine's.
+    3. The loop (:func:`demo_loop`): break-evens of the layers measured in RTL, the plan
+       changed by them, compressed again, the before/after table, the loop's layers in RTL.
     """
     from codesign.report import layer_table, print_table
     from ir import Bundle
@@ -280,7 +309,8 @@ def run_demo(out: Path, simulator: str = "verilator", lanes: int = 8, seed: int 
     bits = 8
     echo("compressing TinyCNN (scikit-learn digits) with ADMM: pattern, BCR, unstructured, "
          f"{bits}-bit weights ...")
-    result = compress_demo_model(seed=seed)
+    trained = train_demo_model(seed)
+    result = compress_demo_model(seed=seed, trained=trained)
     result.bundle.save(out / "bundle")
     bundle = Bundle.load(out / "bundle")
     print_table(layer_table(bundle), title=f"bundle {out / 'bundle'}")
@@ -318,8 +348,47 @@ def run_demo(out: Path, simulator: str = "verilator", lanes: int = 8, seed: int 
     print_table(table, title="engines in RTL simulation (first input vector)")
     ok = all(r["outputs_match"] and r["cycles_match"] for r in runs)
     echo(f"outputs match golden model: {'yes' if ok else 'NO'}")
+
+    loop = demo_loop(trained, out, lanes=lanes, simulator=simulator, seed=seed, echo=echo)
+    ok = ok and loop["ok"]
     write_json(out / "demo.json", {
         "accuracy_dense": result.accuracy_before, "accuracy_compressed": result.accuracy_after,
-        "lanes": lanes, "bits": bits, "simulator": simulator, "runs": runs, "ok": ok})
-    echo(f"wrote {out / 'bundle'}, {out / 'verilog'}, {out / 'demo.json'}")
+        "lanes": lanes, "bits": bits, "simulator": simulator, "runs": runs, "loop": loop,
+        "ok": ok})
+    echo(f"wrote {out / 'bundle'}, {out / 'verilog'}, {out / 'loop'}, {out / 'demo.json'}")
     return ok
+
+
+def demo_loop(trained, out: Path, lanes: int = 8, simulator: str = "verilator", seed: int = 0,
+              echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """The demo's closed loop (:data:`DEMO_LOOP`): TinyCNN's layers on a sparse engine, their
+    break-evens measured in RTL, the plan changed by them, compressed again; prints the before
+    and after table, saves the loop's bundle to ``out/loop/bundle`` and checks its layers once
+    in RTL. Returns a JSON-ready summary with ``ok``."""
+    from codesign.loop import check_in_rtl, initial_plan, run_loop
+    from codesign.report import print_table
+    from sim.breakeven import EngineConfig
+
+    model, train_loader, test_loader = trained
+    bits = 8
+    engine, block = DEMO_LOOP["engine"], tuple(DEMO_LOOP["block"])
+    echo(f"closing the loop: {engine} scheme at {DEMO_LOOP['sparsity']:.0%} sparsity, then each "
+         f"layer's break-even on the {engine} engine ({lanes} lanes, {bits}-bit) in RTL ...")
+    config = EngineConfig(engine, lanes=lanes, weight_bits=bits, act_bits=bits, block=block)
+    targets = initial_plan(model, engine, DEMO_LOOP["sparsity"], bits=bits, block=block)
+    res = run_loop(model, targets, demo_compress_fn(train_loader, test_loader, seed), config,
+                   bits=bits, seeds=2, tolerance=DEMO_LOOP["tolerance"], simulator=simulator,
+                   echo=echo)
+    res.final.bundle.save(out / "loop" / "bundle")
+    print_table(pd.DataFrame(res.table()), title="the loop: plan before and after the "
+                                                 "break-evens (cycles per input image)")
+    before = sum(c for _, c in res.cycles_before.values())
+    after = sum(c for _, c in res.cycles_after.values())
+    echo(f"accuracy: first plan {res.first.accuracy_after:.2%}, after the loop "
+         f"{res.final.accuracy_after:.2%}; engine cycles per image {before:,} -> {after:,}")
+    rtl = check_in_rtl(res.final.bundle, res.cycles_after, lanes, simulator=simulator, seed=seed)
+    ok = all(r["outputs_match"] and r["cycles_match"] for r in rtl)
+    echo(f"loop's layers in RTL match golden model and cycle models: {'yes' if ok else 'NO'}")
+    return {"engine": engine, "decisions": [d.to_json() for d in res.decisions],
+            "accuracy_first": res.first.accuracy_after, "accuracy_final": res.final.accuracy_after,
+            "cycles_before": before, "cycles_after": after, "rtl": rtl, "ok": ok}

@@ -31,3 +31,16 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert sorted(p.name for p in (out / "verilog").iterdir()) == [
         "bcr_fc1.json", "bcr_fc1.v", "dense_fc1.json", "dense_fc1.v", "pattern_conv2.json",
         "pattern_conv2.v", "unstructured_fc2.json", "unstructured_fc2.v"]
+    # the loop stage: break-evens measured in RTL, recorded in the loop's bundle
+    loop = result["loop"]
+    assert loop["ok"] and loop["engine"] == "unstructured"
+    assert "the loop: plan before and after the break-evens" in text
+    decisions = {d["layer"]: d for d in loop["decisions"]}
+    assert set(decisions) == {"conv1", "conv2", "fc1", "fc2"}
+    for d in decisions.values():
+        assert d["rtl_runs"] > 0 and d["target"] == 0.3
+        if d["break_even"] is not None and d["break_even"] > 0.3:
+            assert d["action"] in ("pushed", "dense")  # a layer below its break-even moves
+    assert loop["cycles_after"] <= loop["cycles_before"]
+    looped = Bundle.load(out / "loop" / "bundle")
+    assert all(x.break_even is not None for x in looped.layers)

@@ -1,0 +1,186 @@
+"""``codesign loop``: compress -> break-even in RTL -> re-plan -> compress again.
+
+Trains (or loads with ``--checkpoint``) a zoo model, compresses it with one sparse engine's
+scheme on every layer that engine runs, measures each such layer's break-even sparsity on the
+engine in RTL simulation, re-plans (:mod:`codesign.loop`) and compresses again. Prints the plan
+before and after, the accuracies, and the cycles per layer and for the whole model; writes
+``OUT/bundle`` (each layer's break-even in its manifest record), ``OUT/breakeven.csv``,
+``OUT/points.csv`` (every RTL run pair), ``OUT/loop.json`` and the two plans as JSON. Bad input
+is one line and exit status 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from codesign.prune_cmd import DATASETS, _load_checkpoint, _model, _pair, _save_state, _user_error
+
+__all__ = ["loop"]
+
+
+def write_csv(path: Path, frame: Any) -> Path:
+    """Write a DataFrame as CSV atomically."""
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def breakeven_frame(breakevens: dict[str, Any]) -> tuple[Any, Any]:
+    """(one row per layer, one row per RTL point) as DataFrames."""
+    import pandas as pd
+
+    rows, points = [], []
+    for name, be in breakevens.items():
+        c = be.config
+        rows.append({"layer": name, "engine": c.engine, "lanes": c.lanes,
+                     "weight_bits": c.weight_bits, "act_bits": c.act_bits,
+                     "break_even": be.ratio, "storage_break_even": be.storage_ratio,
+                     "predicted_break_even": be.predicted_ratio, "rtl_runs": be.rtl_runs})
+        for p in be.points:
+            rec = p.to_json() if hasattr(p, "to_json") else dict(p.__dict__)
+            points.append({k: v for k, v in rec.items() if not isinstance(v, (dict, list))})
+    return pd.DataFrame(rows), pd.DataFrame(points)
+
+
+@click.command("loop")
+@click.option("--model", "model_name", required=True, metavar="NAME",
+              help="Zoo model: tinycnn, lenet5, vggsmall, resnet18, mobilenetv2.")
+@click.option("--engine", type=click.Choice(["bcr", "unstructured", "pattern"]), required=True,
+              help="The sparse engine (and so the pruning scheme).")
+@click.option("--lanes", type=click.IntRange(1, 64), default=8, show_default=True)
+@click.option("--bits", type=click.IntRange(2, 16), default=8, show_default=True,
+              help="Weight bits of every layer (activations: 8 bits).")
+@click.option("--ratio", type=float, help="Target compression ratio (> 1) of the first plan.")
+@click.option("--sparsity", type=float, help="Target pruned fraction in [0, 1) (instead).")
+@click.option("--block", metavar="RxC", default="8x16", show_default=True,
+              help="BCR block size.")
+@click.option("--index-bits", type=click.IntRange(1, 16), default=4, show_default=True,
+              help="Unstructured engine's relative-index width.")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              help="Accuracy (pp) a pushed plan may lose against the first compression.")
+@click.option("--margin", type=click.FloatRange(0, 0.5), default=0.02, show_default=True,
+              help="A pushed layer goes to break-even + margin.")
+@click.option("--seeds", type=click.IntRange(1, 16), default=3, show_default=True,
+              help="Random masks per ratio in the break-even measurement.")
+@click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator",
+              show_default=True)
+@click.option("--check-rtl/--no-check-rtl", default=True, show_default=True,
+              help="Run every final layer once on its engine's RTL against the golden model.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option("--data", type=click.Choice(DATASETS), help="Dataset (default: the model's).")
+@click.option("--checkpoint", type=click.Path(path_type=Path),
+              help="Trained state dict (torch.save); loaded with weights_only=True.")
+@click.option("--epochs", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Dense training epochs when no --checkpoint is given.")
+@click.option("--admm-iters", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--admm-epochs", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--retrain-epochs", type=click.IntRange(min=0), default=3, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3,
+              show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
+def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | None,
+         sparsity: float | None, block: str, index_bits: int, tolerance: float, margin: float,
+         seeds: int, simulator: str, check_rtl: bool, out: Path, data: str | None,
+         checkpoint: Path | None, epochs: int, admm_iters: int, admm_epochs: int,
+         retrain_epochs: int, lr: float, batch_size: int, seed: int, progress: bool) -> None:
+    """The closed loop: compress, measure break-evens in RTL, re-plan, compress again."""
+    if (ratio is None) == (sparsity is None):
+        raise _user_error("give one of --ratio (a compression ratio above 1) or --sparsity "
+                          "(a pruned fraction in [0, 1))")
+    if ratio is not None and not ratio > 1:
+        raise _user_error(f"--ratio must be a compression ratio greater than 1 (10 keeps 1/10 "
+                          f"of the weights), not {ratio:g}")
+    if sparsity is not None and not 0 <= sparsity < 1:
+        raise _user_error(f"--sparsity must be a pruned fraction in [0, 1), not {sparsity:g}")
+    target = sparsity if sparsity is not None else 1.0 - 1.0 / ratio
+    blk = _pair(block, "x", "--block", "8x16")
+    model, dataset = _model(model_name, data, seed)
+
+    import pandas as pd
+    import torch
+
+    from codesign.flow import write_json
+    from codesign.loop import check_in_rtl, initial_plan, run_loop
+    from codesign.report import print_table
+    from pruning import data as pdata
+    from pruning.compress import compress
+    from pruning.train import evaluate, train
+    from sim.breakeven import EngineConfig
+
+    try:
+        config = EngineConfig(engine, lanes=lanes, weight_bits=bits, act_bits=8, block=blk,
+                              index_bits=index_bits)
+        targets = initial_plan(model, engine, target, bits=bits, block=blk,
+                               index_bits=index_bits)
+    except ValueError as exc:
+        raise _user_error(f"{model_name}: {exc}") from None
+    train_loader = pdata.loader(dataset, "train", batch_size=batch_size, seed=seed)
+    test_loader = pdata.loader(dataset, "test", batch_size=512)
+    if checkpoint is not None:
+        _load_checkpoint(model, checkpoint)
+        click.echo(f"loaded {checkpoint}: test accuracy {evaluate(model, test_loader):.2%}")
+    else:
+        click.echo(f"training dense {model_name} on {dataset} for {epochs} epochs ...")
+        with torch.enable_grad():
+            train(model, train_loader, epochs, lr=lr, seed=seed)
+        _save_state(model, out / "dense.pt")
+
+    def compress_fn(m: Any, plan: Any) -> Any:
+        return compress(m, plan, train_loader, test_loader, epochs_admm=admm_epochs,
+                        admm_iters=admm_iters, retrain_epochs=retrain_epochs, lr=lr, seed=seed,
+                        progress=progress, model_name=model_name)
+
+    result = run_loop(model, targets, compress_fn, config, bits=bits, margin=margin,
+                      tolerance=tolerance, seeds=seeds, simulator=simulator,
+                      echo=click.echo)
+    result.final.bundle.save(out / "bundle")
+    layers, points = breakeven_frame(dict(result.breakevens))
+    write_csv(out / "breakeven.csv", layers)
+    write_csv(out / "points.csv", points)
+    write_json(out / "plan_before.json", result.plan_before.to_json())
+    write_json(out / "plan_after.json", result.plan_after.to_json())
+    table = pd.DataFrame(result.table())
+    print_table(table, title=f"{model_name}: plan before and after the break-evens "
+                             f"({engine} engine, {lanes} lanes, {bits}-bit)")
+    total_b = sum(c for _, c in result.cycles_before.values())
+    total_a = sum(c for _, c in result.cycles_after.values())
+    acc_d, acc_1, acc_2 = (result.first.accuracy_before, result.first.accuracy_after,
+                           result.final.accuracy_after)
+    click.echo(f"accuracy ({dataset} test): dense {acc_d:.2%}, first plan {acc_1:.2%}, "
+               f"after the loop {acc_2:.2%}")
+    click.echo(f"engine cycles per input, whole model: first plan {total_b:,}, after the loop "
+               f"{total_a:,} ({total_b / max(1, total_a):.2f}x)")
+    rtl = []
+    if check_rtl:
+        click.echo(f"checking every final layer once in RTL ({simulator}) ...")
+        rtl = check_in_rtl(result.final.bundle, result.cycles_after, lanes, simulator=simulator,
+                           seed=seed)
+        print_table(pd.DataFrame(rtl), title="final layers in RTL")
+    write_json(out / "loop.json", {
+        "model": model_name, "dataset": dataset, "engine": engine, "lanes": lanes, "bits": bits,
+        "target_sparsity": target, "margin": margin, "tolerance_pp": tolerance,
+        "simulator": simulator, "accuracy": {"dense": acc_d, "first": acc_1, "final": acc_2},
+        "tried": list(result.tried), "rejected": result.rejected,
+        "decisions": [d.to_json() for d in result.decisions],
+        "cycles_before": {k: list(v) for k, v in result.cycles_before.items()},
+        "cycles_after": {k: list(v) for k, v in result.cycles_after.items()},
+        "total_cycles_before": total_b, "total_cycles_after": total_a, "rtl_check": rtl})
+    click.echo(f"wrote {out / 'bundle'}, {out / 'breakeven.csv'}, {out / 'loop.json'}")
+    if rtl and not all(r["outputs_match"] and r["cycles_match"] for r in rtl):
+        click.echo("RTL check FAILED: outputs or cycles differ from the references", err=True)
+        raise SystemExit(1)
