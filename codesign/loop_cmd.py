@@ -5,7 +5,8 @@ scheme on every layer that engine runs, measures each such layer's break-even sp
 engine in RTL simulation, re-plans (:mod:`codesign.loop`) and compresses again. Prints the plan
 before and after, the accuracies, and the cycles per layer and for the whole model; writes
 ``OUT/bundle`` (each layer's break-even in its manifest record), ``OUT/breakeven.csv``,
-``OUT/points.csv`` (every RTL run pair), ``OUT/loop.json`` and the two plans as JSON. Bad input
+``OUT/points.csv`` (every RTL run pair), ``OUT/loop.json`` and the two plans as JSON; the RTL
+points are kept in an SQLite store (``OUT/points.sqlite`` or ``--store``) that a rerun reuses. Bad input
 is one line and exit status 2.
 """
 
@@ -79,6 +80,9 @@ def breakeven_frame(breakevens: dict[str, Any]) -> tuple[Any, Any]:
               show_default=True)
 @click.option("--check-rtl/--no-check-rtl", default=True, show_default=True,
               help="Run every final layer once on its engine's RTL against the golden model.")
+@click.option("--store", "store_path", type=click.Path(path_type=Path),
+              help="RTL point store (SQLite; default OUT/points.sqlite): a rerun, or a "
+                   "`codesign sweep` of the same model and engine, reuses its points.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option("--data", type=click.Choice(DATASETS), help="Dataset (default: the model's).")
 @click.option("--checkpoint", type=click.Path(path_type=Path),
@@ -95,7 +99,8 @@ def breakeven_frame(breakevens: dict[str, Any]) -> tuple[Any, Any]:
 @click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
 def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | None,
          sparsity: float | None, block: str, index_bits: int, tolerance: float, margin: float,
-         seeds: int, simulator: str, check_rtl: bool, out: Path, data: str | None,
+         seeds: int, simulator: str, check_rtl: bool, store_path: Path | None, out: Path,
+         data: str | None,
          checkpoint: Path | None, epochs: int, admm_iters: int, admm_epochs: int,
          retrain_epochs: int, lr: float, batch_size: int, seed: int, progress: bool) -> None:
     """The closed loop: compress, measure break-evens in RTL, re-plan, compress again."""
@@ -145,9 +150,16 @@ def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | Non
                         admm_iters=admm_iters, retrain_epochs=retrain_epochs, lr=lr, seed=seed,
                         progress=progress, model_name=model_name)
 
-    result = run_loop(model, targets, compress_fn, config, bits=bits, margin=margin,
-                      tolerance=tolerance, seeds=seeds, simulator=simulator,
-                      echo=click.echo)
+    from codesign.store import SQLiteStore, StoreError
+
+    try:
+        store = SQLiteStore(store_path or out / "points.sqlite")
+    except StoreError as exc:
+        raise _user_error(str(exc)) from None
+    with store:
+        result = run_loop(model, targets, compress_fn, config, bits=bits, margin=margin,
+                          tolerance=tolerance, seeds=seeds, simulator=simulator, store=store,
+                          echo=click.echo)
     result.final.bundle.save(out / "bundle")
     layers, points = breakeven_frame(dict(result.breakevens))
     write_csv(out / "breakeven.csv", layers)
