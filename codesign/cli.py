@@ -201,8 +201,10 @@ def demo(out: Path, simulator: str, lanes: int, seed: int) -> None:
 
 
 from codesign.prune_cmd import prune  # noqa: E402  (after UserError, which prune uses)
+from codesign.retrain_cmd import retrain  # noqa: E402
 
 cli.add_command(prune)
+cli.add_command(retrain)
 
 
 def _get_layer(bundle, name: str):
