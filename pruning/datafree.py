@@ -23,7 +23,8 @@ Polish (:data:`POLISH`): ``"lstsq"`` is the closed form (:func:`least_squares_re
 the ``"output"`` scope of a float linear layer or convolution (``groups=1``): with the mask
 fixed, each output's kept weights (and its bias) solve a linear least-squares problem;
 ``"masked"`` trains the kept weights on the same loss with the mask (and quantization) held
-(:func:`pruning.admm.masked_retrain`); ``"auto"`` takes ``"lstsq"`` where it is exact, else
+(:func:`pruning.admm.masked_retrain`), keeping the hard projection if that does not lower the
+error; ``"auto"`` takes ``"lstsq"`` where it is exact, else
 ``"masked"``; ``"none"`` keeps the hard projection.
 
 The W-step reuses :func:`pruning.admm.admm` unchanged: the layer's scope is wrapped in a small
@@ -61,6 +62,7 @@ from pruning.export import export
 from pruning.plan import LayerPlan, Plan, prunable_layers, resolve
 from pruning.schemes import DenseConfig
 from pruning.synthetic import SyntheticSpec, synthetic_batches
+from pruning.train import DEFAULT_THREADS
 
 __all__ = ["SCOPES", "INPUTS", "POLISH", "LayerRecord", "DataFreeResult", "layer_order",
            "scope_of", "capture_inputs", "reconstruction_loss", "least_squares_refit",
@@ -399,8 +401,13 @@ def reconstruct_layer(model: nn.Module, reference: nn.Module, lp: LayerPlan,
                 if new_b is not None:
                     layer.bias.copy_(new_b)
         elif how == "masked" and polish_epochs > 0:
+            kept = {k: v.detach().clone() for k, v in layer.named_parameters()}
             masked_retrain(probe, plans, proj, loader, polish_epochs, optimizer=optimizer, lr=lr,
                            seed=seed + 500, progress=False, loss_fn=loss_fn)
+            if _relative_error(probe, inputs, targets) > err_admm:   # keep the better weights
+                with torch.no_grad():
+                    for k, p in layer.named_parameters():
+                        p.copy_(kept[k])
         err_final = _relative_error(probe, inputs, targets) if how != "none" else err_admm
     rename = Projection({name: proj.weights[inner]}, {name: proj.masks[inner]},
                         {name: proj.scales[inner]})
@@ -422,7 +429,8 @@ def prune_data_free(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], *,
                     rho: float = 1e-2, rho_factor: float = 1.5, rho_max: float = 1.0,
                     optimizer: str = "adam", lr: float = 1e-3, polish: str = "auto",
                     polish_epochs: int = 5, seed: int = 0, progress: bool = False,
-                    callback: Callable[[LayerRecord], object] | None = None) -> DataFreeResult:
+                    callback: Callable[[LayerRecord], object] | None = None,
+                    threads: int | None = DEFAULT_THREADS) -> DataFreeResult:
     """Prune the trained ``model`` in place layer by layer on synthetic inputs.
 
     Parameters
@@ -454,6 +462,9 @@ def prune_data_free(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], *,
         ADMM progress bars on stderr.
     callback : callable, optional
         Called with each layer's :class:`LayerRecord` when it is done.
+    threads : int or None
+        Torch intra-op threads for the run (restored afterwards; see
+        :data:`pruning.train.DEFAULT_THREADS`); ``None`` keeps the current setting.
 
     Returns
     -------
@@ -470,6 +481,25 @@ def prune_data_free(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], *,
                        ("polish_epochs", polish_epochs)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{key} must be a non-negative integer, not {value!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads <= 0):
+        raise ValueError(f"Threads must be a positive integer, not {threads!r}")
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _prune(model, plan, synthetic, input_shape, scope, inputs, iterations, epochs,
+                      rho, rho_factor, rho_max, optimizer, lr, polish, polish_epochs, seed,
+                      progress, callback)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _prune(model: nn.Module, plan: Plan | Mapping[str, LayerPlan],
+           synthetic: SyntheticSpec | None, input_shape: Sequence[int] | None, scope: str,
+           inputs: str, iterations: int, epochs: int, rho: float, rho_factor: float,
+           rho_max: float, optimizer: str, lr: float, polish: str, polish_epochs: int, seed: int,
+           progress: bool, callback: Callable[[LayerRecord], object] | None) -> DataFreeResult:
     start = time.perf_counter()
     plans = resolve(plan, model) if isinstance(plan, Plan) else dict(plan)
     shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
