@@ -66,7 +66,8 @@ from pruning.train import DEFAULT_THREADS
 
 __all__ = ["SCOPES", "INPUTS", "POLISH", "LayerRecord", "DataFreeResult", "layer_order",
            "scope_of", "capture_inputs", "reconstruction_loss", "least_squares_refit",
-           "reconstruct_layer", "reconstruction_errors", "prune_data_free", "magnitude_prune"]
+           "reconstruct_layer", "reconstruction_errors", "prune_data_free", "prune_layerwise",
+           "magnitude_prune"]
 
 SCOPES: tuple[str, ...] = ("output", "activation", "block")
 INPUTS: tuple[str, ...] = ("prefix", "original")
@@ -422,6 +423,23 @@ def _targets(reference: nn.Module, chain: Sequence[str],
         return [_run(reference, chain, x) for x in inputs]
 
 
+def _check(scope: str, inputs: str, polish: str, iterations: int, epochs: int,
+           polish_epochs: int, threads: int | None) -> None:
+    if inputs not in INPUTS:
+        raise ValueError(f"unknown input source {inputs!r}; known: {', '.join(INPUTS)}")
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; known: {', '.join(SCOPES)}")
+    if polish not in POLISH:
+        raise ValueError(f"unknown polish {polish!r}; known: {', '.join(POLISH)}")
+    for key, value in (("iterations", iterations), ("epochs", epochs),
+                       ("polish_epochs", polish_epochs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{key} must be a non-negative integer, not {value!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads <= 0):
+        raise ValueError(f"Threads must be a positive integer, not {threads!r}")
+
+
 def prune_data_free(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], *,
                     synthetic: SyntheticSpec | None = None,
                     input_shape: Sequence[int] | None = None, scope: str = "output",
@@ -471,42 +489,55 @@ def prune_data_free(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], *,
     DataFreeResult
         ``result.export(model)`` gives the bundle.
     """
-    if inputs not in INPUTS:
-        raise ValueError(f"unknown input source {inputs!r}; known: {', '.join(INPUTS)}")
-    if scope not in SCOPES:
-        raise ValueError(f"unknown scope {scope!r}; known: {', '.join(SCOPES)}")
-    if polish not in POLISH:
-        raise ValueError(f"unknown polish {polish!r}; known: {', '.join(POLISH)}")
-    for key, value in (("iterations", iterations), ("epochs", epochs),
-                       ("polish_epochs", polish_epochs)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{key} must be a non-negative integer, not {value!r}")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                or threads <= 0):
-        raise ValueError(f"Threads must be a positive integer, not {threads!r}")
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        return _prune(model, plan, synthetic, input_shape, scope, inputs, iterations, epochs,
-                      rho, rho_factor, rho_max, optimizer, lr, polish, polish_epochs, seed,
-                      progress, callback)
-    finally:
-        torch.set_num_threads(old_threads)
-
-
-def _prune(model: nn.Module, plan: Plan | Mapping[str, LayerPlan],
-           synthetic: SyntheticSpec | None, input_shape: Sequence[int] | None, scope: str,
-           inputs: str, iterations: int, epochs: int, rho: float, rho_factor: float,
-           rho_max: float, optimizer: str, lr: float, polish: str, polish_epochs: int, seed: int,
-           progress: bool, callback: Callable[[LayerRecord], object] | None) -> DataFreeResult:
-    start = time.perf_counter()
-    plans = resolve(plan, model) if isinstance(plan, Plan) else dict(plan)
+    _check(scope, inputs, polish, iterations, epochs, polish_epochs, threads)
     shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
     if shape is None:
         raise ValueError("give input_shape: the model has no input_shape attribute")
     synthetic = synthetic if synthetic is not None else SyntheticSpec()
     batches = synthetic_batches(synthetic, shape, model)
+    result = prune_layerwise(model, plan, batches, scope=scope, inputs=inputs,
+                             iterations=iterations, epochs=epochs, rho=rho,
+                             rho_factor=rho_factor, rho_max=rho_max, optimizer=optimizer, lr=lr,
+                             polish=polish, polish_epochs=polish_epochs, seed=seed,
+                             progress=progress, callback=callback, threads=threads)
+    settings = {"synthetic": synthetic.__dict__.copy(), "input_shape": list(shape),
+                **result.settings}
+    return DataFreeResult(result.plans, result.projection, result.libraries, result.layers,
+                          settings, result.seconds)
+
+
+def prune_layerwise(model: nn.Module, plan: Plan | Mapping[str, LayerPlan],
+                    batches: Sequence[torch.Tensor], *, scope: str = "output",
+                    inputs: str = "prefix", iterations: int = 10, epochs: int = 1,
+                    rho: float = 1e-2, rho_factor: float = 1.5, rho_max: float = 1.0,
+                    optimizer: str = "adam", lr: float = 1e-3, polish: str = "auto",
+                    polish_epochs: int = 5, seed: int = 0, progress: bool = False,
+                    callback: Callable[[LayerRecord], object] | None = None,
+                    threads: int | None = DEFAULT_THREADS) -> DataFreeResult:
+    """The layer-wise engine of :func:`prune_data_free` on given input ``batches`` (model
+    inputs): the synthetic batches there; real calibration inputs make the data-driven
+    layer-wise variant the benchmark compares against. Arguments as :func:`prune_data_free`."""
+    _check(scope, inputs, polish, iterations, epochs, polish_epochs, threads)
+    if not batches:
+        raise ValueError("the layer-wise pass needs at least one input batch")
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _prune(model, plan, list(batches), scope, inputs, iterations, epochs, rho,
+                      rho_factor, rho_max, optimizer, lr, polish, polish_epochs, seed, progress,
+                      callback)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _prune(model: nn.Module, plan: Plan | Mapping[str, LayerPlan],
+           batches: list[torch.Tensor], scope: str, inputs: str, iterations: int, epochs: int,
+           rho: float, rho_factor: float, rho_max: float, optimizer: str, lr: float, polish: str,
+           polish_epochs: int, seed: int, progress: bool,
+           callback: Callable[[LayerRecord], object] | None) -> DataFreeResult:
+    start = time.perf_counter()
+    plans = resolve(plan, model) if isinstance(plan, Plan) else dict(plan)
     reference = copy.deepcopy(model).eval()
     schedule = RhoSchedule(rho, rho_factor, max(rho_max, rho))
     active = [n for n, p in plans.items()
@@ -541,8 +572,7 @@ def _prune(model: nn.Module, plan: Plan | Mapping[str, LayerPlan],
             masks[name] = {"": torch.ones_like(p, dtype=torch.bool)}
             weights[name] = {"": p.clone()}
             scales[name] = None
-    settings = {"synthetic": synthetic.__dict__.copy(), "input_shape": list(shape),
-                "scope": scope, "inputs": inputs, "iterations": iterations, "epochs": epochs,
+    settings = {"samples": sum(len(x) for x in batches), "scope": scope, "inputs": inputs, "iterations": iterations, "epochs": epochs,
                 "rho": rho, "rho_factor": rho_factor, "rho_max": rho_max,
                 "optimizer": optimizer, "lr": lr, "polish": polish,
                 "polish_epochs": polish_epochs, "seed": seed}
