@@ -155,8 +155,8 @@ def _save_state(model: Any, path: Path) -> None:
 
 
 _DATA_OPTIONS = ("epochs", "retrain_epochs", "quant", "data")
-_FREE_OPTIONS = ("synthetic", "synthetic_batches", "recon_at", "layer_inputs", "polish",
-                 "polish_epochs")
+_FREE_OPTIONS = ("synthetic", "synthetic_batches", "recon_at", "layer_inputs", "recon_targets",
+                 "polish", "polish_epochs")
 
 
 def _check_mode(data_free: bool, checkpoint: Path | None) -> None:
@@ -278,6 +278,9 @@ def _kib(bits: int) -> str:
 @click.option("--layer-inputs", type=click.Choice(["prefix", "original"]), default="prefix",
               show_default=True, help="--data-free: each layer's inputs come from the pruned "
                                       "prefix or from the original model.")
+@click.option("--recon-targets", type=click.Choice(["same", "original"]), default="same",
+              show_default=True, help="--data-free: reconstruct the original layer's output "
+                                      "on the same inputs, or the original model's activations.")
 @click.option("--polish", type=click.Choice(["auto", "lstsq", "masked", "none"]),
               default="auto", show_default=True,
               help="--data-free: refit the kept weights after the hard projection (lstsq: "
@@ -291,7 +294,7 @@ def prune(model_name: str, scheme: str | None, ratio: float | None, sparsity: fl
           admm_epochs: int, retrain_epochs: int, rho: float, rho_factor: float, lr: float,
           quant: str, batch_size: int, seed: int, progress: bool, data_free: bool,
           synthetic: str, synthetic_batches: int, recon_at: str, layer_inputs: str,
-          polish: str, polish_epochs: int) -> None:
+          recon_targets: str, polish: str, polish_epochs: int) -> None:
     """ADMM-compress a zoo model (pruning + quantization) and save the bundle."""
     from codesign.flow import write_json
     from codesign.report import print_table
@@ -324,7 +327,7 @@ def prune(model_name: str, scheme: str | None, ratio: float | None, sparsity: fl
         spec = SyntheticSpec(synthetic, synthetic_batches, batch_size, seed=seed)
         settings = {"iterations": admm_iters, "epochs": admm_epochs, "rho": rho,
                     "rho_factor": rho_factor, "lr": lr, "scope": recon_at,
-                    "inputs": layer_inputs, "polish": polish, "polish_epochs": polish_epochs,
+                    "inputs": layer_inputs, "targets": recon_targets, "polish": polish, "polish_epochs": polish_epochs,
                     "seed": seed, "progress": progress}
         _run_data_free(model, model_name, plans, spec, settings, checkpoint, out)
         return

@@ -64,13 +64,14 @@ from pruning.schemes import DenseConfig
 from pruning.synthetic import SyntheticSpec, synthetic_batches
 from pruning.train import DEFAULT_THREADS
 
-__all__ = ["SCOPES", "INPUTS", "POLISH", "LayerRecord", "DataFreeResult", "layer_order",
+__all__ = ["SCOPES", "INPUTS", "TARGETS", "POLISH", "LayerRecord", "DataFreeResult", "layer_order",
            "scope_of", "capture_inputs", "reconstruction_loss", "least_squares_refit",
            "reconstruct_layer", "reconstruction_errors", "prune_data_free", "prune_layerwise",
            "magnitude_prune"]
 
 SCOPES: tuple[str, ...] = ("output", "activation", "block")
 INPUTS: tuple[str, ...] = ("prefix", "original")
+TARGETS: tuple[str, ...] = ("same", "original")
 POLISH: tuple[str, ...] = ("auto", "lstsq", "masked", "none")
 _DEFAULT_RHO = RhoSchedule(1e-2, 1.5, 1.0)
 _FOLLOWERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout, nn.Identity)
@@ -220,14 +221,17 @@ def _only(probe: nn.Module, layer: nn.Module) -> Iterator[None]:
 
 def least_squares_refit(layer: nn.Module, inputs: Sequence[torch.Tensor],
                         targets: Sequence[torch.Tensor], mask: torch.Tensor,
-                        ridge: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor | None]:
+                        ridge: float = 1e-8, prior: tuple[torch.Tensor, torch.Tensor | None]
+                        | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The closed-form kept weights (and bias) of a linear layer or convolution on a fixed mask.
 
     Minimises ``sum ||layer(X; W, b) - T||^2`` over the weights where ``mask`` is true and the
     bias (if the layer has one); pruned weights stay 0. With ``A`` the inputs (a convolution's
     unfolded patches) and a column of ones for the bias, output ``o`` solves
-    ``(A_K^T A_K + ridge * tr/n I) [w_K; b] = A_K^T t_o`` over its kept columns ``K``
-    (float64; the tiny ridge only guards a singular ``A_K``). Returns ``(weight, bias)``.
+    ``(A_K^T A_K + lam I) [w_K; b] = A_K^T t_o + lam [p_K; q]`` over its kept columns ``K``
+    (float64), ``lam = ridge * mean(diag(A_K^T A_K))``: the ridge pulls toward ``prior``
+    ``(p, q)`` (weights, bias; default 0) in directions the inputs do not determine. The
+    default tiny ridge only guards a singular ``A_K``. Returns ``(weight, bias)``.
     ``ValueError`` for other layers (grouped convolutions included).
     """
     if isinstance(layer, nn.Conv2d):
@@ -264,6 +268,10 @@ def least_squares_refit(layer: nn.Module, inputs: Sequence[torch.Tensor],
         cross += a.T @ outs(t.detach()).double()
     new_w = torch.zeros(m2.shape, dtype=torch.float64)
     new_b = torch.zeros(w.shape[0], dtype=torch.float64)
+    pw = prior[0].detach().reshape(m2.shape).double() if prior is not None else \
+        torch.zeros(m2.shape, dtype=torch.float64)
+    pb = prior[1].detach().double() if prior is not None and prior[1] is not None else \
+        torch.zeros(w.shape[0], dtype=torch.float64)
     for o in range(w.shape[0]):
         keep = torch.nonzero(m2[o]).flatten()
         if bias:
@@ -271,9 +279,10 @@ def least_squares_refit(layer: nn.Module, inputs: Sequence[torch.Tensor],
         if keep.numel() == 0:
             continue
         g = gram[keep][:, keep]
-        g = g + ridge * (g.diagonal().mean().clamp_min(1e-30)) * torch.eye(len(keep),
-                                                                            dtype=g.dtype)
-        sol = torch.linalg.solve(g, cross[keep, o])
+        lam = ridge * float(g.diagonal().mean().clamp_min(1e-30))
+        x0 = torch.cat([pw[o], pb[o:o + 1]])[keep] if bias else pw[o][keep]
+        sol = torch.linalg.solve(g + lam * torch.eye(len(keep), dtype=g.dtype),
+                                 cross[keep, o] + lam * x0)
         if bias:
             new_b[o] = sol[-1]
             sol = sol[:-1]
@@ -347,12 +356,14 @@ def reconstruct_layer(model: nn.Module, reference: nn.Module, lp: LayerPlan,
                       iterations: int = 10, epochs: int = 1,
                       rho: RhoSchedule | float = _DEFAULT_RHO,
                       optimizer: str = "adam", lr: float = 1e-3, polish: str = "auto",
-                      polish_epochs: int = 5, seed: int = 0, progress: bool = False
+                      polish_epochs: int = 5, seed: int = 0, progress: bool = False,
+                      targets: Sequence[torch.Tensor] | None = None, ridge: float = 1e-8
                       ) -> tuple[Projection, np.ndarray | None, LayerRecord]:
     """Prune one layer of ``model`` in place by reconstruction (see the module docstring).
 
     ``inputs`` are the scope's inputs (:func:`capture_inputs` of ``scope_of(...)[0]``); the
-    targets are ``reference``'s scope (the original model) on the same inputs. Returns the
+    targets are ``reference``'s scope (the original model) on the same inputs unless
+    ``targets`` gives them (one tensor per input batch, the scope's output shape). Returns the
     layer's projection (keyed by its name), its pattern library (or ``None``) and its record.
     """
     if polish not in POLISH:
@@ -360,7 +371,7 @@ def reconstruct_layer(model: nn.Module, reference: nn.Module, lp: LayerPlan,
     start = time.perf_counter()
     name = lp.name
     _, chain, used = scope_of(model, name, scope)
-    targets = _targets(reference, chain, inputs)
+    targets = list(targets) if targets is not None else _targets(reference, chain, inputs)
     targets_flat = torch.cat([t.flatten(1) for t in targets])
     mods = _modules(model)
     layer = mods[name]
@@ -396,7 +407,9 @@ def reconstruct_layer(model: nn.Module, reference: nn.Module, lp: LayerPlan,
             if not exact:
                 raise ValueError(f"layer {name!r}: the closed-form polish needs the 'output' "
                                  "scope of a float Linear or Conv2d (groups=1) layer")
-            new_w, new_b = least_squares_refit(layer, inputs, targets, proj.masks[inner][""])
+            new_w, new_b = least_squares_refit(layer, inputs, targets, proj.masks[inner][""],
+                                               ridge=ridge,
+                                               prior=(w0["weight"], w0.get("bias")))
             with torch.no_grad():
                 layer.weight.copy_(new_w)
                 if new_b is not None:
@@ -423,8 +436,10 @@ def _targets(reference: nn.Module, chain: Sequence[str],
         return [_run(reference, chain, x) for x in inputs]
 
 
-def _check(scope: str, inputs: str, polish: str, iterations: int, epochs: int,
+def _check(scope: str, inputs: str, targets: str, polish: str, iterations: int, epochs: int,
            polish_epochs: int, threads: int | None) -> None:
+    if targets not in TARGETS:
+        raise ValueError(f"unknown targets {targets!r}; known: {', '.join(TARGETS)}")
     if inputs not in INPUTS:
         raise ValueError(f"unknown input source {inputs!r}; known: {', '.join(INPUTS)}")
     if scope not in SCOPES:
@@ -443,10 +458,11 @@ def _check(scope: str, inputs: str, polish: str, iterations: int, epochs: int,
 def prune_data_free(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], *,
                     synthetic: SyntheticSpec | None = None,
                     input_shape: Sequence[int] | None = None, scope: str = "output",
-                    inputs: str = "prefix", iterations: int = 10, epochs: int = 1,
+                    inputs: str = "prefix", targets: str = "same", iterations: int = 10, epochs: int = 1,
                     rho: float = 1e-2, rho_factor: float = 1.5, rho_max: float = 1.0,
                     optimizer: str = "adam", lr: float = 1e-3, polish: str = "auto",
-                    polish_epochs: int = 5, seed: int = 0, progress: bool = False,
+                    polish_epochs: int = 5, ridge: float = 1e-8, seed: int = 0,
+                    progress: bool = False,
                     callback: Callable[[LayerRecord], object] | None = None,
                     threads: int | None = DEFAULT_THREADS) -> DataFreeResult:
     """Prune the trained ``model`` in place layer by layer on synthetic inputs.
@@ -466,6 +482,11 @@ def prune_data_free(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], *,
         Where each layer's reconstruction error is measured (module docstring).
     inputs : {"prefix", "original"}
         Each scope's inputs come from the model pruned so far, or from the original model.
+    targets : {"same", "original"}
+        The reference output: the original scope on the same inputs (``F_i(X; W_i^0)``, the
+        default), or the original model's own activations there (``F_i(X^0; W_i^0)`` with
+        ``X^0`` from the original prefix: each layer then also corrects the error its pruned
+        prefix passes on). The same with ``inputs="original"``.
     iterations, epochs : int
         ADMM iterations per layer and W-step passes over the synthetic batches in each.
     rho, rho_factor, rho_max : float
@@ -474,6 +495,8 @@ def prune_data_free(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], *,
         The W-step (and masked polish) optimizer.
     polish : {"auto", "lstsq", "masked", "none"}, polish_epochs : int
         How the kept weights are refitted after the hard projection (module docstring).
+    ridge : float
+        The closed form's ridge toward the trained weights (:func:`least_squares_refit`).
     seed : int
         Seeds the W-steps (the synthetic batches have ``synthetic.seed``).
     progress : bool
@@ -489,16 +512,16 @@ def prune_data_free(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], *,
     DataFreeResult
         ``result.export(model)`` gives the bundle.
     """
-    _check(scope, inputs, polish, iterations, epochs, polish_epochs, threads)
+    _check(scope, inputs, targets, polish, iterations, epochs, polish_epochs, threads)
     shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
     if shape is None:
         raise ValueError("give input_shape: the model has no input_shape attribute")
     synthetic = synthetic if synthetic is not None else SyntheticSpec()
     batches = synthetic_batches(synthetic, shape, model)
-    result = prune_layerwise(model, plan, batches, scope=scope, inputs=inputs,
+    result = prune_layerwise(model, plan, batches, scope=scope, inputs=inputs, targets=targets,
                              iterations=iterations, epochs=epochs, rho=rho,
                              rho_factor=rho_factor, rho_max=rho_max, optimizer=optimizer, lr=lr,
-                             polish=polish, polish_epochs=polish_epochs, seed=seed,
+                             polish=polish, polish_epochs=polish_epochs, ridge=ridge, seed=seed,
                              progress=progress, callback=callback, threads=threads)
     settings = {"synthetic": synthetic.__dict__.copy(), "input_shape": list(shape),
                 **result.settings}
@@ -508,33 +531,35 @@ def prune_data_free(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], *,
 
 def prune_layerwise(model: nn.Module, plan: Plan | Mapping[str, LayerPlan],
                     batches: Sequence[torch.Tensor], *, scope: str = "output",
-                    inputs: str = "prefix", iterations: int = 10, epochs: int = 1,
+                    inputs: str = "prefix", targets: str = "same", iterations: int = 10, epochs: int = 1,
                     rho: float = 1e-2, rho_factor: float = 1.5, rho_max: float = 1.0,
                     optimizer: str = "adam", lr: float = 1e-3, polish: str = "auto",
-                    polish_epochs: int = 5, seed: int = 0, progress: bool = False,
+                    polish_epochs: int = 5, ridge: float = 1e-8, seed: int = 0,
+                    progress: bool = False,
                     callback: Callable[[LayerRecord], object] | None = None,
                     threads: int | None = DEFAULT_THREADS) -> DataFreeResult:
     """The layer-wise engine of :func:`prune_data_free` on given input ``batches`` (model
     inputs): the synthetic batches there; real calibration inputs make the data-driven
     layer-wise variant the benchmark compares against. Arguments as :func:`prune_data_free`."""
-    _check(scope, inputs, polish, iterations, epochs, polish_epochs, threads)
+    _check(scope, inputs, targets, polish, iterations, epochs, polish_epochs, threads)
     if not batches:
         raise ValueError("the layer-wise pass needs at least one input batch")
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _prune(model, plan, list(batches), scope, inputs, iterations, epochs, rho,
-                      rho_factor, rho_max, optimizer, lr, polish, polish_epochs, seed, progress,
-                      callback)
+        return _prune(model, plan, list(batches), scope, inputs, targets, iterations, epochs, rho,
+                      rho_factor, rho_max, optimizer, lr, polish, polish_epochs, ridge, seed,
+                      progress, callback)
     finally:
         torch.set_num_threads(old_threads)
 
 
 def _prune(model: nn.Module, plan: Plan | Mapping[str, LayerPlan],
-           batches: list[torch.Tensor], scope: str, inputs: str, iterations: int, epochs: int,
+           batches: list[torch.Tensor], scope: str, inputs: str, targets: str, iterations: int,
+           epochs: int,
            rho: float, rho_factor: float, rho_max: float, optimizer: str, lr: float, polish: str,
-           polish_epochs: int, seed: int, progress: bool,
+           polish_epochs: int, ridge: float, seed: int, progress: bool,
            callback: Callable[[LayerRecord], object] | None) -> DataFreeResult:
     start = time.perf_counter()
     plans = resolve(plan, model) if isinstance(plan, Plan) else dict(plan)
@@ -552,12 +577,15 @@ def _prune(model: nn.Module, plan: Plan | Mapping[str, LayerPlan],
         if plans[name].op not in ("conv2d", "linear"):
             raise ValueError(f"layer {name!r}: the data-free mode prunes Conv2d and Linear "
                              f"layers, not {plans[name].op}")
-        source, _, _ = scope_of(model, name, scope)
-        xs = capture_inputs(model if inputs == "prefix" else reference, source, batches)
+        source, chain, _ = scope_of(model, name, scope)
+        x0 = capture_inputs(reference, source, batches)
+        xs = capture_inputs(model, source, batches) if inputs == "prefix" else x0
+        ts = _targets(reference, chain, x0 if targets == "original" else xs)
         proj, library, record = reconstruct_layer(
             model, reference, plans[name], xs, scope=scope, iterations=iterations,
             epochs=epochs, rho=schedule, optimizer=optimizer, lr=lr, polish=polish,
-            polish_epochs=polish_epochs, seed=seed + 1000 * k, progress=progress)
+            polish_epochs=polish_epochs, seed=seed + 1000 * k, progress=progress, targets=ts,
+            ridge=ridge)
         weights |= proj.weights
         masks |= proj.masks
         scales |= proj.scales
@@ -572,10 +600,10 @@ def _prune(model: nn.Module, plan: Plan | Mapping[str, LayerPlan],
             masks[name] = {"": torch.ones_like(p, dtype=torch.bool)}
             weights[name] = {"": p.clone()}
             scales[name] = None
-    settings = {"samples": sum(len(x) for x in batches), "scope": scope, "inputs": inputs, "iterations": iterations, "epochs": epochs,
+    settings = {"samples": sum(len(x) for x in batches), "scope": scope, "targets": targets, "inputs": inputs, "iterations": iterations, "epochs": epochs,
                 "rho": rho, "rho_factor": rho_factor, "rho_max": rho_max,
                 "optimizer": optimizer, "lr": lr, "polish": polish,
-                "polish_epochs": polish_epochs, "seed": seed}
+                "polish_epochs": polish_epochs, "ridge": ridge, "seed": seed}
     return DataFreeResult(plans, Projection(weights, masks, scales), libraries, tuple(records),
                           settings, time.perf_counter() - start)
 

@@ -116,6 +116,43 @@ def test_layer_inputs_from_pruned_prefix_or_original(inputs):
         assert not torch.allclose(other.last.weight, model.last.weight, atol=1e-4)
 
 
+def test_original_targets_correct_the_prefix_error():
+    """targets="original": the second layer is fitted from the pruned prefix's activations to
+    the original model's own activations."""
+    model, original = small(), small()
+    plan = Plan.uniform("unstructured", ratio=2, scope="layer")
+    prune_data_free(model, plan, synthetic=SPEC, iterations=0, polish="lstsq",
+                    targets="original")
+    from pruning.synthetic import synthetic_batches
+
+    xs = synthetic_batches(SPEC, (6,))
+    pruned_first = copy.deepcopy(original)
+    pruned_first.first.load_state_dict(model.first.state_dict())
+    got = capture_inputs(pruned_first, "last", xs)
+    with torch.no_grad():
+        targets = [original.last(x) for x in capture_inputs(original, "last", xs)]
+    mask = magnitude_prune(copy.deepcopy(original), resolve(plan, original)).masks["last"][""]
+    w, b = least_squares_refit(original.last, got, targets, mask)
+    assert torch.allclose(model.last.weight, w, atol=1e-5)
+    assert torch.allclose(model.last.bias, b, atol=1e-5)
+
+
+def test_ridge_pulls_the_closed_form_toward_the_prior():
+    torch.manual_seed(3)
+    lin = nn.Linear(6, 3)
+    xs = [torch.randn(40, 6)]
+    ts = [torch.randn(40, 3)]
+    mask = torch.ones(3, 6, dtype=torch.bool)
+    prior = (torch.full((3, 6), 0.7), torch.full((3,), -0.2))
+    w0, b0 = least_squares_refit(lin, xs, ts, mask)
+    x = torch.cat([xs[0], torch.ones(40, 1)], 1)
+    exact = torch.linalg.lstsq(x, ts[0]).solution.T
+    assert torch.allclose(w0, exact[:, :6], atol=1e-5) and torch.allclose(b0, exact[:, 6],
+                                                                          atol=1e-5)
+    w1, b1 = least_squares_refit(lin, xs, ts, mask, ridge=1e6, prior=prior)
+    assert torch.allclose(w1, prior[0], atol=1e-3) and torch.allclose(b1, prior[1], atol=1e-3)
+
+
 def test_closed_form_agrees_with_iterative_solver():
     """On a fixed mask (no ADMM iteration: the magnitude mask), the closed-form refit and the
     iterative masked solver of the same loss reach the same weights and error."""
@@ -237,7 +274,8 @@ def test_bad_settings():
                             ({"polish": "x"}, "unknown polish 'x'; known: auto, lstsq, masked, "
                                               "none"),
                             ({"iterations": -1}, "iterations must be a non-negative integer, "
-                                                 "not -1")):
+                                                 "not -1"),
+                            ({"targets": "z"}, "unknown targets 'z'; known: same, original")):
         with pytest.raises(ValueError, match=message.replace("(", r"\(")):
             prune_data_free(model, plan, **kwargs)
     with pytest.raises(ValueError, match="synthetic distribution 'bn' needs a model"):
