@@ -21,7 +21,8 @@ are frozen and run in eval mode (BatchNorm uses its stored statistics).
 
 Polish (:data:`POLISH`): ``"lstsq"`` is the closed form (:func:`least_squares_refit`), exact for
 the ``"output"`` scope of a float linear layer or convolution (``groups=1``): with the mask
-fixed, each output's kept weights (and its bias) solve a linear least-squares problem;
+fixed, each output's kept weights (and its bias) solve a linear least-squares problem (with a
+small ridge toward the trained weights, ``ridge``);
 ``"masked"`` trains the kept weights on the same loss with the mask (and quantization) held
 (:func:`pruning.admm.masked_retrain`), keeping the hard projection if that does not lower the
 error; ``"auto"`` takes ``"lstsq"`` where it is exact, else
@@ -461,7 +462,7 @@ def prune_data_free(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], *,
                     inputs: str = "prefix", targets: str = "same", iterations: int = 10, epochs: int = 1,
                     rho: float = 1e-2, rho_factor: float = 1.5, rho_max: float = 1.0,
                     optimizer: str = "adam", lr: float = 1e-3, polish: str = "auto",
-                    polish_epochs: int = 5, ridge: float = 1e-8, seed: int = 0,
+                    polish_epochs: int = 5, ridge: float = 1e-2, seed: int = 0,
                     progress: bool = False,
                     callback: Callable[[LayerRecord], object] | None = None,
                     threads: int | None = DEFAULT_THREADS) -> DataFreeResult:
@@ -496,7 +497,10 @@ def prune_data_free(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], *,
     polish : {"auto", "lstsq", "masked", "none"}, polish_epochs : int
         How the kept weights are refitted after the hard projection (module docstring).
     ridge : float
-        The closed form's ridge toward the trained weights (:func:`least_squares_refit`).
+        The closed form's ridge toward the trained weights (:func:`least_squares_refit`). A
+        near-zero ridge fits the synthetic inputs exactly, also along directions they barely
+        excite; measured on VGGSmall, such weights retrained worse on real digits (88.6% after
+        one epoch against 96.9% with 1e-2).
     seed : int
         Seeds the W-steps (the synthetic batches have ``synthetic.seed``).
     progress : bool
@@ -534,7 +538,7 @@ def prune_layerwise(model: nn.Module, plan: Plan | Mapping[str, LayerPlan],
                     inputs: str = "prefix", targets: str = "same", iterations: int = 10, epochs: int = 1,
                     rho: float = 1e-2, rho_factor: float = 1.5, rho_max: float = 1.0,
                     optimizer: str = "adam", lr: float = 1e-3, polish: str = "auto",
-                    polish_epochs: int = 5, ridge: float = 1e-8, seed: int = 0,
+                    polish_epochs: int = 5, ridge: float = 1e-2, seed: int = 0,
                     progress: bool = False,
                     callback: Callable[[LayerRecord], object] | None = None,
                     threads: int | None = DEFAULT_THREADS) -> DataFreeResult:
