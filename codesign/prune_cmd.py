@@ -8,6 +8,11 @@ and its state dict saved as ``OUT/dense.pt`` for the next run. Writes ``OUT/bund
 via :meth:`ir.Bundle.save`) and ``OUT/summary.json``; prints the per-layer table and the
 accuracy before and after. Every bad input is a :class:`codesign.cli.UserError`: one line on
 stderr, exit status 2. Torch is imported only when the command runs.
+
+``--data-free`` (with a required ``--checkpoint``) prunes layer by layer on synthetic inputs
+(:mod:`pruning.datafree`) inside :func:`pruning.data.forbid_data_access`, so no dataset is read;
+it writes ``OUT/bundle``, ``OUT/pruned.pt`` (the whole pruned state dict) and
+``OUT/summary.json``, and the user retrains on their own data with ``codesign retrain``.
 """
 
 from __future__ import annotations

@@ -301,3 +301,14 @@ def test_data_free_run_never_reads_data():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, check=False, cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_same_seed_same_result():
+    plan = Plan.uniform("bcr", ratio=4, block=[4, 4])
+    runs = []
+    for _ in range(2):
+        model = zoo.build("tinycnn", seed=0)
+        prune_data_free(model, plan, synthetic=SPEC, iterations=2, polish="masked",
+                        polish_epochs=1)
+        runs.append(model.state_dict())
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
