@@ -202,6 +202,7 @@ def demo(out: Path, simulator: str, lanes: int, seed: int) -> None:
 
 
 from codesign.prune_cmd import prune  # noqa: E402  (after UserError, which prune uses)
+from codesign.retrain_cmd import retrain  # noqa: E402
 
 cli.add_command(prune)
 from codesign.loop_cmd import loop  # noqa: E402
@@ -210,6 +211,7 @@ cli.add_command(loop)
 from codesign.sweep_cmd import sweep  # noqa: E402
 
 cli.add_command(sweep)
+cli.add_command(retrain)
 
 
 def _get_layer(bundle, name: str):

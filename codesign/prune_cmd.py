@@ -8,6 +8,11 @@ and its state dict saved as ``OUT/dense.pt`` for the next run. Writes ``OUT/bund
 via :meth:`ir.Bundle.save`) and ``OUT/summary.json``; prints the per-layer table and the
 accuracy before and after. Every bad input is a :class:`codesign.cli.UserError`: one line on
 stderr, exit status 2. Torch is imported only when the command runs.
+
+``--data-free`` (with a required ``--checkpoint``) prunes layer by layer on synthetic inputs
+(:mod:`pruning.datafree`) inside :func:`pruning.data.forbid_data_access`, so no dataset is read;
+it writes ``OUT/bundle``, ``OUT/pruned.pt`` (the whole pruned state dict) and
+``OUT/summary.json``, and the user retrains on their own data with ``codesign retrain``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ __all__ = ["prune", "DATASETS"]
 
 DATASETS = ("mnist5k", "digits", "mnist1d")
 SCHEMES = ("unstructured", "filter", "column", "pattern", "bcr", "nm", "dense")
+DISTRIBUTIONS = ("normal", "uniform", "bn")     # pruning.synthetic.DISTRIBUTIONS (torch-free here)
+RECON_AT = ("output", "activation", "block")    # pruning.datafree.SCOPES
 
 
 def _user_error(message: str) -> Exception:
@@ -82,13 +89,15 @@ def _plan(scheme: str | None, ratio: float | None, sparsity: float | None, bits:
         raise _user_error(str(exc).removeprefix("default: ")) from None
 
 
-def _model(name: str, data: str | None, seed: int) -> tuple[Any, str]:
+def _model(name: str, data: str | None, seed: int, data_free: bool = False) -> tuple[Any, str]:
     from pruning import zoo
     from pruning.data import INPUT_SHAPES
 
     if name not in zoo.MODELS:
         raise _user_error(f"unknown model {name!r}; known: {', '.join(zoo.MODELS)}")
     dataset = data or zoo.default_dataset(name)
+    if dataset is None and data_free:        # no data is read: the model's own input shape
+        return zoo.build(name, seed=seed), ""
     if dataset is None:
         raise _user_error(f"model {name!r} has no offline dataset; give --data")
     kwargs = {"dataset": dataset} if name in ("lstm", "gru") else {}
@@ -110,11 +119,30 @@ def _load_checkpoint(model: Any, path: Path) -> None:
         raise _user_error(f"cannot load checkpoint {path}: {first}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise _user_error(f"cannot load checkpoint {path}: not a state dict of tensors")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
+    problem = _mismatch(model.state_dict(), state)
+    if problem is None:
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            problem = str(exc).strip().splitlines()[-1].strip()
+    if problem is not None:
         raise _user_error(f"cannot load checkpoint {path}: it does not fit the model: "
-                          f"{str(exc).strip().splitlines()[-1].strip()}") from None
+                          f"{problem}") from None
+
+
+def _mismatch(expected: dict, state: dict) -> str | None:
+    """Missing keys, unexpected keys and shape mismatches of ``state`` against ``expected``."""
+    def some(keys: list[str]) -> str:
+        return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} is {list(state[k].shape)}, not {list(v.shape)}" for k, v in expected.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    parts = ([f"missing keys {some(missing)}"] if missing else []) + \
+        ([f"unexpected keys {some(unexpected)}"] if unexpected else []) + \
+        ([f"shape of {some(shapes)}"] if shapes else [])
+    return "; ".join(parts) if parts else None
 
 
 def _save_state(model: Any, path: Path) -> None:
@@ -129,6 +157,77 @@ def _save_state(model: Any, path: Path) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+_DATA_OPTIONS = ("epochs", "retrain_epochs", "quant", "data")
+_FREE_OPTIONS = ("synthetic", "synthetic_batches", "recon_at", "layer_inputs", "recon_targets",
+                 "polish", "polish_epochs")
+
+
+def _check_mode(data_free: bool, checkpoint: Path | None) -> None:
+    """Options of the other mode given on the command line, and --data-free without a
+    checkpoint, are user errors."""
+    ctx = click.get_current_context()
+    given = [p for p in ctx.params
+             if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
+    flag = {p.name: p.opts[0] for p in ctx.command.params}
+    if data_free:
+        if checkpoint is None:
+            raise _user_error("--data-free needs --checkpoint TRAINED.pt: the data-free mode "
+                              "prunes your trained model and never trains on data (without "
+                              "--data-free, `codesign prune` trains one and saves OUT/dense.pt)")
+        bad = [p for p in _DATA_OPTIONS if p in given]
+        if bad:
+            raise _user_error(f"{flag[bad[0]]} does not apply to --data-free, which reads no "
+                              "data; retrain on your data with `codesign retrain`")
+    else:
+        bad = [p for p in _FREE_OPTIONS if p in given]
+        if bad:
+            raise _user_error(f"{flag[bad[0]]} applies to --data-free only")
+
+
+def _run_data_free(model: Any, model_name: str, plans: Any, spec: Any,
+                   settings: dict[str, Any], checkpoint: Path, out: Path) -> None:
+    """Prune ``model`` without data (under ``forbid_data_access``) and write OUT/bundle,
+    OUT/pruned.pt (the whole pruned state dict, for ``codesign retrain``) and
+    OUT/summary.json."""
+    import pandas as pd
+
+    from codesign.flow import write_json
+    from codesign.report import print_table
+    from pruning.compress import layer_row, totals
+    from pruning.data import forbid_data_access
+    from pruning.datafree import prune_data_free
+
+    click.echo(f"loaded {checkpoint}; pruning {model_name} layer by layer on "
+               f"{spec.samples} synthetic inputs ({spec.distribution}), reading no data ...")
+    try:
+        with forbid_data_access():
+            result = prune_data_free(model, plans, synthetic=spec, **settings)
+            bundle = result.export(model, model_name)
+    except ValueError as exc:
+        raise _user_error(str(exc)) from None
+    bundle.save(out / "bundle")
+    _save_state(model, out / "pruned.pt")
+    summary = {"model": model_name, "data_free": True, "checkpoint": str(checkpoint),
+               **result.summary(), "totals": totals(bundle),
+               "bundle": str(out / "bundle"), "state": str(out / "pruned.pt")}
+    write_json(out / "summary.json", summary)
+    rows = {r["layer"]: r for r in map(layer_row, bundle.layers)}
+    table = [{"layer": rec.name, "scheme": rows[rec.name]["scheme"],
+              "sparsity": rows[rec.name]["sparsity"], "bits": rows[rec.name]["bits"],
+              "err magnitude": round(rec.error_magnitude, 4),
+              "err ADMM": round(rec.error_admm, 4), "err final": round(rec.error_final, 4),
+              "polish": rec.polish} for rec in result.layers]
+    print_table(pd.DataFrame(table),
+                title=f"{model_name} pruned without data (relative reconstruction error on "
+                      "synthetic inputs)")
+    t = totals(bundle)
+    ratio_text = f"{t['pruning_ratio']:.1f}x" if t["pruning_ratio"] else "all pruned"
+    click.echo(f"weights: {t['numel']:,} -> {t['nnz']:,} kept ({ratio_text} pruning)")
+    click.echo(f"wrote {out / 'bundle'}, {out / 'pruned.pt'} and {out / 'summary.json'}; "
+               f"retrain on your data with: codesign retrain {out / 'bundle'} --data NAME "
+               "--epochs N --out DIR")
 
 
 def _kib(bits: int) -> str:
@@ -166,21 +265,48 @@ def _kib(bits: int) -> str:
               show_default=True, help="Adam learning rate (training, ADMM, retraining).")
 @click.option("--quant", type=click.Choice(["joint", "two-phase"]), default="joint",
               show_default=True, help="Quantize jointly with pruning, or after it.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Training batch size (with --data-free: samples per synthetic batch).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
+@click.option("--data-free", is_flag=True,
+              help="Prune layer by layer on synthetic inputs, reading no data (needs "
+                   "--checkpoint); retrain on your data afterwards with `codesign retrain`.")
+@click.option("--synthetic", type=click.Choice(DISTRIBUTIONS), default="normal",
+              show_default=True, help="--data-free: distribution of the synthetic inputs "
+                                      "(bn: matched to the model's first BatchNorm).")
+@click.option("--synthetic-batches", type=click.IntRange(min=1), default=8, show_default=True,
+              help="--data-free: number of synthetic batches.")
+@click.option("--recon-at", type=click.Choice(RECON_AT), default="output", show_default=True,
+              help="--data-free: measure each layer's reconstruction at its output, after the "
+                   "following activation, or at the end of its residual block.")
+@click.option("--layer-inputs", type=click.Choice(["prefix", "original"]), default="prefix",
+              show_default=True, help="--data-free: each layer's inputs come from the pruned "
+                                      "prefix or from the original model.")
+@click.option("--recon-targets", type=click.Choice(["same", "original"]), default="same",
+              show_default=True, help="--data-free: reconstruct the original layer's output "
+                                      "on the same inputs, or the original model's activations.")
+@click.option("--polish", type=click.Choice(["auto", "lstsq", "masked", "none"]),
+              default="auto", show_default=True,
+              help="--data-free: refit the kept weights after the hard projection (lstsq: "
+                   "closed form; masked: optimizer on the fixed mask).")
+@click.option("--polish-epochs", type=click.IntRange(min=0), default=5, show_default=True,
+              help="--data-free: epochs of the masked polish.")
 def prune(model_name: str, scheme: str | None, ratio: float | None, sparsity: float | None,
           bits: int | None, block: str | None, nm: str | None, scope: str | None,
           plan_path: Path | None, out: Path,
           data: str | None, checkpoint: Path | None, epochs: int, admm_iters: int,
           admm_epochs: int, retrain_epochs: int, rho: float, rho_factor: float, lr: float,
-          quant: str, batch_size: int, seed: int, progress: bool) -> None:
+          quant: str, batch_size: int, seed: int, progress: bool, data_free: bool,
+          synthetic: str, synthetic_batches: int, recon_at: str, layer_inputs: str,
+          recon_targets: str, polish: str, polish_epochs: int) -> None:
     """ADMM-compress a zoo model (pruning + quantization) and save the bundle."""
     from codesign.flow import write_json
     from codesign.report import print_table
 
+    _check_mode(data_free, checkpoint)
     plan = _plan(scheme, ratio, sparsity, bits, block, nm, scope, plan_path)
-    model, dataset = _model(model_name, data, seed)
+    model, dataset = _model(model_name, data, seed, data_free)
 
     import pandas as pd
     import torch
@@ -198,6 +324,18 @@ def prune(model_name: str, scheme: str | None, ratio: float | None, sparsity: fl
         raise _user_error(f"{exc}{hint}") from None
     if not plans:
         raise _user_error("the plan reaches no layer of the model")
+    if data_free:
+        assert checkpoint is not None
+        _load_checkpoint(model, checkpoint)
+        from pruning.synthetic import SyntheticSpec
+
+        spec = SyntheticSpec(synthetic, synthetic_batches, batch_size, seed=seed)
+        settings = {"iterations": admm_iters, "epochs": admm_epochs, "rho": rho,
+                    "rho_factor": rho_factor, "lr": lr, "scope": recon_at,
+                    "inputs": layer_inputs, "targets": recon_targets, "polish": polish, "polish_epochs": polish_epochs,
+                    "seed": seed, "progress": progress}
+        _run_data_free(model, model_name, plans, spec, settings, checkpoint, out)
+        return
     train_loader = pdata.loader(dataset, "train", batch_size=batch_size, seed=seed)
     test_loader = pdata.loader(dataset, "test", batch_size=512)
     if checkpoint is not None:

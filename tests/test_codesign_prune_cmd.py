@@ -128,3 +128,52 @@ def test_bad_model_plan_and_checkpoint(capsys, tmp_path):
                                         "does not fit the model: ")
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data-free", "--scheme", "unstructured", "--ratio", "4"],
+     "--data-free needs --checkpoint TRAINED.pt: the data-free mode prunes your trained model "
+     "and never trains on data (without --data-free, `codesign prune` trains one and saves "
+     "OUT/dense.pt)"),
+    (["--data-free", "--checkpoint", "x.pt", "--scheme", "unstructured", "--ratio", "4",
+      "--retrain-epochs", "2"],
+     "--retrain-epochs does not apply to --data-free, which reads no data; retrain on your data "
+     "with `codesign retrain`"),
+    (["--data-free", "--checkpoint", "x.pt", "--scheme", "unstructured", "--ratio", "4",
+      "--data", "digits"],
+     "--data does not apply to --data-free, which reads no data; retrain on your data with "
+     "`codesign retrain`"),
+    (["--scheme", "unstructured", "--ratio", "4", "--synthetic", "uniform"],
+     "--synthetic applies to --data-free only"),
+    (["--scheme", "unstructured", "--ratio", "4", "--recon-at", "block"],
+     "--recon-at applies to --data-free only"),
+])
+def test_data_free_option_errors(capsys, tmp_path, argv, message):
+    code, _, err = run(capsys, "--model", "tinycnn", "--out", str(tmp_path / "o"), *argv)
+    assert_user_error(code, err, message)
+    assert not (tmp_path / "o").exists()
+
+
+def test_data_free_checkpoint_mismatch_and_bn_synthetic(capsys, tmp_path):
+    from pruning import zoo
+
+    wrong = tmp_path / "wrong.pt"
+    state = zoo.build("tinycnn").state_dict()
+    state["fc2.weight"] = torch.zeros(3, 48)
+    del state["fc1.bias"]
+    state["extra"] = torch.zeros(1)
+    torch.save(state, wrong)
+    code, _, err = run(capsys, "--model", "tinycnn", "--data-free", "--checkpoint", str(wrong),
+                       "--scheme", "unstructured", "--ratio", "4", "--out", str(tmp_path / "o"))
+    assert_user_error(code, err, f"cannot load checkpoint {wrong}: it does not fit the model: "
+                                 "missing keys fc1.bias; unexpected keys extra; shape of "
+                                 "fc2.weight is [3, 48], not [10, 48]")
+    good = tmp_path / "good.pt"
+    torch.save(zoo.build("tinycnn").state_dict(), good)
+    code, _, err = run(capsys, "--model", "tinycnn", "--data-free", "--checkpoint", str(good),
+                       "--scheme", "unstructured", "--ratio", "4", "--synthetic", "bn",
+                       "--out", str(tmp_path / "o"))
+    assert_user_error(code, err, "synthetic distribution 'bn' needs a model whose first "
+                                 "BatchNorm normalises its input or the outputs of its first "
+                                 "layer; use 'normal' or 'uniform'")
+    assert not (tmp_path / "o").exists()
