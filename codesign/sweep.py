@@ -98,11 +98,15 @@ class SweepResult:
 
 # ------------------------------------------------------------------------------------- layers
 
-def _specs_of_bundle(bundle: Any, images: dict[str, tuple[int, int]]) -> list[LayerSpec]:
+def _specs_of_bundle(bundle: Any, images: dict[str, tuple[int, int]],
+                     skipped: list[str] | None) -> list[LayerSpec]:
     specs = []
     for layer in bundle.layers:
-        spec = LayerSpec.from_layer(layer, images.get(layer.name))
-        specs.append(spec)
+        try:
+            specs.append(LayerSpec.from_layer(layer, images.get(layer.name)))
+        except ValueError as exc:           # e.g. a grouped convolution
+            if skipped is not None:
+                skipped.append(f"{bundle.model}: {exc}")
     return specs
 
 
@@ -126,8 +130,10 @@ def _zoo_images(model: Any) -> dict[str, tuple[int, int]]:
     return {k: (int(v[0]), int(v[1])) for k, v in images.items()}
 
 
-def model_layers(name: str) -> list[LayerSpec]:
+def model_layers(name: str, skipped: list[str] | None = None) -> list[LayerSpec]:
     """The layers of a zoo model (:mod:`pruning.zoo`) as specs, with each conv's input size.
+
+    Layers no engine can run (grouped convolutions) are left out and described in ``skipped``.
 
     Raises
     ------
@@ -141,12 +147,14 @@ def model_layers(name: str) -> list[LayerSpec]:
         model = build(name)
     except ValueError as exc:
         raise SweepError(str(exc)) from None
-    return _specs_of_bundle(export_model(model, name), _zoo_images(model))
+    return _specs_of_bundle(export_model(model, name), _zoo_images(model), skipped)
 
 
-def bundle_layers(path: str | os.PathLike) -> tuple[str, list[LayerSpec]]:
+def bundle_layers(path: str | os.PathLike, skipped: list[str] | None = None
+                  ) -> tuple[str, list[LayerSpec]]:
     """The model name and layer specs of a bundle. Conv input sizes come from the zoo model of
-    the same name when there is one (else the pattern engine skips those layers)."""
+    the same name when there is one (else the pattern engine skips those layers); layers no
+    engine can run are described in ``skipped``."""
     from ir import Bundle, BundleError
 
     try:
@@ -158,7 +166,7 @@ def bundle_layers(path: str | os.PathLike) -> tuple[str, list[LayerSpec]]:
 
     if bundle.model in MODELS:
         images = _zoo_images(build(bundle.model))
-    return bundle.model, _specs_of_bundle(bundle, images)
+    return bundle.model, _specs_of_bundle(bundle, images, skipped)
 
 
 # ------------------------------------------------------------------------------------- cluster

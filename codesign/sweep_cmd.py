@@ -163,12 +163,13 @@ def _run(*, chosen_models, bundles, layers, eng, lane_list, bit_list, block, ind
     models = chosen_models
     try:
         chosen: list[tuple[str, list]] = []
+        notes: list[str] = []
         for b in bundles:
-            chosen.append(bundle_layers(b))
+            chosen.append(bundle_layers(b, notes))
         if not models and not bundles:
             models = DEFAULT_MODELS
         for m in models:
-            chosen.append((m, model_layers(m)))
+            chosen.append((m, model_layers(m, notes)))
     except SweepError as exc:
         raise _user_error(str(exc)) from None
     if layers is not None:
@@ -195,7 +196,7 @@ def _run(*, chosen_models, bundles, layers, eng, lane_list, bit_list, block, ind
         sys.exit(1)
     finally:
         store.close()
-    for note in result.skipped:
+    for note in notes + result.skipped:
         click.echo(f"skipped: {note}")
     table = breakeven_table(result.results)
     print_table(table[["model", "layer", "shape", "engine", "lanes", "weight_bits",

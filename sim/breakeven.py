@@ -72,7 +72,7 @@ __all__ = ["LayerSpec", "EngineConfig", "Point", "BreakEven", "Store", "MemorySt
 #: Sparse engines a break-even can be measured for.
 ENGINES = ("unstructured", "bcr", "pattern")
 #: Bumped whenever the way points are drawn or run changes (part of every key).
-KEY_VERSION = 1
+KEY_VERSION = 2
 #: Weights kept per kept kernel by the pattern engine's library.
 PATTERN_KEEP = 4
 
@@ -470,6 +470,35 @@ class Drawn:
     x_dense: np.ndarray
 
 
+def _pick_sides(rng: np.random.Generator, blocks: tuple[int, int], size: int, total: int,
+                ratio: float, axis: int) -> np.ndarray:
+    """``(gr, gc, size)`` bool: in each block, a random subset of its real rows (``axis`` 0) or
+    columns (1) of the size :func:`bcr_kept` gives."""
+    gr, gc = blocks
+    n_blocks = gr if axis == 0 else gc
+    extent = np.minimum(size, total - size * np.arange(n_blocks))        # edge blocks are smaller
+    kept = np.array([bcr_kept(ratio, e, e)[0] for e in extent])
+    real = np.arange(size)[None, :] < extent[:, None]                   # (n_blocks, size)
+    if axis == 0:
+        kept, real = kept[:, None, None], real[:, None, :]
+    else:
+        kept, real = kept[None, :, None], real[None, :, :]
+    score = np.where(real, rng.random((gr, gc, size)), np.inf)
+    rank = np.argsort(np.argsort(score, axis=2, kind="stable"), axis=2, kind="stable")
+    return rank < kept
+
+
+def _bcr_mask(rng: np.random.Generator, rows: int, cols: int, block: tuple[int, int],
+              ratio: float) -> np.ndarray:
+    """A BCR mask: every ``h x w`` block keeps ``bcr_kept`` random rows times random columns."""
+    (br, bc) = block
+    gr, gc = -(-rows // br), -(-cols // bc)
+    keep_r = _pick_sides(rng, (gr, gc), br, rows, ratio, 0)
+    keep_c = _pick_sides(rng, (gr, gc), bc, cols, ratio, 1)
+    mb = keep_r[..., :, None] & keep_c[..., None, :]
+    return mb.transpose(0, 2, 1, 3).reshape(gr * br, gc * bc)[:rows, :cols]
+
+
 def draw_layer(spec: LayerSpec, config: EngineConfig, ratio: float, seed: int) -> Drawn:
     """The random layer of point ``(ratio, seed)``: the same arguments give the same arrays.
 
@@ -486,16 +515,7 @@ def draw_layer(spec: LayerSpec, config: EngineConfig, ratio: float, seed: int) -
         flat[rng.choice(rows * cols, keep, replace=False)] = True
         mask = flat.reshape(rows, cols)
     elif config.engine == "bcr":
-        br, bc = config.block
-        mask = np.zeros((rows, cols), dtype=bool)
-        for r0 in range(0, rows, br):
-            h = min(br, rows - r0)
-            for c0 in range(0, cols, bc):
-                w = min(bc, cols - c0)
-                kr, kc = bcr_kept(ratio, h, w)
-                rr = r0 + np.sort(rng.choice(h, kr, replace=False))
-                cc = c0 + np.sort(rng.choice(w, kc, replace=False))
-                mask[np.ix_(rr, cc)] = True
+        mask = _bcr_mask(rng, rows, cols, config.block, ratio)
     else:
         o, c = spec.shape[:2]
         lib = pattern_library(config.library_size).astype(bool)
