@@ -44,9 +44,10 @@ def cli() -> None:
 @click.option("--install", is_flag=True, help="Install missing Debian packages with apt-get.")
 def doctor(install: bool) -> None:
     """Check every tool the flow needs; print its version, or the command that installs it."""
+    from mobile.toolchain import check_tools as mobile_tools
     from sim import toolchain
 
-    statuses = toolchain.check_tools()
+    statuses = toolchain.check_tools() + mobile_tools()
     if install:
         missing = toolchain.missing_debian_packages(statuses)
         if missing:
@@ -55,7 +56,7 @@ def doctor(install: bool) -> None:
                 toolchain.install_debian_packages(missing)
             except (toolchain.ToolchainError, OSError) as exc:
                 raise UserError(str(exc)) from None
-            statuses = toolchain.check_tools()
+            statuses = toolchain.check_tools() + mobile_tools()
     failed = False
     for s in statuses:
         if s.ok:
@@ -203,6 +204,9 @@ def demo(out: Path, simulator: str, lanes: int, seed: int) -> None:
 from codesign.prune_cmd import prune  # noqa: E402  (after UserError, which prune uses)
 
 cli.add_command(prune)
+from codesign.mobile_cmd import mobile  # noqa: E402
+
+cli.add_command(mobile)
 
 
 def _get_layer(bundle, name: str):

@@ -106,6 +106,8 @@ class Kernel:
         ``libkernel.so`` (host) or ``kernel`` (aarch64, static).
     text_bytes : int
         ``.text`` size of the kernel code, bytes.
+    params : dict or None
+        The generator parameters (set by :func:`build_kernel`; used by :mod:`mobile.check`).
     """
 
     source: KernelSource
@@ -113,6 +115,7 @@ class Kernel:
     path: Path
 
     text_bytes: int = 0
+    params: dict[str, Any] | None = None
 
     @property
     def binary(self) -> Path:
@@ -258,4 +261,6 @@ def build_kernel(kind: str, *, target: str = "host", cache_dir: Path | None = No
         :func:`mobile.harness.time_host`.
     """
     _check_target(target)
-    return build(generate(kind, **params), target, cache_dir)
+    kernel = build(generate(kind, **params), target, cache_dir)
+    kernel.params = dict(params)
+    return kernel
