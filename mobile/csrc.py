@@ -32,6 +32,9 @@ static inline vf vf_load(const float *p) { return vld1q_f32(p); }
 static inline void vf_store(float *p, vf v) { vst1q_f32(p, v); }
 static inline vf vf_fma(vf acc, vf a, vf b) { return vfmaq_f32(acc, a, b); }
 static inline float vf_hsum(vf v) { return vaddvq_f32(v); }
+static inline void vf_hsum4(float *out, vf a, vf b, vf c, vf d) {
+    vst1q_f32(out, vpaddq_f32(vpaddq_f32(a, b), vpaddq_f32(c, d)));
+}
 
 typedef int32x4_t vi;                         /* int32 accumulator of int8 dot products */
 static inline vi vi_zero(void) { return vdupq_n_s32(0); }
@@ -45,6 +48,9 @@ static inline vi vi_dot16(vi acc, const int8_t *a, const int8_t *b) {
 #endif
 }
 static inline int32_t vi_hsum(vi v) { return vaddvq_s32(v); }
+static inline void vi_hsum4(int32_t *out, vi a, vi b, vi c, vi d) {
+    vst1q_s32(out, vpaddq_s32(vpaddq_s32(a, b), vpaddq_s32(c, d)));
+}
 
 typedef struct { int32x4_t lo, hi; } va8;     /* 8 int32 accumulators */
 static inline va8 va8_load(const int32_t *p) { va8 r = {vld1q_s32(p), vld1q_s32(p + 4)}; return r; }
@@ -63,6 +69,9 @@ static inline vf vf_load(const float *p) { vf v; memcpy(&v, p, sizeof v); return
 static inline void vf_store(float *p, vf v) { memcpy(p, &v, sizeof v); }
 static inline vf vf_fma(vf acc, vf a, vf b) { return acc + a * b; }
 static inline float vf_hsum(vf v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+static inline void vf_hsum4(float *out, vf a, vf b, vf c, vf d) {
+    out[0] = vf_hsum(a); out[1] = vf_hsum(b); out[2] = vf_hsum(c); out[3] = vf_hsum(d);
+}
 
 typedef int32_t vi __attribute__((vector_size(32)));
 typedef int8_t mk_v8b __attribute__((vector_size(8)));
@@ -77,6 +86,9 @@ static inline int32_t vi_hsum(vi v) {
     uint32_t s = 0;
     for (int k = 0; k < 8; k++) s += (uint32_t)v[k];
     return (int32_t)s;
+}
+static inline void vi_hsum4(int32_t *out, vi a, vi b, vi c, vi d) {
+    out[0] = vi_hsum(a); out[1] = vi_hsum(b); out[2] = vi_hsum(c); out[3] = vi_hsum(d);
 }
 
 typedef vi va8;

@@ -11,7 +11,8 @@ them into a whole kernel. The LSTM/GRU steps reuse the same functions.
   baseline).
 * bcr: a loop over stored blocks of the ``ir.bcr`` compact form: gather the kept inputs into
   a small buffer, dense kept-rows x kept-columns product vectorised over the columns (rows in
-  groups of 4), scatter-add into ``y``.
+  groups of 4), scatter-add into ``y``. Sub-block rows are padded with zero weights to the
+  vector width; the gather buffer's tail then holds earlier (finite) inputs times zero.
 """
 
 from __future__ import annotations
@@ -106,7 +107,11 @@ def _dot_rows(dtype: str, nrows: int, wptr: str, stride: str, xs: str, ncols: st
     lines.append("            }")
     hs = "vf_hsum" if dtype == "fp32" else "vi_hsum"
     ctype = "float" if dtype == "fp32" else "int32_t"
-    lines += [f"            {ctype} s{k} = {hs}(a{k});" for k in range(nrows)]
+    if nrows == 4:
+        lines.append(f"            {ctype} s[4];")
+        lines.append(f"            {hs}4(s, a0, a1, a2, a3);")
+    else:
+        lines += [f"            {ctype} s{k} = {hs}(a{k});" for k in range(nrows)]
     return "\n".join(lines) + "\n"
 
 
@@ -130,7 +135,6 @@ def _emit_dense(sw: SourceWriter, p: str, w: np.ndarray, b: np.ndarray, dtype: s
             f"        const {tin} *wr = {p}_w + (long)r * {cp};\n"
             "        {\n"
             + _dot_rows(dtype, 4, "wr", str(cp), f"{p}_xs", str(cp)) +
-            f"            {tacc} s[4] = {{s0, s1, s2, s3}};\n"
             f"            for (int k = 0; k < 4 && r + k < {rows}; k++) "
             f"y[r + k] = {_add(dtype, 's[k]', f'{p}_b[r + k]')};\n"
             "        }\n    }\n}\n\n")
@@ -190,13 +194,12 @@ def _emit_bcr(sw: SourceWriter, p: str, w: np.ndarray, m: np.ndarray, b: np.ndar
             f"        const int c0 = {p}_cptr[blk], nc = {p}_cptr[blk + 1] - c0;\n"
             f"        const int ncp = (nc + {vw - 1}) & ~{vw - 1};\n"
             f"        for (int j = 0; j < nc; j++) {p}_xs[j] = x[{p}_cols[c0 + j]];\n"
-            f"        for (int j = nc; j < ncp; j++) {p}_xs[j] = 0;\n"
             f"        const {tin} *v = {p}_val + {p}_vptr[blk];\n"
             f"        int i = {p}_rptr[blk];\n"
             f"        const int i1 = {p}_rptr[blk + 1];\n"
             "        for (; i + 4 <= i1; i += 4, v += 4 * ncp) {\n"
             + _dot_rows(dtype, 4, "v", "ncp", f"{p}_xs", "ncp") +
-            "".join(f"            y[{p}_rows[i + {k}]] = {_add(dtype, f'y[{p}_rows[i + {k}]]', f's{k}')};\n"
+            "".join(f"            y[{p}_rows[i + {k}]] = {_add(dtype, f'y[{p}_rows[i + {k}]]', f's[{k}]')};\n"
                     for k in range(4)) +
             "        }\n"
             "        for (; i < i1; i++, v += ncp) {\n"
