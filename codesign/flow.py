@@ -272,6 +272,9 @@ def run_demo(out: Path, simulator: str = "verilator", lanes: int = 8, seed: int 
        the layer on ``simulator`` for random 8-bit activations, checks the outputs against
        ``ir.golden.linear`` and the cycles against the engine's cycle model, and prints the
        cycles against the dense engine's.
+    3. Mobile: generated C for fc1, fc2 and conv2 (and their dense baselines), checked against
+       the golden model and timed on the host, then under qemu-aarch64 with the modelled
+       sparse/dense ratio (:func:`codesign.mobile_cmd.demo_stage`), into ``out/mobile``.
     """
     from codesign.report import layer_table, print_table
     from ir import Bundle
@@ -318,8 +321,13 @@ def run_demo(out: Path, simulator: str = "verilator", lanes: int = 8, seed: int 
     print_table(table, title="engines in RTL simulation (first input vector)")
     ok = all(r["outputs_match"] and r["cycles_match"] for r in runs)
     echo(f"outputs match golden model: {'yes' if ok else 'NO'}")
+    from codesign.mobile_cmd import demo_stage  # 3. generated C for mobile CPUs
+
+    mobile_ok = demo_stage(out / "bundle", out / "mobile", echo=echo)
+    ok = ok and mobile_ok
     write_json(out / "demo.json", {
         "accuracy_dense": result.accuracy_before, "accuracy_compressed": result.accuracy_after,
-        "lanes": lanes, "bits": bits, "simulator": simulator, "runs": runs, "ok": ok})
+        "lanes": lanes, "bits": bits, "simulator": simulator, "runs": runs,
+        "mobile_ok": mobile_ok, "ok": ok})
     echo(f"wrote {out / 'bundle'}, {out / 'verilog'}, {out / 'demo.json'}")
     return ok

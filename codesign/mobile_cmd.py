@@ -20,6 +20,8 @@ __all__ = ["mobile", "run_mobile", "demo_stage", "DEMO_LAYERS"]
 
 #: Demo bundle layers the demo's mobile stage generates code for.
 DEMO_LAYERS = ("fc1", "fc2", "conv2")
+#: Input of TinyCNN's conv2 (8x8 digits after one 2x2 pooling).
+DEMO_IMAGE = (4, 4)
 
 
 def _user_error(message: str) -> Exception:
@@ -115,7 +117,7 @@ def demo_stage(bundle_path: Path, out: Path, echo: Callable[[str], None] = print
     for target in targets:
         echo(f"mobile: generating C for {', '.join(DEMO_LAYERS)}, {target} ...")
         reports = run_mobile(bundle_path, list(DEMO_LAYERS), target, Path(out) / target,
-                             echo=echo)
+                             image=DEMO_IMAGE, echo=echo)
         ok &= all(r.ok for r in reports)
     if len(targets) == 1:
         echo("mobile: aarch64 skipped (" + ", ".join(missing_tools()) + " missing; "

