@@ -71,3 +71,15 @@ def test_bad_target_and_missing_bundle(capsys, tmp_path):
 def test_layer_list_in_error(capsys, bundle, tmp_path):
     code, _, err = run(capsys, "mobile", "--bundle", str(bundle), "--layer", "x", "--out", str(tmp_path))
     assert "layers: fc.bcr, fc2, conv, lstm, gru" in err
+
+
+def test_demo_stage_host_and_aarch64(bundle, tmp_path, monkeypatch):
+    import codesign.mobile_cmd as mc
+
+    monkeypatch.setattr(mc, "DEMO_LAYERS", ("fc2", "conv"))
+    lines: list[str] = []
+    assert mc.demo_stage(bundle, tmp_path, echo=lines.append)
+    text = "\n".join(lines)
+    assert "layer fc2 (host):" in text and "layer conv (aarch64):" in text
+    assert "sparse/dense modelled ARM ratio" in text and "FAIL" not in text
+    assert (tmp_path / "aarch64" / "conv" / "report.json").is_file()
