@@ -7,6 +7,7 @@ required, ok, version, detail, install_hint) so that ``doctor`` prints and insta
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -21,7 +22,11 @@ TOOLS = (
     ("qemu-aarch64", "qemu-user", "aarch64 checks and instruction counts"),
     ("llvm-mca-19", "llvm-19", "modelled aarch64 cycles"),
     ("llvm-mc-19", "llvm-19", "disassembly for llvm-mca"),
+    ("aarch64 libc", "libc6-dev-arm64-cross", "static aarch64 links (a recommendation of the "
+                                              "cross gcc, not a dependency)"),
 )
+#: Tools that are files rather than commands on PATH.
+_FILES = {"aarch64 libc": "/usr/aarch64-linux-gnu/lib/libc.a"}
 #: Debian packages of :data:`TOOLS`.
 DEBIAN_PACKAGES = tuple(sorted({pkg for _, pkg, _ in TOOLS}))
 
@@ -38,6 +43,12 @@ class MobileTool:
     install_hint: str
 
 
+def _find(name: str) -> str | None:
+    if name in _FILES:
+        return _FILES[name] if os.path.exists(_FILES[name]) else None
+    return shutil.which(name)
+
+
 def _version(exe: str) -> str | None:
     try:
         proc = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60,
@@ -52,16 +63,17 @@ def check_tools() -> list[MobileTool]:
     """One record per tool of :data:`TOOLS` (all required); never raises."""
     out = []
     for name, pkg, why in TOOLS:
-        exe = shutil.which(name)
+        exe = _find(name)
         hint = f"apt-get install -y {pkg}"
         if exe is None:
-            out.append(MobileTool(name, True, False, None, f"not found on PATH (needed for "
-                                  f"{why})", hint))
+            where = f"{_FILES[name]} not found" if name in _FILES else "not found on PATH"
+            out.append(MobileTool(name, True, False, None, f"{where} (needed for {why})", hint))
         else:
-            out.append(MobileTool(name, True, True, _version(exe), f"{exe} ({why})", hint))
+            version = "found" if name in _FILES else _version(exe)
+            out.append(MobileTool(name, True, True, version, f"{exe} ({why})", hint))
     return out
 
 
 def missing_tools() -> list[str]:
-    """Names of the tools of :data:`TOOLS` that are not on PATH."""
-    return [name for name, _, _ in TOOLS if shutil.which(name) is None]
+    """Names of the tools of :data:`TOOLS` that are missing."""
+    return [name for name, _, _ in TOOLS if _find(name) is None]
