@@ -84,3 +84,17 @@ def test_time_host_median_is_positive_and_host_only():
     assert 0 < t < 1e-2
     with pytest.raises(ValueError, match="repeats must be a positive integer, not 0"):
         time_host(k, random_inputs(k), repeats=0)
+
+
+def test_awkward_matrices_under_qemu(require_aarch64):
+    rng = np.random.default_rng(8)
+    w = rng.integers(-128, 128, (9, 20))
+    empty = np.zeros((9, 20), bool)
+    one = rng.integers(-128, 128, (1, 1))
+    requests = [("csr", dict(weight=w, mask=empty, dtype="int8")),
+                ("bcr", dict(weight=w, mask=empty, dtype="int8", block=(4, 8))),
+                ("bcr", dict(weight=one, dtype="int8", block=(4, 8))),
+                ("dense", dict(weight=one, dtype="int8"))]
+    for k in build_kernels(requests, "aarch64", CACHE):
+        r = check_kernel(k, seed=9, vectors=2)
+        assert r.ok, r.message
