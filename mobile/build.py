@@ -225,8 +225,11 @@ def build(source: KernelSource, target: str = "host", cache_dir: Path | None = N
             _run([*cc, "-static", "kernel.o", str(support), "-o", "kernel", "-lm"], d)
         (d / "text_bytes").write_text(str(text))
         with _lock:
-            if not final.exists():
+            try:
                 os.replace(d, final)
+            except OSError:  # another thread or process built the same kernel first
+                if not (final / "text_bytes").exists():
+                    raise
     return Kernel(source, target, final, text)
 
 
