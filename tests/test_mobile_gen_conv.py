@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ir.pattern import candidate_patterns
-from mobile.build import build_kernel, build_kernels, generate
+from mobile.build import build_kernels, generate
 from mobile.check import check_kernel
 
 CACHE = Path(__file__).resolve().parent.parent / ".mobile_cache"
@@ -44,10 +44,13 @@ def test_conv_matches_golden(kind, dtype):
 
 def test_dense_conv_other_kernel_sizes():
     rng = np.random.default_rng(5)
+    requests = []
     for kh, kw in ((1, 1), (5, 3)):
-        wt = rng.integers(-128, 128, (4, 3, kh, kw))
-        k = build_kernel("conv", weight=wt, dtype="int8", image=(9, 7), padding=(1, 2),
-                         cache_dir=CACHE)
+        requests.append(("conv", dict(weight=rng.integers(-128, 128, (4, 3, kh, kw)),
+                                      dtype="int8", image=(9, 7), padding=(1, 2))))
+        requests.append(("conv", dict(weight=rng.standard_normal((6, 3, kh, kw)).astype(
+            np.float32), image=(9, 7), padding=(1, 2))))  # 6 filters: a partial block of 4
+    for k in build_kernels(requests, cache_dir=CACHE):
         assert check_kernel(k).ok
 
 
