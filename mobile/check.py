@@ -61,6 +61,14 @@ def _masked(p: dict[str, Any], w: str, m: str) -> np.ndarray:
     return weight if mask is None else np.where(np.asarray(mask).astype(bool), weight, 0)
 
 
+def _requant(p: dict[str, Any], acc: np.ndarray) -> np.ndarray:
+    rq = p.get("requant")
+    if rq is None:
+        return acc
+    out = golden.requantize(acc, int(rq[0]), int(rq[1]), int(rq[2]))
+    return golden.relu(out) if len(rq) == 4 and rq[3] else out
+
+
 def reference(kernel: Kernel, inputs: tuple[Any, ...]
               ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...] | None]:
     """``(outputs, scales)``: the golden outputs (int8) or float64 outputs with the scales of
@@ -74,7 +82,7 @@ def reference(kernel: Kernel, inputs: tuple[Any, ...]
         b = p.get("bias")
         b = np.zeros(w.shape[0]) if b is None else np.asarray(b)
         if not fp:
-            return (golden.linear(w.astype(np.int64), x, b.astype(np.int64)),), None
+            return (_requant(p, golden.linear(w.astype(np.int64), x, b.astype(np.int64))),), None
         w64 = w.astype(np.float64)
         return (w64 @ x + b,), (np.abs(w64) @ np.abs(x) + np.abs(b),)
     if kind in ("conv", "pattern"):
@@ -85,7 +93,8 @@ def reference(kernel: Kernel, inputs: tuple[Any, ...]
         b = p.get("bias")
         b = np.zeros(w.shape[0]) if b is None else np.asarray(b)
         if not fp:
-            return (golden.conv2d(w.astype(np.int64), x, b.astype(np.int64), s, pad),), None
+            acc = golden.conv2d(w.astype(np.int64), x, b.astype(np.int64), s, pad)
+            return (_requant(p, acc),), None
         return ((conv2d_f64(w, x, b, s, pad),),
                 (conv2d_f64(np.abs(w), np.abs(x), np.abs(b), s, pad),))
     wi, wh = _masked(p, "weight_ih", "mask_ih"), _masked(p, "weight_hh", "mask_hh")

@@ -26,6 +26,7 @@ import numpy as np
 
 from ir.pattern import candidate_patterns, encode_pattern
 from mobile.gen_linear import DTYPES
+from mobile.requant import check_requant, requant_code
 from mobile.source import CTYPES, Arg, KernelSource, SourceWriter, index_ctype
 
 __all__ = ["conv_source", "conv_geometry", "default_library"]
@@ -163,7 +164,7 @@ def _dense_blocked(sw: SourceWriter, w: np.ndarray, b: np.ndarray, g: dict[str, 
               "            const int oc = fg * 4 + k;",
               f"            if (oc >= {o}) break;",
               f"            for (int oy = 0; oy < {g['oh']}; oy++)",
-              f"                memcpy(y + ((long)oc * {g['oh']} + oy) * {g['ow']}, "
+              f"                memcpy(yo + ((long)oc * {g['oh']} + oy) * {g['ow']}, "
               f"mk_acc4[k] + oy * {owp}, {g['ow']} * sizeof(float));",
               "        }", "    }"]
     return "\n".join(lines) + "\n"
@@ -210,15 +211,17 @@ def _filter_loop(sw: SourceWriter, kind: str, dtype: str, g: dict[str, int], fkw
             "            switch (cv_gpid[gi]) {\n" + cases + "            default: break;\n"
             "            }\n        }\n"
             f"        for (int oy = 0; oy < {g['oh']}; oy++)\n"
-            f"            memcpy(y + ((long)oc * {g['oh']} + oy) * {g['ow']}, mk_acc + oy * {owp}, "
+            f"            memcpy(yo + ((long)oc * {g['oh']} + oy) * {g['ow']}, mk_acc + oy * {owp}, "
             f"{g['ow']} * sizeof({tacc}));\n"
             "    }\n")
 
 
 def conv_source(kind: str, weight: Any, mask: Any = None, bias: Any = None,
                 dtype: str = "fp32", image: Any = (8, 8), stride: Any = 1, padding: Any = 0,
-                library: Any = None) -> KernelSource:
+                library: Any = None, requant: Any = None) -> KernelSource:
     """A convolution kernel ``mk_run(x (c, h, w), y (o, oh, ow))``: ``conv`` or ``pattern``.
+
+    int8 outputs are int32 accumulators, or int8 after ``requant`` (see :mod:`mobile.requant`).
 
     ``pattern`` needs 3x3 kernels whose kept masks are ``library`` patterns (default: the
     distinct kept masks of ``mask``; all must keep the same number of positions).
@@ -226,6 +229,7 @@ def conv_source(kind: str, weight: Any, mask: Any = None, bias: Any = None,
     if kind not in ("conv", "pattern"):
         raise ValueError(f"conv kind must be 'conv' or 'pattern', not {kind!r}")
     w, m, b = _prepare(weight, mask, bias, dtype)
+    rq = check_requant(requant, dtype)
     g = conv_geometry(w.shape, image, stride, padding)
     o, c, kh, kw = w.shape
     if kind == "pattern":
@@ -257,9 +261,16 @@ def conv_source(kind: str, weight: Any, mask: Any = None, bias: Any = None,
     else:
         body += _filter_loop(sw, kind, dtype, g, (order, kptr, chan, pid, values, positions),
                              b, owp, hp, wp)
+    n_out = o * g["oh"] * g["ow"]
+    if rq:
+        decl, loop = requant_code(n_out, rq)
+        sw.emit(decl)
+        body = "    int32_t *yo = mk_racc;\n" + body + loop
+    else:
+        body = "    __typeof__(y) yo = y;\n" + body
+    out_dt = np.float32 if dtype == "fp32" else (np.int8 if rq else np.int32)
     args = (Arg("x", np.dtype(np.float32 if dtype == "fp32" else np.int8), (c, g["h"], g["w"])),
-            Arg("y", np.dtype(np.float32 if dtype == "fp32" else np.int32),
-                (o, g["oh"], g["ow"]), True))
+            Arg("y", np.dtype(out_dt), (o, g["oh"], g["ow"]), True))
     pix = g["oh"] * g["ow"]
     info = {"out": o, "in": c, "kernel": [kh, kw], "image": [g["h"], g["w"]],
             "stride": [g["sh"], g["sw"]], "padding": [g["ph"], g["pw"]],

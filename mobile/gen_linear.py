@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ir.bcr import encode_bcr
+from mobile.requant import check_requant, requant_code
 from mobile.source import Arg, KernelSource, SourceWriter, index_ctype
 
 __all__ = ["DTYPES", "LINEAR_KINDS", "emit_matvec", "linear_source", "vector_width",
@@ -259,15 +260,23 @@ def matvec_info(kind: str, w: np.ndarray, m: np.ndarray, block: tuple[int, int] 
 
 
 def linear_source(kind: str, weight: Any, mask: Any = None, bias: Any = None,
-                  dtype: str = "fp32", block: tuple[int, int] | None = None) -> KernelSource:
-    """A whole ``y = W x + b`` kernel (``mk_run(x, y)``) of ``kind`` dense, csr or bcr."""
+                  dtype: str = "fp32", block: tuple[int, int] | None = None,
+                  requant: Any = None) -> KernelSource:
+    """A whole ``y = W x + b`` kernel (``mk_run(x, y)``) of ``kind`` dense, csr or bcr.
+
+    int8 outputs are int32 accumulators, or int8 after ``requant`` (see :mod:`mobile.requant`).
+    """
     w, m, b = prepare_matrix(weight, mask, bias, dtype)
+    rq = check_requant(requant, dtype)
     sw = SourceWriter()
     fn = emit_matvec(sw, "mv", kind, w, m, b, dtype, block)
-    tin, tacc, _, _ = _types(dtype)
     rows, cols = w.shape
-    args = (Arg("x", np.dtype(tin.replace("_t", "") if dtype == "int8" else np.float32),
-                (cols,)),
-            Arg("y", np.dtype(np.int32 if dtype == "int8" else np.float32), (rows,), True))
-    return sw.finish(kind, dtype, args, f"    {fn}(x, y);\n", matvec_info(kind, w, m, block,
-                                                                         dtype))
+    out_dt = np.float32 if dtype == "fp32" else (np.int8 if rq else np.int32)
+    args = (Arg("x", np.dtype(np.float32 if dtype == "fp32" else np.int8), (cols,)),
+            Arg("y", np.dtype(out_dt), (rows,), True))
+    body = f"    {fn}(x, y);\n"
+    if rq:
+        decl, loop = requant_code(rows, rq)
+        sw.emit(decl)
+        body = f"    {fn}(x, mk_racc);\n" + loop
+    return sw.finish(kind, dtype, args, body, matvec_info(kind, w, m, block, dtype))

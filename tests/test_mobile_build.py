@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ir.pattern import candidate_patterns
 from mobile.build import build_kernel, build_kernels, generate
 from mobile.check import check_kernel
 
@@ -116,3 +117,37 @@ def test_kernel_input_checks():
         k(np.array([0, 300, 0]))
     with pytest.raises(ValueError, match="kernel takes 1 inputs"):
         k(np.zeros(3), np.zeros(3))
+
+
+def test_requantized_int8_outputs():
+    rng = np.random.default_rng(12)
+    w = rng.integers(-128, 128, (13, 29))
+    m = rng.random((13, 29)) < 0.5
+    b = rng.integers(-5000, 5000, 13)
+    requests = [(kind, dict(weight=w, mask=m, bias=b, dtype="int8", requant=rq,
+                            **({"block": (4, 16)} if kind == "bcr" else {})))
+                for kind in ("dense", "csr", "bcr") for rq in ((300, 16, 8), (77, 12, 6, True))]
+    wc = rng.integers(-128, 128, (5, 3, 3, 3))
+    pmask = candidate_patterns(4)[rng.integers(0, 56, (5, 3))] > 0
+    requests += [("conv", dict(weight=wc, dtype="int8", image=(6, 7), padding=1,
+                               requant=(1000, 18, 8, True))),
+                 ("pattern", dict(weight=wc, mask=pmask, dtype="int8",
+                                  image=(6, 7), requant=(1000, 18, 8)))]
+    for k in build_kernels(requests, cache_dir=CACHE):
+        assert k.source.outputs[0].dtype == np.int8
+        r = check_kernel(k, seed=4, vectors=2)
+        assert r.ok, r.message
+
+
+@pytest.mark.parametrize("requant, message", [
+    ((1, 2), "requant must be (multiplier, shift, out_bits[, relu]), not (1, 2)"),
+    ((2**15, 2, 8), "requant multiplier must be from 0 to 32767, not 32768"),
+    ((1, 63, 8), "requant shift must be from 0 to 62, not 63"),
+    ((1, 2, 9), "requant out_bits must be from 2 to 8 (int8 outputs), not 9"),
+])
+def test_requant_errors(requant, message):
+    with pytest.raises(ValueError) as exc:
+        generate("dense", weight=np.ones((2, 2), np.int8), dtype="int8", requant=requant)
+    assert str(exc.value) == message
+    with pytest.raises(ValueError, match="requant is an int8 output stage"):
+        generate("dense", weight=np.ones((2, 2), np.float32), requant=(1, 2, 8))

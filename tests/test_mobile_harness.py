@@ -49,7 +49,8 @@ def _cases(dtype):
     return [
         ("dense", dict(weight=w(19, 35), mask=m, bias=b(19))),
         ("csr", dict(weight=w(19, 35), mask=m, bias=b(19))),
-        ("bcr", dict(weight=w(19, 35), mask=m, bias=b(19), block=(8, 16))),
+        ("bcr", dict(weight=w(19, 35), mask=m, bias=b(19), block=(8, 16),
+                     **({} if fp else {"requant": (5000, 20, 8, True)}))),
         ("conv", dict(weight=w(5, 3, 3, 3), bias=b(5), image=(6, 11), padding=1)),
         ("pattern", dict(weight=w(5, 3, 3, 3), mask=pm, bias=b(5), image=(7, 6), stride=2,
                          padding=1)),
