@@ -13,7 +13,7 @@ them into a whole kernel. The LSTM/GRU steps reuse the same functions.
 * bcr: a loop over stored blocks of the ``ir.bcr`` compact form: gather the kept inputs into
   a small buffer, dense kept-rows x kept-columns product vectorised over the columns (rows in
   groups of 4), scatter-add into ``y``. Sub-block rows are padded with zero weights to the
-  vector width; the gather buffer's tail then holds earlier (finite) inputs times zero.
+  vector width and the gather list with a valid column, so every loop runs whole vectors.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 
 from ir.bcr import encode_bcr
 from mobile.requant import check_requant, requant_code
-from mobile.source import Arg, KernelSource, SourceWriter, index_ctype
+from mobile.source import CTYPES, Arg, KernelSource, SourceWriter, index_ctype
 
 __all__ = ["DTYPES", "LINEAR_KINDS", "emit_matvec", "linear_source", "vector_width",
            "prepare_matrix"]
@@ -103,9 +103,12 @@ def _dot_rows(dtype: str, nrows: int, wptr: str, stride: str, xs: str, ncols: st
     z, acc = ("vf_zero()", "vf") if dtype == "fp32" else ("vi_zero()", "vi")
 
     def waddr(k: int) -> str:
-        return f"{wptr} + 4 * j + {k * vw}" if panel else f"{wptr} + {k} * {stride} + j"
+        return f"{wptr} + 4 * j + {k * vw}" if panel else f"w{k} + j"
     lines = [f"            {acc} a{k} = {z};" for k in range(nrows)]
-    lines.append(f"            for (int j = 0; j < {ncols}; j += {vw}) {{")
+    if not panel:
+        wt = "float" if dtype == "fp32" else "int8_t"
+        lines += [f"            const {wt} *w{k} = {wptr} + {k} * {stride};" for k in range(nrows)]
+    lines.append(f"            for (long j = 0; j < {ncols}; j += {vw}) {{")
     if dtype == "fp32":
         lines.append(f"                vf xv = vf_load({xs} + j);")
         lines += [f"                a{k} = vf_fma(a{k}, vf_load({waddr(k)}), xv);"
@@ -184,10 +187,11 @@ def _emit_bcr(sw: SourceWriter, p: str, w: np.ndarray, m: np.ndarray, b: np.ndar
         padded = np.zeros((len(ra), ncp), dtype=wdt)
         padded[:, :len(ca)] = sub
         rows_abs.append(ra)
-        cols_abs.append(ca)
+        # pad the gather list to ncp with a valid column (its weights are zero)
+        cols_abs.append(np.concatenate([ca, np.full(ncp - len(ca), ca[0])]))
         vals.append(padded.reshape(-1))
         rptr.append(rptr[-1] + len(ra))
-        cptr.append(cptr[-1] + len(ca))
+        cptr.append(cptr[-1] + ncp)
         vptr.append(vptr[-1] + padded.size)
     nblk = enc.block_count
     sw.const(f"{p}_rptr", rptr, np.int32)
@@ -202,12 +206,14 @@ def _emit_bcr(sw: SourceWriter, p: str, w: np.ndarray, m: np.ndarray, b: np.ndar
             f"static void {p}(const {tin} *x, {tacc} *y) {{\n"
             f"    for (int r = 0; r < {rows}; r++) y[r] = {p}_b[r];\n"
             f"    for (int blk = 0; blk < {nblk}; blk++) {{\n"
-            f"        const int c0 = {p}_cptr[blk], nc = {p}_cptr[blk + 1] - c0;\n"
-            f"        const int ncp = (nc + {vw - 1}) & ~{vw - 1};\n"
-            f"        for (int j = 0; j < nc; j++) {p}_xs[j] = x[{p}_cols[c0 + j]];\n"
+            f"        const long c0 = {p}_cptr[blk], ncp = {p}_cptr[blk + 1] - c0;\n"
+            f"        const {CTYPES[index_ctype(cols)]} *cl = {p}_cols + c0;\n"
+            "        for (long j = 0; j < ncp; j += 4) {\n"
+            + "".join(f"            {p}_xs[j + {q}] = x[cl[j + {q}]];\n" for q in range(4)) +
+            "        }\n"
             f"        const {tin} *v = {p}_val + {p}_vptr[blk];\n"
-            f"        int i = {p}_rptr[blk];\n"
-            f"        const int i1 = {p}_rptr[blk + 1];\n"
+            f"        long i = {p}_rptr[blk];\n"
+            f"        const long i1 = {p}_rptr[blk + 1];\n"
             "        for (; i + 4 <= i1; i += 4, v += 4 * ncp) {\n"
             + _dot_rows(dtype, 4, "v", "ncp", f"{p}_xs", "ncp") +
             "".join(f"            y[{p}_rows[i + {k}]] = {_add(dtype, f'y[{p}_rows[i + {k}]]', f's[{k}]')};\n"
