@@ -40,6 +40,7 @@ from mobile import csrc
 from mobile.source import KernelSource
 
 __all__ = ["TARGETS", "KINDS", "Kernel", "BuildError", "build", "build_kernel", "build_kernels",
+           "build_recipe",
            "generate",
            "default_cache_dir", "ICACHE_BUDGET"]
 
@@ -181,6 +182,19 @@ class Kernel:
         from mobile.harness import run_qemu
 
         return run_qemu(self, inputs)
+
+
+def build_recipe(target: str) -> tuple[str, str, str]:
+    """``(support file name, its C text, shell commands)`` that rebuild a kernel folder by hand
+    exactly as :func:`build` does."""
+    cc = " ".join(_FLAGS[_check_target(target)][0])
+    if target == "host":
+        return ("mk_runtime.c", csrc.RUNTIME_C,
+                f"{cc} -c kernel.c -o kernel.o\n"
+                f"{cc} -shared kernel.o mk_runtime.c -o libkernel.so -lm\n")
+    return ("mk_main.c", csrc.MAIN_C,
+            f"{cc} -c kernel.c -o kernel.o\n{cc} -static kernel.o mk_main.c -o kernel -lm\n"
+            "qemu-aarch64 ./kernel REPEATS in0.bin ... out0.bin ...   # raw little-endian arrays\n")
 
 
 def _support_object(cache: Path, target: str) -> Path:

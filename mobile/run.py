@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ir import Layer
-from mobile.build import ICACHE_BUDGET, Kernel, build_kernels
+from mobile.build import ICACHE_BUDGET, Kernel, build_kernels, build_recipe
 from mobile.check import CheckResult, check_kernel, random_inputs
 from mobile.cost import MCA_MODELS, Cost, cost_ratio, kernel_cost
 from mobile.harness import time_host
@@ -103,6 +103,9 @@ def _write_sources(kernels: list[tuple[str, Kernel]], report: LayerReport, dest:
             for f in sorted(k.path.iterdir()):
                 if f.suffix in (".c", ".h", ".bin"):
                     shutil.copyfile(f, d / f.name)
+            name, text, commands = build_recipe(k.target)
+            (d / name).write_text(text)
+            (d / "BUILD.txt").write_text(commands)
         (tmp / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
         if dest.exists():
             shutil.rmtree(dest)
@@ -118,8 +121,8 @@ def run_layer(layer: Layer, target: str = "host", out: Path | None = None, *,
               seed: int = 0, cache_dir: Path | None = None) -> LayerReport:
     """Generate, build, check and cost every kernel of ``layer`` (see :mod:`mobile.layers`).
 
-    ``out``: write ``out/<layer>/<role>_<kind>_<dtype>_<target>/`` (C source, header, data)
-    and ``out/<layer>/report.json``. ``measure``: time (host) or model (aarch64) each kernel.
+    ``out``: write ``out/<layer>/<role>_<kind>_<dtype>_<target>/`` (C source, header, data,
+    runtime or harness main, ``BUILD.txt`` with the commands) and ``out/<layer>/report.json``. ``measure``: time (host) or model (aarch64) each kernel.
     """
     report = LayerReport(layer.name, target, budget)
     built = []

@@ -26,7 +26,9 @@ def test_all_layers_on_host(capsys, bundle, tmp_path):
     assert "sparse/dense host time ratio:" in out and "csr/dense host time ratio:" in out
     rep = json.loads((tmp_path / "m" / "fc_bcr" / "report.json").read_text())
     assert rep["ok"] and [k["kind"] for k in rep["kernels"]] == ["bcr", "csr", "dense"]
-    assert (tmp_path / "m" / "conv" / "sparse_pattern_int8_host" / "kernel.c").is_file()
+    kdir = tmp_path / "m" / "conv" / "sparse_pattern_int8_host"
+    assert (kdir / "kernel.c").is_file() and (kdir / "mk_runtime.c").is_file()
+    assert "-march=x86-64-v3" in (kdir / "BUILD.txt").read_text()
 
 
 def test_one_layer_on_aarch64_with_modelled_ratio(capsys, bundle, tmp_path):
