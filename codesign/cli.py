@@ -45,9 +45,10 @@ def cli() -> None:
 @click.option("--install", is_flag=True, help="Install missing Debian packages with apt-get.")
 def doctor(install: bool) -> None:
     """Check every tool the flow needs; print its version, or the command that installs it."""
+    from mobile.toolchain import check_tools as mobile_tools
     from sim import toolchain
 
-    statuses = toolchain.check_tools()
+    statuses = toolchain.check_tools() + mobile_tools()
     if install:
         missing = toolchain.missing_debian_packages(statuses)
         if missing:
@@ -56,7 +57,7 @@ def doctor(install: bool) -> None:
                 toolchain.install_debian_packages(missing)
             except (toolchain.ToolchainError, OSError) as exc:
                 raise UserError(str(exc)) from None
-            statuses = toolchain.check_tools()
+            statuses = toolchain.check_tools() + mobile_tools()
     failed = False
     for s in statuses:
         if s.ok:
@@ -201,17 +202,15 @@ def demo(out: Path, simulator: str, lanes: int, seed: int) -> None:
         sys.exit(1)
 
 
-from codesign.prune_cmd import prune  # noqa: E402  (after UserError, which prune uses)
-from codesign.retrain_cmd import retrain  # noqa: E402
-
-cli.add_command(prune)
+# Commands in their own modules (they import UserError from this one, so they come after it).
 from codesign.loop_cmd import loop  # noqa: E402
-
-cli.add_command(loop)
+from codesign.mobile_cmd import mobile  # noqa: E402
+from codesign.prune_cmd import prune  # noqa: E402
+from codesign.retrain_cmd import retrain  # noqa: E402
 from codesign.sweep_cmd import sweep  # noqa: E402
 
-cli.add_command(sweep)
-cli.add_command(retrain)
+for _command in (prune, retrain, loop, sweep, mobile):
+    cli.add_command(_command)
 
 
 def _get_layer(bundle, name: str):

@@ -301,6 +301,9 @@ def run_demo(out: Path, simulator: str = "verilator", lanes: int = 8, seed: int 
        cycles against the dense engine's.
     3. The loop (:func:`demo_loop`): break-evens of the layers measured in RTL, the plan
        changed by them, compressed again, the before/after table, the loop's layers in RTL.
+    4. Mobile: generated C for fc1, fc2 and conv2 (and their dense baselines), checked against
+       the golden model and timed on the host, then under qemu-aarch64 with the modelled
+       sparse/dense ratio (:func:`codesign.mobile_cmd.demo_stage`), into ``out/mobile``.
     """
     from codesign.report import layer_table, print_table
     from ir import Bundle
@@ -351,11 +354,17 @@ def run_demo(out: Path, simulator: str = "verilator", lanes: int = 8, seed: int 
 
     loop = demo_loop(trained, out, lanes=lanes, simulator=simulator, seed=seed, echo=echo)
     ok = ok and loop["ok"]
+
+    from codesign.mobile_cmd import demo_stage  # 4. generated C for mobile CPUs
+
+    mobile_ok = demo_stage(out / "bundle", out / "mobile", echo=echo)
+    ok = ok and mobile_ok
     write_json(out / "demo.json", {
         "accuracy_dense": result.accuracy_before, "accuracy_compressed": result.accuracy_after,
         "lanes": lanes, "bits": bits, "simulator": simulator, "runs": runs, "loop": loop,
-        "ok": ok})
-    echo(f"wrote {out / 'bundle'}, {out / 'verilog'}, {out / 'loop'}, {out / 'demo.json'}")
+        "mobile_ok": mobile_ok, "ok": ok})
+    echo(f"wrote {out / 'bundle'}, {out / 'verilog'}, {out / 'loop'}, {out / 'mobile'}, "
+         f"{out / 'demo.json'}")
     return ok
 
 

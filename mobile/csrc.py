@@ -1,0 +1,182 @@
+"""C text shared by every generated kernel: the vector layer, the runtime and the test main.
+
+``VEC_H`` is one small vector API with two implementations of the *same* operations: NEON
+intrinsics on aarch64 and GCC vector extensions elsewhere (so the host build runs the very same
+algorithm; on x86-64-v3 the int8 dot step uses AVX2's ``vpmaddwd``, the same arithmetic). Generated kernels only use this API, plain C loops and ``static``/``extern`` data.
+
+Kernel ABI (every generated ``kernel.c`` defines these, non-static)::
+
+    const int mk_nargs;                 number of arguments (inputs first, then outputs)
+    const unsigned long mk_arg_bytes[]; bytes of each argument
+    const int mk_arg_out[];             1 for an output argument
+    void mk_run(void *const *args);     one call of the kernel
+
+``RUNTIME_C`` adds ``mk_time`` (median timing on the host through ctypes); ``MAIN_C`` is the
+harness binary: ``kernel REPEATS in0.bin ... out0.bin ...`` reads the inputs, calls ``mk_run``
+REPEATS times and writes the outputs.
+"""
+
+VEC_H = r"""/* mk_vec.h: the vector layer of generated kernels (NEON or GCC vector extensions). */
+#ifndef MK_VEC_H
+#define MK_VEC_H
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__aarch64__) && defined(__ARM_NEON) && !defined(MK_PORTABLE)
+#include <arm_neon.h>
+#define MK_NEON 1
+typedef float32x4_t vf;                       /* 4 floats */
+static inline vf vf_zero(void) { return vdupq_n_f32(0.0f); }
+static inline vf vf_dup(float s) { return vdupq_n_f32(s); }
+static inline vf vf_load(const float *p) { return vld1q_f32(p); }
+static inline void vf_store(float *p, vf v) { vst1q_f32(p, v); }
+static inline vf vf_fma(vf acc, vf a, vf b) { return vfmaq_f32(acc, a, b); }
+/* acc + a * w[lane]; w is a register (NEON) or, in the portable path, broadcast from wp. */
+#define vf_fma_lane(acc, a, w, wp, lane) vfmaq_laneq_f32((acc), (a), (w), (lane))
+static inline float vf_hsum(vf v) { return vaddvq_f32(v); }
+static inline void vf_hsum4(float *out, vf a, vf b, vf c, vf d) {
+    vst1q_f32(out, vpaddq_f32(vpaddq_f32(a, b), vpaddq_f32(c, d)));
+}
+
+typedef int32x4_t vi;                         /* int32 accumulator of int8 dot products */
+static inline vi vi_zero(void) { return vdupq_n_s32(0); }
+static inline vi vi_dot16(vi acc, const int8_t *a, const int8_t *b) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    return vdotq_s32(acc, vld1q_s8(a), vld1q_s8(b));
+#else
+    int8x16_t va = vld1q_s8(a), vb = vld1q_s8(b);
+    acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(va), vget_low_s8(vb)));
+    return vpadalq_s16(acc, vmull_high_s8(va, vb));
+#endif
+}
+static inline int32_t vi_hsum(vi v) { return vaddvq_s32(v); }
+static inline void vi_hsum4(int32_t *out, vi a, vi b, vi c, vi d) {
+    vst1q_s32(out, vpaddq_s32(vpaddq_s32(a, b), vpaddq_s32(c, d)));
+}
+
+typedef struct { int32x4_t lo, hi; } va8;     /* 8 int32 accumulators */
+static inline va8 va8_load(const int32_t *p) { va8 r = {vld1q_s32(p), vld1q_s32(p + 4)}; return r; }
+static inline void va8_store(int32_t *p, va8 v) { vst1q_s32(p, v.lo); vst1q_s32(p + 4, v.hi); }
+static inline va8 va8_mla(va8 acc, const int8_t *x, int16_t w) {
+    int16x8_t x16 = vmovl_s8(vld1_s8(x));
+    acc.lo = vmlal_n_s16(acc.lo, vget_low_s16(x16), w);
+    acc.hi = vmlal_high_n_s16(acc.hi, x16, w);
+    return acc;
+}
+#else
+typedef float vf __attribute__((vector_size(16)));
+static inline vf vf_zero(void) { vf v = {0.0f, 0.0f, 0.0f, 0.0f}; return v; }
+static inline vf vf_dup(float s) { vf v = {s, s, s, s}; return v; }
+static inline vf vf_load(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
+static inline void vf_store(float *p, vf v) { memcpy(p, &v, sizeof v); }
+static inline vf vf_fma(vf acc, vf a, vf b) { return acc + a * b; }
+#define vf_fma_lane(acc, a, w, wp, lane) ((acc) + (a) * vf_dup((wp)[(lane)]))
+static inline float vf_hsum(vf v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+static inline void vf_hsum4(float *out, vf a, vf b, vf c, vf d) {
+    out[0] = vf_hsum(a); out[1] = vf_hsum(b); out[2] = vf_hsum(c); out[3] = vf_hsum(d);
+}
+
+typedef int32_t vi __attribute__((vector_size(32)));
+typedef int8_t mk_v8b __attribute__((vector_size(8)));
+static inline vi vi_zero(void) { vi v = {0, 0, 0, 0, 0, 0, 0, 0}; return v; }
+#if defined(__AVX2__)
+#include <immintrin.h>
+/* x86-64-v3: the same 16-element int8 dot step, widened to int16 pairs (vpmaddwd). */
+static inline vi vi_dot16(vi acc, const int8_t *a, const int8_t *b) {
+    __m256i a16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a));
+    __m256i b16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b));
+    return acc + (vi)_mm256_madd_epi16(a16, b16);
+}
+#else
+static inline vi vi_dot16(vi acc, const int8_t *a, const int8_t *b) {
+    mk_v8b a0, a1, b0, b1;
+    memcpy(&a0, a, 8); memcpy(&a1, a + 8, 8); memcpy(&b0, b, 8); memcpy(&b1, b + 8, 8);
+    acc += __builtin_convertvector(a0, vi) * __builtin_convertvector(b0, vi);
+    return acc + __builtin_convertvector(a1, vi) * __builtin_convertvector(b1, vi);
+}
+#endif
+static inline int32_t vi_hsum(vi v) {
+    uint32_t s = 0;
+    for (int k = 0; k < 8; k++) s += (uint32_t)v[k];
+    return (int32_t)s;
+}
+static inline void vi_hsum4(int32_t *out, vi a, vi b, vi c, vi d) {
+    out[0] = vi_hsum(a); out[1] = vi_hsum(b); out[2] = vi_hsum(c); out[3] = vi_hsum(d);
+}
+
+typedef vi va8;
+static inline va8 va8_load(const int32_t *p) { va8 v; memcpy(&v, p, sizeof v); return v; }
+static inline void va8_store(int32_t *p, va8 v) { memcpy(p, &v, sizeof v); }
+static inline va8 va8_mla(va8 acc, const int8_t *x, int16_t w) {
+    mk_v8b xv; memcpy(&xv, x, 8);
+    return acc + __builtin_convertvector(xv, va8) * (int32_t)w;
+}
+#endif
+
+/* Integer rules of ir.fixedpoint: round half up shifts, symmetric saturation, int32 wrap. */
+static inline int32_t mk_wrap_add(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
+static inline int64_t mk_round_shift(int64_t v, int s) {
+    if (s > 0) return (v + ((int64_t)1 << (s - 1))) >> s;
+    return v * ((int64_t)1 << (-s));
+}
+static inline int64_t mk_sat(int64_t v, int bits) {
+    int64_t hi = ((int64_t)1 << (bits - 1)) - 1;
+    return v > hi ? hi : (v < -hi ? -hi : v);
+}
+#endif
+"""
+
+RUNTIME_C = r"""/* mk_runtime.c: host timing entry point (loaded with ctypes). */
+#include <time.h>
+extern void mk_run(void *const *args);
+static double mk_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+/* samples[k] = seconds per call, averaged over `inner` calls; `outer` samples. */
+void mk_time(void *const *args, long inner, long outer, double *samples) {
+    for (long k = 0; k < outer; k++) {
+        double t0 = mk_now();
+        for (long i = 0; i < inner; i++) mk_run(args);
+        samples[k] = (mk_now() - t0) / (double)inner;
+    }
+}
+"""
+
+MAIN_C = r"""/* mk_main.c: run a kernel on argument files: kernel REPEATS in... out... */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+extern const int mk_nargs;
+extern const unsigned long mk_arg_bytes[];
+extern const int mk_arg_out[];
+extern void mk_run(void *const *args);
+int main(int argc, char **argv) {
+    if (argc != mk_nargs + 2) { fprintf(stderr, "usage: %s REPEATS ARG...\n", argv[0]); return 2; }
+    long reps = atol(argv[1]);
+    void *args[64];
+    for (int i = 0; i < mk_nargs; i++) {
+        unsigned long n = (mk_arg_bytes[i] + 63) / 64 * 64;
+        args[i] = aligned_alloc(64, n ? n : 64);
+        memset(args[i], 0, n ? n : 64);
+        if (!mk_arg_out[i]) {
+            FILE *f = fopen(argv[i + 2], "rb");
+            if (!f || fread(args[i], 1, mk_arg_bytes[i], f) != mk_arg_bytes[i]) {
+                fprintf(stderr, "cannot read %s\n", argv[i + 2]); return 1;
+            }
+            fclose(f);
+        }
+    }
+    for (long r = 0; r < reps; r++) mk_run(args);
+    for (int i = 0; i < mk_nargs; i++) {
+        if (!mk_arg_out[i]) continue;
+        FILE *f = fopen(argv[i + 2], "wb");
+        if (!f || fwrite(args[i], 1, mk_arg_bytes[i], f) != mk_arg_bytes[i]) {
+            fprintf(stderr, "cannot write %s\n", argv[i + 2]); return 1;
+        }
+        fclose(f);
+    }
+    return 0;
+}
+"""

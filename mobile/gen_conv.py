@@ -1,0 +1,279 @@
+"""Convolution generators: dense direct convolution and pattern + connectivity pruned 3x3.
+
+Both share one loop structure, so their ratio measures sparsity alone:
+
+* the input is copied once into a zero-padded work buffer;
+* per output filter, an accumulator plane (rows padded to the vector width) starts at the bias;
+* each kept kernel adds its taps to the plane row by row, vectorised along the output row
+  (stride 1; a scalar row loop for other strides);
+* the plane is copied into the output.
+
+The fp32 stride-1 dense baseline is register-blocked over 4 output filters (each input vector
+load feeds 4 accumulators; the 4 filters' weights of a tap are one vector, used lane by lane),
+so the pattern kernel is measured against a dense kernel that reuses its inputs.
+
+``pattern`` uses the ``ir.pattern`` FKW form: filters reordered for load balance, kernels grouped
+by pattern inside each filter, one specialised function per pattern used (its tap offsets are
+constants), connectivity-pruned kernels simply absent. ``conv`` is the dense baseline: one
+function with every ``kh x kw`` tap, called on every input channel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ir.pattern import candidate_patterns, encode_pattern
+from mobile.gen_linear import DTYPES
+from mobile.requant import check_requant, requant_code
+from mobile.source import CTYPES, Arg, KernelSource, SourceWriter, index_ctype
+
+__all__ = ["conv_source", "conv_geometry", "default_library"]
+
+
+def _pair(v: Any, what: str, lo: int) -> tuple[int, int]:
+    t = tuple(v) if isinstance(v, tuple | list) else (v, v)
+    if len(t) != 2 or not all(isinstance(a, int | np.integer) and a >= lo for a in t):
+        raise ValueError(f"{what} must be an integer >= {lo} or a pair of them, not {v!r}")
+    return int(t[0]), int(t[1])
+
+
+def conv_geometry(weight_shape: tuple[int, ...], image: Any, stride: Any, padding: Any
+                  ) -> dict[str, int]:
+    """Sizes of a convolution: c, h, w, o, kh, kw, sh, sw, ph, pw, oh, ow (checked)."""
+    o, c, kh, kw = weight_shape
+    h, w = _pair(image, "image", 1)
+    sh, sw = _pair(stride, "stride", 1)
+    ph, pw = _pair(padding, "padding", 0)
+    if kh > h + 2 * ph or kw > w + 2 * pw:
+        raise ValueError(f"kernel {kh}x{kw} does not fit the padded image "
+                         f"{h + 2 * ph}x{w + 2 * pw}")
+    return {"o": o, "c": c, "h": h, "w": w, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "ph": ph,
+            "pw": pw, "oh": (h + 2 * ph - kh) // sh + 1, "ow": (w + 2 * pw - kw) // sw + 1}
+
+
+def default_library(mask: np.ndarray) -> np.ndarray:
+    """The distinct kept 3x3 kernel masks of ``mask`` (sorted), or one 4-of-9 pattern if none."""
+    k = mask.reshape(-1, 9).astype(np.uint8)
+    k = k[k.any(axis=1)]
+    if len(k) == 0:
+        return candidate_patterns(4)[:1]
+    return np.unique(k, axis=0)[::-1].reshape(-1, 3, 3).copy()
+
+
+def _prepare(weight: Any, mask: Any, bias: Any, dtype: str
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    w = np.asarray(weight)
+    if w.ndim != 4 or 0 in w.shape:
+        raise ValueError(f"conv weight must be 4-D (out, in, kh, kw) and non-empty, not shape "
+                         f"{w.shape} (grouped convolutions are not generated)")
+    m = np.ones(w.shape, dtype=bool) if mask is None else np.asarray(mask).astype(bool)
+    if m.shape != w.shape:
+        raise ValueError(f"conv mask has shape {m.shape}, expected {w.shape}")
+    if dtype == "int8":
+        if w.dtype.kind not in "iu":
+            raise ValueError(f"int8 kernels need integer weights, not dtype {w.dtype}")
+        if w.size and (w.min() < -128 or w.max() > 127):
+            raise ValueError("int8 kernels need weight values in [-128, 127]")
+    wdt = np.float32 if dtype == "fp32" else np.int8
+    bdt = np.float32 if dtype == "fp32" else np.int32
+    w = np.where(m, w, 0).astype(wdt)
+    b = np.zeros(w.shape[0], bdt) if bias is None else np.asarray(bias)
+    if b.shape != (w.shape[0],):
+        raise ValueError(f"conv bias has shape {b.shape}, expected {(w.shape[0],)}")
+    if dtype == "int8" and b.dtype.kind not in "iu":
+        raise ValueError("int8 kernels need an int32 bias")
+    return w, m, b.astype(bdt)
+
+
+def _tap_function(name: str, taps: list[tuple[int, int]], g: dict[str, int], dtype: str,
+                  owp: int, hp: int, wp: int, idx_ctype: str) -> str:
+    """C function adding ``nk`` kernels (channel list, tap weights) with fixed tap offsets."""
+    tin = "float" if dtype == "fp32" else "int8_t"
+    tacc = "float" if dtype == "fp32" else "int32_t"
+    n = len(taps)
+    lines = [f"static void {name}({tacc} *acc, const {idx_ctype} *ch, const {tin} *w, int nk) {{",
+             f"    for (int k = 0; k < nk; k++, w += {n}) {{",
+             f"        const {tin} *xc = mk_xp + (long)ch[k] * {hp * wp};"]
+    vec = g["sw"] == 1
+    if vec and dtype == "fp32":
+        lines += [f"        const vf w{t} = vf_dup(w[{t}]);" for t in range(n)]
+    else:
+        lines += [f"        const {'float' if dtype == 'fp32' else 'int16_t'} w{t} = w[{t}];"
+                  for t in range(n)]
+    lines += [f"        for (int oy = 0; oy < {g['oh']}; oy++) {{",
+              f"            {tacc} *a = acc + oy * {owp};"]
+    lines += [f"            const {tin} *r{t} = xc + (oy * {g['sh']} + {dy}) * {wp} + {dx};"
+              for t, (dy, dx) in enumerate(taps)]
+    if vec and dtype == "fp32":
+        lines += [f"            for (int ox = 0; ox < {owp}; ox += 4) {{",
+                  "                vf v = vf_load(a + ox);"]
+        lines += [f"                v = vf_fma(v, w{t}, vf_load(r{t} + ox));" for t in range(n)]
+        lines += ["                vf_store(a + ox, v);", "            }"]
+    elif vec:
+        lines += [f"            for (int ox = 0; ox < {owp}; ox += 8) {{",
+                  "                va8 v = va8_load(a + ox);"]
+        lines += [f"                v = va8_mla(v, r{t} + ox, w{t});" for t in range(n)]
+        lines += ["                va8_store(a + ox, v);", "            }"]
+    else:
+        terms = " + ".join(f"({tacc})w{t} * ({tacc})r{t}[ox * {g['sw']}]" for t in range(n))
+        lines += [f"            for (int ox = 0; ox < {g['ow']}; ox++) a[ox] += {terms};"]
+    lines += ["        }", "    }", "}", ""]
+    return "\n".join(lines) + "\n"
+
+
+def _dense_blocked(sw: SourceWriter, w: np.ndarray, b: np.ndarray, g: dict[str, int],
+                   owp: int, hp: int, wp: int) -> str:
+    """fp32 stride-1 dense convolution body, 4 output filters at a time: each input vector
+    load feeds 4 accumulators, the 4 filters' weights of one tap sit in one vector register."""
+    o, c, kh, kw = w.shape
+    op, taps = -(-o // 4) * 4, kh * kw
+    wpad = np.zeros((op, c, taps), np.float32)
+    wpad[:o] = w.reshape(o, c, taps)
+    bpad = np.zeros(op, np.float32)
+    bpad[:o] = b
+    # layout [filter group][channel][tap][filter in group]
+    sw.const("cvb_w", wpad.reshape(op // 4, 4, c, taps).transpose(0, 2, 3, 1), np.float32)
+    sw.const("cvb_b", bpad, np.float32)
+    plane = g["oh"] * owp
+    sw.emit(f"static float mk_acc4[4][{plane}] __attribute__((aligned(64)));\n\n")
+    lines = [f"    for (int fg = 0; fg < {op // 4}; fg++) {{",
+             "        for (int k = 0; k < 4; k++)",
+             f"            for (int i = 0; i < {plane}; i++) mk_acc4[k][i] = cvb_b[fg * 4 + k];",
+             f"        for (int ci = 0; ci < {c}; ci++) {{",
+             f"            const float *xc = mk_xp + (long)ci * {hp * wp};",
+             f"            const float *wc = cvb_w + ((long)fg * {c} + ci) * {taps * 4};"]
+    lines += [f"            const vf w{t} = vf_load(wc + {4 * t});" for t in range(taps)]
+    lines += [f"            for (int oy = 0; oy < {g['oh']}; oy++) {{"]
+    lines += [f"                float *a{k} = mk_acc4[{k}] + oy * {owp};" for k in range(4)]
+    lines += [f"                const float *r{t} = xc + (oy * {g['sh']} + {t // kw}) * {wp} + "
+              f"{t % kw};" for t in range(taps)]
+    lines += [f"                for (int ox = 0; ox < {owp}; ox += 4) {{"]
+    lines += [f"                    vf v{k} = vf_load(a{k} + ox);" for k in range(4)]
+    for t in range(taps):
+        lines.append(f"                    {{ const vf xv = vf_load(r{t} + ox);")
+        lines += [f"                      v{k} = vf_fma_lane(v{k}, xv, w{t}, wc + {4 * t}, {k});"
+                  for k in range(4)]
+        lines.append("                    }")
+    lines += [f"                    vf_store(a{k} + ox, v{k});" for k in range(4)]
+    lines += ["                }", "            }", "        }",
+              "        for (int k = 0; k < 4; k++) {",
+              "            const int oc = fg * 4 + k;",
+              f"            if (oc >= {o}) break;",
+              f"            for (int oy = 0; oy < {g['oh']}; oy++)",
+              f"                memcpy(yo + ((long)oc * {g['oh']} + oy) * {g['ow']}, "
+              f"mk_acc4[k] + oy * {owp}, {g['ow']} * sizeof(float));",
+              "        }", "    }"]
+    return "\n".join(lines) + "\n"
+
+
+def _filter_loop(sw: SourceWriter, kind: str, dtype: str, g: dict[str, int], fkw: tuple,
+                 b: np.ndarray, owp: int, hp: int, wp: int) -> str:
+    """Body of the per-filter loop: an accumulator plane per stored filter, one specialised
+    tap function per pattern called on each run of same-pattern kernels."""
+    order, kptr, chan, pid, values, positions = fkw
+    o, c, kw = g["o"], g["c"], g["kw"]
+    tacc = "float" if dtype == "fp32" else "int32_t"
+    # Groups: per stored filter, runs of kernels with one pattern.
+    grp_ptr, grp_pid, grp_k0 = [0], [], []
+    for f in range(o):
+        k0, k1 = int(kptr[f]), int(kptr[f + 1])
+        for k in range(k0, k1):
+            if k == k0 or pid[k] != pid[k - 1]:
+                grp_pid.append(int(pid[k]))
+                grp_k0.append(k)
+        grp_ptr.append(len(grp_pid))
+    grp_k0.append(len(chan))
+    used = sorted(set(grp_pid))
+    ictype = CTYPES[index_ctype(c)]
+    sw.const("cv_order", order, index_ctype(o))
+    sw.const("cv_gptr", grp_ptr, np.int32)
+    sw.const("cv_gpid", grp_pid, np.uint8 if len(positions) < 256 else np.int32)
+    sw.const("cv_gk0", grp_k0, np.int32)
+    sw.const("cv_chan", chan, index_ctype(c))
+    sw.const("cv_val", values, np.float32 if dtype == "fp32" else np.int8)
+    sw.const("cv_b", b, b.dtype)
+    sw.emit(f"static {tacc} mk_acc[{g['oh'] * owp}] __attribute__((aligned(64)));\n\n")
+    n = positions.shape[1]
+    for p in used:
+        taps = [(int(q) // kw, int(q) % kw) for q in positions[p]]
+        sw.emit(_tap_function(f"pat{p}", taps, g, dtype, owp, hp, wp, ictype))
+    cases = "".join(f"            case {p}: pat{p}(mk_acc, cv_chan + k0, cv_val + (long)k0 * {n}, "
+                    "k1 - k0); break;\n" for p in used)
+    return (f"    for (int f = 0; f < {o}; f++) {{\n"
+            "        const int oc = cv_order[f];\n"
+            f"        for (int i = 0; i < {g['oh'] * owp}; i++) mk_acc[i] = cv_b[oc];\n"
+            "        for (int gi = cv_gptr[f]; gi < cv_gptr[f + 1]; gi++) {\n"
+            "            const int k0 = cv_gk0[gi], k1 = cv_gk0[gi + 1];\n"
+            "            switch (cv_gpid[gi]) {\n" + cases + "            default: break;\n"
+            "            }\n        }\n"
+            f"        for (int oy = 0; oy < {g['oh']}; oy++)\n"
+            f"            memcpy(yo + ((long)oc * {g['oh']} + oy) * {g['ow']}, mk_acc + oy * {owp}, "
+            f"{g['ow']} * sizeof({tacc}));\n"
+            "    }\n")
+
+
+def conv_source(kind: str, weight: Any, mask: Any = None, bias: Any = None,
+                dtype: str = "fp32", image: Any = (8, 8), stride: Any = 1, padding: Any = 0,
+                library: Any = None, requant: Any = None) -> KernelSource:
+    """A convolution kernel ``mk_run(x (c, h, w), y (o, oh, ow))``: ``conv`` or ``pattern``.
+
+    int8 outputs are int32 accumulators, or int8 after ``requant`` (see :mod:`mobile.requant`).
+
+    ``pattern`` needs 3x3 kernels whose kept masks are ``library`` patterns (default: the
+    distinct kept masks of ``mask``; all must keep the same number of positions).
+    """
+    if kind not in ("conv", "pattern"):
+        raise ValueError(f"conv kind must be 'conv' or 'pattern', not {kind!r}")
+    w, m, b = _prepare(weight, mask, bias, dtype)
+    rq = check_requant(requant, dtype)
+    g = conv_geometry(w.shape, image, stride, padding)
+    o, c, kh, kw = w.shape
+    if kind == "pattern":
+        if (kh, kw) != (3, 3):
+            raise ValueError(f"pattern kernels are 3x3, not {kh}x{kw}")
+        lib = default_library(m) if library is None else library
+        enc = encode_pattern(w, lib, m)
+        order, kptr, chan, pid = enc.filter_order, enc.kernel_ptr, enc.channel, enc.pattern_id
+        values, positions = enc.values, enc.positions
+    else:
+        order, kptr = np.arange(o), np.arange(o + 1) * c
+        chan, pid = np.tile(np.arange(c), o), np.zeros(o * c, dtype=np.int64)
+        values = w.reshape(o * c, kh * kw)
+        positions = np.arange(kh * kw)[None, :]
+    vw = 4 if dtype == "fp32" else 8
+    owp = -(-g["ow"] // vw) * vw
+    hp = g["h"] + 2 * g["ph"]
+    wp = max(g["w"] + 2 * g["pw"], owp * g["sw"] + kw)
+    tin = "float" if dtype == "fp32" else "int8_t"
+    sw = SourceWriter()
+    sw.emit(f"static {tin} mk_xp[{c * hp * wp + 16}] __attribute__((aligned(64)));\n")
+    body = (f"    for (int ci = 0; ci < {c}; ci++)\n"
+            f"        for (int r = 0; r < {g['h']}; r++)\n"
+            f"            memcpy(mk_xp + (long)ci * {hp * wp} + (r + {g['ph']}) * {wp} + "
+            f"{g['pw']}, x + ((long)ci * {g['h']} + r) * {g['w']}, {g['w']} * sizeof({tin}));\n")
+    n = positions.shape[1]
+    if kind == "conv" and dtype == "fp32" and g["sw"] == 1:
+        body += _dense_blocked(sw, w, b, g, owp, hp, wp)
+    else:
+        body += _filter_loop(sw, kind, dtype, g, (order, kptr, chan, pid, values, positions),
+                             b, owp, hp, wp)
+    n_out = o * g["oh"] * g["ow"]
+    if rq:
+        decl, loop = requant_code(n_out, rq)
+        sw.emit(decl)
+        body = "    int32_t *yo = mk_racc;\n" + body + loop
+    else:
+        body = "    __typeof__(y) yo = y;\n" + body
+    out_dt = np.float32 if dtype == "fp32" else (np.int8 if rq else np.int32)
+    args = (Arg("x", np.dtype(np.float32 if dtype == "fp32" else np.int8), (c, g["h"], g["w"])),
+            Arg("y", np.dtype(out_dt), (o, g["oh"], g["ow"]), True))
+    pix = g["oh"] * g["ow"]
+    info = {"out": o, "in": c, "kernel": [kh, kw], "image": [g["h"], g["w"]],
+            "stride": [g["sh"], g["sw"]], "padding": [g["ph"], g["pw"]],
+            "nnz": int(m.sum()), "kept_kernels": int(len(chan)), "patterns_used": len(np.unique(pid)),
+            "dense_macs": o * c * kh * kw * pix, "kept_macs": int(len(chan)) * n * pix}
+    return sw.finish(kind, dtype, args, body, info)

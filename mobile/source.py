@@ -1,0 +1,140 @@
+"""A generated kernel before it is built: C text, its constant data and its argument list.
+
+Constant arrays (weights, block and pattern metadata, lookup tables) are emitted as static
+read-only data: each is a little-endian ``.bin`` file pulled into ``.rodata`` with ``.incbin``
+from the generated ``kernel.c``. Large layers thus compile in milliseconds, the code stays loops
+over compact metadata, and ``.text`` measures the code alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Arg", "KernelSource", "SourceWriter", "CTYPES", "index_ctype"]
+
+#: numpy dtype -> C type of generated code.
+CTYPES = {np.dtype(np.float32): "float", np.dtype(np.int8): "int8_t",
+          np.dtype(np.int16): "int16_t", np.dtype(np.int32): "int32_t",
+          np.dtype(np.uint16): "uint16_t", np.dtype(np.uint8): "uint8_t"}
+
+
+def index_ctype(limit: int) -> np.dtype:
+    """The narrowest unsigned/int32 dtype holding indices ``0 .. limit`` (uint8/uint16/int32)."""
+    if limit < 256:
+        return np.dtype(np.uint8)
+    if limit < 65536:
+        return np.dtype(np.uint16)
+    return np.dtype(np.int32)
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of ``mk_run``: inputs first, then outputs, each a C-contiguous array."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    output: bool = False
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the argument."""
+        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+
+@dataclass(frozen=True)
+class KernelSource:
+    """A generated kernel: ``kernel.c`` text, its data files and its arguments.
+
+    Attributes
+    ----------
+    kind : str
+        Generator name (``dense``, ``csr``, ``bcr``, ``conv``, ``pattern``, ``lstm``, ``gru``).
+    dtype : str
+        ``"fp32"`` or ``"int8"``.
+    code : str
+        The C text (defines ``mk_run`` and the ABI of :mod:`mobile.csrc`).
+    data : dict of str to bytes
+        Data file name -> contents, referenced by ``.incbin`` from ``code``.
+    args : tuple of Arg
+    info : dict
+        Structure figures (``dense_macs``, ``kept_macs``, ``nnz`` ...), JSON-serialisable.
+    """
+
+    kind: str
+    dtype: str
+    code: str
+    data: dict[str, bytes]
+    args: tuple[Arg, ...]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def digest(self) -> str:
+        """SHA-256 of the code and data: the build cache key (with target and flags)."""
+        h = hashlib.sha256(self.code.encode())
+        for name in sorted(self.data):
+            h.update(name.encode() + b"\0" + hashlib.sha256(self.data[name]).digest())
+        return h.hexdigest()
+
+    @property
+    def inputs(self) -> tuple[Arg, ...]:
+        """Input arguments, in order."""
+        return tuple(a for a in self.args if not a.output)
+
+    @property
+    def outputs(self) -> tuple[Arg, ...]:
+        """Output arguments, in order."""
+        return tuple(a for a in self.args if a.output)
+
+
+class SourceWriter:
+    """Collects C text and constant arrays for one kernel (names get the ``prefix``)."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.data: dict[str, bytes] = {}
+
+    def const(self, name: str, array: Any, dtype: Any) -> str:
+        """Emit ``array`` as read-only data ``name`` of ``dtype``; return the C name.
+
+        An empty array becomes one zero element (C has no empty arrays).
+        """
+        dt = np.dtype(dtype)
+        a = np.ascontiguousarray(np.asarray(array).reshape(-1).astype(dt.newbyteorder("<")))
+        if a.size == 0:
+            a = np.zeros(1, dtype=dt.newbyteorder("<"))
+        if name in self.data:
+            raise ValueError(f"duplicate data array {name!r}")
+        fname = f"{name}.bin"
+        self.data[fname] = a.tobytes()
+        ctype = CTYPES[dt]
+        self.parts.append(
+            f'__asm__(".section .rodata\\n.balign 16\\n.type {name}, %object\\n{name}:\\n'
+            f'.incbin \\"{fname}\\"\\n.size {name}, {a.nbytes}\\n.previous");\n'
+            f'extern const {ctype} {name}[{a.size}] __attribute__((visibility("hidden")));\n')
+        return name
+
+    def emit(self, text: str) -> None:
+        """Append C text."""
+        self.parts.append(text)
+
+    def finish(self, kind: str, dtype: str, args: tuple[Arg, ...], body: str,
+               info: dict[str, Any]) -> KernelSource:
+        """Wrap ``body`` (the statements of ``mk_run``, with ``args`` bound) into the ABI."""
+        binds = []
+        for k, a in enumerate(args):
+            const = "" if a.output else "const "
+            binds.append(f"    {const}{CTYPES[np.dtype(a.dtype)]} *{a.name} = args[{k}];")
+        sizes = ", ".join(f"{a.nbytes}UL" for a in args)
+        outs = ", ".join("1" if a.output else "0" for a in args)
+        head = (f"/* generated by mobile: {kind} kernel, {dtype} */\n"
+                '#include "mk_vec.h"\n#include <math.h>\n\n')
+        tail = (f"const int mk_nargs = {len(args)};\n"
+                f"const unsigned long mk_arg_bytes[] = {{{sizes}}};\n"
+                f"const int mk_arg_out[] = {{{outs}}};\n\n"
+                "void mk_run(void *const *args) {\n" + "\n".join(binds) + "\n" + body + "}\n")
+        code = head + "".join(self.parts) + "\n" + tail
+        return KernelSource(kind, dtype, code, dict(self.data), tuple(args), dict(info))

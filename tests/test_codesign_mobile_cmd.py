@@ -1,0 +1,87 @@
+"""``codesign mobile``: every layer of a small bundle generated, built, checked and costed;
+the instruction-cache warning; one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from mobile_bundle import make_bundle
+from test_codesign_cli import assert_user_error, run
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return make_bundle(tmp_path_factory.mktemp("mobile") / "bundle")
+
+
+def test_all_layers_on_host(capsys, bundle, tmp_path):
+    code, out, err = run(capsys, "mobile", "--bundle", str(bundle), "--all", "--target", "host",
+                         "--out", str(tmp_path / "m"))
+    assert code == 0, err
+    for layer in ("fc.bcr", "fc2", "conv", "lstm", "gru"):
+        assert f"layer {layer} (host):" in out
+    assert out.count("PASS, bit-exact against ir.golden") == 11
+    assert "FAIL" not in out and "WARNING" not in out
+    assert "sparse/dense host time ratio:" in out and "csr/dense host time ratio:" in out
+    rep = json.loads((tmp_path / "m" / "fc_bcr" / "report.json").read_text())
+    assert rep["ok"] and [k["kind"] for k in rep["kernels"]] == ["bcr", "csr", "dense"]
+    kdir = tmp_path / "m" / "conv" / "sparse_pattern_int8_host"
+    assert (kdir / "kernel.c").is_file() and (kdir / "mk_runtime.c").is_file()
+    assert "-march=x86-64-v3" in (kdir / "BUILD.txt").read_text()
+
+
+def test_one_layer_on_aarch64_with_modelled_ratio(capsys, bundle, tmp_path):
+    code, out, err = run(capsys, "mobile", "--bundle", str(bundle), "--layer", "conv", "--target",
+                         "aarch64", "--dtype", "fp32", "--image", "8x10", "--out", str(tmp_path))
+    assert code == 0, err
+    assert out.count("fp32: PASS, max relative error") == 2
+    assert "instructions, modelled cycles" in out
+    assert "sparse/dense modelled ARM ratio: cycles" in out
+    assert "(band over neoverse-n1, cortex-a57)" in out
+
+
+def test_icache_budget_warning(capsys, bundle, tmp_path):
+    code, out, _ = run(capsys, "mobile", "--bundle", str(bundle), "--layer", "fc2", "--no-cost",
+                       "--icache-budget", "100", "--out", str(tmp_path))
+    assert code == 0
+    assert "WARNING sparse csr: code size" in out
+    assert "EXCEEDS the instruction-cache budget of 100 bytes" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--layer", "nope"], "no layer 'nope' in"),
+    (["--layer", "fc2", "--all"], "give --layer NAME (one or more) or --all"),
+    ([], "give --layer NAME (one or more) or --all"),
+    (["--layer", "fc2", "--image", "0x3"], "--image must look like 16 or 16x12"),
+])
+def test_bad_arguments(capsys, bundle, tmp_path, args, message):
+    code, _, err = run(capsys, "mobile", "--bundle", str(bundle), "--out", str(tmp_path), *args)
+    assert_user_error(code, err, message)
+
+
+def test_bad_target_and_missing_bundle(capsys, tmp_path):
+    code, _, err = run(capsys, "mobile", "--bundle", str(tmp_path), "--all", "--target", "riscv",
+                       "--out", str(tmp_path))
+    assert_user_error(code, err, "Invalid value for '--target': 'riscv' is not one of 'host', "
+                                 "'aarch64'")
+    code, _, err = run(capsys, "mobile", "--bundle", str(tmp_path / "none"), "--all", "--out",
+                       tmp_path)
+    assert_user_error(code, err, f"no bundle at {tmp_path / 'none'}")
+
+
+def test_layer_list_in_error(capsys, bundle, tmp_path):
+    code, _, err = run(capsys, "mobile", "--bundle", str(bundle), "--layer", "x", "--out", str(tmp_path))
+    assert "layers: fc.bcr, fc2, conv, lstm, gru" in err
+
+
+def test_demo_stage_host_and_aarch64(bundle, tmp_path, monkeypatch):
+    import codesign.mobile_cmd as mc
+
+    monkeypatch.setattr(mc, "DEMO_LAYERS", ("fc2", "conv"))
+    lines: list[str] = []
+    assert mc.demo_stage(bundle, tmp_path, echo=lines.append)
+    text = "\n".join(lines)
+    assert "layer fc2 (host):" in text and "layer conv (aarch64):" in text
+    assert "sparse/dense modelled ARM ratio" in text and "FAIL" not in text
+    assert (tmp_path / "aarch64" / "conv" / "report.json").is_file()

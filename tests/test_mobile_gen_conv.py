@@ -1,0 +1,76 @@
+"""Dense and pattern convolution kernels on the host against ir.golden / float64."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ir.pattern import candidate_patterns
+from mobile.build import build_kernels, generate
+from mobile.check import check_kernel
+
+CACHE = Path(__file__).resolve().parent.parent / ".mobile_cache"
+LIB = candidate_patterns(4)
+
+# (out, in, h, w, stride, padding, kept kernel fraction)
+GEOMETRIES = [(5, 3, 7, 9, 1, 1, 0.6), (3, 2, 3, 3, 1, 0, 0.0), (7, 5, 6, 13, (2, 1), (0, 1), 0.3)]
+
+
+def _layer(rng, o, c, kept, dtype, kind):
+    pid = rng.integers(0, len(LIB), (o, c))
+    keep = rng.random((o, c)) < kept
+    mask = (LIB[pid] * keep[..., None, None]).astype(bool) if kind == "pattern" else None
+    if dtype == "fp32":
+        return (rng.standard_normal((o, c, 3, 3)).astype(np.float32), mask,
+                rng.standard_normal(o).astype(np.float32))
+    return rng.integers(-128, 128, (o, c, 3, 3)), mask, rng.integers(-2**20, 2**20, o)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "int8"])
+@pytest.mark.parametrize("kind", ["conv", "pattern"])
+def test_conv_matches_golden(kind, dtype):
+    rng = np.random.default_rng(11)
+    requests = []
+    for o, c, h, w, s, p, kept in GEOMETRIES:
+        wt, m, b = _layer(rng, o, c, kept, dtype, kind)
+        requests.append((kind, dict(weight=wt, mask=m, bias=b, dtype=dtype, image=(h, w),
+                                    stride=s, padding=p)))
+    for geometry, k in zip(GEOMETRIES, build_kernels(requests, cache_dir=CACHE), strict=True):
+        r = check_kernel(k, seed=2)
+        assert r.ok, (geometry, r.message)
+
+
+def test_dense_conv_other_kernel_sizes():
+    rng = np.random.default_rng(5)
+    requests = []
+    for kh, kw in ((1, 1), (5, 3)):
+        requests.append(("conv", dict(weight=rng.integers(-128, 128, (4, 3, kh, kw)),
+                                      dtype="int8", image=(9, 7), padding=(1, 2))))
+        requests.append(("conv", dict(weight=rng.standard_normal((6, 3, kh, kw)).astype(
+            np.float32), image=(9, 7), padding=(1, 2))))  # 6 filters: a partial block of 4
+    for k in build_kernels(requests, cache_dir=CACHE):
+        assert check_kernel(k).ok
+
+
+def test_pattern_structure_one_function_per_used_pattern():
+    rng = np.random.default_rng(1)
+    wt, m, _ = _layer(rng, 8, 6, 0.5, "fp32", "pattern")
+    src = generate("pattern", weight=wt, mask=m, image=(8, 8), padding=1)
+    kernels = m.reshape(8, 6, 9)
+    used = sum(bool((kernels == LIB[p].reshape(9)).all(-1).any()) for p in range(len(LIB)))
+    assert src.info["patterns_used"] == used
+    assert src.code.count("static void pat") == used
+    assert src.info["kept_kernels"] == int(m.reshape(8, 6, 9).any(-1).sum())
+    assert src.info["kept_macs"] == src.info["kept_kernels"] * 4 * 64
+
+
+def test_conv_errors():
+    with pytest.raises(ValueError, match="pattern kernels are 3x3, not 5x5"):
+        generate("pattern", weight=np.ones((2, 2, 5, 5), np.float32), image=8)
+    with pytest.raises(ValueError, match="kernel 3x3 does not fit the padded image 2x2"):
+        generate("conv", weight=np.ones((2, 2, 3, 3), np.float32), image=2)
+    with pytest.raises(ValueError, match="matches no library pattern"):
+        generate("pattern", weight=np.ones((1, 1, 3, 3), np.float32), image=4,
+                 library=LIB[:2])
