@@ -27,7 +27,7 @@ from sim.runner import BuiltDesign, build_design, check_simulator, run_cocotb
 
 __all__ = ["GRUJob", "GRURun", "LSTMJob", "LSTMRun", "emit_rnn", "rnn_design", "run_gru",
            "run_gru_batch", "golden_gru_sequence", "golden_sequence",
-           "random_gru_job", "random_job", "saturating_job", "bcr_pruned",
+           "random_gru_job", "random_job", "saturating_job", "bcr_pruned", "rnn_mismatches",
            "run_lstm", "run_lstm_batch"]
 
 TEST_MODULE = "sim.rnn_tb"
@@ -430,3 +430,34 @@ def bcr_pruned(rng: np.random.Generator, job: tuple, block: tuple[int, int], row
         job[pos] = q
         masks.append(m)
     return (*job, *masks)
+
+
+def rnn_mismatches(cell: str, jobs: Sequence[tuple], runs: Sequence, config: RNNQuantConfig,
+                   lanes: int, *, gates: str = "dense", block: tuple[int, int] | None = None
+                   ) -> list[tuple[int, bool, bool]]:
+    """Check runs against the golden model and the cycle model.
+
+    ``jobs`` are job tuples (``LSTMJob(*t)`` / ``GRUJob(*t)`` fields; with BCR gates ending in
+    the two masks), ``runs`` their results. Returns ``(index, outputs_ok, cycles_ok)`` for every
+    job that disagrees (every ``h_t``, the final ``h`` and, for an LSTM, the final ``c``)."""
+    from hw.rnn import bcr_gate_matrix, lstm_cycles, rnn_bcr_cycles
+
+    bad = []
+    for n, (job, run) in enumerate(zip(jobs, runs, strict=True)):
+        plain = tuple(job[:-2]) if gates == "bcr" else tuple(job)
+        x, h0 = np.asarray(plain[0]), np.asarray(plain[1])
+        if cell == "lstm":
+            want_hs, want_c = golden_sequence(*plain, config)
+            out_ok = np.array_equal(run.c, want_c)
+        else:
+            want_hs, out_ok = golden_gru_sequence(*plain, config), True
+        out_ok = out_ok and np.array_equal(run.h_seq, want_hs) and np.array_equal(
+            run.h, want_hs[-1])
+        if gates == "bcr":
+            matrix = bcr_gate_matrix(cell, plain[-4], plain[-3], block, job[-2], job[-1])
+            model = rnn_bcr_cycles(matrix, x.shape[1], len(h0), len(x), lanes)
+        else:
+            model = lstm_cycles(x.shape[1], len(h0), len(x), lanes)
+        if not (out_ok and run.cycles == model):
+            bad.append((n, bool(out_ok), run.cycles == model))
+    return bad
