@@ -1,4 +1,4 @@
-"""Fuzz the dense, BCR and unstructured engines: many random layers per engine in RTL.
+"""Fuzz every engine: many random layers per engine in RTL.
 
 Each engine runs ``--layers`` random layers (default 1,000) in ONE simulator process (its build is
 the one of its test file, so the cache is shared with the tests): dense lanes=3, 16/12 bits,
@@ -9,12 +9,22 @@ and all-minimum weights, and activations that are uniform, all zero, extreme or 
 1 to 3 vectors per layer. Every layer is checked against ``ir.golden.linear`` (outputs) and the
 engine's cycle model (cycles).
 
+The pattern engine (lanes=3, 12/10 bits, 8 patterns of 4, up to 10 filters x 6 channels, 11x9
+inputs) runs random 3x3 convolutions (a random library per layer, random kernel keep rate,
+stride 1/2, padding 0/1) checked against ``ir.golden.conv2d`` and ``pattern_cycles``. The RNN
+cells run random sequences (random input/hidden sizes and lengths up to the build's, random
+state, biases or none, extreme values) checked step by step against ``ir.golden.lstm_step`` /
+``gru_step`` and the cycle models: ``lstm``/``gru`` on dense gates (8 lanes, a 5/8-bit config,
+up to 6 inputs, 6 hidden, 3 steps), ``lstm_bcr``/``gru_bcr`` on BCR gates (3 lanes, block 4x6,
+8-bit config, up to 9 inputs, 7 hidden, 3 steps) with BCR-pruned weights (random keep rates,
+exactly 0 and 1 included, or exactly kr x kc per block).
+
 Printed per engine and saved to ``bench/results/fuzz_engines.csv``: layers, vectors, layers with
 mismatched outputs, layers with mismatched cycles, wall time (generation, build and simulation).
 Exits 1 on any mismatch, listing the first mismatching layers.
 
 Usage: ``python bench/fuzz_engines.py [--layers 1000] [--simulator verilator] [--seed 0]
-[--engines dense,bcr,unstructured]``
+[--engines dense,bcr,unstructured,pattern,lstm,gru,lstm_bcr,gru_bcr]``
 """
 
 from __future__ import annotations
@@ -38,11 +48,26 @@ from sim.dense import run_dense_batch
 from sim.unstructured import random_sparse_layer, run_unstructured_batch
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ENGINES = ("dense", "bcr", "unstructured")
+ENGINES = ("dense", "bcr", "unstructured", "pattern", "lstm", "gru", "lstm_bcr", "gru_bcr")
 
 DENSE = dict(lanes=3, weight_bits=16, act_bits=12, max_rows=20, max_cols=40)
 BCR = dict(lanes=4, block=(6, 5), weight_bits=16, act_bits=12, max_rows=40, max_cols=32)
 UNSTRUCTURED = dict(lanes=4, weight_bits=16, act_bits=12, index_bits=2, max_rows=40, max_cols=32)
+PATTERN = dict(lanes=3, weight_bits=12, act_bits=10, library_size=8, max_channels=6,
+               max_filters=10, max_height=11, max_width=9)
+#: RNN builds (those of tests/test_sim_rnn.py): dense gates with its "small" config, BCR gates
+#: with its 8-bit config.
+RNN_DENSE = dict(lanes=8, max_input=6, max_hidden=6, max_steps=3)
+RNN_BCR = dict(lanes=3, max_input=9, max_hidden=7, max_steps=3, block=(4, 6))
+
+
+def rnn_configs():
+    """The (dense-gate, BCR-gate) fixed-point configs of the RNN fuzz builds."""
+    from ir.golden import RNNQuantConfig
+
+    small = RNNQuantConfig(multiplier=9000, shift=16, weight_bits=5, act_bits=8, act_frac=7,
+                           gate_bits=3, lut_index_bits=6, lut_frac=4, cell_bits=9, cell_frac=2)
+    return small, RNNQuantConfig.from_scales(0.02, 2**-6, lut_index_bits=8)
 
 
 def _dim(rng, maximum):
@@ -126,10 +151,109 @@ def _unstructured_layer(rng):
             f"x {xk} x{len(x)}"), w, x
 
 
+def _pattern_layer(rng):
+    from ir.pattern import candidate_patterns
+    from sim.pattern import random_pattern_layer
+
+    p = PATTERN
+    lib = candidate_patterns(4)[rng.choice(56, p["library_size"], replace=False)]
+    o, c = _dim(rng, p["max_filters"]), _dim(rng, p["max_channels"])
+    h, w = _dim(rng, p["max_height"]), _dim(rng, p["max_width"])
+    stride = int(rng.integers(1, 3))
+    pad = 0 if min(h, w) >= 3 and rng.random() < 0.4 else 1
+    keep, full = _rate(rng), bool(rng.random() < 0.15)
+    bits = p["weight_bits"] if full else _bits(rng, p["weight_bits"])
+    qw, mask = random_pattern_layer(rng, (o, c), lib, keep, bits=bits, full=full)
+    x, xk = _activations(rng, c * h * w, p["act_bits"])
+    return (f"({o},{c},{h},{w}) s{stride} p{pad} keep {keep:.2f}{' extremes' if full else ''} "
+            f"{bits}b, x {xk}"), (qw, mask, lib, x[0].reshape(c, h, w), stride, pad)
+
+
+def _fuzz_pattern(rng, layers: int, simulator: str) -> tuple[list, list, list]:
+    from hw.pattern import pattern_cycles
+    from ir.golden import conv2d
+    from ir.pattern import encode_pattern
+    from sim.pattern import out_size, run_pattern_batch
+
+    p = PATTERN
+    cases = [_pattern_layer(rng) for _ in range(layers)]
+    runs = run_pattern_batch([j for _, j in cases], p["lanes"], p["weight_bits"], p["act_bits"],
+                             simulator, library_size=p["library_size"],
+                             max_channels=p["max_channels"], max_filters=p["max_filters"],
+                             max_height=p["max_height"], max_width=p["max_width"])
+    bad = []
+    for k, (run, (_, (w, mask, lib, x, s, pad))) in enumerate(zip(runs, cases, strict=True)):
+        want = conv2d(w, x, stride=s, padding=pad, weight_bits=p["weight_bits"],
+                      act_bits=p["act_bits"])
+        ho, wo = out_size(x.shape[1], s, pad), out_size(x.shape[2], s, pad)
+        model = pattern_cycles(encode_pattern(w, lib, mask), (ho, wo), p["lanes"])
+        out_ok, cyc_ok = bool(np.array_equal(run.outputs, want)), run.cycles == model
+        if not (out_ok and cyc_ok):
+            bad.append((k, out_ok, cyc_ok))
+    return [d for d, _ in cases], runs, bad
+
+
+def rnn_case(rng, cell: str, gates: str):
+    """One random RNN sequence for the fuzz builds: (description, job tuple)."""
+    from sim.rnn import bcr_pruned, random_gru_job, random_job
+
+    b = RNN_BCR if gates == "bcr" else RNN_DENSE
+    cfg = rnn_configs()[gates == "bcr"]
+    shape = (_dim(rng, b["max_input"]), _dim(rng, b["max_hidden"]), _dim(rng, b["max_steps"]))
+    bias, extreme = bool(rng.random() < 0.7), bool(rng.random() < 0.15)
+    draw = random_job if cell == "lstm" else random_gru_job
+    job = draw(rng, cfg, *shape, bias=bias, extreme=extreme)
+    desc = f"I,H,T {shape}{'' if bias else ' no bias'}{' extremes' if extreme else ''}"
+    if gates == "bcr":
+        br, bc = b["block"]
+        if rng.random() < 0.25:
+            kr, kc = int(rng.integers(1, br + 1)), int(rng.integers(1, bc + 1))
+            job = bcr_pruned(rng, job, b["block"], 0, 0, bits=cfg.weight_bits, exact=(kr, kc))
+            desc += f" exact {kr}x{kc} per block"
+        else:
+            rk, ck = _rate(rng), _rate(rng)
+            job = bcr_pruned(rng, job, b["block"], rk, ck, bits=cfg.weight_bits)
+            desc += f" keep {rk:.2f}/{ck:.2f}"
+    return desc, job
+
+
+def _fuzz_rnn(engine: str, rng, layers: int, simulator: str) -> tuple[list, list, list]:
+    """(descriptions, runs, bad (index, outputs_ok, cycles_ok)) of ``layers`` sequences."""
+    from sim.rnn import GRUJob, LSTMJob, rnn_mismatches, run_gru_batch, run_lstm_batch
+
+    cell, _, kind = engine.partition("_")
+    gates = kind or "dense"
+    b = RNN_BCR if gates == "bcr" else RNN_DENSE
+    cfg = rnn_configs()[gates == "bcr"]
+    cases = [rnn_case(rng, cell, gates) for _ in range(layers)]
+    job_type, run_batch = (LSTMJob, run_lstm_batch) if cell == "lstm" else (GRUJob,
+                                                                            run_gru_batch)
+    kw = {"gates": "bcr", "block": b["block"]} if gates == "bcr" else {}
+    runs = run_batch([job_type(*j) for _, j in cases], cfg, b["lanes"], simulator,
+                     b["max_input"], b["max_hidden"], b["max_steps"], **kw)
+    bad = rnn_mismatches(cell, [j for _, j in cases], runs, cfg, b["lanes"], gates=gates,
+                         block=b.get("block"))
+    return [d for d, _ in cases], runs, bad
+
+
 def fuzz(engine: str, layers: int, simulator: str, seed: int) -> dict:
     """Run ``layers`` random layers on ``engine`` in one simulator process; return the row."""
     rng = np.random.default_rng([seed, ENGINES.index(engine)])
     t0 = time.perf_counter()
+    if engine in ("pattern", "lstm", "gru", "lstm_bcr", "gru_bcr"):
+        if engine == "pattern":
+            descs, runs, bad = _fuzz_pattern(rng, layers, simulator)
+            cycles = [r.cycles for r in runs]
+        else:
+            descs, runs, bad = _fuzz_rnn(engine, rng, layers, simulator)
+            cycles = [r.cycles for r in runs]
+        failures = [f"  {engine} layer {k} [{descs[k]}]:" + ("" if o else " outputs differ")
+                    + ("" if c else " cycles differ from the model") for k, o, c in bad]
+        return dict(engine=engine, simulator=simulator, seed=seed, layers=len(descs),
+                    vectors=len(descs), simulated_cycles=int(sum(cycles)),
+                    mismatched_outputs=sum(not o for _, o, _ in bad),
+                    mismatched_cycles=sum(not c for _, _, c in bad),
+                    wall_s=round(time.perf_counter() - t0, 2), failures=failures)
     if engine == "dense":
         p = DENSE
         cases = [_dense_layer(rng) for _ in range(layers)]

@@ -24,6 +24,7 @@ Examples:
   codesign verilog --rows 64 --cols 64 --lanes 8 --out out/v
   codesign verilog --engine bcr --bundle out/demo/bundle --layer fc1 --out out/v
   codesign simulate --bundle out/demo/bundle --layer fc1 --engine bcr --lanes 4
+  codesign simulate --bundle out/rnn --layer rnn --engine lstm --steps 8
   codesign prune --model lenet5 --scheme unstructured --ratio 85 --bits 3 --out out/lenet
   codesign loop --model tinycnn --engine unstructured --sparsity 0.3 --out out/loop
 """
@@ -90,6 +91,11 @@ def _block(value: str | None) -> tuple[int, int] | None:
     return r, c
 
 
+_GATES_OPTION = click.option(
+    "--gates", type=click.Choice(["auto", "dense", "bcr"]), default="auto", show_default=True,
+    help="lstm/gru: the gate-product engine; auto = bcr for a BCR-pruned --layer, else dense.")
+
+
 @cli.command()
 @click.option("--engine", type=click.Choice(["dense", "bcr", "unstructured", "pattern", "lstm",
                                            "gru"]), default="dense", show_default=True)
@@ -106,30 +112,46 @@ def _block(value: str | None) -> tuple[int, int] | None:
 @click.option("--image", type=click.IntRange(min=1), default=32, show_default=True,
               help="Largest input height/width of the pattern engine (rows/cols are its "
                    "output/input channels; for lstm/gru they are hidden/input sizes).")
+@_GATES_OPTION
+@click.option("--steps", type=click.IntRange(min=1), default=16, show_default=True,
+              help="lstm/gru: longest sequence one build runs.")
 @click.option("--name", help="Verilog module name (default: the engine's, or engine_layer).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None,
             layer: str | None, lanes: int, weight_bits: int | None, act_bits: int,
-            block: str | None, index_bits: int, image: int, name: str | None,
-            out: Path) -> None:
+            block: str | None, index_bits: int, image: int, gates: str, steps: int,
+            name: str | None, out: Path) -> None:
     """Emit an engine as Verilog plus its JSON sidecar (parameters, ports, memory map)."""
     from codesign.flow import emit_engine, layer_matrix
 
     blk = _block(block)
+    rnn = engine in ("lstm", "gru")
+    if gates != "auto" and not rnn:
+        raise UserError("--gates is for the lstm and gru engines")
+    scales: dict = {}
     if bundle is not None or layer is not None:
         if bundle is None or layer is None:
             raise UserError("--bundle and --layer go together")
         if rows is not None or cols is not None:
             raise UserError("give either --rows/--cols or --bundle/--layer, not both")
         lay = _get_layer(_load_bundle(bundle), layer)
-        try:
-            qw, _ = layer_matrix(lay)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-        rows, cols = qw.shape
-        if engine in ("lstm", "gru"):
-            raise UserError("--bundle sizing of the lstm and gru engines is not supported yet; "
-                            "give --rows (hidden size) and --cols (input size)")
+        if rnn:
+            from codesign.flow import check_rnn_layer, rnn_layer_gates
+
+            try:
+                check_rnn_layer(lay, engine)
+                gates = rnn_layer_gates(lay, gates)
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
+            rows, cols = lay.shape.hidden_size, lay.shape.input_size
+            scales = {"weight_scale": lay.quant.scale, "act_scale": lay.quant.act_scale}
+            if gates == "bcr" and blk is None:
+                blk = tuple(lay.scheme.block)
+        else:
+            try:
+                rows, cols = layer_matrix(lay)[0].shape
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
         if engine == "pattern":
             if lay.op != "conv2d":
                 raise UserError(f"layer {layer!r} is {lay.op}; the pattern engine runs conv2d")
@@ -140,10 +162,12 @@ def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None
         name = name or f"{engine}_{layer}"
     elif rows is None or cols is None:
         raise UserError("give --rows and --cols, or --bundle and --layer")
+    gates = "dense" if gates == "auto" else gates
     try:
         v, j = emit_engine(engine, rows, cols, lanes, weight_bits or 8, act_bits,
-                           name or f"{engine}_{'cell' if engine in ('lstm', 'gru') else 'matvec'}", out, block=blk or (8, 16),
-                           index_bits=index_bits, image=image)
+                           name or f"{engine}_{'cell' if rnn else 'matvec'}", out,
+                           block=blk or (8, 16), index_bits=index_bits, image=image,
+                           steps=steps, gates=gates, **scales)
     except (TypeError, ValueError) as exc:
         raise UserError(str(exc)) from None
     click.echo(f"wrote {v}\nwrote {j}")
@@ -151,33 +175,57 @@ def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None
 
 @cli.command()
 @click.option("--bundle", type=click.Path(path_type=Path), required=True)
-@click.option("--layer", required=True, help="A linear or conv2d layer with integer weights.")
-@click.option("--engine", type=click.Choice(["dense", "bcr", "unstructured", "pattern"]),
+@click.option("--layer", required=True,
+              help="A linear, conv2d, lstm or gru layer with integer weights.")
+@click.option("--engine", type=click.Choice(["dense", "bcr", "unstructured", "pattern", "lstm",
+                                           "gru"]),
               default="dense", show_default=True)
+@_GATES_OPTION
+@click.option("--steps", type=click.IntRange(min=1), default=8, show_default=True,
+              help="lstm/gru: sequence length.")
 @click.option("--lanes", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--act-bits", type=click.IntRange(2, 16), default=8, show_default=True)
 @click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator",
               show_default=True)
 @click.option("--vectors", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def simulate(bundle: Path, layer: str, engine: str, lanes: int, act_bits: int, simulator: str,
-             vectors: int, seed: int) -> None:
-    """Run a layer on its engine's RTL; exit 1 if outputs or cycles disagree with the models."""
-    from codesign.flow import simulate_layer
+def simulate(bundle: Path, layer: str, engine: str, gates: str, steps: int, lanes: int,
+             act_bits: int, simulator: str, vectors: int, seed: int) -> None:
+    """Run a layer on its engine's RTL; exit 1 if outputs or cycles disagree with the models.
+
+    lstm/gru: a random sequence of --steps inputs from a zero state, every step's hidden state
+    checked against the golden model; the gate products run on the BCR engine for a BCR-pruned
+    layer (or as --gates says), and the cycles are compared with the dense-gated engine's.
+    """
+    from codesign.flow import simulate_layer, simulate_rnn_layer
 
     lay = _get_layer(_load_bundle(bundle), layer)
+    rnn = engine in ("lstm", "gru")
+    if gates != "auto" and not rnn:
+        raise UserError("--gates is for the lstm and gru engines")
     try:
-        r = simulate_layer(lay, engine, lanes=lanes, act_bits=act_bits, simulator=simulator,
-                           vectors=vectors, seed=seed)
+        if rnn:
+            r = simulate_rnn_layer(lay, engine, gates, lanes=lanes, act_bits=act_bits,
+                                   simulator=simulator, steps=steps, seed=seed)
+        else:
+            r = simulate_layer(lay, engine, lanes=lanes, act_bits=act_bits,
+                               simulator=simulator, vectors=vectors, seed=seed)
     except (TypeError, ValueError) as exc:
         raise UserError(str(exc)) from None
     cycles_match = r["cycles"] == r["model_cycles"]
-    click.echo(f"layer {r['layer']} ({r['rows']}x{r['cols']}) on the {engine} engine, "
-               f"{lanes} lanes, {r['weight_bits']}x{act_bits}-bit, {simulator}, "
-               f"{vectors} vectors")
+    if rnn:
+        click.echo(f"layer {r['layer']} ({engine}, input {r['cols']}, hidden {r['rows']}) on "
+                   f"the {engine} engine with {r['gates']} gates, {lanes} lanes, "
+                   f"{r['weight_bits']}x{act_bits}-bit, {simulator}, {steps} steps")
+        dense_what = "dense-gated engine"
+    else:
+        click.echo(f"layer {r['layer']} ({r['rows']}x{r['cols']}) on the {engine} engine, "
+                   f"{lanes} lanes, {r['weight_bits']}x{act_bits}-bit, {simulator}, "
+                   f"{vectors} vectors")
+        dense_what = "dense engine"
     click.echo(f"outputs match golden model: {'yes' if r['outputs_match'] else 'NO'}")
     click.echo(f"cycles: RTL {r['cycles'][0]}, cycle model {r['model_cycles'][0]} "
-               f"({'match' if cycles_match else 'MISMATCH'}); dense engine "
+               f"({'match' if cycles_match else 'MISMATCH'}); {dense_what} "
                f"{r['dense_cycles']} -> speedup {r['dense_cycles'] / max(1, r['cycles'][0]):.2f}x")
     if not (r["outputs_match"] and cycles_match):
         click.echo("codesign: error: the engine disagrees with the golden or cycle model",

@@ -36,16 +36,17 @@ ENGINES = ("dense", "bcr", "unstructured", "pattern", "lstm", "gru")
 def emit_engine(engine: str, rows: int, cols: int, lanes: int, weight_bits: int, act_bits: int,
                 name: str, out: Path, block: tuple[int, int] = (8, 16),
                 index_bits: int = 4, library_size: int = 8, image: int = 32,
-                steps: int = 16, weight_scale: float = 2.0 ** -6) -> tuple[Path, Path]:
+                steps: int = 16, weight_scale: float = 2.0 ** -6, gates: str = "dense",
+                act_scale: float | None = None) -> tuple[Path, Path]:
     """Emit a matrix-vector engine sized for ``rows x cols``; return the (.v, .json) paths.
 
     ``engine`` is one of :data:`ENGINES`; ``block`` is the BCR block size, ``index_bits`` the
     unstructured engine's relative-index width. For ``pattern``, ``rows`` and ``cols`` are the
     output and input channels, ``library_size`` the pattern library size and ``image`` the
     largest input height and width. For ``lstm``/``gru``, ``rows`` and ``cols`` are the hidden
-    and input sizes, ``steps`` the longest sequence, and the fixed-point format (sigmoid/tanh
-    ROMs, gate requantization) is derived by ``ir.golden.RNNQuantConfig.from_scales`` from
-    ``weight_scale`` and activations with ``act_bits - 2`` fractional bits.
+    and input sizes, ``steps`` the longest sequence, ``gates`` the gate-product engine
+    (``"dense"`` or ``"bcr"`` with ``block``), and the fixed-point format (sigmoid/tanh ROMs,
+    gate requantization) is :func:`rnn_config` of ``weight_scale`` and ``act_scale``.
     """
     from hw.emit import emit_verilog
 
@@ -77,19 +78,120 @@ def emit_engine(engine: str, rows: int, cols: int, lanes: int, weight_bits: int,
         params.update(library_size=library_size, image=image)
     elif engine in ("lstm", "gru"):
         from hw.rnn import RNNEngine
-        from ir.golden import RNNQuantConfig
 
-        config = RNNQuantConfig.from_scales(weight_scale, 2.0 ** -(act_bits - 2),
-                                            weight_bits=weight_bits, act_bits=act_bits)
+        config = rnn_config(weight_scale, weight_bits, act_bits, act_scale)
+        extra = {"gates": "bcr", "block": block} if gates == "bcr" else {"gates": gates}
         component = RNNEngine(config, cell=engine, lanes=lanes, max_input=cols,
-                              max_hidden=rows, max_steps=steps)
+                              max_hidden=rows, max_steps=steps, **extra)
         params.update(hidden_size=rows, input_size=cols, steps=steps, weight_scale=weight_scale,
                       act_frac=config.act_frac, gate_multiplier=config.multiplier,
-                      gate_shift=config.shift)
+                      gate_shift=config.shift, gates=gates)
+        if gates == "bcr":
+            params["block"] = list(block)
     else:
         raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
     v, j = emit_verilog(component, name, out, params)
     return Path(v), Path(j)
+
+
+def rnn_config(weight_scale: float, weight_bits: int, act_bits: int,
+               act_scale: float | None = None):
+    """The integer LSTM/GRU format of the RNN engines: ``ir.golden.RNNQuantConfig.from_scales``
+    of the weight scale and the activation scale (default ``2**-(act_bits - 2)``, i.e. ``x``
+    and ``h`` in ``[-2, 2)``)."""
+    from ir.golden import RNNQuantConfig
+
+    return RNNQuantConfig.from_scales(
+        weight_scale, 2.0 ** -(act_bits - 2) if act_scale is None else act_scale,
+        weight_bits=weight_bits, act_bits=act_bits)
+
+
+def rnn_layer_gates(layer, gates: str = "auto") -> str:
+    """The gate engine for an lstm/gru bundle layer: ``"bcr"`` for ``"auto"`` when the layer is
+    BCR-pruned, else ``"dense"``; ``ValueError`` for BCR gates on a layer without the BCR
+    scheme."""
+    if gates not in ("auto", "dense", "bcr"):
+        raise ValueError(f"gates must be auto, dense or bcr, not {gates!r}")
+    bcr = layer.scheme.kind == "bcr"
+    if gates == "bcr" and not bcr:
+        raise ValueError(f"layer {layer.name!r} has scheme {layer.scheme.kind!r}; BCR gates run "
+                         "layers pruned with the bcr scheme")
+    return "bcr" if gates == "auto" and bcr else ("dense" if gates == "auto" else gates)
+
+
+def check_rnn_layer(layer, engine: str) -> None:
+    if layer.op != engine:
+        raise ValueError(f"layer {layer.name!r} is {layer.op}; the {engine} engine runs "
+                         f"{engine} layers")
+    if layer.quant is None:
+        raise ValueError(f"layer {layer.name!r} has no quantized weights; the engines need "
+                         "integer weights (compress with --bits)")
+
+
+def simulate_rnn_layer(layer, engine: str, gates: str = "auto", lanes: int = 8,
+                       act_bits: int = 8, simulator: str = "verilator", steps: int = 8,
+                       seed: int = 0) -> dict[str, Any]:
+    """Run a bundle's lstm/gru layer over a random sequence on the RNN engine's RTL.
+
+    The engine is sized by the layer (input and hidden sizes, weight bits and scale, the BCR
+    block with BCR gates; activations ``act_bits`` wide in :func:`rnn_config`'s format), the
+    sequence is ``steps`` random inputs from a zero state, and the biases are rounded to the
+    accumulator scale. Returns the :func:`simulate_layer` keys (``rows``/``cols`` are the hidden
+    and input sizes, ``vectors`` the steps) plus ``gates``; ``outputs_match`` compares every
+    step's ``h`` (and the final ``c``) with ``ir.golden.lstm_step``/``gru_step`` iterated,
+    ``dense_cycles`` is the dense-gated engine's cycle model on the same lanes.
+    """
+    from hw.rnn import bcr_gate_matrix, lstm_cycles, rnn_bcr_cycles
+    from sim.rnn import (
+        GRUJob,
+        LSTMJob,
+        golden_gru_sequence,
+        golden_sequence,
+        run_gru_batch,
+        run_lstm_batch,
+    )
+
+    check_rnn_layer(layer, engine)
+    gates = rnn_layer_gates(layer, gates)
+    isz, hsz = layer.shape.input_size, layer.shape.hidden_size
+    bits, sw = layer.quant.bits, layer.quant.scale
+    cfg = rnn_config(sw, bits, act_bits, layer.quant.act_scale)
+    t = layer.tensors
+    w_ih = np.asarray(t["qweight_ih"], dtype=np.int64)
+    w_hh = np.asarray(t["qweight_hh"], dtype=np.int64)
+    acc_scale = sw * 2.0 ** -cfg.act_frac
+    biases = [None if k not in t else np.clip(np.rint(np.asarray(t[k], np.float64) / acc_scale),
+                                              -2**31, 2**31 - 1).astype(np.int64)
+              for k in ("bias_ih", "bias_hh")]
+    rng = np.random.default_rng(seed)
+    amax = 2 ** (act_bits - 1) - 1
+    x = rng.integers(-amax, amax + 1, size=(steps, isz), dtype=np.int64)
+    h0 = np.zeros(hsz, dtype=np.int64)
+    kw: dict[str, Any] = {"gates": gates}
+    masks: tuple = ()
+    if gates == "bcr":
+        kw["block"] = tuple(layer.scheme.block)
+        masks = (t["mask_ih"], t["mask_hh"])
+    if engine == "lstm":
+        job = LSTMJob(x, h0, h0, w_ih, w_hh, *biases, *masks)
+        run = run_lstm_batch([job], cfg, lanes, simulator, isz, hsz, steps, **kw)[0]
+        want_hs, want_c = golden_sequence(x, h0, h0, w_ih, w_hh, *biases, cfg)
+        match = np.array_equal(run.h_seq, want_hs) and np.array_equal(run.c, want_c)
+    else:
+        job = GRUJob(x, h0, w_ih, w_hh, *biases, *masks)
+        run = run_gru_batch([job], cfg, lanes, simulator, isz, hsz, steps, **kw)[0]
+        want_hs = golden_gru_sequence(x, h0, w_ih, w_hh, *biases, cfg)
+        match = np.array_equal(run.h_seq, want_hs)
+    if gates == "bcr":
+        matrix = bcr_gate_matrix(engine, w_ih, w_hh, kw["block"], *masks)
+        model = rnn_bcr_cycles(matrix, isz, hsz, steps, lanes)
+    else:
+        model = lstm_cycles(isz, hsz, steps, lanes)
+    return {"layer": layer.name, "engine": engine, "gates": gates, "rows": hsz, "cols": isz,
+            "lanes": lanes, "weight_bits": bits, "act_bits": act_bits, "simulator": simulator,
+            "vectors": steps, "outputs_match": bool(match), "cycles": [int(run.cycles)],
+            "model_cycles": [int(model)],
+            "dense_cycles": int(lstm_cycles(isz, hsz, steps, lanes))}
 
 
 def emit_dense(rows: int, cols: int, lanes: int, weight_bits: int, act_bits: int, name: str,
@@ -174,13 +276,17 @@ def simulate_layer(layer, engine: str, lanes: int = 8, act_bits: int = 8,
     vectors. Returns a dict with ``outputs_match`` (against ``ir.golden.linear``), the RTL
     ``cycles``, the engine's ``model_cycles`` and the dense engine's cycle model for the same
     lanes, ``dense_cycles`` (the unstructured engine's cycles depend on which activations are
-    zero, so ``model_cycles`` is a list, one per vector, for every engine).
+    zero, so ``model_cycles`` is a list, one per vector, for every engine). ``lstm``/``gru``
+    run :func:`simulate_rnn_layer` with ``vectors`` steps (gates chosen by the layer's scheme).
     """
     from hw.dense import dense_cycles
     from ir.golden import linear
 
     if engine == "pattern":
         return simulate_pattern_layer(layer, lanes, act_bits, simulator, seed=seed)
+    if engine in ("lstm", "gru"):
+        return simulate_rnn_layer(layer, engine, lanes=lanes, act_bits=act_bits,
+                                  simulator=simulator, steps=vectors, seed=seed)
     qw, mask = layer_matrix(layer)
     rows, cols = qw.shape
     bits = layer.quant.bits

@@ -325,6 +325,8 @@ class BCRMatVec(wiring.Component):
     max_value_words : int, optional
         Depth of the ``values`` memory: most items ``sum ceil(nr/P) * nc`` (default: every
         block fully kept).
+    out_ports : int, optional
+        Read ports on the output memory, 1 to 8 (default 1).
 
     Members
     -------
@@ -341,11 +343,16 @@ class BCRMatVec(wiring.Component):
         Bench write ports.
     out_rd : ``Out(ReadPort.Signature(...))``
         Bench read port of the outputs (``br`` signed lanes per word); drive ``en`` high.
+    out_rd1, out_rd2, ... : ``Out(ReadPort.Signature(...))``
+        Further output read ports, the same as ``out_rd``, when ``out_ports > 1`` (for an
+        enclosing engine that reads several output words per cycle, e.g. :mod:`hw.rnn`).
     """
 
     def __init__(self, lanes: int, *, block: tuple[int, int] = (8, 16), weight_bits: int = 8,
                  act_bits: int = 8, acc_bits: int = 32, max_rows: int = 64, max_cols: int = 64,
-                 max_blocks: int | None = None, max_value_words: int | None = None) -> None:
+                 max_blocks: int | None = None, max_value_words: int | None = None,
+                 out_ports: int = 1) -> None:
+        self.out_ports = _check_int(out_ports, "Output read ports", 1, 8)
         p = check_bcr_parameters(lanes, block=block, weight_bits=weight_bits, act_bits=act_bits,
                                  acc_bits=acc_bits, max_rows=max_rows, max_cols=max_cols,
                                  max_blocks=max_blocks, max_value_words=max_value_words)
@@ -381,6 +388,8 @@ class BCRMatVec(wiring.Component):
         def wr(depth, shape):
             return Out(WritePort.Signature(addr_width=ceil_log2(depth), shape=shape))
 
+        out_sig = Out(ReadPort.Signature(addr_width=ceil_log2(self.out_depth),
+                                         shape=self.out_layout))
         super().__init__({
             "start": In(1),
             "rows": In(range(self.max_rows + 1)),
@@ -394,13 +403,15 @@ class BCRMatVec(wiring.Component):
             "row_wr": wr(self.row_depth, self.row_layout),
             "w_wr": wr(self.value_depth, self.value_layout),
             "x_wr": wr(self.act_depth, signed(self.act_bits)),
-            "out_rd": Out(ReadPort.Signature(addr_width=ceil_log2(self.out_depth),
-                                             shape=self.out_layout)),
+            "out_rd": out_sig,
+            **{f"out_rd{n}": out_sig for n in range(1, self.out_ports)},
         })
 
     def parameters(self) -> dict[str, Any]:
         """Build parameters, JSON-serialisable, as recorded in the emitted sidecar."""
+        extra = {"out_ports": self.out_ports} if self.out_ports > 1 else {}
         return {
+            **extra,
             "engine": "bcr", "lanes": self.lanes, "block": list(self.block),
             "weight_bits": self.weight_bits, "act_bits": self.act_bits,
             "acc_bits": self.acc_bits, "max_rows": self.max_rows, "max_cols": self.max_cols,
@@ -477,20 +488,21 @@ class BCRMatVec(wiring.Component):
         x_wp = x_mem.write_port()
         x_rp = x_mem.read_port()
         o_wp = o_mem.write_port()
-        o_rp = o_mem.read_port()
 
         for wp, port in ((meta_wp, self.meta_wr), (col_wp, self.col_wr), (row_wp, self.row_wr),
                          (w_wp, self.w_wr), (x_wp, self.x_wr)):
             m.d.comb += [wp.addr.eq(port.addr), wp.data.eq(port.data), wp.en.eq(port.en)]
 
-        # Output read port; block rows never written read as zero.
+        # Output read ports; block rows never written read as zero.
         written = Signal(self.out_depth)
-        written_q = Signal()
-        m.d.comb += [o_rp.addr.eq(self.out_rd.addr), o_rp.en.eq(self.out_rd.en)]
-        with m.If(self.out_rd.en):
-            m.d.sync += written_q.eq(written.bit_select(self.out_rd.addr, 1))
-        m.d.comb += Value.cast(self.out_rd.data).eq(
-            Mux(written_q, Value.cast(o_rp.data), 0))
+        for n in range(self.out_ports):
+            port = getattr(self, f"out_rd{n}" if n else "out_rd")
+            o_rp = o_mem.read_port()
+            written_q = Signal(name=f"written_q{n}" if n else "written_q")
+            m.d.comb += [o_rp.addr.eq(port.addr), o_rp.en.eq(port.en)]
+            with m.If(port.en):
+                m.d.sync += written_q.eq(written.bit_select(port.addr, 1))
+            m.d.comb += Value.cast(port.data).eq(Mux(written_q, Value.cast(o_rp.data), 0))
 
         busy = Signal()
         done = Signal()

@@ -49,6 +49,27 @@ GRU
 ``h[j]`` read from the ``h`` memory. No ``c`` memory. :func:`gru_cycles` equals
 :func:`lstm_cycles`.
 
+BCR gates
+---------
+With ``gates="bcr"`` the gate products run on a :class:`hw.bcr.BCRMatVec` submodule instead
+(any positive number of lanes) whose matrix is :func:`bcr_gate_matrix`: the pruned ``W_ih`` and
+``W_hh`` exactly as :mod:`pruning` BCR-prunes them (each one separately, gate-major rows in
+PyTorch order, blocks of the engine's ``block``), placed side by side as
+``[W_ih | 0 | W_hh]`` with ``W_hh`` starting at column ``ceil(I / bc) * bc``
+(:func:`bcr_gate_layout`), so that every BCR block of each pruned matrix is one block of the
+stacked matrix and no block mixes the two. For a GRU the ``W_hn`` rows move to rows
+``R0 .. R0 + H``, ``R0 = 2H + ceil(H / br) * br`` (same offset within a block as in ``W_hh``,
+so its blocks stay blocks; a block straddling ``W_hz``/``W_hn`` splits in two), leaving
+``[W_in | 0]`` in rows ``2H .. 3H``. A run starts with a **setup** stage (once per sequence,
+:func:`bcr_setup_cycles` ``= max(ceil(I / bc), ceil(H / br)) + 1`` cycles) that finds these
+offsets by repeated addition; each step then takes the copy stage (``x`` to columns ``0 .. I``,
+``h`` to columns ``ceil(I / bc) * bc ..``), ``bcr_cycles(S, P) + 2`` gate cycles and the same
+element-wise stage, which reads gate ``k`` of unit ``j`` from output row ``base_k + j`` through
+one of four read ports of the BCR output memory. Hence :func:`rnn_bcr_cycles`:
+``bcr_setup_cycles + steps * (I + H + 3 + bcr_cycles(S, P) + 6H)``. The weight memories are
+the BCR engine's ``meta``, ``col_index``, ``row_index`` and ``values`` (:func:`hw.bcr.pack_bcr`
+of the stacked matrix; runtime input ``blocks``) instead of ``weights``.
+
 Lint
 ----
 ``verilator --lint-only -Wall`` reports only the classes waived for :mod:`hw.dense`
@@ -70,17 +91,29 @@ from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from hw.bcr import BCRMatVec, _check_block, bcr_cycles, check_bcr_parameters
 from hw.dense import CYCLE_COUNTER_BITS, DenseMatVec, _check_int, dense_cycles
+from ir.bcr import BCRMatrix, encode_bcr
 from ir.golden import RNNQuantConfig
 
-__all__ = ["GRUEngine", "LSTMEngine", "RNNEngine", "ELEMENT_CYCLES", "check_lstm_parameters",
+__all__ = ["GRUEngine", "LSTMEngine", "RNNEngine", "ELEMENT_CYCLES", "GATE_ENGINES",
+           "bcr_gate_layout", "bcr_gate_matrix", "bcr_setup_cycles", "check_lstm_parameters",
            "gru_bias_words", "gru_cycles", "gru_weight_matrix", "lstm_bias_words",
-           "lstm_cycles", "lstm_weight_matrix"]
+           "lstm_cycles", "lstm_weight_matrix", "rnn_bcr_cycles"]
+
+#: Engines the gate products can run on.
+GATE_ENGINES = ("dense", "bcr")
 
 #: Cycles of the element-wise stage per hidden unit.
 ELEMENT_CYCLES = 6
 #: Gates per LSTM unit (i, f, g, o).
 GATES = 4
+
+
+def _checked_run(input_size: int, hidden_size: int, steps: int, lanes: int
+                 ) -> tuple[int, int, int, int]:
+    return (_check_int(input_size, "Input size", 0), _check_int(hidden_size, "Hidden size", 0),
+            _check_int(steps, "Steps", 0), _check_int(lanes, "Lanes", 1))
 
 
 def lstm_cycles(input_size: int, hidden_size: int, steps: int, lanes: int) -> int:
@@ -89,10 +122,7 @@ def lstm_cycles(input_size: int, hidden_size: int, steps: int, lanes: int) -> in
     Returns ``steps * (I + H + 3 + dense_cycles(4H, I + H, lanes) + 6H)``, or ``0`` when
     ``steps`` or ``hidden_size`` is zero.
     """
-    i = _check_int(input_size, "Input size", 0)
-    h = _check_int(hidden_size, "Hidden size", 0)
-    t = _check_int(steps, "Steps", 0)
-    p = _check_int(lanes, "Lanes", 1)
+    i, h, t, p = _checked_run(input_size, hidden_size, steps, lanes)
     if t == 0 or h == 0:
         return 0
     per_step = (i + h + 1) + (dense_cycles(GATES * h, i + h, p) + 2) + ELEMENT_CYCLES * h
@@ -165,31 +195,160 @@ def lstm_bias_words(bias_ih: object, bias_hh: object, hidden: int) -> np.ndarray
     return wrapped.reshape(GATES, hidden).T.copy()
 
 
+def _check_cell(cell: Any) -> str:
+    if cell not in ("lstm", "gru"):
+        raise ValueError(f"Cell must be 'lstm' or 'gru', not {cell!r}")
+    return cell
+
+
+def bcr_gate_layout(cell: str, input_size: int, hidden_size: int, block: tuple[int, int]
+                    ) -> dict[str, Any]:
+    """Where the gates sit in the stacked BCR gate matrix of :func:`bcr_gate_matrix`.
+
+    Returns
+    -------
+    dict
+        ``rows``, ``cols`` (shape of the stacked matrix), ``h_col`` (first column of ``W_hh``,
+        ``ceil(I / bc) * bc``) and ``bases``: for gates i, f, g, o (LSTM) or r, z, n_x, n_h
+        (GRU), the row of unit 0 (``0, H, 2H, 3H`` or ``0, H, 2H, 2H + ceil(H / br) * br``).
+    """
+    _check_cell(cell)
+    i = _check_int(input_size, "Input size", 0)
+    h = _check_int(hidden_size, "Hidden size", 0)
+    br, bc = _check_block(block)
+    h_col = -(-i // bc) * bc
+    last = 3 * h if cell == "lstm" else 2 * h + -(-h // br) * br
+    return {"rows": last + h, "cols": h_col + h, "h_col": h_col, "bases": (0, h, 2 * h, last)}
+
+
+def bcr_gate_matrix(cell: str, qweight_ih: np.ndarray, qweight_hh: np.ndarray,
+                    block: tuple[int, int], mask_ih: Any = None, mask_hh: Any = None
+                    ) -> BCRMatrix:
+    """The BCR-encoded gate matrix the ``gates="bcr"`` engine runs (module docstring).
+
+    Parameters
+    ----------
+    cell : {"lstm", "gru"}
+    qweight_ih, qweight_hh : numpy.ndarray
+        Integer weights in PyTorch gate order, ``(G*H, I)`` and ``(G*H, H)`` with ``G`` 4
+        (LSTM) or 3 (GRU), as a bundle stores them.
+    block : (int, int)
+        The BCR block the weights were pruned with.
+    mask_ih, mask_hh : array-like, optional
+        Their BCR masks (``mask_ih``/``mask_hh`` of a bundle layer); default: the non-zeros.
+
+    Returns
+    -------
+    ir.bcr.BCRMatrix
+        ``encode_bcr`` of the stacked matrix with the stacked masks, shape
+        ``(rows, cols)`` of :func:`bcr_gate_layout`.
+    """
+    _check_cell(cell)
+    g = GATES if cell == "lstm" else 3
+    w_ih, w_hh = np.asarray(qweight_ih), np.asarray(qweight_hh)
+    if w_hh.ndim != 2 or w_hh.shape[0] != g * w_hh.shape[1]:
+        raise ValueError(f"qweight_hh must have shape ({g}*hidden, hidden), not {w_hh.shape}")
+    hidden = w_hh.shape[1]
+    if w_ih.ndim != 2 or w_ih.shape[0] != g * hidden:
+        raise ValueError(f"qweight_ih must have shape ({g * hidden}, input), not {w_ih.shape}")
+    m_ih = w_ih != 0 if mask_ih is None else np.asarray(mask_ih).astype(bool)
+    m_hh = w_hh != 0 if mask_hh is None else np.asarray(mask_hh).astype(bool)
+    for m, w, what in ((m_ih, w_ih, "mask_ih"), (m_hh, w_hh, "mask_hh")):
+        if m.shape != w.shape:
+            raise ValueError(f"{what} must have shape {w.shape}, not {m.shape}")
+    lay = bcr_gate_layout(cell, w_ih.shape[1], hidden, block)
+    rows, cols, hc = lay["rows"], lay["cols"], lay["h_col"]
+    w = np.zeros((rows, cols), dtype=np.int64)
+    mask = np.zeros((rows, cols), dtype=bool)
+    isz, h2 = w_ih.shape[1], 2 * hidden
+    for dst, src in ((w, w_ih), (mask, m_ih)):
+        dst[:g * hidden, :isz] = src
+    if cell == "lstm":
+        w[:, hc:], mask[:, hc:] = w_hh, m_hh
+    else:
+        w[:h2, hc:], mask[:h2, hc:] = w_hh[:h2], m_hh[:h2]
+        last = lay["bases"][3]
+        w[last:, hc:], mask[last:, hc:] = w_hh[h2:], m_hh[h2:]
+    return encode_bcr(w, block, mask)
+
+
+def bcr_setup_cycles(input_size: int, hidden_size: int, block: tuple[int, int]) -> int:
+    """Cycles of the BCR engine's setup stage: ``max(ceil(I / bc), ceil(H / br)) + 1``."""
+    br, bc = _check_block(block)
+    i = _check_int(input_size, "Input size", 0)
+    h = _check_int(hidden_size, "Hidden size", 0)
+    return max(-(-i // bc), -(-h // br)) + 1
+
+
+def rnn_bcr_cycles(bcr: BCRMatrix, input_size: int, hidden_size: int, steps: int,
+                   lanes: int) -> int:
+    """Cycle model of the ``gates="bcr"`` :class:`LSTMEngine`/:class:`GRUEngine`.
+
+    ``bcr`` is :func:`bcr_gate_matrix` of the layer (its block is the engine's). Returns
+    ``bcr_setup_cycles(I, H, block) + steps * (I + H + 3 + bcr_cycles(bcr, P) + 6H)``, or ``0``
+    when ``steps`` or ``hidden_size`` is zero.
+    """
+    i, h, t, p = _checked_run(input_size, hidden_size, steps, lanes)
+    if t == 0 or h == 0:
+        return 0
+    gates = bcr_cycles(bcr, p)
+    return bcr_setup_cycles(i, h, bcr.block) + t * ((i + h + 1) + (gates + 2)
+                                                    + ELEMENT_CYCLES * h)
+
+
 def check_lstm_parameters(config: RNNQuantConfig, *, lanes: int = 4, max_input: int = 16,
-                          max_hidden: int = 16, max_steps: int = 8) -> dict[str, Any]:
-    """Validate :class:`LSTMEngine` parameters without building anything.
+                          max_hidden: int = 16, max_steps: int = 8, gates: str = "dense",
+                          block: tuple[int, int] | None = None, max_blocks: int | None = None,
+                          max_value_words: int | None = None, cell: str = "lstm"
+                          ) -> dict[str, Any]:
+    """Validate :class:`LSTMEngine` / :class:`GRUEngine` parameters without building anything.
+
+    Returns the constructor keywords (``lanes``, ``max_input``, ``max_hidden``, ``max_steps``,
+    ``gates``; with BCR gates also ``block``, default ``(8, 16)``, and the BCR memory depths
+    ``max_blocks``, ``max_value_words``, default the whole block grid fully kept).
 
     Raises
     ------
     TypeError
         If ``config`` is not an :class:`ir.golden.RNNQuantConfig` or a size is not an int.
     ValueError
-        E.g. ``"Lanes must be a positive multiple of 4, not 6"``, ``"Maximum hidden size must
-        be a positive integer, not 0"``, or a worst case beyond the 32-bit cycle counter.
+        E.g. ``"Lanes must be a positive multiple of 4, not 6"`` (dense gates),
+        ``"Maximum hidden size must be a positive integer, not 0"``, ``"Gates must be 'dense'
+        or 'bcr', not 'csr'"``, ``"Block is for BCR gates only, not dense gates"``, or a worst
+        case beyond the 32-bit cycle counter.
     """
     if not isinstance(config, RNNQuantConfig):
         raise TypeError(f"Config must be an RNNQuantConfig, not {type(config).__name__}")
+    _check_cell(cell)
+    if gates not in GATE_ENGINES:
+        raise ValueError(f"Gates must be 'dense' or 'bcr', not {gates!r}")
     lanes_i = _check_int(lanes, "Lanes", 1)
-    if lanes_i % GATES:
+    if gates == "dense" and lanes_i % GATES:
         raise ValueError(f"Lanes must be a positive multiple of 4, not {lanes_i}")
+    if gates == "dense" and (block, max_blocks, max_value_words) != (None, None, None):
+        raise ValueError("Block, maximum blocks and maximum value words are for BCR gates only, "
+                         "not dense gates")
     params = {
         "lanes": lanes_i,
         "max_input": _check_int(max_input, "Maximum input size", 1),
         "max_hidden": _check_int(max_hidden, "Maximum hidden size", 1),
         "max_steps": _check_int(max_steps, "Maximum steps", 1),
+        "gates": gates,
     }
-    worst = lstm_cycles(params["max_input"], params["max_hidden"], params["max_steps"],
-                        lanes_i)
+    mi, mh, mt = params["max_input"], params["max_hidden"], params["max_steps"]
+    if gates == "dense":
+        worst = lstm_cycles(mi, mh, mt, lanes_i)
+    else:
+        blk = (8, 16) if block is None else _check_block(block)
+        lay = bcr_gate_layout(cell, mi, mh, blk)
+        b = check_bcr_parameters(lanes_i, block=blk, weight_bits=config.weight_bits,
+                                 act_bits=config.act_bits, max_rows=lay["rows"],
+                                 max_cols=lay["cols"], max_blocks=max_blocks,
+                                 max_value_words=max_value_words)
+        params.update(block=blk, max_blocks=b["max_blocks"],
+                      max_value_words=b["max_value_words"])
+        worst = bcr_setup_cycles(mi, mh, blk) + mt * (
+            mi + mh + 3 + b["max_value_words"] + 4 + ELEMENT_CYCLES * mh)
     if worst >= 1 << CYCLE_COUNTER_BITS:
         raise ValueError(f"Maximum shape takes {worst} cycles, more than the "
                          f"{CYCLE_COUNTER_BITS}-bit cycle counter holds")
@@ -223,39 +382,54 @@ class RNNEngine(wiring.Component):
     ----------
     config : ir.golden.RNNQuantConfig
         Integer formats (fixes ROM contents and widths).
+    cell : {"lstm", "gru"}
     lanes : int
-        MAC lanes of the dense gate engine, a positive multiple of 4.
+        MAC lanes of the gate engine: a positive multiple of 4 on the dense engine, any positive
+        integer on the BCR engine.
     max_input, max_hidden, max_steps : int
         Largest shape one build serves (sizes the memories).
+    gates : {"dense", "bcr"}
+        The gate matrix-vector engine (module docstring).
+    block : (int, int), optional
+        BCR gates only: the block of the pruned weights (default ``(8, 16)``).
+    max_blocks, max_value_words : int, optional
+        BCR gates only: depths of the BCR ``meta`` and ``values`` memories (default: the
+        whole block grid of the largest stacked gate matrix, fully kept).
 
     Members
     -------
     start : ``In(1)``; input_size, hidden_size, steps : runtime shape latched at ``start``
         (``input_size`` from 1, at most the maxima; zero ``steps`` or ``hidden_size`` sets
         ``done`` at once with ``cycles == 0``).
-    busy, done : ``Out(1)``; cycles : ``Out(32)``, equal to :func:`lstm_cycles`.
-    w_wr, b_wr, x_wr, h_wr, c_wr : bench write ports; h_rd, c_rd, hseq_rd : bench read ports.
+    blocks : ``In`` (BCR gates only)
+        Stored blocks of the stacked gate matrix, latched at ``start``.
+    busy, done : ``Out(1)``; cycles : ``Out(32)``, equal to :func:`lstm_cycles` (dense gates)
+        or :func:`rnn_bcr_cycles` (BCR gates).
+    w_wr (dense: packed weights; BCR: the ``values`` memory), meta_wr, col_wr, row_wr (BCR
+        only), b_wr, x_wr, h_wr, c_wr : bench write ports; h_rd, c_rd, hseq_rd : bench read
+        ports.
     """
 
     def __init__(self, config: RNNQuantConfig, *, cell: str = "lstm", lanes: int = 4,
-                 max_input: int = 16, max_hidden: int = 16, max_steps: int = 8) -> None:
+                 max_input: int = 16, max_hidden: int = 16, max_steps: int = 8,
+                 gates: str = "dense", block: tuple[int, int] | None = None,
+                 max_blocks: int | None = None, max_value_words: int | None = None) -> None:
         try:
-            if cell not in ("lstm", "gru"):
-                raise ValueError(f"Cell must be 'lstm' or 'gru', not {cell!r}")
+            _check_cell(cell)
             params = check_lstm_parameters(config, lanes=lanes, max_input=max_input,
-                                           max_hidden=max_hidden, max_steps=max_steps)
+                                           max_hidden=max_hidden, max_steps=max_steps,
+                                           gates=gates, block=block, max_blocks=max_blocks,
+                                           max_value_words=max_value_words, cell=cell)
         except (TypeError, ValueError):
             self._MustUse__silence = True  # a rejected engine is not an unused one
             raise
         self.config = config
         self.cell = cell
+        self.gates = params["gates"]
         self.lanes = params["lanes"]
         self.max_input = params["max_input"]
         self.max_hidden = params["max_hidden"]
         self.max_steps = params["max_steps"]
-        self.weight_depth = max(2, -(-GATES * self.max_hidden // self.lanes)
-                                * (self.max_input + self.max_hidden))
-        self.weight_layout = data.ArrayLayout(signed(config.weight_bits), self.lanes)
         self.h_depth = max(2, self.max_hidden)
         self.x_depth = max(2, self.max_steps * self.max_input)
         self.hseq_depth = max(2, self.max_steps * self.max_hidden)
@@ -269,8 +443,27 @@ class RNNEngine(wiring.Component):
             "busy": Out(1),
             "done": Out(1),
             "cycles": Out(CYCLE_COUNTER_BITS),
-            "w_wr": Out(WritePort.Signature(addr_width=a(self.weight_depth),
-                                            shape=self.weight_layout)),
+        }
+        if self.gates == "dense":
+            self.weight_depth = max(2, -(-GATES * self.max_hidden // self.lanes)
+                                    * (self.max_input + self.max_hidden))
+            self.weight_layout = data.ArrayLayout(signed(config.weight_bits), self.lanes)
+            members["w_wr"] = Out(WritePort.Signature(addr_width=a(self.weight_depth),
+                                                      shape=self.weight_layout))
+        else:
+            self.block = params["block"]
+            self.max_blocks = params["max_blocks"]
+            self.max_value_words = params["max_value_words"]
+            lay = bcr_gate_layout(cell, self.max_input, self.max_hidden, self.block)
+            self.gate_rows, self.gate_cols = lay["rows"], lay["cols"]
+            proto = self._gate_engine()
+            proto._MustUse__silence = True  # only its signature and memory map are used
+            self._bcr_proto = proto
+            self.widths = proto.widths
+            members["blocks"] = In(range(self.max_blocks + 1))
+            for port in ("meta_wr", "col_wr", "row_wr", "w_wr"):
+                members[port] = proto.signature.members[port]
+        members.update({
             "b_wr": Out(WritePort.Signature(addr_width=a(self.h_depth), shape=self.bias_layout)),
             "x_wr": Out(WritePort.Signature(addr_width=a(self.x_depth),
                                             shape=signed(config.act_bits))),
@@ -284,15 +477,22 @@ class RNNEngine(wiring.Component):
                                            shape=signed(config.cell_bits))),
             "hseq_rd": Out(ReadPort.Signature(addr_width=a(self.hseq_depth),
                                               shape=signed(config.act_bits))),
-        }
+        })
         if cell == "gru":
             del members["c_wr"], members["c_rd"]
         super().__init__(members)
 
+    def _gate_engine(self) -> BCRMatVec:
+        cfg = self.config
+        return BCRMatVec(self.lanes, block=self.block, weight_bits=cfg.weight_bits,
+                         act_bits=cfg.act_bits, acc_bits=32, max_rows=self.gate_rows,
+                         max_cols=self.gate_cols, max_blocks=self.max_blocks,
+                         max_value_words=self.max_value_words, out_ports=GATES)
+
     def parameters(self) -> dict[str, Any]:
         """Build parameters, JSON-serialisable, as recorded in the emitted sidecar."""
         c = self.config
-        return {
+        p = {
             "engine": self.cell, "lanes": self.lanes, "max_input": self.max_input,
             "max_hidden": self.max_hidden, "max_steps": self.max_steps,
             "element_cycles": ELEMENT_CYCLES,
@@ -300,6 +500,11 @@ class RNNEngine(wiring.Component):
                 "multiplier", "shift", "weight_bits", "act_bits", "act_frac", "gate_bits",
                 "lut_index_bits", "lut_frac", "cell_bits", "cell_frac")},
         }
+        if self.gates == "bcr":
+            p.update(gates="bcr", block=list(self.block), max_blocks=self.max_blocks,
+                     max_value_words=self.max_value_words, gate_rows=self.gate_rows,
+                     gate_cols=self.gate_cols)
+        return p
 
     def memory_map(self) -> list[dict[str, Any]]:
         """The memories a bench fills or reads (recorded in the JSON sidecar)."""
@@ -307,11 +512,18 @@ class RNNEngine(wiring.Component):
             return {k: f"{port}__{k}" for k in ("addr", "data", "en")}
         c = self.config
         P, wb = self.lanes, c.weight_bits
-        mems = [
-            {"name": "weights", "depth": self.weight_depth, "width": P * wb, "lanes": P,
-             "lane_bits": wb, "access": "write", "port": "w_wr", "signals": sig("w_wr"),
-             "layout": "hw.dense.pack_weights of hw.rnn.lstm_weight_matrix(W_ih, W_hh) with "
-                       "cols = input_size + hidden_size"},
+        if self.gates == "dense":
+            weights = [
+                {"name": "weights", "depth": self.weight_depth, "width": P * wb, "lanes": P,
+                 "lane_bits": wb, "access": "write", "port": "w_wr", "signals": sig("w_wr"),
+                 "layout": f"hw.dense.pack_weights of hw.rnn.{self.cell}_weight_matrix(W_ih, "
+                           "W_hh) with cols = input_size + hidden_size"}]
+        else:
+            weights = [dict(mm, layout=f"{mm['layout']}; of hw.bcr.pack_bcr(hw.rnn."
+                                       f"bcr_gate_matrix('{self.cell}', W_ih, W_hh, block))")
+                       for mm in self._bcr_proto.memory_map()
+                       if mm["name"] in ("meta", "col_index", "row_index", "values")]
+        mems = weights + [
             {"name": "bias", "depth": self.h_depth, "width": 128, "lanes": 4, "lane_bits": 32,
              "access": "write", "port": "b_wr", "signals": sig("b_wr"),
              "layout": "address j holds wrap32(b_ih + b_hh) of gates i, f, g, o of unit j"},
@@ -330,27 +542,42 @@ class RNNEngine(wiring.Component):
         ]
         if self.cell == "gru":
             mems = [mm for mm in mems if mm["name"] != "c"]
-            mems[0]["layout"] = mems[0]["layout"].replace("lstm_weight", "gru_weight")
-            mems[1]["layout"] = ("address j holds wrap32(b_ir + b_hr), wrap32(b_iz + b_hz), "
-                                 "b_in, b_hn of unit j")
+            for mm in mems:
+                if mm["name"] == "bias":
+                    mm["layout"] = ("address j holds wrap32(b_ir + b_hr), wrap32(b_iz + b_hz), "
+                                    "b_in, b_hn of unit j")
         return mems
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
         P = self.lanes
-        upg = P // GATES  # hidden units per dense row group
         G = cfg.gate_frac
         ab, cb, lib = cfg.act_bits, cfg.cell_bits, cfg.lut_index_bits
+        lstm = self.cell == "lstm"
+        bcr = self.gates == "bcr"
 
-        m.submodules.dense = dense = DenseMatVec(
-            P, weight_bits=cfg.weight_bits, act_bits=cfg.act_bits, acc_bits=32,
-            max_rows=GATES * self.max_hidden, max_cols=self.max_input + self.max_hidden)
-        assert dense.weight_depth == self.weight_depth
+        if bcr:
+            br, bc = self.block
+            m.submodules.gates = eng = self._gate_engine()
+            for port in ("meta_wr", "col_wr", "row_wr", "w_wr"):
+                mine, theirs = getattr(self, port), getattr(eng, port)
+                m.d.comb += [theirs.addr.eq(mine.addr), theirs.data.eq(mine.data),
+                             theirs.en.eq(mine.en)]
+            out_ports = [eng.out_rd] + [getattr(eng, f"out_rd{n}") for n in range(1, GATES)]
+            copy_cols = self.gate_cols
+        else:
+            upg = P // GATES  # hidden units per dense row group
+            m.submodules.dense = eng = DenseMatVec(
+                P, weight_bits=cfg.weight_bits, act_bits=cfg.act_bits, acc_bits=32,
+                max_rows=GATES * self.max_hidden, max_cols=self.max_input + self.max_hidden)
+            assert eng.weight_depth == self.weight_depth
+            m.d.comb += [eng.w_wr.addr.eq(self.w_wr.addr), eng.w_wr.data.eq(self.w_wr.data),
+                         eng.w_wr.en.eq(self.w_wr.en)]
+            copy_cols = self.max_input + self.max_hidden
         m.submodules.bias = b_mem = Memory(shape=self.bias_layout, depth=self.h_depth, init=[])
         m.submodules.x_seq = x_mem = Memory(shape=signed(ab), depth=self.x_depth, init=[])
         m.submodules.h = h_mem = Memory(shape=signed(ab), depth=self.h_depth, init=[])
-        lstm = self.cell == "lstm"
         if lstm:
             m.submodules.c = c_mem = Memory(shape=signed(cb), depth=self.h_depth, init=[])
         m.submodules.h_seq = s_mem = Memory(shape=signed(ab), depth=self.hseq_depth, init=[])
@@ -382,8 +609,6 @@ class RNNEngine(wiring.Component):
 
         # Bench ports (h and c memories are shared with the engine, muxed on busy).
         m.d.comb += [
-            dense.w_wr.addr.eq(self.w_wr.addr), dense.w_wr.data.eq(self.w_wr.data),
-            dense.w_wr.en.eq(self.w_wr.en),
             b_wp.addr.eq(self.b_wr.addr), b_wp.data.eq(self.b_wr.data), b_wp.en.eq(self.b_wr.en),
             x_wp.addr.eq(self.x_wr.addr), x_wp.data.eq(self.x_wr.data), x_wp.en.eq(self.x_wr.en),
             s_rp.addr.eq(self.hseq_rd.addr), s_rp.en.eq(self.hseq_rd.en),
@@ -403,12 +628,10 @@ class RNNEngine(wiring.Component):
         # Copy stage counters.
         k = Signal(range(self.max_input + self.max_hidden + 1))
         v1 = Signal()
-        k1 = Signal.like(k)
+        k1 = Signal(range(copy_cols + 1))
         sel_h1 = Signal()
         # Element stage counters.
         j = Signal(range(self.max_hidden + 1))
-        grp = Signal(range(dense.out_depth))
-        sub = Signal(range(max(2, upg)))
         pre = [Signal(signed(lib), name=f"pre_{n}") for n in "ifgo"]
         c_old = Signal(signed(cb))
         tc_idx = Signal(lib)
@@ -418,7 +641,6 @@ class RNNEngine(wiring.Component):
         m.d.comb += h_idx.eq(k - isz)
         m.d.comb += [
             x_rp.addr.eq(xbase + k),
-            dense.out_rd.addr.eq(grp), dense.out_rd.en.eq(1),
             b_rp.addr.eq(j),
             sig_i.addr.eq(pre[0] + (1 << (lib - 1))),
             sig_f.addr.eq(pre[1] + (1 << (lib - 1))),
@@ -442,20 +664,59 @@ class RNNEngine(wiring.Component):
         if lstm:
             m.d.comb += [sig_o.addr.eq(pre[3] + (1 << (lib - 1))), self.c_rd.data.eq(c_rp.data)]
 
-        # Copy writes into the dense engine's activation memory (one stage behind the reads).
+        # Copy writes into the gate engine's activation memory (one stage behind the reads).
         m.d.comb += [
-            dense.x_wr.addr.eq(k1), dense.x_wr.en.eq(v1),
-            dense.x_wr.data.eq(Mux(sel_h1, h_rp.data, x_rp.data)),
+            eng.x_wr.addr.eq(k1), eng.x_wr.en.eq(v1),
+            eng.x_wr.data.eq(Mux(sel_h1, h_rp.data, x_rp.data)),
         ]
         m.d.sync += v1.eq(0)
 
+        # Where the element stage reads the gate accumulators.
+        if bcr:
+            # BCR: gate k of unit j is output row bases[k] + j: word ``word[k]``, lane
+            # ``lane[k]`` of the BCR output memory, one read port per gate.
+            nblocks = Signal.like(self.blocks)
+            h_col = Signal(range(self.gate_cols + bc + 1))
+            h_up = Signal(range(self.max_hidden + br + 1))
+            h_q = Signal(range(self.max_hidden // br + 2))
+            h_r = Signal(range(self.max_hidden + 1))
+            g_rows = Signal(range(self.gate_rows + 1))
+            words = [Signal(range(eng.out_depth + 1), name=f"word_{n}") for n in range(GATES)]
+            lanes_ = [Signal(range(max(2, br)), name=f"lane_{n}") for n in range(GATES)]
+            # Gate bases from divmod(H, br) = (h_q, h_r) once the setup stage is over.
+            s2 = Signal(range(2 * br + 1))
+            c2 = Signal()
+            w2 = Signal.like(words[2])
+            l2 = Signal.like(lanes_[2])
+            m.d.comb += [s2.eq(2 * h_r), c2.eq(s2 >= br), w2.eq(2 * h_q + c2),
+                         l2.eq(Mux(c2, s2 - br, s2))]
+            if lstm:
+                s3 = Signal(range(2 * br + 1))
+                c3 = Signal()
+                m.d.comb += [s3.eq(l2 + h_r), c3.eq(s3 >= br)]
+                base3 = (w2 + h_q + c3, Mux(c3, s3 - br, s3))
+                rows_now = hsz * GATES
+            else:
+                base3 = (w2 + h_q + (h_r != 0), l2)
+                rows_now = 3 * hsz + h_up
+            bases = [(0, 0), (h_q, h_r), (w2, l2), base3]
+            gate_words = []
+            for n, port in enumerate(out_ports):
+                m.d.comb += [port.addr.eq(words[n]), port.en.eq(1)]
+                gate_words.append(Value.cast(port.data).word_select(lanes_[n], 32))
+        else:
+            grp = Signal(range(eng.out_depth))
+            sub = Signal(range(max(2, upg)))
+            m.d.comb += [eng.out_rd.addr.eq(grp), eng.out_rd.en.eq(1)]
+            gw = Value.cast(eng.out_rd.data).word_select(sub, GATES * 32)
+            gate_words = [gw.word_select(n, 32) for n in range(GATES)]
+
         # Element-wise datapath.
-        gates_word = Value.cast(dense.out_rd.data).word_select(sub, GATES * 32)
         bias_word = Value.cast(b_rp.data)
         pre_next, accs = [], []
         for n in range(GATES):
             acc = Signal(signed(32), name=f"acc_{'ifgo'[n]}")
-            m.d.comb += acc.eq(gates_word.word_select(n, 32) + bias_word.word_select(n, 32))
+            m.d.comb += acc.eq(gate_words[n] + bias_word.word_select(n, 32))
             accs.append(acc)
             pre_next.append(_saturate(_round_shift(acc * Const(cfg.multiplier, unsigned(16)),
                                                    cfg.shift), lib))
@@ -467,10 +728,11 @@ class RNNEngine(wiring.Component):
             m.d.comb += c_sum.eq(((gf_ * c_old) << G) + ((gi * gg) << cfg.cell_frac))
             c_new = Signal(signed(cb))
             m.d.comb += c_new.eq(_saturate(_round_shift(c_sum, 2 * G), cb))
-            tc_next = _clip(_round_shift(c_new, cfg.cell_frac - cfg.lut_frac), -half, half - 1) + half
+            tc_next = _clip(_round_shift(c_new, cfg.cell_frac - cfg.lut_frac), -half,
+                            half - 1) + half
             h_new = Signal(signed(ab))
-            m.d.comb += h_new.eq(_saturate(_round_shift(go * tanh_rp.data, 2 * G - cfg.act_frac), ab))
-
+            m.d.comb += h_new.eq(_saturate(_round_shift(go * tanh_rp.data,
+                                                        2 * G - cfg.act_frac), ab))
         else:
             # GRU: accs are r, z, n_x = W_in x + b_in, n_h = W_hn h + b_hn.
             acc_nx, acc_nh = Signal(signed(32)), Signal(signed(32))
@@ -493,10 +755,27 @@ class RNNEngine(wiring.Component):
                         nsteps.eq(self.steps), cycles.eq(0), done.eq(0), t.eq(0),
                         xbase.eq(0), sbase.eq(0), k.eq(0),
                     ]
+                    if bcr:
+                        m.d.sync += [nblocks.eq(self.blocks), h_col.eq(0), h_up.eq(0),
+                                     h_q.eq(0), h_r.eq(self.hidden_size)]
                     with m.If((self.steps == 0) | (self.hidden_size == 0)):
                         m.d.sync += done.eq(1)
                     with m.Else():
                         m.d.sync += busy.eq(1)
+                        m.next = "SETUP" if bcr else "COPY"
+            if bcr:
+                with m.State("SETUP"):
+                    # h_col = ceil(I / bc) * bc, h_up = ceil(H / br) * br, (h_q, h_r) =
+                    # divmod(H, br), by repeated addition and subtraction.
+                    i_done, u_done, r_done = h_col >= isz, h_up >= hsz, h_r < br
+                    with m.If(~i_done):
+                        m.d.sync += h_col.eq(h_col + bc)
+                    with m.If(~u_done):
+                        m.d.sync += h_up.eq(h_up + br)
+                    with m.If(~r_done):
+                        m.d.sync += [h_r.eq(h_r - br), h_q.eq(h_q + 1)]
+                    with m.If(i_done & u_done & r_done):
+                        m.d.sync += g_rows.eq(rows_now)
                         m.next = "COPY"
             with m.State("COPY"):
                 m.d.comb += h_rp.addr.eq(h_idx)
@@ -504,14 +783,23 @@ class RNNEngine(wiring.Component):
                     m.d.sync += k.eq(0)
                     m.next = "DSTART"
                 with m.Else():
-                    m.d.sync += [v1.eq(1), k1.eq(k), sel_h1.eq(k >= isz), k.eq(k + 1)]
+                    dest = Mux(k >= isz, k - isz + h_col, k) if bcr else k
+                    m.d.sync += [v1.eq(1), k1.eq(dest), sel_h1.eq(k >= isz), k.eq(k + 1)]
             with m.State("DSTART"):
-                m.d.comb += [dense.start.eq(1), dense.rows.eq(hsz * GATES),
-                             dense.cols.eq(cols)]
+                if bcr:
+                    m.d.comb += [eng.start.eq(1), eng.rows.eq(g_rows),
+                                 eng.cols.eq(h_col + hsz), eng.blocks.eq(nblocks)]
+                else:
+                    m.d.comb += [eng.start.eq(1), eng.rows.eq(hsz * GATES), eng.cols.eq(cols)]
                 m.next = "DWAIT"
             with m.State("DWAIT"):
-                with m.If(dense.done):
-                    m.d.sync += [j.eq(0), grp.eq(0), sub.eq(0)]
+                with m.If(eng.done):
+                    m.d.sync += j.eq(0)
+                    if bcr:
+                        for n, (wb_, lb_) in enumerate(bases):
+                            m.d.sync += [words[n].eq(wb_), lanes_[n].eq(lb_)]
+                    else:
+                        m.d.sync += [grp.eq(0), sub.eq(0)]
                     m.next = "E0"
             with m.State("E0"):
                 m.next = "E1"
@@ -546,7 +834,13 @@ class RNNEngine(wiring.Component):
                         m.next = "COPY"
                 with m.Else():
                     m.d.sync += j.eq(j + 1)
-                    if upg == 1:
+                    if bcr:
+                        for n in range(GATES):
+                            with m.If(lanes_[n] == br - 1):
+                                m.d.sync += [lanes_[n].eq(0), words[n].eq(words[n] + 1)]
+                            with m.Else():
+                                m.d.sync += lanes_[n].eq(lanes_[n] + 1)
+                    elif upg == 1:
                         m.d.sync += grp.eq(grp + 1)
                     else:
                         with m.If(sub == upg - 1):
@@ -563,9 +857,12 @@ class LSTMEngine(RNNEngine):
     """:class:`RNNEngine` with ``cell="lstm"``: gates i, f, g, o, state ``h`` and ``c``."""
 
     def __init__(self, config: RNNQuantConfig, *, lanes: int = 4, max_input: int = 16,
-                 max_hidden: int = 16, max_steps: int = 8) -> None:
+                 max_hidden: int = 16, max_steps: int = 8, gates: str = "dense",
+                 block: tuple[int, int] | None = None, max_blocks: int | None = None,
+                 max_value_words: int | None = None) -> None:
         super().__init__(config, cell="lstm", lanes=lanes, max_input=max_input,
-                         max_hidden=max_hidden, max_steps=max_steps)
+                         max_hidden=max_hidden, max_steps=max_steps, gates=gates, block=block,
+                         max_blocks=max_blocks, max_value_words=max_value_words)
 
 
 class GRUEngine(RNNEngine):
@@ -573,6 +870,9 @@ class GRUEngine(RNNEngine):
     :func:`gru_bias_words`, no ``c`` memory; cycles :func:`gru_cycles`."""
 
     def __init__(self, config: RNNQuantConfig, *, lanes: int = 4, max_input: int = 16,
-                 max_hidden: int = 16, max_steps: int = 8) -> None:
+                 max_hidden: int = 16, max_steps: int = 8, gates: str = "dense",
+                 block: tuple[int, int] | None = None, max_blocks: int | None = None,
+                 max_value_words: int | None = None) -> None:
         super().__init__(config, cell="gru", lanes=lanes, max_input=max_input,
-                         max_hidden=max_hidden, max_steps=max_steps)
+                         max_hidden=max_hidden, max_steps=max_steps, gates=gates, block=block,
+                         max_blocks=max_blocks, max_value_words=max_value_words)

@@ -17,6 +17,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from sim.runner import BuiltDesign, build_design, check_simulator, run_cocotb
 
 __all__ = ["GRUJob", "GRURun", "LSTMJob", "LSTMRun", "emit_rnn", "rnn_design", "run_gru",
            "run_gru_batch", "golden_gru_sequence", "golden_sequence",
-           "random_gru_job", "random_job", "saturating_job",
+           "random_gru_job", "random_job", "saturating_job", "bcr_pruned", "rnn_mismatches",
            "run_lstm", "run_lstm_batch"]
 
 TEST_MODULE = "sim.rnn_tb"
@@ -36,7 +37,8 @@ TEST_MODULE = "sim.rnn_tb"
 class LSTMJob:
     """One sequence: ``qx`` ``(steps, input)``, ``qh``/``qc`` ``(hidden,)`` initial state,
     ``qweight_ih`` ``(4H, input)``, ``qweight_hh`` ``(4H, H)``, optional int32 biases ``(4H,)``
-    (the arguments of ``ir.golden.lstm_step``)."""
+    (the arguments of ``ir.golden.lstm_step``); for BCR gates, optional BCR masks ``mask_ih``,
+    ``mask_hh`` of the weights (default: their non-zeros)."""
 
     qx: np.ndarray
     qh: np.ndarray
@@ -45,12 +47,15 @@ class LSTMJob:
     qweight_hh: np.ndarray
     bias_ih: np.ndarray | None = None
     bias_hh: np.ndarray | None = None
+    mask_ih: np.ndarray | None = None
+    mask_hh: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
 class GRUJob:
     """One GRU sequence: the arguments of ``ir.golden.gru_step`` with ``qx`` ``(steps, input)``
-    (weights ``(3H, input)``, ``(3H, H)``, optional biases ``(3H,)``)."""
+    (weights ``(3H, input)``, ``(3H, H)``, optional biases ``(3H,)``); ``mask_ih``/``mask_hh``
+    as in :class:`LSTMJob`."""
 
     qx: np.ndarray
     qh: np.ndarray
@@ -58,6 +63,8 @@ class GRUJob:
     qweight_hh: np.ndarray
     bias_ih: np.ndarray | None = None
     bias_hh: np.ndarray | None = None
+    mask_ih: np.ndarray | None = None
+    mask_hh: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -68,18 +75,21 @@ class GRURun:
     h_seq: np.ndarray
     h: np.ndarray
     cycles: int
+    run_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
 class LSTMRun:
     """Results of one job: ``h_seq`` int32 ``(steps, hidden)`` (``h_seq[-1]`` is the final
     ``h``), ``c`` int32 ``(hidden,)`` final cell state, ``h`` int32 final hidden state read
-    back from the ``h`` memory, ``cycles`` the engine's count."""
+    back from the ``h`` memory, ``cycles`` the engine's count, ``run_seconds`` the simulator's
+    wall time from ``start`` to ``done``."""
 
     h_seq: np.ndarray
     c: np.ndarray
     h: np.ndarray
     cycles: int
+    run_seconds: float = 0.0
 
 
 def golden_sequence(x, h, c, w_ih, w_hh, b_ih, b_hh, cfg):
@@ -146,10 +156,13 @@ def random_job(rng, cfg, isz, hsz, steps, *, bias=True, extreme=False):
 
 
 def emit_rnn(cell: str, config: RNNQuantConfig, lanes: int, max_input: int, max_hidden: int,
-             max_steps: int, *, cache_dir: str | os.PathLike | None = None
-             ) -> tuple[Path, str]:
+             max_steps: int, *, gates: str = "dense", block: tuple[int, int] | None = None,
+             max_blocks: int | None = None, max_value_words: int | None = None,
+             cache_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
     """Emit (or reuse) the Verilog of an :class:`hw.rnn.RNNEngine` (``cell`` ``"lstm"`` or
-    ``"gru"``); returns the file and the top-level module name."""
+    ``"gru"``, ``gates`` ``"dense"`` or ``"bcr"``); returns the file and the top-level module
+    name."""
+    import hw.bcr
     import hw.dense
     import hw.emit
     import hw.rnn
@@ -158,22 +171,27 @@ def emit_rnn(cell: str, config: RNNQuantConfig, lanes: int, max_input: int, max_
     if cell not in ("lstm", "gru"):
         raise ValueError(f"Cell must be 'lstm' or 'gru', not {cell!r}")
     p = check_lstm_parameters(config, lanes=lanes, max_input=max_input, max_hidden=max_hidden,
-                              max_steps=max_steps)
-    modules = (hw.rnn, hw.dense, hw.emit)
+                              max_steps=max_steps, gates=gates, block=block,
+                              max_blocks=max_blocks, max_value_words=max_value_words, cell=cell)
+    modules = (hw.rnn, hw.dense, hw.bcr, hw.emit)
     key = json.dumps([cell, p, dataclasses.asdict(config), source_digest(*modules)],
                      sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    name = (f"{cell}_p{p['lanes']}_i{p['max_input']}_h{p['max_hidden']}_t{p['max_steps']}_"
-            f"{digest[:8]}")
+    tag = "" if gates == "dense" else "_bcr{}x{}".format(*p["block"])
+    name = (f"{cell}{tag}_p{p['lanes']}_i{p['max_input']}_h{p['max_hidden']}_"
+            f"t{p['max_steps']}_{digest[:8]}")
     return emit_cached(lambda: RNNEngine(config, cell=cell, **p), name, key, modules,
                        cache_dir, digest=digest)
 
 
 def rnn_design(cell: str, config: RNNQuantConfig, lanes: int, max_input: int, max_hidden: int,
-               max_steps: int, *, simulator: str = "verilator",
-               cache_dir: str | os.PathLike | None = None) -> BuiltDesign:
+               max_steps: int, *, gates: str = "dense", block: tuple[int, int] | None = None,
+               max_blocks: int | None = None, max_value_words: int | None = None,
+               simulator: str = "verilator", cache_dir: str | os.PathLike | None = None
+               ) -> BuiltDesign:
     """Emit and build (or reuse) an LSTM or GRU engine for ``simulator``."""
-    v_path, name = emit_rnn(cell, config, lanes, max_input, max_hidden, max_steps,
+    v_path, name = emit_rnn(cell, config, lanes, max_input, max_hidden, max_steps, gates=gates,
+                            block=block, max_blocks=max_blocks, max_value_words=max_value_words,
                             cache_dir=cache_dir)
     return build_design(v_path, name, simulator, cache_dir=cache_dir)
 
@@ -192,28 +210,70 @@ def _ints(arr, what: str, bits: int | None, shape: tuple[int, ...]) -> np.ndarra
     return a.astype(np.int64)
 
 
-def _run_batch(cell, jobs, config, lanes, simulator, max_input, max_hidden, max_steps,
-               cache_dir):
+def _gate_images(n, cell, gates, w_ih, w_hh, job, lanes, p, inputs):
+    """Fill ``inputs`` with job ``n``'s gate-engine memory images; return the cycles of one
+    step's gate product (for the cycle model) and, for BCR gates, the stored blocks."""
+    from hw.bcr import bcr_items, pack_bcr
     from hw.dense import pack_weights
+    from hw.rnn import bcr_gate_matrix, gru_weight_matrix, lstm_weight_matrix
+
+    if gates == "dense":
+        if job.mask_ih is not None or job.mask_hh is not None:
+            raise ValueError(f"Job {n}: masks are for BCR gates only")
+        matrix = (lstm_weight_matrix if cell == "lstm" else gru_weight_matrix)(w_ih, w_hh)
+        inputs[f"w_{n}"] = pack_weights(matrix, lanes)
+        return None
+    try:
+        bcr = bcr_gate_matrix(cell, w_ih, w_hh, p["block"], job.mask_ih, job.mask_hh)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"Job {n}: {exc}") from None
+    if bcr.block_count > p["max_blocks"]:
+        raise ValueError(f"Job {n}: {bcr.block_count} blocks exceed the build's "
+                         f"{p['max_blocks']}")
+    items = bcr_items(bcr, lanes)
+    if items > p["max_value_words"]:
+        raise ValueError(f"Job {n}: {items} value words exceed the build's "
+                         f"{p['max_value_words']}")
+    img = pack_bcr(bcr, lanes)
+    inputs[f"meta_{n}"] = img.meta
+    inputs[f"col_{n}"] = img.col_index
+    inputs[f"row_{n}"] = img.row_index
+    inputs[f"w_{n}"] = img.values
+    return bcr
+
+
+def _run_batch(cell, jobs, config, lanes, simulator, max_input, max_hidden, max_steps,
+               cache_dir, gates="dense", block=None, max_blocks=None, max_value_words=None):
+    from hw.bcr import bcr_field_widths
     from hw.rnn import (
+        bcr_gate_layout,
         check_lstm_parameters,
         gru_bias_words,
-        gru_weight_matrix,
         lstm_bias_words,
-        lstm_weight_matrix,
+        lstm_cycles,
+        rnn_bcr_cycles,
     )
 
     lstm = cell == "lstm"
     job_type = LSTMJob if lstm else GRUJob
-    gates = 4 if lstm else 3
+    gates_n = 4 if lstm else 3
     check_simulator(simulator)
-    check_lstm_parameters(config, lanes=lanes, max_input=max_input, max_hidden=max_hidden,
-                          max_steps=max_steps)
+    p = check_lstm_parameters(config, lanes=lanes, max_input=max_input, max_hidden=max_hidden,
+                              max_steps=max_steps, gates=gates, block=block,
+                              max_blocks=max_blocks, max_value_words=max_value_words, cell=cell)
     if not jobs:
         raise ValueError("At least one job is needed")
-    inputs: dict[str, np.ndarray] = {"params": np.array(
-        [lanes, config.weight_bits, config.act_bits, config.cell_bits, int(lstm)],
-        dtype=np.int64)}
+    bcr = gates == "bcr"
+    widths = [0] * 6
+    if bcr:
+        lay = bcr_gate_layout(cell, max_input, max_hidden, p["block"])
+        wd = bcr_field_widths(lanes, p["block"], lay["rows"], lay["cols"])
+        widths = [wd[k] for k in ("block_row", "block_col", "groups", "ncols", "col_index",
+                                  "row_index")]
+    inputs: dict[str, np.ndarray] = {
+        "params": np.array([lanes, config.weight_bits, config.act_bits, config.cell_bits,
+                            int(lstm), int(bcr)], dtype=np.int64),
+        "widths": np.array(widths, dtype=np.int64)}
     shapes = []
     for n, job in enumerate(jobs):
         if not isinstance(job, job_type):
@@ -235,77 +295,169 @@ def _run_batch(cell, jobs, config, lanes, simulator, max_input, max_hidden, max_
         h0 = _ints(job.qh, f"Job {n}: qh", ab, (hsz,))
         if lstm:
             inputs[f"c_{n}"] = _ints(job.qc, f"Job {n}: qc", config.cell_bits, (hsz,))
-        w_ih = _ints(job.qweight_ih, f"Job {n}: qweight_ih", wb, (gates * hsz, isz))
-        w_hh = _ints(job.qweight_hh, f"Job {n}: qweight_hh", wb, (gates * hsz, hsz))
-        biases = [None if b is None else _ints(b, f"Job {n}: {name}", 32, (gates * hsz,))
+        w_ih = _ints(job.qweight_ih, f"Job {n}: qweight_ih", wb, (gates_n * hsz, isz))
+        w_hh = _ints(job.qweight_hh, f"Job {n}: qweight_hh", wb, (gates_n * hsz, hsz))
+        biases = [None if b is None else _ints(b, f"Job {n}: {name}", 32, (gates_n * hsz,))
                   for b, name in ((job.bias_ih, "bias_ih"), (job.bias_hh, "bias_hh"))]
-        matrix = (lstm_weight_matrix if lstm else gru_weight_matrix)(w_ih, w_hh)
-        inputs[f"w_{n}"] = pack_weights(matrix, lanes)
+        matrix = _gate_images(n, cell, gates, w_ih, w_hh, job, lanes, p, inputs)
+        model = (lstm_cycles(isz, hsz, steps, lanes) if matrix is None
+                 else rnn_bcr_cycles(matrix, isz, hsz, steps, lanes))
         inputs[f"b_{n}"] = (lstm_bias_words if lstm else gru_bias_words)(*biases, hsz)
         inputs[f"x_{n}"] = x.reshape(-1)
         inputs[f"h_{n}"] = h0
-        inputs[f"shape_{n}"] = np.array([isz, hsz, steps], dtype=np.int64)
+        blocks = 0 if matrix is None else matrix.block_count
+        inputs[f"shape_{n}"] = np.array([isz, hsz, steps, blocks, 2 * model + 1000],
+                                        dtype=np.int64)
         shapes.append((steps, hsz))
     inputs["count"] = np.array([len(jobs)], dtype=np.int64)
 
-    design = rnn_design(cell, config, lanes, max_input, max_hidden, max_steps,
-                        simulator=simulator, cache_dir=cache_dir)
+    design = rnn_design(cell, config, lanes, max_input, max_hidden, max_steps, gates=gates,
+                        block=p.get("block"), max_blocks=p.get("max_blocks"),
+                        max_value_words=p.get("max_value_words"), simulator=simulator,
+                        cache_dir=cache_dir)
     result = run_cocotb(design, TEST_MODULE, inputs=inputs)
     cycles = result.arrays["cycles"]
+    run_s = result.meta.get("run_seconds", [0.0] * len(jobs))
     runs = []
     for n, (steps, hsz) in enumerate(shapes):
         h_seq = result.arrays[f"hseq_{n}"].reshape(steps, hsz).astype(np.int32)
         h = result.arrays[f"h_{n}"].astype(np.int32)
         if lstm:
             runs.append(LSTMRun(h_seq, result.arrays[f"c_{n}"].astype(np.int32), h,
-                                int(cycles[n])))
+                                int(cycles[n]), float(run_s[n])))
         else:
-            runs.append(GRURun(h_seq, h, int(cycles[n])))
+            runs.append(GRURun(h_seq, h, int(cycles[n]), float(run_s[n])))
     return runs
 
 
-def run_lstm_batch(jobs: Sequence[LSTMJob], config: RNNQuantConfig, lanes: int = 4,
-                   simulator: str = "verilator", max_input: int = 16, max_hidden: int = 16,
-                   max_steps: int = 8, *, cache_dir: str | os.PathLike | None = None
-                   ) -> list[LSTMRun]:
-    """Run every job on one LSTM engine build in one simulator process.
+_BATCH_DOC = """
 
-    Returns one :class:`LSTMRun` per job; ``h_seq[t]`` equals ``ir.golden.lstm_step`` iterated
-    ``t + 1`` times, ``c`` the final cell state, ``cycles`` :func:`hw.rnn.lstm_cycles`.
+    Parameters
+    ----------
+    jobs : sequence of {job}
+    config : ir.golden.RNNQuantConfig
+    lanes : int
+        Gate-engine lanes (a multiple of 4 for dense gates).
+    simulator : {{"verilator", "icarus"}}
+    max_input, max_hidden, max_steps : int
+        The build's largest shape.
+    gates : {{"dense", "bcr"}}
+        Gate products on :class:`hw.dense.DenseMatVec` or :class:`hw.bcr.BCRMatVec` (each
+        job's weights, with its masks, through :func:`hw.rnn.bcr_gate_matrix`).
+    block, max_blocks, max_value_words : optional
+        BCR gates only (see :class:`hw.rnn.RNNEngine`).
+    cache_dir : path, optional
 
     Raises
     ------
     TypeError, ValueError
-        On bad parameters, a shape beyond the build, or values outside their widths.
+        On bad parameters, a shape beyond the build, values outside their widths, or a BCR
+        matrix beyond the build's memories.
     sim.runner.SimulationError
         If the simulation fails.
     """
+
+
+def run_lstm_batch(jobs: Sequence[LSTMJob], config: RNNQuantConfig, lanes: int = 4,
+                   simulator: str = "verilator", max_input: int = 16, max_hidden: int = 16,
+                   max_steps: int = 8, *, gates: str = "dense",
+                   block: tuple[int, int] | None = None, max_blocks: int | None = None,
+                   max_value_words: int | None = None,
+                   cache_dir: str | os.PathLike | None = None) -> list[LSTMRun]:
     return _run_batch("lstm", jobs, config, lanes, simulator, max_input, max_hidden, max_steps,
-                      cache_dir)
+                      cache_dir, gates, block, max_blocks, max_value_words)
+
+
+run_lstm_batch.__doc__ = (
+    "Run every job on one LSTM engine build in one simulator process.\n\n    Returns one "
+    ":class:`LSTMRun` per job; ``h_seq[t]`` equals ``ir.golden.lstm_step`` iterated ``t + 1``\n"
+    "    times, ``c`` the final cell state, ``cycles`` :func:`hw.rnn.lstm_cycles` (dense gates)"
+    "\n    or :func:`hw.rnn.rnn_bcr_cycles` (BCR gates)." + _BATCH_DOC.format(job="LSTMJob"))
 
 
 def run_gru_batch(jobs: Sequence[GRUJob], config: RNNQuantConfig, lanes: int = 4,
                   simulator: str = "verilator", max_input: int = 16, max_hidden: int = 16,
-                  max_steps: int = 8, *, cache_dir: str | os.PathLike | None = None
-                  ) -> list[GRURun]:
-    """Run every job on one GRU engine build in one simulator process (see
-    :func:`run_lstm_batch`); ``h_seq[t]`` equals ``ir.golden.gru_step`` iterated ``t + 1``
-    times, ``cycles`` :func:`hw.rnn.gru_cycles`."""
+                  max_steps: int = 8, *, gates: str = "dense",
+                  block: tuple[int, int] | None = None, max_blocks: int | None = None,
+                  max_value_words: int | None = None,
+                  cache_dir: str | os.PathLike | None = None) -> list[GRURun]:
     return _run_batch("gru", jobs, config, lanes, simulator, max_input, max_hidden, max_steps,
-                      cache_dir)
+                      cache_dir, gates, block, max_blocks, max_value_words)
+
+
+run_gru_batch.__doc__ = (
+    "Run every job on one GRU engine build in one simulator process.\n\n    ``h_seq[t]`` "
+    "equals ``ir.golden.gru_step`` iterated ``t + 1`` times, ``cycles``\n    "
+    ":func:`hw.rnn.gru_cycles` (dense gates) or :func:`hw.rnn.rnn_bcr_cycles` (BCR gates)."
+    + _BATCH_DOC.format(job="GRUJob"))
 
 
 def run_lstm(job: LSTMJob, config: RNNQuantConfig, lanes: int = 4,
              simulator: str = "verilator", max_input: int = 16, max_hidden: int = 16,
-             max_steps: int = 8, *, cache_dir: str | os.PathLike | None = None) -> LSTMRun:
-    """Run one job (see :func:`run_lstm_batch`)."""
+             max_steps: int = 8, **kwargs: Any) -> LSTMRun:
+    """Run one job (see :func:`run_lstm_batch`; ``kwargs`` are its keywords)."""
     return run_lstm_batch([job], config, lanes, simulator, max_input, max_hidden, max_steps,
-                          cache_dir=cache_dir)[0]
+                          **kwargs)[0]
 
 
 def run_gru(job: GRUJob, config: RNNQuantConfig, lanes: int = 4,
             simulator: str = "verilator", max_input: int = 16, max_hidden: int = 16,
-            max_steps: int = 8, *, cache_dir: str | os.PathLike | None = None) -> GRURun:
-    """Run one job (see :func:`run_gru_batch`)."""
+            max_steps: int = 8, **kwargs: Any) -> GRURun:
+    """Run one job (see :func:`run_gru_batch`; ``kwargs`` are its keywords)."""
     return run_gru_batch([job], config, lanes, simulator, max_input, max_hidden, max_steps,
-                         cache_dir=cache_dir)[0]
+                         **kwargs)[0]
+
+
+def bcr_pruned(rng: np.random.Generator, job: tuple, block: tuple[int, int], row_keep: float,
+               col_keep: float, *, bits: int, exact: tuple[int, int] | None = None) -> tuple:
+    """A random job tuple (:func:`random_job` / :func:`random_gru_job`) with its weights
+    replaced by BCR-pruned random ``bits``-bit weights and the two masks appended (so
+    ``LSTMJob(*t)`` / ``GRUJob(*t)`` takes it). ``W_ih`` and ``W_hh`` are pruned separately,
+    each in ``block`` tiles of its gate-major rows, as :mod:`pruning` prunes an RNN layer. Each
+    block keeps every row with probability ``row_keep`` and every column with ``col_keep`` (so
+    some blocks are empty), or with ``exact = (kept_rows, kept_cols)`` exactly that many
+    (:func:`sim.bcr.exact_bcr_layer`)."""
+    from sim.bcr import exact_bcr_layer, random_bcr_layer
+
+    job = list(job)
+    masks = []
+    for pos in (-4, -3):
+        shape = np.asarray(job[pos]).shape
+        if exact is None:
+            q, m = random_bcr_layer(rng, shape, block, row_keep, col_keep, bits=bits)
+        else:
+            q, m = exact_bcr_layer(rng, shape, block, *exact, bits=bits)
+        job[pos] = q
+        masks.append(m)
+    return (*job, *masks)
+
+
+def rnn_mismatches(cell: str, jobs: Sequence[tuple], runs: Sequence, config: RNNQuantConfig,
+                   lanes: int, *, gates: str = "dense", block: tuple[int, int] | None = None
+                   ) -> list[tuple[int, bool, bool]]:
+    """Check runs against the golden model and the cycle model.
+
+    ``jobs`` are job tuples (``LSTMJob(*t)`` / ``GRUJob(*t)`` fields; with BCR gates ending in
+    the two masks), ``runs`` their results. Returns ``(index, outputs_ok, cycles_ok)`` for every
+    job that disagrees (every ``h_t``, the final ``h`` and, for an LSTM, the final ``c``)."""
+    from hw.rnn import bcr_gate_matrix, lstm_cycles, rnn_bcr_cycles
+
+    bad = []
+    for n, (job, run) in enumerate(zip(jobs, runs, strict=True)):
+        plain = tuple(job[:-2]) if gates == "bcr" else tuple(job)
+        x, h0 = np.asarray(plain[0]), np.asarray(plain[1])
+        if cell == "lstm":
+            want_hs, want_c = golden_sequence(*plain, config)
+            out_ok = np.array_equal(run.c, want_c)
+        else:
+            want_hs, out_ok = golden_gru_sequence(*plain, config), True
+        out_ok = out_ok and np.array_equal(run.h_seq, want_hs) and np.array_equal(
+            run.h, want_hs[-1])
+        if gates == "bcr":
+            matrix = bcr_gate_matrix(cell, plain[-4], plain[-3], block, job[-2], job[-1])
+            model = rnn_bcr_cycles(matrix, x.shape[1], len(h0), len(x), lanes)
+        else:
+            model = lstm_cycles(x.shape[1], len(h0), len(x), lanes)
+        if not (out_ok and run.cycles == model):
+            bad.append((n, bool(out_ok), run.cycles == model))
+    return bad

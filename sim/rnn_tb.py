@@ -2,21 +2,27 @@
 per simulator process.
 
 Run through :func:`sim.runner.run_cocotb` (see :func:`sim.rnn.run_lstm_batch`). Inputs: ``params``
-``[lanes, weight_bits, act_bits, cell_bits, is_lstm]``, ``count``, and per job ``n``: ``w_<n>`` (packed
-weights), ``b_<n>`` (``(H, 4)`` bias lanes), ``x_<n>`` (flattened ``(T, I)`` inputs), ``h_<n>``,
-``c_<n>`` (initial state; LSTM only), ``shape_<n>`` ``[I, H, T]``. For each job the bench writes every
-memory, pulses ``start``, awaits ``done`` under a timeout, then reads ``h_seq``, ``c`` and
-``h`` (no ``c`` for GRU). Outputs: ``hseq_<n>``, ``c_<n>`` (LSTM), ``h_<n>`` and ``cycles``.
+``[lanes, weight_bits, act_bits, cell_bits, is_lstm, is_bcr]``, ``widths`` (BCR field widths of
+:func:`hw.bcr.bcr_field_widths`: ``block_row, block_col, groups, ncols, col_index, row_index``),
+``count``, and per job ``n``: ``w_<n>`` (packed dense weights, or the BCR ``values`` image),
+``meta_<n>``, ``col_<n>``, ``row_<n>`` (BCR images; BCR gates only), ``b_<n>`` (``(H, 4)`` bias
+lanes), ``x_<n>`` (flattened ``(T, I)`` inputs), ``h_<n>``, ``c_<n>`` (initial state; LSTM
+only), ``shape_<n>`` ``[I, H, T, blocks, budget]``. For each job the bench writes every memory,
+pulses ``start``, awaits ``done`` (at most ``budget`` cycles), then reads ``h_seq``, ``c`` and
+``h`` (no ``c`` for GRU). Outputs: ``hseq_<n>``, ``c_<n>`` (LSTM), ``h_<n>``, ``cycles``, and
+the wall time from ``start`` to ``done`` per job (``run_seconds`` in the metadata).
 """
 
 from __future__ import annotations
 
 import functools
+import time
 
 import cocotb
 import numpy as np
 from cocotb.triggers import FallingEdge
 
+from hw.bcr import pack_fields
 from hw.dense import pack_words, unpack_words
 from sim.runner import bench_inputs, bench_save_outputs
 from sim.tb_common import read_cycles, read_words, start_and_reset, start_and_wait, write_memory
@@ -32,18 +38,26 @@ async def _read(dut, port: str, count: int, bits: int) -> np.ndarray:
 async def rnn_cases(dut):
     """Run every job in ``inputs.npz`` and save the states and cycle counts."""
     inp = bench_inputs()
-    lanes, wb, ab, cb, is_lstm = (int(v) for v in inp["params"])
+    lanes, wb, ab, cb, is_lstm, is_bcr = (int(v) for v in inp["params"])
+    w_brow, w_bcol, w_grp, w_nc, w_col, w_row = (int(v) for v in inp["widths"])
     count = int(inp["count"][0])
+    bcr_ports = ("meta_wr__en", "col_wr__en", "row_wr__en", "blocks") if is_bcr else ()
 
     await start_and_reset(
         dut,
         zero=("start", "input_size", "hidden_size", "steps", "w_wr__en", "b_wr__en",
-              "x_wr__en", "h_wr__en") + (("c_wr__en",) if is_lstm else ()),
+              "x_wr__en", "h_wr__en") + (("c_wr__en",) if is_lstm else ()) + bcr_ports,
         one=("h_rd__en", "hseq_rd__en") + (("c_rd__en",) if is_lstm else ()))
 
-    out, cycles = {}, []
+    out, cycles, run_s = {}, [], []
     for n in range(count):
-        isz, hsz, steps = (int(v) for v in inp[f"shape_{n}"])
+        isz, hsz, steps, blocks, budget = (int(v) for v in inp[f"shape_{n}"])
+        if is_bcr:
+            await _write_memory(dut, "meta_wr", pack_fields(inp[f"meta_{n}"],
+                                                            [w_brow, w_bcol, w_grp, w_nc]))
+            await _write_memory(dut, "col_wr", pack_fields(inp[f"col_{n}"], w_col))
+            await _write_memory(dut, "row_wr", pack_fields(inp[f"row_{n}"], w_row))
+            dut.blocks.value = blocks
         await _write_memory(dut, "w_wr", pack_words(inp[f"w_{n}"], wb))
         await _write_memory(dut, "b_wr", pack_words(inp[f"b_{n}"], 32))
         await _write_memory(dut, "x_wr", pack_words(inp[f"x_{n}"].reshape(-1, 1), ab))
@@ -53,8 +67,9 @@ async def rnn_cases(dut):
         dut.input_size.value = isz
         dut.hidden_size.value = hsz
         dut.steps.value = steps
-        budget = steps * (4 * hsz * (isz + hsz) + 20 * (isz + hsz) + 100)
+        t0 = time.perf_counter()
         await start_and_wait(dut, budget, poll_first=False)
+        run_s.append(time.perf_counter() - t0)
         await FallingEdge(dut.clk)
         cycles.append(read_cycles(dut))
         out[f"hseq_{n}"] = await _read(dut, "hseq_rd", steps * hsz, ab)
@@ -62,4 +77,4 @@ async def rnn_cases(dut):
             out[f"c_{n}"] = await _read(dut, "c_rd", hsz, cb)
         out[f"h_{n}"] = await _read(dut, "h_rd", hsz, ab)
     out["cycles"] = np.array(cycles, dtype=np.int64)
-    bench_save_outputs(out)
+    bench_save_outputs(out, {"run_seconds": run_s})

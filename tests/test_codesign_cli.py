@@ -172,7 +172,86 @@ def test_verilog_every_engine(capsys, tmp_path, engine):
     assert "module" in (tmp_path / files[1]).read_text()
 
 
-def test_verilog_rnn_from_bundle_refused(capsys, bundle_dir, tmp_path):
+@pytest.fixture(scope="module")
+def rnn_bundle_dir(tmp_path_factory):
+    """A bundle of three small recurrent layers exported by pruning.export at 8 bits: ``rnn``
+    (LSTM 5 -> 6) and ``cell`` (GRU 7 -> 5) BCR-pruned with 4x4 blocks, ``plain`` (LSTM 3 -> 4)
+    dense."""
+    import torch
+    from torch import nn
+
+    from pruning.export import export
+    from pruning.plan import Plan
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.LSTM(5, 6, batch_first=True)
+            self.cell = nn.GRU(7, 5, batch_first=True)
+            self.plain = nn.LSTM(3, 4, batch_first=True)
+
+    torch.manual_seed(0)
+    bcr = {"scheme": "bcr", "block": [4, 4], "row_sparsity": 0.5, "col_sparsity": 0.5}
+    plan = Plan.from_dict({"default": {"scheme": "dense", "bits": 8},
+                           "layers": {"rnn": bcr, "cell": bcr}})
+    path = tmp_path_factory.mktemp("rnn") / "bundle"
+    export(Model(), plan, model_name="rnns").save(path)
+    return path
+
+
+def test_verilog_rnn_from_bundle(capsys, rnn_bundle_dir, bundle_dir, tmp_path):
+    code, out, err = run(capsys, "verilog", "--engine", "lstm", "--bundle", str(rnn_bundle_dir),
+                         "--layer", "rnn", "--lanes", "3", "--out", str(tmp_path))
+    assert code == 0, err
+    p = json.loads((tmp_path / "lstm_rnn.json").read_text())["parameters"]
+    assert (p["gates"], p["block"], p["hidden_size"], p["input_size"]) == ("bcr", [4, 4], 6, 5)
+    assert {m["name"] for m in json.loads((tmp_path / "lstm_rnn.json").read_text())[
+        "memory_map"]} >= {"meta", "values", "h", "c"}
+    code, _, err = run(capsys, "verilog", "--engine", "gru", "--bundle", str(rnn_bundle_dir),
+                       "--layer", "cell", "--gates", "dense", "--lanes", "4", "--out",
+                       str(tmp_path))
+    assert code == 0, err
+    p = json.loads((tmp_path / "gru_cell.json").read_text())["parameters"]
+    assert (p["gates"], p["hidden_size"], p["input_size"]) == ("dense", 5, 7)
+    for argv, text in (
+            (("--engine", "lstm", "--layer", "cell"), "layer 'cell' is gru; the lstm engine runs "
+                                                      "lstm layers"),
+            (("--engine", "lstm", "--layer", "plain", "--gates", "bcr"),
+             "layer 'plain' has scheme 'dense'; BCR gates run layers pruned with the bcr "
+             "scheme"),
+            (("--engine", "bcr", "--layer", "rnn", "--gates", "bcr"),
+             "--gates is for the lstm and gru engines")):
+        code, _, err = run(capsys, "verilog", "--bundle", str(rnn_bundle_dir), *argv,
+                           "--out", str(tmp_path))
+        assert_user_error(code, err, text)
     code, _, err = run(capsys, "verilog", "--engine", "lstm", "--bundle", str(bundle_dir),
                        "--layer", "fc1", "--out", str(tmp_path))
-    assert_user_error(code, err, "--bundle sizing of the lstm and gru engines is not supported")
+    assert_user_error(code, err, "layer 'fc1' is linear; the lstm engine runs lstm layers")
+
+
+def test_simulate_rnn_layer_bcr_gates(capsys, rnn_bundle_dir):
+    code, out, err = run(capsys, "simulate", "--bundle", str(rnn_bundle_dir), "--layer", "rnn",
+                         "--engine", "lstm", "--lanes", "3", "--steps", "3")
+    assert code == 0, err
+    assert "on the lstm engine with bcr gates, 3 lanes" in out
+    assert "outputs match golden model: yes" in out and "(match)" in out
+    assert "dense-gated engine" in out
+
+
+def test_simulate_rnn_exit_codes(capsys, rnn_bundle_dir, monkeypatch):
+    import codesign.flow
+
+    code, _, err = run(capsys, "simulate", "--bundle", str(rnn_bundle_dir), "--layer", "rnn",
+                       "--engine", "gru")
+    assert_user_error(code, err, "layer 'rnn' is lstm; the gru engine runs gru layers")
+    code, _, err = run(capsys, "simulate", "--bundle", str(rnn_bundle_dir), "--layer", "plain",
+                       "--engine", "lstm", "--gates", "bcr")
+    assert_user_error(code, err, "layer 'plain' has scheme 'dense'; BCR gates run")
+    bad = {"layer": "rnn", "engine": "lstm", "gates": "bcr", "rows": 6, "cols": 5,
+           "weight_bits": 8, "outputs_match": False, "cycles": [10], "model_cycles": [10],
+           "dense_cycles": 12}
+    monkeypatch.setattr(codesign.flow, "simulate_rnn_layer", lambda *a, **k: bad)
+    code, out, err = run(capsys, "simulate", "--bundle", str(rnn_bundle_dir), "--layer", "rnn",
+                         "--engine", "lstm")
+    assert code == 1 and "outputs match golden model: NO" in out
+    assert "disagrees" in err

@@ -44,3 +44,33 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert loop["cycles_after"] <= loop["cycles_before"]
     looped = Bundle.load(out / "loop" / "bundle")
     assert all(x.break_even is not None for x in looped.layers)
+
+
+def test_simulate_rnn_layer_gru_icarus():
+    """A GRU built by hand as an ir layer (BCR masks from the pruning projection, int8
+    weights), run by simulate_rnn_layer on Icarus with BCR and with dense gates."""
+    import numpy as np
+    import torch
+
+    from codesign.flow import simulate_rnn_layer
+    from ir import BCR, Layer, QuantSpec
+    from pruning.projections import bcr_mask
+
+    rng = np.random.default_rng(0)
+    tensors = {}
+    for part, cols in (("ih", 6), ("hh", 4)):
+        w = rng.normal(size=(12, cols)).astype(np.float32)
+        m = bcr_mask(torch.from_numpy(w), (4, 4), 0.5, 0.5).numpy()
+        q = np.where(m, np.clip(np.rint(w / 0.02), -127, 127), 0).astype(np.int8)
+        tensors |= {f"weight_{part}": q.astype(np.float32) * np.float32(0.02),
+                    f"qweight_{part}": q, f"mask_{part}": m.astype(np.uint8),
+                    f"bias_{part}": rng.normal(size=12).astype(np.float32)}
+    layer = Layer(name="g", op="gru", shape={"input_size": 6, "hidden_size": 4,
+                                            "gate_order": ["r", "z", "n"]},
+                  scheme=BCR(block=(4, 4), row_ratio=0.5, col_ratio=0.5),
+                  quant=QuantSpec(bits=8, scale=0.02), tensors=tensors)
+    for gates in ("auto", "dense"):
+        r = simulate_rnn_layer(layer, "gru", gates, lanes=4, simulator="icarus", steps=3)
+        assert r["outputs_match"] and r["cycles"] == r["model_cycles"]
+        assert r["gates"] == ("bcr" if gates == "auto" else "dense")
+    assert r["cycles"] == [r["dense_cycles"]]

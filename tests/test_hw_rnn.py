@@ -40,19 +40,31 @@ CFG_SAT = RNNQuantConfig(multiplier=16384, shift=14, weight_bits=4, act_bits=4, 
 CFG_LEFT = RNNQuantConfig(multiplier=9000, shift=16, weight_bits=4, act_bits=8, act_frac=7,
                           gate_bits=3, lut_index_bits=6, lut_frac=4, cell_bits=6, cell_frac=2)
 
+BCR_ARGS = {"lanes": 6, "gates": "bcr", "block": (8, 8)}  # validation cases of BCR gates
 
-def run_amaranth(cfg, lanes, jobs, max_input, max_hidden, max_steps, cell="lstm"):
-    lstm = cell == "lstm"
+
+def run_amaranth(cfg, lanes, jobs, max_input, max_hidden, max_steps, cell="lstm",
+                 gates="dense", block=None):
+    """Run jobs on the engine in amaranth.sim; return [(h_seq, c, h, cycles)]. With
+    ``gates="bcr"`` each job tuple ends in ``mask_ih, mask_hh``."""
+    from amaranth.hdl import Value
+
+    from hw.bcr import pack_bcr, pack_fields
+    from hw.dense import pack_words
+    from hw.rnn import bcr_gate_matrix
+
+    lstm, bcr = cell == "lstm", gates == "bcr"
+    extra = {"gates": "bcr", "block": block} if bcr else {}
     dut = RNNEngine(cfg, cell=cell, lanes=lanes, max_input=max_input, max_hidden=max_hidden,
-                    max_steps=max_steps)
+                    max_steps=max_steps, **extra)
     results = []
 
     async def tb(ctx):
-        async def wr(port, values):
-            for addr, v in enumerate(values):
+        async def wr(port, words):
+            ctx.set(port.en, 1)
+            for addr, w in enumerate(words):
                 ctx.set(port.addr, addr)
-                ctx.set(port.data, v)
-                ctx.set(port.en, 1)
+                ctx.set(Value.cast(port.data), int(w))
                 await ctx.tick()
             ctx.set(port.en, 0)
 
@@ -66,17 +78,29 @@ def run_amaranth(cfg, lanes, jobs, max_input, max_hidden, max_steps, cell="lstm"
             return np.array(out, dtype=np.int64)
 
         for job in jobs:
-            x, h, w_ih, w_hh, b_ih, b_hh = job[:2] + job[-4:]
+            core = job[:-2] if bcr else job
+            x, h, w_ih, w_hh, b_ih, b_hh = core[:2] + core[-4:]
             steps, isz = x.shape
             hsz = len(h)
-            matrix = (lstm_weight_matrix if lstm else gru_weight_matrix)(w_ih, w_hh)
+            if bcr:
+                wd = dut.widths
+                img = pack_bcr(bcr_gate_matrix(cell, w_ih, w_hh, block, *job[-2:]), lanes)
+                await wr(dut.meta_wr, pack_fields(img.meta, [
+                    wd["block_row"], wd["block_col"], wd["groups"], wd["ncols"]]))
+                await wr(dut.col_wr, pack_fields(img.col_index, wd["col_index"]))
+                await wr(dut.row_wr, pack_fields(img.row_index, wd["row_index"]))
+                await wr(dut.w_wr, pack_words(img.values, cfg.weight_bits))
+                ctx.set(dut.blocks, img.blocks)
+            else:
+                matrix = (lstm_weight_matrix if lstm else gru_weight_matrix)(w_ih, w_hh)
+                await wr(dut.w_wr, pack_words(pack_weights(matrix, lanes), cfg.weight_bits))
             bias = (lstm_bias_words if lstm else gru_bias_words)(b_ih, b_hh, hsz)
-            await wr(dut.w_wr, [[int(v) for v in r] for r in pack_weights(matrix, lanes)])
-            await wr(dut.b_wr, [[int(v) for v in r] for r in bias])
-            await wr(dut.x_wr, [int(v) for v in x.reshape(-1)])
-            await wr(dut.h_wr, [int(v) for v in h])
+            await wr(dut.b_wr, pack_words(bias, 32))
+            await wr(dut.x_wr, pack_words(x.reshape(-1, 1), cfg.act_bits))
+            await wr(dut.h_wr, pack_words(np.asarray(h).reshape(-1, 1), cfg.act_bits))
             if lstm:
-                await wr(dut.c_wr, [int(v) for v in job[2]])
+                await wr(dut.c_wr, pack_words(np.asarray(core[2]).reshape(-1, 1),
+                                              cfg.cell_bits))
             ctx.set(dut.input_size, isz)
             ctx.set(dut.hidden_size, hsz)
             ctx.set(dut.steps, steps)
@@ -210,6 +234,18 @@ def test_weight_and_bias_layout():
     ({"max_steps": -1}, ValueError, "Maximum steps must be a positive integer, not -1"),
     ({"max_input": 4000, "max_hidden": 4000, "max_steps": 4000}, ValueError,
      "Maximum shape takes 128128020000 cycles, more than the 32-bit cycle counter holds"),
+    ({**BCR_ARGS, "gates": "csr"}, ValueError, "Gates must be 'dense' or 'bcr', not 'csr'"),
+    ({**BCR_ARGS, "gates": "dense", "block": (4, 4), "lanes": 8}, ValueError,
+     "Block, maximum blocks and maximum value words are for BCR gates only, not dense gates"),
+    ({**BCR_ARGS, "block": (0, 4)}, ValueError, "Block must be a pair of positive integers, not (0, 4)"),
+    ({**BCR_ARGS, "block": 4}, TypeError, "Block must be a pair of positive integers, not 4"),
+    ({**BCR_ARGS, "lanes": 0}, ValueError, "Lanes must be a positive integer, not 0"),
+    ({**BCR_ARGS, "max_blocks": 100}, ValueError,
+     "Maximum blocks must be an integer between 1 and 4, not 100"),
+    ({**BCR_ARGS, "max_value_words": 0}, ValueError,
+     "Maximum value words must be an integer between 1 and 64, not 0"),
+    ({**BCR_ARGS, "max_input": 3000, "max_hidden": 3000, "max_steps": 600, "block": (64, 64)}, ValueError,
+     "Maximum shape takes 7479057048 cycles, more than the 32-bit cycle counter holds"),
 ])
 def test_lstm_parameter_validation(kwargs, exc, message):
     args = {"config": CFG8, "lanes": 4, "max_input": 4, "max_hidden": 4, "max_steps": 2}
@@ -250,14 +286,17 @@ ALLOWED_LINT = {"PROCASSINIT", "UNUSEDSIGNAL", "WIDTHEXPAND", "WIDTHTRUNC", "CAS
                 "DECLFILENAME"}
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_verilator_lint_only_documented_waivers(cell, tmp_path):
+@pytest.mark.parametrize("cell, gates", [("lstm", "dense"), ("gru", "dense"), ("lstm", "bcr"),
+                                         ("gru", "bcr")])
+def test_verilator_lint_only_documented_waivers(cell, gates, tmp_path):
     import hw.rnn
     from hw.emit import emit_verilog
     from sim.toolchain import toolchain_environ
 
-    engine = RNNEngine(CFG_SMALL, cell=cell, lanes=8, max_input=3, max_hidden=5, max_steps=2)
-    v_path, _ = emit_verilog(engine, f"{cell}_lint", tmp_path)
+    extra = {"gates": "bcr", "block": (4, 3), "lanes": 3} if gates == "bcr" else {"lanes": 8}
+    engine = RNNEngine(CFG_SMALL, cell=cell, max_input=3, max_hidden=5, max_steps=2, **extra)
+    v_path, _ = emit_verilog(engine, f"{cell}_{gates}_lint", tmp_path)
+    assert v_path.with_suffix(".json").is_file()
     with toolchain_environ():
         proc = subprocess.run(["verilator", "--lint-only", "-Wall", str(v_path)],
                               capture_output=True, text=True, timeout=120)
@@ -268,3 +307,105 @@ def test_verilator_lint_only_documented_waivers(cell, tmp_path):
     assert not errors, proc.stderr[-3000:]
     for kind in ALLOWED_LINT:
         assert kind in hw.rnn.__doc__
+
+
+# ------------------------------------------------------------------ BCR gates
+@pytest.mark.parametrize("cell, cfg, lanes, block", [
+    ("lstm", CFG8, 4, (8, 16)),
+    ("lstm", CFG_SMALL, 3, (3, 5)),
+    ("gru", CFG8, 5, (4, 2)),
+    ("gru", CFG_LEFT, 1, (1, 1)),
+])
+def test_bcr_gates_amaranth_sim_bit_exact(cell, cfg, lanes, block):
+    from sim.rnn import bcr_pruned
+
+    rng = np.random.default_rng(lanes + 7 * block[0])
+    draw = random_job if cell == "lstm" else random_gru_job
+    shapes = [(3, 5, 2), (1, 1, 1), (7, 9, 3), (4, 6, 2)]
+    jobs = [bcr_pruned(rng, draw(rng, cfg, *s, bias=k % 2 == 0), block, 0.6, 0.5,
+                       bits=cfg.weight_bits) for k, s in enumerate(shapes)]
+    jobs.append(bcr_pruned(rng, draw(rng, cfg, 2, 3, 2), block, 0.0, 0.0, bits=cfg.weight_bits))
+    from hw.rnn import bcr_gate_matrix, rnn_bcr_cycles
+
+    results = run_amaranth(cfg, lanes, jobs, 7, 9, 3, cell=cell, gates="bcr", block=block)
+    for job, (hseq, c, h, cycles) in zip(jobs, results, strict=True):
+        plain = job[:-2]
+        model = rnn_bcr_cycles(bcr_gate_matrix(cell, *plain[-4:-2], block, *job[-2:]),
+                               job[0].shape[1], len(job[1]), len(job[0]), lanes)
+        if cell == "lstm":
+            want_hs, want_c = golden_sequence(*plain, cfg)
+            np.testing.assert_array_equal(c, want_c)
+        else:
+            want_hs = golden_gru_sequence(*plain, cfg)
+        np.testing.assert_array_equal(hseq.reshape(want_hs.shape), want_hs)
+        np.testing.assert_array_equal(h, want_hs[-1])
+        assert cycles == model
+
+
+def test_bcr_gate_layout_and_matrix():
+    from hw.bcr import bcr_items
+    from hw.rnn import bcr_gate_layout, bcr_gate_matrix
+    from ir.bcr import encode_bcr
+    from sim.bcr import exact_bcr_layer
+
+    assert bcr_gate_layout("lstm", 5, 3, (4, 4)) == {"rows": 12, "cols": 11, "h_col": 8,
+                                                     "bases": (0, 3, 6, 9)}
+    # GRU: W_hn rows at 2H + ceil(H / br) * br = 6 + 4, same offset in a block as in W_hh.
+    assert bcr_gate_layout("gru", 8, 3, (4, 4)) == {"rows": 13, "cols": 11, "h_col": 8,
+                                                    "bases": (0, 3, 6, 10)}
+    rng = np.random.default_rng(0)
+    for cell, g in (("lstm", 4), ("gru", 3)):
+        w_ih, m_ih = exact_bcr_layer(rng, (g * 6, 5), (4, 4), 2, 3)
+        w_hh, m_hh = exact_bcr_layer(rng, (g * 6, 6), (4, 4), 2, 3)
+        s = bcr_gate_matrix(cell, w_ih, w_hh, (4, 4), m_ih, m_hh)
+        dense = s.decode()
+        lay = bcr_gate_layout(cell, 5, 6, (4, 4))
+        assert dense.shape == (lay["rows"], lay["cols"])
+        np.testing.assert_array_equal(dense[:g * 6, :5], w_ih)
+        assert not dense[:, 5:lay["h_col"]].any()
+        hc, last = lay["h_col"], lay["bases"][3]
+        if cell == "lstm":
+            np.testing.assert_array_equal(dense[:, hc:], w_hh)
+        else:           # W_hr, W_hz beside W_ir, W_iz; W_hn alone from row `last`
+            np.testing.assert_array_equal(dense[:12, hc:], w_hh[:12])
+            assert not dense[12:last, hc:].any()
+            np.testing.assert_array_equal(dense[last:, hc:], w_hh[12:])
+        if cell == "lstm":   # every pruned block is one block of the stacked matrix
+            parts = (encode_bcr(w_ih, (4, 4), m_ih), encode_bcr(w_hh, (4, 4), m_hh))
+            assert s.block_count == sum(p.block_count for p in parts)
+            assert bcr_items(s, 3) == sum(bcr_items(p, 3) for p in parts)
+    with pytest.raises(ValueError, match=r"^mask_hh must have shape \(12, 3\), not \(3, 3\)$"):
+        bcr_gate_matrix("lstm", np.zeros((12, 2), int), np.zeros((12, 3), int), (4, 4),
+                        None, np.zeros((3, 3), bool))
+    with pytest.raises(ValueError, match=r"^qweight_hh must have shape \(3\*hidden, hidden\), "
+                                         r"not \(8, 2\)$"):
+        bcr_gate_matrix("gru", np.zeros((6, 2), int), np.zeros((8, 2), int), (4, 4))
+
+
+def test_rnn_bcr_cycles_formula():
+    from hw.bcr import bcr_cycles
+    from hw.rnn import bcr_gate_matrix, bcr_setup_cycles, rnn_bcr_cycles
+
+    assert bcr_setup_cycles(5, 3, (4, 4)) == 3
+    assert bcr_setup_cycles(1, 9, (2, 16)) == 6
+    w_ih = np.ones((12, 5), dtype=np.int64)
+    w_hh = np.ones((12, 3), dtype=np.int64)
+    s = bcr_gate_matrix("lstm", w_ih, w_hh, (4, 4))
+    assert rnn_bcr_cycles(s, 5, 3, 2, 4) == 3 + 2 * (5 + 3 + 3 + bcr_cycles(s, 4) + 18)
+    assert rnn_bcr_cycles(s, 5, 3, 0, 4) == 0
+
+
+def test_bcr_gates_parameters_and_memory_map():
+    e = GRUEngine(CFG8, lanes=3, max_input=5, max_hidden=6, max_steps=2, gates="bcr",
+                  block=(4, 4))
+    p = e.parameters()
+    assert p["gates"] == "bcr" and p["block"] == [4, 4] and p["lanes"] == 3
+    assert (p["gate_rows"], p["gate_cols"]) == (3 * 6 + 8, 8 + 6)
+    assert [mm["name"] for mm in e.memory_map()] == [
+        "meta", "col_index", "row_index", "values", "bias", "x_seq", "h", "h_seq"]
+    assert {"blocks", "meta_wr", "col_wr", "row_wr", "w_wr"} <= set(e.signature.members)
+    assert "c_wr" not in e.signature.members
+    Fragment.get(e, None)
+    e = LSTMEngine(CFG8, lanes=4, max_input=2, max_hidden=2, max_steps=1, gates="bcr")
+    assert e.parameters()["block"] == [8, 16]
+    Fragment.get(e, None)

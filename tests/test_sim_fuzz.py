@@ -1,4 +1,5 @@
-"""Hypothesis-driven fuzz of the dense, BCR and unstructured engines on Verilator.
+"""Hypothesis-driven fuzz of every engine on Verilator (dense, BCR, unstructured, pattern, and the
+LSTM/GRU cells on dense and on BCR gates).
 
 A simulator process costs seconds, so each hypothesis example cannot start one. Instead each test
 first runs an inner ``@given`` function with a fixed ``max_examples`` and ``derandomize=True``
@@ -10,12 +11,17 @@ engine's cycle model. A failure lists every failing example with its drawn param
 
 The builds are those of tests/test_sim_dense.py (lanes=3, 16/12 bits, 20x40),
 tests/test_sim_bcr.py (lanes=4, block 6x5, 16/12 bits, 40x32) and tests/test_sim_unstructured.py
-(lanes=4, 16/12 bits, 2-bit relative indices, 40x32), so the build cache is shared.
+(lanes=4, 16/12 bits, 2-bit relative indices, 40x32), tests/test_sim_pattern.py (lanes=3, 12/10
+bits, 8 patterns, 10 filters x 6 channels, 11x9) and tests/test_sim_rnn.py (dense gates: the
+"small" LSTM and GRU builds; BCR gates: lanes=3, block 4x6, up to 9 inputs, 7 hidden, 3 steps),
+so the build cache is shared. The pattern and RNN examples check outputs against
+``ir.golden.conv2d`` / ``lstm_step`` / ``gru_step`` and cycles against their cycle models.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -88,19 +94,19 @@ def _weights(data, rng, shape, build_bits):
     return rng.integers(lo, hi + 1, shape).astype(np.int64), kind, bits
 
 
-def _collect(draw_one):
-    """Run ``draw_one(data)`` for DRAWN derandomized hypothesis examples; return every 5th
-    (EXAMPLES of them)."""
+def _collect(draw_one, examples=EXAMPLES):
+    """Run ``draw_one(data)`` for ``5 * examples`` derandomized hypothesis examples; return
+    every 5th (``examples`` of them)."""
     cases = []
 
-    @COLLECT
+    @settings(COLLECT, max_examples=5 * examples)
     @given(st.data())
     def collect(data):
         cases.append(draw_one(data))
 
     collect()
-    cases = cases[::DRAWN // EXAMPLES]
-    assert len(cases) == EXAMPLES
+    cases = cases[::5]
+    assert len(cases) == examples
     return cases
 
 
@@ -228,3 +234,110 @@ def test_fuzz_unstructured_verilator(sim_cache_dir, require_simulator):
         if run.cycles != model:
             failures.append(f"  example {k} [{desc}]: cycles {run.cycles} != model {model}")
     _report("unstructured", failures)
+
+
+PATTERN = dict(lanes=3, weight_bits=12, act_bits=10, library_size=8, max_channels=6,
+               max_filters=10, max_height=11, max_width=9)
+RNN_EXAMPLES = 15   # sequences per RNN engine
+RNN_DENSE = dict(lanes=8, max_input=6, max_hidden=6, max_steps=3)
+RNN_BCR = dict(lanes=3, max_input=9, max_hidden=7, max_steps=3, block=(4, 6))
+
+
+def _draw_pattern(data):
+    from ir.pattern import candidate_patterns
+    from sim.pattern import random_pattern_layer
+
+    p = PATTERN
+    rng = _seed(data)
+    lib = candidate_patterns(4)[rng.choice(56, p["library_size"], replace=False)]
+    o = data.draw(_dim(p["max_filters"], 2, 3, 4), "filters")
+    c = data.draw(_dim(p["max_channels"], 2, 3), "channels")
+    h, w = data.draw(_dim(p["max_height"], 2, 3), "h"), data.draw(_dim(p["max_width"], 2, 3), "w")
+    stride = data.draw(st.sampled_from([1, 2]), "stride")
+    pad = data.draw(st.sampled_from([0, 1]), "pad") if min(h, w) >= 3 else 1
+    keep = data.draw(_rate(), label="keep")
+    full = data.draw(st.booleans(), label="extremes")
+    qw, mask = random_pattern_layer(rng, (o, c), lib, keep, bits=p["weight_bits"], full=full)
+    x, xdesc = _activations(data, rng, c * h * w, p["act_bits"])
+    return (f"({o},{c},{h},{w}) s{stride} p{pad} keep {keep:.2f}, {xdesc}",
+            (qw, mask, lib, x[0].reshape(c, h, w), stride, pad))
+
+
+def test_fuzz_pattern_verilator(sim_cache_dir, require_simulator):
+    from hw.pattern import pattern_cycles
+    from ir.golden import conv2d
+    from ir.pattern import encode_pattern
+    from sim.pattern import out_size, run_pattern_batch
+
+    require_simulator("verilator")
+    p = PATTERN
+    cases = _collect(_draw_pattern)
+    assert any(not c[1][3].any() for c in cases) and any("keep 0.00" in c[0] for c in cases)
+    runs = run_pattern_batch([j for _, j in cases], p["lanes"], p["weight_bits"], p["act_bits"],
+                             "verilator", library_size=p["library_size"],
+                             max_channels=p["max_channels"], max_filters=p["max_filters"],
+                             max_height=p["max_height"], max_width=p["max_width"],
+                             cache_dir=sim_cache_dir)
+    bad = []
+    for k, (run, (desc, (w, mask, lib, x, s, pad))) in enumerate(zip(runs, cases, strict=True)):
+        want = conv2d(w, x, stride=s, padding=pad, weight_bits=p["weight_bits"],
+                      act_bits=p["act_bits"])
+        shape = (out_size(x.shape[1], s, pad), out_size(x.shape[2], s, pad))
+        model = pattern_cycles(encode_pattern(w, lib, mask), shape, p["lanes"])
+        if not (np.array_equal(run.outputs, want) and run.cycles == model):
+            bad.append(f"  example {k} [{desc}]: outputs equal "
+                       f"{np.array_equal(run.outputs, want)}, cycles {run.cycles} vs {model}")
+    _report("pattern", bad)
+
+
+def _rnn_draw(cell, gates):
+    from sim.rnn import bcr_pruned, random_gru_job, random_job
+
+    b = RNN_BCR if gates == "bcr" else RNN_DENSE
+    cfg = _rnn_configs()[gates == "bcr"]
+
+    def draw_one(data):
+        rng = _seed(data)
+        shape = (data.draw(_dim(b["max_input"], 2), "input"),
+                 data.draw(_dim(b["max_hidden"], 2, 4, 5), "hidden"),
+                 data.draw(_dim(b["max_steps"]), "steps"))
+        bias, extreme = data.draw(st.booleans(), "bias"), data.draw(st.booleans(), "extreme")
+        job = (random_job if cell == "lstm" else random_gru_job)(rng, cfg, *shape, bias=bias,
+                                                                 extreme=extreme)
+        desc = f"I,H,T {shape} bias {bias} extreme {extreme}"
+        if gates == "bcr":
+            rk, ck = data.draw(_rate(), label="row_keep"), data.draw(_rate(), label="col_keep")
+            job = bcr_pruned(rng, job, b["block"], rk, ck, bits=cfg.weight_bits)
+            desc += f" keep {rk:.2f}/{ck:.2f}"
+        return desc, job
+
+    return draw_one
+
+
+def _rnn_configs():
+    from ir.golden import RNNQuantConfig
+
+    small = RNNQuantConfig(multiplier=9000, shift=16, weight_bits=5, act_bits=8, act_frac=7,
+                           gate_bits=3, lut_index_bits=6, lut_frac=4, cell_bits=9, cell_frac=2)
+    return small, RNNQuantConfig.from_scales(0.02, 2**-6, lut_index_bits=8)
+
+
+@pytest.mark.parametrize("cell, gates", [("lstm", "dense"), ("gru", "dense"), ("lstm", "bcr"),
+                                         ("gru", "bcr")])
+def test_fuzz_rnn_cells_verilator(cell, gates, sim_cache_dir, require_simulator):
+    from sim.rnn import GRUJob, LSTMJob, rnn_mismatches, run_gru_batch, run_lstm_batch
+
+    require_simulator("verilator")
+    b = RNN_BCR if gates == "bcr" else RNN_DENSE
+    cfg = _rnn_configs()[gates == "bcr"]
+    cases = _collect(_rnn_draw(cell, gates), RNN_EXAMPLES)
+    job_type, run_batch = (LSTMJob, run_lstm_batch) if cell == "lstm" else (GRUJob,
+                                                                            run_gru_batch)
+    kw = {"gates": "bcr", "block": b["block"]} if gates == "bcr" else {}
+    runs = run_batch([job_type(*j) for _, j in cases], cfg, b["lanes"], "verilator",
+                     b["max_input"], b["max_hidden"], b["max_steps"], cache_dir=sim_cache_dir,
+                     **kw)
+    bad = rnn_mismatches(cell, [j for _, j in cases], runs, cfg, b["lanes"], gates=gates,
+                         block=b.get("block"))
+    assert not bad, f"{cell}-{gates}: " + "; ".join(
+        f"example {k} [{cases[k][0]}] outputs ok {o} cycles ok {c}" for k, o, c in bad)

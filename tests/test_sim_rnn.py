@@ -147,3 +147,97 @@ def test_run_lstm_rejects_bad_parameters():
         run_lstm_batch([], CFG8)
     with pytest.raises(TypeError, match=r"^Job 0 must be a GRUJob, not LSTMJob$"):
         run_gru_batch([job], CFG8)
+
+
+# ------------------------------------------------------------------ BCR gates
+# One build per cell (8-bit config, 3 lanes: not a divisor of the 4x6 block rows; block 4x6:
+# hidden sizes cross block rows and gates, inputs cross block columns) and one Icarus run.
+BCR_BUILD = dict(lanes=3, max_input=9, max_hidden=7, max_steps=3, block=(4, 6))
+
+
+def _bcr_jobs(cell, seed, count):
+    from sim.rnn import bcr_pruned
+
+    cfg = CFG8
+    b = BCR_BUILD
+    rng = np.random.default_rng(seed)
+    draw = random_job if cell == "lstm" else random_gru_job
+    mi, mh, mt = b["max_input"], b["max_hidden"], b["max_steps"]
+    shapes = [(1, 1, 1), (mi, mh, mt), (6, 4, 2), (7, 5, 2), (2, 3, 1)]
+    while len(shapes) < count:
+        shapes.append((int(rng.integers(1, mi + 1)), int(rng.integers(1, mh + 1)),
+                       int(rng.integers(1, mt + 1))))
+    jobs = []
+    for n, s in enumerate(shapes[:count]):
+        base = draw(rng, cfg, *s, bias=n % 3 != 1, extreme=n % 5 == 4)
+        if n == 2:      # nothing kept: every gate is its bias
+            jobs.append(bcr_pruned(rng, base, b["block"], 0.0, 0.0, bits=8))
+        elif n == 3:    # everything kept
+            jobs.append(bcr_pruned(rng, base, b["block"], 1.0, 1.0, bits=8))
+        elif n % 2:     # exactly kr x kc per block, as the pruning projection keeps
+            jobs.append(bcr_pruned(rng, base, b["block"], 0, 0, bits=8, exact=(2, 3)))
+        else:
+            jobs.append(bcr_pruned(rng, base, b["block"], 0.6, 0.5, bits=8))
+    return jobs
+
+
+def _check_bcr(cell, jobs, runs, simulator):
+    from hw.rnn import bcr_gate_matrix, rnn_bcr_cycles
+
+    b = BCR_BUILD
+    assert len(runs) == len(jobs)
+    for n, (job, run) in enumerate(zip(jobs, runs, strict=True)):
+        plain = job[:-2]
+        what = f"{simulator} {cell}-bcr: job {n} shape {job[0].shape} hidden {len(job[1])}"
+        if cell == "lstm":
+            want_hs, want_c = golden_sequence(*plain, CFG8)
+            np.testing.assert_array_equal(run.c, want_c, err_msg=what)
+        else:
+            want_hs = golden_gru_sequence(*plain, CFG8)
+        np.testing.assert_array_equal(run.h_seq, want_hs, err_msg=what)
+        np.testing.assert_array_equal(run.h, want_hs[-1], err_msg=what)
+        matrix = bcr_gate_matrix(cell, plain[-4], plain[-3], b["block"], job[-2], job[-1])
+        model = rnn_bcr_cycles(matrix, job[0].shape[1], len(job[1]), len(job[0]), b["lanes"])
+        assert run.cycles == model, what
+
+
+@pytest.mark.parametrize("cell, simulator, count, seed", [
+    ("lstm", "verilator", 24, 31),
+    ("gru", "verilator", 16, 32),
+    ("lstm", "icarus", 3, 33),
+])
+def test_rnn_bcr_gates_rtl_bit_exact(cell, simulator, count, seed, sim_cache_dir,
+                                     require_simulator):
+    require_simulator(simulator)
+    b = BCR_BUILD
+    jobs = _bcr_jobs(cell, seed, count)
+    job_type, run_batch = (LSTMJob, run_lstm_batch) if cell == "lstm" else (GRUJob,
+                                                                            run_gru_batch)
+    runs = run_batch([job_type(*j) for j in jobs], CFG8, b["lanes"], simulator,
+                     b["max_input"], b["max_hidden"], b["max_steps"], gates="bcr",
+                     block=b["block"], cache_dir=sim_cache_dir)
+    _check_bcr(cell, jobs, runs, simulator)
+
+
+def test_rnn_bcr_gates_on_pruning_masks(sim_cache_dir, require_simulator):
+    """An nn.LSTM pruned by pruning.projections.bcr_mask (W_ih and W_hh separately, as the
+    plan prunes RNN layers) runs on the BCR-gated engine bit-exactly."""
+    import torch
+
+    from pruning.projections import bcr_mask
+
+    require_simulator("verilator")
+    b = BCR_BUILD
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(7, 6)
+    rng = np.random.default_rng(3)
+    masks = [bcr_mask(w.detach(), b["block"], 0.5, 0.5).numpy()
+             for w in (lstm.weight_ih_l0, lstm.weight_hh_l0)]
+    qw = [np.where(m, np.clip(np.rint(w.detach().numpy() / 0.004), -127, 127), 0).astype(
+        np.int64) for w, m in zip((lstm.weight_ih_l0, lstm.weight_hh_l0), masks, strict=True)]
+    x, h, c = random_job(rng, CFG8, 7, 6, 3)[:3]
+    job = (x, h, c, qw[0], qw[1], None, None, masks[0], masks[1])
+    run = run_lstm(LSTMJob(*job), CFG8, b["lanes"], "verilator", b["max_input"],
+                   b["max_hidden"], b["max_steps"], gates="bcr", block=b["block"],
+                   cache_dir=sim_cache_dir)
+    _check_bcr("lstm", [job], [run], "verilator")
