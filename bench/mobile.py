@@ -26,8 +26,9 @@ call overhead, a few microseconds), ours by the kernel's own C timing loop
 Then the modelled ARM table (:func:`mobile.cost.kernel_cost`: qemu-counted instructions and an
 llvm-mca cycle band, Neoverse-N1 optimistic / Cortex-A57 pessimistic) for the same kernels built
 for aarch64: sparse/dense ratios only, never phone milliseconds. Tracing a call under qemu costs
-about a microsecond per executed basic block, so the ARM conv layers run at ``--arm-image``
-(default 8 x 8) instead of the full image; the LSTM runs at full size.
+about a microsecond per executed basic block, so the ARM conv layers run on a small image
+(``--arm-image``, default 8 x 8, shrunk to at most ``--arm-macs`` dense multiply-adds, 4 x 4 at
+least), each distinct shape once; the LSTM runs at full size.
 
 Tables are printed and saved as ``bench/results/mobile.csv`` and ``mobile_arm.csv``.
 
@@ -261,47 +262,74 @@ def speedup_table(rows: list[dict]) -> tuple[pd.DataFrame, dict]:
     return df, verdicts
 
 
-def arm_rows(d: dict | None, layers: list[dict], library: np.ndarray, arm_image: int
-             ) -> list[dict]:
-    """Modelled aarch64 sparse/dense ratios of the same kernels (conv at ``arm_image``)."""
+def arm_side(cin: int, cout: int, side: int, arm_image: int, arm_macs: float) -> int:
+    """Image side for a traced conv: at most ``arm_image`` and the layer's own side, shrunk
+    until the dense layer has at most ``arm_macs`` multiply-adds (4 at least)."""
+    s = min(arm_image, side)
+    while s > 4 and cout * cin * 9 * s * s > arm_macs:
+        s -= 1
+    return s
+
+
+def arm_rows(d: dict | None, layers: list[dict], library: np.ndarray, arm_image: int,
+             arm_macs: float = 40e6) -> list[dict]:
+    """Modelled aarch64 sparse/dense ratios of the same kernels.
+
+    The LSTM runs at full size; each distinct conv shape (in, out, traced side) once, at the
+    side :func:`arm_side` gives, with the weights and masks of its first layer (the row names
+    every layer of that shape).
+    """
     from mobile.build import build_kernel
     from mobile.cost import cost_ratio, kernel_cost
 
     cache = ROOT / ".mobile_cache"
     rows = []
 
-    def add(layer, impl, sparse, dense, inputs, note):
+    def add(layer, impl, sparse, dense_cost, inputs, note):
         row = {"layer": layer, "impl": impl, "note": note}
         try:
-            cs, cd = kernel_cost(sparse, inputs), kernel_cost(dense, inputs)
-            r = cost_ratio(cs, cd)
-            row.update(instructions_sparse=cs.instructions, instructions_dense=cd.instructions,
+            cs = kernel_cost(sparse, inputs)
+            r = cost_ratio(cs, dense_cost)
+            row.update(instructions_sparse=cs.instructions,
+                       instructions_dense=dense_cost.instructions,
                        instr_speedup=1 / r["instructions"], speedup_n1=1 / r["neoverse-n1"],
                        speedup_a57=1 / r["cortex-a57"])
-        except Exception as e:  # noqa: BLE001
-            row["note"] = f"{type(e).__name__}: {str(e)[:300]}"
+        except Exception as e:  # noqa: BLE001 - one failing trace is a row, not a crash
+            row["note"] = f"{note}; {type(e).__name__}: {str(e)[:300]}"
         rows.append(row)
 
     if d is not None:
-        z = np.zeros_like(d["bias"])
         base = {"weight_ih": d["w_ih"], "weight_hh": d["w_hh"], "bias_ih": d["bias"],
-                "bias_hh": z, "dtype": "fp32", "target": "aarch64", "cache_dir": cache}
-        dense = build_kernel("lstm", matvec="dense", **base)
+                "bias_hh": np.zeros_like(d["bias"]), "dtype": "fp32", "target": "aarch64",
+                "cache_dir": cache}
         inputs = (d["x"], d["h"], d["c"])
+        dense = kernel_cost(build_kernel("lstm", matvec="dense", **base), inputs)
         bcr = build_kernel("lstm", matvec="bcr", block=d["block"], mask_ih=d["bcr"][0],
                            mask_hh=d["bcr"][1], **base)
         add("lstm", "ours BCR / ours dense", bcr, dense, inputs, "full size")
         csr = build_kernel("lstm", matvec="csr", mask_ih=d["csr"][0], mask_hh=d["csr"][1],
                            **base)
         add("lstm", "ours CSR / ours dense", csr, dense, inputs, "full size")
+    shapes: dict[tuple[int, int, int], list[dict]] = {}
     for ly in layers:
-        side = min(arm_image, ly["side"])
+        cout, cin = ly["w"].shape[:2]
+        shapes.setdefault((cin, cout, arm_side(cin, cout, ly["side"], arm_image, arm_macs)),
+                          []).append(ly)
+    for (cin, cout, side), group in shapes.items():
+        ly = group[0]
         x = ly["x"][:, :side, :side].copy()
         common = {"weight": ly["w"], "bias": ly["b"], "dtype": "fp32", "image": (side, side),
                   "stride": 1, "padding": 1, "target": "aarch64", "cache_dir": cache}
-        dense = build_kernel("conv", **common)
+        name = ",".join(g["name"] for g in group)
+        try:
+            dense = kernel_cost(build_kernel("conv", **common), (x,))
+        except Exception as e:  # noqa: BLE001
+            rows.append({"layer": name, "impl": "ours pattern / ours dense",
+                         "note": f"dense: {type(e).__name__}: {str(e)[:300]}"})
+            continue
         pat = build_kernel("pattern", mask=ly["mask"], library=library, **common)
-        add(ly["name"], "ours pattern / ours dense", pat, dense, (x,), f"image {side}x{side}")
+        add(name, "ours pattern / ours dense", pat, dense, (x,),
+            f"{cin}->{cout}, image {side}x{side}")
     return rows
 
 
@@ -330,7 +358,11 @@ def main(argv: list[str]) -> int:
                     help="stop timing a peer's layer after this long (5 calls at least)")
     ap.add_argument("--bcr", default="64x128:16x52",
                     help="BCR block and kept rows x columns per block, ROWSxCOLS:KRxKC")
-    ap.add_argument("--arm-image", type=int, default=8, help="conv image side for the ARM table")
+    ap.add_argument("--arm-image", type=int, default=8,
+                    help="largest conv image side traced for the ARM table")
+    ap.add_argument("--arm-macs", type=float, default=40e6,
+                    help="shrink a traced conv's image until its dense layer has at most this "
+                         "many multiply-adds (4x4 at least)")
     ap.add_argument("--no-arm", action="store_true", help="skip the modelled ARM table")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -391,7 +423,8 @@ def main(argv: list[str]) -> int:
     if not args.no_arm:
         print("... ARM model (qemu + llvm-mca)", file=sys.stderr, flush=True)
         try:
-            arm = pd.DataFrame(arm_rows(d, layers, library, args.arm_image))
+            arm = pd.DataFrame(arm_rows(d, layers, library, args.arm_image,
+                                        args.arm_macs))
         except Exception as e:  # noqa: BLE001 - the host table is saved already
             print(f"ARM model failed: {type(e).__name__}: {e}", file=sys.stderr)
             return 1

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from bench.mobile import (
+    arm_side,
     lstm_workload,
     make_convs,
     make_lstm,
@@ -24,6 +25,13 @@ def test_vgg16_conv_shapes():
     assert convs[0] == ("conv1_1", 3, 64, 224) and convs[1] == ("conv1_2", 64, 64, 224)
     assert convs[4] == ("conv3_1", 128, 256, 56) and convs[-1] == ("conv5_3", 512, 512, 14)
     assert [c[3] for c in vgg16_convs(32)] == [32, 32, 16, 16, 8, 8, 8, 4, 4, 4, 2, 2, 2]
+
+
+def test_arm_side_shrinks_to_the_mac_budget():
+    assert arm_side(64, 64, 224, 8, 40e6) == 8
+    assert arm_side(256, 512, 28, 8, 40e6) == 5          # 256*512*9*25 = 29.5M <= 40M
+    assert arm_side(512, 512, 14, 8, 40e6) == 4          # never below 4x4
+    assert arm_side(512, 512, 2, 8, 40e6) == 2           # never above the layer's own side
 
 
 def test_parse_bcr():
