@@ -64,7 +64,7 @@ def test_masks_have_the_promised_structure():
 
 
 def _row(layer, impl, ms, status="ok"):
-    return {"layer": layer, "impl": impl, "status": status, "median_ms": ms,
+    return {"layer": layer, "impl": impl, "status": status, "median_ms": ms, "min_ms": ms / 2,
             "max_rel_err": 1e-7, "density": 1.0}
 
 
@@ -79,6 +79,7 @@ def test_speedup_table_uses_fastest_ok_peer_and_totals():
     bcr = df[(df.layer == "lstm") & (df.impl == "ours BCR")].iloc[0]
     assert bcr.fastest_peer == "torch"           # mnn's wrong output does not count
     assert bcr.vs_peer == pytest.approx(8.0) and bcr.vs_csr == pytest.approx(4.0)
+    assert bcr.vs_peer_min == pytest.approx(8.0)
     total = df[df.layer == "VGG-16 total"].set_index("impl")
     assert total.loc["ours pattern", "median_ms"] == pytest.approx(4.0)
     assert total.loc["tvm", "status"] == "incomplete"
