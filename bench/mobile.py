@@ -28,8 +28,8 @@ figure beside it.
 
 Then the modelled ARM table (:func:`mobile.cost.kernel_cost`: qemu-counted instructions and an
 llvm-mca cycle band, Neoverse-N1 optimistic / Cortex-A57 pessimistic) for the same kernels built
-for aarch64: sparse/dense ratios only, never phone milliseconds. Tracing a call under qemu costs
-about a microsecond per executed basic block, so the ARM conv layers run on a small image
+for aarch64: sparse/dense ratios only, never phone milliseconds. Tracing every executed basic block
+under qemu is slow, so the ARM conv layers run on a small image
 (``--arm-image``, default 8 x 8, shrunk to at most ``--arm-macs`` dense multiply-adds, 4 x 4 at
 least), each distinct shape once; the LSTM runs at full size.
 
