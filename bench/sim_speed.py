@@ -12,7 +12,11 @@ the outputs against the golden model and the cycles against the cycle model, and
 engine's cycles divided by the simulator's wall time from ``start`` to ``done`` (memory loading
 by cocotb is not counted), with the load average. Saved to ``bench/results/sim_speed.csv``.
 
-Usage: ``python bench/sim_speed.py [--size 1024] [--lanes 8] [--flavours default,fast]
+The ``speed`` flavour is :func:`sim.runner.use_build_profile` ``("speed")``: ports-only VPI
+(a control file generated from the top module's ports), Verilator ``-O3 --x-assign fast
+--x-initial fast --noassert`` and the model's C++ at ``-O3``.
+
+Usage: ``python bench/sim_speed.py [--size 1024] [--lanes 8] [--flavours default,fast,speed]
 [--engines dense,bcr,lstm]``
 """
 
@@ -43,7 +47,9 @@ PORT_PATTERNS = ("clk", "rst", "start", "busy", "done", "cycles", "rows", "cols"
                  "*_rd2__*", "*_rd3__*")
 VLT = RESULTS / "public_ports.vlt"
 FLAVOURS = {"default": DEFAULT_ARGS,
-            "fast": DEFAULT_ARGS + ("--no-public-flat-rw", str(VLT))}
+            "fast": DEFAULT_ARGS + ("--no-public-flat-rw", str(VLT)),
+            # sim.runner's "speed" build profile: ports-only VPI, Verilator -O3, C++ -O3
+            "speed": DEFAULT_ARGS}
 
 
 def write_control_file() -> None:
@@ -61,6 +67,7 @@ def _rate(cycles: int, seconds: float) -> float:
 def measure(flavour: str, size: int, lanes: int, rng, engines: set[str]) -> list[dict]:
     """One row per engine for one build flavour."""
     sim.runner.VERILATOR_BUILD_ARGS = FLAVOURS[flavour]
+    sim.runner.use_build_profile("speed" if flavour == "speed" else "default")
     rows = []
     if "dense" in engines:
         rows += _dense(size, lanes, rng)
@@ -68,7 +75,9 @@ def measure(flavour: str, size: int, lanes: int, rng, engines: set[str]) -> list
         rows += _bcr(size, lanes, rng)
     if "lstm" in engines:
         rows += _lstm(size, lanes, rng)
-    return [{"flavour": flavour, "build_args": " ".join(FLAVOURS[flavour]), "engine": e,
+    args = FLAVOURS[flavour] + ((*sim.runner.SPEED_ARGS, sim.runner.SPEED_MAKEFLAGS)
+                                if flavour == "speed" else ())
+    return [{"flavour": flavour, "build_args": " ".join(args), "engine": e,
              "layer": lay, "lanes": lanes, "cycles": c, "run_s": round(s, 3),
              "sim_cycles_per_s": round(_rate(c, s)), "checked": ok,
              "load_average": round(os.getloadavg()[0], 1)} for e, lay, c, s, ok in rows]
@@ -116,7 +125,7 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--lanes", type=int, default=8)
-    ap.add_argument("--flavours", default="default,fast")
+    ap.add_argument("--flavours", default="default,fast,speed")
     ap.add_argument("--engines", default="dense,bcr,lstm")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

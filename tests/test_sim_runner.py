@@ -203,3 +203,40 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     assert runner.default_cache_dir() == tmp_path.resolve() / ".sim_cache"
 
+
+
+def test_top_ports_and_build_profile_errors():
+    text = "module \\top (clk, rst, a_wr__addr, out);\n  input clk;\nendmodule\nmodule sub(x);\n"
+    assert runner.top_ports(text, "top") == ["clk", "rst", "a_wr__addr", "out"]
+    assert runner.top_ports(text, "sub") == ["x"]
+    with pytest.raises(ValueError, match="module 'nope' not found in the Verilog sources"):
+        runner.top_ports(text, "nope")
+    with pytest.raises(ValueError, match="Build profile must be one of 'default', 'speed', "
+                                         "not 'fastest'"):
+        runner.use_build_profile("fastest")
+
+
+def test_speed_profile_builds_are_bit_exact_and_keyed_apart(tmp_path):
+    """The "speed" Verilator profile (ports-only VPI, -O3) runs the dense engine bit-exactly;
+    its build is cached apart from the default one and carries the ports control file."""
+    from hw.dense import dense_cycles
+    from ir.golden import linear
+    from sim.dense import run_dense_batch
+
+    rng = np.random.default_rng(3)
+    w = rng.integers(-127, 128, (12, 20))
+    x = rng.integers(-127, 128, (2, 20))
+    previous = runner.use_build_profile("speed")
+    try:
+        (run,) = run_dense_batch([(w, x)], 4, 8, 8, cache_dir=tmp_path)
+    finally:
+        assert runner.use_build_profile(previous) == "speed"
+    assert np.array_equal(run.outputs, linear(w, x))
+    assert list(run.cycles) == [dense_cycles(12, 20, 4)] * 2
+    vlts = list((tmp_path / "verilator").glob("*/src/public_ports.vlt"))
+    assert len(vlts) == 1
+    text = vlts[0].read_text()
+    assert text.startswith("`verilator_config\n") and '-var "start"' in text
+    stamp = json.loads((vlts[0].parent.parent / "build.json").read_text())
+    assert "--no-public-flat-rw" in stamp["build_args"]
+    assert any(a.startswith("makeflags:") for a in stamp["build_args"])
