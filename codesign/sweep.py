@@ -228,6 +228,30 @@ def _points_task(spec: LayerSpec, config: EngineConfig, requests: list[tuple[flo
 
 # ---------------------------------------------------------------------------------------- sweep
 
+#: A task's fixed cost (two simulator launches: Python, cocotb and the bench start in each), in
+#: the units of :func:`_task_cost` (about one weight written into an engine's memory).
+LAUNCH_COST = 500_000
+
+
+def _split(reqs: list[tuple[float, int]], chunk: int) -> list[list[tuple[float, int]]]:
+    """``reqs`` in the fewest parts of at most ``chunk`` points, their sizes as even as can be
+    (69 points in chunks of 64 make 35 + 34, not 64 + 5: a balanced tail on the workers)."""
+    parts = -(-len(reqs) // chunk)
+    size, extra = divmod(len(reqs), parts)
+    out, i = [], 0
+    for p in range(parts):
+        n = size + (p < extra)
+        out.append(reqs[i:i + n])
+        i += n
+    return out
+
+
+def _task_cost(spec: LayerSpec, points: int) -> int:
+    """Dask priority of a task (largest first, for a short tail): its launches plus the weights
+    it writes into the sparse and the dense engines' memories, which dominate a point's time."""
+    return LAUNCH_COST + points * (spec.numel + 4096)
+
+
 def _progress(enabled: bool):
     from rich.progress import (
         BarColumn,
@@ -359,13 +383,10 @@ def run_sweep(models: Sequence[tuple[str, Sequence[LayerSpec]]], configs: Sequen
                                 _build_task, c.config, sizes[c.config], which, simulator,
                                 cache, pure=False)
                         deps.append(builds[bkey])
-                    for i in range(0, len(reqs), chunk):
-                        part = reqs[i:i + chunk]
-                        # largest tasks first (simulation time grows with the weights loaded)
-                        cost = len(part) * (c.spec.numel + 4096)
+                    for part in _split(reqs, chunk):
                         f = client.submit(_points_task, c.spec, c.config, part, simulator, cache,
                                           sizes[c.config], key_tools, *deps, pure=False,
-                                          priority=int(cost).bit_length())
+                                          priority=_task_cost(c.spec, len(part)))
                         futures[f] = (c, part)
                 failures = []
                 with _progress(progress) as bar:
