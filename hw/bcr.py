@@ -80,6 +80,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from hw.dense import CYCLE_COUNTER_BITS, _check_int
+from hw.packing import pack_fields  # noqa: F401 (re-exported)
 from ir.bcr import BCRMatrix
 
 __all__ = [
@@ -267,38 +268,6 @@ def pack_bcr(bcr: BCRMatrix, lanes: int) -> BCRImages:
         row_index=np.concatenate(rows) if rows else np.zeros((0, P), dtype=np.int64),
         values=np.concatenate(vals) if vals else np.zeros((0, P), dtype=np.int64),
         rows=bcr.shape[0], cols=bcr.shape[1], blocks=bcr.block_count)
-
-
-def pack_fields(values: Any, widths: Any) -> list[int]:
-    """Concatenate unsigned fields into words, field 0 in the least significant bits.
-
-    Parameters
-    ----------
-    values : array-like of int, shape ``(n, fields)``
-    widths : int or sequence of int
-        Width of every field, or of each field.
-
-    Raises
-    ------
-    ValueError
-        If a value is negative or does not fit its field.
-    """
-    arr = np.asarray(values, dtype=np.int64)
-    if arr.ndim != 2:
-        raise ValueError(f"Field values must be 2-dimensional, not of shape {arr.shape}")
-    ws = [int(widths)] * arr.shape[1] if np.ndim(widths) == 0 else [int(w) for w in widths]
-    if len(ws) != arr.shape[1]:
-        raise ValueError(f"{len(ws)} field widths do not match {arr.shape[1]} fields")
-    words = []
-    for row in arr.tolist():
-        word, shift = 0, 0
-        for v, w in zip(row, ws, strict=True):
-            if v < 0 or v >= 1 << w:
-                raise ValueError(f"Field value {v} does not fit in {w} unsigned bits")
-            word |= v << shift
-            shift += w
-        words.append(word)
-    return words
 
 
 class BCRMatVec(wiring.Component):

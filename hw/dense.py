@@ -60,7 +60,6 @@ The test suite checks that no other class appears.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -69,6 +68,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
+
+from hw.packing import _check_int, pack_words, unpack_words  # noqa: F401 (re-exported)
 
 __all__ = [
     "DenseMatVec", "check_dense_parameters", "dense_cycles", "pack_weights", "pack_words",
@@ -79,22 +80,6 @@ __all__ = [
 PIPELINE_LATENCY = 2
 #: Width of the ``cycles`` output.
 CYCLE_COUNTER_BITS = 32
-
-
-def _check_int(value: Any, what: str, lo: int, hi: int | None = None) -> int:
-    """Return ``value`` if it is an int in ``[lo, hi]``; raise TypeError/ValueError otherwise."""
-    if hi is None:
-        if lo == 1:
-            msg = f"{what} must be a positive integer, not {value!r}"
-        else:
-            msg = f"{what} must be an integer of at least {lo}, not {value!r}"
-    else:
-        msg = f"{what} must be an integer between {lo} and {hi}, not {value!r}"
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(msg)
-    if value < lo or (hi is not None and value > hi):
-        raise ValueError(msg)
-    return int(value)
 
 
 def dense_cycles(rows: int, cols: int, lanes: int) -> int:
@@ -150,63 +135,6 @@ def pack_weights(qweight: np.ndarray, lanes: int) -> np.ndarray:
     padded[:rows] = w
     # (g, p, c) -> (g, c, p) -> (g*cols + c, p)
     return padded.reshape(groups, lanes, cols).transpose(0, 2, 1).reshape(groups * cols, lanes)
-
-
-def pack_words(values: np.ndarray | Sequence[Sequence[int]], bits: int) -> list[int]:
-    """Concatenate lane values into memory words, lane 0 in the least significant bits.
-
-    Parameters
-    ----------
-    values : array-like of int, shape ``(n, lanes)``
-        Signed lane values; each must fit in ``bits`` bits (two's complement).
-    bits : int
-        Width of one lane field.
-
-    Returns
-    -------
-    list of int
-        ``n`` non-negative words of ``lanes * bits`` bits.
-    """
-    bits = _check_int(bits, "Field width", 1)
-    arr = np.asarray(values, dtype=np.int64)
-    if arr.ndim != 2:
-        raise ValueError(f"Lane values must be 2-dimensional, not of shape {arr.shape}")
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    if arr.size and (arr.min() < lo or arr.max() > hi):
-        raise ValueError(f"Lane values must lie in [{lo}, {hi}] for {bits}-bit fields")
-    mask = (1 << bits) - 1
-    fields = (arr & mask).tolist()
-    words = []
-    for row in fields:
-        word = 0
-        for p in reversed(range(len(row))):
-            word = (word << bits) | row[p]
-        words.append(word)
-    return words
-
-
-def unpack_words(words: Iterable[int], bits: int, lanes: int) -> np.ndarray:
-    """Split memory words into signed lane values (inverse of :func:`pack_words`).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``int64`` array of shape ``(n, lanes)``.
-    """
-    bits = _check_int(bits, "Field width", 1, 64)
-    lanes = _check_int(lanes, "Lanes", 1)
-    mask = (1 << bits) - 1
-    sign = 1 << (bits - 1)
-    out = []
-    for word in words:
-        word = int(word)
-        row = []
-        for _ in range(lanes):
-            f = word & mask
-            row.append(f - (1 << bits) if f & sign else f)
-            word >>= bits
-        out.append(row)
-    return np.array(out, dtype=np.int64).reshape(-1, lanes)
 
 
 def check_dense_parameters(lanes: int, *, weight_bits: int = 8, act_bits: int = 8,

@@ -73,6 +73,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from hw.dense import CYCLE_COUNTER_BITS, _check_int
+from hw.packing import pack_entry_words  # noqa: F401 (re-exported)
 from ir.csr import CSCLanes
 
 __all__ = [
@@ -207,30 +208,6 @@ def pack_unstructured(csc_lanes: CSCLanes) -> UnstructuredImages:
         values=tuple(np.asarray(m.values).astype(np.int64) for m in csc.lane_matrices),
         rel_index=tuple(np.asarray(m.rel_index, dtype=np.int64) for m in csc.lane_matrices),
         rows=int(csc.shape[0]), cols=int(csc.shape[1]))
-
-
-def pack_entry_words(values: Any, rel_index: Any, weight_bits: int, index_bits: int
-                     ) -> list[int]:
-    """Entry words: ``value`` (two's complement, ``weight_bits``) in the low bits, then
-    ``rel`` (unsigned, ``index_bits``).
-
-    Raises
-    ------
-    ValueError
-        If a value or index does not fit.
-    """
-    v = np.asarray(values, dtype=np.int64).reshape(-1)
-    r = np.asarray(rel_index, dtype=np.int64).reshape(-1)
-    if v.shape != r.shape:
-        raise ValueError(f"{len(v)} values do not match {len(r)} relative indices")
-    lo, hi = -(1 << (weight_bits - 1)), (1 << (weight_bits - 1)) - 1
-    if v.size and (v.min() < lo or v.max() > hi):
-        raise ValueError(f"Entry values must lie in [{lo}, {hi}] for {weight_bits} bits")
-    if r.size and (r.min() < 0 or r.max() >= 1 << index_bits):
-        raise ValueError(f"Relative indices must lie in [0, {(1 << index_bits) - 1}] for "
-                         f"{index_bits} bits")
-    mask = (1 << weight_bits) - 1
-    return [(int(a) & mask) | (int(b) << weight_bits) for a, b in zip(v, r, strict=True)]
 
 
 class UnstructuredMatVec(wiring.Component):

@@ -24,8 +24,7 @@ import time
 import cocotb
 import numpy as np
 
-from hw.bcr import pack_fields
-from hw.dense import pack_words, unpack_words
+from hw.packing import pack_fields, pack_words, unpack_words
 from sim.runner import bench_inputs, bench_save_outputs
 from sim.tb_common import read_cycles, read_outputs, start_and_reset, start_and_wait, write_memory
 

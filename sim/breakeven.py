@@ -603,7 +603,8 @@ def _source_digest(engine: str) -> str:
     if engine not in _digests:
         root = Path(__file__).resolve().parent.parent
         h = hashlib.sha256(str(KEY_VERSION).encode())
-        for rel in ("hw/dense.py", "hw/emit.py", "sim/dense_tb.py", "sim/tb_common.py",
+        for rel in ("hw/dense.py", "hw/packing.py", "hw/emit.py", "sim/dense_tb.py",
+                    "sim/tb_common.py",
                     *_SOURCES[engine]):
             h.update((root / rel).read_bytes())
         _digests[engine] = h.hexdigest()
