@@ -228,9 +228,10 @@ def _points_task(spec: LayerSpec, config: EngineConfig, requests: list[tuple[flo
 
 # ---------------------------------------------------------------------------------------- sweep
 
-#: A task's fixed cost (two simulator launches: Python, cocotb and the bench start in each), in
-#: the units of :func:`_task_cost` (about one weight written into an engine's memory).
-LAUNCH_COST = 500_000
+#: A task's fixed cost (two simulator launches of about 0.5 s: Python, cocotb and the bench
+#: start in each), in the units of :func:`_task_cost` (one weight written into an engine's
+#: memory, about 10 us).
+LAUNCH_COST = 100_000
 
 
 def _split(reqs: list[tuple[float, int]], chunk: int) -> list[list[tuple[float, int]]]:
