@@ -48,7 +48,9 @@ PORT_PATTERNS = ("clk", "rst", "start", "busy", "done", "cycles", "rows", "cols"
 VLT = RESULTS / "public_ports.vlt"
 FLAVOURS = {"default": DEFAULT_ARGS,
             "fast": DEFAULT_ARGS + ("--no-public-flat-rw", str(VLT)),
-            # sim.runner's "speed" build profile: ports-only VPI, Verilator -O3, C++ -O3
+            # sim.runner's "speed" build profile: ports-only VPI, Verilator -O3, C++ -O3, with
+            # cocotb's GPI clock ("speed-gpi") or the clock inside the simulation ("speed")
+            "speed-gpi": DEFAULT_ARGS,
             "speed": DEFAULT_ARGS}
 
 
@@ -67,7 +69,8 @@ def _rate(cycles: int, seconds: float) -> float:
 def measure(flavour: str, size: int, lanes: int, rng, engines: set[str]) -> list[dict]:
     """One row per engine for one build flavour."""
     sim.runner.VERILATOR_BUILD_ARGS = FLAVOURS[flavour]
-    sim.runner.use_build_profile("speed" if flavour == "speed" else "default")
+    sim.runner.SPEED_CLOCK = "gpi" if flavour == "speed-gpi" else "internal"
+    sim.runner.use_build_profile("speed" if flavour.startswith("speed") else "default")
     rows = []
     if "dense" in engines:
         rows += _dense(size, lanes, rng)
@@ -76,7 +79,8 @@ def measure(flavour: str, size: int, lanes: int, rng, engines: set[str]) -> list
     if "lstm" in engines:
         rows += _lstm(size, lanes, rng)
     args = FLAVOURS[flavour] + ((*sim.runner.SPEED_ARGS, sim.runner.SPEED_MAKEFLAGS)
-                                if flavour == "speed" else ())
+                                if flavour.startswith("speed") else ())
+    args += ("clock: " + ("cocotb GPI" if flavour != "speed" else "internal (--timing)"),)
     return [{"flavour": flavour, "build_args": " ".join(args), "engine": e,
              "layer": lay, "lanes": lanes, "cycles": c, "run_s": round(s, 3),
              "sim_cycles_per_s": round(_rate(c, s)), "checked": ok,
