@@ -14,9 +14,11 @@ by cocotb is not counted), with the load average. Saved to ``bench/results/sim_s
 
 The ``speed`` flavour is :func:`sim.runner.use_build_profile` ``("speed")``: ports-only VPI
 (a control file generated from the top module's ports), Verilator ``-O3 --x-assign fast
---x-initial fast --noassert`` and the model's C++ at ``-O3``.
+--x-initial fast --noassert``, the model's C++ at ``-O3`` and the clock generated inside the
+simulation (:func:`sim.runner.clock_wrapper`, Verilator ``--timing``); ``speed-gpi`` is the same
+build driven by cocotb's C++ clock (``sim.runner.SPEED_CLOCK = "gpi"``), as before.
 
-Usage: ``python bench/sim_speed.py [--size 1024] [--lanes 8] [--flavours default,fast,speed]
+Usage: ``python bench/sim_speed.py [--size 1024] [--lanes 8] [--flavours default,fast,speed-gpi,speed]
 [--engines dense,bcr,lstm]``
 """
 
@@ -129,7 +131,7 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--lanes", type=int, default=8)
-    ap.add_argument("--flavours", default="default,fast,speed")
+    ap.add_argument("--flavours", default="default,fast,speed-gpi,speed")
     ap.add_argument("--engines", default="dense,bcr,lstm")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

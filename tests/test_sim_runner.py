@@ -257,7 +257,6 @@ def _engine_case(engine, cache_dir):
     from sim.rnn import (
         GRUJob,
         LSTMJob,
-        bcr_pruned,
         golden_gru_sequence,
         random_gru_job,
         random_job,
@@ -302,17 +301,13 @@ def _engine_case(engine, cache_dir):
         assert np.array_equal(run.h_seq, want) and np.array_equal(run.h, want[-1])
         assert run.cycles == gru_cycles(3, 5, 2, 4)
     else:
-        gates = "bcr" if engine == "lstm_bcr_gates" else "dense"
         job = random_job(rng, cfg, 4, 4, 2)
-        if gates == "bcr":
-            job = bcr_pruned(rng, job, (4, 4), 0.7, 0.6, bits=8)
-        run = run_lstm_batch([LSTMJob(*job)], cfg, 4, "verilator", 4, 4, 2, gates=gates,
-                             block=(4, 4) if gates == "bcr" else None, cache_dir=cache_dir)[0]
-        assert rnn_mismatches("lstm", [job], [run], cfg, 4, gates=gates,
-                              block=(4, 4) if gates == "bcr" else None) == []
+        run = run_lstm_batch([LSTMJob(*job)], cfg, 4, "verilator", 4, 4, 2,
+                             cache_dir=cache_dir)[0]
+        assert rnn_mismatches("lstm", [job], [run], cfg, 4) == []
 
 
-ENGINES = ("dense", "bcr", "unstructured", "pattern", "lstm", "gru", "lstm_bcr_gates")
+ENGINES = ("dense", "bcr", "unstructured", "pattern", "lstm", "gru")
 
 
 @pytest.mark.parametrize("engine", ENGINES)
