@@ -14,9 +14,11 @@ by cocotb is not counted), with the load average. Saved to ``bench/results/sim_s
 
 The ``speed`` flavour is :func:`sim.runner.use_build_profile` ``("speed")``: ports-only VPI
 (a control file generated from the top module's ports), Verilator ``-O3 --x-assign fast
---x-initial fast --noassert`` and the model's C++ at ``-O3``.
+--x-initial fast --noassert``, the model's C++ at ``-O3`` and the clock generated inside the
+simulation (:func:`sim.runner.clock_wrapper`, Verilator ``--timing``); ``speed-gpi`` is the same
+build driven by cocotb's C++ clock (``sim.runner.SPEED_CLOCK = "gpi"``), as before.
 
-Usage: ``python bench/sim_speed.py [--size 1024] [--lanes 8] [--flavours default,fast,speed]
+Usage: ``python bench/sim_speed.py [--size 1024] [--lanes 8] [--flavours default,fast,speed-gpi,speed]
 [--engines dense,bcr,lstm]``
 """
 
@@ -48,7 +50,9 @@ PORT_PATTERNS = ("clk", "rst", "start", "busy", "done", "cycles", "rows", "cols"
 VLT = RESULTS / "public_ports.vlt"
 FLAVOURS = {"default": DEFAULT_ARGS,
             "fast": DEFAULT_ARGS + ("--no-public-flat-rw", str(VLT)),
-            # sim.runner's "speed" build profile: ports-only VPI, Verilator -O3, C++ -O3
+            # sim.runner's "speed" build profile: ports-only VPI, Verilator -O3, C++ -O3, with
+            # cocotb's GPI clock ("speed-gpi") or the clock inside the simulation ("speed")
+            "speed-gpi": DEFAULT_ARGS,
             "speed": DEFAULT_ARGS}
 
 
@@ -67,7 +71,8 @@ def _rate(cycles: int, seconds: float) -> float:
 def measure(flavour: str, size: int, lanes: int, rng, engines: set[str]) -> list[dict]:
     """One row per engine for one build flavour."""
     sim.runner.VERILATOR_BUILD_ARGS = FLAVOURS[flavour]
-    sim.runner.use_build_profile("speed" if flavour == "speed" else "default")
+    sim.runner.SPEED_CLOCK = "gpi" if flavour == "speed-gpi" else "internal"
+    sim.runner.use_build_profile("speed" if flavour.startswith("speed") else "default")
     rows = []
     if "dense" in engines:
         rows += _dense(size, lanes, rng)
@@ -76,7 +81,8 @@ def measure(flavour: str, size: int, lanes: int, rng, engines: set[str]) -> list
     if "lstm" in engines:
         rows += _lstm(size, lanes, rng)
     args = FLAVOURS[flavour] + ((*sim.runner.SPEED_ARGS, sim.runner.SPEED_MAKEFLAGS)
-                                if flavour == "speed" else ())
+                                if flavour.startswith("speed") else ())
+    args += ("clock: " + ("cocotb GPI" if flavour != "speed" else "internal (--timing)"),)
     return [{"flavour": flavour, "build_args": " ".join(args), "engine": e,
              "layer": lay, "lanes": lanes, "cycles": c, "run_s": round(s, 3),
              "sim_cycles_per_s": round(_rate(c, s)), "checked": ok,
@@ -125,7 +131,7 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--lanes", type=int, default=8)
-    ap.add_argument("--flavours", default="default,fast,speed")
+    ap.add_argument("--flavours", default="default,fast,speed-gpi,speed")
     ap.add_argument("--engines", default="dense,bcr,lstm")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

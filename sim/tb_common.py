@@ -9,22 +9,28 @@ rising edge, data read at the following falling edge); a ``start`` pulse, a ``do
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge, with_timeout
 
+from sim.runner import CLOCK_PERIOD_NS, ENV_CLOCK
+
 __all__ = ["CLOCK_NS", "start_and_reset", "write_memory", "read_words", "read_outputs",
            "start_and_wait", "read_cycles"]
 
-CLOCK_NS = 10
+CLOCK_NS = CLOCK_PERIOD_NS
 
 
 async def start_and_reset(dut, zero: Iterable[str] = (), one: Iterable[str] = (),
                           clock_ns: int = CLOCK_NS) -> None:
-    """Start cocotb's C++ (``impl="gpi"``) clock on ``clk``, hold ``rst`` for two cycles with
-    the signals named in ``zero`` (``one``) at 0 (1); ends after a falling edge."""
-    Clock(dut.clk, clock_ns, unit="ns", impl="gpi").start()
+    """Start cocotb's C++ (``impl="gpi"``) clock on ``clk`` unless the design clocks itself
+    (:data:`sim.runner.ENV_CLOCK` is ``"internal"``: a :func:`sim.runner.clock_wrapper` of
+    period ``CLOCK_NS``), hold ``rst`` for two cycles with the signals named in ``zero``
+    (``one``) at 0 (1); ends after a falling edge."""
+    if os.environ.get(ENV_CLOCK, "external") != "internal":
+        Clock(dut.clk, clock_ns, unit="ns", impl="gpi").start()
     dut.rst.value = 1
     for name in zero:
         getattr(dut, name).value = 0
