@@ -38,6 +38,16 @@ static inline void vf_hsum4(float *out, vf a, vf b, vf c, vf d) {
     vst1q_f32(out, vpaddq_f32(vpaddq_f32(a, b), vpaddq_f32(c, d)));
 }
 
+/* 8 floats as two q registers: the row vector of the tiled convolutions. */
+typedef struct { float32x4_t lo, hi; } vf8;
+static inline vf8 vf8_dup(float s) { vf8 r = {vdupq_n_f32(s), vdupq_n_f32(s)}; return r; }
+static inline vf8 vf8_load(const float *p) { vf8 r = {vld1q_f32(p), vld1q_f32(p + 4)}; return r; }
+static inline void vf8_store(float *p, vf8 v) { vst1q_f32(p, v.lo); vst1q_f32(p + 4, v.hi); }
+/* acc + x * w[lane] (w: 4 weights in a register; the portable path broadcasts wp[lane]). */
+#define vf8_fma_lane(acc, x, w, wp, lane) __extension__ ({ vf8 mk_x_ = (x), mk_a_ = (acc); \
+    mk_a_.lo = vfmaq_laneq_f32(mk_a_.lo, mk_x_.lo, (w), (lane)); \
+    mk_a_.hi = vfmaq_laneq_f32(mk_a_.hi, mk_x_.hi, (w), (lane)); mk_a_; })
+
 typedef int32x4_t vi;                         /* int32 accumulator of int8 dot products */
 static inline vi vi_zero(void) { return vdupq_n_s32(0); }
 static inline vi vi_dot16(vi acc, const int8_t *a, const int8_t *b) {
@@ -75,6 +85,13 @@ static inline float vf_hsum(vf v) { return (v[0] + v[1]) + (v[2] + v[3]); }
 static inline void vf_hsum4(float *out, vf a, vf b, vf c, vf d) {
     out[0] = vf_hsum(a); out[1] = vf_hsum(b); out[2] = vf_hsum(c); out[3] = vf_hsum(d);
 }
+
+/* 8 floats: one AVX register on x86-64-v3 (the row vector of the tiled convolutions). */
+typedef float vf8 __attribute__((vector_size(32)));
+static inline vf8 vf8_dup(float s) { vf8 v = {s, s, s, s, s, s, s, s}; return v; }
+static inline vf8 vf8_load(const float *p) { vf8 v; memcpy(&v, p, sizeof v); return v; }
+static inline void vf8_store(float *p, vf8 v) { memcpy(p, &v, sizeof v); }
+#define vf8_fma_lane(acc, x, w, wp, lane) ((void)(w), (acc) + (x) * vf8_dup((wp)[(lane)]))
 
 typedef int32_t vi __attribute__((vector_size(32)));
 typedef int8_t mk_v8b __attribute__((vector_size(8)));
