@@ -31,8 +31,6 @@ static inline vf vf_dup(float s) { return vdupq_n_f32(s); }
 static inline vf vf_load(const float *p) { return vld1q_f32(p); }
 static inline void vf_store(float *p, vf v) { vst1q_f32(p, v); }
 static inline vf vf_fma(vf acc, vf a, vf b) { return vfmaq_f32(acc, a, b); }
-/* acc + a * w[lane]; w is a register (NEON) or, in the portable path, broadcast from wp. */
-#define vf_fma_lane(acc, a, w, wp, lane) vfmaq_laneq_f32((acc), (a), (w), (lane))
 static inline float vf_hsum(vf v) { return vaddvq_f32(v); }
 static inline void vf_hsum4(float *out, vf a, vf b, vf c, vf d) {
     vst1q_f32(out, vpaddq_f32(vpaddq_f32(a, b), vpaddq_f32(c, d)));
@@ -80,7 +78,6 @@ static inline vf vf_dup(float s) { vf v = {s, s, s, s}; return v; }
 static inline vf vf_load(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void vf_store(float *p, vf v) { memcpy(p, &v, sizeof v); }
 static inline vf vf_fma(vf acc, vf a, vf b) { return acc + a * b; }
-#define vf_fma_lane(acc, a, w, wp, lane) ((acc) + (a) * vf_dup((wp)[(lane)]))
 static inline float vf_hsum(vf v) { return (v[0] + v[1]) + (v[2] + v[3]); }
 static inline void vf_hsum4(float *out, vf a, vf b, vf c, vf d) {
     out[0] = vf_hsum(a); out[1] = vf_hsum(b); out[2] = vf_hsum(c); out[3] = vf_hsum(d);
