@@ -121,10 +121,18 @@ static inline void vi_hsum4(int32_t *out, vi a, vi b, vi c, vi d) {
 typedef vi va8;
 static inline va8 va8_load(const int32_t *p) { va8 v; memcpy(&v, p, sizeof v); return v; }
 static inline void va8_store(int32_t *p, va8 v) { memcpy(p, &v, sizeof v); }
+#if defined(__AVX2__)
+/* x86-64-v3: vpmovsxbd straight from memory (GCC splits the generic conversion into scalars). */
+static inline va8 va8_mla(va8 acc, const int8_t *x, int16_t w) {
+    __m256i x32 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)x));
+    return acc + (va8)_mm256_mullo_epi32(x32, _mm256_set1_epi32(w));
+}
+#else
 static inline va8 va8_mla(va8 acc, const int8_t *x, int16_t w) {
     mk_v8b xv; memcpy(&xv, x, 8);
     return acc + __builtin_convertvector(xv, va8) * (int32_t)w;
 }
+#endif
 #endif
 
 /* Integer rules of ir.fixedpoint: round half up shifts, symmetric saturation, int32 wrap. */

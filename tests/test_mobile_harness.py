@@ -86,8 +86,8 @@ def test_tiled_convs_under_qemu(require_aarch64):
                                    **geo)),
                      ("pattern", dict(weight=wf, mask=pm, **geo)),
                      ("conv", dict(weight=wi, dtype="int8", bias=rng.integers(-999, 999, o),
-                                   **geo)),
-                     ("pattern", dict(weight=wi, mask=pm, dtype="int8",
+                                   tiled=True, **geo)),
+                     ("pattern", dict(weight=wi, mask=pm, dtype="int8", tiled=True,
                                       requant=(3000, 16, 8, True), **geo))]
     kernels = build_kernels(requests, "aarch64", CACHE)
     with ThreadPoolExecutor(2) as pool:
