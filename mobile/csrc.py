@@ -31,12 +31,20 @@ static inline vf vf_dup(float s) { return vdupq_n_f32(s); }
 static inline vf vf_load(const float *p) { return vld1q_f32(p); }
 static inline void vf_store(float *p, vf v) { vst1q_f32(p, v); }
 static inline vf vf_fma(vf acc, vf a, vf b) { return vfmaq_f32(acc, a, b); }
-/* acc + a * w[lane]; w is a register (NEON) or, in the portable path, broadcast from wp. */
-#define vf_fma_lane(acc, a, w, wp, lane) vfmaq_laneq_f32((acc), (a), (w), (lane))
 static inline float vf_hsum(vf v) { return vaddvq_f32(v); }
 static inline void vf_hsum4(float *out, vf a, vf b, vf c, vf d) {
     vst1q_f32(out, vpaddq_f32(vpaddq_f32(a, b), vpaddq_f32(c, d)));
 }
+
+/* 8 floats as two q registers: the row vector of the tiled convolutions. */
+typedef struct { float32x4_t lo, hi; } vf8;
+static inline vf8 vf8_dup(float s) { vf8 r = {vdupq_n_f32(s), vdupq_n_f32(s)}; return r; }
+static inline vf8 vf8_load(const float *p) { vf8 r = {vld1q_f32(p), vld1q_f32(p + 4)}; return r; }
+static inline void vf8_store(float *p, vf8 v) { vst1q_f32(p, v.lo); vst1q_f32(p + 4, v.hi); }
+/* acc + x * w[lane] (w: 4 weights in a register; the portable path broadcasts wp[lane]). */
+#define vf8_fma_lane(acc, x, w, wp, lane) __extension__ ({ vf8 mk_x_ = (x), mk_a_ = (acc); \
+    mk_a_.lo = vfmaq_laneq_f32(mk_a_.lo, mk_x_.lo, (w), (lane)); \
+    mk_a_.hi = vfmaq_laneq_f32(mk_a_.hi, mk_x_.hi, (w), (lane)); mk_a_; })
 
 typedef int32x4_t vi;                         /* int32 accumulator of int8 dot products */
 static inline vi vi_zero(void) { return vdupq_n_s32(0); }
@@ -70,11 +78,17 @@ static inline vf vf_dup(float s) { vf v = {s, s, s, s}; return v; }
 static inline vf vf_load(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void vf_store(float *p, vf v) { memcpy(p, &v, sizeof v); }
 static inline vf vf_fma(vf acc, vf a, vf b) { return acc + a * b; }
-#define vf_fma_lane(acc, a, w, wp, lane) ((acc) + (a) * vf_dup((wp)[(lane)]))
 static inline float vf_hsum(vf v) { return (v[0] + v[1]) + (v[2] + v[3]); }
 static inline void vf_hsum4(float *out, vf a, vf b, vf c, vf d) {
     out[0] = vf_hsum(a); out[1] = vf_hsum(b); out[2] = vf_hsum(c); out[3] = vf_hsum(d);
 }
+
+/* 8 floats: one AVX register on x86-64-v3 (the row vector of the tiled convolutions). */
+typedef float vf8 __attribute__((vector_size(32)));
+static inline vf8 vf8_dup(float s) { vf8 v = {s, s, s, s, s, s, s, s}; return v; }
+static inline vf8 vf8_load(const float *p) { vf8 v; memcpy(&v, p, sizeof v); return v; }
+static inline void vf8_store(float *p, vf8 v) { memcpy(p, &v, sizeof v); }
+#define vf8_fma_lane(acc, x, w, wp, lane) ((void)(w), (acc) + (x) * vf8_dup((wp)[(lane)]))
 
 typedef int32_t vi __attribute__((vector_size(32)));
 typedef int8_t mk_v8b __attribute__((vector_size(8)));
@@ -107,10 +121,18 @@ static inline void vi_hsum4(int32_t *out, vi a, vi b, vi c, vi d) {
 typedef vi va8;
 static inline va8 va8_load(const int32_t *p) { va8 v; memcpy(&v, p, sizeof v); return v; }
 static inline void va8_store(int32_t *p, va8 v) { memcpy(p, &v, sizeof v); }
+#if defined(__AVX2__)
+/* x86-64-v3: vpmovsxbd straight from memory (GCC splits the generic conversion into scalars). */
+static inline va8 va8_mla(va8 acc, const int8_t *x, int16_t w) {
+    __m256i x32 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)x));
+    return acc + (va8)_mm256_mullo_epi32(x32, _mm256_set1_epi32(w));
+}
+#else
 static inline va8 va8_mla(va8 acc, const int8_t *x, int16_t w) {
     mk_v8b xv; memcpy(&xv, x, 8);
     return acc + __builtin_convertvector(xv, va8) * (int32_t)w;
 }
+#endif
 #endif
 
 /* Integer rules of ir.fixedpoint: round half up shifts, symmetric saturation, int32 wrap. */

@@ -1,21 +1,29 @@
 """Convolution generators: dense direct convolution and pattern + connectivity pruned 3x3.
 
-Both share one loop structure, so their ratio measures sparsity alone:
+Both share one loop structure, so their ratio measures sparsity alone. The input is copied once
+into a zero-padded work buffer. Stride 1 (the default ``tiled`` path), PatDNN-style
+output-stationary register tiles:
 
-* the input is copied once into a zero-padded work buffer;
-* per output filter, an accumulator plane (rows padded to the vector width) starts at the bias;
-* each kept kernel adds its taps to the plane row by row, vectorised along the output row
-  (stride 1; a scalar row loop for other strides);
-* the plane is copied into the output.
+* row tiles of ``rows`` output rows outermost (their input rows of every channel stay in L2);
+* per output filter, per column tile of ``nv`` 8-float vectors (``vf8``: one AVX register, two
+  NEON q registers; int8: ``va8`` int32 lanes), the ``rows x nv`` accumulators sit in registers,
+  start at the bias and are stored once;
+* in between, every kept kernel of the filter adds its taps: per tap (compile-time offsets) the
+  weight is broadcast and multiplied into unaligned input row vectors; the next kernel's input
+  window is prefetched (the channel planes are far apart);
+* the last row and column tiles are moved back to end at the image edge (overlapping the one
+  before, storing the same values), so there is no tail code; widths below one tile compute a
+  full tile on the padded buffer and store the valid part.
 
-The fp32 stride-1 dense baseline is register-blocked over 4 output filters (each input vector
-load feeds 4 accumulators; the 4 filters' weights of a tap are one vector, used lane by lane),
-so the pattern kernel is measured against a dense kernel that reuses its inputs.
+int8 (by default: it measured faster on the host) and other strides take the plane-accumulator
+path (``tiled=True`` tiles int8 too): an accumulator plane per
+filter, each kept kernel adds its taps row by row (vectorised along the row for stride 1).
 
 ``pattern`` uses the ``ir.pattern`` FKW form: filters reordered for load balance, kernels grouped
 by pattern inside each filter, one specialised function per pattern used (its tap offsets are
-constants), connectivity-pruned kernels simply absent. ``conv`` is the dense baseline: one
-function with every ``kh x kw`` tap, called on every input channel.
+constants, the switch on the pattern id is outside the kernel loop), connectivity-pruned kernels
+simply absent. ``conv`` is the dense baseline: one function with every ``kh x kw`` tap, called on
+every input channel.
 """
 
 from __future__ import annotations
@@ -125,49 +133,152 @@ def _tap_function(name: str, taps: list[tuple[int, int]], g: dict[str, int], dty
     return "\n".join(lines) + "\n"
 
 
-def _dense_blocked(sw: SourceWriter, w: np.ndarray, b: np.ndarray, g: dict[str, int],
-                   owp: int, hp: int, wp: int) -> str:
-    """fp32 stride-1 dense convolution body, 4 output filters at a time: each input vector
-    load feeds 4 accumulators, the 4 filters' weights of one tap sit in one vector register."""
-    o, c, kh, kw = w.shape
-    op, taps = -(-o // 4) * 4, kh * kw
-    wpad = np.zeros((op, c, taps), np.float32)
-    wpad[:o] = w.reshape(o, c, taps)
-    bpad = np.zeros(op, np.float32)
-    bpad[:o] = b
-    # layout [filter group][channel][tap][filter in group]
-    sw.const("cvb_w", wpad.reshape(op // 4, 4, c, taps).transpose(0, 2, 3, 1), np.float32)
-    sw.const("cvb_b", bpad, np.float32)
-    plane = g["oh"] * owp
-    sw.emit(f"static float mk_acc4[4][{plane}] __attribute__((aligned(64)));\n\n")
-    lines = [f"    for (int fg = 0; fg < {op // 4}; fg++) {{",
-             "        for (int k = 0; k < 4; k++)",
-             f"            for (int i = 0; i < {plane}; i++) mk_acc4[k][i] = cvb_b[fg * 4 + k];",
-             f"        for (int ci = 0; ci < {c}; ci++) {{",
-             f"            const float *xc = mk_xp + (long)ci * {hp * wp};",
-             f"            const float *wc = cvb_w + ((long)fg * {c} + ci) * {taps * 4};"]
-    lines += [f"            const vf w{t} = vf_load(wc + {4 * t});" for t in range(taps)]
-    lines += [f"            for (int oy = 0; oy < {g['oh']}; oy++) {{"]
-    lines += [f"                float *a{k} = mk_acc4[{k}] + oy * {owp};" for k in range(4)]
-    lines += [f"                const float *r{t} = xc + (oy * {g['sh']} + {t // kw}) * {wp} + "
-              f"{t % kw};" for t in range(taps)]
-    lines += [f"                for (int ox = 0; ox < {owp}; ox += 4) {{"]
-    lines += [f"                    vf v{k} = vf_load(a{k} + ox);" for k in range(4)]
-    for t in range(taps):
-        lines.append(f"                    {{ const vf xv = vf_load(r{t} + ox);")
-        lines += [f"                      v{k} = vf_fma_lane(v{k}, xv, w{t}, wc + {4 * t}, {k});"
-                  for k in range(4)]
-        lines.append("                    }")
-    lines += [f"                    vf_store(a{k} + ox, v{k});" for k in range(4)]
-    lines += ["                }", "            }", "        }",
-              "        for (int k = 0; k < 4; k++) {",
-              "            const int oc = fg * 4 + k;",
-              f"            if (oc >= {o}) break;",
-              f"            for (int oy = 0; oy < {g['oh']}; oy++)",
-              f"                memcpy(yo + ((long)oc * {g['oh']} + oy) * {g['ow']}, "
-              f"mk_acc4[k] + oy * {owp}, {g['ow']} * sizeof(float));",
-              "        }", "    }"]
-    return "\n".join(lines) + "\n"
+#: Vector width of the tiled convolutions, floats (``vf8``: one AVX register, two NEON q).
+VL = 8
+#: Largest accumulator tile (rows x vectors): 8 of AVX2's 16 registers (16 of NEON's 32 q);
+#: 12 (3 x 4) measured up to 1.4x slower for the dense conv, no faster for the pattern one.
+MAX_TILE = 8
+#: Software prefetch distance of the tiled convolutions, kernels (measured best of 1, 2, 4).
+PREFETCH = 2
+
+
+def tile_shape(oh: int, ow: int) -> tuple[int, int]:
+    """Output tile ``(rows, vectors)`` of the tiled stride-1 fp32 convolutions for an
+    ``oh x ow`` output: the one computing the fewest padded outputs, per-kernel overhead
+    (weight load, pointer, loop: about a third of a row vector's FMAs at 4 taps) counted."""
+    best = None
+    for nv in (1, 2, 4):  # 3 vectors (26-float windows) measured slower everywhere
+        for r in range(1, 7):
+            if r * nv > MAX_TILE or (r > oh and r > 1):
+                continue
+            tw = nv * VL
+            rr = min(r, oh)
+            cols = -(-ow // tw) * tw if ow >= tw else tw
+            work = -(-oh // rr) * rr * cols * (1 + 3.0 / (rr * nv))
+            if best is None or work < best[0]:
+                best = (work, rr, nv)
+    return best[1], best[2]
+
+
+def _tile_body(name: str, dtype: str, taps: list[tuple[int, int]], rows: int, nv: int,
+               plane: int, wp: int, wstride: int, ictype: str | None) -> str:
+    """C function accumulating kernels into one ``rows x nv*VL`` output tile held in
+    registers: per kernel, per tap (constant offsets), broadcast the weight and multiply-add
+    unaligned input row vectors. ``ictype`` None: every channel in order (dense)."""
+    tw = nv * VL
+    fp = dtype == "fp32"
+    tin, tacc, vacc = ("float", "float", "vf8") if fp else ("int8_t", "int32_t", "va8")
+    tw_ = "float" if fp else "int8_t"
+    lines = [f"static void {name}({tacc} *restrict tile, const {tin} *restrict xb, "
+             + (f"const {ictype} *ch, " if ictype else "") + f"const {tw_} *w, int nk) {{"]
+    acc = [[f"a{r}_{v}" for v in range(nv)] for r in range(rows)]
+    lines += [f"    {vacc} {acc[r][v]} = {vacc}_load(tile + {r * tw + v * VL});"
+              for r in range(rows) for v in range(nv)]
+    chan = "ch[k]" if ictype else "k"
+    lines += [f"    for (int k = 0; k < nk; k++, w += {wstride}) {{",
+              f"        const {tin} *xc = xb + (long){chan} * {plane};"]
+    # Software prefetch of the input window PREFETCH kernels ahead (its channel planes are far
+    # apart; the window of a tile spans rows + 2 rows of a few cache lines each).
+    nxt = f"ch[k + {PREFETCH}]" if ictype else f"(k + {PREFETCH} < nk ? k + {PREFETCH} : k)"
+    esize = 4 if fp else 1
+    lines.append(f"        const char *xn = (const char *)(xb + (long){nxt} * {plane});")
+    lines += [f"        __builtin_prefetch(xn + {r * wp * esize + 64 * j});"
+              for r in range(rows + 2) for j in range(-(-(tw + 2) * esize // 64))]
+    if fp:
+        lines += [f"        const vf w{j} = vf_load(w + {4 * j});"
+                  for j in range(-(-len(taps) // 4))]
+    else:
+        lines += [f"        const int16_t w{t} = w[{t}];" for t in range(len(taps))]
+    for t, (dy, dx) in enumerate(taps):
+        for r in range(rows):
+            for v in range(nv):
+                a, off = acc[r][v], (r + dy) * wp + dx + v * VL
+                lines.append(f"        {a} = vf8_fma_lane({a}, vf8_load(xc + {off}), w{t // 4}, "
+                             f"w + {4 * (t // 4)}, {t % 4});" if fp else
+                             f"        {a} = va8_mla({a}, xc + {off}, w{t});")
+    lines.append("    }")
+    lines += [f"    {vacc}_store(tile + {r * tw + v * VL}, {acc[r][v]});"
+              for r in range(rows) for v in range(nv)]
+    return "\n".join(lines) + "\n}\n\n"
+
+
+def _groups(o: int, kptr: np.ndarray, pid: np.ndarray) -> tuple[list[int], list[int], list[int]]:
+    """Runs of same-pattern kernels per stored filter: ``(filter -> first run, run pattern,
+    run first kernel + a final end)``."""
+    grp_ptr, grp_pid, grp_k0 = [0], [], []
+    for f in range(o):
+        k0, k1 = int(kptr[f]), int(kptr[f + 1])
+        for k in range(k0, k1):
+            if k == k0 or pid[k] != pid[k - 1]:
+                grp_pid.append(int(pid[k]))
+                grp_k0.append(k)
+        grp_ptr.append(len(grp_pid))
+    grp_k0.append(int(kptr[o]))
+    return grp_ptr, grp_pid, grp_k0
+
+
+def _tiled(sw: SourceWriter, kind: str, dtype: str, g: dict[str, int], fkw: tuple,
+           b: np.ndarray, hp: int, wp: int, shape: tuple[int, int]) -> str:
+    """Body of the tiled stride-1 convolution (dense or pattern, fp32 or int8).
+
+    Row tiles of ``rows`` output rows outermost (their input rows, every channel, stay in
+    L2); per stored filter, per column tile of ``nv`` vectors: the tile starts at the bias,
+    each run of same-pattern kernels (dense: every channel) adds into it through its specialised
+    function, and it is stored once. The last row and column tiles are moved back to end at the image edge (they overlap
+    the one before and store the same values), so no tail code.
+    """
+    order, kptr, chan, pid, values, positions = fkw
+    o, c, kw, oh, ow = g["o"], g["c"], g["kw"], g["oh"], g["ow"]
+    rows, nv = shape
+    tw, plane = nv * VL, hp * wp
+    n = positions.shape[1]
+    wstride = -(-n // 4) * 4
+    fp = dtype == "fp32"
+    vals = np.zeros((len(values), wstride), np.float32 if fp else np.int8)
+    vals[:, :n] = values
+    sw.const("cv_order", order, index_ctype(o))
+    sw.const("cv_val", vals, vals.dtype)
+    sw.const("cv_b", b, b.dtype)
+    if kind == "conv":
+        taps = [(int(q) // kw, int(q) % kw) for q in positions[0]]
+        sw.emit(_tile_body("dense_tile", dtype, taps, rows, nv, plane, wp, wstride, None))
+        calls = (f"        dense_tile(tile, xb, cv_val + (long)f * {c * wstride}, {c});\n")
+    else:
+        grp_ptr, grp_pid, grp_k0 = _groups(o, kptr, pid)
+        used = sorted(set(grp_pid))
+        sw.const("cv_gptr", grp_ptr, np.int32)
+        sw.const("cv_gpid", grp_pid, np.uint8 if len(positions) < 256 else np.int32)
+        sw.const("cv_gk0", grp_k0, np.int32)
+        # PREFETCH padding entries: the prefetch reads ch[k + PREFETCH] past a run's end.
+        sw.const("cv_chan", np.concatenate([chan, np.zeros(PREFETCH, chan.dtype)]),
+                 index_ctype(c))
+        ictype = CTYPES[index_ctype(c)]
+        for p in used:
+            taps = [(int(q) // kw, int(q) % kw) for q in positions[p]]
+            sw.emit(_tile_body(f"pat{p}", dtype, taps, rows, nv, plane, wp, wstride, ictype))
+        cases = "".join(f"            case {p}: pat{p}(tile, xb, cv_chan + k0, cv_val + (long)k0"
+                        f" * {wstride}, k1 - k0); break;\n" for p in used)
+        calls = ("        for (int gi = cv_gptr[f]; gi < cv_gptr[f + 1]; gi++) {\n"
+                 "            const int k0 = cv_gk0[gi], k1 = cv_gk0[gi + 1];\n"
+                 "            switch (cv_gpid[gi]) {\n" + cases + "            default: break;\n"
+                 "            }\n        }\n")
+    tacc = "float" if fp else "int32_t"
+    nty, ntx = -(-oh // rows), (-(-ow // tw) if ow >= tw else 1)
+    ox = f"(tx * {tw} < {ow - tw} ? tx * {tw} : {ow - tw})" if ow >= tw else "0"
+    return (f"    {tacc} tile[{rows * tw}] __attribute__((aligned(64)));\n"
+            f"    for (int ty = 0; ty < {nty}; ty++) {{\n"
+            f"      const int oy = ty * {rows} < {oh - rows} ? ty * {rows} : {oh - rows};\n"
+            f"      for (int f = 0; f < {o}; f++) {{\n"
+            "       const int oc = cv_order[f];\n"
+            f"       for (int tx = 0; tx < {ntx}; tx++) {{\n"
+            f"        const int ox = {ox};\n"
+            f"        for (int i = 0; i < {rows * tw}; i++) tile[i] = cv_b[oc];\n"
+            f"        const {'float' if fp else 'int8_t'} *xb = mk_xp + oy * {wp} + ox;\n"
+            + calls +
+            f"        {tacc} *yt = yo + ((long)oc * {oh} + oy) * {ow} + ox;\n"
+            f"        for (int r = 0; r < {rows}; r++) memcpy(yt + r * {ow}, tile + r * {tw}, "
+            f"{min(tw, ow)} * sizeof({tacc}));\n"
+            "       }\n      }\n    }\n")
 
 
 def _filter_loop(sw: SourceWriter, kind: str, dtype: str, g: dict[str, int], fkw: tuple,
@@ -177,16 +288,7 @@ def _filter_loop(sw: SourceWriter, kind: str, dtype: str, g: dict[str, int], fkw
     order, kptr, chan, pid, values, positions = fkw
     o, c, kw = g["o"], g["c"], g["kw"]
     tacc = "float" if dtype == "fp32" else "int32_t"
-    # Groups: per stored filter, runs of kernels with one pattern.
-    grp_ptr, grp_pid, grp_k0 = [0], [], []
-    for f in range(o):
-        k0, k1 = int(kptr[f]), int(kptr[f + 1])
-        for k in range(k0, k1):
-            if k == k0 or pid[k] != pid[k - 1]:
-                grp_pid.append(int(pid[k]))
-                grp_k0.append(k)
-        grp_ptr.append(len(grp_pid))
-    grp_k0.append(len(chan))
+    grp_ptr, grp_pid, grp_k0 = _groups(o, kptr, pid)
     used = sorted(set(grp_pid))
     ictype = CTYPES[index_ctype(c)]
     sw.const("cv_order", order, index_ctype(o))
@@ -218,10 +320,14 @@ def _filter_loop(sw: SourceWriter, kind: str, dtype: str, g: dict[str, int], fkw
 
 def conv_source(kind: str, weight: Any, mask: Any = None, bias: Any = None,
                 dtype: str = "fp32", image: Any = (8, 8), stride: Any = 1, padding: Any = 0,
-                library: Any = None, requant: Any = None) -> KernelSource:
+                library: Any = None, requant: Any = None, tiled: bool | None = None,
+                tile: tuple[int, int] | None = None) -> KernelSource:
     """A convolution kernel ``mk_run(x (c, h, w), y (o, oh, ow))``: ``conv`` or ``pattern``.
 
     int8 outputs are int32 accumulators, or int8 after ``requant`` (see :mod:`mobile.requant`).
+    ``tiled``: the register-tiled stride-1 loop (default: for fp32) or the plane-accumulator
+    loop (``False``; always for other strides); ``tile``: its (rows, vectors), default
+    :func:`tile_shape`.
 
     ``pattern`` needs 3x3 kernels whose kept masks are ``library`` patterns (default: the
     distinct kept masks of ``mask``; all must keep the same number of positions).
@@ -248,6 +354,12 @@ def conv_source(kind: str, weight: Any, mask: Any = None, bias: Any = None,
     owp = -(-g["ow"] // vw) * vw
     hp = g["h"] + 2 * g["ph"]
     wp = max(g["w"] + 2 * g["pw"], owp * g["sw"] + kw)
+    # Default: tiled for fp32 only; int8 tiles measured 0.6x the plane path on the host (the
+    # int8 multiply-add is vpmovsxbd + vpmulld + vpaddd either way, the plane path streams it).
+    tiled = g["sh"] == g["sw"] == 1 and (dtype == "fp32" if tiled is None else tiled)
+    if tiled:
+        shape = tile_shape(g["oh"], g["ow"]) if tile is None else tile
+        wp = max(g["w"] + 2 * g["pw"], shape[1] * VL + kw - 1)
     tin = "float" if dtype == "fp32" else "int8_t"
     sw = SourceWriter()
     sw.emit(f"static {tin} mk_xp[{c * hp * wp + 16}] __attribute__((aligned(64)));\n")
@@ -256,11 +368,11 @@ def conv_source(kind: str, weight: Any, mask: Any = None, bias: Any = None,
             f"            memcpy(mk_xp + (long)ci * {hp * wp} + (r + {g['ph']}) * {wp} + "
             f"{g['pw']}, x + ((long)ci * {g['h']} + r) * {g['w']}, {g['w']} * sizeof({tin}));\n")
     n = positions.shape[1]
-    if kind == "conv" and dtype == "fp32" and g["sw"] == 1:
-        body += _dense_blocked(sw, w, b, g, owp, hp, wp)
+    fkw = (order, kptr, chan, pid, values, positions)
+    if tiled:
+        body += _tiled(sw, kind, dtype, g, fkw, b, hp, wp, shape)
     else:
-        body += _filter_loop(sw, kind, dtype, g, (order, kptr, chan, pid, values, positions),
-                             b, owp, hp, wp)
+        body += _filter_loop(sw, kind, dtype, g, fkw, b, owp, hp, wp)
     n_out = o * g["oh"] * g["ow"]
     if rq:
         decl, loop = requant_code(n_out, rq)

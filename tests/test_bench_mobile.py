@@ -12,6 +12,7 @@ from bench.mobile import (
     make_convs,
     make_lstm,
     parse_bcr,
+    pattern_impl,
     speedup_table,
     vgg16_convs,
 )
@@ -87,3 +88,24 @@ def test_speedup_table_uses_fastest_ok_peer_and_totals():
     assert verdicts == {"bcr_vs_peer": (pytest.approx(8.0), 6.0, True),
                         "bcr_vs_csr": (pytest.approx(4.0), 3.0, True),
                         "pattern_vs_peer": (pytest.approx(2.0), 2.5, False)}
+
+
+def test_several_connectivity_rates_share_the_library():
+    rng = np.random.default_rng(1)
+    layers, library = make_convs(rng, 32, [0.72, 0.5], {"conv2_1"})
+    (ly,) = layers
+    assert list(ly["masks"]) == [0.72, 0.5] and ly["mask"] is ly["masks"][0.72]
+    for rate, m in ly["masks"].items():
+        assert m.reshape(-1, 9).any(1).mean() == pytest.approx(1 - rate, abs=2e-3)
+        assert not pattern_violations(m, library)
+    assert pattern_impl(0.72, True) == "ours pattern"
+    assert pattern_impl(0.5, False) == "ours pattern 4.5x"
+    assert pattern_impl(0.72, False) == "ours pattern 8.0x"
+
+
+def test_speedup_table_judges_every_pattern_rate():
+    rows = [_row("conv1_1", "mnn", 4.0), _row("conv1_1", "ours pattern", 1.0),
+            _row("conv1_1", "ours pattern 4.5x", 2.0)]
+    df, verdicts = speedup_table(rows)
+    assert verdicts["pattern_vs_peer"] == (pytest.approx(4.0), 2.5, True)
+    assert verdicts["pattern_vs_peer (4.5x)"] == (pytest.approx(2.0), 2.5, False)

@@ -10,12 +10,17 @@ import pytest
 from ir.pattern import candidate_patterns
 from mobile.build import build_kernels, generate
 from mobile.check import check_kernel
+from mobile.gen_conv import MAX_TILE, VL, tile_shape
 
 CACHE = Path(__file__).resolve().parent.parent / ".mobile_cache"
 LIB = candidate_patterns(4)
 
-# (out, in, h, w, stride, padding, kept kernel fraction)
-GEOMETRIES = [(5, 3, 7, 9, 1, 1, 0.6), (3, 2, 3, 3, 1, 0, 0.0), (7, 5, 6, 13, (2, 1), (0, 1), 0.3)]
+# (out, in, h, w, stride, padding, kept kernel fraction): stride 1 takes the tiled path
+# (widths below, at and above a tile, not multiples of the vector, odd heights, overlapping
+# edge tiles, more than 255 channels); other strides the plane-accumulator path.
+GEOMETRIES = [(5, 3, 7, 9, 1, 1, 0.6), (3, 2, 3, 3, 1, 0, 0.0), (7, 5, 6, 13, (2, 1), (0, 1), 0.3),
+              (4, 6, 13, 37, 1, 1, 0.5), (3, 300, 5, 4, 1, 0, 0.3), (6, 3, 11, 17, (1, 2), 1, 1.0),
+              (2, 4, 9, 70, 1, 0, 0.5)]
 
 
 def _layer(rng, o, c, kept, dtype, kind):
@@ -36,10 +41,12 @@ def test_conv_matches_golden(kind, dtype):
     for o, c, h, w, s, p, kept in GEOMETRIES:
         wt, m, b = _layer(rng, o, c, kept, dtype, kind)
         requests.append((kind, dict(weight=wt, mask=m, bias=b, dtype=dtype, image=(h, w),
-                                    stride=s, padding=p)))
-    for geometry, k in zip(GEOMETRIES, build_kernels(requests, cache_dir=CACHE), strict=True):
+                                    stride=s, padding=p, tiled=True)))
+        if dtype == "int8" and s == 1 and h < 10:       # int8's default plane path
+            requests.append((kind, dict(requests[-1][1], tiled=None)))
+    for (_, params), k in zip(requests, build_kernels(requests, cache_dir=CACHE), strict=True):
         r = check_kernel(k, seed=2)
-        assert r.ok, (geometry, r.message)
+        assert r.ok, (params["image"], params["tiled"], r.message)
 
 
 def test_dense_conv_other_kernel_sizes():
@@ -64,6 +71,31 @@ def test_pattern_structure_one_function_per_used_pattern():
     assert src.code.count("static void pat") == used
     assert src.info["kept_kernels"] == int(m.reshape(8, 6, 9).any(-1).sum())
     assert src.info["kept_macs"] == src.info["kept_kernels"] * 4 * 64
+
+
+@pytest.mark.parametrize("oh, ow", [(224, 224), (112, 112), (56, 56), (28, 28), (14, 14),
+                                     (1, 1), (3, 5), (7, 100)])
+def test_tile_shape_fits_registers_and_image(oh, ow):
+    rows, nv = tile_shape(oh, ow)
+    assert 1 <= rows <= oh and 1 <= nv and rows * nv <= MAX_TILE
+    if ow % 16 == 0 and oh % 4 == 0:
+        assert (oh % rows, ow % (nv * VL)) == (0, 0)      # VGG's sides: no overlapping tiles
+
+
+def test_tiled_is_the_stride_one_path():
+    rng = np.random.default_rng(3)
+    wt, m, b = _layer(rng, 4, 3, 0.5, "fp32", "pattern")
+    tiled = generate("pattern", weight=wt, mask=m, bias=b, image=(9, 20), padding=1)
+    plain = generate("pattern", weight=wt, mask=m, bias=b, image=(9, 20), padding=1,
+                     tiled=False)
+    strided = generate("pattern", weight=wt, mask=m, bias=b, image=(9, 20), stride=2)
+    assert "vf8_fma_lane" in tiled.code and "tile[" in tiled.code
+    assert "tile[" not in plain.code
+    assert "tile[" not in strided.code
+    assert tiled.info == plain.info
+    i8 = dict(weight=rng.integers(-9, 9, (4, 3, 3, 3)), mask=m, dtype="int8", image=(9, 20))
+    assert "tile[" not in generate("pattern", **i8).code
+    assert "tile[" in generate("pattern", **i8, tiled=True).code
 
 
 def test_conv_errors():

@@ -71,6 +71,30 @@ def test_every_generator_under_qemu(dtype, require_aarch64):
             assert r.target == "aarch64"
 
 
+def test_tiled_convs_under_qemu(require_aarch64):
+    """The tiled stride-1 convolutions on NEON: overlapping edge tiles, a width below one
+    vector, odd heights, a 9-row tile loop, fp32 and int8 with requantization."""
+    rng = np.random.default_rng(13)
+    lib = candidate_patterns(4)[:8]
+    requests = []
+    for o, c, h, w, pad in ((3, 5, 11, 37, 1), (4, 2, 6, 5, 0), (2, 3, 19, 16, (0, 1))):
+        pm = (lib[rng.integers(0, 8, (o, c))] * (rng.random((o, c)) < 0.5)[..., None, None]) > 0
+        wf = rng.standard_normal((o, c, 3, 3)).astype(np.float32)
+        wi = rng.integers(-127, 128, (o, c, 3, 3))
+        geo = dict(image=(h, w), padding=pad)
+        requests += [("conv", dict(weight=wf, bias=rng.standard_normal(o).astype(np.float32),
+                                   **geo)),
+                     ("pattern", dict(weight=wf, mask=pm, **geo)),
+                     ("conv", dict(weight=wi, dtype="int8", bias=rng.integers(-999, 999, o),
+                                   tiled=True, **geo)),
+                     ("pattern", dict(weight=wi, mask=pm, dtype="int8", tiled=True,
+                                      requant=(3000, 16, 8, True), **geo))]
+    kernels = build_kernels(requests, "aarch64", CACHE)
+    with ThreadPoolExecutor(2) as pool:
+        for (kind, p), r in zip(requests, pool.map(check_kernel, kernels), strict=True):
+            assert r.ok, (kind, p["image"], r.message)
+
+
 def test_qemu_repeats_give_the_same_outputs(require_aarch64):
     k = build_kernel("csr", weight=np.eye(5, dtype=np.float32) * 2, target="aarch64",
                      cache_dir=CACHE)
