@@ -13,6 +13,10 @@ the engine can run), measures each such layer's break-even on that engine in RTL
 * a layer that cannot be pushed (no break-even on the grid, a break-even above ``cap``, or the
   pushed plan loses too much accuracy) is left dense (``dense``): it runs on the dense engine.
 
+The accuracy behind these decisions is whatever ``compress_fn`` reports (``accuracy_after``):
+give it a *validation* split held out of the training data (:func:`loop_loaders`), not the test
+set, and pass ``test_fn`` to have the test accuracy of each compression reported beside it.
+
 Then it compresses again from the same trained weights with the new plan. Every break-even is
 written into the final bundle's manifest (``Layer.break_even``).
 
@@ -30,14 +34,22 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ENGINE_SCHEMES", "Decision", "LoopResult", "initial_plan", "decide", "plan_from",
-           "layer_cycles", "model_cycles", "measure_breakevens", "run_loop", "check_in_rtl"]
+__all__ = ["ENGINE_SCHEMES", "PUSH_ORDERS", "Decision", "LoopResult", "initial_plan", "decide",
+           "plan_from", "layer_cycles", "model_cycles", "measure_breakevens", "run_loop",
+           "check_in_rtl", "validation_split", "loop_loaders", "push_gain"]
 
 #: The pruning scheme each sparse engine runs.
 ENGINE_SCHEMES = {"bcr": "bcr", "unstructured": "unstructured", "pattern": "pattern"}
 
 #: Highest sparsity the loop pushes a layer to; above it the layer is left dense.
 DEFAULT_CAP = 0.98
+#: Orders in which :func:`run_loop` tries the pushes when not all of them fit the tolerance:
+#: ``"cycles"``: the push that saves the most engine cycles first (:func:`push_gain`);
+#: ``"smallest"``: the smallest push (new sparsity minus target) first.
+PUSH_ORDERS = ("cycles", "smallest")
+#: Fraction of each class of the training split that :func:`loop_loaders` holds out for the
+#: loop's accept/refuse decisions.
+DEFAULT_VAL_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -84,7 +96,8 @@ class LoopResult:
     ``first`` and ``final`` are the two :class:`pruning.compress.CompressResult`; ``final.bundle``
     carries the break-evens. ``rejected`` is True when the pushed plan lost more than the
     tolerance and some of the pushed layers were left dense instead. ``cycles_before``/``cycles_after``
-    map layer name to (engine, cycles) for one input of the model.
+    map layer name to (engine, cycles) for one input of the model. ``test_first``/``test_final``
+    are ``test_fn``'s accuracy of the two compressed models (``None`` without ``test_fn``).
     """
 
     first: Any
@@ -97,6 +110,8 @@ class LoopResult:
     cycles_after: Mapping[str, tuple[str, int]]
     rejected: bool
     tried: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    test_first: float | None = None
+    test_final: float | None = None
 
     def table(self) -> list[dict[str, Any]]:
         """One row per layer: plan before/after, break-even, RTL runs, cycles before/after."""
@@ -325,11 +340,88 @@ def with_break_evens(bundle: Any, breakevens: Mapping[str, Any]) -> Any:
     return bundle
 
 
+# -- data: a validation split for the decisions ------------------------------------------------
+def validation_split(dataset: str, fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0
+                     ) -> tuple[Any, Any]:
+    """Split ``dataset``'s training split into (train, validation) datasets.
+
+    From each class, ``round(fraction * count)`` samples (at least one when ``fraction > 0``)
+    drawn with ``numpy.random.default_rng(seed)`` go to validation; both parts keep the training
+    split's sample order. The same arguments give the same split on every run. The test split
+    is untouched, so the loop can decide on validation and report test accuracy apart.
+
+    Raises
+    ------
+    ValueError
+        If ``fraction`` is not in [0, 1) or leaves a class with no training sample.
+    """
+    from pruning import data as pdata
+
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
+            or not 0 <= fraction < 1:
+        raise ValueError(f"Validation fraction must be in [0, 1), not {fraction!r}")
+    full = pdata.load(dataset, "train")
+    labels = full.labels.numpy()
+    rng = np.random.default_rng(seed)
+    val = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        n = 0 if fraction == 0 else max(1, int(round(fraction * len(idx))))
+        if n >= len(idx):
+            raise ValueError(f"Validation fraction {fraction:g} leaves class {int(c)} of "
+                             f"{dataset} with no training sample")
+        val[rng.choice(idx, size=n, replace=False)] = True
+
+    def part(keep: np.ndarray, split: str) -> Any:
+        sel = np.flatnonzero(keep)
+        return pdata.OfflineDataset(dataset, split, full.inputs[sel], full.labels[sel])
+
+    return part(~val, "train"), part(val, "validation")
+
+
+def loop_loaders(dataset: str, *, batch_size: int = 64, seed: int = 0,
+                 val_fraction: float = DEFAULT_VAL_FRACTION, split_seed: int = 0
+                 ) -> tuple[Any, Any, Any]:
+    """(train, validation, test) loaders for the loop: :func:`validation_split` of the training
+    split (``split_seed``), training batches shuffled by a generator seeded with ``seed``;
+    validation and test in order. With ``val_fraction == 0`` there is no held-out split and the
+    validation loader is the test loader (the decisions then see the test set)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from pruning import data as pdata
+
+    test = pdata.loader(dataset, "test", batch_size=512)
+    if val_fraction == 0:
+        return pdata.loader(dataset, "train", batch_size=batch_size, seed=seed), test, test
+    train_ds, val_ds = validation_split(dataset, val_fraction, split_seed)
+    train = DataLoader(train_ds, batch_size=batch_size, shuffle=True,
+                       generator=torch.Generator().manual_seed(seed), num_workers=0)
+    return train, DataLoader(val_ds, batch_size=512, shuffle=False, num_workers=0), test
+
+
 # -- the loop ------------------------------------------------------------------------------------
+def push_gain(breakeven: Any, sparsity: float) -> float:
+    """Engine cycles a layer saves by running sparse at ``sparsity`` instead of dense, estimated
+    from its break-even measurement: the mean of ``dense - sparse`` RTL cycles over the points at
+    the smallest measured ratio at or above ``sparsity`` (the largest ratio if none is). 0 when
+    the measurement has no points."""
+    points = list(getattr(breakeven, "points", ()) or ())
+    if not points:
+        return 0.0
+    ratios = sorted({p.ratio for p in points})
+    above = [r for r in ratios if r >= sparsity - 1e-9]
+    at = above[0] if above else ratios[-1]
+    chosen = [p for p in points if p.ratio == at]
+    return float(np.mean([p.dense_cycles - p.sparse_cycles for p in chosen]))
+
+
 def run_loop(model: Any, targets: Mapping[str, float | None], compress_fn: Callable[..., Any],
              config: Any, *, bits: int, margin: float = 0.02, cap: float = DEFAULT_CAP,
              tolerance: float = 0.5, seeds: int = 3, simulator: str = "verilator",
-             store: Any = None, echo: Callable[[str], None] = print) -> LoopResult:
+             store: Any = None, echo: Callable[[str], None] = print,
+             test_fn: Callable[[Any], float] | None = None,
+             push_order: str = "cycles") -> LoopResult:
     """Compress -> break-even in RTL -> re-plan -> compress again (module docstring).
 
     Parameters
@@ -340,7 +432,8 @@ def run_loop(model: Any, targets: Mapping[str, float | None], compress_fn: Calla
         The first plan (:func:`initial_plan`).
     compress_fn : callable
         ``compress_fn(model, plan) -> CompressResult`` (``pruning.compress.compress`` with the
-        loaders and training settings bound).
+        loaders and training settings bound). Its ``accuracy_after`` decides: bind a validation
+        loader as its evaluation loader (:func:`loop_loaders`), not the test set.
     config : sim.breakeven.EngineConfig
         The engine, lanes and bits every break-even is measured on.
     bits : int
@@ -349,54 +442,73 @@ def run_loop(model: Any, targets: Mapping[str, float | None], compress_fn: Calla
         A pushed layer goes to ``break_even + margin``; above ``cap`` it is left dense.
     tolerance : float
         Accuracy (percentage points) the pushed plan may lose against the first compression.
-        If pushing every layer below its break-even loses more, the layers are pushed in order
-        of the smallest push first and a bisection finds the longest such prefix that stays
-        within the tolerance; the other layers are left dense (``LoopResult.tried`` lists the
-        compressions tried).
+        If pushing every layer below its break-even loses more, the layers are pushed in the
+        ``push_order`` and a bisection finds the longest such prefix that stays within the
+        tolerance; the other layers are left dense (``LoopResult.tried`` lists the compressions
+        tried).
+    test_fn : callable, optional
+        ``test_fn(compressed_model) -> accuracy``, called on every compressed model; reported
+        (``LoopResult.test_first``/``test_final``, ``tried``), never used to decide.
+    push_order : {"cycles", "smallest"}
+        :data:`PUSH_ORDERS`.
     """
     from pruning.plan import layer_op as op_of
     from pruning.plan import prunable_layers
 
+    if push_order not in PUSH_ORDERS:
+        raise ValueError(f"unknown push order {push_order!r}; allowed: {', '.join(PUSH_ORDERS)}")
     engine = config.engine
     kw = {"bits": bits, "block": tuple(config.block), "index_bits": config.index_bits}
     ops = {n: op_of(m) for n, m in prunable_layers(model).items()}
     positions, images = output_positions(model)
+
+    def run(plan: Any) -> tuple[Any, float | None]:
+        m = copy.deepcopy(model)
+        res = compress_fn(m, plan)
+        return res, (None if test_fn is None else float(test_fn(m)))
+
     plan_before = plan_from(targets, engine, **kw)
     echo(f"compressing with the first plan ({engine} scheme on "
          f"{sum(v is not None for v in targets.values())} layers) ...")
-    first = compress_fn(copy.deepcopy(model), plan_before)
+    first, test_first = run(plan_before)
     measured = [n for n, s in targets.items() if s is not None]
     breakevens = measure_breakevens(first.bundle, measured, config, images=images, seeds=seeds,
                                     simulator=simulator, store=store, echo=echo)
     decisions = decide(targets, breakevens, ops, margin=margin, cap=cap)
-    new = {d.layer: d.sparsity for d in decisions}
-    tried = [{"plan": "first", "accuracy": first.accuracy_after, "pushed": []}]
+    tried = [{"plan": "first", "accuracy": first.accuracy_after, "test_accuracy": test_first,
+              "pushed": []}]
 
     def lost(result: Any) -> float:
         if first.accuracy_after is None or result.accuracy_after is None:
             return 0.0
         return 100 * (first.accuracy_after - result.accuracy_after)
 
-    def attempt(push: list[str]) -> tuple[Any, list[Decision]]:
+    def attempt(push: list[str]) -> tuple[Any, list[Decision], float | None]:
         ds = [replace(d, action="dense", sparsity=None)
               if d.action == "pushed" and d.layer not in push else d for d in decisions]
-        res = compress_fn(copy.deepcopy(model),
-                          plan_from({d.layer: d.sparsity for d in ds}, engine, **kw))
+        res, test = run(plan_from({d.layer: d.sparsity for d in ds}, engine, **kw))
         tried.append({"plan": f"{len(push)} pushed", "accuracy": res.accuracy_after,
-                      "pushed": list(push), "lost_pp": round(lost(res), 3)})
-        return res, ds
+                      "test_accuracy": test, "pushed": list(push),
+                      "lost_pp": round(lost(res), 3)})
+        return res, ds, test
 
-    # Layers to push, the smallest push first: if pushing all of them loses more than the
-    # tolerance, bisect for the longest prefix that does not (the rest are left dense).
-    order = [d.layer for d in sorted((d for d in decisions if d.action == "pushed"),
-                                     key=lambda d: (d.sparsity - d.target, d.layer))]
+    # Layers to push, in the push order: if pushing all of them loses more than the tolerance,
+    # bisect for the longest prefix that does not (the rest are left dense).
+    pushes = [d for d in decisions if d.action == "pushed"]
+    if push_order == "cycles":
+        gains = {d.layer: push_gain(breakevens.get(d.layer), d.sparsity) for d in pushes}
+        pushes.sort(key=lambda d: (-gains[d.layer], d.sparsity - d.target, d.layer))
+    else:
+        pushes.sort(key=lambda d: (d.sparsity - d.target, d.layer))
+    order = [d.layer for d in pushes]
     rejected = False
+    test_final = test_first
     if all(d.action in ("kept", "not run") for d in decisions):
         final = first
     else:
         echo(f"compressing again with the plan the break-evens changed ({len(order)} layer(s) "
-             "pushed) ...")
-        final, final_decisions = attempt(order)
+             f"pushed: {', '.join(order) or 'none'}) ...")
+        final, final_decisions, test_final = attempt(order)
         if order and lost(final) > tolerance:
             rejected = True
             echo(f"pushing all loses {lost(final):.2f} pp (> {tolerance} pp): searching for the "
@@ -404,12 +516,13 @@ def run_loop(model: Any, targets: Mapping[str, float | None], compress_fn: Calla
             lo, hi, best = 0, len(order) - 1, None
             while lo < hi:
                 mid = (lo + hi + 1) // 2
-                res, ds = attempt(order[:mid])
-                if lost(res) <= tolerance:
-                    lo, best = mid, (res, ds)
+                got = attempt(order[:mid])
+                if lost(got[0]) <= tolerance:
+                    lo, best = mid, got
                 else:
                     hi = mid - 1
-            final, final_decisions = best if best is not None and lo > 0 else attempt([])
+            final, final_decisions, test_final = (best if best is not None and lo > 0
+                                                  else attempt([]))
         decisions = final_decisions
     new = {d.layer: d.sparsity for d in decisions}
     bundle = with_break_evens(final.bundle, breakevens)
@@ -420,7 +533,8 @@ def run_loop(model: Any, targets: Mapping[str, float | None], compress_fn: Calla
                       breakevens=breakevens,
                       cycles_before=model_cycles(first.bundle, engine, lanes, positions),
                       cycles_after=model_cycles(bundle, engine, lanes, positions),
-                      rejected=rejected, tried=tuple(tried))
+                      rejected=rejected, tried=tuple(tried), test_first=test_first,
+                      test_final=test_final)
 
 
 def check_in_rtl(bundle: Any, cycles: Mapping[str, tuple[str, int]], lanes: int, *,

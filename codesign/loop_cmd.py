@@ -5,7 +5,9 @@ scheme on every layer that engine runs, measures each such layer's break-even sp
 engine in RTL simulation, re-plans (:mod:`codesign.loop`) and compresses again. Prints the plan
 before and after, the accuracies, and the cycles per layer and for the whole model; writes
 ``OUT/bundle`` (each layer's break-even in its manifest record), ``OUT/breakeven.csv``,
-``OUT/points.csv`` (every RTL run pair), ``OUT/loop.json`` and the two plans as JSON; the RTL
+``OUT/points.csv`` (every RTL run pair), ``OUT/loop.json`` and the two plans as JSON. The
+accept/refuse decisions use a validation split held out of the training data
+(``--val-fraction``), never the test set, whose accuracy is reported beside it. The RTL
 points are kept in an SQLite store (``OUT/points.sqlite`` or ``--store``) that a rerun reuses. Bad input
 is one line and exit status 2.
 """
@@ -76,6 +78,14 @@ def breakeven_frame(breakevens: dict[str, Any]) -> tuple[Any, Any]:
               help="A pushed layer goes to break-even + margin.")
 @click.option("--seeds", type=click.IntRange(1, 16), default=3, show_default=True,
               help="Random masks per ratio in the break-even measurement.")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.2,
+              show_default=True,
+              help="Fraction of each class of the training split held out as the validation "
+                   "set the accept/refuse decisions use (0: decide on the test set).")
+@click.option("--push-order", type=click.Choice(["cycles", "smallest"]), default="cycles",
+              show_default=True,
+              help="Order of the pushes when not all fit the tolerance: most cycles saved "
+                   "first, or smallest push first.")
 @click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator",
               show_default=True)
 @click.option("--check-rtl/--no-check-rtl", default=True, show_default=True,
@@ -99,8 +109,8 @@ def breakeven_frame(breakevens: dict[str, Any]) -> tuple[Any, Any]:
 @click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
 def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | None,
          sparsity: float | None, block: str, index_bits: int, tolerance: float, margin: float,
-         seeds: int, simulator: str, check_rtl: bool, store_path: Path | None, out: Path,
-         data: str | None,
+         seeds: int, val_fraction: float, push_order: str, simulator: str, check_rtl: bool,
+         store_path: Path | None, out: Path, data: str | None,
          checkpoint: Path | None, epochs: int, admm_iters: int, admm_epochs: int,
          retrain_epochs: int, lr: float, batch_size: int, seed: int, progress: bool) -> None:
     """The closed loop: compress, measure break-evens in RTL, re-plan, compress again."""
@@ -120,9 +130,8 @@ def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | Non
     import torch
 
     from codesign.flow import write_json
-    from codesign.loop import check_in_rtl, initial_plan, run_loop
+    from codesign.loop import check_in_rtl, initial_plan, loop_loaders, run_loop
     from codesign.report import print_table
-    from pruning import data as pdata
     from pruning.compress import compress
     from pruning.train import evaluate, train
     from sim.breakeven import EngineConfig
@@ -134,8 +143,14 @@ def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | Non
                                index_bits=index_bits)
     except ValueError as exc:
         raise _user_error(f"{model_name}: {exc}") from None
-    train_loader = pdata.loader(dataset, "train", batch_size=batch_size, seed=seed)
-    test_loader = pdata.loader(dataset, "test", batch_size=512)
+    try:
+        train_loader, val_loader, test_loader = loop_loaders(
+            dataset, batch_size=batch_size, seed=seed, val_fraction=val_fraction)
+    except ValueError as exc:
+        raise _user_error(f"--val-fraction: {exc}") from None
+    if val_fraction > 0:
+        click.echo(f"{dataset}: {len(train_loader.dataset)} training samples, "
+                   f"{len(val_loader.dataset)} held out for the loop's decisions (validation)")
     if checkpoint is not None:
         _load_checkpoint(model, checkpoint)
         click.echo(f"loaded {checkpoint}: test accuracy {evaluate(model, test_loader):.2%}")
@@ -146,7 +161,7 @@ def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | Non
         _save_state(model, out / "dense.pt")
 
     def compress_fn(m: Any, plan: Any) -> Any:
-        return compress(m, plan, train_loader, test_loader, epochs_admm=admm_epochs,
+        return compress(m, plan, train_loader, val_loader, epochs_admm=admm_epochs,
                         admm_iters=admm_iters, retrain_epochs=retrain_epochs, lr=lr, seed=seed,
                         progress=progress, model_name=model_name)
 
@@ -159,7 +174,8 @@ def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | Non
     with store:
         result = run_loop(model, targets, compress_fn, config, bits=bits, margin=margin,
                           tolerance=tolerance, seeds=seeds, simulator=simulator, store=store,
-                          echo=click.echo)
+                          echo=click.echo, push_order=push_order,
+                          test_fn=lambda m: evaluate(m, test_loader))
     result.final.bundle.save(out / "bundle")
     layers, points = breakeven_frame(dict(result.breakevens))
     write_csv(out / "breakeven.csv", layers)
@@ -173,8 +189,12 @@ def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | Non
     total_a = sum(c for _, c in result.cycles_after.values())
     acc_d, acc_1, acc_2 = (result.first.accuracy_before, result.first.accuracy_after,
                            result.final.accuracy_after)
-    click.echo(f"accuracy ({dataset} test): dense {acc_d:.2%}, first plan {acc_1:.2%}, "
-               f"after the loop {acc_2:.2%}")
+    split = "validation" if val_fraction > 0 else "test"
+    click.echo(f"accuracy ({dataset} {split}, decides): dense {acc_d:.2%}, first plan "
+               f"{acc_1:.2%}, after the loop {acc_2:.2%}")
+    if val_fraction > 0:
+        click.echo(f"accuracy ({dataset} test): first plan {result.test_first:.2%}, after the "
+                   f"loop {result.test_final:.2%}")
     click.echo(f"engine cycles per input, whole model: first plan {total_b:,}, after the loop "
                f"{total_a:,} ({total_b / max(1, total_a):.2f}x)")
     rtl = []
@@ -186,7 +206,9 @@ def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | Non
     write_json(out / "loop.json", {
         "model": model_name, "dataset": dataset, "engine": engine, "lanes": lanes, "bits": bits,
         "target_sparsity": target, "margin": margin, "tolerance_pp": tolerance,
-        "simulator": simulator, "accuracy": {"dense": acc_d, "first": acc_1, "final": acc_2},
+        "simulator": simulator, "val_fraction": val_fraction, "push_order": push_order,
+        "accuracy": {"split": split, "dense": acc_d, "first": acc_1, "final": acc_2},
+        "test_accuracy": {"first": result.test_first, "final": result.test_final},
         "tried": list(result.tried), "rejected": result.rejected,
         "decisions": [d.to_json() for d in result.decisions],
         "cycles_before": {k: list(v) for k, v in result.cycles_before.items()},

@@ -2,7 +2,9 @@
 
 Layers come from zoo models (``--model``, default: the default CNN ``vggsmall`` and ``lstm``) or
 bundles (``--bundle``); engines, lanes and bit widths are lists (``--engine bcr,unstructured
---lanes 4,8 --bits 8``); ratios are ``--ratios 0,0.5,0.9`` or ``--grid N`` evenly spaced ones from
+--lanes 4,8 --bits 8``). A zoo layer runs with ``--bits`` weight and activation bits; a bundle
+layer keeps its own weight bits (its quantization record) and runs with ``--bits`` activation
+bits (an unquantized bundle layer: ``--bits`` for both). Ratios are ``--ratios 0,0.5,0.9`` or ``--grid N`` evenly spaced ones from
 0 to ``--top``. Points go to ``--store`` (default ``OUT/points.sqlite``) as they finish, so a
 rerun continues where a killed one stopped. ``--scheduler tcp://HOST:PORT`` uses a running Dask
 cluster instead of a local one. Bad input (including a scheduler that cannot be reached) is a
@@ -13,11 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import tempfile
 from pathlib import Path
 
 import click
 
-__all__ = ["sweep"]
+__all__ = ["sweep", "sweep_groups"]
 
 
 def _user_error(message: str) -> Exception:
@@ -52,6 +55,44 @@ def _ratios(text: str) -> list[float]:
 
 
 ENGINE_CHOICES = ("unstructured", "bcr", "pattern")
+#: run_sweep's message when no layer of a group runs on the chosen engines.
+NO_LAYER = "no layer can run on the chosen engines"
+
+
+def _parent(out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def sweep_groups(models: list, bundles: list, engines: list[str], lanes: list[int],
+                 bits: list[int], *, block: tuple[int, int] = (8, 16), index_bits: int = 4
+                 ) -> list[tuple[list, list]]:
+    """The sweeps to run: ``[(entries, configs)]``, each entry ``(model, specs)`` measured on
+    every configuration of its group.
+
+    ``models`` holds zoo ``(model, specs)``: their layers run with ``bits`` as weight and
+    activation bits. ``bundles`` holds ``(model, specs, layer_bits)`` with ``layer_bits`` mapping
+    layer name to its weight bits (``None``: not quantized): each layer runs with its own weight
+    bits and ``bits`` as activation bits (an unquantized layer as a zoo layer). Entries with the
+    same configurations share a group, in first-seen order.
+    """
+    from sim.breakeven import EngineConfig
+
+    def configs(weight_bits: int | None) -> tuple:
+        return tuple(EngineConfig(e, lanes=p, weight_bits=b if weight_bits is None else
+                                  weight_bits, act_bits=b, block=block, index_bits=index_bits)
+                     for e in engines for p in lanes for b in bits)
+
+    groups: dict[tuple, list] = {}
+    for model, specs in models:
+        groups.setdefault(configs(None), []).append((model, list(specs)))
+    for model, specs, layer_bits in bundles:
+        by_bits: dict[int | None, list] = {}
+        for spec in specs:
+            by_bits.setdefault(layer_bits.get(spec.name), []).append(spec)
+        for wb, part in by_bits.items():
+            groups.setdefault(configs(wb), []).append((model, part))
+    return [(entries, list(cfgs)) for cfgs, entries in groups.items()]
 
 
 @click.command()
@@ -64,7 +105,8 @@ ENGINE_CHOICES = ("unstructured", "bcr", "pattern")
               help="Sparse engines, comma-separated.")
 @click.option("--lanes", default="8", show_default=True, help="Lanes, comma-separated.")
 @click.option("--bits", default="8", show_default=True,
-              help="Weight and activation bits, comma-separated.")
+              help="Weight and activation bits, comma-separated (bundle layers: activation "
+                   "bits; their weights keep each layer's own bits).")
 @click.option("--block", default="8x16", show_default=True, help="BCR block ROWSxCOLS.")
 @click.option("--index-bits", default=4, show_default=True, type=int,
               help="Unstructured relative-index width.")
@@ -152,45 +194,77 @@ def _run(*, chosen_models, bundles, layers, eng, lane_list, bit_list, block, ind
     from codesign.sweep import (
         DEFAULT_MODELS,
         SweepError,
+        SweepResult,
         breakeven_table,
         bundle_layers,
         model_layers,
         run_sweep,
         summary_table,
+        write_outputs,
     )
-    from sim.breakeven import EngineConfig
+    from ir import Bundle
 
     models = chosen_models
     try:
-        chosen: list[tuple[str, list]] = []
+        from_bundles: list[tuple[str, list, dict]] = []
         notes: list[str] = []
         for b in bundles:
-            chosen.append(bundle_layers(b, notes))
+            name, specs = bundle_layers(b, notes)
+            layer_bits = {x.name: (x.quant.bits if x.quant is not None else None)
+                          for x in Bundle.load(b).layers}
+            from_bundles.append((name, specs, layer_bits))
         if not models and not bundles:
             models = DEFAULT_MODELS
-        for m in models:
-            chosen.append((m, model_layers(m, notes)))
+        from_models = [(m, model_layers(m, notes)) for m in models]
     except SweepError as exc:
         raise _user_error(str(exc)) from None
     if layers is not None:
         names = {n.strip() for n in layers.split(",")}
-        known = {s.name for _, specs in chosen for s in specs}
+        known = {s.name for _, specs in from_models for s in specs} | {
+            s.name for _, specs, _ in from_bundles for s in specs}
         if names - known:
             raise _user_error(f"unknown layer(s) {', '.join(sorted(names - known))}; known: "
                               f"{', '.join(sorted(known))}")
-        chosen = [(m, [s for s in specs if s.name in names]) for m, specs in chosen]
-    configs = [EngineConfig(e, lanes=p, weight_bits=b, act_bits=b, block=block,
-                            index_bits=index_bits)
-               for e in eng for p in lane_list for b in bit_list]
+        from_models = [(m, [s for s in specs if s.name in names]) for m, specs in from_models]
+        from_bundles = [(m, [s for s in specs if s.name in names], lb)
+                        for m, specs, lb in from_bundles]
+    try:
+        groups = sweep_groups(from_models, from_bundles, eng, lane_list, bit_list, block=block,
+                              index_bits=index_bits)
+    except ValueError as exc:      # e.g. a bundle layer's bits outside what the engines take
+        raise _user_error(str(exc)) from None
     try:
         store = SQLiteStore(store_path or out / "points.sqlite")
     except StoreError as exc:
         raise _user_error(str(exc)) from None
+    result = SweepResult()
+    runnable = 0
     try:
-        result = run_sweep(chosen, configs, out, store=store, grid=ratio_grid, seeds=seeds,
-                           tol=tol, simulator=simulator, workers=workers, scheduler=scheduler,
-                           cache_dir=cache_dir, chunk=chunk, fmax_mhz=fmax_pair,
-                           progress=progress, echo=click.echo, client=client)
+        parts_dir = (tempfile.TemporaryDirectory(prefix=".parts.", dir=_parent(out))
+                     if len(groups) > 1 else contextlib.nullcontext(""))
+        with parts_dir as parts:
+            for i, (entries, configs) in enumerate(groups):
+                # one group writes the outputs itself; several are merged below
+                dest = out if len(groups) == 1 else Path(parts) / str(i)
+                try:
+                    got = run_sweep(entries, configs, dest, store=store, grid=ratio_grid,
+                                    seeds=seeds, tol=tol, simulator=simulator, workers=workers,
+                                    scheduler=scheduler, cache_dir=cache_dir, chunk=chunk,
+                                    fmax_mhz=fmax_pair, progress=progress, echo=click.echo,
+                                    client=client)
+                except SweepError as exc:
+                    if len(groups) > 1 and str(exc) == NO_LAYER:
+                        continue
+                    raise
+                runnable += 1
+                result.results += got.results
+                result.skipped += got.skipped
+                result.ran += got.ran
+                result.reused += got.reused
+            if len(groups) > 1:
+                if not runnable:
+                    raise SweepError(NO_LAYER)
+                write_outputs(result.results, out)
     except SweepError as exc:
         click.echo(f"codesign: error: {exc}", err=True)
         sys.exit(1)

@@ -158,7 +158,7 @@ def test_run_loop_pushes_within_the_tolerance_and_records_break_evens(monkeypatc
     targets = {"conv1": None, "conv2": 0.3, "fc1": 0.3, "fc2": 0.3}
     res = loop_mod.run_loop(model, targets, _fake_compress(accuracy),
                             EngineConfig("unstructured", lanes=4), bits=8, tolerance=0.5,
-                            echo=lambda s: None)
+                            echo=lambda s: None, push_order="smallest")
     got = {d.layer: (d.action, d.sparsity) for d in res.decisions}
     # fc1 needs the smallest push (0.3 -> 0.47): it alone fits 0.5 pp; the others go dense
     assert got == {"conv1": ("not run", None), "conv2": ("dense", None),
@@ -173,6 +173,85 @@ def test_run_loop_pushes_within_the_tolerance_and_records_break_evens(monkeypatc
     assert bundle.layer("fc2").scheme.kind == "dense" and bundle.layer("fc2").quant.bits == 8
     assert res.cycles_after["fc2"][0] == "dense" and res.cycles_before["fc2"][0] == "unstructured"
     assert res.plan_after.to_json()["layers"]["fc1"]["sparsity"] == 0.47
+
+
+def _points(gain_at):
+    """Fake break-even points: at each ratio of ``gain_at``, dense 1000 and sparse 1000 - gain."""
+    return tuple(SimpleNamespace(ratio=r, dense_cycles=1000, sparse_cycles=1000 - g)
+                 for r, g in gain_at.items() for _ in range(2))
+
+
+def test_push_gain_reads_the_points_at_or_above_the_sparsity():
+    from codesign.loop import push_gain
+
+    b = SimpleNamespace(ratio=0.5, points=_points({0.5: -10, 0.6: 40, 0.7: 90}))
+    assert push_gain(b, 0.52) == 40 and push_gain(b, 0.6) == 40 and push_gain(b, 0.9) == 90
+    assert push_gain(be(0.5), 0.6) == 0.0 and push_gain(None, 0.6) == 0.0
+
+
+def test_run_loop_pushes_most_cycles_first_and_reports_test_accuracy(monkeypatch):
+    """With the "cycles" order the push that saves the most cycles is tried first; the test
+    accuracy of every compression is reported but does not decide."""
+    import codesign.loop as loop_mod
+    from sim.breakeven import EngineConfig
+
+    bes = {"conv2": SimpleNamespace(ratio=0.6, storage_ratio=None, rtl_runs=6,
+                                    points=_points({0.6: 0, 0.65: 500})),
+           "fc1": SimpleNamespace(ratio=0.45, storage_ratio=None, rtl_runs=6,
+                                  points=_points({0.45: 0, 0.5: 20})),
+           "fc2": SimpleNamespace(ratio=0.8, storage_ratio=None, rtl_runs=6,
+                                  points=_points({0.8: 0, 0.85: 100}))}
+    monkeypatch.setattr(loop_mod, "measure_breakevens", lambda bundle, names, *a, **k:
+                        {n: bes[n] for n in names})
+
+    def accuracy(plans):  # each push costs 0.4 pp on validation
+        return 0.90 - 0.004 * sum(1 for p in plans.values() if p.config.kind == "unstructured"
+                                  and p.config.sparsity > 0.31)
+
+    tests = iter([0.5, 0.4, 0.3, 0.2, 0.1])
+    res = loop_mod.run_loop(build("tinycnn", seed=0),
+                            {"conv1": None, "conv2": 0.3, "fc1": 0.3, "fc2": 0.3},
+                            _fake_compress(accuracy), EngineConfig("unstructured", lanes=4),
+                            bits=8, tolerance=0.5, echo=lambda s: None,
+                            test_fn=lambda m: next(tests))
+    # gains: conv2 (pushed to 0.62) 500, fc2 (0.82) 100, fc1 (0.47) 20
+    assert [t["pushed"] for t in res.tried] == [[], ["conv2", "fc2", "fc1"], ["conv2"],
+                                                ["conv2", "fc2"]]
+    assert {d.layer: d.action for d in res.decisions} == {
+        "conv1": "not run", "conv2": "pushed", "fc1": "dense", "fc2": "dense"}
+    assert [t["test_accuracy"] for t in res.tried] == [0.5, 0.4, 0.3, 0.2]
+    assert res.test_first == 0.5 and res.test_final == 0.3
+    with pytest.raises(ValueError, match="unknown push order 'big'; allowed: cycles, smallest"):
+        loop_mod.run_loop(build("tinycnn", seed=0), {"fc1": 0.3}, _fake_compress(accuracy),
+                          EngineConfig("unstructured", lanes=4), bits=8, push_order="big")
+
+
+def test_validation_split_is_stratified_disjoint_and_deterministic():
+    import torch
+
+    from codesign.loop import loop_loaders, validation_split
+    from pruning.data import load
+
+    full = load("digits", "train")
+    tr, va = validation_split("digits", 0.25, seed=3)
+    assert len(tr) + len(va) == len(full) and va.split == "validation"
+    counts = torch.bincount(va.labels, minlength=10)
+    full_counts = torch.bincount(full.labels, minlength=10)
+    assert torch.equal(counts, torch.round(0.25 * full_counts.double()).long())
+
+    def rows(d):
+        return sorted((int(y), tuple(x.flatten().tolist()))
+                      for x, y in zip(d.inputs, d.labels, strict=True))
+
+    assert sorted(rows(tr) + rows(va)) == rows(full)  # a partition of the training split
+    tr2, va2 = validation_split("digits", 0.25, seed=3)
+    assert torch.equal(va.inputs, va2.inputs) and torch.equal(tr.labels, tr2.labels)
+    assert not torch.equal(validation_split("digits", 0.25, seed=4)[1].inputs, va.inputs)
+    for bad in (1.0, -0.1, "0.2"):
+        with pytest.raises(ValueError, match=r"Validation fraction must be in \[0, 1\)"):
+            validation_split("digits", bad)
+    train_l, val_l, test_l = loop_loaders("digits", val_fraction=0)
+    assert val_l is test_l and len(train_l.dataset) == len(full)
 
 
 def test_run_loop_accepts_every_push_when_accuracy_holds(monkeypatch):

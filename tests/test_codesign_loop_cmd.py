@@ -41,5 +41,13 @@ def test_loop_help_lists_the_options(capsys):
     assert main(["loop", "--help"]) == 0
     out = capsys.readouterr().out
     for opt in ("--engine", "--lanes", "--bits", "--ratio", "--epochs", "--admm-iters",
-                "--tolerance", "--seeds", "--out"):
+                "--tolerance", "--seeds", "--val-fraction", "--push-order", "--out"):
         assert opt in out
+
+
+def test_loop_validation_fraction_that_empties_a_class(capsys, tmp_path):
+    assert main(BASE + ["--sparsity", "0.5", "--val-fraction", "0.999", "--out",
+                        str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert ("codesign: error: --val-fraction: Validation fraction 0.999 leaves class 0 of "
+            "digits with no training sample") in err and "Traceback" not in err

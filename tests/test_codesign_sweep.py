@@ -188,3 +188,38 @@ def test_unknown_model(tmp_path, capsys):
 
     assert main(["sweep", "--model", "nosuch", "--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err.startswith("codesign: error: unknown model 'nosuch'; known:")
+
+
+def test_bundle_layers_keep_their_own_weight_bits(tmp_path):
+    """``--bundle``: each layer is measured with its own weight bits (``--bits``: activations);
+    zoo layers with ``--bits`` for both; layers sharing configurations share a group."""
+    from codesign.sweep import bundle_layers, model_layers
+    from codesign.sweep_cmd import sweep_groups
+    from ir import Bundle
+    from pruning.export import export
+    from pruning.plan import Plan, resolve
+    from pruning.zoo import build
+
+    model = build("tinycnn", seed=0)
+    plan = Plan.from_dict({"layers": {
+        "conv1": {"scheme": "dense", "bits": 6}, "conv2": {"scheme": "dense", "bits": 8},
+        "fc1": {"scheme": "unstructured", "sparsity": 0.5, "bits": 4},
+        "fc2": {"scheme": "unstructured", "sparsity": 0.5, "bits": 8}}})
+    export(model, resolve(plan, model), model_name="tinycnn").save(tmp_path / "b")
+    name, specs = bundle_layers(tmp_path / "b")
+    layer_bits = {x.name: x.quant.bits for x in Bundle.load(tmp_path / "b").layers}
+    assert layer_bits == {"conv1": 6, "conv2": 8, "fc1": 4, "fc2": 8}
+    groups = sweep_groups([("tinycnn", model_layers("tinycnn"))], [(name, specs, layer_bits)],
+                          ["unstructured"], [8], [8, 10])
+    got = [([(m, [s.name for s in sp]) for m, sp in entries],
+            [(c.weight_bits, c.act_bits) for c in configs]) for entries, configs in groups]
+    assert got == [
+        ([("tinycnn", ["conv1", "conv2", "fc1", "fc2"])], [(8, 8), (10, 10)]),
+        ([("tinycnn", ["conv1"])], [(6, 8), (6, 10)]),
+        ([("tinycnn", ["conv2", "fc2"])], [(8, 8), (8, 10)]),
+        ([("tinycnn", ["fc1"])], [(4, 8), (4, 10)])]
+    # an unquantized bundle layer runs as a zoo layer
+    (entries, configs), = sweep_groups([], [(name, specs[:1], {"conv1": None})],
+                                       ["bcr"], [4], [8])
+    assert [(c.engine, c.lanes, c.weight_bits, c.act_bits) for c in configs] == [
+        ("bcr", 4, 8, 8)]

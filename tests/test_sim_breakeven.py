@@ -219,6 +219,31 @@ def test_rtl_breakeven_equals_the_cycle_model_prediction(engine, sim_cache_dir,
     assert again.ratio == res.ratio and again.points == res.points
 
 
+#: A small 3x3 conv for the pattern engine; its dense im2col matrix (16 x 36) takes the same dense
+#: build as SMALL (16 x 64 after rounding), so only the pattern engine is built for it.
+PCONV = LayerSpec("pconv", "conv2d", (16, 4, 3, 3), image=(5, 5), padding=1)
+
+
+def test_rtl_pattern_breakeven_equals_the_cycle_model_prediction(sim_cache_dir,
+                                                                  require_simulator):
+    require_simulator("verilator")
+    cfg = EngineConfig("pattern")
+    assert (be.build_sizes([PCONV], cfg)["dense"]
+            == be.build_sizes([SMALL], EngineConfig("unstructured"))["dense"])
+    res = find_breakeven(PCONV, cfg, seeds=2, grid=GRID, tol=0.05, store=MemoryStore(),
+                         cache_dir=sim_cache_dir)
+    # four weights per kept kernel in one step per lane: faster than dense from the smallest
+    # reachable ratio (every kernel kept), in RTL as the cycle models predict
+    assert res.ratio is not None and res.ratio == res.predicted_ratio == min_ratio(PCONV, cfg)
+    assert res.storage_ratio is not None
+    assert res.rtl_runs == 2 * len(res.points) > 0
+    ratios = sorted({p.ratio for p in res.points})
+    assert ratios[0] == min_ratio(PCONV, cfg) and {0.75, 0.95} <= set(ratios)
+    for p in res.points:
+        assert (p.sparse_cycles, p.dense_cycles) == (p.sparse_model_cycles, p.dense_model_cycles)
+        assert p.sparse_cycles <= p.dense_cycles and p.positions == 25
+
+
 def test_pattern_plan_starts_at_the_smallest_reachable_ratio():
     cfg = EngineConfig("pattern")
     ratios = be.plan_ratios(CONV, cfg, GRID, 0.05, seeds=2)
