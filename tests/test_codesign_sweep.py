@@ -223,3 +223,15 @@ def test_bundle_layers_keep_their_own_weight_bits(tmp_path):
                                        ["bcr"], [4], [8])
     assert [(c.engine, c.lanes, c.weight_bits, c.act_bits) for c in configs] == [
         ("bcr", 4, 8, 8)]
+
+
+def test_split_even_parts_and_priorities():
+    from codesign.sweep import _split, _task_cost, model_layers
+
+    for n, chunk, sizes in ((1, 64, [1]), (64, 64, [64]), (69, 64, [35, 34]),
+                            (129, 64, [43, 43, 43])):
+        parts = _split(list(range(n)), chunk)
+        assert [len(p) for p in parts] == sizes
+        assert sum(parts, []) == list(range(n))
+    big, small = model_layers("vggsmall")[-2], model_layers("vggsmall")[0]
+    assert _task_cost(big, 10) > _task_cost(small, 10) > _task_cost(small, 1)
