@@ -40,7 +40,7 @@ from pruning.plan import LayerPlan, prunable_layers, weight_params
 from pruning.projections import mask_of, masks_global, select_pattern_library
 from pruning.quantize import best_scale, quantize_fixed
 from pruning.schemes import DenseConfig, PatternConfig, UnstructuredConfig
-from pruning.train import EpochStats, make_optimizer, train
+from pruning.train import Distill, EpochStats, make_optimizer, train
 
 __all__ = ["MODES", "RhoSchedule", "penalty", "penalty_grad", "Projection", "project_weights",
            "select_libraries", "ADMMIteration", "ADMMResult", "admm", "hard_project",
@@ -229,8 +229,8 @@ def admm(model: nn.Module, plans: Mapping[str, LayerPlan], loader: Iterable, *, 
          libraries: Mapping[str, np.ndarray] | None = None, masks: Weights | None = None,
          optimizer: str = "adam", lr: float = 1e-3, momentum: float = 0.9,
          weight_decay: float = 0.0, seed: int = 0, progress: bool = True,
-         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
-         ) -> ADMMResult:
+         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+         distill: Distill | None = None) -> ADMMResult:
     """Run ``iterations`` ADMM iterations on ``model`` in place (see the module docstring).
 
     Parameters
@@ -255,6 +255,9 @@ def admm(model: nn.Module, plans: Mapping[str, LayerPlan], loader: Iterable, *, 
         Show rich progress bars on stderr.
     loss_fn : callable, optional
         The task loss (``pruning.train.train``'s; default cross-entropy).
+    distill : pruning.train.Distill, optional
+        Knowledge distillation in the W-steps (``pruning.train.train``'s ``distill``): the task
+        loss becomes the distillation loss from the teacher.
 
     Returns
     -------
@@ -295,7 +298,8 @@ def admm(model: nn.Module, plans: Mapping[str, LayerPlan], loader: Iterable, *, 
 
             with torch.enable_grad():        # even if the caller disabled gradients
                 stats = train(model, loader, epochs, opt, seed=seed + k, regularizer=regularizer,
-                              mask_fn=keep_masks if mode == "quant" else None, loss_fn=loss_fn)
+                              mask_fn=keep_masks if mode == "quant" else None, loss_fn=loss_fn,
+                              distill=distill)
             w = {n: {s: p.detach() for s, p in ps.items()} for n, ps in params.items()}
             z = project_weights(active, {n: {s: w[n][s] + u[n][s] for s in w[n]} for n in w},
                                 mode=mode, libraries=libraries, masks=masks)
@@ -337,7 +341,8 @@ def masked_retrain(model: nn.Module, plans: Mapping[str, LayerPlan], projection:
                    loader: Iterable, epochs: int, *, optimizer: str | torch.optim.Optimizer = "adam",
                    lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 0.0,
                    seed: int = 0, progress: bool = True,
-                   loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+                   loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                   schedule: str = "constant", distill: Distill | None = None
                    ) -> list[EpochStats]:
     """Retrain ``model`` in place keeping the projection's masks (and scales).
 
@@ -348,6 +353,8 @@ def masked_retrain(model: nn.Module, plans: Mapping[str, LayerPlan], projection:
     at every forward pass and on return the weights lie in the layer's set: no pruned weight is
     revived by momentum or weight decay, and quantized weights are exactly ``n * scale``.
     The model's weights must already be the projection (:func:`hard_project`).
+    ``schedule`` (``"constant"`` or ``"cosine"``) and ``distill`` are
+    :func:`pruning.train.train`'s.
     """
     params = layer_weights(model, plans)
     masks = {n: {s: projection.masks[n][s].bool() for s in ps} for n, ps in params.items()}
@@ -372,5 +379,6 @@ def masked_retrain(model: nn.Module, plans: Mapping[str, LayerPlan], projection:
             torch.enable_grad():
         return train(model, loader, epochs, optimizer, lr=lr, seed=seed, mask_fn=reapply,
                      momentum=momentum, weight_decay=weight_decay, loss_fn=loss_fn,
+                     schedule=schedule, distill=distill,
                      callback=lambda st: bar("done", info=f"loss {st.loss:.4f}  "
                                                           f"train acc {st.accuracy:.2%}"))
