@@ -30,7 +30,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ from pruning.quantize import best_scale, quantize_fixed
 from pruning.schemes import DenseConfig, PatternConfig, UnstructuredConfig
 from pruning.train import Distill, EpochStats, make_optimizer, train
 
-__all__ = ["MODES", "RhoSchedule", "penalty", "penalty_grad", "Projection", "project_weights",
+__all__ = ["MODES", "RhoSchedule", "ramped_plans", "penalty", "penalty_grad", "Projection", "project_weights",
            "select_libraries", "ADMMIteration", "ADMMResult", "admm", "hard_project",
            "masked_retrain", "layer_weights"]
 
@@ -154,6 +154,22 @@ def project_weights(plans: Mapping[str, LayerPlan], weights: Weights, *, mode: s
     return Projection(out_w, {n: dict(out_m[n]) for n in plans}, scales)
 
 
+def ramped_plans(plans: Mapping[str, LayerPlan], k: int, ramp: int) -> dict[str, LayerPlan]:
+    """``plans`` with the sparsity of every unstructured layer ramped for ADMM iteration ``k``.
+
+    Gradual pruning (Zhu and Gupta's cubic schedule) inside ADMM: at iteration ``k`` (from 0) of
+    a ramp of ``ramp`` iterations an unstructured layer of sparsity ``s`` is projected with
+    sparsity ``s * (1 - (1 - (k + 1) / ramp)**3)``, reaching ``s`` at iteration ``ramp - 1`` and
+    staying there; ``ramp <= 1`` or ``k >= ramp - 1`` returns the plans unchanged. Other schemes
+    are never ramped.
+    """
+    if ramp <= 1 or k >= ramp - 1:
+        return dict(plans)
+    frac = 1 - (1 - (k + 1) / ramp) ** 3
+    return {n: replace(p, config=replace(p.config, sparsity=p.config.sparsity * frac))
+            if isinstance(p.config, UnstructuredConfig) else p for n, p in plans.items()}
+
+
 def layer_weights(model: nn.Module, plans: Iterable[str]) -> dict[str, dict[str, nn.Parameter]]:
     """The constrained parameters of the named layers of ``model`` (see ``weight_params``)."""
     layers = prunable_layers(model)
@@ -230,7 +246,7 @@ def admm(model: nn.Module, plans: Mapping[str, LayerPlan], loader: Iterable, *, 
          optimizer: str = "adam", lr: float = 1e-3, momentum: float = 0.9,
          weight_decay: float = 0.0, seed: int = 0, progress: bool = True,
          loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-         distill: Distill | None = None) -> ADMMResult:
+         distill: Distill | None = None, ramp: int = 0) -> ADMMResult:
     """Run ``iterations`` ADMM iterations on ``model`` in place (see the module docstring).
 
     Parameters
@@ -258,6 +274,11 @@ def admm(model: nn.Module, plans: Mapping[str, LayerPlan], loader: Iterable, *, 
     distill : pruning.train.Distill, optional
         Knowledge distillation in the W-steps (``pruning.train.train``'s ``distill``): the task
         loss becomes the distillation loss from the teacher.
+    ramp : int
+        Gradual pruning: over the first ``ramp`` iterations the Z-step's sparsity of unstructured
+        layers rises along a cubic schedule to the plan's (:func:`ramped_plans`); the initial
+        ``Z`` uses the first iteration's sparsity. 0 (default): the plan's sparsity throughout.
+        In ``"quant"`` mode (fixed masks) it has no effect.
 
     Returns
     -------
@@ -265,11 +286,14 @@ def admm(model: nn.Module, plans: Mapping[str, LayerPlan], loader: Iterable, *, 
         Per iteration ``rho`` and ``||W - Z|| / ||W||`` per layer (also logged at INFO level).
     """
     sched = rho if isinstance(rho, RhoSchedule) else RhoSchedule(initial=float(rho))
+    if isinstance(ramp, bool) or not isinstance(ramp, int) or ramp < 0:
+        raise ValueError(f"ramp must be a non-negative integer, not {ramp!r}")
     layer_rho = dict(layer_rho or {})
     active = _active(plans, mode)
     params = layer_weights(model, active)
     current = {n: {s: p.detach() for s, p in ps.items()} for n, ps in params.items()}
-    z = project_weights(active, current, mode=mode, libraries=libraries, masks=masks)
+    z = project_weights(ramped_plans(active, 0, ramp), current, mode=mode, libraries=libraries,
+                        masks=masks)
     u = {n: {s: torch.zeros_like(p) for s, p in ps.items()} for n, ps in params.items()}
     opt = make_optimizer(model, optimizer, lr, momentum, weight_decay)
     history: list[ADMMIteration] = []
@@ -301,7 +325,8 @@ def admm(model: nn.Module, plans: Mapping[str, LayerPlan], loader: Iterable, *, 
                               mask_fn=keep_masks if mode == "quant" else None, loss_fn=loss_fn,
                               distill=distill)
             w = {n: {s: p.detach() for s, p in ps.items()} for n, ps in params.items()}
-            z = project_weights(active, {n: {s: w[n][s] + u[n][s] for s in w[n]} for n in w},
+            z = project_weights(ramped_plans(active, k + 1, ramp),
+                                {n: {s: w[n][s] + u[n][s] for s in w[n]} for n in w},
                                 mode=mode, libraries=libraries, masks=masks)
             residual = {}
             for n in active:

@@ -139,7 +139,7 @@ def compress(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], train_loade
              retrain_lr: float | None = None, weight_decay: float = 0.0, seed: int = 0,
              progress: bool = True, model_name: str | None = None,
              retrain_schedule: str = "constant", distill: float | None = None,
-             distill_weight: float = 0.5) -> CompressResult:
+             distill_weight: float = 0.5, ramp: int = 0) -> CompressResult:
     """Compress a trained ``model`` in place by ``plan`` and export it.
 
     Parameters
@@ -176,6 +176,9 @@ def compress(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], train_loade
         plain cross-entropy.
     distill_weight : float
         Weight of the distillation term (the label loss gets ``1 - distill_weight``).
+    ramp : int
+        Gradual pruning inside ADMM over this many iterations (``pruning.admm.admm``'s
+        ``ramp``); 0: the plan's sparsity from the first iteration.
 
     Returns
     -------
@@ -209,7 +212,8 @@ def compress(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], train_loade
                 "rho_max": rho_max, "quant": quant, "optimizer": optimizer, "lr": lr,
                 "retrain_lr": retrain_lr if retrain_lr is not None else lr,
                 "weight_decay": weight_decay, "seed": seed, "retrain_schedule": retrain_schedule,
-                "distill": distill, "distill_weight": distill_weight if distill else None}
+                "distill": distill, "distill_weight": distill_weight if distill else None,
+                "ramp": ramp}
     common = {"optimizer": optimizer, "weight_decay": weight_decay, "progress": progress}
     acc = (lambda: evaluate(model, test_loader)) if test_loader is not None else (lambda: None)
     before = acc()
@@ -222,7 +226,8 @@ def compress(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], train_loade
     for i, mode in enumerate(phases):
         result = admm(model, plans, train_loader, iterations=admm_iters, epochs=epochs_admm,
                       rho=schedule, layer_rho=layer_rho, mode=mode, libraries=libraries,
-                      masks=masks, lr=lr, seed=seed + 1000 * i, distill=teacher, **common)
+                      masks=masks, lr=lr, seed=seed + 1000 * i, distill=teacher, ramp=ramp,
+                      **common)
         history += result.history
         proj = hard_project(model, plans, mode=mode, libraries=libraries, masks=masks)
         masks = proj.masks
