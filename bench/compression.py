@@ -124,18 +124,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "phase (dense, W-steps, retraining, peer, quantization): "
                         "'rotate,scale,shear,shift' (degrees, fraction, factor, pixels), or "
                         "'none'")
-    p.add_argument("--distill", type=float, default=4.0,
+    p.add_argument("--distill", type=float, default=0.0,
                    help="knowledge-distillation temperature from the dense model in every "
                         "compression phase of ADMM *and* of the peer (0: off)")
     p.add_argument("--distill-weight", type=float, default=0.7,
                    help="weight of the distillation term (the label loss gets 1 - weight)")
-    p.add_argument("--retrain-schedule", choices=("constant", "cosine"), default="cosine",
+    p.add_argument("--retrain-schedule", choices=("constant", "cosine"), default="constant",
                    help="lr schedule of the masked retraining (ADMM, quantization) and of the "
                         "peer's matching last epochs")
     p.add_argument("--profile", default=",".join(f"{k}={v}" for k, v in PROFILE.items()),
                    help="per-layer pruned fractions whose kept fractions --scope profile scales "
                         "to each ratio (layer=sparsity,...)")
-    p.add_argument("--peer-recipe", choices=("mirror", "single"), default="mirror",
+    p.add_argument("--peer-recipe", choices=("mirror", "single"), default="single",
                    help="the peer's fine-tuning: 'mirror' repeats ADMM's phases (one Adam as "
                         "long as the W-steps at constant lr, then a fresh Adam as long as the "
                         "retraining with its schedule); 'single' is one Adam run over all the "
