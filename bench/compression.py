@@ -22,6 +22,15 @@ A script, not a test. For every seed:
      bits (for these two the CSR relative-index width of each layer is chosen to minimise its
      weight + index bits).
 
+Training options, applied identically to ADMM and to the peer (and to the dense model where it
+applies), so the comparison stays fair: ``--augment`` (random affine augmentation of the 4,000
+training digits, new transforms every epoch, the same batches for both sides: dense training,
+W-steps, retraining, peer fine-tuning, quantization); ``--distill T`` (knowledge distillation from
+the dense model in every compression phase of both sides); ``--retrain-schedule cosine`` (the
+retraining and the peer's matching last epochs); ``--ramp`` (gradual pruning inside ADMM, an ADMM
+option with no peer counterpart). ``--merge`` prints one report over the CSVs of separate runs
+(one seed each, run in parallel).
+
 Prints a mean +- std table over seeds, the targets beside the measured values and the published
 figures (quoted, not measured), and saves one row per seed and run as CSV
 (``bench/results/compression.csv``).
@@ -38,6 +47,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import os
 import shlex
 import sys
 import time
@@ -55,7 +65,7 @@ from pruning.admm import admm, hard_project, masked_retrain
 from pruning.compress import compress, layer_row, totals
 from pruning.export import export
 from pruning.plan import Plan, Rule, prunable_layers, resolve
-from pruning.train import evaluate, train
+from pruning.train import Distill, evaluate, train
 
 HERE = Path(__file__).resolve().parent
 MODEL = "lenet5"
@@ -97,17 +107,44 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--admm-iters", type=int, default=12)
     p.add_argument("--admm-epochs", type=int, default=1, help="W-step epochs per iteration")
     p.add_argument("--retrain-epochs", type=int, default=6)
+    p.add_argument("--ramp", type=int, default=0,
+                   help="gradual pruning: ADMM iterations over which the Z-step's sparsity "
+                        "rises (cubic) to the target (0: the target from the start)")
     p.add_argument("--rho", type=float, default=1e-2, help="initial rho")
     p.add_argument("--rho-factor", type=float, default=1.5)
     p.add_argument("--rho-max", type=float, default=1.0)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam lr: W-steps, retraining, peer")
-    p.add_argument("--bits", default="conv1=3,conv2=3,fc1=2,fc2=3",
+    p.add_argument("--bits", default="conv1=3,conv2=2,fc1=2,fc2=3",
                    help="per-layer weight bits for the storage rows (layer=bits,...)")
     p.add_argument("--quant-iters", type=int, default=3, help="ADMM quantization iterations")
     p.add_argument("--quant-retrain", type=int, default=2,
                    help="quantization-aware retraining epochs")
+    p.add_argument("--augment", default="none",
+                   help="random affine augmentation of the training digits in every training "
+                        "phase (dense, W-steps, retraining, peer, quantization): "
+                        "'rotate,scale,shear,shift' (degrees, fraction, factor, pixels), or "
+                        "'none'")
+    p.add_argument("--distill", type=float, default=0.0,
+                   help="knowledge-distillation temperature from the dense model in every "
+                        "compression phase of ADMM *and* of the peer (0: off)")
+    p.add_argument("--distill-weight", type=float, default=0.7,
+                   help="weight of the distillation term (the label loss gets 1 - weight)")
+    p.add_argument("--retrain-schedule", choices=("constant", "cosine"), default="constant",
+                   help="lr schedule of the masked retraining (ADMM, quantization) and of the "
+                        "peer's matching last epochs")
+    p.add_argument("--profile", default=",".join(f"{k}={v}" for k, v in PROFILE.items()),
+                   help="per-layer pruned fractions whose kept fractions --scope profile scales "
+                        "to each ratio (layer=sparsity,...)")
+    p.add_argument("--peer-recipe", choices=("mirror", "single"), default="single",
+                   help="the peer's fine-tuning: 'mirror' repeats ADMM's phases (one Adam as "
+                        "long as the W-steps at constant lr, then a fresh Adam as long as the "
+                        "retraining with its schedule); 'single' is one Adam run over all the "
+                        "steps with the retraining schedule")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--csv", type=Path, default=HERE / "results" / "compression.csv")
+    p.add_argument("--merge", type=Path, nargs="+", metavar="CSV",
+                   help="only report: merge the CSVs of separate runs (e.g. one seed each, run "
+                        "in parallel) into --csv and print the tables over all their seeds")
     args = p.parse_args(argv)
     if args.quick:
         args.seeds = 1
@@ -116,6 +153,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.admm_iters, args.retrain_epochs = 2, 1
         args.quant_iters, args.quant_retrain = 1, 1
     args.ratio_list = [float(r) for r in args.ratios.split(",")]
+    if args.augment.strip().lower() in ("none", "", "0"):
+        args.augmentation = None
+    else:
+        try:
+            args.augmentation = pdata.Augment(*(float(v) for v in args.augment.split(",")))
+        except (TypeError, ValueError) as exc:
+            p.error(f"--augment: {exc} (expected 'rotate,scale,shear,shift' or 'none')")
+    try:
+        args.profile_map = {k.strip(): float(v) for k, v in
+                            (item.split("=") for item in args.profile.split(",") if item.strip())}
+    except ValueError:
+        p.error(f"--profile: expected layer=sparsity,..., not {args.profile!r}")
+    if set(args.profile_map) != set(PROFILE) or not all(0 <= v < 1 for v in
+                                                         args.profile_map.values()):
+        p.error(f"--profile: one sparsity in [0, 1) for each of {', '.join(PROFILE)}")
+    if args.distill < 0 or not 0 <= args.distill_weight <= 1:
+        p.error("--distill must be >= 0 and --distill-weight in [0, 1]")
     args.bit_map = {k.strip(): int(v) for k, v in
                     (item.split("=") for item in args.bits.split(",") if item.strip())}
     return args
@@ -126,26 +180,41 @@ def command(argv: list[str]) -> str:
 
 
 # ------------------------------------------------------------------------------------- pieces
-def loaders(seed: int, batch_size: int) -> tuple[Any, Any]:
-    """Fresh loaders (own shuffling generator), so every run sees the same batch order."""
-    return (pdata.loader(DATASET, "train", batch_size=batch_size, seed=seed),
-            pdata.loader(DATASET, "test", batch_size=500, shuffle=False))
+def loaders(seed: int, batch_size: int,
+            augmentation: pdata.Augment | None = None) -> tuple[Any, Any]:
+    """Fresh loaders (own shuffling and augmentation generators), so every run sees the same
+    batches: ADMM and the peer train on identical (augmented) batches."""
+    train_loader: Any = pdata.loader(DATASET, "train", batch_size=batch_size, seed=seed)
+    if augmentation is not None:
+        train_loader = pdata.AugmentedLoader(train_loader, augmentation, seed=seed)
+    return train_loader, pdata.loader(DATASET, "test", batch_size=500, shuffle=False)
+
+
+def teacher(seed: int, state: dict, args: argparse.Namespace) -> Distill | None:
+    """The dense model as the distillation teacher (``--distill``), or ``None``."""
+    if not args.distill:
+        return None
+    return Distill(from_state(seed, state).requires_grad_(False), args.distill,
+                   args.distill_weight)
 
 
 def numels(model: nn.Module) -> dict[str, int]:
     return {n: m.weight.numel() for n, m in prunable_layers(model).items()}
 
 
-def pruning_plan(model: nn.Module, ratio: float, scope: str) -> Plan:
-    """Unstructured plan reaching ``ratio`` overall: the scaled profile, or global."""
+def pruning_plan(model: nn.Module, ratio: float, scope: str,
+                 profile: dict[str, float] | None = None) -> Plan:
+    """Unstructured plan reaching ``ratio`` overall: the scaled profile (default ``PROFILE``),
+    or global."""
     if scope == "global":
         return Plan.uniform("unstructured", ratio=ratio, scope="global")
+    profile = profile or PROFILE
     sizes = numels(model)
-    kept = {n: sizes[n] * (1 - s) for n, s in PROFILE.items()}
+    kept = {n: sizes[n] * (1 - s) for n, s in profile.items()}
     factor = sum(sizes.values()) / ratio / sum(kept.values())
     rules = {}
-    for n in PROFILE:
-        keep = (1 - PROFILE[n]) * factor
+    for n in profile:
+        keep = (1 - profile[n]) * factor
         if not 0 < keep <= 1:
             raise SystemExit(f"ratio {ratio:g}x: layer {n} would keep {keep:.3%} of its weights")
         rules[n] = Rule("unstructured", sparsity=round(1 - keep, 9),
@@ -153,11 +222,12 @@ def pruning_plan(model: nn.Module, ratio: float, scope: str) -> Plan:
     return Plan(layers=rules)
 
 
-def dense_model(seed: int, epochs: int, batch_size: int) -> tuple[dict[str, torch.Tensor], float,
-                                                                  float]:
+def dense_model(seed: int, epochs: int, batch_size: int,
+                augmentation: pdata.Augment | None = None
+                ) -> tuple[dict[str, torch.Tensor], float, float]:
     recipe = zoo.RECIPES[MODEL]
     model = zoo.build(MODEL, seed=seed)
-    tr, te = loaders(seed, batch_size)
+    tr, te = loaders(seed, batch_size, augmentation)
     start = time.perf_counter()
     train(model, tr, epochs, recipe["optimizer"], lr=recipe["lr"], seed=seed,
           schedule=recipe["schedule"])
@@ -177,12 +247,14 @@ def layer_nnz(model: nn.Module) -> dict[str, int]:
 def run_admm(seed: int, state: dict, ratio: float, args: argparse.Namespace) -> tuple[nn.Module,
                                                                                      dict]:
     model = from_state(seed, state)
-    tr, te = loaders(seed, args.batch_size)
-    plans = resolve(pruning_plan(model, ratio, args.scope), model)
+    tr, te = loaders(seed, args.batch_size, args.augmentation)
+    plans = resolve(pruning_plan(model, ratio, args.scope, args.profile_map), model)
     res = compress(model, plans, tr, te, epochs_admm=args.admm_epochs,
                    admm_iters=args.admm_iters, retrain_epochs=args.retrain_epochs, rho=args.rho,
                    rho_factor=args.rho_factor, rho_max=args.rho_max, lr=args.lr, seed=seed,
-                   progress=False, model_name=MODEL)
+                   progress=False, model_name=MODEL, retrain_schedule=args.retrain_schedule,
+                   distill=args.distill or None, distill_weight=args.distill_weight,
+                   ramp=args.ramp)
     t = res.totals()
     steps = (args.admm_iters * args.admm_epochs + args.retrain_epochs) * len(tr)
     last = res.history[-1].residual if res.history else {}
@@ -194,17 +266,27 @@ def run_admm(seed: int, state: dict, ratio: float, args: argparse.Namespace) -> 
     return model, row
 
 
-def run_peer(seed: int, state: dict, kept: dict[str, int], epochs: int,
-             args: argparse.Namespace) -> dict:
-    """torch.nn.utils.prune.l1_unstructured with ADMM's per-layer kept counts, then fine-tune."""
+def run_peer(seed: int, state: dict, kept: dict[str, int], args: argparse.Namespace) -> dict:
+    """torch.nn.utils.prune.l1_unstructured with ADMM's per-layer kept counts, then fine-tune
+    with ADMM's recipe step for step: one Adam run as long as the W-steps (constant lr), then a
+    fresh Adam as long as the retraining (its schedule), on the same (augmented) batches and with
+    the same distillation loss."""
     model = from_state(seed, state)
-    tr, te = loaders(seed, args.batch_size)
+    tr, te = loaders(seed, args.batch_size, args.augmentation)
+    distill = teacher(seed, state, args)
     start = time.perf_counter()
     layers = prunable_layers(model)
     for n, m in layers.items():
         tprune.l1_unstructured(m, "weight", amount=m.weight.numel() - kept[n])
     acc0 = evaluate(model, te)
-    stats = train(model, tr, epochs, "adam", lr=args.lr, seed=seed)
+    w_epochs = args.admm_iters * args.admm_epochs
+    if args.peer_recipe == "single":
+        stats = train(model, tr, w_epochs + args.retrain_epochs, "adam", lr=args.lr, seed=seed,
+                      schedule=args.retrain_schedule, distill=distill)
+    else:
+        stats = train(model, tr, w_epochs, "adam", lr=args.lr, seed=seed, distill=distill)
+        stats += train(model, tr, args.retrain_epochs, "adam", lr=args.lr, seed=seed + 500,
+                       schedule=args.retrain_schedule, distill=distill)
     for m in layers.values():
         tprune.remove(m, "weight")
     nnz = layer_nnz(model)
@@ -221,7 +303,7 @@ def run_peer(seed: int, state: dict, kept: dict[str, int], epochs: int,
 def quant_plan(model: nn.Module, ratio: float, args: argparse.Namespace,
                index_bits: dict[str, int] | None = None) -> dict:
     """The pruning plan of ``ratio`` with the per-layer bits (and CSR index widths)."""
-    base = pruning_plan(model, ratio, args.scope)
+    base = pruning_plan(model, ratio, args.scope, args.profile_map)
     names = list(prunable_layers(model))
     rules = {}
     for n in names:
@@ -252,19 +334,22 @@ def best_index_bits(model: nn.Module, plans: dict, masks: dict,
     return {n: b for n, (b, _) in best.items()}, unpadded
 
 
-def run_quant(seed: int, model: nn.Module, ratio: float, args: argparse.Namespace) -> dict:
+def run_quant(seed: int, model: nn.Module, ratio: float, args: argparse.Namespace,
+              state: dict) -> dict:
     """ADMM quantization of the ADMM-pruned ``model`` on its fixed masks, then the bundle."""
-    tr, te = loaders(seed, args.batch_size)
+    tr, te = loaders(seed, args.batch_size, args.augmentation)
+    distill = teacher(seed, state, args)
     start = time.perf_counter()
     plans = quant_plan(model, ratio, args)
     masks = {n: {"": m.weight.detach() != 0} for n, m in prunable_layers(model).items()
              if n in plans}
     admm(model, plans, tr, iterations=args.quant_iters, epochs=args.admm_epochs,
-         rho=args.rho, mode="quant", masks=masks, lr=args.lr, seed=seed + 7000, progress=False)
+         rho=args.rho, mode="quant", masks=masks, lr=args.lr, seed=seed + 7000, progress=False,
+         distill=distill)
     proj = hard_project(model, plans, mode="quant", masks=masks)
     acc0 = evaluate(model, te)
     masked_retrain(model, plans, proj, tr, args.quant_retrain, lr=args.lr, seed=seed + 7500,
-                   progress=False)
+                   progress=False, schedule=args.retrain_schedule, distill=distill)
     index, unpadded = best_index_bits(model, plans, proj.masks, proj.scales)
     plans = quant_plan(model, ratio, args, index)
     bundle = export(model, plans, masks=proj.masks, scales=proj.scales, model_name=MODEL)
@@ -356,6 +441,8 @@ def targets(df: pd.DataFrame) -> pd.DataFrame:
 # -------------------------------------------------------------------------------------- main
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.csv)
     args.batch_size = int(zoo.RECIPES[MODEL]["batch_size"])
     dense_epochs = args.dense_epochs if args.dense_epochs is not None else \
         int(zoo.RECIPES[MODEL]["epochs"])
@@ -368,11 +455,16 @@ def main(argv: list[str]) -> int:
           f"{args.ratio_list}, scope {args.scope}; dense {dense_epochs} epochs; ADMM "
           f"{args.admm_iters} iterations x {args.admm_epochs} epoch, rho {args.rho:g} x"
           f"{args.rho_factor:g}/iteration (max {args.rho_max:g}), {args.retrain_epochs} retrain "
-          f"epochs, Adam lr {args.lr:g}, batch {args.batch_size}; peer {peer_epochs} epochs; "
+          f"epochs ({args.retrain_schedule} lr), Adam lr {args.lr:g}, batch {args.batch_size}; "
+          f"augmentation {args.augmentation}; distillation "
+          f"{f'T={args.distill:g} weight {args.distill_weight:g}' if args.distill else 'off'}; "
+          f"profile {args.profile_map if args.scope == 'profile' else '-'}; "
+          f"peer {peer_epochs} epochs ({args.peer_recipe}); "
           f"quantization {args.bit_map}, {args.quant_iters} ADMM iterations + "
           f"{args.quant_retrain} retrain epochs", flush=True)
     for seed in seeds:
-        state, dense_acc, secs = dense_model(seed, dense_epochs, args.batch_size)
+        state, dense_acc, secs = dense_model(seed, dense_epochs, args.batch_size,
+                                             args.augmentation)
         print(f"[seed {seed}] dense {dense_acc:.2%} ({secs:.0f} s)", flush=True)
         records.append({"seed": seed, "method": "dense", "target_ratio": None,
                         "accuracy": dense_acc, "ratio": 1.0, "seconds": secs,
@@ -384,7 +476,7 @@ def main(argv: list[str]) -> int:
                   f"(hard-pruned {row['accuracy_no_retrain']:.2%}, max ||W-Z||/||W|| "
                   f"{row['max_residual']:.3f}; {row['seconds']:.0f} s)", flush=True)
             kept = {k.removeprefix("nnz_"): v for k, v in row.items() if k.startswith("nnz_")}
-            peer = run_peer(seed, state, kept, peer_epochs, args)
+            peer = run_peer(seed, state, kept, args)
             if peer["steps"] != row["steps"]:
                 raise RuntimeError(f"step counts differ: ADMM {row['steps']}, "
                                    f"peer {peer['steps']}")
@@ -393,7 +485,7 @@ def main(argv: list[str]) -> int:
                   f"{peer['accuracy']:.2%} (pruned {peer['accuracy_no_retrain']:.2%}; "
                   f"{peer['seconds']:.0f} s)", flush=True)
             if args.bit_map:
-                q = run_quant(seed, model, ratio, args)
+                q = run_quant(seed, model, ratio, args, state)
                 records.append({"seed": seed, "target_ratio": ratio} | q)
                 print(f"[seed {seed}] ADMM {ratio:g}x + {q['bits']}: {q['accuracy']:.2%}, "
                       f"storage {q['storage_weights_unpadded']:,.0f}x weights only "
@@ -406,22 +498,52 @@ def main(argv: list[str]) -> int:
     df.loc[df.method == "dense", "drop_pp"] = 0.0
     df["scope"] = args.scope
     df["command"] = command(argv)
-    args.csv.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.csv, index=False)
-    minutes = (time.perf_counter() - wall) / 60
+    write_csv(df, args.csv)
+    report(df, (time.perf_counter() - wall) / 60, args.csv, [command(argv)])
+    return 0
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> None:
+    """Write ``df`` to ``path`` through a temporary name (no half-written CSV)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def report(df: pd.DataFrame, minutes: float, csv: Path, commands: list[str]) -> None:
+    """Print the measured table, the targets and the published figures."""
+    seeds = sorted(int(s) for s in df.seed.unique())
+    scope = df.scope.iloc[0] if "scope" in df else "profile"
     with pd.option_context("display.width", 200, "display.max_columns", 20,
                            "display.max_colwidth", 80):
-        print(f"\n== measured: LeNet-5 / {DATASET} test (1,000 digits), {len(seeds)} seed(s), "
-              f"mean +- std; per-layer sparsity: "
-              f"{'authors profile scaled' if args.scope == 'profile' else 'global magnitude'}")
+        print(f"\n== measured: LeNet-5 / {DATASET} test (1,000 digits), {len(seeds)} seed(s) "
+              f"{seeds}, mean +- std; per-layer sparsity: "
+              f"{'authors profile scaled' if scope == 'profile' else 'global magnitude'}")
         print(summarise(df).to_string(index=False))
         print("\n== targets (measured beside)")
         print(targets(df).to_string(index=False))
         print("\n== published (quoted, not measured; /work/shared/REFERENCES.md)")
         print(pd.DataFrame(PUBLISHED, columns=["work", "figure", "source"]).to_string(
             index=False))
-    print(f"\nwall time {minutes:.1f} min; CSV {args.csv}")
-    print(f"reproduce: {command(argv)}")
+    print(f"\nwall time {minutes:.1f} min; CSV {csv}")
+    for c in commands:
+        print(f"reproduce: {c}")
+
+
+def merge(paths: list[Path], out: Path) -> int:
+    """``--merge``: one report over the CSVs of runs made separately (e.g. one seed each, in
+    parallel); they must be runs of the same command apart from the seeds and the CSV path."""
+    frames = [pd.read_csv(p) for p in paths]
+    df = pd.concat(frames, ignore_index=True)
+    if df.duplicated(["seed", "method", "target_ratio"]).any():
+        raise SystemExit("--merge: the CSVs repeat a (seed, method, ratio) row")
+    commands = sorted(set(df.command))
+    minutes = max(f.seconds.sum() for f in frames) / 60
+    write_csv(df, out)
+    report(df, minutes, out, commands)
+    print("(merged from " + ", ".join(map(str, paths)) + "; wall time: the longest run's "
+          "summed run times)")
     return 0
 
 

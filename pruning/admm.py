@@ -30,7 +30,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -40,9 +40,9 @@ from pruning.plan import LayerPlan, prunable_layers, weight_params
 from pruning.projections import mask_of, masks_global, select_pattern_library
 from pruning.quantize import best_scale, quantize_fixed
 from pruning.schemes import DenseConfig, PatternConfig, UnstructuredConfig
-from pruning.train import EpochStats, make_optimizer, train
+from pruning.train import Distill, EpochStats, make_optimizer, train
 
-__all__ = ["MODES", "RhoSchedule", "penalty", "penalty_grad", "Projection", "project_weights",
+__all__ = ["MODES", "RhoSchedule", "ramped_plans", "penalty", "penalty_grad", "Projection", "project_weights",
            "select_libraries", "ADMMIteration", "ADMMResult", "admm", "hard_project",
            "masked_retrain", "layer_weights"]
 
@@ -154,6 +154,22 @@ def project_weights(plans: Mapping[str, LayerPlan], weights: Weights, *, mode: s
     return Projection(out_w, {n: dict(out_m[n]) for n in plans}, scales)
 
 
+def ramped_plans(plans: Mapping[str, LayerPlan], k: int, ramp: int) -> dict[str, LayerPlan]:
+    """``plans`` with the sparsity of every unstructured layer ramped for ADMM iteration ``k``.
+
+    Gradual pruning (Zhu and Gupta's cubic schedule) inside ADMM: at iteration ``k`` (from 0) of
+    a ramp of ``ramp`` iterations an unstructured layer of sparsity ``s`` is projected with
+    sparsity ``s * (1 - (1 - (k + 1) / ramp)**3)``, reaching ``s`` at iteration ``ramp - 1`` and
+    staying there; ``ramp <= 1`` or ``k >= ramp - 1`` returns the plans unchanged. Other schemes
+    are never ramped.
+    """
+    if ramp <= 1 or k >= ramp - 1:
+        return dict(plans)
+    frac = 1 - (1 - (k + 1) / ramp) ** 3
+    return {n: replace(p, config=replace(p.config, sparsity=p.config.sparsity * frac))
+            if isinstance(p.config, UnstructuredConfig) else p for n, p in plans.items()}
+
+
 def layer_weights(model: nn.Module, plans: Iterable[str]) -> dict[str, dict[str, nn.Parameter]]:
     """The constrained parameters of the named layers of ``model`` (see ``weight_params``)."""
     layers = prunable_layers(model)
@@ -229,8 +245,8 @@ def admm(model: nn.Module, plans: Mapping[str, LayerPlan], loader: Iterable, *, 
          libraries: Mapping[str, np.ndarray] | None = None, masks: Weights | None = None,
          optimizer: str = "adam", lr: float = 1e-3, momentum: float = 0.9,
          weight_decay: float = 0.0, seed: int = 0, progress: bool = True,
-         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
-         ) -> ADMMResult:
+         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+         distill: Distill | None = None, ramp: int = 0) -> ADMMResult:
     """Run ``iterations`` ADMM iterations on ``model`` in place (see the module docstring).
 
     Parameters
@@ -255,6 +271,14 @@ def admm(model: nn.Module, plans: Mapping[str, LayerPlan], loader: Iterable, *, 
         Show rich progress bars on stderr.
     loss_fn : callable, optional
         The task loss (``pruning.train.train``'s; default cross-entropy).
+    distill : pruning.train.Distill, optional
+        Knowledge distillation in the W-steps (``pruning.train.train``'s ``distill``): the task
+        loss becomes the distillation loss from the teacher.
+    ramp : int
+        Gradual pruning: over the first ``ramp`` iterations the Z-step's sparsity of unstructured
+        layers rises along a cubic schedule to the plan's (:func:`ramped_plans`); the initial
+        ``Z`` uses the first iteration's sparsity. 0 (default): the plan's sparsity throughout.
+        In ``"quant"`` mode (fixed masks) it has no effect.
 
     Returns
     -------
@@ -262,11 +286,14 @@ def admm(model: nn.Module, plans: Mapping[str, LayerPlan], loader: Iterable, *, 
         Per iteration ``rho`` and ``||W - Z|| / ||W||`` per layer (also logged at INFO level).
     """
     sched = rho if isinstance(rho, RhoSchedule) else RhoSchedule(initial=float(rho))
+    if isinstance(ramp, bool) or not isinstance(ramp, int) or ramp < 0:
+        raise ValueError(f"ramp must be a non-negative integer, not {ramp!r}")
     layer_rho = dict(layer_rho or {})
     active = _active(plans, mode)
     params = layer_weights(model, active)
     current = {n: {s: p.detach() for s, p in ps.items()} for n, ps in params.items()}
-    z = project_weights(active, current, mode=mode, libraries=libraries, masks=masks)
+    z = project_weights(ramped_plans(active, 0, ramp), current, mode=mode, libraries=libraries,
+                        masks=masks)
     u = {n: {s: torch.zeros_like(p) for s, p in ps.items()} for n, ps in params.items()}
     opt = make_optimizer(model, optimizer, lr, momentum, weight_decay)
     history: list[ADMMIteration] = []
@@ -295,9 +322,11 @@ def admm(model: nn.Module, plans: Mapping[str, LayerPlan], loader: Iterable, *, 
 
             with torch.enable_grad():        # even if the caller disabled gradients
                 stats = train(model, loader, epochs, opt, seed=seed + k, regularizer=regularizer,
-                              mask_fn=keep_masks if mode == "quant" else None, loss_fn=loss_fn)
+                              mask_fn=keep_masks if mode == "quant" else None, loss_fn=loss_fn,
+                              distill=distill)
             w = {n: {s: p.detach() for s, p in ps.items()} for n, ps in params.items()}
-            z = project_weights(active, {n: {s: w[n][s] + u[n][s] for s in w[n]} for n in w},
+            z = project_weights(ramped_plans(active, k + 1, ramp),
+                                {n: {s: w[n][s] + u[n][s] for s in w[n]} for n in w},
                                 mode=mode, libraries=libraries, masks=masks)
             residual = {}
             for n in active:
@@ -337,7 +366,8 @@ def masked_retrain(model: nn.Module, plans: Mapping[str, LayerPlan], projection:
                    loader: Iterable, epochs: int, *, optimizer: str | torch.optim.Optimizer = "adam",
                    lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 0.0,
                    seed: int = 0, progress: bool = True,
-                   loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+                   loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                   schedule: str = "constant", distill: Distill | None = None
                    ) -> list[EpochStats]:
     """Retrain ``model`` in place keeping the projection's masks (and scales).
 
@@ -348,6 +378,8 @@ def masked_retrain(model: nn.Module, plans: Mapping[str, LayerPlan], projection:
     at every forward pass and on return the weights lie in the layer's set: no pruned weight is
     revived by momentum or weight decay, and quantized weights are exactly ``n * scale``.
     The model's weights must already be the projection (:func:`hard_project`).
+    ``schedule`` (``"constant"`` or ``"cosine"``) and ``distill`` are
+    :func:`pruning.train.train`'s.
     """
     params = layer_weights(model, plans)
     masks = {n: {s: projection.masks[n][s].bool() for s in ps} for n, ps in params.items()}
@@ -372,5 +404,6 @@ def masked_retrain(model: nn.Module, plans: Mapping[str, LayerPlan], projection:
             torch.enable_grad():
         return train(model, loader, epochs, optimizer, lr=lr, seed=seed, mask_fn=reapply,
                      momentum=momentum, weight_decay=weight_decay, loss_fn=loss_fn,
+                     schedule=schedule, distill=distill,
                      callback=lambda st: bar("done", info=f"loss {st.loss:.4f}  "
                                                           f"train acc {st.accuracy:.2%}"))

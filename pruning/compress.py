@@ -18,6 +18,8 @@ Quantization (``quant``):
 
 from __future__ import annotations
 
+import copy
+import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,7 +38,7 @@ from pruning.admm import (
 )
 from pruning.export import export
 from pruning.plan import LayerPlan, Plan, resolve
-from pruning.train import evaluate
+from pruning.train import Distill, evaluate
 
 __all__ = ["QUANT_MODES", "CompressResult", "compress", "layer_row", "totals"]
 
@@ -135,7 +137,9 @@ def compress(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], train_loade
              rho_max: float = 1.0, layer_rho: Mapping[str, float] | None = None,
              quant: str = "joint", optimizer: str = "adam", lr: float = 1e-3,
              retrain_lr: float | None = None, weight_decay: float = 0.0, seed: int = 0,
-             progress: bool = True, model_name: str | None = None) -> CompressResult:
+             progress: bool = True, model_name: str | None = None,
+             retrain_schedule: str = "constant", distill: float | None = None,
+             distill_weight: float = 0.5, ramp: int = 0) -> CompressResult:
     """Compress a trained ``model`` in place by ``plan`` and export it.
 
     Parameters
@@ -164,6 +168,17 @@ def compress(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], train_loade
         Show progress bars on stderr.
     model_name : str, optional
         The bundle's model name.
+    retrain_schedule : {"constant", "cosine"}
+        Learning-rate schedule of each masked retraining (``pruning.train.train``'s).
+    distill : float, optional
+        Knowledge distillation from the trained dense model (a frozen copy taken on entry) at
+        this temperature, in every W-step and retraining (``pruning.train.Distill``); ``None``:
+        plain cross-entropy.
+    distill_weight : float
+        Weight of the distillation term (the label loss gets ``1 - distill_weight``).
+    ramp : int
+        Gradual pruning inside ADMM over this many iterations (``pruning.admm.admm``'s
+        ``ramp``); 0: the plan's sparsity from the first iteration.
 
     Returns
     -------
@@ -180,14 +195,25 @@ def compress(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], train_loade
                        ("retrain_epochs", retrain_epochs)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{key} must be a non-negative integer, not {value!r}")
+    if retrain_schedule not in ("constant", "cosine"):
+        raise ValueError(f"unknown retrain_schedule {retrain_schedule!r}; known: constant, cosine")
+    if distill is not None and (isinstance(distill, bool) or not isinstance(distill, int | float)
+                                or not math.isfinite(distill) or distill <= 0):
+        raise ValueError(f"distill must be a positive temperature or None, not {distill!r}")
     start = time.perf_counter()
     plans = resolve(plan, model) if isinstance(plan, Plan) else dict(plan)
+    teacher = None
+    if distill is not None:
+        teacher = Distill(copy.deepcopy(model).requires_grad_(False), float(distill),
+                          distill_weight)
     schedule = RhoSchedule(rho, rho_factor, max(rho_max, rho))
     settings = {"epochs_admm": epochs_admm, "admm_iters": admm_iters,
                 "retrain_epochs": retrain_epochs, "rho": rho, "rho_factor": rho_factor,
                 "rho_max": rho_max, "quant": quant, "optimizer": optimizer, "lr": lr,
                 "retrain_lr": retrain_lr if retrain_lr is not None else lr,
-                "weight_decay": weight_decay, "seed": seed}
+                "weight_decay": weight_decay, "seed": seed, "retrain_schedule": retrain_schedule,
+                "distill": distill, "distill_weight": distill_weight if distill else None,
+                "ramp": ramp}
     common = {"optimizer": optimizer, "weight_decay": weight_decay, "progress": progress}
     acc = (lambda: evaluate(model, test_loader)) if test_loader is not None else (lambda: None)
     before = acc()
@@ -200,14 +226,16 @@ def compress(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], train_loade
     for i, mode in enumerate(phases):
         result = admm(model, plans, train_loader, iterations=admm_iters, epochs=epochs_admm,
                       rho=schedule, layer_rho=layer_rho, mode=mode, libraries=libraries,
-                      masks=masks, lr=lr, seed=seed + 1000 * i, **common)
+                      masks=masks, lr=lr, seed=seed + 1000 * i, distill=teacher, ramp=ramp,
+                      **common)
         history += result.history
         proj = hard_project(model, plans, mode=mode, libraries=libraries, masks=masks)
         masks = proj.masks
         projected = acc()
         masked_retrain(model, plans, proj, train_loader, retrain_epochs,
                        lr=retrain_lr if retrain_lr is not None else lr,
-                       seed=seed + 1000 * i + 500, **common)
+                       seed=seed + 1000 * i + 500, schedule=retrain_schedule, distill=teacher,
+                       **common)
     bundle = export(model, plans, masks=masks, scales=proj.scales, libraries=libraries,
                     model_name=model_name)
     return CompressResult(bundle=bundle, plans=plans, accuracy_before=before,

@@ -33,15 +33,18 @@ and is never called.
 from __future__ import annotations
 
 import importlib.util
+import math
 import random
 import threading
 import types
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 __all__ = [
@@ -54,6 +57,9 @@ __all__ = [
     "SIZES",
     "SPLITS",
     "SPLIT_SEED",
+    "Augment",
+    "AugmentedLoader",
+    "augment_batch",
     "clear_cache",
     "data_access_allowed",
     "forbid_data_access",
@@ -335,3 +341,99 @@ def clear_cache() -> None:
     """Forget the arrays cached by :func:`load` (the next load reads or generates them again)."""
     with _lock:
         _cache.clear()
+
+
+# ------------------------------------------------------------------------------ augmentation
+@dataclass(frozen=True)
+class Augment:
+    """Random affine augmentation of image batches (torch ops only, nothing downloaded).
+
+    Every sample gets its own rotation in ``[-rotate, rotate]`` degrees, isotropic scale in
+    ``[1 - scale, 1 + scale]``, shear in ``[-shear, shear]`` (x-shear factor) and shift in
+    ``[-shift, shift]`` pixels on each axis, applied by bilinear resampling about the image centre;
+    pixels from outside the image take the sample's background (its minimum value, so the
+    normalised black of a digit stays black). Labels are not touched.
+    """
+
+    rotate: float = 10.0
+    scale: float = 0.1
+    shear: float = 0.1
+    shift: float = 2.0
+
+    def __post_init__(self) -> None:
+        for key, hi in (("rotate", 180.0), ("scale", 0.9), ("shear", 1.0), ("shift", math.inf)):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) \
+                    or not 0 <= v <= hi:
+                raise ValueError(f"Augmentation {key} must be a finite number in [0, {hi:g}], "
+                                 f"not {v!r}")
+
+
+def augment_batch(x: torch.Tensor, augment: Augment, generator: torch.Generator) -> torch.Tensor:
+    """``x`` (``(N, C, H, W)`` float images) with a random affine map of ``augment`` applied to
+    each sample, the parameters drawn from ``generator``: a new tensor of ``x``'s shape and dtype.
+
+    Raises ``ValueError`` for inputs that are not a 4-D float batch of images.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"augmentation needs a float batch of images (N, C, H, W), not {shape}")
+    n, _, h, w = x.shape
+    if n == 0:
+        return x.clone()
+
+    def draw(limit: float) -> torch.Tensor:
+        return (torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1) * limit
+
+    angle = draw(augment.rotate) * math.pi / 180
+    zoom = 1 + draw(augment.scale)
+    shear = draw(augment.shear)
+    tx, ty = draw(augment.shift) * 2 / w, draw(augment.shift) * 2 / h
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    # grid_sample maps output coordinates to input ones: the inverse transform of the sample.
+    theta = torch.stack([torch.stack([cos, -sin + shear * cos, tx], 1),
+                         torch.stack([sin, cos + shear * sin, ty], 1)], 1).to(x.dtype)
+    grid = nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    background = x.amin(dim=(1, 2, 3), keepdim=True)
+    out = nn.functional.grid_sample(x - background, grid, mode="bilinear",
+                                    padding_mode="zeros", align_corners=False)
+    return out + background
+
+
+class AugmentedLoader:
+    """Wraps a loader of ``(images, labels)`` batches and augments every batch on the fly.
+
+    Iteration ``e`` (from 0) of the wrapper draws its random transforms from a generator seeded
+    with ``seed`` and ``e``, so a fresh wrapper around a fresh loader with the same seeds yields
+    exactly the same batches, epoch after epoch; each epoch sees new transforms. ``len`` is the
+    wrapped loader's. Labels pass through unchanged.
+
+    Parameters
+    ----------
+    loader : iterable of (inputs, labels)
+        E.g. :func:`loader` of ``"mnist5k"`` or ``"digits"`` (image datasets).
+    augment : Augment
+        The transform ranges.
+    seed : int
+        Seed of the transforms.
+    """
+
+    def __init__(self, loader: Iterable, augment: Augment, seed: int = 0) -> None:
+        if not isinstance(augment, Augment):
+            raise ValueError(f"augment must be a pruning.data.Augment, not {augment!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"Augmentation seed must be an integer, not {seed!r}")
+        self.loader = loader
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.loader)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        gen = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % 2 ** 63)
+        self.epoch += 1
+        for batch in self.loader:
+            x, y = batch
+            yield augment_batch(x, self.augment, gen), y

@@ -23,7 +23,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["DEFAULT_THREADS", "EpochStats", "OPTIMIZERS", "evaluate", "make_optimizer", "predict", "train"]
+__all__ = ["DEFAULT_THREADS", "Distill", "EpochStats", "OPTIMIZERS", "distillation_loss",
+           "evaluate", "make_optimizer", "predict", "train"]
 
 #: Optimizer names accepted by :func:`train` and :func:`make_optimizer`.
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
@@ -61,6 +62,54 @@ class EpochStats:
     accuracy: float
     lr: float
     seconds: float
+
+
+@dataclass(frozen=True)
+class Distill:
+    """Knowledge distillation from a teacher (Hinton et al.): see :func:`distillation_loss`.
+
+    Attributes
+    ----------
+    teacher : torch.nn.Module
+        Run in eval mode without gradients on every training batch (never trained).
+    temperature : float
+        Softening temperature ``T > 0`` of both softmaxes.
+    weight : float
+        Weight ``a`` in [0, 1] of the distillation term; the label loss gets ``1 - a``.
+    """
+
+    teacher: nn.Module
+    temperature: float = 4.0
+    weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.teacher, nn.Module):
+            raise ValueError(f"The distillation teacher must be a torch.nn.Module, "
+                             f"not {type(self.teacher).__name__}")
+        t, a = self.temperature, self.weight
+        if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) \
+                or t <= 0:
+            raise ValueError(f"Distillation temperature must be a positive number, not {t!r}")
+        if isinstance(a, bool) or not isinstance(a, int | float) or not 0 <= a <= 1:
+            raise ValueError(f"Distillation weight must be a number in [0, 1], not {a!r}")
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
+                      temperature: float = 4.0, weight: float = 0.5,
+                      loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+                      ) -> torch.Tensor:
+    """``(1 - a) * loss_fn(student, labels) + a * T^2 * KL(softmax(teacher / T) || softmax(student / T))``.
+
+    The KL divergence is averaged over the batch (``reduction="batchmean"``); the ``T^2`` factor
+    keeps its gradient on the scale of the label loss. ``loss_fn`` defaults to cross-entropy;
+    ``teacher`` logits are treated as constants.
+    """
+    loss_fn = loss_fn if loss_fn is not None else nn.functional.cross_entropy
+    t = float(temperature)
+    kl = nn.functional.kl_div(nn.functional.log_softmax(student / t, dim=1),
+                              nn.functional.log_softmax(teacher.detach() / t, dim=1),
+                              reduction="batchmean", log_target=True)
+    return (1 - weight) * loss_fn(student, labels) + weight * t * t * kl
 
 
 def make_optimizer(model: nn.Module, name: str = "adam", lr: float = 1e-3, momentum: float = 0.9,
@@ -103,11 +152,13 @@ def train(model: nn.Module, train_loader: Iterable, epochs: int,
           loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
           regularizer: Callable[[nn.Module], torch.Tensor] | None = None,
           schedule: str = "constant", clip_grad_norm: float | None = None,
-          threads: int | None = DEFAULT_THREADS) -> list[EpochStats]:
+          threads: int | None = DEFAULT_THREADS,
+          distill: Distill | None = None) -> list[EpochStats]:
     """Train ``model`` in place for ``epochs`` passes over ``train_loader``.
 
     Each step: forward in train mode, loss = ``loss_fn(logits, labels)`` (cross-entropy by
-    default) + ``regularizer(model)`` if given, backward, optional gradient-norm clipping,
+    default; with ``distill``, :func:`distillation_loss` of the student's and the teacher's
+    logits) + ``regularizer(model)`` if given, backward, optional gradient-norm clipping,
     ``optimizer.step()``, then ``mask_fn(model)`` if given (under ``torch.no_grad``).
 
     Parameters
@@ -155,8 +206,13 @@ def train(model: nn.Module, train_loader: Iterable, epochs: int,
     ------
     ValueError
         For a negative or non-integer ``epochs``, an unknown optimizer or schedule, a bad ``lr``,
-        ``threads`` or ``clip_grad_norm``, or an empty loader.
+        ``threads`` or ``clip_grad_norm``, an empty loader, or a ``distill`` that is not a
+        :class:`Distill` (or whose teacher is the model itself).
     """
+    if distill is not None and not isinstance(distill, Distill):
+        raise ValueError(f"distill must be a pruning.train.Distill, not {distill!r}")
+    if distill is not None and distill.teacher is model:
+        raise ValueError("the distillation teacher must not be the model being trained")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"Epochs must be a non-negative integer, not {epochs!r}")
     if schedule not in _SCHEDULES:
@@ -186,6 +242,7 @@ def train(model: nn.Module, train_loader: Iterable, epochs: int,
         raise ValueError("the cosine schedule needs a loader with a length")
 
     was_training = model.training
+    teacher_was_training = distill.teacher.training if distill is not None else False
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -197,6 +254,8 @@ def train(model: nn.Module, train_loader: Iterable, epochs: int,
         torch.set_grad_enabled(True)  # training works even when called under no_grad
         torch.manual_seed(seed)
         model.train()
+        if distill is not None:
+            distill.teacher.eval()
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
             epoch_lr = opt.param_groups[0]["lr"]
@@ -212,7 +271,13 @@ def train(model: nn.Module, train_loader: Iterable, epochs: int,
                         group["lr"] = base * factor
                 opt.zero_grad(set_to_none=True)
                 logits = model(x)
-                loss = loss_fn(logits, y)
+                if distill is not None:
+                    with torch.no_grad():
+                        soft = distill.teacher(x)
+                    loss = distillation_loss(logits, soft, y, distill.temperature, distill.weight,
+                                             loss_fn)
+                else:
+                    loss = loss_fn(logits, y)
                 if regularizer is not None:
                     loss = loss + regularizer(model)
                 loss.backward()
@@ -242,6 +307,8 @@ def train(model: nn.Module, train_loader: Iterable, epochs: int,
         torch.set_num_threads(old_threads)
         torch.set_grad_enabled(grad_was_enabled)
         model.train(was_training)
+        if distill is not None:
+            distill.teacher.train(teacher_was_training)
     return history
 
 

@@ -16,6 +16,7 @@ from pruning.admm import (
     penalty,
     penalty_grad,
     project_weights,
+    ramped_plans,
 )
 from pruning.plan import Plan, resolve
 from pruning.projections import mask_of
@@ -86,6 +87,21 @@ def test_admm_on_toy_problem_converges():
     z, m = res.z.weights["0"][""], res.z.masks["0"][""]
     assert int(m.sum()) == 16 and bool((z[~m] == 0).all())     # Z is on the set: 16 of 64 kept
     assert torch.equal(mask_of(UnstructuredConfig(0.75), model[0].weight), m)   # W agrees
+
+
+def test_ramped_sparsity_reaches_the_plan_and_admm_ends_on_its_set():
+    loader, model = _toy()
+    train(model, loader, 10, optimizer="sgd", lr=0.5)
+    plans = resolve(Plan.uniform("unstructured", sparsity=0.75), model)
+    got = [ramped_plans(plans, k, 4)["0"].config.sparsity for k in range(6)]
+    assert got == pytest.approx([0.75 * (1 - (1 - j / 4) ** 3) for j in (1, 2, 3)] + [0.75] * 3)
+    assert ramped_plans(plans, 0, 0) == plans and ramped_plans(plans, 0, 1) == plans
+    res = admm(model, plans, loader, iterations=6, epochs=2, rho=RhoSchedule(0.5, 1.5, 2.0),
+               optimizer="sgd", lr=0.5, progress=False, ramp=4)
+    kept = [int(res.z.masks["0"][""].sum())]
+    assert kept == [16]                                      # the last Z: the plan's 75%
+    with pytest.raises(ValueError, match=r"^ramp must be a non-negative integer, not -1$"):
+        admm(model, plans, loader, iterations=1, progress=False, ramp=-1)
 
 
 def test_project_weights_joint_rnn_shares_one_scale():

@@ -141,3 +141,33 @@ def test_export_projects_an_uncompressed_model(trained):
     assert np.array_equal(conv1.tensors["mask"] == 1, np.abs(w) >= np.sort(np.abs(w), None)[-18])
     with pytest.raises(ValueError, match="layer 'nope': no such prunable layer in the model"):
         apply_bundle(model, Bundle("x", (replace(conv1, name="nope"),)))
+
+
+def test_distillation_and_cosine_retraining(loaders, trained):
+    plan = Plan.from_dict({"default": {"scheme": "unstructured", "ratio": 4}})
+    runs = []
+    for _ in range(2):
+        model = copy.deepcopy(trained)
+        fresh = data.loader("digits", "train", batch_size=64, seed=0)   # same batch order
+        res = compress(model, plan, fresh, loaders[1], admm_iters=1, retrain_epochs=1,
+                       progress=False, retrain_schedule="cosine", distill=3.0,
+                       distill_weight=0.6)
+        runs.append((res, {k: v.clone() for k, v in model.state_dict().items()}))
+    (res, state), (_, again) = runs
+    assert all(torch.equal(state[k], again[k]) for k in state)          # deterministic
+    assert res.settings["distill"] == 3.0 and res.settings["retrain_schedule"] == "cosine"
+    assert res.accuracy_after > 0.4 and totals(res.bundle)["pruning_ratio"] == pytest.approx(
+        4, rel=0.02)
+    plain = compress(copy.deepcopy(trained), plan, loaders[0], None, admm_iters=1,
+                     retrain_epochs=1, progress=False)
+    assert plain.settings["distill"] is None and plain.settings["retrain_schedule"] == "constant"
+    with pytest.raises(ValueError, match=r"^distill must be a positive temperature or None, "
+                                         r"not 0$"):
+        compress(copy.deepcopy(trained), plan, loaders[0], distill=0)
+    with pytest.raises(ValueError, match=r"^unknown retrain_schedule 'step'; known: constant, "
+                                         r"cosine$"):
+        compress(copy.deepcopy(trained), plan, loaders[0], retrain_schedule="step")
+    with pytest.raises(ValueError, match=r"^Distillation weight must be a number in \[0, 1\], "
+                                         r"not 2$"):
+        compress(copy.deepcopy(trained), plan, loaders[0], distill=2.0, distill_weight=2,
+                 admm_iters=0, retrain_epochs=0, progress=False)

@@ -139,3 +139,68 @@ def test_imports_are_lazy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"  # digits come from the shipped file, no sklearn import
+
+
+# ------------------------------------------------------------------------------ augmentation
+def test_augmented_loader_is_deterministic_keeps_labels_and_varies_by_epoch():
+    def epochs(seed: int, n: int = 2) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+        aug = data.AugmentedLoader(data.loader("digits", "train", batch_size=256, seed=3),
+                                   data.Augment(), seed=seed)
+        return [list(aug) for _ in range(n)]
+
+    a, b, c = epochs(5), epochs(5), epochs(6)
+    plain = data.loader("digits", "train", batch_size=256, seed=3)
+    assert len(a[0]) == len(plain) == 6
+    for ea, eb in zip(a, b, strict=True):                 # same seeds: identical batches
+        assert all(torch.equal(x, y) and torch.equal(u, v)
+                   for (x, u), (y, v) in zip(ea, eb, strict=True))
+    labels = [y for _, y in plain]
+    for ea in (a[0], c[0]):                               # labels pass through unchanged
+        assert all(torch.equal(y, ref) for (_, y), ref in zip(ea, labels, strict=True))
+    assert not torch.equal(a[0][0][0], a[1][0][0])        # a new transform every epoch
+    assert not torch.equal(a[0][0][0], c[0][0][0])        # and for another seed
+    x0 = next(iter(data.loader("digits", "train", batch_size=256, seed=3)))[0]
+    assert a[0][0][0].shape == x0.shape and a[0][0][0].dtype == torch.float32
+    assert not torch.equal(a[0][0][0], x0)
+
+
+def test_augment_batch_identity_background_and_shift():
+    x = data.load("mnist5k", "train").inputs[:16]
+    g = torch.Generator().manual_seed(0)
+    same = data.augment_batch(x, data.Augment(0, 0, 0, 0), g)
+    assert torch.allclose(same, x, atol=1e-5)            # zero ranges: the identity
+    out = data.augment_batch(x, data.Augment(rotate=15, scale=0.1, shear=0.1, shift=3), g)
+    bg = x.amin(dim=(1, 2, 3))
+    assert torch.allclose(out.amin(dim=(1, 2, 3)), bg, atol=1e-5)   # black stays black
+    assert torch.allclose(out[:, :, 0, 0], bg[:, None], atol=1e-5)  # corners filled with it
+    # a pure shift: bilinear resampling keeps the mass and moves its centre by the drawn offsets
+    img = torch.full((1, 1, 28, 28), -1.0)
+    img[0, 0, 10:14, 10:14] = 1.0
+    g = torch.Generator().manual_seed(1)
+    moved = data.augment_batch(img, data.Augment(0, 0, 0, 2), g)
+    g = torch.Generator().manual_seed(1)
+    draws = [(torch.rand(1, generator=g, dtype=torch.float64) * 2 - 1) for _ in range(5)]
+    dx, dy = draws[3] * 2, draws[4] * 2          # drawn after rotation, scale and shear
+    assert moved.sum().item() == pytest.approx(img.sum().item(), abs=1e-3)
+    mass = (moved[0, 0] + 1).clamp(min=0)
+    rows = torch.arange(28, dtype=torch.float64)
+    cy = float((mass.sum(1).double() * rows).sum() / mass.sum())
+    cx = float((mass.sum(0).double() * rows).sum() / mass.sum())
+    assert (cx, cy) == (pytest.approx(11.5 - float(dx), abs=1e-3),
+                        pytest.approx(11.5 - float(dy), abs=1e-3))
+
+
+def test_augmentation_errors():
+    with pytest.raises(ValueError, match=r"^Augmentation rotate must be a finite number in "
+                                         r"\[0, 180\], not -1$"):
+        data.Augment(rotate=-1)
+    with pytest.raises(ValueError, match=r"^Augmentation scale must be a finite number in "
+                                         r"\[0, 0.9\], not 1.5$"):
+        data.Augment(scale=1.5)
+    with pytest.raises(ValueError, match=r"^augmentation needs a float batch of images "
+                                         r"\(N, C, H, W\), not \(4, 40, 1\)$"):
+        data.augment_batch(torch.zeros(4, 40, 1), data.Augment(), torch.Generator())
+    with pytest.raises(ValueError, match=r"^augment must be a pruning.data.Augment, not 3$"):
+        data.AugmentedLoader([], 3)
+    with pytest.raises(ValueError, match=r"^Augmentation seed must be an integer, not 'a'$"):
+        data.AugmentedLoader([], data.Augment(), seed="a")

@@ -7,7 +7,15 @@ import torch
 from torch import nn
 
 from pruning import data, zoo
-from pruning.train import EpochStats, evaluate, make_optimizer, predict, train
+from pruning.train import (
+    Distill,
+    EpochStats,
+    distillation_loss,
+    evaluate,
+    make_optimizer,
+    predict,
+    train,
+)
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -120,3 +128,63 @@ def test_errors():
         evaluate(model, [])
     with pytest.raises(ValueError, match=r"^evaluation needs \(inputs, labels\) batches$"):
         evaluate(model, [torch.zeros(2, 1, 8, 8)])
+
+
+# ------------------------------------------------------------------------------ distillation
+def test_distillation_loss_value():
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(6, 10, generator=g), torch.randn(6, 10, generator=g)
+    y = torch.randint(0, 10, (6,), generator=g)
+    ce = nn.functional.cross_entropy(s, y)
+    ps, pt = torch.softmax(s / 3, 1), torch.softmax(t / 3, 1)
+    kl = (pt * (pt.log() - ps.log())).sum(1).mean()                 # KL(teacher || student)
+    assert distillation_loss(s, t, y, 3.0, 0.25).item() == pytest.approx(
+        (0.75 * ce + 0.25 * 9 * kl).item(), rel=1e-5)
+    assert distillation_loss(s, t, y, 3.0, 0.0).item() == pytest.approx(ce.item(), rel=1e-6)
+    assert distillation_loss(s, s, y, 2.0, 1.0).item() == pytest.approx(0.0, abs=1e-6)
+    sq = distillation_loss(s, t, y, 1.0, 0.5, loss_fn=lambda a, b: a.square().mean())
+    assert sq.item() == pytest.approx(0.5 * s.square().mean().item()
+                                      + 0.5 * distillation_loss(s, t, y, 1.0, 1.0).item(),
+                                      rel=1e-5)
+    st = s.clone().requires_grad_(True)
+    tt = t.clone().requires_grad_(True)
+    distillation_loss(st, tt, y, 2.0, 0.5).backward()
+    assert tt.grad is None and st.grad is not None                  # teacher is a constant
+
+
+def test_train_with_distillation_is_deterministic_and_leaves_the_teacher_alone():
+    loader = data.loader("digits", "train", batch_size=128, seed=0)
+    teacher = zoo.build("tinycnn", seed=2)
+    train(teacher, loader, 1, lr=3e-3, seed=0)
+    teacher.train()
+    before = _state(teacher)
+    runs = []
+    for weight in (0.7, 0.7, 0.0):
+        model = zoo.build("tinycnn", seed=1)
+        hist = train(model, data.loader("digits", "train", batch_size=128, seed=0), 1, lr=3e-3,
+                     seed=0, distill=Distill(teacher, temperature=2.0, weight=weight))
+        runs.append((_state(model), hist[0].loss))
+    plain = zoo.build("tinycnn", seed=1)
+    train(plain, data.loader("digits", "train", batch_size=128, seed=0), 1, lr=3e-3, seed=0)
+    assert _same(runs[0][0], runs[1][0]) and not _same(runs[0][0], runs[2][0])
+    assert _same(runs[2][0], _state(plain))           # weight 0: plain cross-entropy
+    assert _same(before, _state(teacher)) and teacher.training
+
+
+def test_distillation_errors():
+    model = zoo.build("tinycnn")
+    loader = data.loader("digits", "test", batch_size=64)
+    with pytest.raises(ValueError, match=r"^Distillation temperature must be a positive number, "
+                                         r"not 0$"):
+        Distill(model, temperature=0)
+    with pytest.raises(ValueError, match=r"^Distillation weight must be a number in \[0, 1\], "
+                                         r"not 1.5$"):
+        Distill(model, weight=1.5)
+    with pytest.raises(ValueError, match=r"^The distillation teacher must be a torch.nn.Module, "
+                                         r"not str$"):
+        Distill("teacher")
+    with pytest.raises(ValueError, match=r"^distill must be a pruning.train.Distill, not 4.0$"):
+        train(model, loader, 1, distill=4.0)
+    with pytest.raises(ValueError, match=r"^the distillation teacher must not be the model "
+                                         r"being trained$"):
+        train(model, loader, 1, distill=Distill(model))
