@@ -87,7 +87,10 @@ def main(argv: list[str]) -> int:
                                                     for _, be in res.results),
                          "wall_s": round(wall, 1), "load_avg_start": round(load0, 2),
                          "load_avg_end": round(os.getloadavg()[0], 2)})
-            print(f"{n} worker(s): {res.ran} points in {wall:.1f} s", flush=True)
+            rows[-1].update({f"{k}_s": round(v, 1) for k, v in res.phases.items()})
+            print(f"{n} worker(s): {res.ran} points in {wall:.1f} s ("
+                  + ", ".join(f"{k} {v:.1f} s" for k, v in res.phases.items()) + ")",
+                  flush=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     df = pd.DataFrame(rows)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,8 @@ class SweepResult:
     reused, ran : int
         Points found in the store, and points run now.
     outputs : list of pathlib.Path
+    phases : dict of str to float
+        Wall seconds spent in each phase (``plan``, ``cluster``, ``run``, ``outputs``).
     """
 
     results: list[tuple[Combo, BreakEven]] = field(default_factory=list)
@@ -94,6 +97,7 @@ class SweepResult:
     reused: int = 0
     ran: int = 0
     outputs: list[Path] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------- layers
@@ -344,10 +348,12 @@ def run_sweep(models: Sequence[tuple[str, Sequence[LayerSpec]]], configs: Sequen
         # a remote scheduler is checked at once; a local cluster starts only if points must run
         if client is None and scheduler is not None:
             client = stack.enter_context(connect(scheduler))
+        t0 = time.perf_counter()
         key_tools = tools_for_key(simulator)
         predicted = {c: predicted_breakeven(c.spec, c.config, seeds=seeds, grid=grid, tol=tol)
                      for c in combos}
         wanted = {c: plan_ratios(c.spec, c.config, grid, tol, seeds) for c in combos}
+        _lap(result.phases, "plan", t0)
         measured: dict[Combo, dict[str, Point]] = {c: {} for c in combos}
         done: dict[Combo, BreakEven] = {}
         builds: dict[tuple[EngineConfig, str], Any] = {}
@@ -373,7 +379,10 @@ def run_sweep(models: Sequence[tuple[str, Sequence[LayerSpec]]], configs: Sequen
                      f"{len(todo)} layer/engine pairs on "
                      f"{scheduler or f'{workers or os.cpu_count()} local workers'}")
                 if client is None:
+                    t0 = time.perf_counter()
                     client = stack.enter_context(connect(scheduler, workers))
+                    _lap(result.phases, "cluster", t0)
+                t0 = time.perf_counter()
                 futures = {}
                 for c, reqs in todo.items():
                     deps = []
@@ -406,6 +415,7 @@ def run_sweep(models: Sequence[tuple[str, Sequence[LayerSpec]]], configs: Sequen
                         measured[c].update((p.key, p) for p in pts)
                         result.ran += len(pts)
                         bar.advance(task, len(part))
+                _lap(result.phases, "run", t0)
                 if failures:
                     raise SweepError(f"{len(failures)} task(s) failed (the other points are "
                                      "stored; rerun to retry):\n" + "\n".join(failures))
@@ -426,8 +436,14 @@ def run_sweep(models: Sequence[tuple[str, Sequence[LayerSpec]]], configs: Sequen
         else:
             raise SweepError(f"no break-even after {max_rounds} rounds of RTL runs")
     result.results = [(c, done[c]) for c in combos]
+    t0 = time.perf_counter()
     result.outputs = write_outputs(result.results, Path(out))
+    _lap(result.phases, "outputs", t0)
     return result
+
+
+def _lap(phases: dict[str, float], name: str, since: float) -> None:
+    phases[name] = phases.get(name, 0.0) + time.perf_counter() - since
 
 
 # -------------------------------------------------------------------------------------- outputs

@@ -261,6 +261,8 @@ def _run(*, chosen_models, bundles, layers, eng, lane_list, bit_list, block, ind
                 result.skipped += got.skipped
                 result.ran += got.ran
                 result.reused += got.reused
+                for k, v in got.phases.items():
+                    result.phases[k] = result.phases.get(k, 0.0) + v
             if len(groups) > 1:
                 if not runnable:
                     raise SweepError(NO_LAYER)
@@ -280,3 +282,4 @@ def _run(*, chosen_models, bundles, layers, eng, lane_list, bit_list, block, ind
         print_table(summary_table(result.results, m), title=f"summary: {m}")
     click.echo(f"{result.ran} points run, {result.reused} reused from the store; wrote "
                f"{out / 'breakeven.csv'}, {out / 'points.csv'}, {out / 'plots'}")
+    click.echo("wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.phases.items()))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -109,7 +110,11 @@ def test_sweep_killed_and_rerun_stores_every_point_once(tmp_path, sim_cache_dir,
     from codesign.cli import main
 
     assert main(args[3:]) == 0
-    assert f"0 points run, {len(keys)} reused" in capsys.readouterr().out
+    third = capsys.readouterr().out
+    assert f"0 points run, {len(keys)} reused" in third
+    # nothing ran, so only the planning and the outputs took time
+    assert re.findall(r"(\w+) \d+\.\d s", third.split("wall time: ", 1)[1]) == \
+        ["plan", "outputs"], third
 
 
 def test_sweep_on_a_running_dask_scheduler(tmp_path, sim_cache_dir, require_simulator, capsys):
@@ -136,7 +141,9 @@ def test_sweep_on_a_running_dask_scheduler(tmp_path, sim_cache_dir, require_simu
         args = _sweep(out, sim_cache_dir, "--engine", "bcr", "--ratios", "0,0.5,0.9", "--seeds",
                       "1", "--tol", "0.2", "--scheduler", address)
         assert main(args[3:]) == 0, capsys.readouterr().err
-        assert f"on {address}" in capsys.readouterr().out
+        printed = capsys.readouterr().out
+        assert f"on {address}" in printed
+        assert "wall time: plan " in printed and ", run " in printed and ", outputs " in printed
         with open(out / "breakeven.csv", newline="") as f:
             (row,) = list(csv.DictReader(f))
         assert row["engine"] == "bcr" and row["breakeven_ratio"] == row["predicted_ratio"]
