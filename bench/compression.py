@@ -140,6 +140,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "long as the W-steps at constant lr, then a fresh Adam as long as the "
                         "retraining with its schedule); 'single' is one Adam run over all the "
                         "steps with the retraining schedule")
+    p.add_argument("--val", type=int, default=0, metavar="N",
+                   help="validation mode for choosing a recipe: hold out N digits per class of "
+                        "the 4,000 training digits (a fixed split), train on the rest and report "
+                        "accuracies on the held-out digits; the test digits are never read "
+                        "(0: off, train on all 4,000 and report on the 1,000 test digits)")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--csv", type=Path, default=HERE / "results" / "compression.csv")
     p.add_argument("--merge", type=Path, nargs="+", metavar="CSV",
@@ -168,6 +173,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if set(args.profile_map) != set(PROFILE) or not all(0 <= v < 1 for v in
                                                          args.profile_map.values()):
         p.error(f"--profile: one sparsity in [0, 1) for each of {', '.join(PROFILE)}")
+    if args.val < 0:
+        p.error("--val must be >= 0 (digits per class held out of the training split)")
     if args.distill < 0 or not 0 <= args.distill_weight <= 1:
         p.error("--distill must be >= 0 and --distill-weight in [0, 1]")
     args.bit_map = {k.strip(): int(v) for k, v in
@@ -180,14 +187,52 @@ def command(argv: list[str]) -> str:
 
 
 # ------------------------------------------------------------------------------------- pieces
+#: Seed of the fixed validation split (``--val``); the same digits for every run seed.
+VAL_SEED = 20260
+#: ``--val`` per class: held-out training digits per class (0: off, evaluate on the test split).
+VAL_PER_CLASS = {"n": 0}
+
+
+def validation_split(labels: torch.Tensor, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed (training, validation) indices into the training split: ``per_class`` digits of each
+    class held out, drawn with ``VAL_SEED`` (the same split for every run seed); both sorted."""
+    g = torch.Generator().manual_seed(VAL_SEED)
+    train, val = [], []
+    for c in range(int(labels.max()) + 1):
+        idx = torch.nonzero(labels == c).flatten()
+        if per_class >= len(idx):
+            raise ValueError(f"--val {per_class}: class {c} has only {len(idx)} training digits")
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        val.append(idx[:per_class])
+        train.append(idx[per_class:])
+    return torch.cat(train).sort().values, torch.cat(val).sort().values
+
+
 def loaders(seed: int, batch_size: int,
             augmentation: pdata.Augment | None = None) -> tuple[Any, Any]:
     """Fresh loaders (own shuffling and augmentation generators), so every run sees the same
-    batches: ADMM and the peer train on identical (augmented) batches."""
-    train_loader: Any = pdata.loader(DATASET, "train", batch_size=batch_size, seed=seed)
+    batches: ADMM and the peer train on identical (augmented) batches.
+
+    With ``--val N`` (``VAL_PER_CLASS["n"]``) the test split is never read: N digits per class
+    of the training split are held out (:func:`validation_split`) and are the evaluation set,
+    the rest is the training set."""
+    per_class = VAL_PER_CLASS["n"]
+    if per_class:
+        full = pdata.load(DATASET, "train")
+        tr_idx, va_idx = validation_split(full.labels, per_class)
+        train_set = pdata.OfflineDataset(DATASET, "train", full.inputs[tr_idx],
+                                         full.labels[tr_idx])
+        val_set = pdata.OfflineDataset(DATASET, "val", full.inputs[va_idx], full.labels[va_idx])
+        train_loader: Any = torch.utils.data.DataLoader(
+            train_set, batch_size=batch_size, shuffle=True,
+            generator=torch.Generator().manual_seed(seed), num_workers=0)
+        test_loader: Any = torch.utils.data.DataLoader(val_set, batch_size=500, shuffle=False)
+    else:
+        train_loader = pdata.loader(DATASET, "train", batch_size=batch_size, seed=seed)
+        test_loader = pdata.loader(DATASET, "test", batch_size=500, shuffle=False)
     if augmentation is not None:
         train_loader = pdata.AugmentedLoader(train_loader, augmentation, seed=seed)
-    return train_loader, pdata.loader(DATASET, "test", batch_size=500, shuffle=False)
+    return train_loader, test_loader
 
 
 def teacher(seed: int, state: dict, args: argparse.Namespace) -> Distill | None:
@@ -444,6 +489,7 @@ def main(argv: list[str]) -> int:
     if args.merge:
         return merge(args.merge, args.csv)
     args.batch_size = int(zoo.RECIPES[MODEL]["batch_size"])
+    VAL_PER_CLASS["n"] = args.val
     dense_epochs = args.dense_epochs if args.dense_epochs is not None else \
         int(zoo.RECIPES[MODEL]["epochs"])
     torch.set_num_threads(args.threads)
@@ -451,7 +497,9 @@ def main(argv: list[str]) -> int:
     records: list[dict] = []
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     peer_epochs = args.admm_iters * args.admm_epochs + args.retrain_epochs
-    print(f"LeNet-5 on {DATASET} (4,000 train / 1,000 test), seeds {seeds}, ratios "
+    split = (f"{4000 - 10 * args.val:,} train / {10 * args.val:,} validation held out of the "
+             "training digits, test digits not read" if args.val else "4,000 train / 1,000 test")
+    print(f"LeNet-5 on {DATASET} ({split}), seeds {seeds}, ratios "
           f"{args.ratio_list}, scope {args.scope}; dense {dense_epochs} epochs; ADMM "
           f"{args.admm_iters} iterations x {args.admm_epochs} epoch, rho {args.rho:g} x"
           f"{args.rho_factor:g}/iteration (max {args.rho_max:g}), {args.retrain_epochs} retrain "
@@ -468,7 +516,8 @@ def main(argv: list[str]) -> int:
         print(f"[seed {seed}] dense {dense_acc:.2%} ({secs:.0f} s)", flush=True)
         records.append({"seed": seed, "method": "dense", "target_ratio": None,
                         "accuracy": dense_acc, "ratio": 1.0, "seconds": secs,
-                        "steps": dense_epochs * math.ceil(4000 / args.batch_size)})
+                        "steps": dense_epochs * math.ceil((4000 - 10 * args.val)
+                                                          / args.batch_size)})
         for ratio in args.ratio_list:
             model, row = run_admm(seed, state, ratio, args)
             records.append({"seed": seed, "target_ratio": ratio} | row)
@@ -497,6 +546,7 @@ def main(argv: list[str]) -> int:
     df["drop_pp"] = (df.seed.map(dense_by_seed) - df.accuracy) * 100
     df.loc[df.method == "dense", "drop_pp"] = 0.0
     df["scope"] = args.scope
+    df["evaluated_on"] = f"val{args.val}" if args.val else "test"
     df["command"] = command(argv)
     write_csv(df, args.csv)
     report(df, (time.perf_counter() - wall) / 60, args.csv, [command(argv)])
@@ -517,7 +567,10 @@ def report(df: pd.DataFrame, minutes: float, csv: Path, commands: list[str]) -> 
     scope = df.scope.iloc[0] if "scope" in df else "profile"
     with pd.option_context("display.width", 200, "display.max_columns", 20,
                            "display.max_colwidth", 80):
-        print(f"\n== measured: LeNet-5 / {DATASET} test (1,000 digits), {len(seeds)} seed(s) "
+        where = df.evaluated_on.iloc[0] if "evaluated_on" in df else "test"
+        where = "test (1,000 digits)" if where == "test" else \
+            f"VALIDATION ({10 * int(where[3:]):,} held-out training digits)"
+        print(f"\n== measured: LeNet-5 / {DATASET} {where}, {len(seeds)} seed(s) "
               f"{seeds}, mean +- std; per-layer sparsity: "
               f"{'authors profile scaled' if scope == 'profile' else 'global magnitude'}")
         print(summarise(df).to_string(index=False))
