@@ -27,8 +27,10 @@ applies), so the comparison stays fair: ``--augment`` (random affine augmentatio
 training digits, new transforms every epoch, the same batches for both sides: dense training,
 W-steps, retraining, peer fine-tuning, quantization); ``--distill T`` (knowledge distillation from
 the dense model in every compression phase of both sides); ``--retrain-schedule cosine`` (the
-retraining and the peer's matching last epochs); ``--ramp`` (gradual pruning inside ADMM, an ADMM
-option with no peer counterpart). ``--merge`` prints one report over the CSVs of separate runs
+retraining and the peer's matching last epochs); ``--optimizer``, ``--weight-decay`` (every
+compression phase of both sides), ``--retrain-lr`` (the retraining's initial lr, and the peer's
+matching last epochs', with ``--peer-recipe mirror``); ``--ramp`` (gradual pruning inside
+ADMM, an ADMM option with no peer counterpart). ``--merge`` prints one report over the CSVs of separate runs
 (one seed each, run in parallel).
 
 Prints a mean +- std table over seeds, the targets beside the measured values and the published
@@ -65,7 +67,7 @@ from pruning.admm import admm, hard_project, masked_retrain
 from pruning.compress import compress, layer_row, totals
 from pruning.export import export
 from pruning.plan import Plan, Rule, prunable_layers, resolve
-from pruning.train import Distill, evaluate, train
+from pruning.train import OPTIMIZERS, Distill, evaluate, train
 
 HERE = Path(__file__).resolve().parent
 MODEL = "lenet5"
@@ -113,7 +115,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--rho", type=float, default=1e-2, help="initial rho")
     p.add_argument("--rho-factor", type=float, default=1.5)
     p.add_argument("--rho-max", type=float, default=1.0)
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam lr: W-steps, retraining, peer")
+    p.add_argument("--lr", type=float, default=1e-3,
+                   help="lr of the W-steps, the retraining and the peer")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
+                   help="optimizer of every compression phase of ADMM *and* of the peer "
+                        "(sgd: momentum 0.9)")
+    p.add_argument("--weight-decay", type=float, default=0.0,
+                   help="weight decay of every compression phase of both sides")
+    p.add_argument("--retrain-lr", type=float, default=None,
+                   help="initial lr of the masked retraining (ADMM, quantization) and of the "
+                        "peer's matching last epochs (needs --peer-recipe mirror; default --lr)")
     p.add_argument("--bits", default="conv1=3,conv2=2,fc1=2,fc2=3",
                    help="per-layer weight bits for the storage rows (layer=bits,...)")
     p.add_argument("--quant-iters", type=int, default=3, help="ADMM quantization iterations")
@@ -175,6 +186,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error(f"--profile: one sparsity in [0, 1) for each of {', '.join(PROFILE)}")
     if args.val < 0:
         p.error("--val must be >= 0 (digits per class held out of the training split)")
+    if args.retrain_lr is not None and args.peer_recipe != "mirror":
+        p.error("--retrain-lr needs --peer-recipe mirror (the peer's last epochs get it too)")
+    if args.retrain_lr is not None and not args.retrain_lr > 0 or not args.lr > 0 \
+            or args.weight_decay < 0:
+        p.error("--lr and --retrain-lr must be > 0, --weight-decay >= 0")
+    args.rlr = args.retrain_lr if args.retrain_lr is not None else args.lr
     if args.distill < 0 or not 0 <= args.distill_weight <= 1:
         p.error("--distill must be >= 0 and --distill-weight in [0, 1]")
     args.bit_map = {k.strip(): int(v) for k, v in
@@ -296,7 +313,9 @@ def run_admm(seed: int, state: dict, ratio: float, args: argparse.Namespace) -> 
     plans = resolve(pruning_plan(model, ratio, args.scope, args.profile_map), model)
     res = compress(model, plans, tr, te, epochs_admm=args.admm_epochs,
                    admm_iters=args.admm_iters, retrain_epochs=args.retrain_epochs, rho=args.rho,
-                   rho_factor=args.rho_factor, rho_max=args.rho_max, lr=args.lr, seed=seed,
+                   rho_factor=args.rho_factor, rho_max=args.rho_max, lr=args.lr,
+                   retrain_lr=args.rlr, optimizer=args.optimizer,
+                   weight_decay=args.weight_decay, seed=seed,
                    progress=False, model_name=MODEL, retrain_schedule=args.retrain_schedule,
                    distill=args.distill or None, distill_weight=args.distill_weight,
                    ramp=args.ramp)
@@ -313,9 +332,9 @@ def run_admm(seed: int, state: dict, ratio: float, args: argparse.Namespace) -> 
 
 def run_peer(seed: int, state: dict, kept: dict[str, int], args: argparse.Namespace) -> dict:
     """torch.nn.utils.prune.l1_unstructured with ADMM's per-layer kept counts, then fine-tune
-    with ADMM's recipe step for step: one Adam run as long as the W-steps (constant lr), then a
-    fresh Adam as long as the retraining (its schedule), on the same (augmented) batches and with
-    the same distillation loss."""
+    with ADMM's recipe step for step: one optimizer run as long as the W-steps (constant lr), then
+    a fresh optimizer as long as the retraining (its lr and schedule), on the same (augmented)
+    batches, with the same optimizer, weight decay and distillation loss."""
     model = from_state(seed, state)
     tr, te = loaders(seed, args.batch_size, args.augmentation)
     distill = teacher(seed, state, args)
@@ -326,12 +345,15 @@ def run_peer(seed: int, state: dict, kept: dict[str, int], args: argparse.Namesp
     acc0 = evaluate(model, te)
     w_epochs = args.admm_iters * args.admm_epochs
     if args.peer_recipe == "single":
-        stats = train(model, tr, w_epochs + args.retrain_epochs, "adam", lr=args.lr, seed=seed,
-                      schedule=args.retrain_schedule, distill=distill)
+        stats = train(model, tr, w_epochs + args.retrain_epochs, args.optimizer, lr=args.lr,
+                      seed=seed, schedule=args.retrain_schedule, distill=distill,
+                      weight_decay=args.weight_decay)
     else:
-        stats = train(model, tr, w_epochs, "adam", lr=args.lr, seed=seed, distill=distill)
-        stats += train(model, tr, args.retrain_epochs, "adam", lr=args.lr, seed=seed + 500,
-                       schedule=args.retrain_schedule, distill=distill)
+        stats = train(model, tr, w_epochs, args.optimizer, lr=args.lr, seed=seed,
+                      distill=distill, weight_decay=args.weight_decay)
+        stats += train(model, tr, args.retrain_epochs, args.optimizer, lr=args.rlr,
+                       seed=seed + 500, schedule=args.retrain_schedule, distill=distill,
+                       weight_decay=args.weight_decay)
     for m in layers.values():
         tprune.remove(m, "weight")
     nnz = layer_nnz(model)
@@ -390,11 +412,12 @@ def run_quant(seed: int, model: nn.Module, ratio: float, args: argparse.Namespac
              if n in plans}
     admm(model, plans, tr, iterations=args.quant_iters, epochs=args.admm_epochs,
          rho=args.rho, mode="quant", masks=masks, lr=args.lr, seed=seed + 7000, progress=False,
-         distill=distill)
+         distill=distill, optimizer=args.optimizer, weight_decay=args.weight_decay)
     proj = hard_project(model, plans, mode="quant", masks=masks)
     acc0 = evaluate(model, te)
-    masked_retrain(model, plans, proj, tr, args.quant_retrain, lr=args.lr, seed=seed + 7500,
-                   progress=False, schedule=args.retrain_schedule, distill=distill)
+    masked_retrain(model, plans, proj, tr, args.quant_retrain, lr=args.rlr, seed=seed + 7500,
+                   progress=False, schedule=args.retrain_schedule, distill=distill,
+                   optimizer=args.optimizer, weight_decay=args.weight_decay)
     index, unpadded = best_index_bits(model, plans, proj.masks, proj.scales)
     plans = quant_plan(model, ratio, args, index)
     bundle = export(model, plans, masks=proj.masks, scales=proj.scales, model_name=MODEL)
@@ -503,7 +526,8 @@ def main(argv: list[str]) -> int:
           f"{args.ratio_list}, scope {args.scope}; dense {dense_epochs} epochs; ADMM "
           f"{args.admm_iters} iterations x {args.admm_epochs} epoch, rho {args.rho:g} x"
           f"{args.rho_factor:g}/iteration (max {args.rho_max:g}), {args.retrain_epochs} retrain "
-          f"epochs ({args.retrain_schedule} lr), Adam lr {args.lr:g}, batch {args.batch_size}; "
+          f"epochs ({args.retrain_schedule} lr from {args.rlr:g}), {args.optimizer} lr {args.lr:g}, "
+          f"weight decay {args.weight_decay:g}, batch {args.batch_size}; "
           f"augmentation {args.augmentation}; distillation "
           f"{f'T={args.distill:g} weight {args.distill_weight:g}' if args.distill else 'off'}; "
           f"profile {args.profile_map if args.scope == 'profile' else '-'}; "

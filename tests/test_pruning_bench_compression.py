@@ -54,3 +54,45 @@ def test_val_option_parsed_and_checked():
     assert bc.parse_args([]).val == 0
     with pytest.raises(SystemExit):
         bc.parse_args(["--val", "-1"])
+
+
+def test_optimizer_weight_decay_and_retrain_lr_options_parsed_and_checked():
+    a = bc.parse_args([])
+    assert (a.optimizer, a.weight_decay, a.retrain_lr, a.rlr) == ("adam", 0.0, None, a.lr)
+    a = bc.parse_args(["--optimizer", "sgd", "--lr", "0.05", "--weight-decay", "5e-4",
+                       "--retrain-lr", "0.01", "--peer-recipe", "mirror"])
+    assert (a.optimizer, a.lr, a.weight_decay, a.rlr) == ("sgd", 0.05, 5e-4, 0.01)
+    for bad in (["--retrain-lr", "0.01"],                       # needs the mirror peer
+                ["--retrain-lr", "0", "--peer-recipe", "mirror"],
+                ["--weight-decay", "-1"], ["--optimizer", "rmsprop"]):
+        with pytest.raises(SystemExit):
+            bc.parse_args(bad)
+
+
+def test_peer_gets_the_same_optimizer_weight_decay_and_retrain_lr(monkeypatch):
+    """The peer's fine-tuning mirrors ADMM's settings: optimizer and weight decay in both
+    phases, --lr for the W-step-long phase and --retrain-lr for the retraining-long phase."""
+    g = torch.Generator().manual_seed(0)
+    data = [(torch.rand(8, 1, 28, 28, generator=g), torch.randint(0, 10, (8,), generator=g))
+            for _ in range(2)]
+    monkeypatch.setattr(bc, "loaders", lambda *a, **k: (data, data))
+    calls = []
+    real_train = bc.train
+
+    def spy(model, loader, epochs, optimizer, **kw):
+        calls.append((epochs, optimizer, kw["lr"], kw["weight_decay"],
+                      kw.get("schedule", "constant")))
+        return real_train(model, loader, epochs, optimizer, **kw)
+
+    monkeypatch.setattr(bc, "train", spy)
+    args = bc.parse_args(["--optimizer", "sgd", "--lr", "0.02", "--weight-decay", "1e-4",
+                          "--retrain-lr", "0.005", "--peer-recipe", "mirror",
+                          "--admm-iters", "2", "--retrain-epochs", "1",
+                          "--retrain-schedule", "cosine"])
+    args.batch_size = 8
+    state = bc.zoo.build(bc.MODEL, seed=0).state_dict()
+    kept = {n: max(1, v // 50) for n, v in bc.numels(bc.zoo.build(bc.MODEL)).items()}
+    row = bc.run_peer(0, state, kept, args)
+    assert calls == [(2, "sgd", 0.02, 1e-4, "constant"), (1, "sgd", 0.005, 1e-4, "cosine")]
+    assert row["steps"] == 3 * len(data)
+    assert all(row[f"nnz_{n}"] <= k for n, k in kept.items())
