@@ -1,29 +1,36 @@
 """Convolution generators: dense direct convolution and pattern + connectivity pruned 3x3.
 
-Both share one loop structure, so their ratio measures sparsity alone. The input is copied once
-into a zero-padded work buffer. Stride 1 (the default ``tiled`` path), PatDNN-style
-output-stationary register tiles:
+Both share one loop structure, so their ratio measures sparsity alone.
 
-* row tiles of ``rows`` output rows outermost (their input rows of every channel stay in L2);
-* per output filter, per column tile of ``nv`` 8-float vectors (``vf8``: one AVX register, two
-  NEON q registers; int8: ``va8`` int32 lanes), the ``rows x nv`` accumulators sit in registers,
-  start at the bias and are stored once;
-* in between, every kept kernel of the filter adds its taps: per tap (compile-time offsets) the
-  weight is broadcast and multiplied into unaligned input row vectors; the next kernel's input
-  window is prefetched (the channel planes are far apart);
-* the last row and column tiles are moved back to end at the image edge (overlapping the one
-  before, storing the same values), so there is no tail code; widths below one tile compute a
-  full tile on the padded buffer and store the valid part.
+fp32, stride 1 (the default): channel-blocked, output-stationary register tiles.
 
-int8 (by default: it measured faster on the host) and other strides take the plane-accumulator
-path (``tiled=True`` tiles int8 too): an accumulator plane per
-filter, each kept kernel adds its taps row by row (vectorised along the row for stride 1).
+* row tiles of ``rows`` output rows, then column tiles of ``nv`` 8-float vectors (``vf8``: one
+  AVX register, two NEON q registers); the last row and column tiles are moved back to end at
+  the image edge (overlapping the one before, storing the same values), so there is no tail
+  code; widths below one tile compute a full tile and store the valid part;
+* per tile, per block of input channels (:func:`channel_block`: the packed window fits in
+  L1), the block's input window is packed from ``x``, zero padding included, once per column
+  shift (3 copies for a 3x3 kernel, so every load is aligned);
+* every stored filter then adds its kernels of the block into its ``rows x nv`` accumulators,
+  held in registers between a load from and a store to its partial sums (which start at the
+  bias and go to ``y`` after the last block); per kernel, per tap the weight is broadcast and
+  multiplied into aligned window vectors. One function for dense and every pattern: each kernel
+  entry carries its tap offsets into the window (uint16) and its weights.
 
-``pattern`` uses the ``ir.pattern`` FKW form: filters reordered for load balance, kernels grouped
-by pattern inside each filter, one specialised function per pattern used (its tap offsets are
-constants, the switch on the pattern id is outside the kernel loop), connectivity-pruned kernels
-simply absent. ``conv`` is the dense baseline: one function with every ``kh x kw`` tap, called on
-every input channel.
+int8 and other strides take the plane-accumulator path: the input is copied once into a
+zero-padded work buffer, an accumulator plane per filter, each kept kernel adds its taps row
+by row (vectorised along the row for stride 1). ``tiled=True`` makes int8 use register tiles
+too (without channel blocking, the input planes in L2 and software prefetch), ``cblock=0``
+fp32 as well: both measured slower on the host (int8 tiles 0.6x the plane path).
+
+``pattern`` uses the ``ir.pattern`` FKW form: filters reordered for load balance,
+connectivity-pruned kernels simply absent. The plane path (and the unblocked tiles) groups
+the kernels of a filter by pattern and runs one specialised function per pattern (tap
+offsets constants, the switch on the pattern id outside the kernel loop). The blocked fp32
+path has one generic loop instead, every entry carrying its tap offsets: per (channel block,
+filter) there are only a few kernels of each pattern, and per-pattern loops dispatched inside
+the blocks measured 1.34x slower on VGG-16's conv1_2/3_2/4_2/5_2 at 28% kept kernels.
+``conv`` is the dense baseline: every ``kh x kw`` tap of every input channel.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from mobile.gen_linear import DTYPES
 from mobile.requant import check_requant, requant_code
 from mobile.source import CTYPES, Arg, KernelSource, SourceWriter, index_ctype
 
-__all__ = ["conv_source", "conv_geometry", "default_library"]
+__all__ = ["conv_source", "conv_geometry", "default_library", "channel_block", "tile_shape"]
 
 
 def _pair(v: Any, what: str, lo: int) -> tuple[int, int]:
@@ -138,6 +145,9 @@ VL = 8
 #: Largest accumulator tile (rows x vectors): 8 of AVX2's 16 registers (16 of NEON's 32 q);
 #: 12 (3 x 4) measured up to 1.4x slower for the dense conv, no faster for the pattern one.
 MAX_TILE = 8
+#: Bytes of packed input window the channel-blocked convolution keeps in L1 (the host's L1d
+#: is 32 KiB, a Cortex-A76's 64 KiB); windows up to 2x this measured slower on the host.
+L1_BUDGET = 32 * 1024
 #: Software prefetch distance of the tiled convolutions, kernels (measured best of 1, 2, 4).
 PREFETCH = 2
 
@@ -281,6 +291,120 @@ def _tiled(sw: SourceWriter, kind: str, dtype: str, g: dict[str, int], fkw: tupl
             "       }\n      }\n    }\n")
 
 
+def channel_block(c: int, shape: tuple[int, int], kh: int, kw: int) -> int:
+    """Input channels per block of the channel-blocked convolution: as many as keep the packed
+    window (``kw`` shifted copies of ``rows + kh - 1`` rows of the tile width, per channel)
+    within :data:`L1_BUDGET`, at least 1, evened out over the blocks ``c`` needs."""
+    rows, nv = shape
+    per = kw * (rows + kh - 1) * nv * VL * 4
+    most = max(1, min(c, L1_BUDGET // per))
+    nb = -(-c // most)
+    return -(-c // nb)
+
+
+def _blocked(sw: SourceWriter, g: dict[str, int], fkw: tuple, b: np.ndarray,
+             shape: tuple[int, int], cblock: int) -> str:
+    """Body of the channel-blocked stride-1 fp32 convolution (dense or pattern).
+
+    Row tile, then column tile, then block of ``cblock`` input channels: ``mk_pack`` copies
+    the block's input window, zero padding included, into ``mk_pk``, one copy per column
+    shift so that every load is aligned, and it stays in L1 while every stored filter adds its
+    kernels of the block into its ``rows x nv`` register tile (loaded from and stored to
+    ``mk_ps``, the partial sums of every filter, which start at the bias). One function for
+    every kernel: each entry carries its tap offsets into the packed window and its weights,
+    so there is no switch on the pattern and the loop does not depend on the pattern mix.
+    The whole input is never copied (the window is packed straight from ``x``).
+    """
+    order, kptr, chan, pid, values, positions = fkw
+    o, c, kh, kw, oh, ow = g["o"], g["c"], g["kh"], g["kw"], g["oh"], g["ow"]
+    rows, nv = shape
+    tw = nv * VL
+    n = positions.shape[1]
+    wstride = -(-n // 4) * 4
+    h, w, ph, pw = g["h"], g["w"], g["ph"], g["pw"]
+    nb = -(-c // cblock)
+    rs = tw                                          # packed row stride (floats, aligned)
+    cs = (rows + kh - 1) * rs                            # packed channel stride
+    ds = cblock * cs                                 # packed shift stride
+    filt = np.repeat(np.arange(o), np.diff(kptr))
+    blk = chan // cblock
+    ent = np.lexsort((chan, filt, blk))              # by block, stored filter, channel
+    bptr = np.zeros(nb * o + 1, np.int64)
+    np.add.at(bptr, blk * o + filt + 1, 1)
+    bptr = np.cumsum(bptr)
+    dy, dx = positions // kw, positions % kw         # (patterns, n)
+    tap = dx * ds + dy * rs                          # (patterns, n)
+    offs = tap[pid[ent]] + ((chan[ent] % cblock) * cs)[:, None]
+    vals = np.zeros((len(ent), wstride), np.float32)
+    vals[:, :n] = values[ent]
+    otype = index_ctype(int(offs.max()) if offs.size else 0)
+    sw.const("cv_order", order, index_ctype(o))
+    sw.const("cv_val", vals, np.float32)
+    sw.const("cv_off", offs, otype)
+    sw.const("cv_bptr", bptr, np.int32)
+    sw.const("cv_b", b, np.float32)
+    oct_ = CTYPES[otype]
+    acc = [[f"a{r}_{v}" for v in range(nv)] for r in range(rows)]
+    fn = [f"static void blk_tile(float *restrict ps, const float *restrict pk, "
+          f"const float *restrict w, const {oct_} *restrict off, int nk) {{"]
+    fn += [f"    vf8 {acc[r][v]} = vf8_load(ps + {r * tw + v * VL});"
+           for r in range(rows) for v in range(nv)]
+    fn.append(f"    for (int k = 0; k < nk; k++, w += {wstride}, off += {n}) {{")
+    fn += [f"        const vf w{j} = vf_load(w + {4 * j});" for j in range(wstride // 4)]
+    fn += [f"        const float *p{t} = pk + off[{t}];" for t in range(n)]
+    for t in range(n):
+        for r in range(rows):
+            for v in range(nv):
+                a = acc[r][v]
+                fn.append(f"        {a} = vf8_fma_lane({a}, vf8_load(p{t} + {r * rs + v * VL}), "
+                          f"w{t // 4}, w + {4 * (t // 4)}, {t % 4});")
+    fn.append("    }")
+    fn += [f"    vf8_store(ps + {r * tw + v * VL}, {acc[r][v]});"
+           for r in range(rows) for v in range(nv)]
+    sw.emit("\n".join(fn) + "\n}\n\n")
+    sw.emit(f"static float mk_pk[{kw * ds}] __attribute__((aligned(64)));\n"
+            f"static float mk_ps[{o * rows * tw}] __attribute__((aligned(64)));\n\n")
+    nty, ntx = -(-oh // rows), (-(-ow // tw) if ow >= tw else 1)
+    ox = f"(tx * {tw} < {ow - tw} ? tx * {tw} : {ow - tw})" if ow >= tw else "0"
+    t = rows * tw
+    sw.emit(
+        "/* Pack channels c0 .. c0+cn-1 of the input window at (oy, ox) (top-left output) into\n"
+        "   mk_pk, zero padding included: no padded copy of the whole input. */\n"
+        "static void mk_pack(const float *restrict x, int c0, int cn, int oy, int ox) {\n"
+        f"    for (int s = 0; s < {kw}; s++)\n"
+        "      for (int cl = 0; cl < cn; cl++)\n"
+        f"        for (int r = 0; r < {rows + kh - 1}; r++) {{\n"
+        f"          float *d = mk_pk + s * {ds} + cl * {cs} + r * {rs};\n"
+        f"          const int iy = oy + r - {ph}, x0 = ox + s - {pw};\n"
+        f"          if (iy < 0 || iy >= {h}) {{ memset(d, 0, {tw} * sizeof(float)); continue; }}\n"
+        f"          const float *src = x + ((long)(c0 + cl) * {h} + iy) * {w};\n"
+        f"          if (x0 >= 0 && x0 + {tw} <= {w}) memcpy(d, src + x0, {tw} * sizeof(float));\n"
+        f"          else for (int j = 0; j < {tw}; j++)\n"
+        f"            d[j] = x0 + j >= 0 && x0 + j < {w} ? src[x0 + j] : 0.0f;\n"
+        "        }\n}\n\n")
+    pack = "        mk_pack(x, c0, cn, oy, ox);\n"
+    return (f"    for (int ty = 0; ty < {nty}; ty++) {{\n"
+            f"     const int oy = ty * {rows} < {oh - rows} ? ty * {rows} : {oh - rows};\n"
+            f"     for (int tx = 0; tx < {ntx}; tx++) {{\n"
+            f"      const int ox = {ox};\n"
+            f"      for (int f = 0; f < {o}; f++)\n"
+            f"        for (int i = 0; i < {t}; i++) mk_ps[f * {t} + i] = cv_b[cv_order[f]];\n"
+            f"      for (int bl = 0; bl < {nb}; bl++) {{\n"
+            f"        const int c0 = bl * {cblock}, cn = {c} - c0 < {cblock} ? {c} - c0 : {cblock};\n"
+            + pack +
+            f"        const int32_t *bp = cv_bptr + bl * {o};\n"
+            f"        for (int f = 0; f < {o}; f++)\n"
+            "          if (bp[f + 1] > bp[f])\n"
+            f"            blk_tile(mk_ps + f * {t}, mk_pk, cv_val + (long)bp[f] * {wstride}, "
+            f"cv_off + (long)bp[f] * {n}, bp[f + 1] - bp[f]);\n"
+            "      }\n"
+            f"      for (int f = 0; f < {o}; f++) {{\n"
+            f"        float *yt = yo + ((long)cv_order[f] * {oh} + oy) * {ow} + ox;\n"
+            f"        for (int r = 0; r < {rows}; r++) memcpy(yt + r * {ow}, mk_ps + f * {t} + "
+            f"r * {tw}, {min(tw, ow)} * sizeof(float));\n"
+            "      }\n     }\n    }\n")
+
+
 def _filter_loop(sw: SourceWriter, kind: str, dtype: str, g: dict[str, int], fkw: tuple,
                  b: np.ndarray, owp: int, hp: int, wp: int) -> str:
     """Body of the per-filter loop: an accumulator plane per stored filter, one specialised
@@ -321,13 +445,15 @@ def _filter_loop(sw: SourceWriter, kind: str, dtype: str, g: dict[str, int], fkw
 def conv_source(kind: str, weight: Any, mask: Any = None, bias: Any = None,
                 dtype: str = "fp32", image: Any = (8, 8), stride: Any = 1, padding: Any = 0,
                 library: Any = None, requant: Any = None, tiled: bool | None = None,
-                tile: tuple[int, int] | None = None) -> KernelSource:
+                tile: tuple[int, int] | None = None,
+                cblock: int | None = None) -> KernelSource:
     """A convolution kernel ``mk_run(x (c, h, w), y (o, oh, ow))``: ``conv`` or ``pattern``.
 
     int8 outputs are int32 accumulators, or int8 after ``requant`` (see :mod:`mobile.requant`).
     ``tiled``: the register-tiled stride-1 loop (default: for fp32) or the plane-accumulator
     loop (``False``; always for other strides); ``tile``: its (rows, vectors), default
-    :func:`tile_shape`.
+    :func:`tile_shape`; ``cblock``: input channels per block of the fp32 tiled loop (default
+    :func:`channel_block`; 0: no channel blocking, the whole padded input in L2).
 
     ``pattern`` needs 3x3 kernels whose kept masks are ``library`` patterns (default: the
     distinct kept masks of ``mask``; all must keep the same number of positions).
@@ -362,14 +488,21 @@ def conv_source(kind: str, weight: Any, mask: Any = None, bias: Any = None,
         wp = max(g["w"] + 2 * g["pw"], shape[1] * VL + kw - 1)
     tin = "float" if dtype == "fp32" else "int8_t"
     sw = SourceWriter()
-    sw.emit(f"static {tin} mk_xp[{c * hp * wp + 16}] __attribute__((aligned(64)));\n")
-    body = (f"    for (int ci = 0; ci < {c}; ci++)\n"
+    blocked = tiled and dtype == "fp32" and cblock != 0
+    if blocked and cblock is None:
+        cblock = channel_block(c, shape, kh, kw)
+    if not blocked:
+        sw.emit(f"static {tin} mk_xp[{c * hp * wp + 16}] __attribute__((aligned(64)));\n")
+    body = "" if blocked else (
+            f"    for (int ci = 0; ci < {c}; ci++)\n"
             f"        for (int r = 0; r < {g['h']}; r++)\n"
             f"            memcpy(mk_xp + (long)ci * {hp * wp} + (r + {g['ph']}) * {wp} + "
             f"{g['pw']}, x + ((long)ci * {g['h']} + r) * {g['w']}, {g['w']} * sizeof({tin}));\n")
     n = positions.shape[1]
     fkw = (order, kptr, chan, pid, values, positions)
-    if tiled:
+    if blocked:
+        body += _blocked(sw, g, fkw, b, shape, cblock)
+    elif tiled:
         body += _tiled(sw, kind, dtype, g, fkw, b, hp, wp, shape)
     else:
         body += _filter_loop(sw, kind, dtype, g, fkw, b, owp, hp, wp)

@@ -10,7 +10,7 @@ import pytest
 from ir.pattern import candidate_patterns
 from mobile.build import build_kernels, generate
 from mobile.check import check_kernel
-from mobile.gen_conv import MAX_TILE, VL, tile_shape
+from mobile.gen_conv import L1_BUDGET, MAX_TILE, VL, channel_block, tile_shape
 
 CACHE = Path(__file__).resolve().parent.parent / ".mobile_cache"
 LIB = candidate_patterns(4)
@@ -44,6 +44,10 @@ def test_conv_matches_golden(kind, dtype):
                                     stride=s, padding=p, tiled=True)))
         if dtype == "int8" and s == 1 and h < 10:       # int8's default plane path
             requests.append((kind, dict(requests[-1][1], tiled=None)))
+        if dtype == "fp32" and s == 1:
+            # channel blocks of 2 (an uneven last block), and the unblocked register tiles
+            requests.append((kind, dict(requests[-1][1], cblock=2)))
+            requests.append((kind, dict(requests[-1][1], cblock=0)))
     for (_, params), k in zip(requests, build_kernels(requests, cache_dir=CACHE), strict=True):
         r = check_kernel(k, seed=2)
         assert r.ok, (params["image"], params["tiled"], r.message)
@@ -68,7 +72,10 @@ def test_pattern_structure_one_function_per_used_pattern():
     kernels = m.reshape(8, 6, 9)
     used = sum(bool((kernels == LIB[p].reshape(9)).all(-1).any()) for p in range(len(LIB)))
     assert src.info["patterns_used"] == used
-    assert src.code.count("static void pat") == used
+    plane = generate("pattern", weight=wt, mask=m, image=(8, 8), padding=1, tiled=False)
+    assert plane.code.count("static void pat") == used
+    assert src.code.count("static void pat") == 0                  # blocked: one generic loop
+    assert src.code.count("static void blk_tile") == 1
     assert src.info["kept_kernels"] == int(m.reshape(8, 6, 9).any(-1).sum())
     assert src.info["kept_macs"] == src.info["kept_kernels"] * 4 * 64
 
@@ -89,10 +96,13 @@ def test_tiled_is_the_stride_one_path():
     plain = generate("pattern", weight=wt, mask=m, bias=b, image=(9, 20), padding=1,
                      tiled=False)
     strided = generate("pattern", weight=wt, mask=m, bias=b, image=(9, 20), stride=2)
-    assert "vf8_fma_lane" in tiled.code and "tile[" in tiled.code
+    assert "vf8_fma_lane" in tiled.code and "mk_pack" in tiled.code
+    assert "mk_xp" not in tiled.code                   # packed straight from x
+    unblocked = generate("pattern", weight=wt, mask=m, bias=b, image=(9, 20), padding=1, cblock=0)
+    assert "tile[" in unblocked.code and "mk_pack" not in unblocked.code
     assert "tile[" not in plain.code
     assert "tile[" not in strided.code
-    assert tiled.info == plain.info
+    assert tiled.info == plain.info == unblocked.info
     i8 = dict(weight=rng.integers(-9, 9, (4, 3, 3, 3)), mask=m, dtype="int8", image=(9, 20))
     assert "tile[" not in generate("pattern", **i8).code
     assert "tile[" in generate("pattern", **i8, tiled=True).code
@@ -106,3 +116,16 @@ def test_conv_errors():
     with pytest.raises(ValueError, match="matches no library pattern"):
         generate("pattern", weight=np.ones((1, 1, 3, 3), np.float32), image=4,
                  library=LIB[:2])
+
+
+@pytest.mark.parametrize("c, shape, kh, kw", [(64, (4, 2), 3, 3), (512, (4, 2), 3, 3),
+                                              (3, (4, 2), 3, 3), (300, (1, 1), 5, 3),
+                                              (7, (6, 1), 1, 1)])
+def test_channel_block_fits_l1_and_evens_blocks(c, shape, kh, kw):
+    cb = channel_block(c, shape, kh, kw)
+    rows, nv = shape
+    per = kw * (rows + kh - 1) * nv * VL * 4
+    assert 1 <= cb <= c and cb * per <= max(L1_BUDGET, per)
+    nb = -(-c // cb)
+    assert nb * cb - c < nb                           # the blocks differ by at most one
+    assert nb == -(-c // max(1, min(c, L1_BUDGET // per)))   # no more blocks than needed

@@ -73,7 +73,8 @@ def test_every_generator_under_qemu(dtype, require_aarch64):
 
 def test_tiled_convs_under_qemu(require_aarch64):
     """The tiled stride-1 convolutions on NEON: overlapping edge tiles, a width below one
-    vector, odd heights, a 9-row tile loop, fp32 and int8 with requantization."""
+    vector, odd heights, a 9-row tile loop, channel blocks (one, and uneven ones of 2), fp32
+    and int8 with requantization."""
     rng = np.random.default_rng(13)
     lib = candidate_patterns(4)[:8]
     requests = []
@@ -85,6 +86,7 @@ def test_tiled_convs_under_qemu(require_aarch64):
         requests += [("conv", dict(weight=wf, bias=rng.standard_normal(o).astype(np.float32),
                                    **geo)),
                      ("pattern", dict(weight=wf, mask=pm, **geo)),
+                     ("pattern", dict(weight=wf, mask=pm, cblock=2, **geo)),
                      ("conv", dict(weight=wi, dtype="int8", bias=rng.integers(-999, 999, o),
                                    tiled=True, **geo)),
                      ("pattern", dict(weight=wi, mask=pm, dtype="int8", tiled=True,
