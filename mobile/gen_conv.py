@@ -158,8 +158,8 @@ def tile_shape(oh: int, ow: int) -> tuple[int, int]:
     (weight load, pointer, loop: about a third of a row vector's FMAs at 4 taps) counted."""
     best = None
     for nv in (1, 2, 4):  # 3 vectors (26-float windows) measured slower everywhere
-        for r in range(1, 7):
-            if r * nv > MAX_TILE or (r > oh and r > 1):
+        for r in range(1, MAX_TILE // nv + 1):
+            if r > oh and r > 1:
                 continue
             tw = nv * VL
             rr = min(r, oh)
