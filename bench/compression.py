@@ -109,6 +109,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--admm-iters", type=int, default=12)
     p.add_argument("--admm-epochs", type=int, default=1, help="W-step epochs per iteration")
     p.add_argument("--retrain-epochs", type=int, default=6)
+    p.add_argument("--stages", default="",
+                   help="progressive pruning: intermediate ratios (e.g. 10,30), each a full "
+                        "ADMM + retraining from the previous one (the peer prunes and "
+                        "fine-tunes at the same steps); empty: one step")
     p.add_argument("--ramp", type=int, default=0,
                    help="gradual pruning: ADMM iterations over which the Z-step's sparsity "
                         "rises (cubic) to the target (0: the target from the start)")
@@ -169,6 +173,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.admm_iters, args.retrain_epochs = 2, 1
         args.quant_iters, args.quant_retrain = 1, 1
     args.ratio_list = [float(r) for r in args.ratios.split(",")]
+    try:
+        args.stage_list = sorted(float(r) for r in args.stages.split(",") if r.strip())
+    except ValueError:
+        p.error(f"--stages: expected ratios such as 10,30, not {args.stages!r}")
+    if any(not r > 1 for r in args.stage_list):
+        p.error("--stages: every ratio must be above 1")
     if args.augment.strip().lower() in ("none", "", "0"):
         args.augmentation = None
     else:
@@ -306,56 +316,79 @@ def layer_nnz(model: nn.Module) -> dict[str, int]:
     return {n: int(torch.count_nonzero(m.weight)) for n, m in prunable_layers(model).items()}
 
 
+def stage_ratios(ratio: float, args: argparse.Namespace) -> list[float]:
+    """The ratios of the progressive steps towards ``ratio``: the ``--stages`` below it, then
+    ``ratio`` itself."""
+    return [r for r in args.stage_list if r < ratio] + [ratio]
+
+
 def run_admm(seed: int, state: dict, ratio: float, args: argparse.Namespace) -> tuple[nn.Module,
                                                                                      dict]:
+    """ADMM to ``ratio``; with ``--stages``, progressive (Ye et al., arXiv 1903.09769): one full
+    ADMM + masked retraining per stage ratio, each starting from the previous stage's pruned
+    model. ``row["stage_kept"]`` holds each stage's per-layer kept counts for the peer."""
     model = from_state(seed, state)
     tr, te = loaders(seed, args.batch_size, args.augmentation)
-    plans = resolve(pruning_plan(model, ratio, args.scope, args.profile_map), model)
-    res = compress(model, plans, tr, te, epochs_admm=args.admm_epochs,
-                   admm_iters=args.admm_iters, retrain_epochs=args.retrain_epochs, rho=args.rho,
-                   rho_factor=args.rho_factor, rho_max=args.rho_max, lr=args.lr,
-                   retrain_lr=args.rlr, optimizer=args.optimizer,
-                   weight_decay=args.weight_decay, seed=seed,
-                   progress=False, model_name=MODEL, retrain_schedule=args.retrain_schedule,
-                   distill=args.distill or None, distill_weight=args.distill_weight,
-                   ramp=args.ramp)
+    stage_kept, seconds = [], 0.0
+    for r in stage_ratios(ratio, args):
+        plans = resolve(pruning_plan(model, r, args.scope, args.profile_map), model)
+        res = compress(model, plans, tr, te, epochs_admm=args.admm_epochs,
+                       admm_iters=args.admm_iters, retrain_epochs=args.retrain_epochs,
+                       rho=args.rho, rho_factor=args.rho_factor, rho_max=args.rho_max,
+                       lr=args.lr, retrain_lr=args.rlr, optimizer=args.optimizer,
+                       weight_decay=args.weight_decay, seed=seed,
+                       progress=False, model_name=MODEL, retrain_schedule=args.retrain_schedule,
+                       distill=args.distill or None, distill_weight=args.distill_weight,
+                       ramp=args.ramp)
+        stage_kept.append({row["layer"]: row["nnz"] for row in res.rows})
+        seconds += res.seconds
     t = res.totals()
-    steps = (args.admm_iters * args.admm_epochs + args.retrain_epochs) * len(tr)
+    steps = len(stage_kept) * (args.admm_iters * args.admm_epochs + args.retrain_epochs) * len(tr)
     last = res.history[-1].residual if res.history else {}
     row = {"method": "admm", "accuracy": res.accuracy_after,
            "accuracy_no_retrain": res.accuracy_projected, "ratio": t["pruning_ratio"],
-           "nnz": t["nnz"], "numel": t["numel"], "steps": steps, "seconds": res.seconds,
-           "max_residual": max(last.values(), default=float("nan"))}
+           "nnz": t["nnz"], "numel": t["numel"], "steps": steps, "seconds": seconds,
+           "max_residual": max(last.values(), default=float("nan")),
+           "stages": len(stage_kept)}
     row |= {f"nnz_{r['layer']}": r["nnz"] for r in res.rows}
-    return model, row
+    return model, row, stage_kept
 
 
-def run_peer(seed: int, state: dict, kept: dict[str, int], args: argparse.Namespace) -> dict:
+def run_peer(seed: int, state: dict, stage_kept: list[dict[str, int]],
+             args: argparse.Namespace) -> dict:
     """torch.nn.utils.prune.l1_unstructured with ADMM's per-layer kept counts, then fine-tune
     with ADMM's recipe step for step: one optimizer run as long as the W-steps (constant lr), then
     a fresh optimizer as long as the retraining (its lr and schedule), on the same (augmented)
-    batches, with the same optimizer, weight decay and distillation loss."""
+    batches, with the same optimizer, weight decay and distillation loss. With ``--stages``
+    this is iterative magnitude pruning: one prune + fine-tune per stage, with the kept counts
+    of ADMM's stage (each prune ranks the current weights, earlier-pruned zeros first)."""
     model = from_state(seed, state)
     tr, te = loaders(seed, args.batch_size, args.augmentation)
     distill = teacher(seed, state, args)
     start = time.perf_counter()
     layers = prunable_layers(model)
-    for n, m in layers.items():
-        tprune.l1_unstructured(m, "weight", amount=m.weight.numel() - kept[n])
-    acc0 = evaluate(model, te)
     w_epochs = args.admm_iters * args.admm_epochs
-    if args.peer_recipe == "single":
-        stats = train(model, tr, w_epochs + args.retrain_epochs, args.optimizer, lr=args.lr,
-                      seed=seed, schedule=args.retrain_schedule, distill=distill,
-                      weight_decay=args.weight_decay)
-    else:
-        stats = train(model, tr, w_epochs, args.optimizer, lr=args.lr, seed=seed,
-                      distill=distill, weight_decay=args.weight_decay)
-        stats += train(model, tr, args.retrain_epochs, args.optimizer, lr=args.rlr,
-                       seed=seed + 500, schedule=args.retrain_schedule, distill=distill,
-                       weight_decay=args.weight_decay)
+    stats = []
+    for i, kept in enumerate(stage_kept):
+        for n, m in layers.items():
+            if i:
+                tprune.remove(m, "weight")
+            tprune.l1_unstructured(m, "weight", amount=m.weight.numel() - kept[n])
+        if i == 0:
+            acc0 = evaluate(model, te)
+        if args.peer_recipe == "single":
+            stats += train(model, tr, w_epochs + args.retrain_epochs, args.optimizer,
+                           lr=args.lr, seed=seed, schedule=args.retrain_schedule,
+                           distill=distill, weight_decay=args.weight_decay)
+        else:
+            stats += train(model, tr, w_epochs, args.optimizer, lr=args.lr, seed=seed,
+                           distill=distill, weight_decay=args.weight_decay)
+            stats += train(model, tr, args.retrain_epochs, args.optimizer, lr=args.rlr,
+                           seed=seed + 500, schedule=args.retrain_schedule, distill=distill,
+                           weight_decay=args.weight_decay)
     for m in layers.values():
         tprune.remove(m, "weight")
+    kept = stage_kept[-1]
     nnz = layer_nnz(model)
     if any(nnz[n] > kept[n] for n in kept):
         raise RuntimeError(f"peer revived pruned weights: {nnz} vs {kept}")
@@ -531,7 +564,8 @@ def main(argv: list[str]) -> int:
           f"augmentation {args.augmentation}; distillation "
           f"{f'T={args.distill:g} weight {args.distill_weight:g}' if args.distill else 'off'}; "
           f"profile {args.profile_map if args.scope == 'profile' else '-'}; "
-          f"peer {peer_epochs} epochs ({args.peer_recipe}); "
+          f"progressive stages {args.stage_list or 'none'} (each runs all of the above); "
+          f"peer {peer_epochs} epochs per stage ({args.peer_recipe}); "
           f"quantization {args.bit_map}, {args.quant_iters} ADMM iterations + "
           f"{args.quant_retrain} retrain epochs", flush=True)
     for seed in seeds:
@@ -543,13 +577,12 @@ def main(argv: list[str]) -> int:
                         "steps": dense_epochs * math.ceil((4000 - 10 * args.val)
                                                           / args.batch_size)})
         for ratio in args.ratio_list:
-            model, row = run_admm(seed, state, ratio, args)
+            model, row, stage_kept = run_admm(seed, state, ratio, args)
             records.append({"seed": seed, "target_ratio": ratio} | row)
             print(f"[seed {seed}] ADMM {ratio:g}x: {row['ratio']:.1f}x, {row['accuracy']:.2%} "
                   f"(hard-pruned {row['accuracy_no_retrain']:.2%}, max ||W-Z||/||W|| "
                   f"{row['max_residual']:.3f}; {row['seconds']:.0f} s)", flush=True)
-            kept = {k.removeprefix("nnz_"): v for k, v in row.items() if k.startswith("nnz_")}
-            peer = run_peer(seed, state, kept, args)
+            peer = run_peer(seed, state, stage_kept, args)
             if peer["steps"] != row["steps"]:
                 raise RuntimeError(f"step counts differ: ADMM {row['steps']}, "
                                    f"peer {peer['steps']}")

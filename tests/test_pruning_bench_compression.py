@@ -92,7 +92,62 @@ def test_peer_gets_the_same_optimizer_weight_decay_and_retrain_lr(monkeypatch):
     args.batch_size = 8
     state = bc.zoo.build(bc.MODEL, seed=0).state_dict()
     kept = {n: max(1, v // 50) for n, v in bc.numels(bc.zoo.build(bc.MODEL)).items()}
-    row = bc.run_peer(0, state, kept, args)
+    row = bc.run_peer(0, state, [kept], args)
     assert calls == [(2, "sgd", 0.02, 1e-4, "constant"), (1, "sgd", 0.005, 1e-4, "cosine")]
     assert row["steps"] == 3 * len(data)
     assert all(row[f"nnz_{n}"] <= k for n, k in kept.items())
+
+
+def test_stages_option_parsed_and_checked():
+    assert bc.parse_args([]).stage_list == []
+    a = bc.parse_args(["--stages", "30, 10"])
+    assert a.stage_list == [10.0, 30.0]
+    assert bc.stage_ratios(100.0, a) == [10.0, 30.0, 100.0]
+    assert bc.stage_ratios(20.0, a) == [10.0, 20.0]        # stages at or above a ratio skipped
+    for bad in (["--stages", "ten"], ["--stages", "1"], ["--stages", "0.5,10"]):
+        with pytest.raises(SystemExit):
+            bc.parse_args(bad)
+
+
+def _tiny(monkeypatch):
+    g = torch.Generator().manual_seed(1)
+    data = [(torch.rand(8, 1, 28, 28, generator=g), torch.randint(0, 10, (8,), generator=g))
+            for _ in range(2)]
+    monkeypatch.setattr(bc, "loaders", lambda *a, **k: (data, data))
+    return data
+
+
+def test_progressive_admm_runs_one_compression_per_stage(monkeypatch):
+    """--stages: ADMM + retraining once per stage from the previous stage's model; each stage
+    keeps fewer weights, the last reaches the ratio, and the steps count every stage."""
+    data = _tiny(monkeypatch)
+    args = bc.parse_args(["--stages", "5", "--scope", "global", "--admm-iters", "1",
+                          "--retrain-epochs", "1"])
+    args.batch_size = 8
+    state = bc.zoo.build(bc.MODEL, seed=0).state_dict()
+    model, row, stage_kept = bc.run_admm(0, state, 20.0, args)
+    total = sum(bc.numels(model).values())
+    assert row["stages"] == 2 and len(stage_kept) == 2
+    assert [round(total / sum(k.values())) for k in stage_kept] == [5, 20]
+    assert all(stage_kept[1][n] <= stage_kept[0][n] for n in stage_kept[0])
+    assert row["steps"] == 2 * (1 + 1) * len(data)
+    assert bc.layer_nnz(model) == stage_kept[-1]
+
+
+def test_progressive_peer_prunes_and_finetunes_once_per_stage(monkeypatch):
+    """The peer of --stages is iterative magnitude pruning: a prune + fine-tune per stage with
+    ADMM's kept counts of that stage, the same steps as ADMM, and no revived weight."""
+    data = _tiny(monkeypatch)
+    calls = []
+    real_train = bc.train
+    monkeypatch.setattr(bc, "train", lambda *a, **k: calls.append(a[2]) or real_train(*a, **k))
+    args = bc.parse_args(["--admm-iters", "2", "--retrain-epochs", "1", "--peer-recipe",
+                          "mirror", "--stages", "5"])
+    args.batch_size = 8
+    state = bc.zoo.build(bc.MODEL, seed=0).state_dict()
+    sizes = bc.numels(bc.zoo.build(bc.MODEL))
+    stages = [{n: v // 5 for n, v in sizes.items()}, {n: max(1, v // 50) for n, v in sizes.items()}]
+    row = bc.run_peer(0, state, stages, args)
+    assert calls == [2, 1, 2, 1]
+    assert row["steps"] == 2 * 3 * len(data)
+    assert all(row[f"nnz_{n}"] <= k for n, k in stages[-1].items())
