@@ -9,9 +9,13 @@ as a warm cache is the normal case); each timed sweep then starts from an empty 
 saves ``bench/results/sweep.csv`` and the break-even table ``bench/results/sweep_breakeven.csv``.
 
 Targets (issue 5): <= 10 minutes with 2 workers; >= 1.8x from one worker to two. The machine's
-load (``os.getloadavg``) is printed with the numbers: on a shared machine the speedup says little.
+load (``os.getloadavg``) is printed with the numbers. On a shared virtual machine the speed of
+the same sweep drifts by 10-20% within minutes, so ``--repeats R`` times every worker count R
+times, alternating the order (1, 2, then 2, 1, ...) so that a drift hits both counts alike, and
+the speedup is taken from the median wall times (each repeat's own ratio is printed too). The
+cycle-model cache is cleared before each timed sweep, so every sweep pays its own planning.
 
-Usage: ``python bench/sweep.py [--grid 20] [--seeds 3] [--workers 1,2] [--chunk 64]``
+Usage: ``python bench/sweep.py [--grid 20] [--seeds 3] [--workers 1,2] [--chunk 64] [--repeats 3]``
 """
 
 from __future__ import annotations
@@ -28,7 +32,14 @@ import pandas as pd
 
 from codesign.store import SQLiteStore
 from codesign.sweep import DEFAULT_MODELS, breakeven_table, connect, model_layers, run_sweep
-from sim.breakeven import EngineConfig, build_sizes, check_engine_layer, default_grid, prebuild
+from sim.breakeven import (
+    EngineConfig,
+    _model_at,
+    build_sizes,
+    check_engine_layer,
+    default_grid,
+    prebuild,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -40,6 +51,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--workers", default="1,2", help="worker counts to time")
     ap.add_argument("--cache", default=None, help="simulator cache (default ./.sim_cache)")
     ap.add_argument("--chunk", type=int, default=64, help="most points per Dask task")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="timed sweeps per worker count, in alternating order")
     args = ap.parse_args(argv)
     counts = [int(w) for w in args.workers.split(",")]
     cache = Path(args.cache or ".sim_cache").resolve()
@@ -68,48 +81,62 @@ def main(argv: list[str]) -> int:
     print(f"builds: {len(builds)} (sparse and dense per engine) in {build_s:.1f} s, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
 
-    rows, tables = [], {}
-    for n in counts:
-        work = Path(tempfile.mkdtemp(prefix=f"sweep-bench-{n}-"))
-        try:
-            load0 = os.getloadavg()[0]
-            t = time.perf_counter()
-            with SQLiteStore(work / "points.sqlite") as store:
-                res = run_sweep(models, configs, work / "out", store=store, grid=grid,
-                                seeds=args.seeds, workers=n, cache_dir=cache, progress=False,
-                                chunk=args.chunk,
-                                echo=lambda s: print(s, flush=True))
-            wall = time.perf_counter() - t
-            tables[n] = breakeven_table(res.results)
-            rows.append({"workers": n, "layer_engine_pairs": len(res.results),
-                         "points": res.ran, "rtl_runs": 2 * res.ran,
-                         "ratios_per_pair_min": min(len({p.ratio for p in be.points})
-                                                    for _, be in res.results),
-                         "wall_s": round(wall, 1), "load_avg_start": round(load0, 2),
-                         "load_avg_end": round(os.getloadavg()[0], 2)})
-            rows[-1].update({f"{k}_s": round(v, 1) for k, v in res.phases.items()})
-            print(f"{n} worker(s): {res.ran} points in {wall:.1f} s ("
-                  + ", ".join(f"{k} {v:.1f} s" for k, v in res.phases.items()) + ")",
-                  flush=True)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+    if args.repeats < 1:
+        ap.error("--repeats must be at least 1")
+    rows, tables = [], []
+    for rep in range(args.repeats):
+        for n in (counts if rep % 2 == 0 else counts[::-1]):
+            _model_at.cache_clear()          # every sweep plans from scratch
+            work = Path(tempfile.mkdtemp(prefix=f"sweep-bench-{n}-"))
+            try:
+                load0 = os.getloadavg()[0]
+                t = time.perf_counter()
+                with SQLiteStore(work / "points.sqlite") as store:
+                    res = run_sweep(models, configs, work / "out", store=store, grid=grid,
+                                    seeds=args.seeds, workers=n, cache_dir=cache,
+                                    progress=False, chunk=args.chunk,
+                                    echo=lambda s: print(s, flush=True))
+                wall = time.perf_counter() - t
+                tables.append(breakeven_table(res.results))
+                rows.append({"repeat": rep, "workers": n, "layer_engine_pairs": len(res.results),
+                             "points": res.ran, "rtl_runs": 2 * res.ran,
+                             "ratios_per_pair_min": min(len({p.ratio for p in be.points})
+                                                        for _, be in res.results),
+                             "wall_s": round(wall, 1), "load_avg_start": round(load0, 2),
+                             "load_avg_end": round(os.getloadavg()[0], 2)})
+                rows[-1].update({f"{k}_s": round(v, 1) for k, v in res.phases.items()})
+                print(f"repeat {rep}, {n} worker(s): {res.ran} points in {wall:.1f} s ("
+                      + ", ".join(f"{k} {v:.1f} s" for k, v in res.phases.items()) + ")",
+                      flush=True)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
     df = pd.DataFrame(rows)
-    # speedup over the run with the fewest workers, whatever order they ran in
-    base = df.wall_s[df.workers.idxmin()]
-    df["speedup"] = (base / df.wall_s).round(2)
     df["builds_s"] = round(build_s, 1)
+    # speedups over the fewest workers, whatever order they ran in: per repeat and of medians
+    base_n = min(counts)
+    base = df[df.workers == base_n].set_index("repeat").wall_s
+    df["speedup_in_repeat"] = (df.repeat.map(base) / df.wall_s).round(2)
+    med = df.groupby("workers").wall_s.median()
+    summary = pd.DataFrame({"workers": med.index, "runs": df.groupby("workers").size().values,
+                            "median_wall_s": med.values.round(1),
+                            "min_wall_s": df.groupby("workers").wall_s.min().values,
+                            "max_wall_s": df.groupby("workers").wall_s.max().values,
+                            "speedup_of_medians": (med[base_n] / med).values.round(2)})
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "sweep.csv"
     df.to_csv(out, index=False)
-    first = tables[counts[0]]
+    summary.to_csv(RESULTS / "sweep_summary.csv", index=False)
+    first = tables[0]
     first.to_csv(RESULTS / "sweep_breakeven.csv", index=False)
     same = all(t.drop(columns=["rtl_runs", "points"]).equals(
-        first.drop(columns=["rtl_runs", "points"])) for t in tables.values())
+        first.drop(columns=["rtl_runs", "points"])) for t in tables)
     print(df.to_string(index=False))
+    print(summary.to_string(index=False))
     print(first[["model", "layer", "shape", "engine", "breakeven_ratio", "storage_breakeven",
                  "predicted_ratio", "rtl_runs"]].to_string(index=False))
     print(f"same break-evens with every worker count: {same}")
-    print(f"saved {out}\nreproduce: python bench/sweep.py {' '.join(argv)}".rstrip())
+    print(f"saved {out} and {RESULTS / 'sweep_summary.csv'}")
+    print(f"reproduce: python bench/sweep.py {' '.join(argv)}".rstrip())
     return 0 if same else 1
 
 

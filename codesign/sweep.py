@@ -9,6 +9,8 @@ process per core by default, or a running cluster given by its scheduler address
   engine and one of the dense engine, sized for the largest layer of the sweep
   (:func:`sim.breakeven.build_sizes`); each build is its own task, and the point tasks that use
   it depend on it, so it is built once (the cache directory must be shared by all workers).
+  Every build finishes before the first point task is submitted (else a queued build could wait
+  behind another configuration's points and push its own into the tail).
 * **Tasks.** A task runs up to ``chunk`` points of one layer on one configuration: one simulator
   process for the sparse engine and one for the dense engine.
 * **Store.** The client writes each task's points to the store (:class:`codesign.store.
@@ -318,7 +320,7 @@ def run_sweep(models: Sequence[tuple[str, Sequence[LayerSpec]]], configs: Sequen
         For an unreachable scheduler, or tasks that failed (after the others finished and were
         stored).
     """
-    from distributed import as_completed
+    from distributed import as_completed, wait
 
     from sim.runner import check_simulator, default_cache_dir
 
@@ -384,15 +386,20 @@ def run_sweep(models: Sequence[tuple[str, Sequence[LayerSpec]]], configs: Sequen
                     _lap(result.phases, "cluster", t0)
                 t0 = time.perf_counter()
                 futures = {}
-                for c, reqs in todo.items():
-                    deps = []
+                # every build first, finished before any point task is submitted: a Dask
+                # scheduler queues tasks without dependencies (builds) but hands a ready point
+                # task to a worker at once, so a build submitted beside point tasks can wait
+                # behind all of them and take its own configuration's points into the tail
+                for c in todo:
                     for which in ("sparse", "dense"):
                         bkey = (c.config, which)
                         if bkey not in builds:
                             builds[bkey] = client.submit(
                                 _build_task, c.config, sizes[c.config], which, simulator,
                                 cache, pure=False)
-                        deps.append(builds[bkey])
+                wait(list(builds.values()))     # a failed build fails its point tasks below
+                for c, reqs in todo.items():
+                    deps = [builds[(c.config, which)] for which in ("sparse", "dense")]
                     for part in _split(reqs, chunk):
                         f = client.submit(_points_task, c.spec, c.config, part, simulator, cache,
                                           sizes[c.config], key_tools, *deps, pure=False,

@@ -242,3 +242,31 @@ def test_split_even_parts_and_priorities():
         assert sum(parts, []) == list(range(n))
     big, small = model_layers("vggsmall")[-2], model_layers("vggsmall")[0]
     assert _task_cost(big, 10) > _task_cost(small, 10) > _task_cost(small, 1)
+
+
+def test_builds_run_before_every_point_task(tmp_path, sim_cache_dir, require_simulator):
+    """Every build runs before the first point task: no configuration's builds wait behind
+    another configuration's points (they would hold all of their own points back into the
+    tail, as a Dask scheduler queues tasks without dependencies)."""
+    require_simulator("verilator")
+    from distributed import get_task_stream
+
+    from codesign.store import SQLiteStore
+    from codesign.sweep import connect, model_layers, run_sweep
+    from sim.breakeven import EngineConfig
+
+    fc2 = [s for s in model_layers("tinycnn") if s.name == "fc2"]
+    configs = [EngineConfig("unstructured"), EngineConfig("bcr")]
+    with connect(None, 1) as client, get_task_stream(client) as ts, \
+            SQLiteStore(tmp_path / "points.sqlite") as store:
+        res = run_sweep([("tinycnn", fc2)], configs, tmp_path / "out", store=store,
+                        grid=(0.0, 0.5, 0.9), seeds=1, tol=0.2, cache_dir=sim_cache_dir,
+                        chunk=1, progress=False, client=client, echo=lambda s: None)
+    assert res.ran > 4 and len(res.results) == 2
+    starts: dict[str, list[float]] = {"_build_task": [], "_points_task": []}
+    for task in ts.data:
+        for ss in task["startstops"]:
+            if ss["action"] == "compute":
+                starts[task["key"].split("-", 1)[0]].append(ss["start"])
+    assert len(starts["_build_task"]) == 4 and len(starts["_points_task"]) >= 4
+    assert max(starts["_build_task"]) < min(starts["_points_task"]), starts
