@@ -545,7 +545,7 @@ def _plot_layer(path: Path, model: str, layer: str,
     ax.set_ylabel("cycles per layer (RTL)")
     ax.set_title(f"{model} {layer}: sparse vs dense cycles, break-even dotted")
     ax.legend(fontsize=7)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.1, right=0.97, top=0.93, bottom=0.11)  # tight_layout: 1.5x the time
     _atomic(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
     plt.close(fig)
 
