@@ -9,13 +9,15 @@ fp32, stride 1 (the default): channel-blocked, output-stationary register tiles.
   the image edge (overlapping the one before, storing the same values), so there is no tail
   code; widths below one tile compute a full tile and store the valid part;
 * per tile, per block of input channels (:func:`channel_block`: the packed window fits in
-  L1), the block's input window is packed from ``x``, zero padding included, once per column
-  shift (3 copies for a 3x3 kernel, so every load is aligned);
+  L1), the block's input window is packed from ``x``, zero padding included: once for
+  one-vector tiles (rows of 64 bytes, so a shifted load stays in one cache line), else once
+  per column shift (3 copies for a 3x3 kernel, every load aligned);
 * every stored filter then adds its kernels of the block into its ``rows x nv`` accumulators,
   held in registers between a load from and a store to its partial sums (which start at the
   bias and go to ``y`` after the last block); per kernel, per tap the weight is broadcast and
-  multiplied into aligned window vectors. One function for dense and every pattern: each kernel
-  entry carries its tap offsets into the window (uint16) and its weights.
+  multiplied into window vectors, two taps of one column sharing their loaded rows. One
+  function for dense and every pattern: each kernel entry carries its tap offsets into the
+  window (uint16) and its weights.
 
 int8 and other strides take the plane-accumulator path: the input is copied once into a
 zero-padded work buffer, an accumulator plane per filter, each kept kernel adds its taps row
@@ -148,14 +150,20 @@ MAX_TILE = 8
 #: Bytes of packed input window the channel-blocked convolution keeps in L1 (the host's L1d
 #: is 32 KiB, a Cortex-A76's 64 KiB); windows up to 2x this measured slower on the host.
 L1_BUDGET = 32 * 1024
+#: Work factor of tiles wider than one vector in the channel-blocked path (three window copies
+#: instead of one, a third as many channels per block): at 28x28 the 7x1 tile (8% more padded
+#: outputs) measured 1.05-1.07x faster than 2x4 on VGG-16's conv4_x.
+WIDE_COST = 1.1
 #: Software prefetch distance of the tiled convolutions, kernels (measured best of 1, 2, 4).
 PREFETCH = 2
 
 
-def tile_shape(oh: int, ow: int) -> tuple[int, int]:
+def tile_shape(oh: int, ow: int, wide_cost: float = 1.0) -> tuple[int, int]:
     """Output tile ``(rows, vectors)`` of the tiled stride-1 fp32 convolutions for an
     ``oh x ow`` output: the one computing the fewest padded outputs, per-kernel overhead
-    (weight load, pointer, loop: about a third of a row vector's FMAs at 4 taps) counted."""
+    (weight load, pointer, loop: about a third of a row vector's FMAs at 4 taps) counted, the
+    work of tiles wider than one vector times ``wide_cost`` (the channel-blocked path packs
+    their window once per column shift: :data:`WIDE_COST`)."""
     best = None
     for nv in (1, 2, 4):  # 3 vectors (26-float windows) measured slower everywhere
         for r in range(1, MAX_TILE // nv + 1):
@@ -164,7 +172,7 @@ def tile_shape(oh: int, ow: int) -> tuple[int, int]:
             tw = nv * VL
             rr = min(r, oh)
             cols = -(-ow // tw) * tw if ow >= tw else tw
-            work = -(-oh // rr) * rr * cols * (1 + 3.0 / (rr * nv))
+            work = -(-oh // rr) * rr * cols * (1 + 3.0 / (rr * nv)) * (wide_cost if nv > 1 else 1)
             if best is None or work < best[0]:
                 best = (work, rr, nv)
     return best[1], best[2]
@@ -291,12 +299,51 @@ def _tiled(sw: SourceWriter, kind: str, dtype: str, g: dict[str, int], fkw: tupl
             "       }\n      }\n    }\n")
 
 
+def _row_stride(tw: int, kw: int) -> int:
+    """Floats per packed window row: the ``tw + kw - 1`` inputs of a tile row rounded up to
+    whole 64-byte lines, so that a vector load at any column shift stays in one line when the
+    tile is one vector wide."""
+    return -(-(tw + kw - 1) // 16) * 16
+
+
+def _pair_taps(dy: np.ndarray, dx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pattern, two taps of one column (same ``dx``) to run as a pair: ``(perm, cls)``.
+
+    ``perm[p]`` lists the pattern's taps with the pair first (upper tap, then lower), ``cls[p]``
+    is 0 when the pair's rows are adjacent, 1 when they are two apart, 2 with no pair (taps in
+    their own order). A pair's input rows are loaded once for both taps (a ``rows``-row tile
+    needs ``rows + 1`` or ``rows + 2`` loads instead of ``2 rows``); a 4-of-9 pattern always
+    has one (four taps, three columns).
+    """
+    n_pat, n = dy.shape
+    perm = np.tile(np.arange(n), (n_pat, 1))
+    cls = np.full(n_pat, 2, np.int64)
+    for p in range(n_pat):
+        for gap, c in ((1, 0), (2, 1)):
+            pair = next(((i, j) for i in range(n) for j in range(n)
+                         if dx[p, i] == dx[p, j] and dy[p, j] - dy[p, i] == gap), None)
+            if pair is not None:
+                rest = [t for t in range(n) if t not in pair]
+                perm[p] = [*pair, *rest]
+                cls[p] = c
+                break
+    return perm, cls
+
+
+def _copies(nv: int, kw: int) -> int:
+    """Copies of the packed window: one when the tile is one vector wide (a load at a column
+    shift of up to 8 floats stays inside the 64-byte row), else one per column shift (every
+    load aligned: a shifted load of a wider row would cross cache lines)."""
+    return 1 if nv == 1 and kw <= 9 else kw
+
+
 def channel_block(c: int, shape: tuple[int, int], kh: int, kw: int) -> int:
     """Input channels per block of the channel-blocked convolution: as many as keep the packed
-    window (``kw`` shifted copies of ``rows + kh - 1`` rows of the tile width, per channel)
-    within :data:`L1_BUDGET`, at least 1, evened out over the blocks ``c`` needs."""
+    window (per channel ``rows + kh - 1`` rows, :func:`_copies` copies of them) within
+    :data:`L1_BUDGET`, at least 1, evened out over the blocks ``c`` needs."""
     rows, nv = shape
-    per = kw * (rows + kh - 1) * nv * VL * 4
+    copies = _copies(nv, kw)
+    per = (rows + kh - 1) * (_row_stride(nv * VL, kw) if copies == 1 else nv * VL) * copies * 4
     most = max(1, min(c, L1_BUDGET // per))
     nb = -(-c // most)
     return -(-c // nb)
@@ -307,13 +354,23 @@ def _blocked(sw: SourceWriter, g: dict[str, int], fkw: tuple, b: np.ndarray,
     """Body of the channel-blocked stride-1 fp32 convolution (dense or pattern).
 
     Row tile, then column tile, then block of ``cblock`` input channels: ``mk_pack`` copies
-    the block's input window, zero padding included, into ``mk_pk``, one copy per column
-    shift so that every load is aligned, and it stays in L1 while every stored filter adds its
-    kernels of the block into its ``rows x nv`` register tile (loaded from and stored to
-    ``mk_ps``, the partial sums of every filter, which start at the bias). One function for
-    every kernel: each entry carries its tap offsets into the packed window and its weights,
-    so there is no switch on the pattern and the loop does not depend on the pattern mix.
-    The whole input is never copied (the window is packed straight from ``x``).
+    the block's input window, zero padding included, into ``mk_pk`` (:func:`_copies`: once,
+    rows padded to 64 bytes, for one-vector tiles, whose shifted loads then stay inside a cache
+    line; else once per column shift, every load aligned), prefetching the source two tiles
+    ahead, and it stays in L1 while every stored filter adds its kernels of the block into its
+    ``rows x nv`` register tile (loaded from and stored to ``mk_ps``, the partial sums of every
+    filter, which start at the bias). The whole input is never copied.
+
+    One function for every kernel of a (block, filter), no switch on the pattern: each entry
+    carries its tap offsets into the packed window and its weights. Taps of one column share
+    input rows (tap ``(dy, dx)`` of output row ``r`` reads window row ``r + dy``), so each
+    kernel runs two taps of one column as a pair (:func:`_pair_taps`) whose ``rows + gap``
+    input vectors are loaded once into registers and used by both taps (``vf8_keep``: GCC
+    would fold each use into its multiply-add as a separate load); the entries of a (block,
+    filter) are grouped by the pair's gap (1, 2, none), one loop each. With a single tap set
+    (dense) the offsets are constants and every input vector is loaded once per kernel. At
+    8x1 tiles a 4-tap kernel issues 25 or 26 vector loads for its 32 FMAs instead of 32, which
+    made the VGG-16 pattern layers 1.10-1.19x faster (and the dense conv 1.08-1.26x).
     """
     order, kptr, chan, pid, values, positions = fkw
     o, c, kh, kw, oh, ow = g["o"], g["c"], g["kh"], g["kw"], g["oh"], g["ow"]
@@ -323,20 +380,31 @@ def _blocked(sw: SourceWriter, g: dict[str, int], fkw: tuple, b: np.ndarray,
     wstride = -(-n // 4) * 4
     h, w, ph, pw = g["h"], g["w"], g["ph"], g["pw"]
     nb = -(-c // cblock)
-    rs = tw                                          # packed row stride (floats, aligned)
-    cs = (rows + kh - 1) * rs                            # packed channel stride
-    ds = cblock * cs                                 # packed shift stride
+    copies = _copies(nv, kw)
+    rs = _row_stride(tw, kw) if copies == 1 else tw  # packed row stride (floats)
+    cs = (rows + kh - 1) * rs                        # packed channel stride
+    ds = 1 if copies == 1 else cblock * cs           # packed column shift stride
     filt = np.repeat(np.arange(o), np.diff(kptr))
     blk = chan // cblock
-    ent = np.lexsort((chan, filt, blk))              # by block, stored filter, channel
-    bptr = np.zeros(nb * o + 1, np.int64)
-    np.add.at(bptr, blk * o + filt + 1, 1)
-    bptr = np.cumsum(bptr)
     dy, dx = positions // kw, positions % kw         # (patterns, n)
     tap = dx * ds + dy * rs                          # (patterns, n)
-    offs = tap[pid[ent]] + ((chan[ent] % cblock) * cs)[:, None]
+    if len(positions) == 1:
+        # One tap set (dense; a one-pattern library): tap offsets are constants, so every
+        # input vector is loaded once per kernel and used by each tap of its column.
+        perm, cls = np.arange(n)[None, :], np.zeros(1, np.int64)
+        nseg, noff = 1, 1
+    else:
+        perm, cls = _pair_taps(dy, dx)
+        nseg, noff = 3, n
+    ent = np.lexsort((chan, cls[pid], filt, blk))    # by block, stored filter, class, channel
+    bptr = np.zeros(nb * o * nseg + 1, np.int64)
+    np.add.at(bptr, (blk * o + filt) * nseg + cls[pid] + 1, 1)
+    bptr = np.cumsum(bptr)
+    pe = pid[ent]
+    base = ((chan[ent] % cblock) * cs)[:, None]
+    offs = base if noff == 1 else np.take_along_axis(tap[pe], perm[pe], axis=1) + base
     vals = np.zeros((len(ent), wstride), np.float32)
-    vals[:, :n] = values[ent]
+    vals[:, :n] = np.take_along_axis(values[ent], perm[pe], axis=1)
     otype = index_ctype(int(offs.max()) if offs.size else 0)
     sw.const("cv_order", order, index_ctype(o))
     sw.const("cv_val", vals, np.float32)
@@ -345,28 +413,59 @@ def _blocked(sw: SourceWriter, g: dict[str, int], fkw: tuple, b: np.ndarray,
     sw.const("cv_b", b, np.float32)
     oct_ = CTYPES[otype]
     acc = [[f"a{r}_{v}" for v in range(nv)] for r in range(rows)]
+    segs = ["n0"] if nseg == 1 else ["n1", "n2", "n0"]
     fn = [f"static void blk_tile(float *restrict ps, const float *restrict pk, "
-          f"const float *restrict w, const {oct_} *restrict off, int nk) {{"]
+          f"const float *restrict w, const {oct_} *restrict off, "
+          + ", ".join(f"int {q}" for q in segs) + ") {"]
     fn += [f"    vf8 {acc[r][v]} = vf8_load(ps + {r * tw + v * VL});"
            for r in range(rows) for v in range(nv)]
-    fn.append(f"    for (int k = 0; k < nk; k++, w += {wstride}, off += {n}) {{")
-    fn += [f"        const vf w{j} = vf_load(w + {4 * j});" for j in range(wstride // 4)]
-    fn += [f"        const float *p{t} = pk + off[{t}];" for t in range(n)]
-    for t in range(n):
-        for r in range(rows):
-            for v in range(nv):
-                a = acc[r][v]
-                fn.append(f"        {a} = vf8_fma_lane({a}, vf8_load(p{t} + {r * rs + v * VL}), "
-                          f"w{t // 4}, w + {4 * (t // 4)}, {t % 4});")
-    fn.append("    }")
+
+    def fma(a: str, x: str, t: int) -> str:
+        return f"{a} = vf8_fma_lane({a}, {x}, w{t // 4}, w + {4 * (t // 4)}, {t % 4});"
+
+    def column(base: str, taps: list[tuple[int, int]]) -> list[str]:
+        """Each input row of a column of taps ``(tap, dy)`` loaded once, used by every tap."""
+        out = []
+        top = max(d for _, d in taps)
+        for v in range(nv):
+            for y in range(rows + top):
+                uses = [(t, y - d) for t, d in taps if 0 <= y - d < rows]
+                if uses:
+                    out.append(f"        {{ vf8 x = vf8_load({base} + {y * rs + v * VL}); vf8_keep(x);")
+                    out += [f"          {fma(acc[r][v], 'x', t)}" for t, r in uses]
+                    out.append("        }")
+        return out
+
+    for q in segs:
+        fn.append(f"    for (int k = 0; k < {q}; k++, w += {wstride}, off += {noff}) {{")
+        fn += [f"        const vf w{j} = vf_load(w + {4 * j});" for j in range(wstride // 4)]
+        if nseg == 1:
+            fn.append("        const float *p = pk + off[0];")
+            for c_ in range(kw):
+                col = [(t, int(dy[0, t])) for t in range(n) if dx[0, t] == c_]
+                if col:
+                    fn += column(f"p + {c_ * ds}", col)
+        else:
+            d = {"n1": 1, "n2": 2, "n0": 0}[q]
+            first = 0 if d == 0 else 2
+            if d:
+                fn.append("        const float *p0 = pk + off[0];")
+                fn += column("p0", [(0, 0), (1, d)])
+            fn += [f"        const float *p{t} = pk + off[{t}];" for t in range(first, n)]
+            for t in range(first, n):
+                for r in range(rows):
+                    for v in range(nv):
+                        fn.append(f"        {fma(acc[r][v], f'vf8_load(p{t} + {r * rs + v * VL})', t)}")
+        fn.append("    }")
     fn += [f"    vf8_store(ps + {r * tw + v * VL}, {acc[r][v]});"
            for r in range(rows) for v in range(nv)]
     sw.emit("\n".join(fn) + "\n}\n\n")
-    sw.emit(f"static float mk_pk[{kw * ds}] __attribute__((aligned(64)));\n"
+    sw.emit(f"static float mk_pk[{copies * cblock * cs}] __attribute__((aligned(64)));\n"
             f"static float mk_ps[{o * rows * tw}] __attribute__((aligned(64)));\n\n")
     nty, ntx = -(-oh // rows), (-(-ow // tw) if ow >= tw else 1)
     ox = f"(tx * {tw} < {ow - tw} ? tx * {tw} : {ow - tw})" if ow >= tw else "0"
     t = rows * tw
+    span = tw + kw - 1 if copies == 1 else tw     # floats packed per row and copy
     sw.emit(
         "/* Pack channels c0 .. c0+cn-1 of the input window at (oy, ox) (top-left output) into\n"
         "   mk_pk, zero padding included: no padded copy of the whole input. */\n"
@@ -377,14 +476,15 @@ def _blocked(sw: SourceWriter, g: dict[str, int], fkw: tuple, b: np.ndarray,
         f"        float *d = mk_pk + cl * {cs} + r * {rs};\n"
         f"        const int iy = oy + r - {ph};\n"
         f"        if (iy < 0 || iy >= {h}) {{\n"
-        f"          for (int s = 0; s < {kw}; s++) memset(d + s * {ds}, 0, {tw} * sizeof(float));\n"
+        f"          for (int s = 0; s < {copies}; s++) memset(d + s * {ds}, 0, {span} * sizeof(float));\n"
         "          continue;\n        }\n"
         f"        const float *row = x + ((long)(c0 + cl) * {h} + iy) * {w};\n"
+        f"        __builtin_prefetch(row + ox + {2 * tw});\n"
         "        if (inside)\n"
-        f"          for (int s = 0; s < {kw}; s++)\n"
-        f"            memcpy(d + s * {ds}, row + ox - {pw} + s, {tw} * sizeof(float));\n"
-        f"        else for (int s = 0; s < {kw}; s++)\n"
-        f"          for (int j = 0, ix = ox - {pw} + s; j < {tw}; j++, ix++)\n"
+        f"          for (int s = 0; s < {copies}; s++)\n"
+        f"            memcpy(d + s * {ds}, row + ox - {pw} + s, {span} * sizeof(float));\n"
+        f"        else for (int s = 0; s < {copies}; s++)\n"
+        f"          for (int j = 0, ix = ox - {pw} + s; j < {span}; j++, ix++)\n"
         f"            d[s * {ds} + j] = ix >= 0 && ix < {w} ? row[ix] : 0.0f;\n"
         "        }\n}\n\n")
     pack = "        mk_pack(x, c0, cn, oy, ox);\n"
@@ -397,11 +497,12 @@ def _blocked(sw: SourceWriter, g: dict[str, int], fkw: tuple, b: np.ndarray,
             f"      for (int bl = 0; bl < {nb}; bl++) {{\n"
             f"        const int c0 = bl * {cblock}, cn = {c} - c0 < {cblock} ? {c} - c0 : {cblock};\n"
             + pack +
-            f"        const int32_t *bp = cv_bptr + bl * {o};\n"
-            f"        for (int f = 0; f < {o}; f++)\n"
-            "          if (bp[f + 1] > bp[f])\n"
-            f"            blk_tile(mk_ps + f * {t}, mk_pk, cv_val + (long)bp[f] * {wstride}, "
-            f"cv_off + (long)bp[f] * {n}, bp[f + 1] - bp[f]);\n"
+            f"        const int32_t *bp = cv_bptr + bl * {o * nseg};\n"
+            f"        for (int f = 0; f < {o}; f++, bp += {nseg})\n"
+            f"          if (bp[{nseg}] > bp[0])\n"
+            f"            blk_tile(mk_ps + f * {t}, mk_pk, cv_val + (long)bp[0] * {wstride}, "
+            f"cv_off + (long)bp[0] * {noff}, "
+            + ", ".join(f"bp[{i + 1}] - bp[{i}]" for i in range(nseg)) + ");\n"
             "      }\n"
             f"      for (int f = 0; f < {o}; f++) {{\n"
             f"        float *yt = yo + ((long)cv_order[f] * {oh} + oy) * {ow} + ox;\n"
@@ -489,7 +590,8 @@ def conv_source(kind: str, weight: Any, mask: Any = None, bias: Any = None,
     # int8 multiply-add is vpmovsxbd + vpmulld + vpaddd either way, the plane path streams it).
     tiled = g["sh"] == g["sw"] == 1 and (dtype == "fp32" if tiled is None else tiled)
     if tiled:
-        shape = tile_shape(g["oh"], g["ow"]) if tile is None else tile
+        narrow = dtype == "fp32" and cblock != 0                # the channel-blocked path
+        shape = tile_shape(g["oh"], g["ow"], WIDE_COST if narrow else 1.0) if tile is None else tile
         wp = max(g["w"] + 2 * g["pw"], shape[1] * VL + kw - 1)
     tin = "float" if dtype == "fp32" else "int8_t"
     sw = SourceWriter()

@@ -124,8 +124,78 @@ def test_conv_errors():
 def test_channel_block_fits_l1_and_evens_blocks(c, shape, kh, kw):
     cb = channel_block(c, shape, kh, kw)
     rows, nv = shape
-    per = kw * (rows + kh - 1) * nv * VL * 4
+    row = -(-(nv * VL + kw - 1) // 16) * 16 if nv == 1 else nv * VL   # 64-byte rows, one copy
+    per = (1 if nv == 1 else kw) * (rows + kh - 1) * row * 4          # or kw aligned copies
     assert 1 <= cb <= c and cb * per <= max(L1_BUDGET, per)
     nb = -(-c // cb)
     assert nb * cb - c < nb                           # the blocks differ by at most one
     assert nb == -(-c // max(1, min(c, L1_BUDGET // per)))   # no more blocks than needed
+
+
+def test_pair_taps_pairs_two_taps_of_one_column():
+    from mobile.gen_conv import _pair_taps
+    for k, centre in ((4, True), (4, False), (3, False), (2, False)):
+        pats = candidate_patterns(k, keep_centre=centre).reshape(-1, 9)
+        pos = np.array([np.flatnonzero(p) for p in pats])
+        dy, dx = pos // 3, pos % 3
+        perm, cls = _pair_taps(dy, dx)
+        for p in range(len(pats)):
+            assert sorted(perm[p]) == list(range(k))
+            cols = [sorted(dy[p][dx[p] == c]) for c in range(3)]
+            gaps = {b - a for col in cols for i, a in enumerate(col) for b in col[i + 1:]}
+            if cls[p] == 2:
+                assert not gaps                              # no two taps share a column
+                assert list(perm[p]) == list(range(k))
+            else:
+                i, j = perm[p][:2]
+                assert dx[p, i] == dx[p, j] and dy[p, j] - dy[p, i] == cls[p] + 1
+                assert cls[p] == 0 or 1 not in gaps           # adjacent rows preferred
+        if k == 4:
+            assert (cls < 2).all()        # four taps in three columns: always a pair
+
+
+def test_blocked_pattern_loops_share_loads_and_pack_once():
+    rng = np.random.default_rng(4)
+    wt, m, b = _layer(rng, 4, 6, 0.6, "fp32", "pattern")
+    src = generate("pattern", weight=wt, mask=m, bias=b, image=(16, 16), padding=1)
+    rows, nv = tile_shape(16, 16, 1.1)
+    assert nv == 1
+    body = src.code[src.code.index("static void blk_tile"):src.code.index("static float mk_pk")]
+    assert body.count("for (int k = 0; k < n") == 3              # gap 1, gap 2, no pair
+    # a gap-1 pair: rows + 1 loads held in registers for 2 * rows multiply-adds
+    gap1 = body[body.index("k < n1"):body.index("k < n2")]
+    assert gap1.count("vf8_keep(x)") == rows + 1
+    assert gap1.count("vf8_fma_lane") == 4 * rows
+    cb = channel_block(6, (rows, nv), 3, 3)
+    assert f"static float mk_pk[{cb * (rows + 2) * 16}]" in src.code   # one copy, 64 B rows
+    dense = generate("conv", weight=wt, bias=b, image=(16, 16), padding=1)
+    dbody = dense.code[dense.code.index("static void blk_tile"):]
+    assert dbody.count("vf8_keep(x)") == 3 * (rows + 2)          # each window vector once
+    wide = generate("pattern", weight=wt, mask=m, bias=b, image=(16, 16), padding=1,
+                    tile=(4, 2))
+    cb = channel_block(6, (4, 2), 3, 3)
+    assert f"static float mk_pk[{3 * cb * 6 * 16}]" in wide.code       # one copy per shift
+
+
+@pytest.mark.parametrize("tile", [None, (4, 2), (3, 1)])
+def test_pattern_classes_match_golden(tile):
+    """Libraries whose patterns pair taps 1 and 2 rows apart, or not at all (3-tap patterns
+    in three columns), with unequal class counts per filter and block."""
+    lib = np.zeros((4, 3, 3), np.uint8)
+    for p, taps in enumerate([[(0, 0), (1, 1), (2, 2)], [(0, 1), (1, 1), (2, 0)],
+                              [(0, 0), (2, 0), (1, 2)], [(2, 0), (0, 1), (1, 2)]]):
+        for dy, dx in taps:
+            lib[p, dy, dx] = 1
+    rng = np.random.default_rng(8)
+    requests = []
+    for o, c, h, w in ((5, 7, 9, 11), (3, 20, 6, 17)):
+        pid = rng.integers(0, len(lib), (o, c))
+        keep = rng.random((o, c)) < 0.7
+        mask = (lib[pid] * keep[..., None, None]).astype(bool)
+        wt = rng.standard_normal((o, c, 3, 3)).astype(np.float32)
+        requests.append(("pattern", dict(weight=wt, mask=mask, library=lib, image=(h, w),
+                                         padding=1, tile=tile, cblock=3,
+                                         bias=rng.standard_normal(o).astype(np.float32))))
+    for k in build_kernels(requests, cache_dir=CACHE):
+        r = check_kernel(k, seed=3)
+        assert r.ok, r.message
