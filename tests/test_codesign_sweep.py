@@ -270,3 +270,27 @@ def test_builds_run_before_every_point_task(tmp_path, sim_cache_dir, require_sim
                 starts[task["key"].split("-", 1)[0]].append(ss["start"])
     assert len(starts["_build_task"]) == 4 and len(starts["_points_task"]) >= 4
     assert max(starts["_build_task"]) < min(starts["_points_task"]), starts
+
+
+def _worker_config(keys):
+    import dask
+
+    return [dask.config.get(k) for k in keys]
+
+
+def test_local_cluster_quiets_dask_background_work():
+    """The local cluster's workers and scheduler run with LOCAL_CLUSTER_CONFIG (no stack
+    profiler, slow ticks and monitors); the caller's configuration is back afterwards."""
+    import dask
+
+    from codesign.sweep import LOCAL_CLUSTER_CONFIG, connect
+
+    keys = list(LOCAL_CLUSTER_CONFIG)
+    want = [LOCAL_CLUSTER_CONFIG[k] for k in keys]
+    before = [dask.config.get(k) for k in keys]
+    assert before != want
+    with connect(None, 2) as client:
+        got = client.run(_worker_config, keys)
+        assert len(got) == 2 and all(v == want for v in got.values()), got
+        assert _worker_config(keys) == want          # the in-process scheduler and nannies
+    assert [dask.config.get(k) for k in keys] == before
