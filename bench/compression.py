@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import math
 import os
 import shlex
@@ -104,6 +105,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--scope", choices=("profile", "global"), default="profile",
                    help="per-layer sparsities: the authors' profile scaled to the ratio, or one "
                         "global magnitude threshold")
+    p.add_argument("--connected", action="store_true",
+                   help="ADMM prunes with connected unstructured projections (no kept weight off "
+                        "every input-to-output path, pruning.connectivity); the peer stays "
+                        "torch.nn.utils.prune's magnitude pruning at ADMM's per-layer counts")
+    p.add_argument("--label-smoothing", type=float, default=0.0,
+                   help="label smoothing of the cross-entropy in every compression phase of ADMM "
+                        "*and* of the peer (the dense model keeps its recipe)")
     p.add_argument("--dense-epochs", type=int, default=None,
                    help="default: RECIPES['lenet5']['epochs']")
     p.add_argument("--admm-iters", type=int, default=12)
@@ -202,6 +210,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             or args.weight_decay < 0:
         p.error("--lr and --retrain-lr must be > 0, --weight-decay >= 0")
     args.rlr = args.retrain_lr if args.retrain_lr is not None else args.lr
+    if not 0 <= args.label_smoothing < 1:
+        p.error("--label-smoothing must be in [0, 1)")
     if args.distill < 0 or not 0 <= args.distill_weight <= 1:
         p.error("--distill must be >= 0 and --distill-weight in [0, 1]")
     args.bit_map = {k.strip(): int(v) for k, v in
@@ -270,16 +280,24 @@ def teacher(seed: int, state: dict, args: argparse.Namespace) -> Distill | None:
                    args.distill_weight)
 
 
+def task_loss(args: argparse.Namespace) -> Any:
+    """The cross-entropy of every compression phase (``--label-smoothing``), or ``None``."""
+    if not args.label_smoothing:
+        return None
+    return functools.partial(nn.functional.cross_entropy, label_smoothing=args.label_smoothing)
+
+
 def numels(model: nn.Module) -> dict[str, int]:
     return {n: m.weight.numel() for n, m in prunable_layers(model).items()}
 
 
 def pruning_plan(model: nn.Module, ratio: float, scope: str,
-                 profile: dict[str, float] | None = None) -> Plan:
+                 profile: dict[str, float] | None = None, connected: bool = False) -> Plan:
     """Unstructured plan reaching ``ratio`` overall: the scaled profile (default ``PROFILE``),
-    or global."""
+    or global; ``connected``: connected unstructured projections (``pruning.connectivity``)."""
     if scope == "global":
-        return Plan.uniform("unstructured", ratio=ratio, scope="global")
+        return Plan.uniform("unstructured", ratio=ratio, scope="global",
+                            **({"connected": True} if connected else {}))
     profile = profile or PROFILE
     sizes = numels(model)
     kept = {n: sizes[n] * (1 - s) for n, s in profile.items()}
@@ -290,7 +308,8 @@ def pruning_plan(model: nn.Module, ratio: float, scope: str,
         if not 0 < keep <= 1:
             raise SystemExit(f"ratio {ratio:g}x: layer {n} would keep {keep:.3%} of its weights")
         rules[n] = Rule("unstructured", sparsity=round(1 - keep, 9),
-                        params=(("scope", "layer"),))
+                        params=(("scope", "layer"),) + ((("connected", True),) if connected
+                                                        else ()))
     return Plan(layers=rules)
 
 
@@ -331,7 +350,8 @@ def run_admm(seed: int, state: dict, ratio: float, args: argparse.Namespace) -> 
     tr, te = loaders(seed, args.batch_size, args.augmentation)
     stage_kept, seconds = [], 0.0
     for r in stage_ratios(ratio, args):
-        plans = resolve(pruning_plan(model, r, args.scope, args.profile_map), model)
+        plans = resolve(pruning_plan(model, r, args.scope, args.profile_map, args.connected),
+                        model)
         res = compress(model, plans, tr, te, epochs_admm=args.admm_epochs,
                        admm_iters=args.admm_iters, retrain_epochs=args.retrain_epochs,
                        rho=args.rho, rho_factor=args.rho_factor, rho_max=args.rho_max,
@@ -339,7 +359,7 @@ def run_admm(seed: int, state: dict, ratio: float, args: argparse.Namespace) -> 
                        weight_decay=args.weight_decay, seed=seed,
                        progress=False, model_name=MODEL, retrain_schedule=args.retrain_schedule,
                        distill=args.distill or None, distill_weight=args.distill_weight,
-                       ramp=args.ramp)
+                       ramp=args.ramp, label_smoothing=args.label_smoothing)
         stage_kept.append({row["layer"]: row["nnz"] for row in res.rows})
         seconds += res.seconds
     t = res.totals()
@@ -379,13 +399,15 @@ def run_peer(seed: int, state: dict, stage_kept: list[dict[str, int]],
         if args.peer_recipe == "single":
             stats += train(model, tr, w_epochs + args.retrain_epochs, args.optimizer,
                            lr=args.lr, seed=seed, schedule=args.retrain_schedule,
-                           distill=distill, weight_decay=args.weight_decay)
+                           distill=distill, weight_decay=args.weight_decay,
+                           loss_fn=task_loss(args))
         else:
             stats += train(model, tr, w_epochs, args.optimizer, lr=args.lr, seed=seed,
-                           distill=distill, weight_decay=args.weight_decay)
+                           distill=distill, weight_decay=args.weight_decay,
+                           loss_fn=task_loss(args))
             stats += train(model, tr, args.retrain_epochs, args.optimizer, lr=args.rlr,
                            seed=seed + 500, schedule=args.retrain_schedule, distill=distill,
-                           weight_decay=args.weight_decay)
+                           weight_decay=args.weight_decay, loss_fn=task_loss(args))
     for m in layers.values():
         tprune.remove(m, "weight")
     kept = stage_kept[-1]
@@ -403,7 +425,7 @@ def run_peer(seed: int, state: dict, stage_kept: list[dict[str, int]],
 def quant_plan(model: nn.Module, ratio: float, args: argparse.Namespace,
                index_bits: dict[str, int] | None = None) -> dict:
     """The pruning plan of ``ratio`` with the per-layer bits (and CSR index widths)."""
-    base = pruning_plan(model, ratio, args.scope, args.profile_map)
+    base = pruning_plan(model, ratio, args.scope, args.profile_map, args.connected)
     names = list(prunable_layers(model))
     rules = {}
     for n in names:
@@ -445,12 +467,14 @@ def run_quant(seed: int, model: nn.Module, ratio: float, args: argparse.Namespac
              if n in plans}
     admm(model, plans, tr, iterations=args.quant_iters, epochs=args.admm_epochs,
          rho=args.rho, mode="quant", masks=masks, lr=args.lr, seed=seed + 7000, progress=False,
-         distill=distill, optimizer=args.optimizer, weight_decay=args.weight_decay)
+         distill=distill, optimizer=args.optimizer, weight_decay=args.weight_decay,
+         loss_fn=task_loss(args))
     proj = hard_project(model, plans, mode="quant", masks=masks)
     acc0 = evaluate(model, te)
     masked_retrain(model, plans, proj, tr, args.quant_retrain, lr=args.rlr, seed=seed + 7500,
                    progress=False, schedule=args.retrain_schedule, distill=distill,
-                   optimizer=args.optimizer, weight_decay=args.weight_decay)
+                   optimizer=args.optimizer, weight_decay=args.weight_decay,
+                   loss_fn=task_loss(args))
     index, unpadded = best_index_bits(model, plans, proj.masks, proj.scales)
     plans = quant_plan(model, ratio, args, index)
     bundle = export(model, plans, masks=proj.masks, scales=proj.scales, model_name=MODEL)
@@ -561,7 +585,8 @@ def main(argv: list[str]) -> int:
           f"{args.rho_factor:g}/iteration (max {args.rho_max:g}), {args.retrain_epochs} retrain "
           f"epochs ({args.retrain_schedule} lr from {args.rlr:g}), {args.optimizer} lr {args.lr:g}, "
           f"weight decay {args.weight_decay:g}, batch {args.batch_size}; "
-          f"augmentation {args.augmentation}; distillation "
+          f"augmentation {args.augmentation}; connected {args.connected}; label smoothing "
+          f"{args.label_smoothing:g}; distillation "
           f"{f'T={args.distill:g} weight {args.distill_weight:g}' if args.distill else 'off'}; "
           f"profile {args.profile_map if args.scope == 'profile' else '-'}; "
           f"progressive stages {args.stage_list or 'none'} (each runs all of the above); "

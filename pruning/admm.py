@@ -36,10 +36,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from pruning.plan import LayerPlan, prunable_layers, weight_params
+from pruning.connectivity import connected_masks
+from pruning.plan import LayerPlan, connected_chain, prunable_layers, weight_params
 from pruning.projections import mask_of, masks_global, select_pattern_library
 from pruning.quantize import best_scale, quantize_fixed
-from pruning.schemes import DenseConfig, PatternConfig, UnstructuredConfig
+from pruning.schemes import DenseConfig, PatternConfig, UnstructuredConfig, kept_count
 from pruning.train import Distill, EpochStats, make_optimizer, train
 
 __all__ = ["MODES", "RhoSchedule", "ramped_plans", "penalty", "penalty_grad", "Projection", "project_weights",
@@ -113,7 +114,9 @@ def project_weights(plans: Mapping[str, LayerPlan], weights: Weights, *, mode: s
     """Project every layer of ``plans`` (pure; ``weights`` has a part dict for each).
 
     ``mode="prune"``: each part zeroed outside :func:`pruning.projections.mask_of` of the
-    layer's config (global unstructured layers together, :func:`~pruning.projections.masks_global`);
+    layer's config (global unstructured layers together, :func:`~pruning.projections.masks_global`;
+    connected unstructured layers together along their chain,
+    :func:`pruning.connectivity.connected_masks`);
     ``"joint"``: then a layer with ``bits`` rounded to the levels of
     :func:`~pruning.quantize.best_scale` of its kept weights (one scale for all its parts);
     ``"quant"``: the given ``masks`` are kept and only the quantization is applied.
@@ -126,9 +129,11 @@ def project_weights(plans: Mapping[str, LayerPlan], weights: Weights, *, mode: s
             raise ValueError("mode 'quant' needs the masks of the pruned model")
         out_m = {n: {s: masks[n][s].bool() for s in weights[n]} for n in plans}
     else:
-        out_m, glob = {}, []
+        out_m, glob = _connected(plans, weights), []
         for name, lp in plans.items():
             cfg = lp.config
+            if name in out_m:
+                continue
             if isinstance(cfg, UnstructuredConfig) and cfg.scope == "global":
                 glob += [(name, s) for s in weights[name]]
                 continue
@@ -152,6 +157,29 @@ def project_weights(plans: Mapping[str, LayerPlan], weights: Weights, *, mode: s
                            for s in ws}
         scales[name] = q
     return Projection(out_w, {n: dict(out_m[n]) for n in plans}, scales)
+
+
+def _connected(plans: Mapping[str, LayerPlan], weights: Weights) -> dict[str, dict[str, torch.Tensor]]:
+    """Masks of the connected unstructured layers (:mod:`pruning.connectivity`), projected
+    together along their chain; empty when no layer of ``plans`` is connected."""
+    chain = connected_chain(plans)
+    conn = [n for n, p in plans.items()
+            if isinstance(p.config, UnstructuredConfig) and p.config.connected]
+    if not conn:
+        return {}
+    if chain is None or set(conn) != set(chain):
+        missing = sorted(set(chain or ()) - set(conn)) or conn
+        raise ValueError(f"connected pruning projects a whole chain of layers at once; layers "
+                         f"{', '.join(map(repr, missing))} are missing from it (resolve the plan "
+                         "against the whole model)")
+    configs = [plans[n].config for n in chain]
+    ws = [weights[n][""] for n in chain]
+    if configs[0].scope == "global":
+        kept: int | list[int] = kept_count(configs[0].sparsity, sum(w.numel() for w in ws))
+    else:
+        kept = [kept_count(c.sparsity, w.numel()) for c, w in zip(configs, ws, strict=True)]
+    masks = connected_masks(ws, kept)
+    return {n: {"": m.to(w.device)} for n, m, w in zip(chain, masks, ws, strict=True)}
 
 
 def ramped_plans(plans: Mapping[str, LayerPlan], k: int, ramp: int) -> dict[str, LayerPlan]:

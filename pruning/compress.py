@@ -19,6 +19,7 @@ Quantization (``quant``):
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -139,7 +140,8 @@ def compress(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], train_loade
              retrain_lr: float | None = None, weight_decay: float = 0.0, seed: int = 0,
              progress: bool = True, model_name: str | None = None,
              retrain_schedule: str = "constant", distill: float | None = None,
-             distill_weight: float = 0.5, ramp: int = 0) -> CompressResult:
+             distill_weight: float = 0.5, ramp: int = 0,
+             label_smoothing: float = 0.0) -> CompressResult:
     """Compress a trained ``model`` in place by ``plan`` and export it.
 
     Parameters
@@ -179,6 +181,9 @@ def compress(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], train_loade
     ramp : int
         Gradual pruning inside ADMM over this many iterations (``pruning.admm.admm``'s
         ``ramp``); 0: the plan's sparsity from the first iteration.
+    label_smoothing : float
+        Label smoothing in [0, 1) of the cross-entropy of every W-step and retraining
+        (``torch.nn.functional.cross_entropy``'s); 0: plain cross-entropy.
 
     Returns
     -------
@@ -200,6 +205,9 @@ def compress(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], train_loade
     if distill is not None and (isinstance(distill, bool) or not isinstance(distill, int | float)
                                 or not math.isfinite(distill) or distill <= 0):
         raise ValueError(f"distill must be a positive temperature or None, not {distill!r}")
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, int | float) \
+            or not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be a number in [0, 1), not {label_smoothing!r}")
     start = time.perf_counter()
     plans = resolve(plan, model) if isinstance(plan, Plan) else dict(plan)
     teacher = None
@@ -213,8 +221,11 @@ def compress(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], train_loade
                 "retrain_lr": retrain_lr if retrain_lr is not None else lr,
                 "weight_decay": weight_decay, "seed": seed, "retrain_schedule": retrain_schedule,
                 "distill": distill, "distill_weight": distill_weight if distill else None,
-                "ramp": ramp}
-    common = {"optimizer": optimizer, "weight_decay": weight_decay, "progress": progress}
+                "ramp": ramp, "label_smoothing": label_smoothing}
+    common = {"optimizer": optimizer, "weight_decay": weight_decay, "progress": progress,
+              "loss_fn": functools.partial(nn.functional.cross_entropy,
+                                           label_smoothing=float(label_smoothing))
+              if label_smoothing else None}
     acc = (lambda: evaluate(model, test_loader)) if test_loader is not None else (lambda: None)
     before = acc()
     libraries = select_libraries(model, plans)

@@ -15,7 +15,9 @@ and the scheme's own keys:
 ============  ================================================================================
 scheme        keys; how the ratio is used
 ============  ================================================================================
-unstructured  ``scope`` ("layer" or "global"), ``index_bits``; ratio or sparsity required
+unstructured  ``scope`` ("layer" or "global"), ``index_bits``, ``connected`` (true: no kept
+              weight off every input-to-output path; every prunable layer unstructured and
+              connected, in one chain); ratio or sparsity required
 filter        ratio or sparsity required (fraction of rows pruned)
 column        ratio or sparsity required (fraction of columns pruned)
 pattern       ``library_size``, ``keep``, ``connectivity``; a ratio sets the connectivity so
@@ -52,7 +54,7 @@ import json
 import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from numbers import Integral, Real
 from pathlib import Path
 from types import MappingProxyType
@@ -77,7 +79,7 @@ __all__ = ["PlanError", "Rule", "Plan", "LayerPlan", "TYPES", "SCHEMES", "load_p
 TYPES = ("conv2d", "linear", "lstm", "gru")
 SCHEMES = ("dense", "unstructured", "filter", "column", "pattern", "bcr", "nm")
 _PARAMS: dict[str, tuple[str, ...]] = {
-    "dense": (), "unstructured": ("scope", "index_bits"), "filter": (), "column": (),
+    "dense": (), "unstructured": ("scope", "index_bits", "connected"), "filter": (), "column": (),
     "pattern": ("library_size", "keep", "connectivity"),
     "bcr": ("block", "row_sparsity", "col_sparsity"), "nm": ("n", "m")}
 _COMMON = ("scheme", "ratio", "sparsity", "bits")
@@ -276,12 +278,16 @@ class LayerPlan:
         The scheme config (:mod:`pruning.schemes`), applied to each weight matrix of the layer.
     bits : int or None
         Weight bits, or ``None`` for float weights.
+    chain : tuple of str or None
+        For connected unstructured layers: every layer of the model's chain in data-flow order
+        (:func:`pruning.connectivity.chain_of`), which their projection takes together.
     """
 
     name: str
     op: str
     config: SchemeConfig
     bits: int | None
+    chain: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         params = {k: list(v) if isinstance(v, tuple) else v
@@ -394,4 +400,42 @@ def resolve(plan: Plan, model: nn.Module) -> dict[str, LayerPlan]:
         names = sorted(glob, key=list(glob).index)
         raise PlanError(f"layers {', '.join(map(repr, names))}: global unstructured pruning "
                         "needs one sparsity for all its layers")
+    _check_connected(out, model)
     return out
+
+
+def connected_chain(plans: Mapping[str, LayerPlan]) -> tuple[str, ...] | None:
+    """The chain of a resolved plan with connected unstructured layers (its layers in data-flow
+    order, recorded by :func:`resolve`), or ``None`` when no layer is connected."""
+    for p in plans.values():
+        if isinstance(p.config, UnstructuredConfig) and p.config.connected:
+            return p.chain
+    return None
+
+
+def _check_connected(out: dict[str, LayerPlan], model: nn.Module) -> None:
+    """Connected unstructured pruning: every prunable layer planned unstructured, connected,
+    one scope, in one chain (:func:`pruning.connectivity.chain_of`); records the chain."""
+    from pruning.connectivity import ChainError, chain_of
+
+    conn = [n for n, p in out.items()
+            if isinstance(p.config, UnstructuredConfig) and p.config.connected]
+    if not conn:
+        return
+    for name in prunable_layers(model):
+        p = out.get(name)
+        if p is None or not isinstance(p.config, UnstructuredConfig) or not p.config.connected:
+            what = "not planned" if p is None else f"planned {p.config.kind}" + (
+                "" if not isinstance(p.config, UnstructuredConfig) else " without connected")
+            raise PlanError(f"layer {name!r}: connected pruning needs every prunable layer "
+                            f"unstructured with connected = true; this one is {what}")
+    scopes = {out[n].config.scope for n in conn}
+    if len(scopes) > 1:
+        raise PlanError(f"layers {', '.join(map(repr, conn))}: connected pruning needs one scope "
+                        "(all 'layer' or all 'global')")
+    try:
+        chain = chain_of(model, conn)
+    except ChainError as exc:
+        raise PlanError(f"connected pruning: {exc}") from None
+    for n in conn:
+        out[n] = replace(out[n], chain=chain)

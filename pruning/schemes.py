@@ -122,18 +122,25 @@ class UnstructuredConfig(SchemeConfig):
     with a global config (``scope="global"``; see :func:`pruning.projections.project_global`).
 
     ``index_bits`` is the relative-index width of the CSR/CSC storage recorded in the bundle.
+    ``connected=True`` keeps no weight off every input-to-output path of the model
+    (:mod:`pruning.connectivity`): the budget that a magnitude mask spends on such dead weights
+    goes to the next largest live ones. It needs every prunable layer of the model unstructured
+    and connected, in one chain (checked by :func:`pruning.plan.resolve`).
     """
 
     kind: ClassVar[str] = "unstructured"
     sparsity: float
     scope: str = "layer"
     index_bits: int = 4
+    connected: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sparsity", _fraction("Sparsity", self.sparsity))
         if not isinstance(self.scope, str) or self.scope not in SCOPES:
             raise ValueError(f"Scope must be 'layer' or 'global', not {self.scope!r}")
         object.__setattr__(self, "index_bits", _int("Index bits", self.index_bits, 1, 16))
+        if not isinstance(self.connected, bool):
+            raise ValueError(f"Connected must be true or false, not {self.connected!r}")
 
     def to_ir(self, **ctx: Any) -> irs.Unstructured:
         return irs.Unstructured(sparsity=self.sparsity, index_bits=self.index_bits)

@@ -151,3 +151,37 @@ def test_progressive_peer_prunes_and_finetunes_once_per_stage(monkeypatch):
     assert calls == [2, 1, 2, 1]
     assert row["steps"] == 2 * 3 * len(data)
     assert all(row[f"nnz_{n}"] <= k for n, k in stages[-1].items())
+
+
+def test_connected_and_label_smoothing_options(monkeypatch):
+    """--connected makes ADMM's plan connected (the peer stays plain magnitude pruning);
+    --label-smoothing reaches the peer's fine-tuning as it reaches ADMM's phases."""
+    a = bc.parse_args(["--connected", "--label-smoothing", "0.1", "--scope", "global"])
+    assert a.connected and a.label_smoothing == 0.1
+    assert not bc.parse_args([]).connected and bc.parse_args([]).label_smoothing == 0.0
+    with pytest.raises(SystemExit):
+        bc.parse_args(["--label-smoothing", "1"])
+    model = bc.zoo.build(bc.MODEL)
+    for scope in ("global", "profile"):
+        plans = bc.resolve(bc.pruning_plan(model, 100, scope, None, True), model)
+        assert all(p.config.connected and p.chain for p in plans.values())
+        assert not any(p.config.connected for p in
+                       bc.resolve(bc.pruning_plan(model, 100, scope), model).values())
+    g = torch.Generator().manual_seed(0)
+    data = [(torch.rand(8, 1, 28, 28, generator=g), torch.randint(0, 10, (8,), generator=g))
+            for _ in range(2)]
+    monkeypatch.setattr(bc, "loaders", lambda *a, **k: (data, data))
+    smoothing = []
+    real_train = bc.train
+
+    def spy(model, loader, epochs, optimizer, **kw):
+        smoothing.append(kw["loss_fn"].keywords["label_smoothing"])
+        return real_train(model, loader, epochs, optimizer, **kw)
+
+    monkeypatch.setattr(bc, "train", spy)
+    args = bc.parse_args(["--label-smoothing", "0.1", "--peer-recipe", "mirror",
+                          "--admm-iters", "1", "--retrain-epochs", "1"])
+    args.batch_size = 8
+    kept = {n: max(1, v // 50) for n, v in bc.numels(model).items()}
+    bc.run_peer(0, model.state_dict(), [kept], args)
+    assert smoothing == [0.1, 0.1]
