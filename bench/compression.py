@@ -110,8 +110,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "every input-to-output path, pruning.connectivity); the peer stays "
                         "torch.nn.utils.prune's magnitude pruning at ADMM's per-layer counts")
     p.add_argument("--label-smoothing", type=float, default=0.0,
-                   help="label smoothing of the cross-entropy in every compression phase of ADMM "
-                        "*and* of the peer (the dense model keeps its recipe)")
+                   help="label smoothing of the cross-entropy in every training phase: the dense "
+                        "model, and every compression phase of ADMM *and* of the peer")
     p.add_argument("--dense-epochs", type=int, default=None,
                    help="default: RECIPES['lenet5']['epochs']")
     p.add_argument("--admm-iters", type=int, default=12)
@@ -314,14 +314,16 @@ def pruning_plan(model: nn.Module, ratio: float, scope: str,
 
 
 def dense_model(seed: int, epochs: int, batch_size: int,
-                augmentation: pdata.Augment | None = None
+                augmentation: pdata.Augment | None = None, label_smoothing: float = 0.0
                 ) -> tuple[dict[str, torch.Tensor], float, float]:
     recipe = zoo.RECIPES[MODEL]
     model = zoo.build(MODEL, seed=seed)
     tr, te = loaders(seed, batch_size, augmentation)
     start = time.perf_counter()
     train(model, tr, epochs, recipe["optimizer"], lr=recipe["lr"], seed=seed,
-          schedule=recipe["schedule"])
+          schedule=recipe["schedule"],
+          loss_fn=functools.partial(nn.functional.cross_entropy, label_smoothing=label_smoothing)
+          if label_smoothing else None)
     return copy.deepcopy(model.state_dict()), evaluate(model, te), time.perf_counter() - start
 
 
@@ -595,7 +597,7 @@ def main(argv: list[str]) -> int:
           f"{args.quant_retrain} retrain epochs", flush=True)
     for seed in seeds:
         state, dense_acc, secs = dense_model(seed, dense_epochs, args.batch_size,
-                                             args.augmentation)
+                                             args.augmentation, args.label_smoothing)
         print(f"[seed {seed}] dense {dense_acc:.2%} ({secs:.0f} s)", flush=True)
         records.append({"seed": seed, "method": "dense", "target_ratio": None,
                         "accuracy": dense_acc, "ratio": 1.0, "seconds": secs,

@@ -155,7 +155,8 @@ def test_progressive_peer_prunes_and_finetunes_once_per_stage(monkeypatch):
 
 def test_connected_and_label_smoothing_options(monkeypatch):
     """--connected makes ADMM's plan connected (the peer stays plain magnitude pruning);
-    --label-smoothing reaches the peer's fine-tuning as it reaches ADMM's phases."""
+    --label-smoothing reaches the dense training and the peer's fine-tuning as it reaches
+    ADMM's phases."""
     a = bc.parse_args(["--connected", "--label-smoothing", "0.1", "--scope", "global"])
     assert a.connected and a.label_smoothing == 0.1
     assert not bc.parse_args([]).connected and bc.parse_args([]).label_smoothing == 0.0
@@ -185,3 +186,5 @@ def test_connected_and_label_smoothing_options(monkeypatch):
     kept = {n: max(1, v // 50) for n, v in bc.numels(model).items()}
     bc.run_peer(0, model.state_dict(), [kept], args)
     assert smoothing == [0.1, 0.1]
+    bc.dense_model(0, 1, 8, None, 0.1)                # the dense model is trained with it too
+    assert smoothing == [0.1, 0.1, 0.1]
