@@ -48,11 +48,13 @@ def _pair(text: str | None, sep: str, option: str, example: str) -> tuple[int, i
 
 
 def _plan(scheme: str | None, ratio: float | None, sparsity: float | None, bits: int | None,
-          block: str | None, nm: str | None, scope: str | None, plan_path: Path | None) -> Any:
+          block: str | None, nm: str | None, scope: str | None, plan_path: Path | None,
+          connected: bool = False) -> Any:
     from pruning.plan import Plan, PlanError, load_plan
 
     given = [o for o, v in (("--ratio", ratio), ("--sparsity", sparsity), ("--bits", bits),
-                            ("--block", block), ("--nm", nm), ("--scope", scope))
+                            ("--block", block), ("--nm", nm), ("--scope", scope),
+                            ("--connected", True if connected else None))
              if v is not None]
     if plan_path is not None:
         if scheme is not None or given:
@@ -74,7 +76,9 @@ def _plan(scheme: str | None, ratio: float | None, sparsity: float | None, bits:
         raise _user_error(f"--sparsity must be a number in [0, 1), not {sparsity:g}")
     params: dict[str, Any] = {}
     for option, value, kinds in (("--block", block, ("bcr",)), ("--nm", nm, ("nm",)),
-                                 ("--scope", scope, ("unstructured",))):
+                                 ("--scope", scope, ("unstructured",)),
+                                 ("--connected", True if connected else None,
+                                  ("unstructured",))):
         if value is not None and scheme not in kinds:
             raise _user_error(f"{option} applies to --scheme {kinds[0]} only")
     if block is not None:
@@ -83,6 +87,8 @@ def _plan(scheme: str | None, ratio: float | None, sparsity: float | None, bits:
         params["n"], params["m"] = _pair(nm, ":", "--nm", "2:4")
     if scheme == "unstructured":
         params["scope"] = scope or "global"
+        if connected:
+            params["connected"] = True
     try:
         return Plan.uniform(scheme, ratio=ratio, sparsity=sparsity, bits=bits, **params)
     except PlanError as exc:
@@ -245,6 +251,9 @@ def _kib(bits: int) -> str:
 @click.option("--nm", metavar="N:M", help="N:M group sparsity, e.g. 2:4.")
 @click.option("--scope", type=click.Choice(["global", "layer"]),
               help="Unstructured: one ratio over all layers together (default), or per layer.")
+@click.option("--connected", is_flag=True,
+              help="Unstructured: keep no weight off every input-to-output path (the model's "
+                   "layers must form one chain).")
 @click.option("--plan", "plan_path", type=click.Path(path_type=Path),
               help="Per-layer plan (.toml or .json) instead of --scheme.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
@@ -294,7 +303,7 @@ def _kib(bits: int) -> str:
               help="--data-free: epochs of the masked polish.")
 def prune(model_name: str, scheme: str | None, ratio: float | None, sparsity: float | None,
           bits: int | None, block: str | None, nm: str | None, scope: str | None,
-          plan_path: Path | None, out: Path,
+          connected: bool, plan_path: Path | None, out: Path,
           data: str | None, checkpoint: Path | None, epochs: int, admm_iters: int,
           admm_epochs: int, retrain_epochs: int, rho: float, rho_factor: float, lr: float,
           quant: str, batch_size: int, seed: int, progress: bool, data_free: bool,
@@ -305,7 +314,7 @@ def prune(model_name: str, scheme: str | None, ratio: float | None, sparsity: fl
     from codesign.report import print_table
 
     _check_mode(data_free, checkpoint)
-    plan = _plan(scheme, ratio, sparsity, bits, block, nm, scope, plan_path)
+    plan = _plan(scheme, ratio, sparsity, bits, block, nm, scope, plan_path, connected)
     model, dataset = _model(model_name, data, seed, data_free)
 
     import pandas as pd
@@ -324,6 +333,9 @@ def prune(model_name: str, scheme: str | None, ratio: float | None, sparsity: fl
         raise _user_error(f"{exc}{hint}") from None
     if not plans:
         raise _user_error("the plan reaches no layer of the model")
+    if data_free and any(getattr(p.config, "connected", False) for p in plans.values()):
+        raise _user_error("connected pruning does not apply to --data-free, which prunes one "
+                          "layer at a time")
     if data_free:
         assert checkpoint is not None
         _load_checkpoint(model, checkpoint)

@@ -567,6 +567,11 @@ def _prune(model: nn.Module, plan: Plan | Mapping[str, LayerPlan],
            callback: Callable[[LayerRecord], object] | None) -> DataFreeResult:
     start = time.perf_counter()
     plans = resolve(plan, model) if isinstance(plan, Plan) else dict(plan)
+    conn = [n for n, p in plans.items() if getattr(p.config, "connected", False)]
+    if conn:
+        raise ValueError(f"layer {conn[0]!r}: connected pruning projects the whole chain of "
+                         "layers at once; the data-free mode prunes one layer at a time (plan "
+                         "these layers without connected)")
     reference = copy.deepcopy(model).eval()
     schedule = RhoSchedule(rho, rho_factor, max(rho_max, rho))
     active = [n for n, p in plans.items()

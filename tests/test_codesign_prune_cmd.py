@@ -177,3 +177,30 @@ def test_data_free_checkpoint_mismatch_and_bn_synthetic(capsys, tmp_path):
                                  "BatchNorm normalises its input or the outputs of its first "
                                  "layer; use 'normal' or 'uniform'")
     assert not (tmp_path / "o").exists()
+
+
+def test_connected_option(capsys, tmp_path, first_run):
+    """--connected: a bundle whose masks have no dead weight; clear errors where it cannot
+    apply."""
+    from pruning.connectivity import live_masks
+
+    code, out, err = run(capsys, *TINY, "--scheme", "unstructured", "--ratio", "20",
+                         "--connected", "--checkpoint", str(first_run[1] / "dense.pt"),
+                         "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    bundle = Bundle.load(tmp_path / "o" / "bundle")
+    masks = [torch.from_numpy(x.tensors["mask"].astype(bool)) for x in bundle.layers]
+    assert all(torch.equal(a, b) for a, b in zip(live_masks(masks), masks, strict=True))
+    for argv, message in (
+            (["--model", "tinycnn", "--scheme", "bcr", "--ratio", "4", "--connected"],
+             "--connected applies to --scheme unstructured only"),
+            (["--model", "resnet18", "--scheme", "unstructured", "--ratio", "4", "--connected"],
+             "connected pruning: the value of 'relu' is used more than once (a branch); "
+             "connected pruning needs one chain of layers"),
+            (["--model", "tinycnn", "--scheme", "unstructured", "--ratio", "4", "--connected",
+              "--data-free", "--checkpoint", str(first_run[1] / "dense.pt")],
+             "connected pruning does not apply to --data-free, which prunes one layer at a "
+             "time")):
+        code, _, err = run(capsys, *argv, "--out", str(tmp_path / "bad"))
+        assert_user_error(code, err, message)
+        assert not (tmp_path / "bad").exists()

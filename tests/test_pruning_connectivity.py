@@ -253,3 +253,14 @@ def test_compress_with_connected_plan_and_label_smoothing():
     with pytest.raises(ValueError, match=r"label_smoothing must be a number in \[0, 1\)"):
         compress(build("lenet5"), Plan.uniform("unstructured", ratio=50), small,
                  admm_iters=0, retrain_epochs=0, progress=False, label_smoothing=1.0)
+
+
+def test_data_free_refuses_connected_plans():
+    from pruning.datafree import prune_layerwise
+
+    model = build("lenet5", seed=0)
+    with pytest.raises(ValueError, match="layer 'conv1': connected pruning projects the whole "
+                                         "chain of layers at once; the data-free mode prunes one "
+                                         "layer at a time"):
+        prune_layerwise(model, Plan.uniform("unstructured", ratio=10, connected=True),
+                        [torch.rand(2, 1, 28, 28)], iterations=1)
