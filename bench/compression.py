@@ -30,7 +30,9 @@ the dense model in every compression phase of both sides); ``--retrain-schedule 
 retraining and the peer's matching last epochs); ``--optimizer``, ``--weight-decay`` (every
 compression phase of both sides), ``--retrain-lr`` (the retraining's initial lr, and the peer's
 matching last epochs', with ``--peer-recipe mirror``); ``--ramp`` (gradual pruning inside
-ADMM, an ADMM option with no peer counterpart). ``--merge`` prints one report over the CSVs of separate runs
+ADMM, an ADMM option with no peer counterpart); ``--rho-scale`` (per-layer ``rho_i`` of ADMM's
+pruning penalty, the plan's ``rho`` key; with ``--scope global`` it also shifts ADMM's per-layer
+allocation, which the peer then copies). ``--merge`` prints one report over the CSVs of separate runs
 (one seed each, run in parallel).
 
 Prints a mean +- std table over seeds, the targets beside the measured values and the published
@@ -127,6 +129,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--rho", type=float, default=1e-2, help="initial rho")
     p.add_argument("--rho-factor", type=float, default=1.5)
     p.add_argument("--rho-max", type=float, default=1.0)
+    p.add_argument("--rho-scale", default="",
+                   help="per-layer factors on --rho (layer=factor,...; e.g. fc1=0.3): the plan's "
+                        "per-layer rho, ADMM only (with --scope global it also moves weights "
+                        "between layers: a smaller rho_i lets the layer keep more)")
     p.add_argument("--lr", type=float, default=1e-3,
                    help="lr of the W-steps, the retraining and the peer")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
@@ -216,6 +222,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--distill must be >= 0 and --distill-weight in [0, 1]")
     args.bit_map = {k.strip(): int(v) for k, v in
                     (item.split("=") for item in args.bits.split(",") if item.strip())}
+    args.rho_map = {}
+    for item in filter(str.strip, args.rho_scale.split(",")):
+        name, _, value = item.partition("=")
+        try:
+            factor = float(value)
+        except ValueError:
+            factor = -1.0
+        if name.strip() not in PROFILE or not (factor > 0 and math.isfinite(factor)):
+            p.error(f"--rho-scale {item!r}: expected layer=factor with a layer of "
+                    f"{', '.join(PROFILE)} and a positive factor")
+        args.rho_map[name.strip()] = factor * args.rho
     return args
 
 
@@ -292,12 +309,16 @@ def numels(model: nn.Module) -> dict[str, int]:
 
 
 def pruning_plan(model: nn.Module, ratio: float, scope: str,
-                 profile: dict[str, float] | None = None, connected: bool = False) -> Plan:
+                 profile: dict[str, float] | None = None, connected: bool = False,
+                 rho: dict[str, float] | None = None) -> Plan:
     """Unstructured plan reaching ``ratio`` overall: the scaled profile (default ``PROFILE``),
-    or global; ``connected``: connected unstructured projections (``pruning.connectivity``)."""
+    or global; ``connected``: connected unstructured projections (``pruning.connectivity``);
+    ``rho``: per-layer initial ADMM penalties (the plan's ``rho`` key)."""
+    rho = rho or {}
     if scope == "global":
-        return Plan.uniform("unstructured", ratio=ratio, scope="global",
+        plan = Plan.uniform("unstructured", ratio=ratio, scope="global",
                             **({"connected": True} if connected else {}))
+        return Plan(default=plan.default, layers={n: Rule(rho=r) for n, r in rho.items()})
     profile = profile or PROFILE
     sizes = numels(model)
     kept = {n: sizes[n] * (1 - s) for n, s in profile.items()}
@@ -309,7 +330,7 @@ def pruning_plan(model: nn.Module, ratio: float, scope: str,
             raise SystemExit(f"ratio {ratio:g}x: layer {n} would keep {keep:.3%} of its weights")
         rules[n] = Rule("unstructured", sparsity=round(1 - keep, 9),
                         params=(("scope", "layer"),) + ((("connected", True),) if connected
-                                                        else ()))
+                                                        else ()), rho=rho.get(n))
     return Plan(layers=rules)
 
 
@@ -352,7 +373,8 @@ def run_admm(seed: int, state: dict, ratio: float, args: argparse.Namespace) -> 
     tr, te = loaders(seed, args.batch_size, args.augmentation)
     stage_kept, seconds = [], 0.0
     for r in stage_ratios(ratio, args):
-        plans = resolve(pruning_plan(model, r, args.scope, args.profile_map, args.connected),
+        plans = resolve(pruning_plan(model, r, args.scope, args.profile_map, args.connected,
+                                     args.rho_map),
                         model)
         res = compress(model, plans, tr, te, epochs_admm=args.admm_epochs,
                        admm_iters=args.admm_iters, retrain_epochs=args.retrain_epochs,
@@ -584,7 +606,9 @@ def main(argv: list[str]) -> int:
     print(f"LeNet-5 on {DATASET} ({split}), seeds {seeds}, ratios "
           f"{args.ratio_list}, scope {args.scope}; dense {dense_epochs} epochs; ADMM "
           f"{args.admm_iters} iterations x {args.admm_epochs} epoch, rho {args.rho:g} x"
-          f"{args.rho_factor:g}/iteration (max {args.rho_max:g}), {args.retrain_epochs} retrain "
+          f"{args.rho_factor:g}/iteration (max {args.rho_max:g}; per layer "
+          f"{ {n: f'{r:g}' for n, r in args.rho_map.items()} or 'the same'}), "
+          f"{args.retrain_epochs} retrain "
           f"epochs ({args.retrain_schedule} lr from {args.rlr:g}), {args.optimizer} lr {args.lr:g}, "
           f"weight decay {args.weight_decay:g}, batch {args.batch_size}; "
           f"augmentation {args.augmentation}; connected {args.connected}; label smoothing "

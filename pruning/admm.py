@@ -287,8 +287,8 @@ def admm(model: nn.Module, plans: Mapping[str, LayerPlan], loader: Iterable, *, 
     iterations, epochs : int
         ADMM iterations, and W-step epochs in each.
     rho : RhoSchedule or float
-        The schedule (a float is ``RhoSchedule(initial=rho)``); ``layer_rho`` overrides the
-        initial value per layer.
+        The schedule (a float is ``RhoSchedule(initial=rho)``). A layer's initial value is
+        ``layer_rho[name]`` if given, else its plan's ``rho`` if set, else the schedule's.
     mode : {"joint", "prune", "quant"}
         The constraint set; ``"quant"`` needs ``masks``, which also stay applied in the W-step.
     optimizer, lr, momentum, weight_decay
@@ -332,7 +332,7 @@ def admm(model: nn.Module, plans: Mapping[str, LayerPlan], loader: Iterable, *, 
     with _bars(progress and iterations > 0, f"ADMM ({mode})", iterations) as bar:
         for k in range(iterations):
             start = time.perf_counter()
-            rhos = {n: sched.at(k, layer_rho.get(n)) for n in active}
+            rhos = {n: sched.at(k, layer_rho.get(n, active[n].rho)) for n in active}
             order = [(n, s) for n in active for s in params[n]]
             ws = [params[n][s] for n, s in order]
             zs = [z.weights[n][s] for n, s in order]

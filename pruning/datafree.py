@@ -378,7 +378,7 @@ def reconstruct_layer(model: nn.Module, reference: nn.Module, lp: LayerPlan,
     layer = mods[name]
     probe = _Probe([mods[n] for n in chain])
     inner = next(n for n, m in probe.named_modules() if m is layer)
-    plans = {inner: LayerPlan(inner, lp.op, lp.config, lp.bits)}
+    plans = {inner: LayerPlan(inner, lp.op, lp.config, lp.bits, rho=lp.rho)}
     starts = np.cumsum([0] + [len(x) for x in inputs])
     loader = [(x, torch.arange(int(a), int(a) + len(x)))
               for x, a in zip(inputs, starts, strict=False)]

@@ -9,8 +9,10 @@ names the layer (or the rule) and says what is allowed.
 
 A rule has ``scheme`` (``dense``, ``unstructured``, ``filter``, ``column``, ``pattern``, ``bcr``,
 ``nm``), either ``ratio`` (a compression ratio above 1: 85 keeps 1/85 of the weights) or
-``sparsity`` (the pruned fraction, in [0, 1)), ``bits`` (2 to 16, or ``false`` for float weights)
-and the scheme's own keys:
+``sparsity`` (the pruned fraction, in [0, 1)), ``bits`` (2 to 16, or ``false`` for float weights),
+``rho`` (the layer's initial ADMM penalty ``rho_i``, a positive number; the run's growth factor
+applies to it and its maximum is raised to it if below; default: the run's initial rho) and the
+scheme's own keys:
 
 ============  ================================================================================
 scheme        keys; how the ratio is used
@@ -30,7 +32,7 @@ dense         no keys; quantization only, when ``bits`` is set
 
 Precedence: layer rule over type rule over default. A more specific rule that sets ``scheme``
 replaces the scheme, its keys and the ratio; one without ``scheme`` overrides only the keys it
-sets. ``bits`` is inherited unless set. A layer that no rule reaches is left dense and float.
+sets. ``bits`` and ``rho`` are inherited unless set. A layer that no rule reaches is left dense and float.
 
 TOML (JSON takes the same structure)::
 
@@ -82,7 +84,7 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     "dense": (), "unstructured": ("scope", "index_bits", "connected"), "filter": (), "column": (),
     "pattern": ("library_size", "keep", "connectivity"),
     "bcr": ("block", "row_sparsity", "col_sparsity"), "nm": ("n", "m")}
-_COMMON = ("scheme", "ratio", "sparsity", "bits")
+_COMMON = ("scheme", "ratio", "sparsity", "bits", "rho")
 _ALL_PARAMS = tuple(sorted({p for ps in _PARAMS.values() for p in ps}))
 
 
@@ -110,6 +112,8 @@ class Rule:
         Weight bits, 2 to 16; ``False``: float weights (no quantization).
     params : tuple of (key, value)
         Scheme keys (``block``, ``n``, ...), checked against the scheme when it is known.
+    rho : float, optional
+        The layer's initial ADMM penalty (positive); ``None``: the run's.
 
     Raises
     ------
@@ -122,6 +126,7 @@ class Rule:
     sparsity: float | None = None
     bits: int | bool | None = None
     params: tuple[tuple[str, Any], ...] = ()
+    rho: float | None = None
 
     def __post_init__(self) -> None:
         if self.scheme is not None and self.scheme not in SCHEMES:
@@ -138,6 +143,9 @@ class Rule:
                 isinstance(bits, bool) or not isinstance(bits, Integral) or not 2 <= bits <= 16):
             raise PlanError("bits must be an integer from 2 to 16 (or false for float weights), "
                             f"not {bits!r}")
+        if self.rho is not None and not (_number(self.rho) and self.rho > 0):
+            raise PlanError(f"rho must be a positive number (the layer's initial ADMM penalty), "
+                            f"not {self.rho!r}")
         params = tuple((str(k), v) for k, v in (self.params.items() if isinstance(
             self.params, Mapping) else self.params))
         object.__setattr__(self, "params", params)
@@ -156,17 +164,18 @@ class Rule:
         params = {k: v for k, v in data.items() if k not in _COMMON}
         return cls(scheme=data.get("scheme"), ratio=data.get("ratio"),
                    sparsity=data.get("sparsity"), bits=data.get("bits"),
-                   params=tuple(params.items()))
+                   params=tuple(params.items()), rho=data.get("rho"))
 
     def overlay(self, other: Rule) -> Rule:
         """``other`` applied on top of this rule (``other`` is the more specific one)."""
         bits = other.bits if other.bits is not None else self.bits
+        rho = other.rho if other.rho is not None else self.rho
         if other.scheme is not None:
-            return Rule(other.scheme, other.ratio, other.sparsity, bits, other.params)
+            return Rule(other.scheme, other.ratio, other.sparsity, bits, other.params, rho)
         amount = ((other.ratio, other.sparsity) if other.ratio is not None
                   or other.sparsity is not None else (self.ratio, self.sparsity))
         params = tuple((dict(self.params) | dict(other.params)).items())
-        return Rule(self.scheme, amount[0], amount[1], bits, params)
+        return Rule(self.scheme, amount[0], amount[1], bits, params, rho)
 
     def to_json(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in _COMMON if getattr(self, k) is not None}
@@ -281,6 +290,8 @@ class LayerPlan:
     chain : tuple of str or None
         For connected unstructured layers: every layer of the model's chain in data-flow order
         (:func:`pruning.connectivity.chain_of`), which their projection takes together.
+    rho : float or None
+        The layer's initial ADMM penalty, or ``None`` for the run's.
     """
 
     name: str
@@ -288,12 +299,14 @@ class LayerPlan:
     config: SchemeConfig
     bits: int | None
     chain: tuple[str, ...] | None = None
+    rho: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         params = {k: list(v) if isinstance(v, tuple) else v
                   for k, v in self.config.__dict__.items()}
-        return {"name": self.name, "op": self.op, "scheme": {"kind": self.config.kind, **params},
-                "bits": self.bits}
+        out = {"name": self.name, "op": self.op, "scheme": {"kind": self.config.kind, **params},
+               "bits": self.bits}
+        return out | ({"rho": self.rho} if self.rho is not None else {})
 
 
 def _describe(module: nn.Module) -> str:
@@ -393,7 +406,8 @@ def resolve(plan: Plan, model: nn.Module) -> dict[str, LayerPlan]:
             raise PlanError(f"layer {name!r}: only single-layer, unidirectional "
                             f"{type(module).__name__} without projection is supported")
         bits = None if rule.bits is None or rule.bits is False else int(rule.bits)
-        out[name] = LayerPlan(name, op, _config(name, module, rule), bits)
+        rho = None if rule.rho is None else float(rule.rho)
+        out[name] = LayerPlan(name, op, _config(name, module, rule), bits, rho=rho)
     glob = {n: p.config.sparsity for n, p in out.items()
             if isinstance(p.config, UnstructuredConfig) and p.config.scope == "global"}
     if len(set(glob.values())) > 1:

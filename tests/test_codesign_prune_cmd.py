@@ -59,7 +59,8 @@ def test_prune_with_plan_and_checkpoint_prints_table(first_run, capsys, tmp_path
     _, first = first_run
     plan = tmp_path / "plan.toml"
     plan.write_text('[default]\nscheme = "unstructured"\nratio = 2\n\n'
-                    '[layers.fc1]\nscheme = "bcr"\nblock = [8, 16]\nratio = 4\nbits = 6\n')
+                    '[layers.fc1]\nscheme = "bcr"\nblock = [8, 16]\nratio = 4\nbits = 6\n'
+                    'rho = 0.05\n')
     code, out, err = run(capsys, *TINY, "--plan", str(plan), "--checkpoint",
                          str(first / "dense.pt"), "--out", str(tmp_path / "o"))
     assert code == 0, err
@@ -68,6 +69,9 @@ def test_prune_with_plan_and_checkpoint_prints_table(first_run, capsys, tmp_path
                  "accuracy (digits test): before", "after retraining", "weights only"):
         assert text in out
     assert Bundle.load(tmp_path / "o" / "bundle").layer("fc1").quant.bits == 6
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["admm"][0]["rho"] == {"conv1": 0.01, "conv2": 0.01, "fc1": 0.05, "fc2": 0.01}
+    assert summary["admm"][1]["rho"]["fc1"] == pytest.approx(0.075)
     assert not (tmp_path / "o" / "dense.pt").exists()
 
 

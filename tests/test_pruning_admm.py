@@ -89,6 +89,29 @@ def test_admm_on_toy_problem_converges():
     assert torch.equal(mask_of(UnstructuredConfig(0.75), model[0].weight), m)   # W agrees
 
 
+def test_per_layer_rho_from_the_plan_and_its_override():
+    loader, _ = _toy()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 8, bias=False), nn.ReLU(), nn.Linear(8, 4, bias=False))
+    train(model, loader, 10, optimizer="sgd", lr=0.2)
+    plan = Plan.from_dict({"default": {"scheme": "unstructured", "sparsity": 0.5},
+                           "layers": {"2": {"rho": 1e-4}}})
+    plans = resolve(plan, model)
+    assert plans["0"].rho is None and plans["2"].rho == 1e-4
+    sched = RhoSchedule(0.5, 1.5, 2.0)
+    runs = {}
+    for label, override in (("plan", None), ("override", {"2": 0.5})):
+        m = copy.deepcopy(model)
+        res = admm(m, plans, loader, iterations=4, epochs=2, rho=sched, layer_rho=override,
+                   optimizer="sgd", lr=0.2, progress=False)
+        runs[label] = res.history
+    assert [h.rho["0"] for h in runs["plan"]] == pytest.approx([0.5, 0.75, 1.125, 1.6875])
+    assert [h.rho["2"] for h in runs["plan"]] == pytest.approx([1e-4, 1.5e-4, 2.25e-4, 3.375e-4])
+    assert [h.rho["2"] for h in runs["override"]] == pytest.approx([0.5, 0.75, 1.125, 1.6875])
+    # the penalty uses them: a layer with a tiny rho is barely pulled to its set
+    assert runs["plan"][-1].residual["2"] > 3 * runs["override"][-1].residual["2"]
+
+
 def test_ramped_sparsity_reaches_the_plan_and_admm_ends_on_its_set():
     loader, model = _toy()
     train(model, loader, 10, optimizer="sgd", lr=0.5)

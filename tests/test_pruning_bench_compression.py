@@ -188,3 +188,31 @@ def test_connected_and_label_smoothing_options(monkeypatch):
     assert smoothing == [0.1, 0.1]
     bc.dense_model(0, 1, 8, None, 0.1)                # the dense model is trained with it too
     assert smoothing == [0.1, 0.1, 0.1]
+
+
+def test_rho_scale_option_reaches_the_plan_and_admm(monkeypatch):
+    """--rho-scale fc1=0.3: fc1's plan rule gets rho 0.3 x --rho (both scopes, other layers
+    keep the run's), and ADMM's W-steps use it from the first iteration."""
+    a = bc.parse_args(["--rho", "0.02", "--rho-scale", "fc1=0.3, conv1=2"])
+    assert a.rho_map == pytest.approx({"fc1": 0.006, "conv1": 0.04})
+    assert bc.parse_args([]).rho_map == {}
+    for bad in (["--rho-scale", "fc3=0.3"], ["--rho-scale", "fc1=0"], ["--rho-scale", "fc1"],
+                ["--rho-scale", "fc1=x"]):
+        with pytest.raises(SystemExit):
+            bc.parse_args(bad)
+    model = bc.zoo.build(bc.MODEL)
+    for scope in ("global", "profile"):
+        plans = bc.resolve(bc.pruning_plan(model, 100, scope, None, True, a.rho_map), model)
+        assert {n: p.rho for n, p in plans.items()} == pytest.approx(
+            {"conv1": 0.04, "conv2": None, "fc1": 0.006, "fc2": None})
+        assert plans["fc1"].config.connected
+        assert scope == "profile" or plans["fc1"].config.sparsity == pytest.approx(0.99)
+    _tiny(monkeypatch)
+    seen = []
+    real = bc.compress
+    monkeypatch.setattr(bc, "compress", lambda *x, **k: seen.append(x[1]) or real(*x, **k))
+    args = bc.parse_args(["--scope", "global", "--admm-iters", "1", "--retrain-epochs", "1",
+                          "--rho-scale", "fc1=0.3"])
+    args.batch_size = 8
+    bc.run_admm(0, model.state_dict(), 20.0, args)
+    assert seen[0]["fc1"].rho == pytest.approx(0.003) and seen[0]["fc2"].rho is None

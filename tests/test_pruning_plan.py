@@ -58,6 +58,19 @@ def test_toml_and_json_resolve_with_precedence(tmp_path, tiny):
         "kind": "bcr", "block": [8, 16], "row_sparsity": 0.5, "col_sparsity": 0.75}}
 
 
+def test_rho_is_inherited_like_bits_and_recorded(tmp_path, tiny):
+    path = tmp_path / "plan.toml"
+    path.write_text('[default]\nscheme = "unstructured"\nratio = 4\nrho = 0.02\n\n'
+                    '[types.linear]\nrho = 0.005\n\n[layers.fc2]\nscheme = "nm"\nn = 2\nm = 4\n')
+    plan = load_plan(path)
+    assert Plan.from_dict(plan.to_json()) == plan
+    got = resolve(plan, tiny)
+    assert {n: p.rho for n, p in got.items()} == {"conv1": 0.02, "conv2": 0.02, "fc1": 0.005,
+                                                  "fc2": 0.005}
+    assert got["fc1"].to_json()["rho"] == 0.005
+    assert "rho" not in resolve(Plan.uniform("unstructured", ratio=4), tiny)["fc1"].to_json()
+
+
 def test_ratio_conversions(tiny):
     got = resolve(Plan.from_dict({"layers": {
         "conv2": {"scheme": "pattern", "ratio": 4.5}, "fc1": {"scheme": "bcr", "ratio": 16},
@@ -110,7 +123,12 @@ def test_rnn_plans_check_both_matrices():
      "column, pattern, bcr, nm"),
     ({"layers": {"fc1": {"scheme": "bcr", "blok": [2, 2]}}},
      "layer 'fc1': unknown key 'blok' for scheme 'bcr'; allowed: scheme, ratio, sparsity, bits, "
-     "block, row_sparsity, col_sparsity"),
+     "rho, block, row_sparsity, col_sparsity"),
+    ({"layers": {"fc1": {"scheme": "unstructured", "ratio": 4, "rho": 0}}},
+     "layer 'fc1': rho must be a positive number (the layer's initial ADMM penalty), not 0"),
+    ({"types": {"linear": {"rho": "high"}}},
+     "layer type 'linear': rho must be a positive number (the layer's initial ADMM penalty), "
+     "not 'high'"),
     ({"layers": {"fc1": {"scheme": "unstructured", "ratio": 4, "sparsity": 0.5}}},
      "layer 'fc1': give either ratio or sparsity, not both"),
     ({"layers": {"fc1": {"scheme": "nm", "ratio": 2}}},
