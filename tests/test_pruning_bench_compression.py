@@ -216,3 +216,26 @@ def test_rho_scale_option_reaches_the_plan_and_admm(monkeypatch):
     args.batch_size = 8
     bc.run_admm(0, model.state_dict(), 20.0, args)
     assert seen[0]["fc1"].rho == pytest.approx(0.003) and seen[0]["fc2"].rho is None
+
+
+def _rows(*rows):
+    import pandas as pd
+    cols = ["seed", "method", "target_ratio", "accuracy", "drop_pp"]
+    return pd.DataFrame([dict(zip(cols, r, strict=True)) for r in rows])
+
+
+def test_targets_table_says_not_measured_instead_of_no():
+    # 100x ADMM and peer, no quantized run: drop and gap are measured, storage is not
+    t = bc.targets(_rows((0, "dense", None, 0.98, 0.0), (0, "admm", 100.0, 0.977, 0.3),
+                         (0, "magnitude+finetune", 100.0, 0.965, 1.5)))
+    assert t["met"].tolist() == ["yes", bc.NOT_MEASURED, "yes"]
+    assert "100x: 0.30 pp" in t.iloc[0, 1] and "no quantized run" in t.iloc[1, 1]
+    assert t.iloc[2, 1] == "+1.20 pp"
+    t = bc.targets(_rows((0, "dense", None, 0.98, 0.0), (0, "admm", 100.0, 0.975, 0.5),
+                         (0, "magnitude+finetune", 100.0, 0.970, 1.0)))
+    assert t["met"].tolist() == ["no", bc.NOT_MEASURED, "no"]
+    # only 85x: neither the >= 100x drop nor the 100x gap was measured
+    t = bc.targets(_rows((0, "dense", None, 0.98, 0.0), (0, "admm", 85.0, 0.98, 0.0),
+                         (0, "magnitude+finetune", 85.0, 0.97, 1.0)))
+    assert t["met"].tolist() == [bc.NOT_MEASURED] * 3
+    assert "no ADMM run at >= 100x" in t.iloc[0, 1]
