@@ -115,6 +115,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--label-smoothing", type=float, default=0.0,
                    help="label smoothing of the cross-entropy in every training phase: the dense "
                         "model, and every compression phase of ADMM *and* of the peer")
+    p.add_argument("--conv-relu", action="store_true",
+                   help="LeNet-5 with a ReLU after each convolution (zoo conv_relu=True, as "
+                        "many PyTorch ports; the same 430,500 weights) for the dense model, ADMM "
+                        "and the peer alike; default: Caffe's, none")
     p.add_argument("--dense-epochs", type=int, default=None,
                    help="default: RECIPES['lenet5']['epochs']")
     p.add_argument("--admm-iters", type=int, default=12)
@@ -188,6 +192,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.admm_iters, args.retrain_epochs = 2, 1
         args.quant_iters, args.quant_retrain = 1, 1
     args.ratio_list = [float(r) for r in args.ratios.split(",")]
+    args.model_kwargs = {"conv_relu": True} if args.conv_relu else {}
     try:
         args.stage_list = sorted(float(r) for r in args.stages.split(",") if r.strip())
     except ValueError:
@@ -246,6 +251,8 @@ def command(argv: list[str]) -> str:
 VAL_SEED = 20260
 #: ``--val`` per class: held-out training digits per class (0: off, evaluate on the test split).
 VAL_PER_CLASS = {"n": 0}
+#: Keyword arguments of every LeNet-5 the bench builds (``--conv-relu`` sets ``conv_relu``).
+MODEL_KWARGS: dict[str, object] = {}
 
 
 def validation_split(labels: torch.Tensor, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -339,7 +346,7 @@ def dense_model(seed: int, epochs: int, batch_size: int,
                 augmentation: pdata.Augment | None = None, label_smoothing: float = 0.0
                 ) -> tuple[dict[str, torch.Tensor], float, float]:
     recipe = zoo.RECIPES[MODEL]
-    model = zoo.build(MODEL, seed=seed)
+    model = zoo.build(MODEL, seed=seed, **MODEL_KWARGS)
     tr, te = loaders(seed, batch_size, augmentation)
     start = time.perf_counter()
     train(model, tr, epochs, recipe["optimizer"], lr=recipe["lr"], seed=seed,
@@ -350,7 +357,7 @@ def dense_model(seed: int, epochs: int, batch_size: int,
 
 
 def from_state(seed: int, state: dict[str, torch.Tensor]) -> nn.Module:
-    model = zoo.build(MODEL, seed=seed)
+    model = zoo.build(MODEL, seed=seed, **MODEL_KWARGS)
     model.load_state_dict(state)
     return model
 
@@ -597,6 +604,8 @@ def main(argv: list[str]) -> int:
         return merge(args.merge, args.csv)
     args.batch_size = int(zoo.RECIPES[MODEL]["batch_size"])
     VAL_PER_CLASS["n"] = args.val
+    MODEL_KWARGS.clear()
+    MODEL_KWARGS.update(args.model_kwargs)
     dense_epochs = args.dense_epochs if args.dense_epochs is not None else \
         int(zoo.RECIPES[MODEL]["epochs"])
     torch.set_num_threads(args.threads)
@@ -606,7 +615,8 @@ def main(argv: list[str]) -> int:
     peer_epochs = args.admm_iters * args.admm_epochs + args.retrain_epochs
     split = (f"{4000 - 10 * args.val:,} train / {10 * args.val:,} validation held out of the "
              "training digits, test digits not read" if args.val else "4,000 train / 1,000 test")
-    print(f"LeNet-5 on {DATASET} ({split}), seeds {seeds}, ratios "
+    print(f"LeNet-5{' with ReLU after its convolutions' if args.conv_relu else ''} on "
+          f"{DATASET} ({split}), seeds {seeds}, ratios "
           f"{args.ratio_list}, scope {args.scope}; dense {dense_epochs} epochs; ADMM "
           f"{args.admm_iters} iterations x {args.admm_epochs} epoch, rho {args.rho:g} x"
           f"{args.rho_factor:g}/iteration (max {args.rho_max:g}; per layer "
@@ -695,10 +705,28 @@ def report(df: pd.DataFrame, minutes: float, csv: Path, commands: list[str]) -> 
         print(f"reproduce: {c}")
 
 
+def read_csvs(paths: list[Path], columns: tuple[str, ...]) -> list[pd.DataFrame]:
+    """The CSVs given to ``--merge``; ``SystemExit`` naming a file that is missing, unreadable
+    or lacks one of ``columns`` (not a CSV this bench wrote)."""
+    frames = []
+    for path in paths:
+        try:
+            df = pd.read_csv(path)
+        except (OSError, ValueError) as e:   # missing, a directory, empty or not a CSV
+            raise SystemExit(f"--merge: cannot read {path}: {e}") from None
+        missing = [c for c in columns if c not in df.columns]
+        if missing:
+            raise SystemExit(f"--merge: {path} has no column {', '.join(missing)}; give CSVs "
+                             "this bench wrote")
+        frames.append(df)
+    return frames
+
+
 def merge(paths: list[Path], out: Path) -> int:
     """``--merge``: one report over the CSVs of runs made separately (e.g. one seed each, in
     parallel); they must be runs of the same command apart from the seeds and the CSV path."""
-    frames = [pd.read_csv(p) for p in paths]
+    frames = read_csvs(paths, ("seed", "method", "target_ratio", "accuracy", "seconds",
+                               "command"))
     df = pd.concat(frames, ignore_index=True)
     if df.duplicated(["seed", "method", "target_ratio"]).any():
         raise SystemExit("--merge: the CSVs repeat a (seed, method, ratio) row")

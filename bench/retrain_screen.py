@@ -17,6 +17,8 @@ each variant on identical batches (a fresh loader with the seed's generator):
   kept weights with the smallest magnitude and regrows as many pruned positions with the largest
   gradient magnitude (at zero); every layer keeps its count, so the pruning ratio is unchanged.
   The mask is re-applied after every step, as in the masked retraining.
+* ``dropout:E``: the masked retraining for ``E`` epochs with dropout (probability
+  ``--dropout``) on the input of every linear layer while training; evaluation runs without it.
 
 Every variant uses the bench's retraining settings (``--retrain-lr``, ``--retrain-schedule``,
 ``--optimizer``, ``--weight-decay``, ``--label-smoothing``, ``--distill``). Prints, per variant,
@@ -57,12 +59,12 @@ from pruning.plan import resolve
 from pruning.train import evaluate, train
 
 HERE = Path(__file__).resolve().parent
-KINDS = ("standard", "regrow")
+KINDS = ("standard", "regrow", "dropout")
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One recovery: ``kind`` (``"standard"`` or ``"regrow"``) for ``epochs`` epochs."""
+    """One recovery: ``kind`` (one of ``KINDS``) for ``epochs`` epochs."""
 
     kind: str
     epochs: int
@@ -153,6 +155,16 @@ def regrow_retrain(model: nn.Module, plans: dict, masks: dict, loader, epochs: i
     return state["swapped"]
 
 
+def linear_input_dropout(model: nn.Module, p: float) -> list:
+    """Dropout with probability ``p`` on the input of every ``nn.Linear`` of ``model`` in
+    training mode (none in evaluation mode); returns the hook handles (``.remove()`` them)."""
+    def hook(mod: nn.Module, inp: tuple) -> tuple:
+        return (nn.functional.dropout(inp[0], p, mod.training),)
+
+    return [m.register_forward_pre_hook(hook) for m in model.modules()
+            if isinstance(m, nn.Linear)]
+
+
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, argparse.Namespace | None,
                                          list[str]]:
     """This screen's options, then ``bench/compression.py``'s (after ``--``; ``None`` with
@@ -173,6 +185,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, argparse.Namespace 
                    help="initial fraction of kept weights swapped (cosine decay)")
     p.add_argument("--regrow-stop", type=float, default=0.75,
                    help="fraction of the steps after which the mask stays fixed")
+    p.add_argument("--dropout", type=float, default=0.25,
+                   help="dropout:E variants: probability on the input of every linear layer")
     p.add_argument("--csv", type=Path, default=HERE / "results" / "retrain_screen.csv")
     p.add_argument("--merge", type=Path, nargs="+", metavar="CSV",
                    help="only report: merge the CSVs of separate runs of the same variants (e.g. "
@@ -186,6 +200,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, argparse.Namespace 
         args.regrow = Regrow(args.regrow_every, args.regrow_alpha, args.regrow_stop)
     except ValueError as e:
         p.error(str(e))
+    if not 0 < args.dropout < 1:
+        p.error(f"--dropout must be in (0, 1), not {args.dropout:g}")
     if args.seeds < 1:
         p.error("--seeds must be at least 1")
     bargs = bc.parse_args(rest)
@@ -223,9 +239,12 @@ def run_variant(v: Variant, seed: int, state: dict, model: nn.Module, plans: dic
           "loss_fn": bc.task_loss(bargs), "distill": bc.teacher(seed, state, bargs)}
     start = time.perf_counter()
     swapped = 0
-    if v.kind == "standard":
+    if v.kind in ("standard", "dropout"):
+        hooks = linear_input_dropout(m, args.dropout) if v.kind == "dropout" else []
         proj = Projection(weights={}, masks=mk, scales={n: None for n in plans})
         masked_retrain(m, plans, proj, tr, v.epochs, progress=False, **kw)
+        for h in hooks:
+            h.remove()
     else:
         swapped = regrow_retrain(m, plans, mk, tr, v.epochs, args.regrow, **kw)
     nnz = bc.layer_nnz(m)
@@ -263,12 +282,17 @@ def main(argv: list[str]) -> int:
     if args.merge:
         return merge(args.merge, args.csv)
     old_val, old_threads = bc.VAL_PER_CLASS["n"], torch.get_num_threads()
+    old_kwargs = dict(bc.MODEL_KWARGS)
     bc.VAL_PER_CLASS["n"] = bargs.val
+    bc.MODEL_KWARGS.clear()
+    bc.MODEL_KWARGS.update(bargs.model_kwargs)
     torch.set_num_threads(bargs.threads)
     try:
         return screen(argv, args, bargs)
     finally:
         bc.VAL_PER_CLASS["n"] = old_val
+        bc.MODEL_KWARGS.clear()
+        bc.MODEL_KWARGS.update(old_kwargs)
         torch.set_num_threads(old_threads)
 
 
@@ -281,7 +305,8 @@ def screen(argv: list[str], args: argparse.Namespace, bargs: argparse.Namespace)
     order = [v.name for v in args.variant_list]
     where = f"validation ({10 * bargs.val:,} held-out training digits)" if bargs.val else \
         "test (1,000 digits)"
-    print(f"LeNet-5 {bargs.ratio_list[0]:g}x, seeds {seeds}, variants {order}, evaluated on "
+    print(f"LeNet-5{' (ReLU after the convolutions)' if bargs.conv_relu else ''} "
+          f"{bargs.ratio_list[0]:g}x, seeds {seeds}, variants {order}, evaluated on "
           f"{where}; dense {dense_epochs} epochs", flush=True)
     records = []
     for seed in seeds:
@@ -322,7 +347,8 @@ def report(df: pd.DataFrame, order: list[str], timing: str, csv: Path,
 
 def merge(paths: list[Path], out: Path) -> int:
     """``--merge``: one table over the CSVs of separate runs with the same variants."""
-    frames = [pd.read_csv(p) for p in paths]
+    frames = bc.read_csvs(paths, ("seed", "variant", "accuracy", "train_accuracy", "seconds",
+                                  "dense_accuracy", "drop_pp", "evaluated_on", "command"))
     orders = {tuple(f.variant.drop_duplicates()) for f in frames}
     if len(orders) != 1:
         raise SystemExit("--merge: the CSVs screen different variants")

@@ -190,6 +190,25 @@ def test_connected_and_label_smoothing_options(monkeypatch):
     assert smoothing == [0.1, 0.1, 0.1]
 
 
+def test_conv_relu_option_builds_every_model_with_relu_after_the_convolutions(monkeypatch):
+    """--conv-relu: the dense model, the model ADMM and the peer load (from_state) and the
+    retrain screen's models are LeNet-5 with conv_relu=True; without it, Caffe's (none)."""
+    assert bc.parse_args(["--conv-relu"]).model_kwargs == {"conv_relu": True}
+    assert bc.parse_args([]).model_kwargs == {}
+    g = torch.Generator().manual_seed(0)
+    data = [(torch.rand(8, 1, 28, 28, generator=g), torch.randint(0, 10, (8,), generator=g))]
+    monkeypatch.setattr(bc, "loaders", lambda *a, **k: (data, data))
+    monkeypatch.setattr(bc, "MODEL_KWARGS", {"conv_relu": True})
+    state, _, _ = bc.dense_model(0, 1, 8)
+    relu = bc.from_state(0, state)
+    assert relu.conv_relu
+    monkeypatch.setattr(bc, "MODEL_KWARGS", {})
+    plain = bc.from_state(0, state)
+    assert not plain.conv_relu
+    x = data[0][0]
+    assert not torch.equal(relu(x), plain(x))    # same weights, the ReLUs change the output
+
+
 def test_rho_scale_option_reaches_the_plan_and_admm(monkeypatch):
     """--rho-scale fc1=0.3: fc1's plan rule gets rho 0.3 x --rho (both scopes, other layers
     keep the run's), and ADMM's W-steps use it from the first iteration."""

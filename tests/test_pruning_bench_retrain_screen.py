@@ -1,6 +1,7 @@
 """bench/retrain_screen.py: the variant parser, the RigL-style regrowth schedule and step (count
 kept, smallest kept weights dropped, largest-gradient pruned ones grown at zero), regrowth
-retraining never reviving a weight outside its mask, and a smoke run of the whole screen."""
+retraining never reviving a weight outside its mask, dropout on the linear layers' inputs in
+training mode only, and a smoke run of the whole screen."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from bench import compression as bc
 from bench import retrain_screen as rs
 
 
@@ -85,19 +87,47 @@ def test_parse_args_splits_at_double_dash_and_checks_the_bench_options():
         rs.parse_args(["--", "--ratios", "100", "--stages", "10"])
     with pytest.raises(SystemExit):
         rs.parse_args(["--variants", "bogus:1"])
+    assert rs.parse_args(["--variants", "dropout:2", "--dropout", "0.1", "--",
+                          "--ratios", "100"])[0].dropout == 0.1
+    for bad in ("0", "1", "-0.2"):
+        with pytest.raises(SystemExit):
+            rs.parse_args(["--dropout", bad, "--", "--ratios", "100"])
+
+
+def test_linear_input_dropout_acts_in_training_only_and_is_removable():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(200, 1, bias=False))
+    nn.init.ones_(model[0].weight)
+    x = torch.ones(4, 200)
+    hooks = rs.linear_input_dropout(model, 0.5)
+    assert len(hooks) == 1
+    out = model(x)                               # training mode: inputs dropped, kept ones x2
+    kept = out / 2
+    assert torch.equal(kept, kept.round()) and (kept < 200).all() and (kept > 50).all()
+    model.eval()
+    assert torch.equal(model(x), torch.full((4, 1), 200.0))
+    model.train()
+    for h in hooks:
+        h.remove()
+    assert torch.equal(model(x), torch.full((4, 1), 200.0))
 
 
 def test_screen_smoke_run_writes_paired_rows(tmp_path, capsys):
     pytest.importorskip("mlxtend")
     csv = tmp_path / "screen.csv"
-    assert rs.main(["--seeds", "1", "--variants", "standard:1,regrow:1", "--csv", str(csv), "--",
-                    "--quick", "--bits", "", "--dense-epochs", "1", "--scope", "global"]) == 0
+    assert rs.main(["--seeds", "1", "--variants", "standard:1,regrow:1,dropout:1", "--csv", str(csv), "--",
+                    "--quick", "--bits", "", "--dense-epochs", "1", "--scope", "global",
+                    "--conv-relu"]) == 0
+    assert bc.MODEL_KWARGS == {}                 # --conv-relu held for the run only
     df = pd.read_csv(csv)
-    assert list(df.variant) == ["standard:1", "regrow:1"]
-    assert (df.nnz == 4305).all()               # 430,500 / 100, both variants
-    assert df.swapped.iloc[0] == 0 and df.swapped.iloc[1] > 0
+    assert list(df.variant) == ["standard:1", "regrow:1", "dropout:1"]
+    assert (df.nnz == 4305).all()               # 430,500 / 100, every variant
+    assert df.swapped.tolist()[0] == 0 and df.swapped.iloc[1] > 0 and df.swapped.iloc[2] == 0
+    assert df.accuracy.iloc[2] != df.accuracy.iloc[0] or \
+        df.train_accuracy.iloc[2] != df.train_accuracy.iloc[0]   # dropout changed the training
     assert df.accuracy.between(0, 1).all() and df.train_accuracy.between(0, 1).all()
     out = capsys.readouterr().out
+    assert "(ReLU after the convolutions)" in out
     assert "vs standard:1 pp" in out and "reproduce: python bench/retrain_screen.py" in out
 
 
@@ -124,3 +154,20 @@ def test_merge_reports_paired_changes_over_all_seeds(tmp_path, capsys):
     _rows([1], ["standard:6", "regrow:6"]).to_csv(b, index=False)
     with pytest.raises(SystemExit, match="repeat a"):
         rs.main(["--merge", str(a), str(b), "--csv", str(out)])
+    with pytest.raises(SystemExit, match="cannot read .*missing.csv"):
+        rs.main(["--merge", str(a), str(tmp_path / "missing.csv"), "--csv", str(out)])
+    pd.DataFrame({"seed": [0], "accuracy": [0.9]}).to_csv(b, index=False)
+    with pytest.raises(SystemExit, match="b.csv has no column variant"):
+        rs.main(["--merge", str(a), str(b), "--csv", str(out)])
+
+
+def test_bench_merge_names_a_missing_empty_or_foreign_csv(tmp_path):
+    empty, foreign = tmp_path / "empty.csv", tmp_path / "foreign.csv"
+    empty.write_text("")
+    _rows([0], ["standard:6"]).to_csv(foreign, index=False)
+    for path, msg in ((tmp_path / "missing.csv", "cannot read .*missing.csv"),
+                      (empty, "cannot read .*empty.csv"), (tmp_path, "cannot read"),
+                      (foreign, "foreign.csv has no column method, target_ratio")):
+        with pytest.raises(SystemExit, match=msg):
+            bc.main(["--merge", str(path), "--csv", str(tmp_path / "out.csv")])
+    assert not (tmp_path / "out.csv").exists()
