@@ -392,6 +392,11 @@ class Layer:
             out[key] = arr
         for suffix in self._suffixes():
             mask = out["mask" + suffix]
+            if isinstance(self.scheme, BCR):     # as pruning.plan rules; also bounds the padding
+                (rows, cols), (br, bc) = matrix_view(mask).shape, self.scheme.block
+                if br > rows or bc > cols:
+                    raise _err(name, "scheme", f"BCR block {br}x{bc} is larger than the "
+                               f"{rows}x{cols} matrix of '{name}.weight{suffix}'")
             for wkey in ("weight" + suffix, "qweight" + suffix):
                 if wkey in out and np.any(out[wkey][mask == 0] != 0):
                     raise _err(name, wkey, f"non-zero where '{name}.mask{suffix}' is 0")

@@ -259,7 +259,7 @@ def scheme_from_json(record: Any) -> Scheme:
     if not isinstance(record, dict):
         raise SchemeError(f"must be an object with a 'kind', not {type(record).__name__}")
     kind = record.get("kind")
-    if kind not in SCHEME_KINDS:
+    if not isinstance(kind, str) or kind not in SCHEME_KINDS:
         allowed = ", ".join(sorted(SCHEME_KINDS))
         raise SchemeError(f"unknown scheme kind {kind!r}; allowed: {allowed}")
     cls = SCHEME_KINDS[kind]

@@ -165,6 +165,20 @@ def test_unknown_scheme_kind(saved):
                   "bcr, column, dense, filter, nm, pattern, unstructured")
 
 
+@pytest.mark.parametrize("block, rows_cols", [([10**12, 4], "6x8"), ([4, 9], "6x8")])
+def test_bcr_block_larger_than_matrix(saved, block, rows_cols):
+    # as pruning.plan rules; a huge block read from a file must not reach the BCR encoder
+    edit_manifest(saved, lambda m: m["layers"][2]["scheme"].update(block=block))
+    expect(saved, f"layer 'fc_bcr': field 'scheme': BCR block {block[0]}x{block[1]} is larger "
+                  f"than the {rows_cols} matrix of 'fc_bcr.weight'")
+
+
+def test_unknown_scheme_kind_not_a_string(saved):
+    edit_manifest(saved, lambda m: m["layers"][1].update(scheme={"kind": ["bcr"]}))
+    expect(saved, "layer 'fc1': field 'scheme': unknown scheme kind ['bcr']; allowed: "
+                  "bcr, column, dense, filter, nm, pattern, unstructured")
+
+
 def test_tensor_missing(saved):
     edit_tensors(saved, lambda t: t.pop("fc1.mask"))
     expect(saved, "layer 'fc1': field 'mask': tensor 'fc1.mask' is missing")

@@ -55,6 +55,10 @@ def test_kinds():
     ({"kind": "nope"}, "unknown scheme kind 'nope'; allowed: bcr, column, dense, filter, nm, "
                        "pattern, unstructured"),
     ([1], "must be an object with a 'kind', not list"),
+    ({"kind": ["bcr"]}, "unknown scheme kind ['bcr']; allowed: bcr, column, dense, filter, nm, "
+                        "pattern, unstructured"),
+    ({"kind": {}}, "unknown scheme kind {}; allowed: bcr, column, dense, filter, nm, "
+                   "pattern, unstructured"),
 ])
 def test_bad_parameters(record, message):
     with pytest.raises(SchemeError, match="^" + re.escape(message) + "$"):
