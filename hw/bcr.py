@@ -73,7 +73,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
@@ -105,6 +105,18 @@ def _check_block(block: Any) -> tuple[int, int]:
     if min(block) < 1:
         raise ValueError(msg)
     return int(block[0]), int(block[1])
+
+
+def _or_tree(terms: list[Any]) -> Any:
+    """OR of ``terms`` as a balanced tree: depth ``ceil(log2(len))``, not ``len``.
+
+    A chain as deep as the lane count exceeds Python's recursion limit in Amaranth's checks
+    (about 1,000 lanes); the tree is also the shallower logic.
+    """
+    while len(terms) > 1:
+        pairs = zip(terms[0:-1:2], terms[1::2], strict=True)
+        terms = [a | b for a, b in pairs] + terms[len(terms) & ~1:]
+    return terms[0]
 
 
 def bcr_field_widths(lanes: int, block: tuple[int, int], max_rows: int, max_cols: int
@@ -558,9 +570,7 @@ class BCRMatVec(wiring.Component):
         news = [Signal(signed(self.acc_bits), name=f"new{i}") for i in range(br)]
         for i in range(br):
             # Kept rows of a block are distinct, so at most one lane hits row i.
-            hit = Const(0, signed(self.acc_bits))
-            for p in range(P):
-                hit = hit | Mux(row_rp.data[p] == i, sums[p], 0)
+            hit = _or_tree([Mux(row_rp.data[p] == i, sums[p], 0) for p in range(P)])
             m.d.comb += news[i].eq(locs[i] + Mux(scatter, hit, 0))
         m.d.comb += [Value.cast(o_wp.data).eq(Cat(*news)), o_wp.addr.eq(brow3),
                      o_wp.en.eq(scatter & rend3)]

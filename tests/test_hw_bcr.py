@@ -228,6 +228,12 @@ def test_engine_matches_golden_and_cycle_model():
         assert polled == cycles
 
 
+def test_many_lanes_elaborate():
+    # The scatter's per-row OR over the lanes is a tree: a chain as deep as ~1,000 lanes
+    # overflowed Python's recursion limit inside Amaranth (`codesign simulate --lanes 1000`).
+    Fragment.get(BCRMatVec(1200, block=(2, 2), max_rows=2, max_cols=2), None)
+
+
 def test_engine_wraps_to_acc_bits():
     # 16-bit extremes over 12 kept columns overflow int32; a 16-bit accumulator wraps too.
     rng = np.random.default_rng(5)
