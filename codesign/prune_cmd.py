@@ -120,9 +120,7 @@ def _load_checkpoint(model: Any, path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unreadable or malformed file is the user's error
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        first = reason.strip().splitlines()[0] if reason.strip() else type(exc).__name__
-        raise _user_error(f"cannot load checkpoint {path}: {first}") from None
+        raise _user_error(f"cannot load checkpoint {path}: {_load_failure(exc)}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise _user_error(f"cannot load checkpoint {path}: not a state dict of tensors")
     problem = _mismatch(model.state_dict(), state)
@@ -134,6 +132,23 @@ def _load_checkpoint(model: Any, path: Path) -> None:
     if problem is not None:
         raise _user_error(f"cannot load checkpoint {path}: it does not fit the model: "
                           f"{problem}") from None
+
+
+def _load_failure(exc: BaseException) -> str:
+    """Why ``torch.load(..., weights_only=True)`` refused a file, in one line for the user.
+
+    The reader's own messages are poor guidance here: an unpickling refusal suggests loading the
+    file unsafely, and a file that is not a torch archive fails with a bare ``KeyError``.
+    """
+    import re
+
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if found:
+        return (f"it holds a pickled Python object ({found.group(1)}), which is never "
+                "unpickled here; save model.state_dict() with torch.save and give that")
+    return "not a state dict written by torch.save (unreadable or truncated file)"
 
 
 def _mismatch(expected: dict, state: dict) -> str | None:

@@ -122,8 +122,23 @@ def test_bad_model_plan_and_checkpoint(capsys, tmp_path):
     junk.write_bytes(b"not a checkpoint")
     code, _, err = run(capsys, "--model", "tinycnn", "--scheme", "unstructured", "--ratio", "4",
                        "--checkpoint", str(junk), "--out", out)
-    assert code == 2 and err.startswith(f"codesign: error: cannot load checkpoint {junk}: ")
-    assert len(err.strip().splitlines()) == 1
+    assert_user_error(code, err, f"cannot load checkpoint {junk}: not a state dict written by "
+                                 "torch.save (unreadable or truncated file)")
+    truncated = tmp_path / "truncated.pt"
+    torch.save({"w": torch.zeros(64)}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    code, _, err = run(capsys, "--model", "tinycnn", "--scheme", "unstructured", "--ratio", "4",
+                       "--checkpoint", str(truncated), "--out", out)
+    assert_user_error(code, err, f"cannot load checkpoint {truncated}: not a state dict "
+                                 "written by torch.save (unreadable or truncated file)")
+    pickled = tmp_path / "pickled.pt"
+    torch.save(torch.nn.Linear(2, 2), pickled)
+    code, _, err = run(capsys, "--model", "tinycnn", "--scheme", "unstructured", "--ratio", "4",
+                       "--checkpoint", str(pickled), "--out", out)
+    assert_user_error(code, err, f"cannot load checkpoint {pickled}: it holds a pickled Python "
+                                 "object (torch.nn.modules.linear.Linear), which is never "
+                                 "unpickled here; save model.state_dict() with torch.save and "
+                                 "give that")
     wrong = tmp_path / "wrong.pt"
     torch.save({"fc1.weight": torch.zeros(3, 3)}, wrong)
     code, _, err = run(capsys, "--model", "tinycnn", "--scheme", "unstructured", "--ratio", "4",
