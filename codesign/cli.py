@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from codesign import __version__
+from codesign.outdir import OUT_DIR
 
 EXAMPLES = """
 \b
@@ -116,7 +117,7 @@ _GATES_OPTION = click.option(
 @click.option("--steps", type=click.IntRange(min=1), default=16, show_default=True,
               help="lstm/gru: longest sequence one build runs.")
 @click.option("--name", help="Verilog module name (default: the engine's, or engine_layer).")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option("--out", type=OUT_DIR, required=True, help="Output folder.")
 def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None,
             layer: str | None, lanes: int, weight_bits: int | None, act_bits: int,
             block: str | None, index_bits: int, image: int, gates: str, steps: int,
@@ -234,7 +235,7 @@ def simulate(bundle: Path, layer: str, engine: str, gates: str, steps: int, lane
 
 
 @cli.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("out/demo"),
+@click.option("--out", type=OUT_DIR, default=Path("out/demo"),
               show_default=True, help="Output folder (bundle, Verilog, results).")
 @click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator",
               show_default=True)
@@ -289,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2 if exc.exit_code in (1, 2) else exc.exit_code
     except SystemExit as exc:  # sys.exit inside a command, or --help / --version
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except OSError as exc:  # the machine refused a file: a full disk, no permission, ...
+        if exc.filename is None or not exc.strerror:
+            raise
+        click.echo(f"codesign: error: {exc.filename}: {exc.strerror}", err=True)
+        return 2
     return 0
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from codesign.outdir import OUT_DIR
 from codesign.prune_cmd import DATASETS, _load_checkpoint, _model, _pair, _save_state, _user_error
 
 __all__ = ["loop"]
@@ -93,7 +94,7 @@ def breakeven_frame(breakevens: dict[str, Any]) -> tuple[Any, Any]:
 @click.option("--store", "store_path", type=click.Path(path_type=Path),
               help="RTL point store (SQLite; default OUT/points.sqlite): a rerun, or a "
                    "`codesign sweep` of the same model and engine, reuses its points.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option("--out", type=OUT_DIR, required=True, help="Output folder.")
 @click.option("--data", type=click.Choice(DATASETS), help="Dataset (default: the model's).")
 @click.option("--checkpoint", type=click.Path(path_type=Path),
               help="Trained state dict (torch.save); loaded with weights_only=True.")

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import click
 
+from codesign.outdir import OUT_DIR
+
 __all__ = ["mobile", "run_mobile", "demo_stage", "DEMO_LAYERS"]
 
 #: Demo bundle layers the demo's mobile stage generates code for.
@@ -90,7 +92,7 @@ def run_mobile(bundle_path: Path, layers: list[str] | None, target: str, out: Pa
               help="Instruction-cache budget for one kernel's code, bytes.")
 @click.option("--no-cost", is_flag=True, help="Build and check only.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option("--out", type=OUT_DIR, required=True, help="Output folder.")
 def mobile(bundle: Path, layer_names: tuple[str, ...], all_layers: bool, target: str, dtype: str,
            image: str, icache_budget: int, no_cost: bool, seed: int, out: Path) -> None:
     """Generate ARM/host C kernels for bundle layers, build, check against ir.golden, cost."""

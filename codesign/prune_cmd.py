@@ -24,6 +24,8 @@ from typing import Any
 
 import click
 
+from codesign.outdir import OUT_DIR
+
 __all__ = ["prune", "DATASETS"]
 
 DATASETS = ("mnist5k", "digits", "mnist1d")
@@ -271,7 +273,7 @@ def _kib(bits: int) -> str:
                    "layers must form one chain).")
 @click.option("--plan", "plan_path", type=click.Path(path_type=Path),
               help="Per-layer plan (.toml or .json) instead of --scheme.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option("--out", type=OUT_DIR, required=True, help="Output folder.")
 @click.option("--data", type=click.Choice(DATASETS), help="Dataset (default: the model's).")
 @click.option("--checkpoint", type=click.Path(path_type=Path),
               help="Trained state dict (torch.save); loaded with weights_only=True.")

@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from codesign.outdir import OUT_DIR
 from codesign.prune_cmd import _load_checkpoint, _save_state, _user_error
 
 __all__ = ["retrain", "RETRAIN_DATASETS"]
@@ -64,7 +65,7 @@ def _masks_and_plans(bundle: Any) -> tuple[dict, Any]:
               help="Your dataset to retrain on (its train split; accuracy on its test split).")
 @click.option("--epochs", type=click.IntRange(min=0), default=3, show_default=True,
               help="Masked retraining epochs.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option("--out", type=OUT_DIR, required=True, help="Output folder.")
 @click.option("--checkpoint", type=click.Path(path_type=Path),
               help=f"The pruned model's whole state dict (default: {_STATE} beside the bundle, "
                    "written by `codesign prune --data-free`).")

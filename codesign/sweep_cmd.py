@@ -20,6 +20,8 @@ from pathlib import Path
 
 import click
 
+from codesign.outdir import OUT_DIR
+
 __all__ = ["sweep", "sweep_groups"]
 
 
@@ -128,7 +130,7 @@ def sweep_groups(models: list, bundles: list, engines: list[str], lanes: list[in
               help="Results store (SQLite). Default: OUT/points.sqlite.")
 @click.option("--cache", "cache_dir", default=None, type=click.Path(path_type=Path),
               help="Simulator build cache shared by the workers (default ./.sim_cache).")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--out", required=True, type=OUT_DIR, help="Output folder.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def sweep(models, bundles, layers, engines, lanes, bits, block, index_bits, ratios, grid, top,
           seeds, tol, workers, scheduler, simulator, chunk, fmax, store_path, cache_dir, out,

@@ -255,3 +255,37 @@ def test_simulate_rnn_exit_codes(capsys, rnn_bundle_dir, monkeypatch):
                          "--engine", "lstm")
     assert code == 1 and "outputs match golden model: NO" in out
     assert "disagrees" in err
+
+
+@pytest.mark.parametrize("command", [["prune", "--model", "tinycnn"], ["retrain"], ["loop"],
+                                     ["sweep"], ["mobile"], ["verilog"], ["demo"]])
+def test_out_in_the_way_of_a_file_is_refused_before_any_work(capsys, tmp_path, command):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    code, _, err = run(capsys, command[0], "--out", str(afile), *command[1:])
+    assert_user_error(code, err, f"Invalid value for '--out': '{afile}' is a file, not a folder")
+    code, _, err = run(capsys, command[0], "--out", str(afile / "sub" / "x"), *command[1:])
+    assert_user_error(code, err, f"Invalid value for '--out': '{afile}' cannot hold folder "
+                                 f"'{afile / 'sub' / 'x'}': it is a file, not a folder")
+    assert afile.read_text() == "mine"
+
+
+def test_out_dangling_link_and_new_nested_folder(capsys, tmp_path):
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "gone")
+    code, _, err = run(capsys, "verilog", "--rows", "4", "--cols", "4", "--lanes", "2",
+                       "--out", str(link))
+    assert_user_error(code, err, f"'{link}' is a broken link, not a folder")
+    code, _, _ = run(capsys, "verilog", "--rows", "4", "--cols", "4", "--lanes", "2",
+                     "--out", str(tmp_path / "a" / "b"))
+    assert code == 0 and (tmp_path / "a" / "b" / "dense_matvec.v").is_file()
+
+
+def test_os_error_while_writing_is_one_line(capsys, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "o" / "dense_matvec.v"))
+
+    monkeypatch.setattr("codesign.flow.emit_engine", refuse)
+    code, _, err = run(capsys, "verilog", "--rows", "4", "--cols", "4", "--lanes", "2",
+                       "--out", str(tmp_path / "o"))
+    assert_user_error(code, err, f"{tmp_path / 'o' / 'dense_matvec.v'}: No space left on device")
