@@ -20,7 +20,15 @@ from typing import Any
 import click
 
 from codesign.outdir import OUT_DIR
-from codesign.prune_cmd import DATASETS, _load_checkpoint, _model, _pair, _save_state, _user_error
+from codesign.prune_cmd import (
+    DATASETS,
+    MAX_RATIO,
+    _load_checkpoint,
+    _model,
+    _pair,
+    _save_state,
+    _user_error,
+)
 
 __all__ = ["loop"]
 
@@ -121,6 +129,8 @@ def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | Non
     if ratio is not None and not ratio > 1:
         raise _user_error(f"--ratio must be a compression ratio greater than 1 (10 keeps 1/10 "
                           f"of the weights), not {ratio:g}")
+    if ratio is not None and ratio > MAX_RATIO:
+        raise _user_error(f"--ratio must be at most {MAX_RATIO:g}, not {ratio:g}")
     if sparsity is not None and not 0 <= sparsity < 1:
         raise _user_error(f"--sparsity must be a pruned fraction in [0, 1), not {sparsity:g}")
     target = sparsity if sparsity is not None else 1.0 - 1.0 / ratio

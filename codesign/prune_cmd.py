@@ -32,6 +32,7 @@ DATASETS = ("mnist5k", "digits", "mnist1d")
 SCHEMES = ("unstructured", "filter", "column", "pattern", "bcr", "nm", "dense")
 DISTRIBUTIONS = ("normal", "uniform", "bn")     # pruning.synthetic.DISTRIBUTIONS (torch-free here)
 RECON_AT = ("output", "activation", "block")    # pruning.datafree.SCOPES
+MAX_RATIO = 1e12                                # pruning.plan.MAX_RATIO
 
 
 def _user_error(message: str) -> Exception:
@@ -74,6 +75,8 @@ def _plan(scheme: str | None, ratio: float | None, sparsity: float | None, bits:
     if ratio is not None and not ratio > 1:
         raise _user_error(f"--ratio must be a compression ratio greater than 1 (85 keeps 1/85 "
                           f"of the weights), not {ratio:g}")
+    if ratio is not None and ratio > MAX_RATIO:
+        raise _user_error(f"--ratio must be at most {MAX_RATIO:g}, not {ratio:g}")
     if sparsity is not None and not 0 <= sparsity < 1:
         raise _user_error(f"--sparsity must be a number in [0, 1), not {sparsity:g}")
     params: dict[str, Any] = {}
@@ -246,11 +249,17 @@ def _run_data_free(model: Any, model_name: str, plans: Any, spec: Any,
                 title=f"{model_name} pruned without data (relative reconstruction error on "
                       "synthetic inputs)")
     t = totals(bundle)
-    ratio_text = f"{t['pruning_ratio']:.1f}x" if t["pruning_ratio"] else "all pruned"
-    click.echo(f"weights: {t['numel']:,} -> {t['nnz']:,} kept ({ratio_text} pruning)")
+    click.echo(f"weights: {_kept(t)}")
     click.echo(f"wrote {out / 'bundle'}, {out / 'pruned.pt'} and {out / 'summary.json'}; "
                f"retrain on your data with: codesign retrain {out / 'bundle'} --data NAME "
                "--epochs N --out DIR")
+
+
+def _kept(totals: dict) -> str:
+    """``"4,776 -> 1,196 kept (4.0x pruning)"``, or ``"... -> 0 kept (all pruned)"``."""
+    ratio = totals["pruning_ratio"]
+    how = f"{ratio:.1f}x pruning" if ratio else "all pruned"
+    return f"{totals['numel']:,} -> {totals['nnz']:,} kept ({how})"
 
 
 def _kib(bits: int) -> str:
@@ -389,8 +398,7 @@ def prune(model_name: str, scheme: str | None, ratio: float | None, sparsity: fl
     print_table(pd.DataFrame([{k: r[k] for k in cols} for r in result.rows]),
                 title=f"{model_name} compressed ({dataset})")
     t = result.totals()
-    ratio_text = f"{t['pruning_ratio']:.1f}x" if t["pruning_ratio"] else "all pruned"
-    click.echo(f"weights: {t['numel']:,} -> {t['nnz']:,} kept ({ratio_text} pruning); storage "
+    click.echo(f"weights: {_kept(t)}; storage "
                f"{_kib(t['dense_bits'])} -> {_kib(t['weight_bits'])} weights only, "
                f"{_kib(t['weight_bits'] + t['index_bits'])} with index")
     click.echo(f"accuracy ({dataset} test): before {result.accuracy_before:.2%}, after hard "

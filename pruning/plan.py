@@ -92,6 +92,10 @@ class PlanError(ValueError):
     """A plan that cannot be read or does not fit the model; the message names the layer."""
 
 
+MAX_RATIO = 1e12
+"""The largest compression ratio: sparsities are rounded to 12 digits, so above it they are 1."""
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -136,6 +140,8 @@ class Rule:
         if self.ratio is not None and not (_number(self.ratio) and self.ratio > 1):
             raise PlanError("ratio must be a compression ratio greater than 1 (85 keeps 1/85 of "
                             f"the weights), not {self.ratio!r}")
+        if self.ratio is not None and self.ratio > MAX_RATIO:   # its sparsity rounds to 1
+            raise PlanError(f"ratio must be at most {MAX_RATIO:g}, not {self.ratio!r}")
         if self.sparsity is not None and not (_number(self.sparsity) and 0 <= self.sparsity < 1):
             raise PlanError(f"sparsity must be a number in [0, 1), not {self.sparsity!r}")
         bits = self.bits

@@ -16,6 +16,7 @@ BASE = ["loop", "--model", "tinycnn", "--engine", "bcr"]
     (["--ratio", "4", "--sparsity", "0.5"], "give one of --ratio"),
     (["--ratio", "0.5"], "--ratio must be a compression ratio greater than 1 (10 keeps 1/10 of "
                          "the weights), not 0.5"),
+    (["--ratio", "1e13"], "--ratio must be at most 1e+12, not 1e+13"),
     (["--sparsity", "1.5"], "--sparsity must be a pruned fraction in [0, 1), not 1.5"),
     (["--sparsity", "0.5", "--block", "8by16"], "--block must look like 8x16, not '8by16'"),
 ])

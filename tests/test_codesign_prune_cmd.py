@@ -82,6 +82,7 @@ def test_prune_with_plan_and_checkpoint_prints_table(first_run, capsys, tmp_path
      "--sparsity must be a number in [0, 1), not 1.5"),
     (["--scheme", "sparse", "--ratio", "4"],
      "unknown scheme 'sparse'; allowed: unstructured, filter, column, pattern, bcr, nm, dense"),
+    (["--scheme", "unstructured", "--ratio", "1e30"], "--ratio must be at most 1e+12, not 1e+30"),
     (["--ratio", "4"], "give --scheme (with --ratio or --sparsity) or --plan FILE"),
     (["--scheme", "unstructured", "--ratio", "4", "--bits", "1"],
      "bits must be an integer from 2 to 16 (or false for float weights), not 1"),
@@ -223,3 +224,18 @@ def test_connected_option(capsys, tmp_path, first_run):
         code, _, err = run(capsys, *argv, "--out", str(tmp_path / "bad"))
         assert_user_error(code, err, message)
         assert not (tmp_path / "bad").exists()
+
+
+def test_max_ratio_agrees_with_the_plan():
+    from codesign.prune_cmd import MAX_RATIO
+    from pruning.plan import MAX_RATIO as PLAN_MAX_RATIO
+
+    assert MAX_RATIO == PLAN_MAX_RATIO
+
+
+def test_everything_pruned_is_reported_as_such(capsys, tmp_path):
+    code, out, _ = run(capsys, "--model", "tinycnn", "--data", "digits", "--epochs", "1",
+                       "--admm-iters", "1", "--retrain-epochs", "1", "--scheme", "filter",
+                       "--ratio", "1e12", "--out", str(tmp_path / "o"))
+    assert code == 0
+    assert "weights: 4,776 -> 0 kept (all pruned); storage" in out

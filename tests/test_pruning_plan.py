@@ -104,6 +104,8 @@ def test_rnn_plans_check_both_matrices():
     ({"layers": {"fc1": {"scheme": "unstructured", "ratio": 1}}},
      "layer 'fc1': ratio must be a compression ratio greater than 1 (85 keeps 1/85 of the "
      "weights), not 1"),
+    ({"layers": {"fc1": {"scheme": "unstructured", "ratio": 1e13}}},  # sparsity rounds to 1
+     "layer 'fc1': ratio must be at most 1e+12, not 10000000000000.0"),
     ({"layers": {"fc1": {"scheme": "unstructured", "sparsity": 1.0}}},
      "layer 'fc1': sparsity must be a number in [0, 1), not 1.0"),
     ({"layers": {"fc1": {"scheme": "unstructured", "sparsity": -0.1}}},
