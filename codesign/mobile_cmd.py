@@ -32,12 +32,18 @@ def _user_error(message: str) -> Exception:
     return UserError(" ".join(str(message).split()))
 
 
+MAX_IMAGE_SIDE = 1024          # pixels per side of a convolution's input
+MAX_INPUT_VALUES = 1 << 24     # channels x height x width of one convolution's input
+
+
 def _image(text: str) -> tuple[int, int]:
     parts = text.lower().split("x")
     if len(parts) == 1:
         parts = parts * 2
     if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
         raise _user_error(f"--image must look like 16 or 16x12 (positive), not {text!r}")
+    if max(int(p) for p in parts) > MAX_IMAGE_SIDE:
+        raise _user_error(f"--image sides must be at most {MAX_IMAGE_SIDE}, not {text!r}")
     return int(parts[0]), int(parts[1])
 
 
@@ -63,6 +69,14 @@ def run_mobile(bundle_path: Path, layers: list[str] | None, target: str, out: Pa
     for name in layers or []:
         if name not in names:
             raise _user_error(f"no layer {name!r} in {bundle_path}; layers: {', '.join(names)}")
+    for name in layers or names:
+        lay = bundle.layer(name)
+        if lay.op == "conv2d":
+            size = lay.shape.in_channels * image[0] * image[1]
+            if size > MAX_INPUT_VALUES:
+                raise _user_error(f"--image {image[0]}x{image[1]} gives layer {name!r} "
+                                  f"{lay.shape.in_channels}x{image[0]}x{image[1]} = {size:,} "
+                                  f"input values; at most {MAX_INPUT_VALUES:,}")
     reports = []
     for name in layers or names:
         try:
@@ -87,7 +101,8 @@ def run_mobile(bundle_path: Path, layers: list[str] | None, target: str, out: Pa
 @click.option("--dtype", type=click.Choice(["auto", "fp32", "int8"]), default="auto",
               show_default=True, help="auto: int8 for layers with <= 8-bit weights.")
 @click.option("--image", default="16", show_default=True,
-              help="Input height x width of convolution layers, e.g. 16 or 32x24.")
+              help="Input height x width of convolution layers, e.g. 16 or 32x24 (at most "
+                   "1024 a side).")
 @click.option("--icache-budget", type=click.IntRange(min=1), default=65536, show_default=True,
               help="Instruction-cache budget for one kernel's code, bytes.")
 @click.option("--no-cost", is_flag=True, help="Build and check only.")

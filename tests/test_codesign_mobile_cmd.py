@@ -54,10 +54,20 @@ def test_icache_budget_warning(capsys, bundle, tmp_path):
     (["--layer", "fc2", "--all"], "give --layer NAME (one or more) or --all"),
     ([], "give --layer NAME (one or more) or --all"),
     (["--layer", "fc2", "--image", "0x3"], "--image must look like 16 or 16x12"),
+    (["--layer", "fc2", "--image", "100000"], "--image sides must be at most 1024, not '100000'"),
 ])
 def test_bad_arguments(capsys, bundle, tmp_path, args, message):
     code, _, err = run(capsys, "mobile", "--bundle", str(bundle), "--out", str(tmp_path), *args)
     assert_user_error(code, err, message)
+
+
+def test_input_too_large_for_a_convolution(capsys, bundle, tmp_path, monkeypatch):
+    monkeypatch.setattr("codesign.mobile_cmd.MAX_INPUT_VALUES", 5000)
+    code, _, err = run(capsys, "mobile", "--bundle", str(bundle), "--out", str(tmp_path / "o"),
+                       "--all", "--image", "40x30")
+    assert_user_error(code, err, "--image 40x30 gives layer 'conv' 5x40x30 = 6,000 input values; "
+                                 "at most 5,000")
+    assert not (tmp_path / "o").exists()     # checked before any layer is built
 
 
 def test_bad_target_and_missing_bundle(capsys, tmp_path):
