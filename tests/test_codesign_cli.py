@@ -289,3 +289,12 @@ def test_os_error_while_writing_is_one_line(capsys, tmp_path, monkeypatch):
     code, _, err = run(capsys, "verilog", "--rows", "4", "--cols", "4", "--lanes", "2",
                        "--out", str(tmp_path / "o"))
     assert_user_error(code, err, f"{tmp_path / 'o' / 'dense_matvec.v'}: No space left on device")
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")  # refused, never built
+def test_verilog_too_large_is_refused_at_once(capsys, tmp_path):
+    code, _, err = run(capsys, "verilog", "--rows", "100000", "--cols", "100000",
+                       "--out", str(tmp_path / "o"))
+    assert_user_error(code, err, "The engine's memories hold 80,004,000,000 bits (largest: "
+                                 "weights, 80,000,000,000); at most 67,108,864 are built")
+    assert not (tmp_path / "o").exists()

@@ -156,6 +156,25 @@ def test_emit_errors(tmp_path, small_dense):
         emit_verilog(small_dense, "x", tmp_path, parameters=[1])
 
 
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")  # refused, never built
+def test_memory_bits_are_bounded_before_conversion(tmp_path, monkeypatch):
+    # 100000 x 100000 dense weights: refused at once (the conversion used to exhaust the RAM)
+    big = DenseMatVec(8, max_rows=100_000, max_cols=100_000)
+    with pytest.raises(ValueError, match=r"^The engine's memories hold 80,004,000,000 bits "
+                                         r"\(largest: weights, 80,000,000,000\); at most "
+                                         r"67,108,864 are built: use a smaller shape$"):
+        emit_verilog(big, "big", tmp_path)
+    assert not list(tmp_path.iterdir())
+    monkeypatch.setattr(emit_mod, "MAX_MEMORY_BITS", 10_000)  # the bound is the total
+    small = DenseMatVec(2, max_rows=16, max_cols=32)         # 16 x 32 x 8 = 4,096 weight bits
+    bits = sum(m["depth"] * m["width"] for m in small.memory_map())
+    assert 4096 < bits <= 10_000
+    emit_verilog(small, "small", tmp_path)
+    monkeypatch.setattr(emit_mod, "MAX_MEMORY_BITS", bits - 1)
+    with pytest.raises(ValueError, match=f"hold {bits:,} bits"):
+        emit_verilog(small, "small", tmp_path)
+
+
 def test_write_atomic_keeps_old_file_on_failure(tmp_path, monkeypatch):
     target = tmp_path / "f.txt"
     write_atomic(target, "old")
