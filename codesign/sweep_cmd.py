@@ -128,7 +128,7 @@ def sweep_groups(models: list, bundles: list, engines: list[str], lanes: list[in
               "SPARSE,DENSE, for the time break-even.")
 @click.option("--store", "store_path", default=None, type=click.Path(path_type=Path),
               help="Results store (SQLite). Default: OUT/points.sqlite.")
-@click.option("--cache", "cache_dir", default=None, type=click.Path(path_type=Path),
+@click.option("--cache", "cache_dir", default=None, type=OUT_DIR,
               help="Simulator build cache shared by the workers (default ./.sim_cache).")
 @click.option("--out", required=True, type=OUT_DIR, help="Output folder.")
 @click.option("--progress/--no-progress", default=True, show_default=True)

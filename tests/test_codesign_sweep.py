@@ -190,6 +190,18 @@ def test_bad_options(tmp_path, capsys, extra, message):
     assert capsys.readouterr().err.strip() == f"codesign: error: {message}"
 
 
+def test_cache_that_is_a_file(tmp_path, capsys):
+    from codesign.cli import main
+
+    afile = tmp_path / "cache"
+    afile.write_text("mine")
+    args = ["sweep", "--model", "tinycnn", "--cache", str(afile), "--out", str(tmp_path / "o")]
+    assert main(args) == 2      # each task used to fail with a NotADirectoryError traceback
+    assert capsys.readouterr().err.strip() == (f"codesign: error: Invalid value for '--cache': "
+                                               f"'{afile}' is a file, not a folder")
+    assert afile.read_text() == "mine" and not (tmp_path / "o").exists()
+
+
 def test_unknown_model(tmp_path, capsys):
     from codesign.cli import main
 
