@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from codesign import __version__
-from codesign.outdir import OUT_DIR
+from codesign.options import OUT_DIR
 
 EXAMPLES = """
 \b

@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from codesign.outdir import OUT_DIR
+from codesign.options import OUT_DIR, FiniteFloatRange
 from codesign.prune_cmd import (
     DATASETS,
     MAX_RATIO,
@@ -81,13 +81,13 @@ def breakeven_frame(breakevens: dict[str, Any]) -> tuple[Any, Any]:
               help="BCR block size.")
 @click.option("--index-bits", type=click.IntRange(1, 16), default=4, show_default=True,
               help="Unstructured engine's relative-index width.")
-@click.option("--tolerance", type=click.FloatRange(min=0), default=0.5, show_default=True,
+@click.option("--tolerance", type=FiniteFloatRange(min=0), default=0.5, show_default=True,
               help="Accuracy (pp) a pushed plan may lose against the first compression.")
-@click.option("--margin", type=click.FloatRange(0, 0.5), default=0.02, show_default=True,
+@click.option("--margin", type=FiniteFloatRange(0, 0.5), default=0.02, show_default=True,
               help="A pushed layer goes to break-even + margin.")
 @click.option("--seeds", type=click.IntRange(1, 16), default=3, show_default=True,
               help="Random masks per ratio in the break-even measurement.")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.2,
+@click.option("--val-fraction", type=FiniteFloatRange(0, 1, max_open=True), default=0.2,
               show_default=True,
               help="Fraction of each class of the training split held out as the validation "
                    "set the accept/refuse decisions use (0: decide on the test set).")
@@ -111,7 +111,7 @@ def breakeven_frame(breakevens: dict[str, Any]) -> tuple[Any, Any]:
 @click.option("--admm-iters", type=click.IntRange(min=0), default=10, show_default=True)
 @click.option("--admm-epochs", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option("--retrain-epochs", type=click.IntRange(min=0), default=3, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3,
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=1e-3,
               show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

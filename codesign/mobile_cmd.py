@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from codesign.outdir import OUT_DIR
+from codesign.options import OUT_DIR
 
 __all__ = ["mobile", "run_mobile", "demo_stage", "DEMO_LAYERS"]
 

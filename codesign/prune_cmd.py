@@ -24,7 +24,7 @@ from typing import Any
 
 import click
 
-from codesign.outdir import OUT_DIR
+from codesign.options import OUT_DIR, FiniteFloatRange
 
 __all__ = ["prune", "DATASETS"]
 
@@ -292,11 +292,11 @@ def _kib(bits: int) -> str:
 @click.option("--admm-epochs", type=click.IntRange(min=0), default=1, show_default=True,
               help="W-step epochs per ADMM iteration.")
 @click.option("--retrain-epochs", type=click.IntRange(min=0), default=3, show_default=True)
-@click.option("--rho", type=click.FloatRange(min=0, min_open=True), default=1e-2,
+@click.option("--rho", type=FiniteFloatRange(min=0, min_open=True), default=1e-2,
               show_default=True, help="Initial ADMM penalty.")
-@click.option("--rho-factor", type=click.FloatRange(min=1), default=1.5, show_default=True,
+@click.option("--rho-factor", type=FiniteFloatRange(min=1), default=1.5, show_default=True,
               help="rho is multiplied by this after every ADMM iteration (up to 1).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3,
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=1e-3,
               show_default=True, help="Adam learning rate (training, ADMM, retraining).")
 @click.option("--quant", type=click.Choice(["joint", "two-phase"]), default="joint",
               show_default=True, help="Quantize jointly with pruning, or after it.")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from codesign.outdir import OUT_DIR
+from codesign.options import OUT_DIR
 
 __all__ = ["sweep", "sweep_groups"]
 

@@ -298,3 +298,19 @@ def test_verilog_too_large_is_refused_at_once(capsys, tmp_path):
     assert_user_error(code, err, "The engine's memories hold 80,004,000,000 bits (largest: "
                                  "weights, 80,000,000,000); at most 67,108,864 are built")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", [
+    ["prune", "--model", "tinycnn", "--scheme", "unstructured", "--ratio", "4", "--lr"],
+    ["prune", "--model", "tinycnn", "--scheme", "unstructured", "--ratio", "4", "--rho"],
+    ["retrain", "bundle", "--lr"],
+    ["loop", "--model", "tinycnn", "--sparsity", "0.5", "--tolerance"],
+])
+@pytest.mark.parametrize("value", ["nan", "inf", "1e400"])
+def test_float_options_refuse_nan_and_infinity(capsys, tmp_path, command, value):
+    # NaN passes click.FloatRange's bounds; --lr nan reached the optimizer as a traceback
+    code, _, err = run(capsys, *command, value, "--out", str(tmp_path / "o"))
+    option = command[-1]
+    assert_user_error(code, err, f"Invalid value for '{option}': '{value}' is not a finite "
+                                 "number.")
+    assert not (tmp_path / "o").exists()
