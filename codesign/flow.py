@@ -7,8 +7,6 @@ Each step is a plain function of its inputs that writes its outputs atomically; 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,18 +14,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from codesign.atomic import atomic_write
+
 __all__ = ["emit_dense", "run_demo", "write_json"]
 
 
 def write_json(path: Path, data: Any) -> Path:
     """Write ``data`` as sorted, indented JSON to ``path`` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, path)
-    return path
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 ENGINES = ("dense", "bcr", "unstructured", "pattern", "lstm", "gru")

@@ -33,23 +33,6 @@ from codesign.prune_cmd import (
 __all__ = ["loop"]
 
 
-def write_csv(path: Path, frame: Any) -> Path:
-    """Write a DataFrame as CSV atomically."""
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def breakeven_frame(breakevens: dict[str, Any]) -> tuple[Any, Any]:
     """(one row per layer, one row per RTL point) as DataFrames."""
     import pandas as pd
@@ -140,6 +123,7 @@ def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | Non
     import pandas as pd
     import torch
 
+    from codesign.atomic import write_csv
     from codesign.flow import write_json
     from codesign.loop import check_in_rtl, initial_plan, loop_loaders, run_loop
     from codesign.report import print_table
@@ -189,8 +173,8 @@ def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | Non
                           test_fn=lambda m: evaluate(m, test_loader))
     result.final.bundle.save(out / "bundle")
     layers, points = breakeven_frame(dict(result.breakevens))
-    write_csv(out / "breakeven.csv", layers)
-    write_csv(out / "points.csv", points)
+    write_csv(layers, out / "breakeven.csv")
+    write_csv(points, out / "points.csv")
     write_json(out / "plan_before.json", result.plan_before.to_json())
     write_json(out / "plan_after.json", result.plan_after.to_json())
     table = pd.DataFrame(result.table())

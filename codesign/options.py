@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-__all__ = ["OutDir", "OUT_DIR", "FiniteFloatRange"]
+__all__ = ["OutDir", "OUT_DIR", "FiniteFloatRange", "folder_problem", "file_problem"]
 
 
 class OutDir(click.Path):
@@ -30,17 +30,37 @@ class OutDir(click.Path):
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> Any:
         path = Path(super().convert(value, param, ctx))
-        for ancestor in (path, *path.parents):
-            if ancestor.exists() or ancestor.is_symlink():
-                if not ancestor.is_dir():
-                    where = "is" if ancestor == path else f"cannot hold folder {str(path)!r}: it is"
-                    what = "a file" if ancestor.exists() else "a broken link"
-                    self.fail(f"{str(ancestor)!r} {where} {what}, not a folder", param, ctx)
-                break
+        problem = folder_problem(path)
+        if problem is not None:
+            self.fail(problem, param, ctx)
         return path
 
 
+def folder_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be (or become) a folder, or None: the first existing one of ``path``
+    and its ancestors must be a folder. Also for the benchmarks' output options."""
+    path = Path(path)
+    for ancestor in (path, *path.parents):
+        if ancestor.exists() or ancestor.is_symlink():
+            if ancestor.is_dir():
+                return None
+            where = "is" if ancestor == path else f"cannot hold folder {str(path)!r}: it is"
+            what = "a file" if ancestor.exists() else "a broken link"
+            return f"{str(ancestor)!r} {where} {what}, not a folder"
+    return None
+
+
 OUT_DIR = OutDir()
+
+
+def file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be written as a file, or None (its folder as :func:`folder_problem`).
+
+    For output options checked before a long run, not after it."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{str(path)!r} is a folder, not a file"
+    return folder_problem(path.parent)
 
 
 class FiniteFloatRange(click.FloatRange):

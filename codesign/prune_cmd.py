@@ -17,8 +17,6 @@ it writes ``OUT/bundle``, ``OUT/pruned.pt`` (the whole pruned state dict) and
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -174,15 +172,9 @@ def _mismatch(expected: dict, state: dict) -> str | None:
 def _save_state(model: Any, path: Path) -> None:
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(model.state_dict(), tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from codesign.atomic import atomic_write
+
+    atomic_write(path, lambda tmp: torch.save(model.state_dict(), tmp))
 
 
 _DATA_OPTIONS = ("epochs", "retrain_epochs", "quant", "data")

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from typing import Any
 
 import pandas as pd
 
+from codesign.atomic import atomic_write, write_csv
 from sim.breakeven import (
     BreakEven,
     EngineConfig,
@@ -473,19 +473,6 @@ def _lap(phases: dict[str, float], name: str, since: float) -> None:
 
 # -------------------------------------------------------------------------------------- outputs
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _fmt(v: float | None) -> float | None:
     return None if v is None else round(float(v), 6)
 
@@ -564,7 +551,7 @@ def _plot_layer(path: Path, model: str, layer: str,
     ax.set_title(f"{model} {layer}: sparse vs dense cycles, break-even dotted")
     ax.legend(fontsize=7)
     fig.subplots_adjust(left=0.1, right=0.97, top=0.93, bottom=0.11)  # tight_layout: 1.5x the time
-    _atomic(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
     plt.close(fig)
 
 
@@ -593,14 +580,13 @@ def write_outputs(results: Sequence[tuple[Combo, BreakEven]], out: Path) -> list
     out = Path(out)
     written = []
     table = breakeven_table(results)
-    written.append(_atomic(out / "breakeven.csv", lambda t: table.to_csv(t, index=False)))
+    written.append(write_csv(table, out / "breakeven.csv"))
     pts = points_table(results)
-    written.append(_atomic(out / "points.csv", lambda t: pts.to_csv(t, index=False)))
+    written.append(write_csv(pts, out / "points.csv"))
     models = list(dict.fromkeys(c.model for c, _ in results))
     for model in models:
         summ = summary_table(results, model)
-        written.append(_atomic(out / f"summary_{_safe(model)}.csv",
-                               lambda t, s=summ: s.to_csv(t, index=False)))
+        written.append(write_csv(summ, out / f"summary_{_safe(model)}.csv"))
         layers = list(dict.fromkeys(c.spec.name for c, _ in results if c.model == model))
         for layer in layers:
             entries = [(c, be) for c, be in results if c.model == model and c.spec.name == layer]

@@ -1,0 +1,40 @@
+"""Atomic file output: write under a temporary name in the same folder, then rename.
+
+A reader never sees a half-written file, and a failed or interrupted write leaves the old file
+(or none) in place. Used for every file the command line and the benchmarks write.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_write", "write_csv"]
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Create ``path``'s folder, call ``write(tmp)`` on a temporary file next to it, rename.
+
+    The temporary name keeps ``path``'s suffix (some writers choose the format by it). On any
+    exception, including ``KeyboardInterrupt``, the temporary file is removed and the exception
+    re-raised. Returns ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_csv(frame: Any, path: str | os.PathLike) -> Path:
+    """Write a pandas DataFrame to ``path`` as CSV without its index, atomically."""
+    return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
