@@ -52,7 +52,6 @@ import argparse
 import copy
 import functools
 import math
-import os
 import shlex
 import sys
 import time
@@ -64,6 +63,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as tprune
 
+from codesign.atomic import write_csv
+from codesign.options import file_problem
 from pruning import data as pdata
 from pruning import zoo
 from pruning.admm import admm, hard_project, masked_retrain
@@ -185,6 +186,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="only report: merge the CSVs of separate runs (e.g. one seed each, run "
                         "in parallel) into --csv and print the tables over all their seeds")
     args = p.parse_args(argv)
+    problem = file_problem(args.csv)     # before the run, not after it
+    if problem is not None:
+        p.error(f"--csv: {problem}")
     if args.quick:
         args.seeds = 1
         args.ratios = "100"
@@ -672,14 +676,6 @@ def main(argv: list[str]) -> int:
     write_csv(df, args.csv)
     report(df, (time.perf_counter() - wall) / 60, args.csv, [command(argv)])
     return 0
-
-
-def write_csv(df: pd.DataFrame, path: Path) -> None:
-    """Write ``df`` to ``path`` through a temporary name (no half-written CSV)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
 
 
 def report(df: pd.DataFrame, minutes: float, csv: Path, commands: list[str]) -> None:

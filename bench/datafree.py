@@ -45,6 +45,8 @@ from typing import Any
 import pandas as pd
 import torch
 
+from codesign.atomic import write_csv
+from codesign.options import file_problem
 from pruning import data as pdata
 from pruning import zoo
 from pruning.admm import masked_retrain
@@ -85,6 +87,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-3, help="data-driven ADMM and retraining")
     p.add_argument("--csv", type=Path, default=HERE / "results" / "datafree.csv")
     args = p.parse_args(argv)
+    problem = file_problem(args.csv)     # before the run, not after it
+    if problem is not None:
+        p.error(f"--csv: {problem}")
     if args.quick:
         args.seeds, args.dense_epochs, args.samples = 1, 1, 128
         args.df_iters, args.df_epochs, args.admm_iters, args.retrain_epochs = 2, 1, 1, 1
@@ -213,7 +218,7 @@ def main(argv: list[str]) -> int:
         rows += run_seed(seed, args)
     df = pd.DataFrame(rows)
     args.csv.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.csv, index=False)
+    write_csv(df, args.csv)
     report(df)
     print(f"\nwall time {(time.perf_counter() - start) / 60:.1f} min; CSV {args.csv}")
     return 0

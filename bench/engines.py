@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from codesign.atomic import write_csv
 from hw.bcr import bcr_cycles
 from hw.dense import dense_cycles
 from hw.unstructured import unstructured_cycles
@@ -235,7 +236,7 @@ def main(argv: list[str]) -> int:
     df = pd.DataFrame(rows_out)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / ("engines_quick.csv" if args.quick else "engines.csv")
-    df.to_csv(out, index=False)
+    write_csv(df, out)
     cols_show = ["layer", "engine", "target_sparsity", "sparsity", "kept_per_block", "rtl_cycles",
                  "cycles_match", "outputs_match", "dense_cycles", "speedup", "ideal", "of_ideal",
                  "dense_utilisation", "sim_cycles_per_s", "dense_sim_cycles_per_s"]

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from codesign.atomic import write_csv
 from hw.bcr import bcr_cycles
 from hw.dense import dense_cycles
 from hw.unstructured import unstructured_cycles
@@ -325,8 +326,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['mismatched_cycles']:>12}{row['wall_s']:>9.1f}", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "fuzz_engines.csv"
-    pd.DataFrame([{k: v for k, v in r.items() if k != "failures"} for r in rows]).to_csv(
-        out, index=False)
+    write_csv(pd.DataFrame([{k: v for k, v in r.items() if k != "failures"} for r in rows]), out)
     print(f"saved {out}")
     failures = [f for r in rows for f in r["failures"]]
     if failures:

@@ -45,6 +45,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from codesign.atomic import write_csv
 from codesign.loop import (
     initial_plan,
     layer_cycles,
@@ -54,6 +55,7 @@ from codesign.loop import (
     plan_from,
     run_loop,
 )
+from codesign.options import folder_problem
 from codesign.store import SQLiteStore
 from pruning import zoo
 from pruning.compress import compress
@@ -195,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="Tiny settings: a smoke run.")
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args(argv)
+    problem = folder_problem(args.out)   # before the run, not after it
+    if problem is not None:
+        p.error(f"--out: {problem}")
     torch.set_num_threads(1)
     seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
     if args.quick:
@@ -223,11 +228,11 @@ def main(argv: list[str] | None = None) -> int:
                     r = run_once(model, engine, target, seed, args, loaders, numel, store)
                     rows.append({**r["summary"], "test_dense": test_dense})
                     layers += r["layers"]
-                    pd.DataFrame(rows).to_csv(args.out / "loop_runs.csv", index=False)
-                    pd.DataFrame(layers).to_csv(args.out / "loop_layers.csv", index=False)
+                    write_csv(pd.DataFrame(rows), args.out / "loop_runs.csv")
+                    write_csv(pd.DataFrame(layers), args.out / "loop_layers.csv")
     runs = pd.DataFrame(rows)
     summary = summarise(runs)
-    summary.to_csv(args.out / "loop.csv", index=False)
+    write_csv(summary, args.out / "loop.csv")
     with pd.option_context("display.width", 250, "display.max_columns", 40,
                            "display.max_colwidth", 200):
         print(pd.DataFrame(layers).to_string(index=False))

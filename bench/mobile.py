@@ -62,6 +62,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.peers import PEERS, TOLERANCE, Conv3x3, LstmCell, reference, relative_error, run_peer  # noqa: E402
+from codesign.atomic import write_csv  # noqa: E402
 from pruning.projections import bcr_mask, mask_of, select_pattern_library  # noqa: E402
 from pruning.schemes import PatternConfig, UnstructuredConfig  # noqa: E402
 from pruning.zoo import VGG16  # noqa: E402
@@ -383,13 +384,6 @@ def _fmt(df: pd.DataFrame) -> str:
     return df.to_string(index=False, float_format=lambda v: f"{v:.3g}", na_rep="-")
 
 
-def _save(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--image", type=int, default=224,
@@ -467,7 +461,7 @@ def main(argv: list[str]) -> int:
             "min_ms", "vs_peer_min",
             "max_rel_err", "density", "build_s", "note", "load_start", "load_end"]
     df = df[[c for c in cols if c in df.columns]]
-    _save(df, RESULTS / "mobile.csv")
+    write_csv(df, RESULTS / "mobile.csv")
     print(f"Mobile benchmark: 1 thread, VGG-16 image {args.image}x{args.image}, pattern "
           f"4-of-9 x {'/'.join(f'{1 - r:.2f}' for r in rates)} kernels kept, BCR {args.bcr} "
           f"(block:kept); load average {load0[0]:.2f} -> {load1[0]:.2f}; "
@@ -486,7 +480,7 @@ def main(argv: list[str]) -> int:
         except Exception as e:  # noqa: BLE001 - the host table is saved already
             print(f"ARM model failed: {type(e).__name__}: {e}", file=sys.stderr)
             return 1
-        _save(arm, RESULTS / "mobile_arm.csv")
+        write_csv(arm, RESULTS / "mobile_arm.csv")
         print("Modelled aarch64 speedup of ours sparse over ours dense (llvm-mca band: N1 "
               "optimistic, A57 pessimistic; instructions exact from qemu):")
         print(_fmt(arm))

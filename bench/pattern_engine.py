@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from codesign.atomic import write_csv
 from hw.dense import dense_cycles
 from hw.pattern import pattern_cycles
 from ir.golden import conv2d, linear
@@ -92,7 +93,7 @@ def main(argv: list[str]) -> int:
     df = measure(args.channels, args.image, args.lanes, args.bits, args.seed)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "pattern_engine.csv"
-    df.to_csv(out, index=False)
+    write_csv(df, out)
     print(df.to_string(index=False))
     print(f"saved {out}\nreproduce: python bench/pattern_engine.py {' '.join(argv)}".rstrip())
     ok = (df.pattern_outputs_match.all() and df.dense_outputs_match.all()

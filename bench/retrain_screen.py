@@ -54,6 +54,7 @@ import torch
 from torch import nn
 
 from bench import compression as bc
+from codesign.options import file_problem
 from pruning.admm import Projection, layer_weights, masked_retrain
 from pruning.plan import resolve
 from pruning.train import evaluate, train
@@ -193,6 +194,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, argparse.Namespace 
                         "seed blocks run in parallel) into --csv and print the table over all "
                         "their seeds")
     args = p.parse_args(own)
+    problem = file_problem(args.csv)     # before the run, not after it
+    if problem is not None:
+        p.error(f"--csv: {problem}")
     if args.merge:
         return args, None, rest
     try:

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 import sim.runner
+from codesign.atomic import write_csv
 from hw.bcr import bcr_cycles
 from hw.dense import dense_cycles
 from ir.bcr import encode_bcr
@@ -143,7 +144,7 @@ def main(argv: list[str]) -> int:
     df = pd.DataFrame(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "sim_speed.csv"
-    df.to_csv(out, index=False)
+    write_csv(df, out)
     with pd.option_context("display.width", 200):
         print(df.drop(columns=["build_args"]).to_string(index=False))
     print(f"{os.cpu_count()} cores; load average now {os.getloadavg()}")

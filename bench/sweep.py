@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from codesign.atomic import write_csv
 from codesign.store import SQLiteStore
 from codesign.sweep import DEFAULT_MODELS, breakeven_table, connect, model_layers, run_sweep
 from sim.breakeven import (
@@ -124,10 +125,10 @@ def main(argv: list[str]) -> int:
                             "speedup_of_medians": (med[base_n] / med).values.round(2)})
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "sweep.csv"
-    df.to_csv(out, index=False)
-    summary.to_csv(RESULTS / "sweep_summary.csv", index=False)
+    write_csv(df, out)
+    write_csv(summary, RESULTS / "sweep_summary.csv")
     first = tables[0]
-    first.to_csv(RESULTS / "sweep_breakeven.csv", index=False)
+    write_csv(first, RESULTS / "sweep_breakeven.csv")
     same = all(t.drop(columns=["rtl_runs", "points"]).equals(
         first.drop(columns=["rtl_runs", "points"])) for t in tables)
     print(df.to_string(index=False))

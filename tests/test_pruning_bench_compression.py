@@ -258,3 +258,14 @@ def test_targets_table_says_not_measured_instead_of_no():
                          (0, "magnitude+finetune", 85.0, 0.97, 1.0)))
     assert t["met"].tolist() == [bc.NOT_MEASURED] * 3
     assert "no ADMM run at >= 100x" in t.iloc[0, 1]
+
+
+def test_csv_path_checked_before_the_run(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    for path, problem in ((afile / "c.csv", f"'{afile}' is a file, not a folder"),
+                          (tmp_path, f"'{tmp_path}' is a folder, not a file")):
+        with pytest.raises(SystemExit):
+            bc.parse_args(["--csv", str(path)])
+        assert f"error: --csv: {problem}" in capsys.readouterr().err
+    assert bc.parse_args(["--csv", str(tmp_path / "new" / "c.csv")]).csv.name == "c.csv"

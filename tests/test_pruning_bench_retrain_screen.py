@@ -171,3 +171,11 @@ def test_bench_merge_names_a_missing_empty_or_foreign_csv(tmp_path):
         with pytest.raises(SystemExit, match=msg):
             bc.main(["--merge", str(path), "--csv", str(tmp_path / "out.csv")])
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_csv_path_checked_before_the_run(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    with pytest.raises(SystemExit):
+        rs.parse_args(["--csv", str(afile / "s.csv"), "--", "--ratios", "100"])
+    assert f"error: --csv: '{afile}' is a file, not a folder" in capsys.readouterr().err
