@@ -15,10 +15,17 @@ from typing import Any
 __all__ = ["atomic_write", "write_csv"]
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Create ``path``'s folder, call ``write(tmp)`` on a temporary file next to it, rename.
 
-    The temporary name keeps ``path``'s suffix (some writers choose the format by it). On any
+    The file gets the mode a plain ``open`` would give it (``0666`` less the umask). The
+    temporary name keeps ``path``'s suffix (some writers choose the format by it). On any
     exception, including ``KeyboardInterrupt``, the temporary file is removed and the exception
     re-raised. Returns ``path`` as a :class:`~pathlib.Path`.
     """
@@ -28,6 +35,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())    # mkstemp's 0600 would hide the file from others
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -97,7 +97,10 @@ class Bundle:
             save_file(dict(sorted(tensors.items())), str(tmp / WEIGHTS))
             text = json.dumps(self.manifest(), indent=2) + "\n"
             (tmp / MANIFEST).write_text(text, encoding="utf-8")
-            os.chmod(tmp, 0o755)
+            mask = os.umask(0o022)
+            os.umask(mask)
+            os.chmod(tmp / WEIGHTS, 0o666 & ~mask)   # safetensors leaves 0600: unreadable to others
+            os.chmod(tmp, 0o777 & ~mask)             # mkdtemp's 0700 likewise
             old = None
             if target.exists():
                 if not (target / MANIFEST).exists() and any(target.iterdir()):

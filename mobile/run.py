@@ -107,6 +107,9 @@ def _write_sources(kernels: list[tuple[str, Kernel]], report: LayerReport, dest:
             (d / name).write_text(text)
             (d / "BUILD.txt").write_text(commands)
         (tmp / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)       # mkdtemp's 0700 would hide the sources from others
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)

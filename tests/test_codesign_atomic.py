@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 
@@ -34,6 +36,15 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, error
     with pytest.raises(type(error)):
         atomic_write(path, write)
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["t.csv"]
+
+
+def test_written_files_have_the_umask_mode(tmp_path):
+    old = os.umask(0o027)
+    try:
+        path = atomic_write(tmp_path / "t.json", lambda tmp: tmp.write_text("{}"))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640            # not mkstemp's 0600
 
 
 def test_write_csv_round_trips_without_index(tmp_path):

@@ -4,6 +4,7 @@ the instruction-cache warning; one-line errors."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from mobile_bundle import make_bundle
@@ -29,6 +30,9 @@ def test_all_layers_on_host(capsys, bundle, tmp_path):
     kdir = tmp_path / "m" / "conv" / "sparse_pattern_int8_host"
     assert (kdir / "kernel.c").is_file() and (kdir / "mk_runtime.c").is_file()
     assert "-march=x86-64-v3" in (kdir / "BUILD.txt").read_text()
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (tmp_path / "m" / "conv").stat().st_mode & 0o777 == 0o777 & ~mask  # not mkdtemp's 0700
 
 
 def test_one_layer_on_aarch64_with_modelled_ratio(capsys, bundle, tmp_path):

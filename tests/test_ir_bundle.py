@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -274,3 +275,14 @@ def test_other_scheme_checks():
         linear_layer("d", out=4, mask=m)
     ok = linear_layer("u", out=4, scheme=Unstructured(sparsity=0.1), mask=m)
     assert ok.stats.nnz == 31
+
+
+def test_saved_files_have_the_umask_modes(tmp_path, bundle):
+    old = os.umask(0o027)
+    try:
+        path = bundle.save(tmp_path / "b")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o750
+    assert {p.name: p.stat().st_mode & 0o777 for p in path.iterdir()} == {
+        "manifest.json": 0o640, "weights.safetensors": 0o640}   # safetensors alone gave 0600
