@@ -56,7 +56,7 @@ def run_mobile(bundle_path: Path, layers: list[str] | None, target: str, out: Pa
     :class:`codesign.cli.UserError`."""
     from ir import Bundle, BundleError
     from mobile.build import BuildError
-    from mobile.run import format_report, run_layer
+    from mobile.run import folder_names, format_report, run_layer
 
     bundle_path = Path(bundle_path)
     if not (bundle_path / "manifest.json").is_file():
@@ -78,10 +78,12 @@ def run_mobile(bundle_path: Path, layers: list[str] | None, target: str, out: Pa
                                   f"{lay.shape.in_channels}x{image[0]}x{image[1]} = {size:,} "
                                   f"input values; at most {MAX_INPUT_VALUES:,}")
     reports = []
+    folders = folder_names(list(layers or names))
     for name in layers or names:
         try:
             report = run_layer(bundle.layer(name), target, out, dtype=dtype, image=image,
-                               budget=budget, measure=measure, seed=seed)
+                               budget=budget, measure=measure, seed=seed,
+                               folder=folders[name])
         except (ValueError, BuildError) as exc:
             raise _user_error(str(exc).splitlines()[0] if isinstance(exc, ValueError)
                               else str(exc)) from None

@@ -23,13 +23,33 @@ from mobile.cost import MCA_MODELS, Cost, cost_ratio, kernel_cost
 from mobile.harness import time_host
 from mobile.layers import layer_kernels
 
-__all__ = ["KernelReport", "LayerReport", "run_layer", "format_report", "safe_name"]
+__all__ = ["KernelReport", "LayerReport", "run_layer", "format_report", "safe_name",
+           "folder_names"]
 
 
 def safe_name(name: str) -> str:
     """A file-system and C safe version of a layer name (``[A-Za-z0-9_]``)."""
     s = re.sub(r"[^A-Za-z0-9_]", "_", name)
     return s if s and not s[0].isdigit() else f"l_{s}"
+
+
+def folder_names(names: list[str]) -> dict[str, str]:
+    """:func:`safe_name` of each of ``names``, made distinct: a name whose safe form is taken
+    (``fc.1`` and ``fc_1`` both give ``fc_1``) gets the first free ``_2``, ``_3``, ... suffix, in
+    order of ``names``. Deterministic; distinct names never share a folder."""
+    base = [safe_name(n) for n in names]
+    taken, out = set(base), {}
+    for name, b in zip(names, base, strict=True):
+        if name in out:
+            continue
+        if b in out.values():
+            k = 2
+            while f"{b}_{k}" in taken:
+                k += 1
+            b = f"{b}_{k}"
+            taken.add(b)
+        out[name] = b
+    return out
 
 
 @dataclass
@@ -121,11 +141,15 @@ def _write_sources(kernels: list[tuple[str, Kernel]], report: LayerReport, dest:
 def run_layer(layer: Layer, target: str = "host", out: Path | None = None, *,
               dtype: str = "auto", image: tuple[int, int] = (16, 16),
               budget: int = ICACHE_BUDGET, measure: bool = True, repeats: int = 30,
-              seed: int = 0, cache_dir: Path | None = None) -> LayerReport:
+              seed: int = 0, cache_dir: Path | None = None,
+              folder: str | None = None) -> LayerReport:
     """Generate, build, check and cost every kernel of ``layer`` (see :mod:`mobile.layers`).
 
     ``out``: write ``out/<layer>/<role>_<kind>_<dtype>_<target>/`` (C source, header, data,
-    runtime or harness main, ``BUILD.txt`` with the commands) and ``out/<layer>/report.json``. ``measure``: time (host) or model (aarch64) each kernel.
+    runtime or harness main, ``BUILD.txt`` with the commands) and ``out/<layer>/report.json``,
+    where ``<layer>`` is ``folder`` or else :func:`safe_name` of the layer's name (give
+    :func:`folder_names` folders when several layers share ``out``). ``measure``: time (host)
+    or model (aarch64) each kernel.
     """
     report = LayerReport(layer.name, target, budget)
     built = []
@@ -145,7 +169,7 @@ def run_layer(layer: Layer, target: str = "host", out: Path | None = None, *,
         report.kernels.append(kr)
         built.append((role, k))
     if out is not None:
-        _write_sources(built, report, Path(out) / safe_name(layer.name))
+        _write_sources(built, report, Path(out) / (folder or safe_name(layer.name)))
     return report
 
 

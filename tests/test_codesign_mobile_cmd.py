@@ -99,3 +99,18 @@ def test_demo_stage_host_and_aarch64(bundle, tmp_path, monkeypatch):
     assert "layer fc2 (host):" in text and "layer conv (aarch64):" in text
     assert "sparse/dense modelled ARM ratio" in text and "FAIL" not in text
     assert (tmp_path / "aarch64" / "conv" / "report.json").is_file()
+
+
+def test_layers_whose_safe_names_collide_get_their_own_folders(capsys, bundle, tmp_path):
+    from ir import Bundle
+
+    b = Bundle.load(bundle)
+    fc2 = b.layer("fc2")
+    twin = type(fc2)("fc_bcr", fc2.op, fc2.shape, fc2.scheme, fc2.quant, dict(fc2.tensors))
+    path = Bundle(b.model, (b.layer("fc.bcr"), twin)).save(tmp_path / "twins")
+    code, out, err = run(capsys, "mobile", "--bundle", str(path), "--all", "--no-cost",
+                         "--out", str(tmp_path / "m"))
+    assert code == 0, err
+    names = {d.name: json.loads((d / "report.json").read_text())["layer"]
+             for d in (tmp_path / "m").iterdir()}
+    assert names == {"fc_bcr": "fc.bcr", "fc_bcr_2": "fc_bcr"}   # "fc_bcr" no longer overwrites

@@ -125,3 +125,12 @@ def test_awkward_matrices_under_qemu(require_aarch64):
     for k in build_kernels(requests, "aarch64", CACHE):
         r = check_kernel(k, seed=9, vectors=2)
         assert r.ok, r.message
+
+
+def test_folder_names_are_distinct_and_deterministic():
+    from mobile.run import folder_names
+
+    got = folder_names(["fc.1", "fc_1", "fc_1_2", "fc-1", "fc.1", "1x"])
+    assert got == {"fc.1": "fc_1", "fc_1": "fc_1_3", "fc_1_2": "fc_1_2", "fc-1": "fc_1_4",
+                   "1x": "l_1x"}
+    assert len(set(got.values())) == len(got)
