@@ -576,7 +576,8 @@ def summary_table(results: Sequence[tuple[Combo, BreakEven]], model: str) -> pd.
 
 
 def write_outputs(results: Sequence[tuple[Combo, BreakEven]], out: Path) -> list[Path]:
-    """Write ``breakeven.csv``, ``points.csv``, ``summary_<model>.csv`` and one PNG per layer."""
+    """Write ``breakeven.csv``, ``points.csv``, ``summary_<model>.csv`` and one PNG per layer
+    (``plots/<model>_<layer>.png``; names sanitised, a colliding one suffixed ``_2``, ...)."""
     out = Path(out)
     written = []
     table = breakeven_table(results)
@@ -584,14 +585,30 @@ def write_outputs(results: Sequence[tuple[Combo, BreakEven]], out: Path) -> list
     pts = points_table(results)
     written.append(write_csv(pts, out / "points.csv"))
     models = list(dict.fromkeys(c.model for c, _ in results))
-    for model in models:
-        summ = summary_table(results, model)
-        written.append(write_csv(summ, out / f"summary_{_safe(model)}.csv"))
-        layers = list(dict.fromkeys(c.spec.name for c, _ in results if c.model == model))
-        for layer in layers:
-            entries = [(c, be) for c, be in results if c.model == model and c.spec.name == layer]
-            path = out / "plots" / f"{_safe(model)}_{_safe(layer)}.png"
-            _plot_layer(path, model, layer, entries)
-            written.append(path)
+    stems = _distinct([f"summary_{_safe(m)}" for m in models])
+    for model, stem in zip(models, stems, strict=True):
+        written.append(write_csv(summary_table(results, model), out / f"{stem}.csv"))
+    pairs = list(dict.fromkeys((c.model, c.spec.name) for c, _ in results))
+    stems = _distinct([f"{_safe(model)}_{_safe(layer)}" for model, layer in pairs])
+    for (model, layer), stem in zip(pairs, stems, strict=True):
+        entries = [(c, be) for c, be in results if c.model == model and c.spec.name == layer]
+        path = out / "plots" / f"{stem}.png"
+        _plot_layer(path, model, layer, entries)
+        written.append(path)
     return written
+
+
+def _distinct(stems: list[str]) -> list[str]:
+    """``stems`` with a later repeat given the first free ``_2``, ``_3``, ... suffix: sanitised
+    names can collide (models ``a.b`` and ``a_b``), and one file must not replace another."""
+    taken, out = set(stems), []
+    for stem in stems:
+        if stem in out:
+            k = 2
+            while f"{stem}_{k}" in taken:
+                k += 1
+            stem = f"{stem}_{k}"
+            taken.add(stem)
+        out.append(stem)
+    return out
 

@@ -306,3 +306,12 @@ def test_local_cluster_quiets_dask_background_work():
         assert len(got) == 2 and all(v == want for v in got.values()), got
         assert _worker_config(keys) == want          # the in-process scheduler and nannies
     assert [dask.config.get(k) for k in keys] == before
+
+
+def test_colliding_output_names_are_made_distinct():
+    from codesign.sweep import _distinct
+
+    # models "a.b" (layer "c") and "a_b" (layer "c") both sanitise to a_b_c
+    assert _distinct(["a_b_c", "a_b_c", "a_b_c_2", "x", "a_b_c"]) == [
+        "a_b_c", "a_b_c_3", "a_b_c_2", "x", "a_b_c_4"]
+    assert _distinct(["summary_m", "summary_n"]) == ["summary_m", "summary_n"]
