@@ -32,9 +32,11 @@ def _bundle(path: Path) -> Any:
 
     try:
         return Bundle.load(path)
-    except (BundleError, OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise _user_error(f"cannot load bundle {path}: {reason}") from None
+    except OSError as exc:
+        raise _user_error(f"cannot load bundle: {exc.filename or path}: "
+                          f"{exc.strerror or exc}") from None
+    except (BundleError, ValueError) as exc:
+        raise _user_error(f"cannot load bundle: {exc}") from None
 
 
 def _masks_and_plans(bundle: Any) -> tuple[dict, Any]:

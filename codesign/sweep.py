@@ -166,7 +166,7 @@ def bundle_layers(path: str | os.PathLike, skipped: list[str] | None = None
     try:
         bundle = Bundle.load(path)
     except (BundleError, OSError) as exc:
-        raise SweepError(f"cannot load bundle {path}: {exc}") from None
+        raise SweepError(f"cannot load bundle: {exc}") from None
     images: dict[str, tuple[int, int]] = {}
     from pruning.zoo import MODELS, build
 

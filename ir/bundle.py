@@ -141,7 +141,10 @@ class Bundle:
             tensors = load_file(str(weights_path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise BundleError(f"{root}: {WEIGHTS} is not a valid safetensors file: {exc}") from None
-        return cls.from_manifest(manifest, tensors)
+        try:
+            return cls.from_manifest(manifest, tensors)
+        except BundleError as exc:
+            raise BundleError(f"{root}: {exc}") from None
 
     @classmethod
     def from_manifest(cls, manifest: Any, tensors: dict[str, np.ndarray]) -> Bundle:

@@ -83,7 +83,8 @@ def test_inspect_bad_bundle(capsys, tmp_path, bundle_dir):
     m["layers"][0]["op"] = "matmul"
     (broken / "manifest.json").write_text(json.dumps(m))
     code, _, err = run(capsys, "inspect", str(broken))
-    assert_user_error(code, err, "layer 'conv1': field 'op': unknown op 'matmul'")
+    assert_user_error(code, err, f"cannot load bundle: {broken}: layer 'conv1': field 'op': "
+                                 "unknown op 'matmul'")
 
 
 def test_verilog_writes_files(capsys, tmp_path):

@@ -104,7 +104,7 @@ def test_retrain_bad_input(pruned, capsys, tmp_path):
     out = str(tmp_path / "o")
     code, _, err = run(capsys, "retrain", str(tmp_path / "none"), "--data", "digits",
                        "--out", out)
-    one_line(code, err, f"cannot load bundle {tmp_path / 'none'}: {tmp_path / 'none'}: not a "
+    one_line(code, err, f"cannot load bundle: {tmp_path / 'none'}: not a "
                         "bundle directory")
     code, _, err = run(capsys, "retrain", str(root / "free" / "bundle"), "--data", "mnist5k",
                        "--out", out)

@@ -135,6 +135,10 @@ def edit_tensors(path: Path, fn) -> None:
 
 
 def expect(path: Path, message: str) -> None:
+    """Bundle.load(path) fails with exactly ``message``; every message names the bundle folder,
+    so one that does not start with it here is a content error, and gets the folder prefixed."""
+    if not message.startswith(str(path)):
+        message = f"{path}: {message}"
     with pytest.raises(BundleError, match="^" + re.escape(message) + "$"):
         Bundle.load(path)
 
