@@ -14,6 +14,7 @@ cluster instead of a local one. Bad input (including a scheduler that cannot be 
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -170,8 +171,9 @@ def sweep(models, bundles, layers, engines, lanes, bits, block, index_bits, rati
             fmax_pair = tuple(float(v) for v in fmax.split(","))
         except ValueError:
             fmax_pair = ()
-        if len(fmax_pair) != 2 or min(fmax_pair) <= 0:
-            raise _user_error(f"--fmax must be two positive MHz values SPARSE,DENSE, not {fmax!r}")
+        if len(fmax_pair) != 2 or not all(v > 0 and math.isfinite(v) for v in fmax_pair):
+            raise _user_error(f"--fmax must be two positive finite MHz values SPARSE,DENSE, "
+                              f"not {fmax!r}")
 
     stack = contextlib.ExitStack()
     client = None

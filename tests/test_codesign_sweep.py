@@ -176,6 +176,12 @@ def test_unreachable_scheduler_is_one_clear_error(tmp_path):
     (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "--workers starts a local "
                                                                "cluster; it cannot be combined "
                                                                "with --scheduler"),
+    (["--fmax", "inf,100"], "--fmax must be two positive finite MHz values SPARSE,DENSE, not "
+                            "'inf,100'"),      # used to start the sweep
+    (["--fmax", "nan,100"], "--fmax must be two positive finite MHz values SPARSE,DENSE, not "
+                            "'nan,100'"),
+    (["--fmax", "0,100"], "--fmax must be two positive finite MHz values SPARSE,DENSE, not "
+                          "'0,100'"),
     (["--scheduler", "localhost:8786"], "--scheduler must look like tcp://HOST:PORT, not "
                                         "'localhost:8786'"),
     (["--scheduler", "foo://x"], "bad Dask scheduler address 'foo://x': unknown address scheme "
