@@ -64,19 +64,22 @@ from torch import nn
 from torch.nn.utils import prune as tprune
 
 from codesign.atomic import write_csv
-from codesign.options import file_problem
+from codesign.options import file_problem, float_arg, int_arg, list_arg
 from pruning import data as pdata
 from pruning import zoo
 from pruning.admm import admm, hard_project, masked_retrain
 from pruning.compress import compress, layer_row, totals
 from pruning.export import export
-from pruning.plan import Plan, Rule, prunable_layers, resolve
+from pruning.plan import MAX_RATIO, Plan, Rule, prunable_layers, resolve
 from pruning.train import OPTIMIZERS, Distill, evaluate, train
 
 HERE = Path(__file__).resolve().parent
 MODEL = "lenet5"
 DATASET = "mnist5k"
 #: The authors' LeNet-5 per-layer sparsity profile (REFERENCES.md: authors' TF code), 71.2x.
+#: argparse types: an overall pruning ratio (a compression above 1), a positive finite number.
+RATIO = float_arg(1, MAX_RATIO, low_open=True)
+POSITIVE = float_arg(0, low_open=True)
 PROFILE = {"conv1": 0.80, "conv2": 0.92, "fc1": 0.991, "fc2": 0.93}
 
 TARGET_DROP_PP = 0.3          # >= 100x pruning with <= 0.3 pp accuracy drop
@@ -101,11 +104,12 @@ PUBLISHED = [
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ...)")
-    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--seeds", type=int_arg(1), default=3, help="number of seeds (0, 1, ...)")
+    p.add_argument("--first-seed", type=int_arg(0), default=0)
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 seed, 100x only, a few epochs (numbers meaningless)")
-    p.add_argument("--ratios", default="85,100,150", help="overall pruning ratios")
+    p.add_argument("--ratios", type=list_arg(RATIO), default="85,100,150",
+                   help="overall pruning ratios")
     p.add_argument("--scope", choices=("profile", "global"), default="profile",
                    help="per-layer sparsities: the authors' profile scaled to the ratio, or one "
                         "global magnitude threshold")
@@ -113,56 +117,57 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="ADMM prunes with connected unstructured projections (no kept weight off "
                         "every input-to-output path, pruning.connectivity); the peer stays "
                         "torch.nn.utils.prune's magnitude pruning at ADMM's per-layer counts")
-    p.add_argument("--label-smoothing", type=float, default=0.0,
+    p.add_argument("--label-smoothing", type=float_arg(0, 1, high_open=True), default=0.0,
                    help="label smoothing of the cross-entropy in every training phase: the dense "
                         "model, and every compression phase of ADMM *and* of the peer")
     p.add_argument("--conv-relu", action="store_true",
                    help="LeNet-5 with a ReLU after each convolution (zoo conv_relu=True, as "
                         "many PyTorch ports; the same 430,500 weights) for the dense model, ADMM "
                         "and the peer alike; default: Caffe's, none")
-    p.add_argument("--dense-epochs", type=int, default=None,
+    p.add_argument("--dense-epochs", type=int_arg(0), default=None,
                    help="default: RECIPES['lenet5']['epochs']")
-    p.add_argument("--admm-iters", type=int, default=12)
-    p.add_argument("--admm-epochs", type=int, default=1, help="W-step epochs per iteration")
-    p.add_argument("--retrain-epochs", type=int, default=6)
+    p.add_argument("--admm-iters", type=int_arg(0), default=12)
+    p.add_argument("--admm-epochs", type=int_arg(0), default=1, help="W-step epochs per iteration")
+    p.add_argument("--retrain-epochs", type=int_arg(0), default=6)
     p.add_argument("--stages", default="",
                    help="progressive pruning: intermediate ratios (e.g. 10,30), each a full "
                         "ADMM + retraining from the previous one (the peer prunes and "
                         "fine-tunes at the same steps); empty: one step")
-    p.add_argument("--ramp", type=int, default=0,
+    p.add_argument("--ramp", type=int_arg(0), default=0,
                    help="gradual pruning: ADMM iterations over which the Z-step's sparsity "
                         "rises (cubic) to the target (0: the target from the start)")
-    p.add_argument("--rho", type=float, default=1e-2, help="initial rho")
-    p.add_argument("--rho-factor", type=float, default=1.5)
-    p.add_argument("--rho-max", type=float, default=1.0)
+    p.add_argument("--rho", type=POSITIVE, default=1e-2, help="initial rho")
+    p.add_argument("--rho-factor", type=float_arg(1), default=1.5)
+    p.add_argument("--rho-max", type=POSITIVE, default=1.0,
+                   help="at least --rho")
     p.add_argument("--rho-scale", default="",
                    help="per-layer factors on --rho (layer=factor,...; e.g. fc1=0.3): the plan's "
                         "per-layer rho, ADMM only (with --scope global it also moves weights "
                         "between layers: a smaller rho_i lets the layer keep more)")
-    p.add_argument("--lr", type=float, default=1e-3,
+    p.add_argument("--lr", type=POSITIVE, default=1e-3,
                    help="lr of the W-steps, the retraining and the peer")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
                    help="optimizer of every compression phase of ADMM *and* of the peer "
                         "(sgd: momentum 0.9)")
-    p.add_argument("--weight-decay", type=float, default=0.0,
+    p.add_argument("--weight-decay", type=float_arg(0), default=0.0,
                    help="weight decay of every compression phase of both sides")
-    p.add_argument("--retrain-lr", type=float, default=None,
+    p.add_argument("--retrain-lr", type=POSITIVE, default=None,
                    help="initial lr of the masked retraining (ADMM, quantization) and of the "
                         "peer's matching last epochs (needs --peer-recipe mirror; default --lr)")
     p.add_argument("--bits", default="conv1=3,conv2=2,fc1=2,fc2=3",
                    help="per-layer weight bits for the storage rows (layer=bits,...)")
-    p.add_argument("--quant-iters", type=int, default=3, help="ADMM quantization iterations")
-    p.add_argument("--quant-retrain", type=int, default=2,
+    p.add_argument("--quant-iters", type=int_arg(0), default=3, help="ADMM quantization iterations")
+    p.add_argument("--quant-retrain", type=int_arg(0), default=2,
                    help="quantization-aware retraining epochs")
     p.add_argument("--augment", default="none",
                    help="random affine augmentation of the training digits in every training "
                         "phase (dense, W-steps, retraining, peer, quantization): "
                         "'rotate,scale,shear,shift' (degrees, fraction, factor, pixels), or "
                         "'none'")
-    p.add_argument("--distill", type=float, default=0.0,
+    p.add_argument("--distill", type=float_arg(0), default=0.0,
                    help="knowledge-distillation temperature from the dense model in every "
                         "compression phase of ADMM *and* of the peer (0: off)")
-    p.add_argument("--distill-weight", type=float, default=0.7,
+    p.add_argument("--distill-weight", type=float_arg(0, 1), default=0.7,
                    help="weight of the distillation term (the label loss gets 1 - weight)")
     p.add_argument("--retrain-schedule", choices=("constant", "cosine"), default="constant",
                    help="lr schedule of the masked retraining (ADMM, quantization) and of the "
@@ -175,12 +180,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "long as the W-steps at constant lr, then a fresh Adam as long as the "
                         "retraining with its schedule); 'single' is one Adam run over all the "
                         "steps with the retraining schedule")
-    p.add_argument("--val", type=int, default=0, metavar="N",
+    p.add_argument("--val", type=int_arg(0), default=0, metavar="N",
                    help="validation mode for choosing a recipe: hold out N digits per class of "
                         "the 4,000 training digits (a fixed split), train on the rest and report "
                         "accuracies on the held-out digits; the test digits are never read "
                         "(0: off, train on all 4,000 and report on the 1,000 test digits)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--threads", type=int_arg(1), default=1, help="torch threads")
     p.add_argument("--csv", type=Path, default=HERE / "results" / "compression.csv")
     p.add_argument("--merge", type=Path, nargs="+", metavar="CSV",
                    help="only report: merge the CSVs of separate runs (e.g. one seed each, run "
@@ -191,18 +196,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error(f"--csv: {problem}")
     if args.quick:
         args.seeds = 1
-        args.ratios = "100"
+        args.ratios = [100.0]
         args.dense_epochs = 2 if args.dense_epochs is None else args.dense_epochs
         args.admm_iters, args.retrain_epochs = 2, 1
         args.quant_iters, args.quant_retrain = 1, 1
-    args.ratio_list = [float(r) for r in args.ratios.split(",")]
+    args.ratio_list = args.ratios
     args.model_kwargs = {"conv_relu": True} if args.conv_relu else {}
     try:
-        args.stage_list = sorted(float(r) for r in args.stages.split(",") if r.strip())
-    except ValueError:
-        p.error(f"--stages: expected ratios such as 10,30, not {args.stages!r}")
-    if any(not r > 1 for r in args.stage_list):
-        p.error("--stages: every ratio must be above 1")
+        args.stage_list = sorted(list_arg(RATIO)(args.stages)) if args.stages.strip() else []
+    except argparse.ArgumentTypeError as exc:
+        p.error(f"argument --stages: {exc}")
     if args.augment.strip().lower() in ("none", "", "0"):
         args.augmentation = None
     else:
@@ -218,20 +221,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if set(args.profile_map) != set(PROFILE) or not all(0 <= v < 1 for v in
                                                          args.profile_map.values()):
         p.error(f"--profile: one sparsity in [0, 1) for each of {', '.join(PROFILE)}")
-    if args.val < 0:
-        p.error("--val must be >= 0 (digits per class held out of the training split)")
+    if args.val:
+        try:        # at start, not when the first run loads its data
+            validation_split(pdata.load(DATASET, "train").labels, args.val)
+        except ValueError as exc:
+            p.error(str(exc))
     if args.retrain_lr is not None and args.peer_recipe != "mirror":
         p.error("--retrain-lr needs --peer-recipe mirror (the peer's last epochs get it too)")
-    if args.retrain_lr is not None and not args.retrain_lr > 0 or not args.lr > 0 \
-            or args.weight_decay < 0:
-        p.error("--lr and --retrain-lr must be > 0, --weight-decay >= 0")
     args.rlr = args.retrain_lr if args.retrain_lr is not None else args.lr
-    if not 0 <= args.label_smoothing < 1:
-        p.error("--label-smoothing must be in [0, 1)")
-    if args.distill < 0 or not 0 <= args.distill_weight <= 1:
-        p.error("--distill must be >= 0 and --distill-weight in [0, 1]")
-    args.bit_map = {k.strip(): int(v) for k, v in
-                    (item.split("=") for item in args.bits.split(",") if item.strip())}
+    args.bit_map = {}
+    for item in filter(str.strip, args.bits.split(",")):
+        name, _, value = (part.strip() for part in item.partition("="))
+        if name not in PROFILE or value not in {str(b) for b in range(2, 9)}:
+            p.error(f"--bits {item!r}: expected layer=bits with a layer of {', '.join(PROFILE)} "
+                    "and bits from 2 to 8")
+        args.bit_map[name] = int(value)
+    if args.rho_max < args.rho:
+        p.error(f"--rho-max must be at least --rho ({args.rho:g}), not {args.rho_max:g}")
     args.rho_map = {}
     for item in filter(str.strip, args.rho_scale.split(",")):
         name, _, value = item.partition("=")

@@ -6,17 +6,24 @@ is a user error naming it, not a ``FileExistsError`` traceback after minutes of 
 
 :class:`FiniteFloatRange`: ``click.FloatRange`` without NaN and infinities, which pass its
 bounds checks (every comparison with NaN is false) and reached the optimizers as tracebacks.
+
+:func:`int_arg` and :func:`float_arg`: the same checks as ``type=`` callables for the
+benchmarks' ``argparse`` command lines, so a bad number is one ``error: argument --x: ...`` line
+and exit status 2 when the line is parsed, not a traceback minutes into a run.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-__all__ = ["OutDir", "OUT_DIR", "FiniteFloatRange", "folder_problem", "file_problem"]
+__all__ = ["OutDir", "OUT_DIR", "FiniteFloatRange", "folder_problem", "file_problem", "int_arg",
+           "float_arg", "list_arg"]
 
 
 class OutDir(click.Path):
@@ -72,3 +79,68 @@ class FiniteFloatRange(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return number
+
+
+def int_arg(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An ``argparse`` ``type=`` for an integer in ``[low, high]`` (``high`` None: no bound).
+
+    The callable raises ``argparse.ArgumentTypeError`` saying what is allowed and what was given.
+    """
+    allowed = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}")
+        return value
+
+    return convert
+
+
+def float_arg(low: float, high: float = math.inf, *, low_open: bool = False,
+              high_open: bool = False) -> Callable[[str], float]:
+    """An ``argparse`` ``type=`` for a finite number between ``low`` and ``high``.
+
+    ``low_open`` / ``high_open`` exclude the bound itself; an infinite bound means none. NaN and
+    infinities are always refused. The callable raises ``argparse.ArgumentTypeError``.
+    """
+    if math.isinf(high):
+        allowed = f"a finite number {'>' if low_open else '>='} {low:g}"
+    else:
+        allowed = (f"a finite number in {'(' if low_open else '['}{low:g}, {high:g}"
+                   f"{')' if high_open else ']'}")
+
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        ok = (math.isfinite(value) and (value > low if low_open else value >= low)
+              and (value < high if high_open else value <= high))
+        if not ok:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}")
+        return value
+
+    return convert
+
+
+def list_arg(item: Callable[[str], Any]) -> Callable[[str], list[Any]]:
+    """An ``argparse`` ``type=`` for a non-empty comma-separated list, each entry converted by
+    ``item`` (an :func:`int_arg` or :func:`float_arg`); an empty entry (``"1,,2"``) is refused.
+    """
+
+    def convert(text: str) -> list[Any]:
+        parts = [part.strip() for part in text.split(",")]
+        if not all(parts):
+            raise argparse.ArgumentTypeError(f"must be a comma-separated list without empty "
+                                             f"entries, not {text!r}")
+        try:
+            return [item(part) for part in parts]
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"every entry of the comma-separated list {exc}"
+                                             ) from None
+
+    return convert

@@ -314,8 +314,9 @@ def admm(model: nn.Module, plans: Mapping[str, LayerPlan], loader: Iterable, *, 
         Per iteration ``rho`` and ``||W - Z|| / ||W||`` per layer (also logged at INFO level).
     """
     sched = rho if isinstance(rho, RhoSchedule) else RhoSchedule(initial=float(rho))
-    if isinstance(ramp, bool) or not isinstance(ramp, int) or ramp < 0:
-        raise ValueError(f"ramp must be a non-negative integer, not {ramp!r}")
+    for key, value in (("iterations", iterations), ("epochs", epochs), ("ramp", ramp)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{key} must be a non-negative integer, not {value!r}")
     layer_rho = dict(layer_rho or {})
     active = _active(plans, mode)
     params = layer_weights(model, active)

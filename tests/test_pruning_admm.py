@@ -125,6 +125,11 @@ def test_ramped_sparsity_reaches_the_plan_and_admm_ends_on_its_set():
     assert kept == [16]                                      # the last Z: the plan's 75%
     with pytest.raises(ValueError, match=r"^ramp must be a non-negative integer, not -1$"):
         admm(model, plans, loader, iterations=1, progress=False, ramp=-1)
+    # a negative count used to run no iteration and return as if it had converged
+    with pytest.raises(ValueError, match=r"^iterations must be a non-negative integer, not -1$"):
+        admm(model, plans, loader, iterations=-1, progress=False)
+    with pytest.raises(ValueError, match=r"^epochs must be a non-negative integer, not 1.5$"):
+        admm(model, plans, loader, iterations=1, epochs=1.5, progress=False)
 
 
 def test_project_weights_joint_rnn_shares_one_scale():

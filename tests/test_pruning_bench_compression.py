@@ -54,6 +54,46 @@ def test_val_option_parsed_and_checked():
     assert bc.parse_args([]).val == 0
     with pytest.raises(SystemExit):
         bc.parse_args(["--val", "-1"])
+    with pytest.raises(SystemExit):     # every training digit held out: checked at start
+        bc.parse_args(["--val", "400"])
+
+
+@pytest.mark.parametrize("bad, message", [
+    # each of these used to be a traceback mid-run, or ran on with a meaningless value
+    (["--ratios", "abc"], "argument --ratios: every entry of the comma-separated list must be a "
+                          "finite number in (1, 1e+12], not 'abc'"),
+    (["--ratios", "100,1"], "argument --ratios: every entry of the comma-separated list must be "
+                            "a finite number in (1, 1e+12], not '1'"),
+    (["--ratios", "100,"], "argument --ratios: must be a comma-separated list without empty "
+                           "entries, not '100,'"),
+    (["--quick", "--ratios", "nan"], "argument --ratios: every entry of the comma-separated list "
+                                     "must be a finite number in (1, 1e+12], not 'nan'"),
+    (["--seeds", "0"], "argument --seeds: must be an integer >= 1, not '0'"),
+    (["--threads", "0"], "argument --threads: must be an integer >= 1, not '0'"),
+    (["--admm-iters", "-1"], "argument --admm-iters: must be an integer >= 0, not '-1'"),
+    (["--retrain-epochs", "-1"], "argument --retrain-epochs: must be an integer >= 0, not '-1'"),
+    (["--dense-epochs", "x"], "argument --dense-epochs: must be an integer >= 0, not 'x'"),
+    (["--rho", "inf"], "argument --rho: must be a finite number > 0, not 'inf'"),
+    (["--rho-factor", "0.5"], "argument --rho-factor: must be a finite number >= 1, not '0.5'"),
+    (["--rho-max", "0.001"], "--rho-max must be at least --rho (0.01), not 0.001"),
+    (["--weight-decay", "nan"], "argument --weight-decay: must be a finite number >= 0, "
+                                "not 'nan'"),
+    (["--distill", "inf"], "argument --distill: must be a finite number >= 0, not 'inf'"),
+    (["--distill-weight", "2"], "argument --distill-weight: must be a finite number in [0, 1], "
+                                "not '2'"),
+    (["--bits", "fc1=x"], "--bits 'fc1=x': expected layer=bits with a layer of conv1, conv2, "
+                          "fc1, fc2 and bits from 2 to 8"),
+    (["--bits", "fc3=4"], "--bits 'fc3=4': expected layer=bits with a layer of conv1, conv2, "
+                          "fc1, fc2 and bits from 2 to 8"),
+    (["--stages", "10,inf"], "argument --stages: every entry of the comma-separated list must "
+                             "be a finite number in (1, 1e+12], not 'inf'"),
+])
+def test_bad_numbers_are_one_error_at_start(bad, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bc.parse_args(bad)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith(f": error: {message}")
 
 
 def test_optimizer_weight_decay_and_retrain_lr_options_parsed_and_checked():

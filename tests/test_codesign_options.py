@@ -1,0 +1,52 @@
+"""The argparse number types the benchmarks share (codesign.options.int_arg, float_arg,
+list_arg): one clear error at parse time for every bad number, NaN and infinity included."""
+
+import argparse
+import math
+
+import pytest
+
+from codesign.options import float_arg, int_arg, list_arg
+
+
+def _fails(convert, text: str) -> str:
+    with pytest.raises(argparse.ArgumentTypeError) as exc:
+        convert(text)
+    return str(exc.value)
+
+
+def test_int_arg_bounds_and_junk():
+    assert int_arg(0)("0") == 0 and int_arg(1, 3)("3") == 3
+    assert _fails(int_arg(0), "-1") == "must be an integer >= 0, not '-1'"
+    assert _fails(int_arg(1, 3), "4") == "must be an integer from 1 to 3, not '4'"
+    for junk in ("", "1.5", "x", "nan"):
+        assert _fails(int_arg(0), junk) == f"must be an integer >= 0, not {junk!r}"
+
+
+def test_float_arg_bounds_open_and_closed_and_never_nan_or_inf():
+    assert float_arg(0)("0") == 0.0 and float_arg(0, 1)("1") == 1.0
+    assert _fails(float_arg(0, low_open=True), "0") == "must be a finite number > 0, not '0'"
+    assert _fails(float_arg(0, 1, high_open=True), "1") == ("must be a finite number in [0, 1), "
+                                                             "not '1'")
+    for bad in ("nan", "inf", "-inf", "x", ""):    # NaN passes comparisons-based range checks
+        assert _fails(float_arg(-math.inf), bad).endswith(f"not {bad!r}")
+
+
+def test_list_arg_every_entry_checked_and_no_empty_entries():
+    ratios = list_arg(float_arg(1, low_open=True))
+    assert ratios("85, 100,150") == [85.0, 100.0, 150.0]
+    assert _fails(ratios, "85,1") == ("every entry of the comma-separated list must be a finite "
+                                      "number > 1, not '1'")
+    for bad in ("", "85,", ",", "85,,100"):
+        assert _fails(ratios, bad) == ("must be a comma-separated list without empty entries, "
+                                       f"not {bad!r}")
+
+
+def test_argparse_reports_one_line_naming_the_option(capsys):
+    p = argparse.ArgumentParser(prog="bench")
+    p.add_argument("--lr", type=float_arg(0, low_open=True))
+    with pytest.raises(SystemExit) as exc:
+        p.parse_args(["--lr", "nan"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == ("bench: error: argument --lr: must be a "
+                                                        "finite number > 0, not 'nan'")
