@@ -64,7 +64,7 @@ from torch import nn
 from torch.nn.utils import prune as tprune
 
 from codesign.atomic import write_csv
-from codesign.options import file_problem, float_arg, int_arg, list_arg
+from codesign.options import SEED_ARG, file_problem, float_arg, int_arg, list_arg
 from pruning import data as pdata
 from pruning import zoo
 from pruning.admm import admm, hard_project, masked_retrain
@@ -105,7 +105,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--seeds", type=int_arg(1), default=3, help="number of seeds (0, 1, ...)")
-    p.add_argument("--first-seed", type=int_arg(0), default=0)
+    p.add_argument("--first-seed", type=SEED_ARG, default=0)
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 seed, 100x only, a few epochs (numbers meaningless)")
     p.add_argument("--ratios", type=list_arg(RATIO), default="85,100,150",

@@ -46,7 +46,7 @@ import pandas as pd
 import torch
 
 from codesign.atomic import write_csv
-from codesign.options import file_problem
+from codesign.options import SEED_ARG, file_problem, float_arg, int_arg
 from pruning import data as pdata
 from pruning import zoo
 from pruning.admm import masked_retrain
@@ -57,7 +57,7 @@ from pruning.datafree import (
     prune_layerwise,
     reconstruction_errors,
 )
-from pruning.plan import Plan, resolve
+from pruning.plan import MAX_RATIO, Plan, resolve
 from pruning.synthetic import SyntheticSpec
 from pruning.train import evaluate, train
 
@@ -70,21 +70,21 @@ TARGET_REDUCTION = 0.30  # (a)'s mean reconstruction error >= 30% below (b)'s
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--seeds", type=int_arg(1), default=3)
+    p.add_argument("--first-seed", type=SEED_ARG, default=0)
     p.add_argument("--quick", action="store_true", help="smoke run (numbers meaningless)")
-    p.add_argument("--connectivity", type=float, default=0.5,
+    p.add_argument("--connectivity", type=float_arg(0, 1, high_open=True), default=0.5,
                    help="pattern layers: fraction of kernels pruned")
-    p.add_argument("--fc-ratio", type=float, default=8.0, help="linear layers: pruning ratio")
-    p.add_argument("--dense-epochs", type=int, default=None, help="default: the zoo recipe's")
+    p.add_argument("--fc-ratio", type=float_arg(1, MAX_RATIO, low_open=True), default=8.0, help="linear layers: pruning ratio")
+    p.add_argument("--dense-epochs", type=int_arg(0), default=None, help="default: the zoo recipe's")
     p.add_argument("--synthetic", choices=("normal", "uniform", "bn"), default="bn")
-    p.add_argument("--samples", type=int, default=512, help="synthetic (and calibration) inputs")
-    p.add_argument("--df-iters", type=int, default=10, help="layer-wise ADMM iterations")
-    p.add_argument("--df-epochs", type=int, default=3, help="W-step passes per iteration")
-    p.add_argument("--df-lr", type=float, default=1e-3)
-    p.add_argument("--admm-iters", type=int, default=6, help="data-driven ADMM iterations")
-    p.add_argument("--retrain-epochs", type=int, default=3)
-    p.add_argument("--lr", type=float, default=1e-3, help="data-driven ADMM and retraining")
+    p.add_argument("--samples", type=int_arg(1), default=512, help="synthetic (and calibration) inputs")
+    p.add_argument("--df-iters", type=int_arg(0), default=10, help="layer-wise ADMM iterations")
+    p.add_argument("--df-epochs", type=int_arg(0), default=3, help="W-step passes per iteration")
+    p.add_argument("--df-lr", type=float_arg(0, low_open=True), default=1e-3)
+    p.add_argument("--admm-iters", type=int_arg(0), default=6, help="data-driven ADMM iterations")
+    p.add_argument("--retrain-epochs", type=int_arg(0), default=3)
+    p.add_argument("--lr", type=float_arg(0, low_open=True), default=1e-3, help="data-driven ADMM and retraining")
     p.add_argument("--csv", type=Path, default=HERE / "results" / "datafree.csv")
     args = p.parse_args(argv)
     problem = file_problem(args.csv)     # before the run, not after it

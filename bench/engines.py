@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from codesign.atomic import write_csv
+from codesign.options import SEED_ARG, block_arg, int_arg, names_arg
 from hw.bcr import bcr_cycles
 from hw.dense import dense_cycles
 from hw.unstructured import unstructured_cycles
@@ -152,12 +153,13 @@ def pattern_rows(lanes: int, bits: int, seed: int, simulator: str, quick: bool) 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one small shape, for a smoke run")
-    ap.add_argument("--lanes", type=int, default=8)
-    ap.add_argument("--bits", type=int, default=8)
-    ap.add_argument("--block", default="16x16", help="BCR block RxC")
+    ap.add_argument("--lanes", type=int_arg(1), default=8)
+    ap.add_argument("--bits", type=int_arg(2, 16), default=8)
+    ap.add_argument("--block", type=block_arg, default="16x16", help="BCR block RxC")
     ap.add_argument("--simulator", default="verilator", choices=("verilator", "icarus"))
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--groups", default="matvec,pattern,rnn",
+    ap.add_argument("--seed", type=SEED_ARG, default=0)
+    ap.add_argument("--groups", type=names_arg(("matvec", "pattern", "rnn")),
+                    default="matvec,pattern,rnn",
                     help="comma-separated row groups: matvec (dense/BCR/unstructured), pattern, "
                          "rnn")
     ap.add_argument("--profile", default="speed", choices=("speed", "default"),
@@ -167,12 +169,12 @@ def main(argv: list[str]) -> int:
                     help="speed profile's clock (sim.runner.SPEED_CLOCK): internal = generated "
                          "inside the simulation (Verilator --timing), gpi = cocotb's C++ clock")
     args = ap.parse_args(argv)
-    args.groups = set(args.groups.split(","))
+    args.groups = set(args.groups)
     import sim.runner
 
     sim.runner.use_build_profile(args.profile)
     sim.runner.SPEED_CLOCK = args.clock
-    block = tuple(int(v) for v in args.block.split("x"))
+    block = args.block
     lanes, bits = args.lanes, args.bits
     rng = np.random.default_rng(args.seed)
     rows_out = []

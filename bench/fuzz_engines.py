@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from codesign.atomic import write_csv
+from codesign.options import SEED_ARG, int_arg, names_arg
 from hw.bcr import bcr_cycles
 from hw.dense import dense_cycles
 from hw.unstructured import unstructured_cycles
@@ -303,18 +304,13 @@ def fuzz(engine: str, layers: int, simulator: str, seed: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--layers", type=int, default=1000, help="random layers per engine")
+    ap.add_argument("--layers", type=int_arg(1), default=1000, help="random layers per engine")
     ap.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--engines", default=",".join(ENGINES),
+    ap.add_argument("--seed", type=SEED_ARG, default=0)
+    ap.add_argument("--engines", type=names_arg(ENGINES), default=",".join(ENGINES),
                     help="comma-separated subset of " + ", ".join(ENGINES))
     args = ap.parse_args(argv)
-    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    unknown = [e for e in engines if e not in ENGINES]
-    if unknown or not engines:
-        ap.error(f"unknown engines {unknown}; choose from {', '.join(ENGINES)}")
-    if args.layers < 1:
-        ap.error("--layers must be at least 1")
+    engines = args.engines
 
     rows = []
     print(f"{'engine':<13}{'layers':>7}{'vectors':>9}{'bad outputs':>13}{'bad cycles':>12}"

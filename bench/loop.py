@@ -47,6 +47,7 @@ import torch
 
 from codesign.atomic import write_csv
 from codesign.loop import (
+    ENGINE_SCHEMES,
     initial_plan,
     layer_cycles,
     loop_loaders,
@@ -55,7 +56,7 @@ from codesign.loop import (
     plan_from,
     run_loop,
 )
-from codesign.options import folder_problem
+from codesign.options import SEED_ARG, float_arg, folder_problem, int_arg, list_arg, names_arg
 from codesign.store import SQLiteStore
 from pruning import zoo
 from pruning.compress import compress
@@ -169,31 +170,34 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _floats(text: str) -> list[float]:
-    return [float(v) for v in text.split(",") if v.strip()]
+#: Zoo CNNs with a training recipe.
+LOOP_MODELS = ("tinycnn", "lenet5", "vggsmall")
+
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default=zoo.DEFAULT_CNN)
-    p.add_argument("--engines", default="unstructured,bcr")
-    p.add_argument("--targets", default="0.5", help="First plans' sparsities, comma-separated.")
-    p.add_argument("--seeds", default="0,1,2",
+    p.add_argument("--model", default=zoo.DEFAULT_CNN, choices=LOOP_MODELS)
+    p.add_argument("--engines", type=names_arg(tuple(ENGINE_SCHEMES)), default="unstructured,bcr",
+                   help=f"Comma-separated, of {', '.join(ENGINE_SCHEMES)}.")
+    p.add_argument("--targets", type=list_arg(float_arg(0, 1, high_open=True)), default="0.5",
+                   help="First plans' sparsities, comma-separated.")
+    p.add_argument("--seeds", type=list_arg(SEED_ARG), default="0,1,2",
                    help="Seeds (dense training, compression), comma-separated; the summary "
                         "averages over them.")
-    p.add_argument("--lanes", type=int, default=8)
-    p.add_argument("--bits", type=int, default=8)
-    p.add_argument("--masks", type=int, default=3, help="Random masks per ratio (break-even).")
-    p.add_argument("--admm-iters", type=int, default=5)
-    p.add_argument("--retrain-epochs", type=int, default=3)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--tolerance", type=float, default=0.5,
+    p.add_argument("--lanes", type=int_arg(1, 64), default=8)
+    p.add_argument("--bits", type=int_arg(2, 16), default=8)
+    p.add_argument("--masks", type=int_arg(1, 16), default=3, help="Random masks per ratio (break-even).")
+    p.add_argument("--admm-iters", type=int_arg(0), default=5)
+    p.add_argument("--retrain-epochs", type=int_arg(0), default=3)
+    p.add_argument("--lr", type=float_arg(0, low_open=True), default=1e-3)
+    p.add_argument("--tolerance", type=float_arg(0), default=0.5,
                    help="Validation accuracy (pp) a pushed plan may lose.")
-    p.add_argument("--margin", type=float, default=0.02)
+    p.add_argument("--margin", type=float_arg(0, 0.5), default=0.02)
     p.add_argument("--push-order", default="cycles", choices=("cycles", "smallest"))
-    p.add_argument("--val-fraction", type=float, default=0.2,
+    p.add_argument("--val-fraction", type=float_arg(0, 1, high_open=True), default=0.2,
                    help="Fraction of each class of the training split held out for decisions.")
-    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--split-seed", type=SEED_ARG, default=0)
     p.add_argument("--quick", action="store_true", help="Tiny settings: a smoke run.")
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args(argv)
@@ -201,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem is not None:
         p.error(f"--out: {problem}")
     torch.set_num_threads(1)
-    seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
+    seeds = args.seeds
     if args.quick:
         args.model, args.admm_iters, args.retrain_epochs, args.masks = "tinycnn", 1, 1, 1
     recipe = dict(zoo.RECIPES[args.model])
@@ -223,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
             train(model, loaders[0], epochs, seed=seed, **recipe)
             test_dense = evaluate(model, loaders[2])
             numel = {n: m.weight.numel() for n, m in prunable_layers(model).items()}
-            for engine in [e.strip() for e in args.engines.split(",") if e.strip()]:
-                for target in _floats(args.targets):
+            for engine in args.engines:
+                for target in args.targets:
                     r = run_once(model, engine, target, seed, args, loaders, numel, store)
                     rows.append({**r["summary"], "test_dense": test_dense})
                     layers += r["layers"]

@@ -63,6 +63,7 @@ if str(ROOT) not in sys.path:
 
 from bench.peers import PEERS, TOLERANCE, Conv3x3, LstmCell, reference, relative_error, run_peer  # noqa: E402
 from codesign.atomic import write_csv  # noqa: E402
+from codesign.options import SEED_ARG, float_arg, int_arg  # noqa: E402
 from pruning.projections import bcr_mask, mask_of, select_pattern_library  # noqa: E402
 from pruning.schemes import PatternConfig, UnstructuredConfig  # noqa: E402
 from pruning.zoo import VGG16  # noqa: E402
@@ -386,7 +387,7 @@ def _fmt(df: pd.DataFrame) -> str:
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--image", type=int, default=224,
+    ap.add_argument("--image", type=int_arg(32, 1024), default=224,
                     help="VGG-16 input side, a multiple of 32 (224: ImageNet)")
     ap.add_argument("--connectivity", default=",".join(f"{c:g}" for c in CONNECTIVITY),
                     help="comma-separated fractions of 3x3 kernels removed by connectivity "
@@ -396,20 +397,20 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--layers", default="all",
                     help="comma-separated: lstm, conv (all 13 conv layers) and/or conv names "
                          "(conv1_1 ... conv5_3)")
-    ap.add_argument("--repeats", type=int, default=30, help="timed calls per layer (at most)")
-    ap.add_argument("--max-seconds", type=float, default=3.0,
+    ap.add_argument("--repeats", type=int_arg(1), default=30, help="timed calls per layer (at most)")
+    ap.add_argument("--max-seconds", type=float_arg(0, low_open=True), default=3.0,
                     help="stop timing a peer's layer after this long (5 calls at least)")
     ap.add_argument("--bcr", default="64x128:16x52",
                     help="BCR block and kept rows x columns per block, ROWSxCOLS:KRxKC")
-    ap.add_argument("--arm-image", type=int, default=8,
+    ap.add_argument("--arm-image", type=int_arg(4, 1024), default=8,
                     help="largest conv image side traced for the ARM table")
-    ap.add_argument("--arm-macs", type=float, default=40e6,
+    ap.add_argument("--arm-macs", type=float_arg(0, low_open=True), default=40e6,
                     help="shrink a traced conv's image until its dense layer has at most this "
                          "many multiply-adds (4x4 at least)")
     ap.add_argument("--no-arm", action="store_true", help="skip the modelled ARM table")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=SEED_ARG, default=0)
     args = ap.parse_args(argv)
-    if args.image < 32 or args.image % 32:
+    if args.image % 32:
         ap.error(f"--image must be a positive multiple of 32, not {args.image}")
     try:
         rates = [float(v) for v in args.connectivity.split(",")]

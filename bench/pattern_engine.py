@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from codesign.atomic import write_csv
+from codesign.options import SEED_ARG, int_arg
 from hw.dense import dense_cycles
 from hw.pattern import pattern_cycles
 from ir.golden import conv2d, linear
@@ -84,11 +85,11 @@ def measure(channels: int = 32, image: int = 16, lanes: int = 8, bits: int = 8, 
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--channels", type=int, default=32, help="input and output channels")
-    ap.add_argument("--image", type=int, default=16, help="input height and width")
-    ap.add_argument("--lanes", type=int, default=8)
-    ap.add_argument("--bits", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--channels", type=int_arg(1, 512), default=32, help="input and output channels")
+    ap.add_argument("--image", type=int_arg(1, 128), default=16, help="input height and width")
+    ap.add_argument("--lanes", type=int_arg(1), default=8)
+    ap.add_argument("--bits", type=int_arg(2, 16), default=8)
+    ap.add_argument("--seed", type=SEED_ARG, default=0)
     args = ap.parse_args(argv)
     df = measure(args.channels, args.image, args.lanes, args.bits, args.seed)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,7 @@ import torch
 from torch import nn
 
 from bench import compression as bc
-from codesign.options import file_problem
+from codesign.options import SEED_ARG, file_problem, int_arg
 from pruning.admm import Projection, layer_weights, masked_retrain
 from pruning.plan import resolve
 from pruning.train import evaluate, train
@@ -176,12 +176,12 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, argparse.Namespace 
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 epilog="Options after -- are bench/compression.py's (recipe, "
                                        "--ratios with one ratio, --val, --dense-epochs, ...).")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--seeds", type=int_arg(1), default=3)
+    p.add_argument("--first-seed", type=SEED_ARG, default=0)
     p.add_argument("--variants", default="standard:6,regrow:6",
                    help="kind:epochs,... with kind standard or regrow; the first is the "
                         "reference of the paired changes")
-    p.add_argument("--regrow-every", type=int, default=25, help="steps between mask updates")
+    p.add_argument("--regrow-every", type=int_arg(1), default=25, help="steps between mask updates")
     p.add_argument("--regrow-alpha", type=float, default=0.3,
                    help="initial fraction of kept weights swapped (cosine decay)")
     p.add_argument("--regrow-stop", type=float, default=0.75,
@@ -206,11 +206,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, argparse.Namespace 
         p.error(str(e))
     if not 0 < args.dropout < 1:
         p.error(f"--dropout must be in (0, 1), not {args.dropout:g}")
-    if args.seeds < 1:
-        p.error("--seeds must be at least 1")
     bargs = bc.parse_args(rest)
     if len(bargs.ratio_list) != 1:
-        p.error(f"give one ratio after -- (--ratios 100), not {bargs.ratios!r}")
+        p.error(f"give one ratio after -- (--ratios 100), not "
+                f"{','.join(map('{:g}'.format, bargs.ratios))}")
     if bargs.stage_list:
         p.error("--stages is not supported: every stage but the last would lose its retraining")
     bargs.batch_size = int(bc.zoo.RECIPES[bc.MODEL]["batch_size"])

@@ -34,6 +34,7 @@ import pandas as pd
 
 import sim.runner
 from codesign.atomic import write_csv
+from codesign.options import SEED_ARG, int_arg, names_arg
 from hw.bcr import bcr_cycles
 from hw.dense import dense_cycles
 from ir.bcr import encode_bcr
@@ -130,17 +131,21 @@ def _lstm(size, lanes, rng):
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=1024)
-    ap.add_argument("--lanes", type=int, default=8)
-    ap.add_argument("--flavours", default="default,fast,speed-gpi,speed")
-    ap.add_argument("--engines", default="dense,bcr,lstm")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--size", type=int_arg(64, 2048), default=1024,
+                    help="a multiple of 64 (16x16 BCR blocks in the size/4 LSTM)")
+    ap.add_argument("--lanes", type=int_arg(1), default=8)
+    ap.add_argument("--flavours", type=names_arg(tuple(FLAVOURS)),
+                    default="default,fast,speed-gpi,speed")
+    ap.add_argument("--engines", type=names_arg(("dense", "bcr", "lstm")), default="dense,bcr,lstm")
+    ap.add_argument("--seed", type=SEED_ARG, default=0)
     args = ap.parse_args(argv)
+    if args.size % 64:
+        ap.error(f"--size must be a multiple of 64, not {args.size}")
     write_control_file()
     rows = []
-    for flavour in args.flavours.split(","):
+    for flavour in args.flavours:
         rows += measure(flavour, args.size, args.lanes, np.random.default_rng(args.seed),
-                        set(args.engines.split(",")))
+                        set(args.engines))
     df = pd.DataFrame(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "sim_speed.csv"

@@ -31,6 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from codesign.atomic import write_csv
+from codesign.options import folder_problem, int_arg, list_arg
 from codesign.store import SQLiteStore
 from codesign.sweep import DEFAULT_MODELS, breakeven_table, connect, model_layers, run_sweep
 from sim.breakeven import (
@@ -47,16 +48,20 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--grid", type=int, default=20, help="grid ratios per layer (0 to 0.95)")
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--workers", default="1,2", help="worker counts to time")
+    ap.add_argument("--grid", type=int_arg(2), default=20, help="grid ratios per layer (0 to 0.95)")
+    ap.add_argument("--seeds", type=int_arg(1), default=3)
+    ap.add_argument("--workers", type=list_arg(int_arg(1)), default="1,2",
+                    help="worker counts to time")
     ap.add_argument("--cache", default=None, help="simulator cache (default ./.sim_cache)")
-    ap.add_argument("--chunk", type=int, default=64, help="most points per Dask task")
-    ap.add_argument("--repeats", type=int, default=3,
+    ap.add_argument("--chunk", type=int_arg(1), default=64, help="most points per Dask task")
+    ap.add_argument("--repeats", type=int_arg(1), default=3,
                     help="timed sweeps per worker count, in alternating order")
     args = ap.parse_args(argv)
-    counts = [int(w) for w in args.workers.split(",")]
+    counts = args.workers
     cache = Path(args.cache or ".sim_cache").resolve()
+    problem = folder_problem(cache)
+    if problem is not None:
+        ap.error(f"--cache: {problem}")
     models = [(m, model_layers(m)) for m in DEFAULT_MODELS]
     configs = [EngineConfig(e) for e in ("unstructured", "bcr", "pattern")]
     grid = default_grid(args.grid)

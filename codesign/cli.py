@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from codesign import __version__
-from codesign.options import OUT_DIR
+from codesign.options import OUT_DIR, SEED
 
 EXAMPLES = """
 \b
@@ -189,7 +189,7 @@ def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None
 @click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator",
               show_default=True)
 @click.option("--vectors", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 def simulate(bundle: Path, layer: str, engine: str, gates: str, steps: int, lanes: int,
              act_bits: int, simulator: str, vectors: int, seed: int) -> None:
     """Run a layer on its engine's RTL; exit 1 if outputs or cycles disagree with the models.
@@ -240,7 +240,7 @@ def simulate(bundle: Path, layer: str, engine: str, gates: str, steps: int, lane
 @click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator",
               show_default=True)
 @click.option("--lanes", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 def demo(out: Path, simulator: str, lanes: int, seed: int) -> None:
     """Run the flow end to end on a small model: bundle, Verilog, RTL simulation."""
     from codesign.flow import run_demo

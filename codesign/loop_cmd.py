@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from codesign.options import OUT_DIR, FiniteFloatRange
+from codesign.options import OUT_DIR, SEED, FiniteFloatRange
 from codesign.prune_cmd import (
     DATASETS,
     MAX_RATIO,
@@ -97,7 +97,7 @@ def breakeven_frame(breakevens: dict[str, Any]) -> tuple[Any, Any]:
 @click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=1e-3,
               show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
 def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | None,
          sparsity: float | None, block: str, index_bits: int, tolerance: float, margin: float,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from codesign.options import OUT_DIR
+from codesign.options import OUT_DIR, SEED
 
 __all__ = ["mobile", "run_mobile", "demo_stage", "DEMO_LAYERS"]
 
@@ -108,7 +108,7 @@ def run_mobile(bundle_path: Path, layers: list[str] | None, target: str, out: Pa
 @click.option("--icache-budget", type=click.IntRange(min=1), default=65536, show_default=True,
               help="Instruction-cache budget for one kernel's code, bytes.")
 @click.option("--no-cost", is_flag=True, help="Build and check only.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--out", type=OUT_DIR, required=True, help="Output folder.")
 def mobile(bundle: Path, layer_names: tuple[str, ...], all_layers: bool, target: str, dtype: str,
            image: str, icache_budget: int, no_cost: bool, seed: int, out: Path) -> None:

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
 __all__ = ["OutDir", "OUT_DIR", "FiniteFloatRange", "folder_problem", "file_problem", "int_arg",
-           "float_arg", "list_arg"]
+           "float_arg", "list_arg", "names_arg",
+           "block_arg", "SEED", "MAX_SEED",
+           "SEED_ARG"]
 
 
 class OutDir(click.Path):
@@ -68,6 +70,14 @@ def file_problem(path: Path) -> str | None:
     if path.is_dir():
         return f"{str(path)!r} is a folder, not a file"
     return folder_problem(path.parent)
+
+
+#: Largest random seed a command takes: numpy's generators refuse negative seeds and torch's
+#: refuse 2**64 and above (an offset is added to a seed for each phase), so seeds are 32-bit.
+MAX_SEED = 2**32 - 1
+
+#: The ``--seed`` option type of every command: an integer from 0 to MAX_SEED.
+SEED = click.IntRange(0, MAX_SEED)
 
 
 class FiniteFloatRange(click.FloatRange):
@@ -144,3 +154,30 @@ def list_arg(item: Callable[[str], Any]) -> Callable[[str], list[Any]]:
                                              ) from None
 
     return convert
+
+
+def names_arg(allowed: Sequence[str]) -> Callable[[str], list[str]]:
+    """An ``argparse`` ``type=`` for a comma-separated list of names from ``allowed``, in the
+    order given, each once; unknown or repeated names and empty entries are refused."""
+
+    def convert(text: str) -> list[str]:
+        names = [part.strip() for part in text.split(",")]
+        if not all(n in allowed for n in names) or len(set(names)) != len(names):
+            raise argparse.ArgumentTypeError(f"must be a comma-separated list of distinct names "
+                                             f"from {', '.join(allowed)}, not {text!r}")
+        return names
+
+    return convert
+
+
+def block_arg(text: str) -> tuple[int, int]:
+    """An ``argparse`` ``type=`` for a block size ``ROWSxCOLS`` of positive integers."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"must look like 8x16 (ROWSxCOLS, positive), not "
+                                         f"{text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+#: The benchmarks' ``argparse`` type for seeds: as :data:`SEED`, 0 to :data:`MAX_SEED`.
+SEED_ARG = int_arg(0, MAX_SEED)

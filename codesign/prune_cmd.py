@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from codesign.options import OUT_DIR, FiniteFloatRange
+from codesign.options import OUT_DIR, SEED, FiniteFloatRange
 
 __all__ = ["prune", "DATASETS"]
 
@@ -294,7 +294,7 @@ def _kib(bits: int) -> str:
               show_default=True, help="Quantize jointly with pruning, or after it.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Training batch size (with --data-free: samples per synthetic batch).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
 @click.option("--data-free", is_flag=True,
               help="Prune layer by layer on synthetic inputs, reading no data (needs "

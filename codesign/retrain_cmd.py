@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from codesign.options import OUT_DIR, FiniteFloatRange
+from codesign.options import OUT_DIR, SEED, FiniteFloatRange
 from codesign.prune_cmd import _load_checkpoint, _save_state, _user_error
 
 __all__ = ["retrain", "RETRAIN_DATASETS"]
@@ -74,7 +74,7 @@ def _masks_and_plans(bundle: Any) -> tuple[dict, Any]:
 @click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=1e-3,
               show_default=True, help="Adam learning rate.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
 def retrain(bundle_path: Path, data: str, epochs: int, out: Path, checkpoint: Path | None,
             lr: float, batch_size: int, seed: int, progress: bool) -> None:

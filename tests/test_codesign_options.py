@@ -50,3 +50,20 @@ def test_argparse_reports_one_line_naming_the_option(capsys):
     assert exc.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1] == ("bench: error: argument --lr: must be a "
                                                         "finite number > 0, not 'nan'")
+
+
+@pytest.mark.parametrize("command", [
+    ["prune", "--model", "tinycnn", "--scheme", "unstructured", "--ratio", "4"],
+    ["demo"],
+    ["mobile", "bundle"],
+    ["retrain", "bundle", "--data", "digits"],
+])
+@pytest.mark.parametrize("seed", ["-1", str(2**64)])
+def test_every_seed_option_is_0_to_2_32(command, seed, capsys, tmp_path):
+    """numpy refused -1 (an error not naming --seed) and torch 2**64 (a traceback)."""
+    from codesign.cli import main
+
+    assert main([*command, "--seed", seed, "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip() == (f"codesign: error: Invalid value for '--seed': "
+                                               f"{seed} is not in the range 0<=x<=4294967295.")
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,93 @@
+"""Every benchmark script checks its numbers and lists when its command line is parsed: a bad
+value is one ``error: ...`` line and exit status 2 before any work, not a traceback minutes
+into a run or a run on a meaningless value (each case below was one of those)."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+CASES = [
+    # bench/datafree.py
+    ("datafree", ["--seeds", "0"], "argument --seeds: must be an integer >= 1, not '0'"),
+    ("datafree", ["--connectivity", "-1"], "argument --connectivity: must be a finite number in "
+                                           "[0, 1), not '-1'"),
+    ("datafree", ["--fc-ratio", "nan"], "argument --fc-ratio: must be a finite number in "
+                                        "(1, 1e+12], not 'nan'"),
+    ("datafree", ["--samples", "0"], "argument --samples: must be an integer >= 1, not '0'"),
+    ("datafree", ["--df-lr", "inf"], "argument --df-lr: must be a finite number > 0, not 'inf'"),
+    # bench/loop.py
+    ("loop", ["--model", "resnet18"], "argument --model: invalid choice: 'resnet18' (choose "
+                                      "from 'tinycnn', 'lenet5', 'vggsmall')"),
+    ("loop", ["--engines", "bcr,foo"], "argument --engines: must be a comma-separated list of "
+                                       "distinct names from bcr, unstructured, pattern, not "
+                                       "'bcr,foo'"),
+    ("loop", ["--targets", "0.5,1"], "argument --targets: every entry of the comma-separated "
+                                     "list must be a finite number in [0, 1), not '1'"),
+    ("loop", ["--seeds", "0,x"], "argument --seeds: every entry of the comma-separated list "
+                                 "must be an integer from 0 to 4294967295, not 'x'"),
+    ("loop", ["--lanes", "0"], "argument --lanes: must be an integer from 1 to 64, not '0'"),
+    ("loop", ["--margin", "nan"], "argument --margin: must be a finite number in [0, 0.5], not "
+                                  "'nan'"),
+    # bench/retrain_screen.py
+    ("retrain_screen", ["--first-seed", "-2"], "argument --first-seed: must be an integer from "
+                                               "0 to 4294967295, not '-2'"),
+    ("retrain_screen", ["--regrow-every", "0"], "argument --regrow-every: must be an integer "
+                                                ">= 1, not '0'"),
+    ("retrain_screen", ["--", "--ratios", "85,100"], "give one ratio after -- (--ratios 100), "
+                                                     "not 85,100"),
+    # bench/engines.py
+    ("engines", ["--block", "0x4"], "argument --block: must look like 8x16 (ROWSxCOLS, "
+                                    "positive), not '0x4'"),
+    ("engines", ["--groups", "matvec,foo"], "argument --groups: must be a comma-separated list "
+                                            "of distinct names from matvec, pattern, rnn, not "
+                                            "'matvec,foo'"),
+    ("engines", ["--seed", "-1"], "argument --seed: must be an integer from 0 to 4294967295, "
+                                  "not '-1'"),
+    ("engines", ["--bits", "1"], "argument --bits: must be an integer from 2 to 16, not '1'"),
+    # bench/fuzz_engines.py
+    ("fuzz_engines", ["--layers", "0"], "argument --layers: must be an integer >= 1, not '0'"),
+    # bench/pattern_engine.py
+    ("pattern_engine", ["--channels", "0"], "argument --channels: must be an integer from 1 to "
+                                            "512, not '0'"),
+    # bench/sim_speed.py
+    ("sim_speed", ["--size", "100"], "--size must be a multiple of 64, not 100"),
+    ("sim_speed", ["--flavours", "fast,nope"], "argument --flavours: must be a comma-separated "
+                                               "list of distinct names from default, fast, "
+                                               "speed-gpi, speed, not 'fast,nope'"),
+    # bench/sweep.py
+    ("sweep", ["--workers", "1,0"], "argument --workers: every entry of the comma-separated "
+                                    "list must be an integer >= 1, not '0'"),
+    # bench/mobile.py
+    ("mobile", ["--image", "64000"], "argument --image: must be an integer from 32 to 1024, "
+                                     "not '64000'"),
+    ("mobile", ["--max-seconds", "nan"], "argument --max-seconds: must be a finite number > 0, "
+                                         "not 'nan'"),
+]
+
+
+@pytest.mark.parametrize("script, argv, message", CASES,
+                         ids=[f"{c[0]}{' '.join(c[1])}" for c in CASES])
+def test_bad_value_is_one_error_line_before_any_work(script, argv, message, capsys, tmp_path):
+    module = importlib.import_module(f"bench.{script}")
+    entry = getattr(module, "parse_args", module.main)
+    if script == "sweep":
+        argv = [*argv, "--cache", str(tmp_path / "cache")]
+    with pytest.raises(SystemExit) as exc:
+        entry(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith(f": error: {message}"), err
+    assert not any("Traceback" in line for line in err)
+
+
+def test_sweep_cache_that_is_a_file(tmp_path, capsys):
+    from bench import sweep
+
+    afile = tmp_path / "cache"
+    afile.write_text("mine")
+    with pytest.raises(SystemExit):
+        sweep.main(["--cache", str(afile)])
+    assert capsys.readouterr().err.strip().endswith(f"error: --cache: '{afile}' is a file, not "
+                                                    "a folder")
