@@ -85,11 +85,10 @@ def inspect(bundle: Path) -> None:
 def _block(value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
-    try:
-        r, c = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise UserError(f"--block must look like 8x16, not {value!r}") from None
-    return r, c
+    parts = value.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise UserError(f"--block must look like 8x16 (positive), not {value!r}")
+    return int(parts[0]), int(parts[1])
 
 
 _GATES_OPTION = click.option(

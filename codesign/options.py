@@ -174,8 +174,7 @@ def block_arg(text: str) -> tuple[int, int]:
     """An ``argparse`` ``type=`` for a block size ``ROWSxCOLS`` of positive integers."""
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"must look like 8x16 (ROWSxCOLS, positive), not "
-                                         f"{text!r}")
+        raise argparse.ArgumentTypeError(f"must look like 8x16 (positive), not {text!r}")
     return int(parts[0]), int(parts[1])
 
 

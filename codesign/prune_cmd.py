@@ -43,8 +43,8 @@ def _pair(text: str | None, sep: str, option: str, example: str) -> tuple[int, i
     if text is None:
         return None
     parts = text.lower().split(sep)
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise _user_error(f"{option} must look like {example}, not {text!r}")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise _user_error(f"{option} must look like {example} (positive), not {text!r}")
     return int(parts[0]), int(parts[1])
 
 

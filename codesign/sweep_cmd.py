@@ -149,7 +149,7 @@ def sweep(models, bundles, layers, engines, lanes, bits, block, index_bits, rati
     bit_list = _int_list(bits, "--bits", 2, 16)
     parts = block.lower().split("x")
     if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise _user_error(f"--block must look like 8x16, not {block!r}")
+        raise _user_error(f"--block must look like 8x16 (positive), not {block!r}")
     if not 1 <= index_bits <= 16:
         raise _user_error(f"--index-bits must be an integer from 1 to 16, not {index_bits}")
     for name, v, lo in (("--seeds", seeds, 1), ("--chunk", chunk, 1), ("--grid", grid, 2)):

@@ -38,8 +38,8 @@ CASES = [
     ("retrain_screen", ["--", "--ratios", "85,100"], "give one ratio after -- (--ratios 100), "
                                                      "not 85,100"),
     # bench/engines.py
-    ("engines", ["--block", "0x4"], "argument --block: must look like 8x16 (ROWSxCOLS, "
-                                    "positive), not '0x4'"),
+    ("engines", ["--block", "0x4"], "argument --block: must look like 8x16 (positive), not "
+                                    "'0x4'"),
     ("engines", ["--groups", "matvec,foo"], "argument --groups: must be a comma-separated list "
                                             "of distinct names from matvec, pattern, rnn, not "
                                             "'matvec,foo'"),

@@ -136,7 +136,10 @@ def test_verilog_from_bundle_layer(capsys, tmp_path, bundle_dir):
     assert_user_error(code, err, "--bundle and --layer go together")
     code, _, err = run(capsys, "verilog", "--block", "8by16", "--rows", "4", "--cols", "4",
                        "--out", "x")
-    assert_user_error(code, err, "--block must look like 8x16, not '8by16'")
+    assert_user_error(code, err, "--block must look like 8x16 (positive), not '8by16'")
+    code, _, err = run(capsys, "verilog", "--engine", "bcr", "--block", "0x8", "--rows", "4",
+                       "--cols", "4", "--out", "x")      # was "Block must be a pair of ..."
+    assert_user_error(code, err, "--block must look like 8x16 (positive), not '0x8'")
 
 
 @pytest.mark.parametrize("engine, layer", [("bcr", "fc1"), ("dense", "conv1"),

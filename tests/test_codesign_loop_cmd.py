@@ -18,7 +18,10 @@ BASE = ["loop", "--model", "tinycnn", "--engine", "bcr"]
                          "the weights), not 0.5"),
     (["--ratio", "1e13"], "--ratio must be at most 1e+12, not 1e+13"),
     (["--sparsity", "1.5"], "--sparsity must be a pruned fraction in [0, 1), not 1.5"),
-    (["--sparsity", "0.5", "--block", "8by16"], "--block must look like 8x16, not '8by16'"),
+    (["--sparsity", "0.5", "--block", "8by16"], "--block must look like 8x16 (positive), not "
+                                                "'8by16'"),
+    (["--sparsity", "0.5", "--block", "0x16"], "--block must look like 8x16 (positive), not "
+                                               "'0x16'"),
 ])
 def test_loop_user_errors(capsys, tmp_path, args, message):
     assert main(BASE + args + ["--out", str(tmp_path / "o")]) == 2
