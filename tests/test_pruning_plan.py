@@ -181,3 +181,21 @@ def test_unreadable_plans(tmp_path):
         load_plan(tmp_path / "plan.yaml")
     assert str(exc.value) == (f"cannot read plan {tmp_path / 'plan.yaml'}: the file name must end "
                               "in .toml or .json")
+
+
+def test_readme_plan_example_resolves_on_vggsmall(tmp_path):
+    """The plan.toml the README's commands use stays valid and means what its comments say."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)
+    assert len(blocks) == 1
+    (tmp_path / "plan.toml").write_text(blocks[0])
+    plans = resolve(load_plan(tmp_path / "plan.toml"), build("vggsmall"))
+    assert set(plans) == {"features.0", "features.3", "features.7", "features.10", "features.14",
+                          "fc1", "fc2"}
+    assert all(p.bits == 4 for p in plans.values())
+    assert plans["features.0"].config == PatternConfig(connectivity=0.0)
+    assert plans["features.14"].config == PatternConfig(connectivity=0.5)
+    assert plans["fc1"].config == UnstructuredConfig(sparsity=0.875)
