@@ -64,7 +64,7 @@ from torch import nn
 from torch.nn.utils import prune as tprune
 
 from codesign.atomic import write_csv
-from codesign.options import SEED_ARG, file_problem, float_arg, int_arg, list_arg
+from codesign.options import LR_ARG, SEED_ARG, file_problem, float_arg, int_arg, list_arg
 from pruning import data as pdata
 from pruning import zoo
 from pruning.admm import admm, hard_project, masked_retrain
@@ -144,14 +144,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="per-layer factors on --rho (layer=factor,...; e.g. fc1=0.3): the plan's "
                         "per-layer rho, ADMM only (with --scope global it also moves weights "
                         "between layers: a smaller rho_i lets the layer keep more)")
-    p.add_argument("--lr", type=POSITIVE, default=1e-3,
+    p.add_argument("--lr", type=LR_ARG, default=1e-3,
                    help="lr of the W-steps, the retraining and the peer")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
                    help="optimizer of every compression phase of ADMM *and* of the peer "
                         "(sgd: momentum 0.9)")
     p.add_argument("--weight-decay", type=float_arg(0), default=0.0,
                    help="weight decay of every compression phase of both sides")
-    p.add_argument("--retrain-lr", type=POSITIVE, default=None,
+    p.add_argument("--retrain-lr", type=LR_ARG, default=None,
                    help="initial lr of the masked retraining (ADMM, quantization) and of the "
                         "peer's matching last epochs (needs --peer-recipe mirror; default --lr)")
     p.add_argument("--bits", default="conv1=3,conv2=2,fc1=2,fc2=3",

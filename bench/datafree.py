@@ -46,7 +46,7 @@ import pandas as pd
 import torch
 
 from codesign.atomic import write_csv
-from codesign.options import SEED_ARG, file_problem, float_arg, int_arg
+from codesign.options import LR_ARG, SEED_ARG, file_problem, float_arg, int_arg
 from pruning import data as pdata
 from pruning import zoo
 from pruning.admm import masked_retrain
@@ -81,10 +81,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--samples", type=int_arg(1), default=512, help="synthetic (and calibration) inputs")
     p.add_argument("--df-iters", type=int_arg(0), default=10, help="layer-wise ADMM iterations")
     p.add_argument("--df-epochs", type=int_arg(0), default=3, help="W-step passes per iteration")
-    p.add_argument("--df-lr", type=float_arg(0, low_open=True), default=1e-3)
+    p.add_argument("--df-lr", type=LR_ARG, default=1e-3)
     p.add_argument("--admm-iters", type=int_arg(0), default=6, help="data-driven ADMM iterations")
     p.add_argument("--retrain-epochs", type=int_arg(0), default=3)
-    p.add_argument("--lr", type=float_arg(0, low_open=True), default=1e-3, help="data-driven ADMM and retraining")
+    p.add_argument("--lr", type=LR_ARG, default=1e-3, help="data-driven ADMM and retraining")
     p.add_argument("--csv", type=Path, default=HERE / "results" / "datafree.csv")
     args = p.parse_args(argv)
     problem = file_problem(args.csv)     # before the run, not after it

@@ -56,7 +56,15 @@ from codesign.loop import (
     plan_from,
     run_loop,
 )
-from codesign.options import SEED_ARG, float_arg, folder_problem, int_arg, list_arg, names_arg
+from codesign.options import (
+    LR_ARG,
+    SEED_ARG,
+    float_arg,
+    folder_problem,
+    int_arg,
+    list_arg,
+    names_arg,
+)
 from codesign.store import SQLiteStore
 from pruning import zoo
 from pruning.compress import compress
@@ -190,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--masks", type=int_arg(1, 16), default=3, help="Random masks per ratio (break-even).")
     p.add_argument("--admm-iters", type=int_arg(0), default=5)
     p.add_argument("--retrain-epochs", type=int_arg(0), default=3)
-    p.add_argument("--lr", type=float_arg(0, low_open=True), default=1e-3)
+    p.add_argument("--lr", type=LR_ARG, default=1e-3)
     p.add_argument("--tolerance", type=float_arg(0), default=0.5,
                    help="Validation accuracy (pp) a pushed plan may lose.")
     p.add_argument("--margin", type=float_arg(0, 0.5), default=0.02)

@@ -14,6 +14,7 @@ import click
 
 from codesign import __version__
 from codesign.options import OUT_DIR, SEED
+from pruning.errors import TrainingDiverged
 
 EXAMPLES = """
 \b
@@ -287,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         click.echo(f"codesign: error: {exc.format_message()}", err=True)
         return 2 if exc.exit_code in (1, 2) else exc.exit_code
+    except TrainingDiverged as exc:  # a learning rate too high for the model and data
+        click.echo(f"codesign: error: {exc}", err=True)
+        return 2
     except SystemExit as exc:  # sys.exit inside a command, or --help / --version
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except OSError as exc:  # the machine refused a file: a full disk, no permission, ...

@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from codesign.options import OUT_DIR, SEED, FiniteFloatRange
+from codesign.options import LEARNING_RATE, OUT_DIR, SEED, FiniteFloatRange
 from codesign.prune_cmd import (
     DATASETS,
     MAX_RATIO,
@@ -94,7 +94,7 @@ def breakeven_frame(breakevens: dict[str, Any]) -> tuple[Any, Any]:
 @click.option("--admm-iters", type=click.IntRange(min=0), default=10, show_default=True)
 @click.option("--admm-epochs", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option("--retrain-epochs", type=click.IntRange(min=0), default=3, show_default=True)
-@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=1e-3,
+@click.option("--lr", type=LEARNING_RATE, default=1e-3,
               show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)

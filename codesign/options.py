@@ -25,7 +25,7 @@ import click
 __all__ = ["OutDir", "OUT_DIR", "FiniteFloatRange", "folder_problem", "file_problem", "int_arg",
            "float_arg", "list_arg", "names_arg",
            "block_arg", "SEED", "MAX_SEED",
-           "SEED_ARG"]
+           "SEED_ARG", "LEARNING_RATE", "MAX_LR", "LR_ARG"]
 
 
 class OutDir(click.Path):
@@ -85,10 +85,19 @@ class FiniteFloatRange(click.FloatRange):
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> Any:
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):        # before the bounds, which +-inf may also break
             self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return number
+        return super().convert(number, param, ctx)
+
+
+#: Largest learning rate a command takes. Far above any useful rate, and low enough that the
+#: optimizers' float32 steps cannot overflow (torch failed with a RuntimeError at 1e300);
+#: a rate that makes training diverge is reported as such (``pruning.errors.TrainingDiverged``).
+MAX_LR = 1e6
+
+#: The ``--lr`` option type of the training commands: a number in (0, MAX_LR].
+LEARNING_RATE = FiniteFloatRange(min=0, max=MAX_LR, min_open=True)
 
 
 def int_arg(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -180,3 +189,6 @@ def block_arg(text: str) -> tuple[int, int]:
 
 #: The benchmarks' ``argparse`` type for seeds: as :data:`SEED`, 0 to :data:`MAX_SEED`.
 SEED_ARG = int_arg(0, MAX_SEED)
+
+#: The benchmarks' ``argparse`` type for learning rates: as :data:`LEARNING_RATE`.
+LR_ARG = float_arg(0, MAX_LR, low_open=True)

@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from codesign.options import OUT_DIR, SEED, FiniteFloatRange
+from codesign.options import LEARNING_RATE, OUT_DIR, SEED, FiniteFloatRange
 
 __all__ = ["prune", "DATASETS"]
 
@@ -127,6 +127,12 @@ def _load_checkpoint(model: Any, path: Path) -> None:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise _user_error(f"cannot load checkpoint {path}: not a state dict of tensors")
     problem = _mismatch(model.state_dict(), state)
+    if problem is None:
+        bad = next((k for k, v in state.items()
+                    if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+        if bad is not None:
+            raise _user_error(f"cannot load checkpoint {path}: tensor {bad!r} holds NaN or "
+                              "infinite values")
     if problem is None:
         try:
             model.load_state_dict(state)
@@ -288,7 +294,7 @@ def _kib(bits: int) -> str:
               show_default=True, help="Initial ADMM penalty.")
 @click.option("--rho-factor", type=FiniteFloatRange(min=1), default=1.5, show_default=True,
               help="rho is multiplied by this after every ADMM iteration (up to 1).")
-@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=1e-3,
+@click.option("--lr", type=LEARNING_RATE, default=1e-3,
               show_default=True, help="Adam learning rate (training, ADMM, retraining).")
 @click.option("--quant", type=click.Choice(["joint", "two-phase"]), default="joint",
               show_default=True, help="Quantize jointly with pruning, or after it.")

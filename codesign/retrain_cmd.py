@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from codesign.options import OUT_DIR, SEED, FiniteFloatRange
+from codesign.options import LEARNING_RATE, OUT_DIR, SEED
 from codesign.prune_cmd import _load_checkpoint, _save_state, _user_error
 
 __all__ = ["retrain", "RETRAIN_DATASETS"]
@@ -71,7 +71,7 @@ def _masks_and_plans(bundle: Any) -> tuple[dict, Any]:
 @click.option("--checkpoint", type=click.Path(path_type=Path),
               help=f"The pruned model's whole state dict (default: {_STATE} beside the bundle, "
                    "written by `codesign prune --data-free`).")
-@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=1e-3,
+@click.option("--lr", type=LEARNING_RATE, default=1e-3,
               show_default=True, help="Adam learning rate.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)

@@ -23,7 +23,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["DEFAULT_THREADS", "Distill", "EpochStats", "OPTIMIZERS", "distillation_loss",
+from pruning.errors import TrainingDiverged
+
+__all__ = ["DEFAULT_THREADS", "Distill", "EpochStats", "OPTIMIZERS", "TrainingDiverged",
+           "distillation_loss",
            "evaluate", "make_optimizer", "predict", "train"]
 
 #: Optimizer names accepted by :func:`train` and :func:`make_optimizer`.
@@ -208,6 +211,8 @@ def train(model: nn.Module, train_loader: Iterable, epochs: int,
         For a negative or non-integer ``epochs``, an unknown optimizer or schedule, a bad ``lr``,
         ``threads`` or ``clip_grad_norm``, an empty loader, or a ``distill`` that is not a
         :class:`Distill` (or whose teacher is the model itself).
+    TrainingDiverged
+        When a batch's loss is NaN or infinite, or a parameter is at the end of an epoch.
     """
     if distill is not None and not isinstance(distill, Distill):
         raise ValueError(f"distill must be a pruning.train.Distill, not {distill!r}")
@@ -278,8 +283,19 @@ def train(model: nn.Module, train_loader: Iterable, epochs: int,
                                              loss_fn)
                 else:
                     loss = loss_fn(logits, y)
+                if not math.isfinite(float(loss.detach())):
+                    raise TrainingDiverged(
+                        f"training diverged: the loss is {float(loss.detach())} at epoch {epoch}, "
+                        f"step {steps + 1} (lr {opt.param_groups[0]['lr']:g}); lower the "
+                        "learning rate")
                 if regularizer is not None:
-                    loss = loss + regularizer(model)
+                    penalty = regularizer(model)
+                    if not math.isfinite(float(penalty.detach())):
+                        raise TrainingDiverged(
+                            f"training diverged: the regularizer (ADMM's penalty) is "
+                            f"{float(penalty.detach())} at epoch {epoch}, step {steps + 1}; "
+                            "lower rho")
+                    loss = loss + penalty
                 loss.backward()
                 if clip_grad_norm is not None:
                     nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
@@ -295,6 +311,12 @@ def train(model: nn.Module, train_loader: Iterable, epochs: int,
                 step += 1
             if steps == 0:
                 raise ValueError("the training loader yields no batches")
+            bad = next((name for name, p in model.named_parameters()
+                        if not bool(torch.isfinite(p.detach()).all())), None)
+            if bad is not None:
+                raise TrainingDiverged(f"training diverged: parameter {bad!r} is NaN or infinite "
+                                       f"after epoch {epoch} (lr {epoch_lr:g}); lower the "
+                                       "learning rate")
             stats = EpochStats(epoch, steps, loss_sum / seen, correct / seen, epoch_lr,
                                time.perf_counter() - start)
             history.append(stats)

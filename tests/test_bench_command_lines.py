@@ -16,7 +16,8 @@ CASES = [
     ("datafree", ["--fc-ratio", "nan"], "argument --fc-ratio: must be a finite number in "
                                         "(1, 1e+12], not 'nan'"),
     ("datafree", ["--samples", "0"], "argument --samples: must be an integer >= 1, not '0'"),
-    ("datafree", ["--df-lr", "inf"], "argument --df-lr: must be a finite number > 0, not 'inf'"),
+    ("datafree", ["--df-lr", "inf"], "argument --df-lr: must be a finite number in (0, 1e+06], "
+                                     "not 'inf'"),
     # bench/loop.py
     ("loop", ["--model", "resnet18"], "argument --model: invalid choice: 'resnet18' (choose "
                                       "from 'tinycnn', 'lenet5', 'vggsmall')"),

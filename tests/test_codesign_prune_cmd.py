@@ -150,7 +150,32 @@ def test_bad_model_plan_and_checkpoint(capsys, tmp_path):
     assert code == 2 and err.startswith(f"codesign: error: cannot load checkpoint {wrong}: it "
                                         "does not fit the model: ")
     assert len(err.strip().splitlines()) == 1
+    from pruning.zoo import build
+
+    nan = tmp_path / "nan.pt"          # used to fail in the projection with a traceback
+    state = build("tinycnn").state_dict()
+    state["fc1.weight"][0, 0] = float("nan")
+    torch.save(state, nan)
+    code, _, err = run(capsys, "--model", "tinycnn", "--scheme", "unstructured", "--ratio", "4",
+                       "--checkpoint", str(nan), "--out", out)
+    assert_user_error(code, err, f"cannot load checkpoint {nan}: tensor 'fc1.weight' holds NaN "
+                                 "or infinite values")
     assert not (tmp_path / "o").exists()
+
+
+def test_diverging_training_is_one_error(capsys, tmp_path):
+    """--lr 1e300 overflowed Adam's float32 step (RuntimeError); --lr 1e30 made the weights NaN
+    and --rho 1e38 the penalty infinite, which the projection refused with a traceback."""
+    out = str(tmp_path / "o")
+    code, _, err = run(capsys, "--model", "tinycnn", "--scheme", "unstructured", "--ratio", "4",
+                       "--lr", "1e300", "--out", out)
+    assert_user_error(code, err, "Invalid value for '--lr': 1e+300 is not in the range "
+                                 "0<x<=1000000.0.")
+    code, _, err = run(capsys, "--model", "tinycnn", "--scheme", "unstructured", "--ratio", "4",
+                       "--rho", "1e38", "--epochs", "1", "--no-progress", "--out", out)
+    assert_user_error(code, err, "training diverged: the regularizer (ADMM's penalty) is inf at "
+                                 "epoch 1, step 1; lower rho")
+    assert not (tmp_path / "o" / "bundle").exists()      # only the dense.pt it trained
 
 
 @pytest.mark.parametrize("argv, message", [

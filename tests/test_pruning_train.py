@@ -10,6 +10,7 @@ from pruning import data, zoo
 from pruning.train import (
     Distill,
     EpochStats,
+    TrainingDiverged,
     distillation_loss,
     evaluate,
     make_optimizer,
@@ -83,6 +84,28 @@ def test_regularizer_is_added_to_the_loss():
     train(decayed, loader, epochs=1, seed=0,
           regularizer=lambda m: 10.0 * m.fc1.weight.pow(2).sum())
     assert decayed.fc1.weight.norm() < plain.fc1.weight.norm()
+
+
+def test_divergence_is_reported_where_it_happens():
+    """A NaN loss, an infinite penalty or NaN weights stop training with TrainingDiverged,
+    instead of NaN weights reaching the projections (a ValueError traceback there)."""
+    loader = data.loader("digits", "train", batch_size=256)
+    model = zoo.build("tinycnn")
+    with pytest.raises(TrainingDiverged, match=r"^training diverged: the loss is nan at epoch 1, "
+                                               r"step 2 \(lr 1e\+30\); lower the learning "
+                                               r"rate$"):
+        train(model, loader, epochs=1, lr=1e30, seed=0)
+    with pytest.raises(TrainingDiverged, match=r"^training diverged: the regularizer \(ADMM's "
+                                               r"penalty\) is inf at epoch 1, step 1; lower rho$"):
+        train(zoo.build("tinycnn"), loader, epochs=1, seed=0,
+              regularizer=lambda m: torch.tensor(float("inf")))
+
+    def poison(m: nn.Module) -> None:       # a mask_fn that leaves a NaN weight after the step
+        m.fc1.weight[0, 0] = float("nan")
+
+    with pytest.raises(TrainingDiverged, match=r"^training diverged: parameter 'fc1.weight' is "
+                                               r"NaN or infinite after epoch 1 \(lr 0.001\)"):
+        train(zoo.build("tinycnn"), [next(iter(loader))], epochs=1, seed=0, mask_fn=poison)
 
 
 def test_optimizer_instance_schedule_and_threads():
