@@ -22,12 +22,15 @@ import click
 from codesign.options import LEARNING_RATE, OUT_DIR, SEED, FiniteFloatRange
 from codesign.prune_cmd import (
     DATASETS,
+    DENSE_EPOCHS_HELP,
     MAX_RATIO,
     _load_checkpoint,
     _model,
     _pair,
     _save_state,
+    _train_dense,
     _user_error,
+    recipe_batch_size,
 )
 
 __all__ = ["loop"]
@@ -89,22 +92,24 @@ def breakeven_frame(breakevens: dict[str, Any]) -> tuple[Any, Any]:
 @click.option("--data", type=click.Choice(DATASETS), help="Dataset (default: the model's).")
 @click.option("--checkpoint", type=click.Path(path_type=Path),
               help="Trained state dict (torch.save); loaded with weights_only=True.")
-@click.option("--epochs", type=click.IntRange(min=0), default=5, show_default=True,
-              help="Dense training epochs when no --checkpoint is given.")
+@click.option("--epochs", type=click.IntRange(min=0), help=DENSE_EPOCHS_HELP)
 @click.option("--admm-iters", type=click.IntRange(min=0), default=10, show_default=True)
 @click.option("--admm-epochs", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option("--retrain-epochs", type=click.IntRange(min=0), default=3, show_default=True)
-@click.option("--lr", type=LEARNING_RATE, default=1e-3,
-              show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--lr", type=LEARNING_RATE, default=1e-3, show_default=True,
+              help="Adam learning rate of ADMM and the retraining (the dense training follows "
+                   "the model's zoo recipe; a model without one uses this).")
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="Training batch size (default: the model's zoo recipe's, or 64).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
 def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | None,
          sparsity: float | None, block: str, index_bits: int, tolerance: float, margin: float,
          seeds: int, val_fraction: float, push_order: str, simulator: str, check_rtl: bool,
          store_path: Path | None, out: Path, data: str | None,
-         checkpoint: Path | None, epochs: int, admm_iters: int, admm_epochs: int,
-         retrain_epochs: int, lr: float, batch_size: int, seed: int, progress: bool) -> None:
+         checkpoint: Path | None, epochs: int | None, admm_iters: int, admm_epochs: int,
+         retrain_epochs: int, lr: float, batch_size: int | None, seed: int, progress: bool
+         ) -> None:
     """The closed loop: compress, measure break-evens in RTL, re-plan, compress again."""
     if (ratio is None) == (sparsity is None):
         raise _user_error("give one of --ratio (a compression ratio above 1) or --sparsity "
@@ -121,14 +126,13 @@ def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | Non
     model, dataset = _model(model_name, data, seed)
 
     import pandas as pd
-    import torch
 
     from codesign.atomic import write_csv
     from codesign.flow import write_json
     from codesign.loop import check_in_rtl, initial_plan, loop_loaders, run_loop
     from codesign.report import print_table
     from pruning.compress import compress
-    from pruning.train import evaluate, train
+    from pruning.train import evaluate
     from sim.breakeven import EngineConfig
 
     try:
@@ -140,7 +144,8 @@ def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | Non
         raise _user_error(f"{model_name}: {exc}") from None
     try:
         train_loader, val_loader, test_loader = loop_loaders(
-            dataset, batch_size=batch_size, seed=seed, val_fraction=val_fraction)
+            dataset, batch_size=batch_size or recipe_batch_size(model_name), seed=seed,
+            val_fraction=val_fraction)
     except ValueError as exc:
         raise _user_error(f"--val-fraction: {exc}") from None
     if val_fraction > 0:
@@ -150,9 +155,7 @@ def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | Non
         _load_checkpoint(model, checkpoint)
         click.echo(f"loaded {checkpoint}: test accuracy {evaluate(model, test_loader):.2%}")
     else:
-        click.echo(f"training dense {model_name} on {dataset} for {epochs} epochs ...")
-        with torch.enable_grad():
-            train(model, train_loader, epochs, lr=lr, seed=seed)
+        _train_dense(model, model_name, dataset, train_loader, epochs, lr, seed)
         _save_state(model, out / "dense.pt")
 
     def compress_fn(m: Any, plan: Any) -> Any:

@@ -117,6 +117,48 @@ def _model(name: str, data: str | None, seed: int, data_free: bool = False) -> t
     return model, dataset
 
 
+#: Dense training epochs of a model without a zoo recipe, when --epochs is not given.
+DEFAULT_DENSE_EPOCHS = 5
+
+#: ``--epochs`` help of the commands that train the dense model.
+DENSE_EPOCHS_HELP = ("Dense training epochs when no --checkpoint is given (default: the model's "
+                     f"zoo recipe, or {DEFAULT_DENSE_EPOCHS} without one).")
+
+
+#: Training batch size of a model without a zoo recipe (and of --data-free's synthetic batches).
+DEFAULT_BATCH_SIZE = 64
+
+
+def recipe_batch_size(model_name: str) -> int:
+    """The zoo recipe's batch size of ``model_name``, or :data:`DEFAULT_BATCH_SIZE`."""
+    from pruning.zoo import RECIPES
+
+    return int(RECIPES.get(model_name, {}).get("batch_size", DEFAULT_BATCH_SIZE))
+
+
+def _train_dense(model: Any, model_name: str, dataset: str, loader: Any, epochs: int | None,
+                 lr: float, seed: int) -> int:
+    """Train the dense model as its zoo recipe says (``pruning.zoo.RECIPES``: optimizer, lr,
+    schedule, gradient clipping and epochs; ``epochs`` overrides the recipe's). A model without
+    a recipe gets Adam at ``lr`` for ``epochs`` (default :data:`DEFAULT_DENSE_EPOCHS`). The
+    batches are ``loader``'s (:func:`recipe_batch_size` unless ``--batch-size`` is given).
+    Returns the epochs trained."""
+    import torch
+
+    from pruning.train import train
+    from pruning.zoo import RECIPES
+
+    recipe = dict(RECIPES.get(model_name, {"epochs": DEFAULT_DENSE_EPOCHS, "lr": lr}))
+    recipe.pop("batch_size", None)
+    recipe_epochs = int(recipe.pop("epochs"))
+    epochs = recipe_epochs if epochs is None else epochs
+    how = ", ".join(f"{k} {v}" for k, v in recipe.items())
+    click.echo(f"training dense {model_name} on {dataset} for {epochs} epochs ({how}) ...")
+    with torch.enable_grad():
+        train(model, loader, epochs, seed=seed, **recipe)
+    return epochs
+
+
 def _load_checkpoint(model: Any, path: Path) -> None:
     import torch
 
@@ -284,8 +326,7 @@ def _kib(bits: int) -> str:
 @click.option("--data", type=click.Choice(DATASETS), help="Dataset (default: the model's).")
 @click.option("--checkpoint", type=click.Path(path_type=Path),
               help="Trained state dict (torch.save); loaded with weights_only=True.")
-@click.option("--epochs", type=click.IntRange(min=0), default=5, show_default=True,
-              help="Dense training epochs when no --checkpoint is given.")
+@click.option("--epochs", type=click.IntRange(min=0), help=DENSE_EPOCHS_HELP)
 @click.option("--admm-iters", type=click.IntRange(min=0), default=10, show_default=True)
 @click.option("--admm-epochs", type=click.IntRange(min=0), default=1, show_default=True,
               help="W-step epochs per ADMM iteration.")
@@ -295,11 +336,13 @@ def _kib(bits: int) -> str:
 @click.option("--rho-factor", type=FiniteFloatRange(min=1), default=1.5, show_default=True,
               help="rho is multiplied by this after every ADMM iteration (up to 1).")
 @click.option("--lr", type=LEARNING_RATE, default=1e-3,
-              show_default=True, help="Adam learning rate (training, ADMM, retraining).")
+              show_default=True, help="Adam learning rate of ADMM and the retraining (the dense "
+              "training follows the model's zoo recipe; a model without one uses this).")
 @click.option("--quant", type=click.Choice(["joint", "two-phase"]), default="joint",
               show_default=True, help="Quantize jointly with pruning, or after it.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Training batch size (with --data-free: samples per synthetic batch).")
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="Training batch size (default: the model's zoo recipe's, or 64); with "
+                   "--data-free: samples per synthetic batch (default 64).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
 @click.option("--data-free", is_flag=True,
@@ -328,9 +371,9 @@ def _kib(bits: int) -> str:
 def prune(model_name: str, scheme: str | None, ratio: float | None, sparsity: float | None,
           bits: int | None, block: str | None, nm: str | None, scope: str | None,
           connected: bool, plan_path: Path | None, out: Path,
-          data: str | None, checkpoint: Path | None, epochs: int, admm_iters: int,
+          data: str | None, checkpoint: Path | None, epochs: int | None, admm_iters: int,
           admm_epochs: int, retrain_epochs: int, rho: float, rho_factor: float, lr: float,
-          quant: str, batch_size: int, seed: int, progress: bool, data_free: bool,
+          quant: str, batch_size: int | None, seed: int, progress: bool, data_free: bool,
           synthetic: str, synthetic_batches: int, recon_at: str, layer_inputs: str,
           recon_targets: str, polish: str, polish_epochs: int) -> None:
     """ADMM-compress a zoo model (pruning + quantization) and save the bundle."""
@@ -342,12 +385,11 @@ def prune(model_name: str, scheme: str | None, ratio: float | None, sparsity: fl
     model, dataset = _model(model_name, data, seed, data_free)
 
     import pandas as pd
-    import torch
 
     from pruning import data as pdata
     from pruning.compress import compress
     from pruning.plan import PlanError, resolve
-    from pruning.train import evaluate, train
+    from pruning.train import evaluate
 
     try:
         plans = resolve(plan, model)
@@ -365,22 +407,22 @@ def prune(model_name: str, scheme: str | None, ratio: float | None, sparsity: fl
         _load_checkpoint(model, checkpoint)
         from pruning.synthetic import SyntheticSpec
 
-        spec = SyntheticSpec(synthetic, synthetic_batches, batch_size, seed=seed)
+        spec = SyntheticSpec(synthetic, synthetic_batches, batch_size or DEFAULT_BATCH_SIZE,
+                             seed=seed)
         settings = {"iterations": admm_iters, "epochs": admm_epochs, "rho": rho,
                     "rho_factor": rho_factor, "lr": lr, "scope": recon_at,
                     "inputs": layer_inputs, "targets": recon_targets, "polish": polish, "polish_epochs": polish_epochs,
                     "seed": seed, "progress": progress}
         _run_data_free(model, model_name, plans, spec, settings, checkpoint, out)
         return
+    batch_size = batch_size or recipe_batch_size(model_name)
     train_loader = pdata.loader(dataset, "train", batch_size=batch_size, seed=seed)
     test_loader = pdata.loader(dataset, "test", batch_size=512)
     if checkpoint is not None:
         _load_checkpoint(model, checkpoint)
         click.echo(f"loaded {checkpoint}: test accuracy {evaluate(model, test_loader):.2%}")
     else:
-        click.echo(f"training dense {model_name} on {dataset} for {epochs} epochs ...")
-        with torch.enable_grad():
-            train(model, train_loader, epochs, lr=lr, seed=seed)
+        epochs = _train_dense(model, model_name, dataset, train_loader, epochs, lr, seed)
         _save_state(model, out / "dense.pt")
     result = compress(model, plans, train_loader, test_loader, epochs_admm=admm_epochs,
                       admm_iters=admm_iters, retrain_epochs=retrain_epochs, rho=rho,
