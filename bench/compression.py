@@ -136,6 +136,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--ramp", type=int_arg(0), default=0,
                    help="gradual pruning: ADMM iterations over which the Z-step's sparsity "
                         "rises (cubic) to the target (0: the target from the start)")
+    p.add_argument("--rescale-dual", action="store_true",
+                   help="ADMM keeps rho * U when rho grows (U scaled by rho_old / rho_new, "
+                        "Boyd et al. 2011, 3.4.1); default: U += W - Z alone, as ADMM-NN")
     p.add_argument("--rho", type=POSITIVE, default=1e-2, help="initial rho")
     p.add_argument("--rho-factor", type=float_arg(1), default=1.5)
     p.add_argument("--rho-max", type=POSITIVE, default=1.0,
@@ -401,7 +404,8 @@ def run_admm(seed: int, state: dict, ratio: float, args: argparse.Namespace) -> 
                        weight_decay=args.weight_decay, seed=seed,
                        progress=False, model_name=MODEL, retrain_schedule=args.retrain_schedule,
                        distill=args.distill or None, distill_weight=args.distill_weight,
-                       ramp=args.ramp, label_smoothing=args.label_smoothing)
+                       ramp=args.ramp, label_smoothing=args.label_smoothing,
+                       rescale_dual=args.rescale_dual)
         stage_kept.append({row["layer"]: row["nnz"] for row in res.rows})
         seconds += res.seconds
     t = res.totals()

@@ -274,7 +274,8 @@ def admm(model: nn.Module, plans: Mapping[str, LayerPlan], loader: Iterable, *, 
          optimizer: str = "adam", lr: float = 1e-3, momentum: float = 0.9,
          weight_decay: float = 0.0, seed: int = 0, progress: bool = True,
          loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-         distill: Distill | None = None, ramp: int = 0) -> ADMMResult:
+         distill: Distill | None = None, ramp: int = 0,
+         rescale_dual: bool = False) -> ADMMResult:
     """Run ``iterations`` ADMM iterations on ``model`` in place (see the module docstring).
 
     Parameters
@@ -307,6 +308,11 @@ def admm(model: nn.Module, plans: Mapping[str, LayerPlan], loader: Iterable, *, 
         layers rises along a cubic schedule to the plan's (:func:`ramped_plans`); the initial
         ``Z`` uses the first iteration's sparsity. 0 (default): the plan's sparsity throughout.
         In ``"quant"`` mode (fixed masks) it has no effect.
+    rescale_dual : bool
+        Keep the unscaled dual ``Y_i = rho_i * U_i`` when ``rho_i`` grows: ``U_i`` is multiplied
+        by ``rho_i(k-1) / rho_i(k)`` before iteration ``k`` (Boyd et al., "Distributed
+        optimization ... ADMM", 2011, section 3.4.1, for a varying penalty). False (default): the
+        issue's ``U_i += W_i - Z_i`` alone, as ADMM-NN's code does, so ``Y_i`` grows with rho.
 
     Returns
     -------
@@ -330,10 +336,17 @@ def admm(model: nn.Module, plans: Mapping[str, LayerPlan], loader: Iterable, *, 
         steps: int | None = len(loader) * epochs  # type: ignore[arg-type]
     except TypeError:
         steps = None
+    previous: dict[str, float] = {}
     with _bars(progress and iterations > 0, f"ADMM ({mode})", iterations) as bar:
         for k in range(iterations):
             start = time.perf_counter()
             rhos = {n: sched.at(k, layer_rho.get(n, active[n].rho)) for n in active}
+            if rescale_dual and previous:
+                for n in active:
+                    if rhos[n] != previous[n]:
+                        for s in u[n]:
+                            u[n][s] = u[n][s] * (previous[n] / rhos[n])
+            previous = rhos
             order = [(n, s) for n in active for s in params[n]]
             ws = [params[n][s] for n, s in order]
             zs = [z.weights[n][s] for n, s in order]

@@ -141,7 +141,7 @@ def compress(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], train_loade
              progress: bool = True, model_name: str | None = None,
              retrain_schedule: str = "constant", distill: float | None = None,
              distill_weight: float = 0.5, ramp: int = 0,
-             label_smoothing: float = 0.0) -> CompressResult:
+             label_smoothing: float = 0.0, rescale_dual: bool = False) -> CompressResult:
     """Compress a trained ``model`` in place by ``plan`` and export it.
 
     Parameters
@@ -181,6 +181,8 @@ def compress(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], train_loade
     ramp : int
         Gradual pruning inside ADMM over this many iterations (``pruning.admm.admm``'s
         ``ramp``); 0: the plan's sparsity from the first iteration.
+    rescale_dual : bool
+        :func:`pruning.admm.admm`'s: rescale the scaled dual ``U`` when rho grows.
     label_smoothing : float
         Label smoothing in [0, 1) of the cross-entropy of every W-step and retraining
         (``torch.nn.functional.cross_entropy``'s); 0: plain cross-entropy.
@@ -221,7 +223,7 @@ def compress(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], train_loade
                 "retrain_lr": retrain_lr if retrain_lr is not None else lr,
                 "weight_decay": weight_decay, "seed": seed, "retrain_schedule": retrain_schedule,
                 "distill": distill, "distill_weight": distill_weight if distill else None,
-                "ramp": ramp, "label_smoothing": label_smoothing}
+                "ramp": ramp, "label_smoothing": label_smoothing, "rescale_dual": rescale_dual}
     common = {"optimizer": optimizer, "weight_decay": weight_decay, "progress": progress,
               "loss_fn": functools.partial(nn.functional.cross_entropy,
                                            label_smoothing=float(label_smoothing))
@@ -238,7 +240,7 @@ def compress(model: nn.Module, plan: Plan | Mapping[str, LayerPlan], train_loade
         result = admm(model, plans, train_loader, iterations=admm_iters, epochs=epochs_admm,
                       rho=schedule, layer_rho=layer_rho, mode=mode, libraries=libraries,
                       masks=masks, lr=lr, seed=seed + 1000 * i, distill=teacher, ramp=ramp,
-                      **common)
+                      rescale_dual=rescale_dual, **common)
         history += result.history
         proj = hard_project(model, plans, mode=mode, libraries=libraries, masks=masks)
         masks = proj.masks

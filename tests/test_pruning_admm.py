@@ -132,6 +132,22 @@ def test_ramped_sparsity_reaches_the_plan_and_admm_ends_on_its_set():
         admm(model, plans, loader, iterations=1, epochs=1.5, progress=False)
 
 
+@pytest.mark.parametrize("rescale, z_last", [(False, [0.0, 1.8]), (True, [0.0, 1.35])])
+def test_rescale_dual_keeps_rho_times_u_when_rho_grows(rescale, z_last):
+    """W = [1, 0.9] held fixed (no W-step epochs), keep 1 of 2, rho 1 then 2. Iteration 1:
+    Z = [1, 0], U = [0, 0.9]. Iteration 2: Z = Proj(W + U) with U = [0, 0.9] as the issue's
+    update leaves it, or [0, 0.45] = U * rho_1 / rho_2 when the dual is rescaled."""
+    model = nn.Sequential(nn.Linear(2, 1, bias=False))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[1.0, 0.9]]))
+    plans = resolve(Plan.uniform("unstructured", sparsity=0.5), model)
+    res = admm(model, plans, [(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long))],
+               iterations=2, epochs=0, rho=RhoSchedule(1.0, 2.0, 4.0), progress=False,
+               rescale_dual=rescale)
+    assert [h.rho["0"] for h in res.history] == [1.0, 2.0]
+    assert res.z.weights["0"][""].flatten().tolist() == pytest.approx(z_last)
+
+
 def test_project_weights_joint_rnn_shares_one_scale():
     lstm = nn.Module()
     lstm.rnn = nn.LSTM(6, 5)
