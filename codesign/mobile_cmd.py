@@ -66,7 +66,8 @@ def run_mobile(bundle_path: Path, layers: list[str] | None, target: str, out: Pa
     except (BundleError, OSError) as exc:
         raise _user_error(f"cannot load bundle: {exc}") from None
     names = [lay.name for lay in bundle.layers]
-    for name in layers or []:
+    layers = list(dict.fromkeys(layers or ()))      # a layer named twice runs once
+    for name in layers:
         if name not in names:
             raise _user_error(f"no layer {name!r} in {bundle_path}; layers: {', '.join(names)}")
     for name in layers or names:

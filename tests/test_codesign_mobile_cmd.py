@@ -45,6 +45,14 @@ def test_one_layer_on_aarch64_with_modelled_ratio(capsys, bundle, tmp_path):
     assert "(band over neoverse-n1, cortex-a57)" in out
 
 
+def test_a_layer_named_twice_runs_once(capsys, bundle, tmp_path):
+    code, out, err = run(capsys, "mobile", "--bundle", str(bundle), "--layer", "fc2", "--layer",
+                         "fc2", "--no-cost", "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    assert out.count("layer fc2 (host)") == 1          # it was built, checked and timed twice
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["fc2"]
+
+
 def test_icache_budget_warning(capsys, bundle, tmp_path):
     code, out, _ = run(capsys, "mobile", "--bundle", str(bundle), "--layer", "fc2", "--no-cost",
                        "--icache-budget", "100", "--out", str(tmp_path))
