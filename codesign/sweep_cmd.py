@@ -54,7 +54,7 @@ def _ratios(text: str) -> list[float]:
             raise _user_error(f"--ratios must be comma-separated pruned fractions in [0, 1], "
                               f"not {text!r}")
         out.append(v)
-    return out
+    return list(dict.fromkeys(out))
 
 
 ENGINE_CHOICES = ("unstructured", "bcr", "pattern")
@@ -139,6 +139,13 @@ def sweep(models, bundles, layers, engines, lanes, bits, block, index_bits, rati
     """Measure break-even pruning ratios in RTL: layers x ratios x engines, on Dask."""
     from codesign.sweep import SchedulerError, connect
     from sim.breakeven import default_grid
+
+    # a model or bundle given twice is swept once (its layers were run and reported twice)
+    models = tuple(dict.fromkeys(models))
+    first: dict[Path, Path] = {}
+    for b in bundles:
+        first.setdefault(Path(b).resolve(), b)
+    bundles = tuple(first.values())
 
     eng = [e.strip() for e in engines.split(",")]
     bad = [e for e in eng if e not in ENGINE_CHOICES]

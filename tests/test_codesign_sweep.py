@@ -321,3 +321,21 @@ def test_colliding_output_names_are_made_distinct():
     assert _distinct(["a_b_c", "a_b_c", "a_b_c_2", "x", "a_b_c"]) == [
         "a_b_c", "a_b_c_3", "a_b_c_2", "x", "a_b_c_4"]
     assert _distinct(["summary_m", "summary_n"]) == ["summary_m", "summary_n"]
+
+
+def test_a_model_bundle_or_ratio_given_twice_is_swept_once(tmp_path, monkeypatch):
+    """``--model tinycnn --model tinycnn`` ran and reported every layer twice (8 break-even
+    rows for 4 layers); the same bundle by two paths, and a repeated ratio, likewise."""
+    import codesign.sweep_cmd as sweep_cmd
+    from codesign.cli import main
+
+    (tmp_path / "b").mkdir()
+    got = {}
+    monkeypatch.setattr(sweep_cmd, "_run", lambda **kw: got.update(kw))
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "--model", "tinycnn", "--model", "lenet5", "--model", "tinycnn",
+                 "--bundle", "b", "--bundle", "./b", "--bundle", str(tmp_path / "b"),
+                 "--ratios", "0,0.5,0.5,0.9", "--out", "o"]) == 0
+    assert got["chosen_models"] == ("tinycnn", "lenet5")
+    assert [str(b) for b in got["bundles"]] == ["b"]
+    assert got["ratio_grid"] == [0.0, 0.5, 0.9]
