@@ -148,7 +148,8 @@ def float_arg(low: float, high: float = math.inf, *, low_open: bool = False,
 
 def list_arg(item: Callable[[str], Any]) -> Callable[[str], list[Any]]:
     """An ``argparse`` ``type=`` for a non-empty comma-separated list, each entry converted by
-    ``item`` (an :func:`int_arg` or :func:`float_arg`); an empty entry (``"1,,2"``) is refused.
+    ``item`` (an :func:`int_arg` or :func:`float_arg`); an empty entry (``"1,,2"``) and a
+    repeated one (``"85,85"``, which would run twice and weigh twice in a mean) are refused.
     """
 
     def convert(text: str) -> list[Any]:
@@ -157,10 +158,13 @@ def list_arg(item: Callable[[str], Any]) -> Callable[[str], list[Any]]:
             raise argparse.ArgumentTypeError(f"must be a comma-separated list without empty "
                                              f"entries, not {text!r}")
         try:
-            return [item(part) for part in parts]
+            values = [item(part) for part in parts]
         except argparse.ArgumentTypeError as exc:
             raise argparse.ArgumentTypeError(f"every entry of the comma-separated list {exc}"
                                              ) from None
+        if len(set(values)) != len(values):     # a repeated seed or ratio would run twice
+            raise argparse.ArgumentTypeError(f"must not repeat an entry, not {text!r}")
+        return values
 
     return convert
 

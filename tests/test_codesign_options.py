@@ -37,6 +37,7 @@ def test_list_arg_every_entry_checked_and_no_empty_entries():
     assert ratios("85, 100,150") == [85.0, 100.0, 150.0]
     assert _fails(ratios, "85,1") == ("every entry of the comma-separated list must be a finite "
                                       "number > 1, not '1'")
+    assert _fails(ratios, "85,100,85.0") == "must not repeat an entry, not '85,100,85.0'"
     for bad in ("", "85,", ",", "85,,100"):
         assert _fails(ratios, bad) == ("must be a comma-separated list without empty entries, "
                                        f"not {bad!r}")
