@@ -23,7 +23,7 @@ from codesign.prune_cmd import _load_checkpoint, _save_state, _user_error
 
 __all__ = ["retrain", "RETRAIN_DATASETS"]
 
-RETRAIN_DATASETS = ("digits", "mnist5k")
+RETRAIN_DATASETS = ("digits", "mnist5k", "mnist1d")
 _STATE = "pruned.pt"
 
 

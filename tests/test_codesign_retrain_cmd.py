@@ -125,3 +125,25 @@ def test_retrain_bad_input(pruned, capsys, tmp_path):
     assert code == 2 and err.startswith(f"codesign: error: cannot load checkpoint {wrong}: it "
                                         "does not fit the model: missing keys conv1.bias, ")
     assert not (tmp_path / "o").exists()
+
+
+def test_retrain_an_lstm_bundle_on_mnist1d(capsys, tmp_path):
+    """An RNN bundle (`codesign prune --model lstm`) retrains on MNIST-1D; the command offered
+    only the image datasets, so no LSTM or GRU bundle could be retrained."""
+    from pruning.admm import hard_project
+    from pruning.export import export
+    from pruning.plan import Plan, resolve
+
+    model = zoo.build("lstm", seed=0)
+    plans = resolve(Plan.uniform("unstructured", sparsity=0.75, bits=8), model)
+    hard_project(model, plans)
+    export(model, plans, model_name="lstm").save(tmp_path / "b" / "bundle")
+    code, out, err = run(capsys, "retrain", str(tmp_path / "b" / "bundle"), "--data", "mnist1d",
+                         "--epochs", "1", "--no-progress", "--out", str(tmp_path / "re"))
+    assert code == 0, err
+    assert "accuracy (mnist1d test): before retraining" in out
+    old, new = Bundle.load(tmp_path / "b" / "bundle"), Bundle.load(tmp_path / "re" / "bundle")
+    assert [x.name for x in new.layers] == ["rnn", "fc"]
+    for a, b in zip(old.layers, new.layers, strict=True):
+        masks = [k for k in a.tensors if k.startswith("mask")]
+        assert masks and all(np.array_equal(a.tensors[k], b.tensors[k]) for k in masks)
