@@ -69,6 +69,7 @@ from pruning import data as pdata
 from pruning import zoo
 from pruning.admm import admm, hard_project, masked_retrain
 from pruning.compress import compress, layer_row, totals
+from pruning.errors import reports_divergence
 from pruning.export import export
 from pruning.plan import MAX_RATIO, Plan, Rule, prunable_layers, resolve
 from pruning.train import OPTIMIZERS, Distill, evaluate, train
@@ -612,6 +613,7 @@ def targets(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # -------------------------------------------------------------------------------------- main
+@reports_divergence("compression.py")
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.merge:

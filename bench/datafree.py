@@ -57,6 +57,7 @@ from pruning.datafree import (
     prune_layerwise,
     reconstruction_errors,
 )
+from pruning.errors import reports_divergence
 from pruning.plan import MAX_RATIO, Plan, resolve
 from pruning.synthetic import SyntheticSpec
 from pruning.train import evaluate, train
@@ -208,6 +209,7 @@ def report(df: pd.DataFrame) -> None:
           f"{'met' if cut >= TARGET_REDUCTION else 'NOT met'}")
 
 
+@reports_divergence("datafree.py")
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     torch.set_num_threads(1)

@@ -68,6 +68,7 @@ from codesign.options import (
 from codesign.store import SQLiteStore
 from pruning import zoo
 from pruning.compress import compress
+from pruning.errors import reports_divergence
 from pruning.plan import prunable_layers
 from pruning.train import evaluate, train
 from sim.breakeven import EngineConfig
@@ -183,6 +184,7 @@ LOOP_MODELS = ("tinycnn", "lenet5", "vggsmall")
 
 
 
+@reports_divergence("loop.py")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default=zoo.DEFAULT_CNN, choices=LOOP_MODELS)

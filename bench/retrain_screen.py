@@ -56,6 +56,7 @@ from torch import nn
 from bench import compression as bc
 from codesign.options import SEED_ARG, file_problem, int_arg
 from pruning.admm import Projection, layer_weights, masked_retrain
+from pruning.errors import reports_divergence
 from pruning.plan import resolve
 from pruning.train import evaluate, train
 
@@ -280,6 +281,7 @@ def summarise(df: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@reports_divergence("retrain_screen.py")
 def main(argv: list[str]) -> int:
     args, bargs, _ = parse_args(argv)
     if args.merge:

@@ -92,3 +92,41 @@ def test_sweep_cache_that_is_a_file(tmp_path, capsys):
         sweep.main(["--cache", str(afile)])
     assert capsys.readouterr().err.strip().endswith(f"error: --cache: '{afile}' is a file, not "
                                                     "a folder")
+
+
+def test_compression_divergence_is_one_line(tmp_path, capsys):
+    """SGD at lr 1e5 makes the loss NaN in ADMM's first epoch: one line, exit status 1, no CSV
+    (it was a TrainingDiverged traceback with exit status 1)."""
+    from bench import compression
+
+    csv = tmp_path / "c.csv"
+    code = compression.main(["--quick", "--optimizer", "sgd", "--lr", "1e5", "--csv", str(csv)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err == ["compression.py: training diverged: the loss is nan at epoch 1, step 3 "
+                   "(lr 100000); lower the learning rate"]
+    assert not csv.exists()
+
+
+@pytest.mark.parametrize("script, stage, argv", [
+    ("datafree", "run_seed", ["--seeds", "1"]),
+    ("loop", "train", ["--quick", "--seeds", "0"]),
+    ("retrain_screen", "screen", ["--", "--ratios", "100"]),
+])
+def test_training_benches_report_divergence(script, stage, argv, monkeypatch, capsys, tmp_path):
+    """Every bench that trains turns a diverged training into one line and exit status 1."""
+    from pruning.errors import TrainingDiverged
+
+    module = importlib.import_module(f"bench.{script}")
+
+    def diverge(*args, **kwargs):
+        raise TrainingDiverged("training diverged: the loss is nan (lr 9); lower the learning rate")
+
+    monkeypatch.setattr(module, stage, diverge)
+    if script == "loop":
+        argv = [*argv, "--out", str(tmp_path / "out")]
+    elif script == "datafree":
+        argv = [*argv, "--csv", str(tmp_path / "d.csv")]
+    assert module.main(argv) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"{script}.py: training diverged: the loss is nan (lr 9); lower the learning rate")
