@@ -54,7 +54,7 @@ import torch
 from torch import nn
 
 from bench import compression as bc
-from codesign.options import SEED_ARG, file_problem, int_arg
+from codesign.options import SEED_ARG, file_problem, int_arg, whole_number
 from pruning.admm import Projection, layer_weights, masked_retrain
 from pruning.errors import reports_divergence
 from pruning.plan import resolve
@@ -81,10 +81,11 @@ def parse_variants(text: str) -> list[Variant]:
     out: list[Variant] = []
     for item in filter(None, (s.strip() for s in text.split(","))):
         kind, _, epochs = item.partition(":")
-        if kind not in KINDS or not epochs.isdigit() or int(epochs) < 1:
+        count = whole_number(epochs)
+        if kind not in KINDS or count is None or count < 1:
             raise ValueError(f"--variants: {item!r} is not kind:epochs with a kind of "
                              f"{', '.join(KINDS)} and a whole number of epochs >= 1")
-        out.append(Variant(kind, int(epochs)))
+        out.append(Variant(kind, count))
     if not out:
         raise ValueError("--variants: give at least one, e.g. standard:6,regrow:6")
     if len({v.name for v in out}) != len(out):

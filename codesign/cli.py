@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from codesign import __version__
-from codesign.options import OUT_DIR, SEED
+from codesign.options import OUT_DIR, SEED, positive_pair
 from pruning.errors import TrainingDiverged
 
 EXAMPLES = """
@@ -86,10 +86,10 @@ def inspect(bundle: Path) -> None:
 def _block(value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
-    parts = value.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+    pair = positive_pair(value)
+    if pair is None:
         raise UserError(f"--block must look like 8x16 (positive), not {value!r}")
-    return int(parts[0]), int(parts[1])
+    return pair
 
 
 _GATES_OPTION = click.option(

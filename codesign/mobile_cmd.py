@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from codesign.options import OUT_DIR, SEED
+from codesign.options import OUT_DIR, SEED, positive_pair
 
 __all__ = ["mobile", "run_mobile", "demo_stage", "DEMO_LAYERS"]
 
@@ -37,14 +37,12 @@ MAX_INPUT_VALUES = 1 << 24     # channels x height x width of one convolution's 
 
 
 def _image(text: str) -> tuple[int, int]:
-    parts = text.lower().split("x")
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+    pair = positive_pair(f"{text}x{text}" if "x" not in text.lower() else text)
+    if pair is None:
         raise _user_error(f"--image must look like 16 or 16x12 (positive), not {text!r}")
-    if max(int(p) for p in parts) > MAX_IMAGE_SIDE:
+    if max(pair) > MAX_IMAGE_SIDE:
         raise _user_error(f"--image sides must be at most {MAX_IMAGE_SIDE}, not {text!r}")
-    return int(parts[0]), int(parts[1])
+    return pair
 
 
 def run_mobile(bundle_path: Path, layers: list[str] | None, target: str, out: Path,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import click
 
 __all__ = ["OutDir", "OUT_DIR", "FiniteFloatRange", "folder_problem", "file_problem", "int_arg",
            "float_arg", "list_arg", "names_arg",
-           "block_arg", "SEED", "MAX_SEED",
+           "block_arg", "whole_number", "positive_pair", "SEED", "MAX_SEED",
            "SEED_ARG", "LEARNING_RATE", "MAX_LR", "LR_ARG"]
 
 
@@ -183,12 +184,32 @@ def names_arg(allowed: Sequence[str]) -> Callable[[str], list[str]]:
     return convert
 
 
+_WHOLE = re.compile(r"[0-9]{1,18}")
+
+
+def whole_number(text: str) -> int | None:
+    """``text`` (spaces around it allowed) as a non-negative integer written in ASCII digits, or
+    None. ``str.isdigit`` is not enough: it also accepts ``"²"``, which ``int`` refuses, and
+    ``int`` refuses numbers of more than 4,300 digits."""
+    text = text.strip()
+    return int(text) if _WHOLE.fullmatch(text) else None
+
+
+def positive_pair(text: str, sep: str = "x") -> tuple[int, int] | None:
+    """``"8x16"`` -> ``(8, 16)``: two positive integers joined by ``sep`` (case-insensitive),
+    or None when ``text`` is not of that form."""
+    parts = [whole_number(p) for p in text.lower().split(sep.lower())]
+    if len(parts) != 2 or not all(parts):      # None or 0
+        return None
+    return parts[0], parts[1]
+
+
 def block_arg(text: str) -> tuple[int, int]:
     """An ``argparse`` ``type=`` for a block size ``ROWSxCOLS`` of positive integers."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+    pair = positive_pair(text)
+    if pair is None:
         raise argparse.ArgumentTypeError(f"must look like 8x16 (positive), not {text!r}")
-    return int(parts[0]), int(parts[1])
+    return pair
 
 
 #: The benchmarks' ``argparse`` type for seeds: as :data:`SEED`, 0 to :data:`MAX_SEED`.

@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from codesign.options import LEARNING_RATE, OUT_DIR, SEED, FiniteFloatRange
+from codesign.options import LEARNING_RATE, OUT_DIR, SEED, FiniteFloatRange, positive_pair
 
 __all__ = ["prune", "DATASETS"]
 
@@ -42,10 +42,10 @@ def _user_error(message: str) -> Exception:
 def _pair(text: str | None, sep: str, option: str, example: str) -> tuple[int, int] | None:
     if text is None:
         return None
-    parts = text.lower().split(sep)
-    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+    pair = positive_pair(text, sep)
+    if pair is None:
         raise _user_error(f"{option} must look like {example} (positive), not {text!r}")
-    return int(parts[0]), int(parts[1])
+    return pair
 
 
 def _plan(scheme: str | None, ratio: float | None, sparsity: float | None, bits: int | None,

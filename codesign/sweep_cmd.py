@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from codesign.options import OUT_DIR
+from codesign.options import OUT_DIR, positive_pair, whole_number
 
 __all__ = ["sweep", "sweep_groups"]
 
@@ -35,11 +35,11 @@ def _user_error(message: str) -> Exception:
 def _int_list(text: str, option: str, lo: int, hi: int) -> list[int]:
     out = []
     for part in text.split(","):
-        part = part.strip()
-        if not part.isdigit() or not lo <= int(part) <= hi:
+        value = whole_number(part)
+        if value is None or not lo <= value <= hi:
             raise _user_error(f"{option} must be a comma-separated list of integers from {lo} "
                               f"to {hi}, not {text!r}")
-        out.append(int(part))
+        out.append(value)
     return list(dict.fromkeys(out))
 
 
@@ -154,8 +154,8 @@ def sweep(models, bundles, layers, engines, lanes, bits, block, index_bits, rati
                           f"{', '.join(ENGINE_CHOICES)}, not {engines!r}")
     lane_list = _int_list(lanes, "--lanes", 1, 64)
     bit_list = _int_list(bits, "--bits", 2, 16)
-    parts = block.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+    block_pair = positive_pair(block)
+    if block_pair is None:
         raise _user_error(f"--block must look like 8x16 (positive), not {block!r}")
     if not 1 <= index_bits <= 16:
         raise _user_error(f"--index-bits must be an integer from 1 to 16, not {index_bits}")
@@ -191,7 +191,7 @@ def sweep(models, bundles, layers, engines, lanes, bits, block, index_bits, rati
             raise _user_error(str(exc)) from None
     with stack:
         _run(chosen_models=models, bundles=bundles, layers=layers, eng=eng, lane_list=lane_list,
-             bit_list=bit_list, block=(int(parts[0]), int(parts[1])), index_bits=index_bits,
+             bit_list=bit_list, block=block_pair, index_bits=index_bits,
              ratio_grid=ratio_grid, seeds=seeds, tol=tol, workers=workers, scheduler=scheduler,
              simulator=simulator, chunk=chunk, fmax_pair=fmax_pair, store_path=store_path,
              cache_dir=cache_dir, out=Path(out), progress=progress, client=client)

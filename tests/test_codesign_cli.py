@@ -140,6 +140,9 @@ def test_verilog_from_bundle_layer(capsys, tmp_path, bundle_dir):
     code, _, err = run(capsys, "verilog", "--engine", "bcr", "--block", "0x8", "--rows", "4",
                        "--cols", "4", "--out", "x")      # was "Block must be a pair of ..."
     assert_user_error(code, err, "--block must look like 8x16 (positive), not '0x8'")
+    code, _, err = run(capsys, "verilog", "--engine", "bcr", "--block", "\u00b2x8", "--rows",
+                       "16", "--cols", "16", "--out", "x")    # '\u00b2'.isdigit(), int() refuses it
+    assert_user_error(code, err, "--block must look like 8x16 (positive), not '\u00b2x8'")
 
 
 @pytest.mark.parametrize("engine, layer", [("bcr", "fc1"), ("dense", "conv1"),

@@ -66,6 +66,7 @@ def test_icache_budget_warning(capsys, bundle, tmp_path):
     (["--layer", "fc2", "--all"], "give --layer NAME (one or more) or --all"),
     ([], "give --layer NAME (one or more) or --all"),
     (["--layer", "fc2", "--image", "0x3"], "--image must look like 16 or 16x12"),
+    (["--layer", "fc2", "--image", "\u00b3"], "--image must look like 16 or 16x12"),
     (["--layer", "fc2", "--image", "100000"], "--image sides must be at most 1024, not '100000'"),
 ])
 def test_bad_arguments(capsys, bundle, tmp_path, args, message):

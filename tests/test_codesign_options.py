@@ -68,3 +68,14 @@ def test_every_seed_option_is_0_to_2_32(command, seed, capsys, tmp_path):
     assert capsys.readouterr().err.strip() == (f"codesign: error: Invalid value for '--seed': "
                                                f"{seed} is not in the range 0<=x<=4294967295.")
     assert not (tmp_path / "o").exists()
+
+
+def test_whole_number_and_positive_pair_take_ascii_digits_only():
+    from codesign.options import positive_pair, whole_number
+
+    assert whole_number(" 42 ") == 42 and whole_number("0") == 0
+    for bad in ("", "-1", "1.0", "\u00b2", "\u0663", "9" * 19, "1_000", "0x10"):
+        assert whole_number(bad) is None, bad
+    assert positive_pair("8X16") == (8, 16) and positive_pair(" 2 : 4 ", ":") == (2, 4)
+    for bad in ("8", "8x16x2", "0x16", "8x", "\u00b2x2", "8by16", "2:" + "9" * 5000):
+        assert positive_pair(bad) is None and positive_pair(bad, ":") is None, bad

@@ -95,6 +95,12 @@ def test_prune_with_plan_and_checkpoint_prints_table(first_run, capsys, tmp_path
     (["--scheme", "bcr", "--ratio", "4", "--block", "0x16"],
      "--block must look like 8x16 (positive), not '0x16'"),
     (["--scheme", "nm", "--nm", "0:4"], "--nm must look like 2:4 (positive), not '0:4'"),
+    (["--scheme", "bcr", "--ratio", "4", "--block", "\u00b2x2"],    # isdigit() but not int()
+     "--block must look like 8x16 (positive), not '\u00b2x2'"),
+    (["--scheme", "nm", "--nm", "\u00b9:\u00b2"], "--nm must look like 2:4 (positive), not "
+                                                "'\u00b9:\u00b2'"),
+    (["--scheme", "nm", "--nm", "2:" + "9" * 5000],     # int() refuses over 4,300 digits
+     "--nm must look like 2:4 (positive), not '2:" + "9" * 5000 + "'"),
     (["--scheme", "bcr", "--ratio", "4"],
      "layer 'conv1': BCR block 8x16 is larger than the 8x9 weight matrix"),
     (["--scheme", "pattern"],

@@ -172,6 +172,10 @@ def test_unreachable_scheduler_is_one_clear_error(tmp_path):
                             "not '0,1.5'"),
     (["--lanes", "0"], "--lanes must be a comma-separated list of integers from 1 to 64, "
                        "not '0'"),
+    (["--bits", "8,\u2078"], "--bits must be a comma-separated list of integers from 2 to 16, "
+                           "not '8,\u2078'"),      # '\u2078'.isdigit() but int() refuses it
+    (["--block", "8x\u00b9\u2076"], "--block must look like 8x16 (positive), not "
+                                  "'8x\u00b9\u2076'"),
     (["--layers", "nope"], "unknown layer(s) nope; known: conv1, conv2, fc1, fc2"),
     (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "--workers starts a local "
                                                                "cluster; it cannot be combined "

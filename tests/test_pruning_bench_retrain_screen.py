@@ -21,6 +21,7 @@ def test_parse_variants_accepts_kinds_and_epochs_and_names_bad_items():
                                                           rs.Variant("regrow", 18)]
     for bad, msg in (("sgd:6", "'sgd:6' is not kind:epochs"), ("regrow", "'regrow' is not"),
                      ("standard:0", "'standard:0'"), ("standard:x", "'standard:x'"),
+                     ("standard:\u00b2", "'standard:\u00b2'"),
                      ("", "at least one"), ("standard:6,standard:6", "listed twice")):
         with pytest.raises(ValueError, match=msg):
             rs.parse_variants(bad)
