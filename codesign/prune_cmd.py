@@ -168,6 +168,14 @@ def _load_checkpoint(model: Any, path: Path) -> None:
         raise _user_error(f"cannot load checkpoint {path}: {_load_failure(exc)}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise _user_error(f"cannot load checkpoint {path}: not a state dict of tensors")
+    key = next((k for k in state if not isinstance(k, str)), None)
+    if key is not None:
+        raise _user_error(f"cannot load checkpoint {path}: key {key!r} is not a parameter name "
+                          "(a state dict's keys are strings such as 'conv1.weight')")
+    odd = next(((k, _odd_tensor(v)) for k, v in state.items() if _odd_tensor(v)), None)
+    if odd is not None:
+        raise _user_error(f"cannot load checkpoint {path}: tensor {odd[0]!r} is {odd[1]}; a "
+                          "state dict here holds dense, real tensors on the CPU")
     problem = _mismatch(model.state_dict(), state)
     if problem is None:
         bad = next((k for k, v in state.items()
@@ -183,6 +191,21 @@ def _load_checkpoint(model: Any, path: Path) -> None:
     if problem is not None:
         raise _user_error(f"cannot load checkpoint {path}: it does not fit the model: "
                           f"{problem}") from None
+
+
+def _odd_tensor(tensor: Any) -> str | None:
+    """What makes ``tensor`` unfit for a model's state dict (sparse, on the meta device,
+    complex), or None. ``torch.load`` gives such tensors back; ``load_state_dict`` would drop a
+    complex tensor's imaginary part with a warning, and the others fail deep in training."""
+    import torch
+
+    if tensor.layout != torch.strided:
+        return f"a {str(tensor.layout).removeprefix('torch.')} tensor"
+    if tensor.device.type == "meta":
+        return "on the meta device (it holds no values)"
+    if tensor.is_complex():
+        return f"complex ({str(tensor.dtype).removeprefix('torch.')})"
+    return None
 
 
 def _load_failure(exc: BaseException) -> str:

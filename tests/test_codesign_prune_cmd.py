@@ -171,6 +171,31 @@ def test_bad_model_plan_and_checkpoint(capsys, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("change, message", [
+    (lambda s: {1: torch.zeros(1)}, "key 1 is not a parameter name (a state dict's keys are "
+                                    "strings such as 'conv1.weight')"),
+    (lambda s: s | {"fc1.weight": s["fc1.weight"].to("meta")},
+     "tensor 'fc1.weight' is on the meta device (it holds no values)"),
+    (lambda s: s | {"fc1.weight": s["fc1.weight"].to_sparse()}, "tensor 'fc1.weight' is a "
+                                                                 "sparse_coo tensor"),
+    (lambda s: s | {"fc2.bias": s["fc2.bias"].to(torch.complex64)},
+     "tensor 'fc2.bias' is complex (complex64)"),
+])
+def test_checkpoint_with_odd_tensors_is_refused(capsys, tmp_path, change, message):
+    """Each of these was a traceback (TypeError, RuntimeError, NotImplementedError), or for a
+    complex tensor a run on its real part, or 'training diverged' when it held inf."""
+    from pruning.zoo import build
+
+    path = tmp_path / "odd.pt"
+    torch.save(change(build("tinycnn").state_dict()), path)
+    code, _, err = run(capsys, "--model", "tinycnn", "--scheme", "unstructured", "--ratio", "4",
+                       "--checkpoint", str(path), "--out", str(tmp_path / "o"))
+    assert_user_error(code, err, f"cannot load checkpoint {path}: {message}; a state dict here "
+                                 "holds dense, real tensors on the CPU"
+                      if "key" not in message else f"cannot load checkpoint {path}: {message}")
+    assert not (tmp_path / "o").exists()
+
+
 def test_diverging_training_is_one_error(capsys, tmp_path):
     """--lr 1e300 overflowed Adam's float32 step (RuntimeError); --lr 1e30 made the weights NaN
     and --rho 1e38 the penalty infinite, which the projection refused with a traceback."""
