@@ -245,7 +245,13 @@ def _save_state(model: Any, path: Path) -> None:
 
     from codesign.atomic import atomic_write
 
-    atomic_write(path, lambda tmp: torch.save(model.state_dict(), tmp))
+    def write(tmp: Path) -> None:
+        # Through a file object: given a path, torch names the records inside the archive after
+        # it, here the random temporary name, and the same state dict gave different bytes.
+        with tmp.open("wb") as f:
+            torch.save(model.state_dict(), f)
+
+    atomic_write(path, write)
 
 
 _DATA_OPTIONS = ("epochs", "retrain_epochs", "quant", "data")

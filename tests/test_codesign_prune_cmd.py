@@ -57,6 +57,22 @@ def test_prune_on_digits_writes_bundle_and_summary(first_run, capsys):
     assert isinstance(torch.load(out / "dense.pt", weights_only=True), dict)
 
 
+def test_saved_state_dicts_are_byte_identical(tmp_path):
+    """dense.pt, pruned.pt and retrained.pt: torch.save given the temporary file's path named
+    the archive's records after that random name, so two identical runs differed."""
+    from codesign.prune_cmd import _save_state
+    from pruning.zoo import build
+
+    model = build("tinycnn", seed=3)
+    _save_state(model, tmp_path / "a" / "dense.pt")
+    _save_state(model, tmp_path / "b" / "dense.pt")
+    data = (tmp_path / "a" / "dense.pt").read_bytes()
+    assert data == (tmp_path / "b" / "dense.pt").read_bytes()
+    assert b".dense." not in data
+    assert torch.load(tmp_path / "a" / "dense.pt", weights_only=True).keys() == \
+        model.state_dict().keys()
+
+
 def test_prune_with_plan_and_checkpoint_prints_table(first_run, capsys, tmp_path):
     _, first = first_run
     plan = tmp_path / "plan.toml"
