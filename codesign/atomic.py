@@ -6,6 +6,7 @@ A reader never sees a half-written file, and a failed or interrupted write leave
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable
@@ -27,9 +28,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     The file gets the mode a plain ``open`` would give it (``0666`` less the umask). The
     temporary name keeps ``path``'s suffix (some writers choose the format by it). On any
     exception, including ``KeyboardInterrupt``, the temporary file is removed and the exception
-    re-raised. Returns ``path`` as a :class:`~pathlib.Path`.
+    re-raised; ``IsADirectoryError`` naming ``path`` when it is a folder. Returns ``path`` as a :class:`~pathlib.Path`.
     """
     path = Path(path)
+    if path.is_dir():   # else the rename fails, naming the temporary file
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)

@@ -244,7 +244,12 @@ def simulate(bundle: Path, layer: str, engine: str, gates: str, steps: int, lane
 def demo(out: Path, simulator: str, lanes: int, seed: int) -> None:
     """Run the flow end to end on a small model: bundle, Verilog, RTL simulation."""
     from codesign.flow import run_demo
+    from codesign.options import outputs_problem
 
+    problem = outputs_problem(out, ["demo.json"], ["bundle", "loop/bundle"],
+                              ["verilog", "loop", "mobile"])
+    if problem is not None:
+        raise UserError(f"--out: {problem}")
     ok = run_demo(out, simulator=simulator, lanes=lanes, seed=seed, echo=click.echo)
     if not ok:
         click.echo("codesign: error: the engine's outputs or cycles do not match", err=True)

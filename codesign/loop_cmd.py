@@ -30,6 +30,7 @@ from codesign.prune_cmd import (
     _save_state,
     _train_dense,
     _user_error,
+    check_outputs,
     recipe_batch_size,
 )
 
@@ -123,6 +124,9 @@ def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | Non
         raise _user_error(f"--sparsity must be a pruned fraction in [0, 1), not {sparsity:g}")
     target = sparsity if sparsity is not None else 1.0 - 1.0 / ratio
     blk = _pair(block, "x", "--block", "8x16")
+    check_outputs(out, ["breakeven.csv", "points.csv", "plan_before.json", "plan_after.json",
+                        "loop.json", *(["dense.pt"] if checkpoint is None else []),
+                        *(["points.sqlite"] if store_path is None else [])], ["bundle"])
     model, dataset = _model(model_name, data, seed)
 
     import pandas as pd

@@ -23,7 +23,8 @@ from typing import Any
 
 import click
 
-__all__ = ["OutDir", "OUT_DIR", "FiniteFloatRange", "folder_problem", "file_problem", "int_arg",
+__all__ = ["OutDir", "OUT_DIR", "FiniteFloatRange", "folder_problem", "file_problem", "outputs_problem",
+           "int_arg",
            "float_arg", "list_arg", "names_arg",
            "block_arg", "whole_number", "positive_pair", "SEED", "MAX_SEED",
            "SEED_ARG", "LEARNING_RATE", "MAX_LR", "LR_ARG"]
@@ -71,6 +72,27 @@ def file_problem(path: Path) -> str | None:
     if path.is_dir():
         return f"{str(path)!r} is a folder, not a file"
     return folder_problem(path.parent)
+
+
+def outputs_problem(out: Path, files: Sequence[str] = (), bundles: Sequence[str] = (),
+                    folders: Sequence[str] = ()) -> str | None:
+    """Why a command could not write its outputs under folder ``out``, or None: each of
+    ``files`` (names relative to ``out``) must be writable as a file (:func:`file_problem`),
+    each of ``bundles`` absent, an empty folder or a bundle (:meth:`ir.Bundle.target_problem`),
+    each of ``folders`` a folder or able to become one (:func:`folder_problem`).
+
+    Checked before the work, so that a folder in the way of ``summary.json`` is not found after
+    a run of minutes, with some outputs written and others not."""
+    from ir import Bundle  # numpy: imported when a command runs, not at start-up
+
+    problem = folder_problem(out)
+    for name in files:
+        problem = problem or file_problem(Path(out) / name)
+    for name in folders:
+        problem = problem or folder_problem(Path(out) / name)
+    for name in bundles:
+        problem = problem or Bundle.target_problem(Path(out) / name)
+    return problem
 
 
 #: Largest random seed a command takes: numpy's generators refuse negative seeds and torch's

@@ -22,7 +22,14 @@ from typing import Any
 
 import click
 
-from codesign.options import LEARNING_RATE, OUT_DIR, SEED, FiniteFloatRange, positive_pair
+from codesign.options import (
+    LEARNING_RATE,
+    OUT_DIR,
+    SEED,
+    FiniteFloatRange,
+    outputs_problem,
+    positive_pair,
+)
 
 __all__ = ["prune", "DATASETS"]
 
@@ -37,6 +44,14 @@ def _user_error(message: str) -> Exception:
     from codesign.cli import UserError  # imported here: codesign.cli imports this module
 
     return UserError(" ".join(str(message).split()))
+
+
+def check_outputs(out: Path, files: list[str], bundles: list[str]) -> None:
+    """A user error, before any work, when ``out`` cannot take the command's outputs
+    (:func:`codesign.options.outputs_problem`)."""
+    problem = outputs_problem(out, files, bundles)
+    if problem is not None:
+        raise _user_error(f"--out: {problem}")
 
 
 def _pair(text: str | None, sep: str, option: str, example: str) -> tuple[int, int] | None:
@@ -411,6 +426,8 @@ def prune(model_name: str, scheme: str | None, ratio: float | None, sparsity: fl
 
     _check_mode(data_free, checkpoint)
     plan = _plan(scheme, ratio, sparsity, bits, block, nm, scope, plan_path, connected)
+    state = "pruned.pt" if data_free else "dense.pt" if checkpoint is None else None
+    check_outputs(out, ["summary.json", *([state] if state else [])], ["bundle"])
     model, dataset = _model(model_name, data, seed, data_free)
 
     import pandas as pd

@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from codesign.options import LEARNING_RATE, OUT_DIR, SEED
-from codesign.prune_cmd import _load_checkpoint, _save_state, _user_error
+from codesign.prune_cmd import _load_checkpoint, _save_state, _user_error, check_outputs
 
 __all__ = ["retrain", "RETRAIN_DATASETS"]
 
@@ -80,6 +80,7 @@ def retrain(bundle_path: Path, data: str, epochs: int, out: Path, checkpoint: Pa
             lr: float, batch_size: int, seed: int, progress: bool) -> None:
     """Retrain a pruned bundle on your data with its masks held; write a new bundle."""
     bundle = _bundle(bundle_path)
+    check_outputs(out, ["retrained.pt", "summary.json"], ["bundle"])
     from pruning import zoo
     from pruning.data import INPUT_SHAPES
 

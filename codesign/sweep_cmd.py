@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from codesign.options import OUT_DIR, positive_pair, whole_number
+from codesign.options import OUT_DIR, outputs_problem, positive_pair, whole_number
 
 __all__ = ["sweep", "sweep_groups"]
 
@@ -244,6 +244,11 @@ def _run(*, chosen_models, bundles, layers, eng, lane_list, bit_list, block, ind
                               index_bits=index_bits)
     except ValueError as exc:      # e.g. a bundle layer's bits outside what the engines take
         raise _user_error(str(exc)) from None
+    problem = outputs_problem(out, ["breakeven.csv", "points.csv",
+                                    *(["points.sqlite"] if store_path is None else [])],
+                              folders=["plots"])
+    if problem is not None:      # before the RTL runs, not after them
+        raise _user_error(f"--out: {problem}")
     try:
         store = SQLiteStore(store_path or out / "points.sqlite")
     except StoreError as exc:

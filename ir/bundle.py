@@ -102,9 +102,10 @@ class Bundle:
             os.chmod(tmp / WEIGHTS, 0o666 & ~mask)   # safetensors leaves 0600: unreadable to others
             os.chmod(tmp, 0o777 & ~mask)             # mkdtemp's 0700 likewise
             old = None
+            problem = self.target_problem(target)
+            if problem is not None:
+                raise BundleError(problem)
             if target.exists():
-                if not (target / MANIFEST).exists() and any(target.iterdir()):
-                    raise BundleError(f"{target}: exists and is not a bundle; not overwriting it")
                 old = target.with_name(f".{target.name}.old-{os.getpid()}")
                 os.replace(target, old)
             os.replace(tmp, target)
@@ -114,6 +115,20 @@ class Bundle:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         return target
+
+    @staticmethod
+    def target_problem(path: str | os.PathLike[str]) -> str | None:
+        """Why :meth:`save` would refuse to write a bundle at ``path``, or None: ``path`` must
+        not exist, or be an empty folder or a bundle (which is replaced). For commands that
+        check their outputs before a long run."""
+        target = Path(path)
+        if not (target.exists() or target.is_symlink()):
+            return None
+        if not target.is_dir():
+            return f"{target}: exists and is not a bundle folder; not overwriting it"
+        if not (target / MANIFEST).exists() and any(target.iterdir()):
+            return f"{target}: exists and is not a bundle; not overwriting it"
+        return None
 
     # -- loading -----------------------------------------------------------------------------
     @classmethod

@@ -64,3 +64,11 @@ def test_output_path_problems(tmp_path):
     assert file_problem(afile) is None                      # an existing file is overwritten
     assert file_problem(tmp_path) == f"'{tmp_path}' is a folder, not a file"
     assert file_problem(afile / "t.csv") == f"'{afile}' is a file, not a folder"
+
+
+def test_a_folder_in_the_way_is_named_not_the_temporary_file(tmp_path):
+    (tmp_path / "summary.json").mkdir()
+    with pytest.raises(IsADirectoryError) as exc:
+        atomic_write(tmp_path / "summary.json", lambda tmp: tmp.write_text("{}"))
+    assert exc.value.filename == str(tmp_path / "summary.json")     # was .summary.XXXX.json
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]

@@ -321,3 +321,43 @@ def test_float_options_refuse_nan_and_infinity(capsys, tmp_path, command, value)
     assert_user_error(code, err, f"Invalid value for '{option}': '{value}' is not a finite "
                                  "number.")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command, blocker, message", [
+    (["prune", "--model", "tinycnn", "--scheme", "unstructured", "--ratio", "4"], "bundle/foo",
+     "{o}/bundle: exists and is not a bundle; not overwriting it"),
+    (["prune", "--model", "tinycnn", "--scheme", "unstructured", "--ratio", "4"], "bundle",
+     "{o}/bundle: exists and is not a bundle folder; not overwriting it"),
+    (["prune", "--model", "tinycnn", "--scheme", "unstructured", "--ratio", "4"],
+     "summary.json/", "'{o}/summary.json' is a folder, not a file"),
+    (["prune", "--model", "tinycnn", "--scheme", "unstructured", "--ratio", "4"], "dense.pt/",
+     "'{o}/dense.pt' is a folder, not a file"),
+    (["loop", "--model", "tinycnn", "--engine", "bcr", "--sparsity", "0.5"], "loop.json/",
+     "'{o}/loop.json' is a folder, not a file"),
+    (["loop", "--model", "tinycnn", "--engine", "bcr", "--sparsity", "0.5"], "bundle/foo",
+     "{o}/bundle: exists and is not a bundle; not overwriting it"),
+    (["sweep", "--model", "tinycnn"], "plots", "'{o}/plots' is a file, not a folder"),
+    (["sweep", "--model", "tinycnn"], "points.csv/", "'{o}/points.csv' is a folder, not a file"),
+    (["demo"], "loop/bundle/foo", "{o}/loop/bundle: exists and is not a bundle; not "
+                                  "overwriting it"),
+    (["demo"], "mobile", "'{o}/mobile' is a file, not a folder"),
+    (["retrain", "{bundle}", "--data", "digits"], "retrained.pt/",
+     "'{o}/retrained.pt' is a folder, not a file"),
+])
+def test_outputs_in_the_way_are_found_before_any_work(capsys, tmp_path, bundle_dir, command,
+                                                      blocker, message):
+    """A folder where an output file goes (or the reverse) was found after the training, ADMM
+    and RTL runs: a BundleError traceback, or an error naming a temporary file, with some
+    outputs written and others not."""
+    out = tmp_path / "o"
+    path = out / blocker.rstrip("/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if blocker.endswith("/"):
+        path.mkdir()
+    else:
+        path.write_text("mine")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    argv = [a.replace("{bundle}", str(bundle_dir)) for a in command]
+    code, _, err = run(capsys, *argv, "--out", str(out))
+    assert code == 2 and err.strip() == "codesign: error: --out: " + message.format(o=out), err
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
