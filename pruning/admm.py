@@ -72,7 +72,11 @@ class RhoSchedule:
     def at(self, k: int, initial: float | None = None) -> float:
         """``rho`` at iteration ``k``, from ``initial`` (default: this schedule's)."""
         start = self.initial if initial is None else initial
-        return min(max(self.maximum, start), start * self.factor ** k)
+        try:
+            grown = start * self.factor ** k
+        except OverflowError:   # a float power past 1.8e308 raises rather than giving inf
+            grown = math.inf
+        return min(max(self.maximum, start), grown)
 
 
 def penalty(weights: Sequence[torch.Tensor], z: Sequence[torch.Tensor],

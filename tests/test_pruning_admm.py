@@ -59,6 +59,10 @@ def test_rho_schedule():
     s = RhoSchedule(1e-3, 10.0, 0.5)
     assert [s.at(k) for k in range(4)] == pytest.approx([1e-3, 1e-2, 1e-1, 0.5])
     assert s.at(1, initial=0.02) == pytest.approx(0.2)
+    # a float power past 1.8e308 raises OverflowError (--rho-factor 1e300 at k=2, or 10 at
+    # k=309): it was a traceback mid-run; the schedule is at its maximum long before
+    assert RhoSchedule(1e-2, 1e300, 1.0).at(2) == 1.0
+    assert RhoSchedule(1e-2, 10.0, 1.0).at(400) == 1.0
     with pytest.raises(ValueError, match=r"Rho factor must be a finite number >= 1, not 0.5"):
         RhoSchedule(1e-3, 0.5)
     with pytest.raises(ValueError, match=r"Rho initial must be a finite number > 0, not 0"):
