@@ -35,9 +35,13 @@ def conv2d_f64(w: np.ndarray, x: np.ndarray, b: np.ndarray | None, stride: tuple
 def fp32_close(y: np.ndarray, ref: np.ndarray, scale: np.ndarray,
                rtol: float = FP32_RTOL) -> tuple[bool, float]:
     """``(ok, worst)``: ``worst = max |y - ref| / scale`` (scale floored at the smallest
-    normal float32) and ``ok = worst <= rtol``."""
+    normal float32) and ``ok = worst <= rtol``. A NaN error (a NaN output, or an infinite one
+    against an infinite reference) counts as infinite: a kernel that overflowed never passes,
+    and ``max`` over several checks, which skips NaN, cannot hide it."""
     s = np.maximum(np.asarray(scale, dtype=np.float64), np.finfo(np.float32).tiny)
-    err = np.abs(np.asarray(y, dtype=np.float64) - ref) / s
+    with np.errstate(invalid="ignore"):
+        err = np.abs(np.asarray(y, dtype=np.float64) - ref) / s
+    err = np.where(np.isnan(err), np.inf, err)
     worst = float(err.max()) if err.size else 0.0
     return worst <= rtol, worst
 

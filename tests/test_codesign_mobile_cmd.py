@@ -123,3 +123,38 @@ def test_layers_whose_safe_names_collide_get_their_own_folders(capsys, bundle, t
     names = {d.name: json.loads((d / "report.json").read_text())["layer"]
              for d in (tmp_path / "m").iterdir()}
     assert names == {"fc_bcr": "fc.bcr", "fc_bcr_2": "fc_bcr"}   # "fc_bcr" no longer overwrites
+
+
+def test_fp32_kernel_that_overflows_to_nan_fails(capsys, bundle, tmp_path):
+    """fc2 with +-3e38 weights: the fp32 kernels' sums overflow (inf - inf = NaN). The check
+    took max(0.0, nan) = 0.0 and said PASS with error 0, exit 0."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from ir import Bundle, Dense
+
+    b = Bundle.load(bundle)
+    layer = b.layer("fc2")
+    sign = np.where(np.arange(layer.tensors["weight"].size) % 2 == 0, 1, -1)
+    w = (np.float32(3e38) * sign.reshape(layer.tensors["weight"].shape)).astype(np.float32)
+    t = dict(layer.tensors) | {"weight": w, "mask": np.ones_like(layer.tensors["mask"]),
+                               "qweight": np.where(w > 0, 127, -127).astype(np.int8)}
+    b.with_layer(replace(layer, scheme=Dense(), tensors=t)).save(tmp_path / "huge")
+    code, out, _ = run(capsys, "mobile", "--bundle", str(tmp_path / "huge"), "--layer", "fc2",
+                       "--dtype", "fp32", "--no-cost", "--out", str(tmp_path / "o"))
+    assert code == 1
+    assert "dense  dense   fp32: FAIL, max relative error inf (ABOVE 1e-05" in out, out
+    assert "PASS" not in out
+
+
+def test_fp32_close_counts_nan_as_infinite_error():
+    import numpy as np
+
+    from mobile.reference import fp32_close
+
+    ref = np.array([1.0, -3.2e39])
+    assert fp32_close(np.array([1.0, np.nan]), ref, np.ones(2)) == (False, float("inf"))
+    assert fp32_close(np.array([np.inf, 1.0]), np.array([np.inf, 1.0]), np.ones(2))[1] == \
+        float("inf")
+    assert fp32_close(np.array([1.0, -3.2e39]), ref, np.abs(ref)) == (True, 0.0)
