@@ -54,7 +54,8 @@ def run_mobile(bundle_path: Path, layers: list[str] | None, target: str, out: Pa
     :class:`codesign.cli.UserError`."""
     from ir import Bundle, BundleError
     from mobile.build import BuildError
-    from mobile.run import folder_names, format_report, run_layer
+    from mobile.layers import layer_kernels
+    from mobile.run import folder_names, folder_problem, format_report, run_layer
 
     bundle_path = Path(bundle_path)
     if not (bundle_path / "manifest.json").is_file():
@@ -76,8 +77,19 @@ def run_mobile(bundle_path: Path, layers: list[str] | None, target: str, out: Pa
                 raise _user_error(f"--image {image[0]}x{image[1]} gives layer {name!r} "
                                   f"{lay.shape.in_channels}x{image[0]}x{image[1]} = {size:,} "
                                   f"input values; at most {MAX_INPUT_VALUES:,}")
+    # Every layer of the bundle, not only those chosen, so a layer's folder is the same in
+    # every run (with fc.2 and fc_2, fc_2 got fc_2/ alone and fc_2_2/ beside fc.2).
+    folders = folder_names(names)
+    for name in layers or names:        # before any layer is built
+        try:
+            layer_kernels(bundle.layer(name), dtype, image)
+        except ValueError as exc:
+            raise _user_error(f"{exc} (--image {image[0]}x{image[1]})" if "input image" in
+                              str(exc) else str(exc)) from None
+        problem = folder_problem(out / folders[name])
+        if problem is not None:
+            raise _user_error(problem)
     reports = []
-    folders = folder_names(list(layers or names))
     for name in layers or names:
         try:
             report = run_layer(bundle.layer(name), target, out, dtype=dtype, image=image,

@@ -69,7 +69,9 @@ def layer_kernels(layer: Layer, dtype: str = "auto", image: tuple[int, int] = (1
     """``[(role, kind, params), ...]`` for :func:`mobile.build.build_kernel`, sparse first.
 
     ``image`` is the (h, w) input of a convolution layer. ``ValueError`` naming the layer for
-    what cannot be generated (grouped convolution, int8 without integer weights).
+    what cannot be generated (grouped convolution, int8 without integer weights or with scales
+    that have no fixed-point step, a kernel larger than the padded image). Cheap: callers
+    check every layer with it before building any.
     """
     dt = layer_dtype(layer, dtype)
     scheme = layer.scheme
@@ -88,6 +90,12 @@ def layer_kernels(layer: Layer, dtype: str = "auto", image: tuple[int, int] = (1
         if shp.groups != 1:
             raise ValueError(f"layer {layer.name!r} is a grouped convolution (groups "
                              f"{shp.groups}); mobile generates groups=1 only")
+        (kh, kw), (ph, pw) = shp.kernel, shp.padding
+        if kh > image[0] + 2 * ph or kw > image[1] + 2 * pw:
+            raise ValueError(f"layer {layer.name!r}: its {kh}x{kw} kernel does not fit the "
+                             f"{image[0]}x{image[1]} input image (padding {ph}x{pw}); the "
+                             f"image must be at least {max(1, kh - 2 * ph)}x"
+                             f"{max(1, kw - 2 * pw)}")
         base = {"weight": _w(layer, "", dt), "mask": layer.tensors["mask"],
                 "bias": _bias(layer, "bias", dt), "dtype": dt, "image": tuple(image),
                 "stride": tuple(shp.stride), "padding": tuple(shp.padding)}
@@ -101,8 +109,14 @@ def layer_kernels(layer: Layer, dtype: str = "auto", image: tuple[int, int] = (1
             "dtype": dt}
     if dt == "int8":
         q = layer.quant
-        base["config"] = RNNQuantConfig.from_scales(q.scale, q.act_scale or DEFAULT_ACT_SCALE,
-                                                    weight_bits=q.bits, act_bits=8)
+        act = q.act_scale or DEFAULT_ACT_SCALE
+        try:
+            base["config"] = RNNQuantConfig.from_scales(q.scale, act, weight_bits=q.bits,
+                                                        act_bits=8)
+        except ValueError as exc:
+            raise ValueError(f"layer {layer.name!r}: its weight scale {q.scale:g} (quant.scale) "
+                             f"and activation scale {act:g} (quant.act_scale) give no int8 "
+                             f"fixed-point step: {exc}; use --dtype fp32") from None
     out = []
     if isinstance(scheme, BCR):
         out.append(("sparse", layer.op, {**base, "matvec": "bcr", "block": tuple(scheme.block)}))

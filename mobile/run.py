@@ -7,6 +7,7 @@ reported as a sparse/dense ratio with its band.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -24,13 +25,37 @@ from mobile.harness import time_host
 from mobile.layers import layer_kernels
 
 __all__ = ["KernelReport", "LayerReport", "run_layer", "format_report", "safe_name",
-           "folder_names"]
+           "folder_names", "folder_problem", "MAX_FOLDER_NAME"]
+
+
+#: Longest folder name :func:`safe_name` gives; a longer one is cut and given a hash of the
+#: whole name. The file system takes 255 bytes, and the temporary folder adds a prefix.
+MAX_FOLDER_NAME = 64
 
 
 def safe_name(name: str) -> str:
-    """A file-system and C safe version of a layer name (``[A-Za-z0-9_]``)."""
+    """A file-system and C safe version of a layer name (``[A-Za-z0-9_]``, at most
+    :data:`MAX_FOLDER_NAME` characters: a longer one keeps its first 55 and ``_`` and 8 hex
+    digits of the SHA-256 of ``name``)."""
     s = re.sub(r"[^A-Za-z0-9_]", "_", name)
-    return s if s and not s[0].isdigit() else f"l_{s}"
+    s = s if s and not s[0].isdigit() else f"l_{s}"
+    if len(s) > MAX_FOLDER_NAME:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        s = f"{s[:MAX_FOLDER_NAME - 9]}_{digest}"
+    return s
+
+
+def folder_problem(dest: Path) -> str | None:
+    """Why ``dest`` may not be replaced by a layer's outputs, or None: it must not exist, or be
+    an empty folder or one that this module wrote (it holds ``report.json``). A symbolic link,
+    a file or a folder of something else is never deleted."""
+    dest = Path(dest)
+    if not (dest.exists() or dest.is_symlink()):
+        return None
+    if dest.is_symlink() or not dest.is_dir() or (
+            not (dest / "report.json").is_file() and any(dest.iterdir())):
+        return f"{dest}: exists and is not a layer folder of codesign mobile; not replacing it"
+    return None
 
 
 def folder_names(names: list[str]) -> dict[str, str]:
@@ -114,6 +139,9 @@ class LayerReport:
 
 
 def _write_sources(kernels: list[tuple[str, Kernel]], report: LayerReport, dest: Path) -> None:
+    problem = folder_problem(dest)
+    if problem is not None:
+        raise ValueError(problem)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
     try:

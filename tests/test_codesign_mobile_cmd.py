@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 from mobile_bundle import make_bundle
@@ -158,3 +159,94 @@ def test_fp32_close_counts_nan_as_infinite_error():
     assert fp32_close(np.array([np.inf, 1.0]), np.array([np.inf, 1.0]), np.ones(2))[1] == \
         float("inf")
     assert fp32_close(np.array([1.0, -3.2e39]), ref, np.abs(ref)) == (True, 0.0)
+
+
+def _edited(bundle, dest, **changes):
+    """The bundle with layers renamed (``names``) or changed (``layers``: name -> function)."""
+    from dataclasses import replace
+
+    from ir import Bundle
+
+    b = Bundle.load(bundle)
+    names, edit = changes.get("names", {}), changes.get("layers", {})
+    layers = tuple(replace(edit.get(x.name, lambda y: y)(x), name=names.get(x.name, x.name))
+                   for x in b.layers)
+    Bundle(model=b.model, layers=layers).save(dest)
+    return dest
+
+
+def test_layer_errors_are_found_before_any_layer_is_built(capsys, bundle, tmp_path):
+    """fc.bcr and fc2 were built, checked and written before conv's kernel was found not to fit
+    the image; the message named neither the layer nor --image."""
+    from dataclasses import replace
+
+    edited = _edited(bundle, tmp_path / "b", layers={
+        "conv": lambda x: replace(x, shape=replace(x.shape, padding=(0, 0)))})
+    code, _, err = run(capsys, "mobile", "--bundle", str(edited), "--all", "--image", "2",
+                       "--no-cost", "--out", str(tmp_path / "o"))
+    assert_user_error(code, err, "layer 'conv': its 3x3 kernel does not fit the 2x2 input image "
+                                 "(padding 0x0); the image must be at least 3x3 (--image 2x2)")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_layers_folder_does_not_depend_on_the_layers_chosen(capsys, bundle, tmp_path):
+    """fc.2 and fc_2 both sanitise to fc_2: with --all fc.2 got fc_2/ and fc_2 got fc_2_2/, but
+    --layer fc_2 alone wrote fc_2/, over fc.2's outputs."""
+    long = "a" * 250          # its temporary folder name was longer than the file system takes
+    edited = _edited(bundle, tmp_path / "b", names={"fc.bcr": "fc.2", "fc2": "fc_2",
+                                                    "gru": long})
+    out = tmp_path / "o"
+    for layer in ("fc_2", "fc.2", long):
+        code, _, err = run(capsys, "mobile", "--bundle", str(edited), "--layer", layer,
+                           "--no-cost", "--out", str(out))
+        assert code == 0, err
+    reports = {p.name: json.loads((p / "report.json").read_text())["layer"]
+               for p in out.iterdir()}
+    folder = next(n for n in reports if n.startswith("a" * 55))
+    assert reports == {"fc_2": "fc.2", "fc_2_2": "fc_2", folder: long}
+    assert len(folder) == 64 and re.fullmatch(r"a{55}_[0-9a-f]{8}", folder)
+
+
+@pytest.mark.parametrize("what", ["symlink", "file", "folder"])
+def test_something_else_at_a_layers_folder_is_never_replaced(capsys, bundle, tmp_path, what):
+    """A symbolic link there was an OSError traceback after the work; a folder of the user's
+    own files was deleted (shutil.rmtree) and replaced."""
+    out, mine = tmp_path / "o", tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    out.mkdir()
+    if what == "symlink":
+        (out / "fc2").symlink_to(mine)
+    elif what == "file":
+        (out / "fc2").write_text("keep")
+    else:
+        (out / "fc2").mkdir()
+        (out / "fc2" / "notes.txt").write_text("keep")
+    code, _, err = run(capsys, "mobile", "--bundle", str(bundle), "--layer", "fc.bcr", "--layer",
+                       "fc2", "--no-cost", "--out", str(out))
+    assert_user_error(code, err, f"{out / 'fc2'}: exists and is not a layer folder of codesign "
+                                 "mobile; not replacing it")
+    assert sorted(p.name for p in out.iterdir()) == ["fc2"]        # fc.bcr not built either
+    assert (mine / "notes.txt").read_text() == "keep"
+    assert (out / "fc2").is_symlink() == (what == "symlink")
+    code, _, err = run(capsys, "mobile", "--bundle", str(bundle), "--layer", "fc2", "--no-cost",
+                       "--out", str(tmp_path / "p"))
+    assert code == 0, err
+    code, _, err = run(capsys, "mobile", "--bundle", str(bundle), "--layer", "fc2", "--no-cost",
+                       "--out", str(tmp_path / "p"))                # its own outputs: replaced
+    assert code == 0, err
+
+
+def test_rnn_scales_without_a_fixed_point_step_name_the_layer(capsys, bundle, tmp_path):
+    """It was 'Real multiplier must be finite and in [0, 32767.5), not 1e+300', naming neither
+    the layer nor the field."""
+    from dataclasses import replace
+
+    edited = _edited(bundle, tmp_path / "b", layers={
+        "lstm": lambda x: replace(x, quant=replace(x.quant, scale=1e300))})
+    code, _, err = run(capsys, "mobile", "--bundle", str(edited), "--all", "--no-cost",
+                       "--out", str(tmp_path / "o"))
+    assert code == 2 and err.startswith(
+        "codesign: error: layer 'lstm': its weight scale 1e+300 (quant.scale) and activation "
+        "scale "), err
+    assert err.strip().endswith("; use --dtype fp32") and not (tmp_path / "o").exists()
