@@ -93,7 +93,7 @@ def retrain(bundle_path: Path, data: str, epochs: int, out: Path, checkpoint: Pa
                           f"{tuple(model.input_shape)}; dataset {data!r} has "
                           f"{tuple(INPUT_SHAPES[data])}")
     state = checkpoint
-    beside = bundle_path.parent / _STATE
+    beside = bundle_path.resolve().parent / _STATE     # `retrain .` inside the bundle too
     if state is None and beside.is_file():
         state = beside
     if state is not None:
@@ -114,6 +114,8 @@ def retrain(bundle_path: Path, data: str, epochs: int, out: Path, checkpoint: Pa
 
 def _retrain_and_write(model: Any, bundle: Any, data: str, epochs: int, out: Path, lr: float,
                        batch_size: int, seed: int, progress: bool, state: Path | None) -> None:
+    import dataclasses
+
     import pandas as pd
     import torch
 
@@ -145,8 +147,11 @@ def _retrain_and_write(model: Any, bundle: Any, data: str, epochs: int, out: Pat
     for old in bundle.layers:
         bits = old.quant.bits if old.quant is not None else None
         scale = old.quant.scale if old.quant is not None else None
-        layers.append(layer_from_module(old.name, modules[old.name], old.scheme,
-                                        proj.masks[old.name], bits, scale))
+        layer = layer_from_module(old.name, modules[old.name], old.scheme,
+                                  proj.masks[old.name], bits, scale)
+        # the same masks and weight scale: the loop's break-even and the activation
+        # quantization (act_bits, act_scale) still hold
+        layers.append(dataclasses.replace(layer, quant=old.quant, break_even=old.break_even))
     new = Bundle(model=bundle.model, layers=tuple(layers))
     new.save(out / "bundle")
     _save_state(model, out / "retrained.pt")

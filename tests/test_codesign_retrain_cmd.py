@@ -99,6 +99,32 @@ def test_retrain_keeps_masks_and_writes_valid_bundle(pruned, capsys):
     assert set(summary["accuracy"]) == {"before", "after"} and summary["epochs"] == 1
 
 
+def test_retrain_keeps_break_evens_and_activation_quantization(pruned, capsys, tmp_path,
+                                                               monkeypatch):
+    """Both were dropped (None in the new bundle), though the masks and weight scales, which
+    they depend on, are unchanged. And `retrain .` inside the bundle folder looked for
+    pruned.pt inside it, not beside it."""
+    from dataclasses import replace
+
+    _, root = pruned
+    old = Bundle.load(root / "free" / "bundle")
+    fc1 = old.layer("fc1")
+    edited = old.with_layer(replace(fc1, break_even=0.45, quant=replace(
+        fc1.quant, act_bits=8, act_scale=0.0625)))
+    edited.save(tmp_path / "b" / "bundle")
+    shutil.copyfile(root / "free" / "pruned.pt", tmp_path / "b" / "pruned.pt")
+    monkeypatch.chdir(tmp_path / "b" / "bundle")
+    code, _, err = run(capsys, "retrain", ".", "--data", "digits", "--epochs", "0",
+                       "--no-progress", "--out", str(tmp_path / "re"))
+    assert code == 0, err
+    new = Bundle.load(tmp_path / "re" / "bundle")
+    assert [(x.break_even, x.quant) for x in new.layers] == \
+        [(x.break_even, x.quant) for x in edited.layers]
+    assert new.layer("fc1").break_even == 0.45 and new.layer("fc1").quant.act_scale == 0.0625
+    summary = json.loads((tmp_path / "re" / "summary.json").read_text())
+    assert summary["state"] == str(tmp_path / "b" / "pruned.pt")
+
+
 def test_retrain_bad_input(pruned, capsys, tmp_path):
     _, root = pruned
     out = str(tmp_path / "o")
