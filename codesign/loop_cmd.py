@@ -155,24 +155,29 @@ def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | Non
     if val_fraction > 0:
         click.echo(f"{dataset}: {len(train_loader.dataset)} training samples, "
                    f"{len(val_loader.dataset)} held out for the loop's decisions (validation)")
+    from codesign.store import SQLiteStore, StoreError
+
     if checkpoint is not None:
         _load_checkpoint(model, checkpoint)
-        click.echo(f"loaded {checkpoint}: test accuracy {evaluate(model, test_loader):.2%}")
-    else:
-        _train_dense(model, model_name, dataset, train_loader, epochs, lr, seed)
-        _save_state(model, out / "dense.pt")
+    try:    # before the training: a --store that is not a store is found in a second
+        store = SQLiteStore(store_path or out / "points.sqlite")
+    except StoreError as exc:
+        raise _user_error(str(exc)) from None
+    try:
+        if checkpoint is not None:
+            click.echo(f"loaded {checkpoint}: test accuracy {evaluate(model, test_loader):.2%}")
+        else:
+            _train_dense(model, model_name, dataset, train_loader, epochs, lr, seed)
+            _save_state(model, out / "dense.pt")
+    except BaseException:
+        store.close()
+        raise
 
     def compress_fn(m: Any, plan: Any) -> Any:
         return compress(m, plan, train_loader, val_loader, epochs_admm=admm_epochs,
                         admm_iters=admm_iters, retrain_epochs=retrain_epochs, lr=lr, seed=seed,
                         progress=progress, model_name=model_name)
 
-    from codesign.store import SQLiteStore, StoreError
-
-    try:
-        store = SQLiteStore(store_path or out / "points.sqlite")
-    except StoreError as exc:
-        raise _user_error(str(exc)) from None
     with store:
         result = run_loop(model, targets, compress_fn, config, bits=bits, margin=margin,
                           tolerance=tolerance, seeds=seeds, simulator=simulator, store=store,

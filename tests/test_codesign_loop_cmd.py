@@ -55,3 +55,17 @@ def test_loop_validation_fraction_that_empties_a_class(capsys, tmp_path):
     err = capsys.readouterr().err
     assert ("codesign: error: --val-fraction: Validation fraction 0.999 leaves class 0 of "
             "digits with no training sample") in err and "Traceback" not in err
+
+
+def test_a_store_that_is_not_one_is_found_before_the_training(capsys, tmp_path):
+    """--store on a JSON file: the dense model was trained first (and OUT/dense.pt written),
+    then 'file is not a database'."""
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": 1}\n' * 200)
+    assert main(BASE + ["--sparsity", "0.5", "--store", str(notes), "--out",
+                        str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"codesign: error: cannot open the results store {notes}: ") and \
+        "training dense" not in err
+    assert not (tmp_path / "o" / "dense.pt").exists()
+    assert notes.read_text() == '{"mine": 1}\n' * 200
