@@ -60,7 +60,7 @@ from pruning.admm import (
     select_libraries,
 )
 from pruning.export import export
-from pruning.plan import LayerPlan, Plan, prunable_layers, resolve
+from pruning.plan import LayerPlan, Plan, prunable_layers, resolve, weight_params
 from pruning.schemes import DenseConfig
 from pruning.synthetic import SyntheticSpec, synthetic_batches
 from pruning.train import DEFAULT_THREADS
@@ -603,11 +603,12 @@ def _prune(model: nn.Module, plan: Plan | Mapping[str, LayerPlan],
         records.append(record)
         if callback is not None:
             callback(record)
-    for name in plans:           # dense float layers: all kept
+    for name in plans:           # dense float layers (an RNN's too: its ih and hh parts)
         if name not in masks:
-            p = prunable_layers(model)[name].weight.detach()
-            masks[name] = {"": torch.ones_like(p, dtype=torch.bool)}
-            weights[name] = {"": p.clone()}
+            parts = {k: w.detach() for k, w in
+                     weight_params(prunable_layers(model)[name]).items()}
+            masks[name] = {k: torch.ones_like(w, dtype=torch.bool) for k, w in parts.items()}
+            weights[name] = {k: w.clone() for k, w in parts.items()}
             scales[name] = None
     settings = {"samples": sum(len(x) for x in batches), "scope": scope, "targets": targets, "inputs": inputs, "iterations": iterations, "epochs": epochs,
                 "rho": rho, "rho_factor": rho_factor, "rho_max": rho_max,

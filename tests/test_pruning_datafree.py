@@ -226,6 +226,26 @@ def test_schemes_share_one_path_and_export_valid_bundles(rules, tmp_path):
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
 
 
+def test_an_rnn_planned_dense_and_float_is_kept_whole(tmp_path):
+    """It was an AttributeError ('LSTM' object has no attribute 'weight') when the data-free
+    mode filled in the layers it does not prune."""
+    model = zoo.build("lstm", seed=0)
+    before = {k: v.clone() for k, v in model.rnn.state_dict().items()}
+    plan = Plan.from_dict({"types": {"linear": {"scheme": "unstructured", "ratio": 4,
+                                                "scope": "layer"},
+                                     "lstm": {"scheme": "dense"}}})
+    result = prune_data_free(model, plan, synthetic=SyntheticSpec(batches=1, batch_size=8),
+                             iterations=1)
+    assert [r.name for r in result.layers] == ["fc"]
+    assert set(result.projection.masks["rnn"]) == {"ih", "hh"}
+    assert all(bool(m.all()) for m in result.projection.masks["rnn"].values())
+    bundle = result.export(model, "lstm")
+    bundle.save(tmp_path / "b")
+    rnn = Bundle.load(tmp_path / "b").layer("rnn")
+    assert rnn.quant is None and rnn.tensors["mask_ih"].all() and rnn.tensors["mask_hh"].all()
+    assert all(torch.equal(model.rnn.state_dict()[k], v) for k, v in before.items())
+
+
 def test_scopes():
     model = tiny_vgg()
     assert scope_of(model, "features.0", "activation") == (
