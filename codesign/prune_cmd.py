@@ -360,7 +360,9 @@ def _kib(bits: int) -> str:
 @click.option("--block", metavar="RxC", help="BCR block size, e.g. 8x16.")
 @click.option("--nm", metavar="N:M", help="N:M group sparsity, e.g. 2:4.")
 @click.option("--scope", type=click.Choice(["global", "layer"]),
-              help="Unstructured: one ratio over all layers together (default), or per layer.")
+              help="Unstructured: one ratio over all layers together (default), or per layer. "
+                   "With --data-free the global split is taken from the trained weights' "
+                   "magnitudes, then each layer is pruned to its share.")
 @click.option("--connected", is_flag=True,
               help="Unstructured: keep no weight off every input-to-output path (the model's "
                    "layers must form one chain).")

@@ -19,6 +19,12 @@ activation (BatchNorm, dropout; a layer followed by none is measured at its outp
 model (a residual block; none: the layer's output). Modules of the scope other than the layer
 are frozen and run in eval mode (BatchNorm uses its stored statistics).
 
+Global unstructured pruning (``scope = "global"`` in the plan) shares one kept fraction among
+the layers. Pruned one at a time, the layers cannot trade weights during the optimisation, so
+:func:`global_split` fixes the split first: each layer keeps as many weights as the global
+magnitude projection of the trained weights keeps in it (the exact projection onto "at most k
+weights in all", :func:`pruning.projections.masks_global`), and is then pruned per layer.
+
 Polish (:data:`POLISH`): ``"lstsq"`` is the closed form (:func:`least_squares_refit`), exact for
 the ``"output"`` scope of a float linear layer or convolution (``groups=1``): with the mask
 fixed, each output's kept weights (and its bias) solve a linear least-squares problem (with a
@@ -38,6 +44,7 @@ passes (the benchmark passes real held-out digits).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -61,12 +68,13 @@ from pruning.admm import (
 )
 from pruning.export import export
 from pruning.plan import LayerPlan, Plan, prunable_layers, resolve, weight_params
-from pruning.schemes import DenseConfig
+from pruning.projections import masks_global
+from pruning.schemes import DenseConfig, UnstructuredConfig
 from pruning.synthetic import SyntheticSpec, synthetic_batches
 from pruning.train import DEFAULT_THREADS
 
 __all__ = ["SCOPES", "INPUTS", "TARGETS", "POLISH", "LayerRecord", "DataFreeResult", "layer_order",
-           "scope_of", "capture_inputs", "reconstruction_loss", "least_squares_refit",
+           "scope_of", "global_split", "capture_inputs", "reconstruction_loss", "least_squares_refit",
            "reconstruct_layer", "reconstruction_errors", "prune_data_free", "prune_layerwise",
            "magnitude_prune"]
 
@@ -572,6 +580,7 @@ def _prune(model: nn.Module, plan: Plan | Mapping[str, LayerPlan],
         raise ValueError(f"layer {conn[0]!r}: connected pruning projects the whole chain of "
                          "layers at once; the data-free mode prunes one layer at a time (plan "
                          "these layers without connected)")
+    plans = global_split(model, plans)
     reference = copy.deepcopy(model).eval()
     schedule = RhoSchedule(rho, rho_factor, max(rho_max, rho))
     active = [n for n, p in plans.items()
@@ -616,6 +625,31 @@ def _prune(model: nn.Module, plan: Plan | Mapping[str, LayerPlan],
                 "polish_epochs": polish_epochs, "ridge": ridge, "seed": seed}
     return DataFreeResult(plans, Projection(weights, masks, scales), libraries, tuple(records),
                           settings, time.perf_counter() - start)
+
+
+def global_split(model: nn.Module, plans: Mapping[str, LayerPlan]) -> dict[str, LayerPlan]:
+    """``plans`` with every global unstructured layer made per-layer, at the sparsity the
+    global magnitude projection of ``model``'s weights gives it.
+
+    The per-layer sparsity ``1 - k_i / n_i`` keeps exactly the ``k_i`` weights that
+    :func:`pruning.projections.masks_global` keeps in layer ``i`` (a layer it would empty keeps
+    one weight: a per-layer sparsity is below 1). Other plans are returned unchanged.
+    """
+    glob = [n for n, p in plans.items()
+            if isinstance(p.config, UnstructuredConfig) and p.config.scope == "global"]
+    if not glob:
+        return dict(plans)
+    layers = prunable_layers(model)
+    parts = [(n, w.detach()) for n in glob for w in weight_params(layers[n]).values()]
+    masks = masks_global([plans[n].config for n, _ in parts], [w for _, w in parts])
+    kept = dict.fromkeys(glob, 0)
+    numel = dict.fromkeys(glob, 0)
+    for (n, w), m in zip(parts, masks, strict=True):
+        kept[n] += int(m.sum())
+        numel[n] += w.numel()
+    return {n: dataclasses.replace(p, config=dataclasses.replace(
+                p.config, scope="layer", sparsity=1.0 - max(1, kept[n]) / numel[n]))
+            if n in kept else p for n, p in plans.items()}
 
 
 def magnitude_prune(model: nn.Module, plan: Plan | Mapping[str, LayerPlan]) -> Projection:

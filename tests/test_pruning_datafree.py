@@ -246,6 +246,28 @@ def test_an_rnn_planned_dense_and_float_is_kept_whole(tmp_path):
     assert all(torch.equal(model.rnn.state_dict()[k], v) for k, v in before.items())
 
 
+def test_global_unstructured_keeps_the_global_split_of_the_trained_weights():
+    """Global scope (the CLI's default) was pruned per layer: every layer at the same sparsity."""
+    from pruning.datafree import global_split
+    from pruning.projections import masks_global
+    from pruning.schemes import kept_count
+
+    model = tiny_vgg()
+    plan = Plan.from_dict({"default": {"scheme": "unstructured", "ratio": 4,
+                                       "scope": "global"}})
+    plans = resolve(plan, model)
+    weights = [dict(model.named_modules())[n].weight.detach() for n in plans]
+    expected = [int(m.sum()) for m in masks_global([p.config for p in plans.values()], weights)]
+    split = global_split(model, plans)
+    assert all(p.config.scope == "layer" for p in split.values())
+    assert [kept_count(p.config.sparsity, w.numel()) for p, w in
+            zip(split.values(), weights, strict=True)] == expected
+    assert len(set(expected)) > 1 and sum(expected) == kept_count(0.75, sum(w.numel()
+                                                                          for w in weights))
+    result = prune_data_free(model, plan, synthetic=SPEC, iterations=1)
+    assert [int(result.projection.masks[n][""].sum()) for n in plans] == expected
+
+
 def test_scopes():
     model = tiny_vgg()
     assert scope_of(model, "features.0", "activation") == (
