@@ -330,6 +330,12 @@ def admm(model: nn.Module, plans: Mapping[str, LayerPlan], loader: Iterable, *, 
     layer_rho = dict(layer_rho or {})
     active = _active(plans, mode)
     params = layer_weights(model, active)
+    # quant mode: the masks of every pruned layer stay applied in the W-step, float layers'
+    # too (only the quantized ones are constrained; the others would regrow pruned weights)
+    held = layer_weights(model, {n: plans[n] for n in (masks or {}) if n in plans}) \
+        if mode == "quant" else {}
+    held_masks = {n: {s: torch.as_tensor(masks[n][s]).to(torch.bool) for s in held[n]}
+                  for n in held}
     current = {n: {s: p.detach() for s, p in ps.items()} for n, ps in params.items()}
     z = project_weights(ramped_plans(active, 0, ramp), current, mode=mode, libraries=libraries,
                         masks=masks)
@@ -362,9 +368,10 @@ def admm(model: nn.Module, plans: Mapping[str, LayerPlan], loader: Iterable, *, 
                 bar("step")
                 return penalty(ws, zs, us, rs)
 
-            def keep_masks(_: nn.Module, order=order, fixed=z.masks) -> None:
-                for n, s in order:
-                    params[n][s].masked_fill_(~fixed[n][s], 0.0)
+            def keep_masks(_: nn.Module) -> None:
+                for n, ps in held.items():
+                    for s, param in ps.items():
+                        param.masked_fill_(~held_masks[n][s], 0.0)
 
             with torch.enable_grad():        # even if the caller disabled gradients
                 stats = train(model, loader, epochs, opt, seed=seed + k, regularizer=regularizer,

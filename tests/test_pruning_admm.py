@@ -211,6 +211,30 @@ def test_masked_retraining_never_revives_a_pruned_weight(opt):
     assert any(bool((getattr(control, n).weight[~proj.masks[n][""]] != 0).any()) for n in plans)
 
 
+def test_quant_phase_w_step_keeps_every_pruned_layers_mask():
+    """Pruning then quantization with a float layer (fc1 bits = false): the quant phase's
+    W-step held only the quantized layers' masks, and fc1 regrew its pruned weights in every
+    forward pass until the final projection."""
+    loader = _digits_like()
+    model = build("tinycnn", seed=0)
+    train(model, loader, 1)
+    plans = resolve(Plan.from_dict({"default": {"scheme": "unstructured", "sparsity": 0.75,
+                                                "bits": 4, "scope": "layer"},
+                                    "layers": {"fc1": {"bits": False}}}), model)
+    masks = hard_project(model, plans, mode="prune").masks
+    params = {n: getattr(model, n).weight for n in plans}
+    forwards = []
+
+    def check(module, args):
+        forwards.append({n: bool((p[~masks[n][""]] == 0).all()) for n, p in params.items()})
+
+    model.register_forward_pre_hook(check)
+    admm(model, plans, loader, iterations=2, epochs=1, mode="quant", masks=masks,
+         progress=False)
+    assert len(forwards) == 12 and all(all(f.values()) for f in forwards), forwards
+    assert any(bool((p[masks[n][""]] != 0).any()) for n, p in params.items())
+
+
 def test_quantization_aware_retraining_keeps_levels_and_zeros():
     loader = _digits_like()
     model = build("tinycnn", seed=0)
