@@ -32,7 +32,8 @@ dense         no keys; quantization only, when ``bits`` is set
 
 Precedence: layer rule over type rule over default. A more specific rule that sets ``scheme``
 replaces the scheme, its keys and the ratio; one without ``scheme`` overrides only the keys it
-sets. ``bits`` and ``rho`` are inherited unless set. A layer that no rule reaches is left dense and float.
+sets, where a ratio (or sparsity) and the keys that also say how much to prune
+(``connectivity``, ``row_sparsity``, ``col_sparsity``) replace one another. ``bits`` and ``rho`` are inherited unless set. A layer that no rule reaches is left dense and float.
 
 TOML (JSON takes the same structure)::
 
@@ -85,6 +86,8 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     "pattern": ("library_size", "keep", "connectivity"),
     "bcr": ("block", "row_sparsity", "col_sparsity"), "nm": ("n", "m")}
 _COMMON = ("scheme", "ratio", "sparsity", "bits", "rho")
+#: Scheme keys that say how much to prune, in place of a ratio (see :meth:`Rule.overlay`).
+_AMOUNT_KEYS = ("connectivity", "row_sparsity", "col_sparsity")
 _ALL_PARAMS = tuple(sorted({p for ps in _PARAMS.values() for p in ps}))
 
 
@@ -178,9 +181,16 @@ class Rule:
         rho = other.rho if other.rho is not None else self.rho
         if other.scheme is not None:
             return Rule(other.scheme, other.ratio, other.sparsity, bits, other.params, rho)
-        amount = ((other.ratio, other.sparsity) if other.ratio is not None
-                  or other.sparsity is not None else (self.ratio, self.sparsity))
-        params = tuple((dict(self.params) | dict(other.params)).items())
+        inherited = dict(self.params)
+        if other.ratio is not None or other.sparsity is not None:
+            amount = (other.ratio, other.sparsity)
+            for key in _AMOUNT_KEYS:        # a ratio replaces the amount keys it sets
+                inherited.pop(key, None)
+        elif any(key in _AMOUNT_KEYS for key, _ in other.params):
+            amount = (None, None)           # and amount keys replace a ratio
+        else:
+            amount = (self.ratio, self.sparsity)
+        params = tuple((inherited | dict(other.params)).items())
         return Rule(self.scheme, amount[0], amount[1], bits, params, rho)
 
     def to_json(self) -> dict[str, Any]:

@@ -58,6 +58,21 @@ def test_toml_and_json_resolve_with_precedence(tmp_path, tiny):
         "kind": "bcr", "block": [8, 16], "row_sparsity": 0.5, "col_sparsity": 0.75}}
 
 
+def test_a_ratio_and_the_amount_keys_replace_one_another(tiny):
+    """A layer rule giving connectivity (or row/col sparsity) under a type rule's ratio was
+    'give either a ratio (or sparsity) or connectivity ..., not both' though it set no ratio."""
+    got = resolve(Plan.from_dict({
+        "types": {"conv2d": {"scheme": "pattern", "ratio": 8},
+                  "linear": {"scheme": "bcr", "block": [4, 4], "row_sparsity": 0.5,
+                             "col_sparsity": 0.5}},
+        "layers": {"conv1": {"connectivity": 0.0, "library_size": 4},
+                   "fc1": {"ratio": 16}, "fc2": {"row_sparsity": 0.25}}}), tiny)
+    assert got["conv1"].config == PatternConfig(library_size=4, connectivity=0.0)
+    assert got["conv2"].config.connectivity == pytest.approx(1 - 9 / 32)     # the type's ratio
+    assert got["fc1"].config == BCRConfig((4, 4), 0.75, 0.75)                  # ratio replaces
+    assert got["fc2"].config == BCRConfig((4, 4), 0.25, 0.5)                   # merged keys
+
+
 def test_rho_is_inherited_like_bits_and_recorded(tmp_path, tiny):
     path = tmp_path / "plan.toml"
     path.write_text('[default]\nscheme = "unstructured"\nratio = 4\nrho = 0.02\n\n'
