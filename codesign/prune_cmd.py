@@ -85,6 +85,8 @@ def _plan(scheme: str | None, ratio: float | None, sparsity: float | None, bits:
         raise _user_error("give --scheme (with --ratio or --sparsity) or --plan FILE")
     if scheme not in SCHEMES:
         raise _user_error(f"unknown scheme {scheme!r}; allowed: {', '.join(SCHEMES)}")
+    if ratio is not None and sparsity is not None:
+        raise _user_error("give --ratio or --sparsity, not both")
     if ratio is not None and not ratio > 1:
         raise _user_error(f"--ratio must be a compression ratio greater than 1 (85 keeps 1/85 "
                           f"of the weights), not {ratio:g}")
@@ -123,7 +125,13 @@ def _model(name: str, data: str | None, seed: int, data_free: bool = False) -> t
     if dataset is None and data_free:        # no data is read: the model's own input shape
         return zoo.build(name, seed=seed), ""
     if dataset is None:
-        raise _user_error(f"model {name!r} has no offline dataset; give --data")
+        shape = tuple(zoo.build(name).input_shape)
+        fits = [d for d, s in INPUT_SHAPES.items() if tuple(s) == shape]
+        raise _user_error(f"model {name!r} has no offline dataset; give --data "
+                          f"{'/'.join(fits)}" if fits else
+                          f"model {name!r} reads inputs of shape {shape}, which no offline "
+                          "dataset has; prune a trained checkpoint of it with --data-free "
+                          "--checkpoint FILE")
     kwargs = {"dataset": dataset} if name in ("lstm", "gru") else {}
     model = zoo.build(name, seed=seed, **kwargs)
     if tuple(model.input_shape) != tuple(INPUT_SHAPES[dataset]):
@@ -352,7 +360,8 @@ def _kib(bits: int) -> str:
 
 @click.command("prune")
 @click.option("--model", "model_name", required=True, metavar="NAME",
-              help="Zoo model: tinycnn, lenet5, vggsmall, resnet18, mobilenetv2, lstm, gru.")
+              help="Zoo model: tinycnn, lenet5, vggsmall, resnet18, mobilenetv2, lstm, gru, "
+                   "vgg16 (no offline dataset has its 3x32x32 inputs: --data-free only).")
 @click.option("--scheme", metavar="KIND", help=f"One scheme for every layer: {', '.join(SCHEMES)}.")
 @click.option("--ratio", type=float, help="Compression ratio (> 1): 85 keeps 1/85 of the weights.")
 @click.option("--sparsity", type=float, help="Pruned fraction in [0, 1) (instead of --ratio).")

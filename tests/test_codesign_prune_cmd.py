@@ -101,6 +101,8 @@ def test_prune_with_plan_and_checkpoint_prints_table(first_run, capsys, tmp_path
     (["--scheme", "sparse", "--ratio", "4"],
      "unknown scheme 'sparse'; allowed: unstructured, filter, column, pattern, bcr, nm, dense"),
     (["--scheme", "unstructured", "--ratio", "1e30"], "--ratio must be at most 1e+12, not 1e+30"),
+    (["--scheme", "unstructured", "--ratio", "4", "--sparsity", "0.5"],
+     "give --ratio or --sparsity, not both"),                    # named no option
     (["--ratio", "4"], "give --scheme (with --ratio or --sparsity) or --plan FILE"),
     (["--scheme", "unstructured", "--ratio", "4", "--bits", "1"],
      "bits must be an integer from 2 to 16 (or false for float weights), not 1"),
@@ -131,6 +133,11 @@ def test_bad_options_are_one_line_exit_2(capsys, tmp_path, argv, message):
 
 def test_bad_model_plan_and_checkpoint(capsys, tmp_path):
     out = str(tmp_path / "o")
+    code, _, err = run(capsys, "--model", "vgg16", "--scheme", "unstructured", "--ratio", "4",
+                       "--out", out)     # was "give --data", which no --data choice satisfied
+    assert_user_error(code, err, "model 'vgg16' reads inputs of shape (3, 32, 32), which no "
+                                 "offline dataset has; prune a trained checkpoint of it with "
+                                 "--data-free --checkpoint FILE")
     code, _, err = run(capsys, "--model", "alexnet", "--scheme", "unstructured", "--ratio", "4",
                        "--out", out)
     assert_user_error(code, err, "unknown model 'alexnet'; known: tinycnn, lenet5, vggsmall, "
