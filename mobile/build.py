@@ -216,6 +216,8 @@ def build(source: KernelSource, target: str = "host", cache_dir: Path | None = N
     _check_target(target)
     cc, size_tool = _FLAGS[target]
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if cache.exists() and not cache.is_dir():
+        raise ValueError(f"{cache}: the kernels' build cache must be a folder, not a file")
     key = hashlib.sha256("\0".join([source.digest(), csrc.VEC_H, csrc.RUNTIME_C, csrc.MAIN_C,
                                      *cc]).encode()).hexdigest()[:24]
     final = cache / f"{source.kind}-{source.dtype}-{target}-{key}"

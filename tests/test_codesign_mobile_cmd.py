@@ -250,3 +250,12 @@ def test_rnn_scales_without_a_fixed_point_step_name_the_layer(capsys, bundle, tm
         "codesign: error: layer 'lstm': its weight scale 1e+300 (quant.scale) and activation "
         "scale "), err
     assert err.strip().endswith("; use --dtype fp32") and not (tmp_path / "o").exists()
+
+
+def test_a_file_where_the_build_cache_goes(capsys, bundle, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".mobile_cache").write_text("mine")
+    code, _, err = run(capsys, "mobile", "--bundle", str(bundle), "--layer", "fc2", "--no-cost",
+                       "--out", str(tmp_path / "o"))      # was ".mobile_cache: File exists"
+    assert_user_error(code, err, ".mobile_cache: the kernels' build cache must be a folder, not "
+                                 "a file")
