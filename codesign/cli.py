@@ -220,9 +220,10 @@ def simulate(bundle: Path, layer: str, engine: str, gates: str, steps: int, lane
                    f"{r['weight_bits']}x{act_bits}-bit, {simulator}, {steps} steps")
         dense_what = "dense-gated engine"
     else:
+        what = (f"{vectors} random {r['image']}x{r['image']} input image"
+                f"{'s' if vectors > 1 else ''}" if engine == "pattern" else f"{vectors} vectors")
         click.echo(f"layer {r['layer']} ({r['rows']}x{r['cols']}) on the {engine} engine, "
-                   f"{lanes} lanes, {r['weight_bits']}x{act_bits}-bit, {simulator}, "
-                   f"{vectors} vectors")
+                   f"{lanes} lanes, {r['weight_bits']}x{act_bits}-bit, {simulator}, {what}")
         dense_what = "dense engine"
     click.echo(f"outputs match golden model: {'yes' if r['outputs_match'] else 'NO'}")
     click.echo(f"cycles: RTL {r['cycles'][0]}, cycle model {r['model_cycles'][0]} "

@@ -213,10 +213,11 @@ def layer_matrix(layer) -> tuple[np.ndarray, np.ndarray]:
 
 
 def simulate_pattern_layer(layer, lanes: int = 8, act_bits: int = 8,
-                           simulator: str = "verilator", image: int = 8, seed: int = 0
-                           ) -> dict[str, Any]:
-    """Run a pattern-pruned 3x3 conv2d layer on the pattern engine's RTL for one random
-    ``image x image`` input and check it against ``ir.golden.conv2d`` and the cycle model.
+                           simulator: str = "verilator", image: int = 8, seed: int = 0,
+                           vectors: int = 1) -> dict[str, Any]:
+    """Run a pattern-pruned 3x3 conv2d layer on the pattern engine's RTL for ``vectors``
+    random ``image x image`` inputs (one build, one simulator process) and check each against
+    ``ir.golden.conv2d`` and the cycle model.
 
     ``dense_cycles`` is the dense engine with the same lanes running the layer as im2col
     matrix-vector products, one per output position.
@@ -225,7 +226,7 @@ def simulate_pattern_layer(layer, lanes: int = 8, act_bits: int = 8,
     from hw.pattern import pattern_cycles
     from ir.golden import conv2d
     from ir.pattern import encode_pattern
-    from sim.pattern import run_pattern
+    from sim.pattern import run_pattern_batch
 
     shape = layer.shape
     if layer.op != "conv2d" or layer.scheme.kind != "pattern":
@@ -246,17 +247,19 @@ def simulate_pattern_layer(layer, lanes: int = 8, act_bits: int = 8,
     bits = layer.quant.bits
     rng = np.random.default_rng(seed)
     amax = 2 ** (act_bits - 1) - 1
-    qx = rng.integers(-amax, amax + 1, size=(shape.in_channels, image, image), dtype=np.int64)
-    outputs, cycles = run_pattern(qw, mask, library, qx, lanes, bits, act_bits, stride, padding,
-                                  simulator)
-    golden = conv2d(qw, qx, stride=stride, padding=padding)
-    ho, wo = golden.shape[1:]
+    qxs = rng.integers(-amax, amax + 1, size=(vectors, shape.in_channels, image, image),
+                       dtype=np.int64)
+    runs = run_pattern_batch([(qw, mask, library, qx, stride, padding) for qx in qxs], lanes,
+                             bits, act_bits, simulator)
+    goldens = [conv2d(qw, qx, stride=stride, padding=padding) for qx in qxs]
+    ho, wo = goldens[0].shape[1:]
     model = pattern_cycles(encode_pattern(qw, library, mask=mask), (ho, wo), lanes)
     return {"layer": layer.name, "engine": "pattern", "rows": shape.out_channels,
             "cols": shape.in_channels * 9, "lanes": lanes, "weight_bits": bits,
-            "act_bits": act_bits, "simulator": simulator, "vectors": 1,
-            "outputs_match": bool(np.array_equal(outputs, golden)), "cycles": [int(cycles)],
-            "model_cycles": [int(model)],
+            "act_bits": act_bits, "simulator": simulator, "vectors": vectors, "image": image,
+            "outputs_match": all(np.array_equal(r.outputs, g)
+                                 for r, g in zip(runs, goldens, strict=True)),
+            "cycles": [int(r.cycles) for r in runs], "model_cycles": [int(model)] * vectors,
             "dense_cycles": int(ho * wo * dense_cycles(shape.out_channels, shape.in_channels * 9,
                                                        lanes))}
 
@@ -278,7 +281,8 @@ def simulate_layer(layer, engine: str, lanes: int = 8, act_bits: int = 8,
     from ir.golden import linear
 
     if engine == "pattern":
-        return simulate_pattern_layer(layer, lanes, act_bits, simulator, seed=seed)
+        return simulate_pattern_layer(layer, lanes, act_bits, simulator, seed=seed,
+                                      vectors=vectors)
     if engine in ("lstm", "gru"):
         return simulate_rnn_layer(layer, engine, lanes=lanes, act_bits=act_bits,
                                   simulator=simulator, steps=vectors, seed=seed)

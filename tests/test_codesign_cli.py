@@ -154,6 +154,20 @@ def test_simulate_layer(capsys, bundle_dir, engine, layer):
     assert "outputs match golden model: yes" in out and "(match)" in out
 
 
+def test_simulate_pattern_runs_every_vector(capsys, bundle_dir):
+    """--vectors 3 printed '3 vectors' but one image ran."""
+    from codesign.flow import simulate_pattern_layer
+    from ir import Bundle
+
+    r = simulate_pattern_layer(Bundle.load(bundle_dir).layer("conv2"), lanes=4, vectors=3)
+    assert r["vectors"] == 3 and len(r["cycles"]) == 3 and r["outputs_match"]
+    assert r["cycles"] == r["model_cycles"]
+    code, out, err = run(capsys, "simulate", "--bundle", str(bundle_dir), "--layer", "conv2",
+                         "--engine", "pattern", "--lanes", "4", "--vectors", "3")
+    assert code == 0, err
+    assert "verilator, 3 random 8x8 input images" in out
+
+
 def test_simulate_user_errors(capsys, bundle_dir):
     code, _, err = run(capsys, "simulate", "--bundle", str(bundle_dir), "--layer", "conv1",
                        "--engine", "bcr")
