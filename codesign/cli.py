@@ -108,8 +108,9 @@ _GATES_OPTION = click.option(
 @click.option("--weight-bits", type=click.IntRange(2, 16), help="Default 8, or the layer's bits.")
 @click.option("--act-bits", type=click.IntRange(2, 16), default=8, show_default=True)
 @click.option("--block", help="BCR block size RxC (default 8x16, or the layer's block).")
-@click.option("--index-bits", type=click.IntRange(1, 16), default=4, show_default=True,
-              help="Relative-index width of the unstructured engine.")
+@click.option("--index-bits", type=click.IntRange(1, 16),
+              help="Relative-index width of the unstructured engine (default 4, or the "
+                   "layer's).")
 @click.option("--image", type=click.IntRange(min=1), default=32, show_default=True,
               help="Largest input height/width of the pattern engine (rows/cols are its "
                    "output/input channels; for lstm/gru they are hidden/input sizes).")
@@ -130,6 +131,7 @@ def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None
     if gates != "auto" and not rnn:
         raise UserError("--gates is for the lstm and gru engines")
     scales: dict = {}
+    pattern: dict = {}
     if bundle is not None or layer is not None:
         if bundle is None or layer is None:
             raise UserError("--bundle and --layer go together")
@@ -160,6 +162,11 @@ def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None
         weight_bits = weight_bits or lay.quant.bits
         if engine == "bcr" and blk is None and lay.scheme.kind == "bcr":
             blk = tuple(lay.scheme.block)
+        if engine == "unstructured" and index_bits is None:
+            index_bits = getattr(lay.scheme, "index_bits", None)
+        if engine == "pattern" and lay.scheme.kind == "pattern":   # as `simulate` builds it
+            library = lay.scheme.library()
+            pattern = {"library_size": len(library), "kept": int(library[0].sum())}
         name = name or f"{engine}_{layer}"
     elif rows is None or cols is None:
         raise UserError("give --rows and --cols, or --bundle and --layer")
@@ -167,8 +174,8 @@ def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None
     try:
         v, j = emit_engine(engine, rows, cols, lanes, weight_bits or 8, act_bits,
                            name or f"{engine}_{'cell' if rnn else 'matvec'}", out,
-                           block=blk or (8, 16), index_bits=index_bits, image=image,
-                           steps=steps, gates=gates, **scales)
+                           block=blk or (8, 16), index_bits=index_bits or 4, image=image,
+                           steps=steps, gates=gates, **scales, **pattern)
     except (TypeError, ValueError) as exc:
         raise UserError(str(exc)) from None
     click.echo(f"wrote {v}\nwrote {j}")

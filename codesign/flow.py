@@ -32,13 +32,13 @@ def emit_engine(engine: str, rows: int, cols: int, lanes: int, weight_bits: int,
                 name: str, out: Path, block: tuple[int, int] = (8, 16),
                 index_bits: int = 4, library_size: int = 8, image: int = 32,
                 steps: int = 16, weight_scale: float = 2.0 ** -6, gates: str = "dense",
-                act_scale: float | None = None) -> tuple[Path, Path]:
+                act_scale: float | None = None, kept: int = 4) -> tuple[Path, Path]:
     """Emit a matrix-vector engine sized for ``rows x cols``; return the (.v, .json) paths.
 
     ``engine`` is one of :data:`ENGINES`; ``block`` is the BCR block size, ``index_bits`` the
     unstructured engine's relative-index width. For ``pattern``, ``rows`` and ``cols`` are the
-    output and input channels, ``library_size`` the pattern library size and ``image`` the
-    largest input height and width. For ``lstm``/``gru``, ``rows`` and ``cols`` are the hidden
+    output and input channels, ``library_size`` the pattern library size, ``kept`` the weights
+    each pattern keeps and ``image`` the largest input height and width. For ``lstm``/``gru``, ``rows`` and ``cols`` are the hidden
     and input sizes, ``steps`` the longest sequence, ``gates`` the gate-product engine
     (``"dense"`` or ``"bcr"`` with ``block``), and the fixed-point format (sigmoid/tanh ROMs,
     gate requantization) is :func:`rnn_config` of ``weight_scale`` and ``act_scale``.
@@ -68,9 +68,9 @@ def emit_engine(engine: str, rows: int, cols: int, lanes: int, weight_bits: int,
         from hw.pattern import PatternConv
 
         component = PatternConv(lanes, weight_bits=weight_bits, act_bits=act_bits,
-                                library_size=library_size, max_channels=cols,
+                                library_size=library_size, kept=kept, max_channels=cols,
                                 max_filters=rows, max_height=image, max_width=image)
-        params.update(library_size=library_size, image=image)
+        params.update(library_size=library_size, kept=kept, image=image)
     elif engine in ("lstm", "gru"):
         from hw.rnn import RNNEngine
 

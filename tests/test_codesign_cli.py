@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from codesign.cli import main
@@ -152,6 +153,40 @@ def test_simulate_layer(capsys, bundle_dir, engine, layer):
                          "--engine", engine, "--lanes", "4")
     assert code == 0, err
     assert "outputs match golden model: yes" in out and "(match)" in out
+
+
+def test_verilog_from_a_layer_builds_what_simulate_checks(capsys, tmp_path, bundle_dir):
+    """The pattern engine was emitted with library size 8 and 4 kept weights whatever the
+    layer's library, and the unstructured engine with index bits 4 whatever the layer's."""
+    from dataclasses import replace
+
+    from ir import Bundle, Pattern, Unstructured
+
+    b = Bundle.load(bundle_dir)
+    conv2, fc2 = b.layer("conv2"), b.layer("fc2")
+    five = tuple(p for p in ((1, 1, 1, 1, 1, 0, 0, 0, 0), (0, 0, 0, 0, 1, 1, 1, 1, 1)))
+    mask = np.zeros_like(conv2.tensors["mask"])
+    mask[:, :] = np.array(five[0], dtype=mask.dtype).reshape(3, 3)
+    qw = np.where(mask, 1, 0).astype(conv2.tensors["qweight"].dtype)
+    t = dict(conv2.tensors) | {"mask": mask, "qweight": qw,
+                               "weight": (qw * conv2.quant.scale).astype(np.float32)}
+    b = b.with_layer(replace(conv2, scheme=Pattern(patterns=five), tensors=t)).with_layer(
+        replace(fc2, scheme=Unstructured(index_bits=2)))
+    b.save(tmp_path / "b")
+    for engine, layer, expected in (("pattern", "conv2", {"library_size": 2, "kept": 5}),
+                                    ("unstructured", "fc2", {"index_bits": 2})):
+        code, _, err = run(capsys, "verilog", "--engine", engine, "--bundle", str(tmp_path / "b"),
+                           "--layer", layer, "--lanes", "4", "--image", "8",
+                           "--out", str(tmp_path / "v"))
+        assert code == 0, err
+        params = json.loads((tmp_path / "v" / f"{engine}_{layer}.json").read_text())["parameters"]
+        assert {k: params[k] for k in expected} == expected
+    code, _, err = run(capsys, "verilog", "--engine", "unstructured", "--bundle",
+                       str(tmp_path / "b"), "--layer", "fc2", "--index-bits", "6", "--out",
+                       str(tmp_path / "w"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "w" / "unstructured_fc2.json").read_text())["parameters"][
+        "index_bits"] == 6
 
 
 def test_simulate_pattern_runs_every_vector(capsys, bundle_dir):
