@@ -26,7 +26,7 @@ Examples:
   codesign verilog --rows 64 --cols 64 --lanes 8 --out out/v
   codesign verilog --engine bcr --bundle out/demo/bundle --layer fc1 --out out/v
   codesign simulate --bundle out/demo/bundle --layer fc1 --engine bcr --lanes 4
-  codesign simulate --bundle out/rnn --layer rnn --engine lstm --steps 8
+  codesign simulate --bundle out/rnn/bundle --layer rnn --engine lstm --steps 8
   codesign prune --model lenet5 --scheme unstructured --ratio 85 --bits 3 --out out/lenet
   codesign loop --model tinycnn --engine unstructured --sparsity 0.3 --out out/loop
 """

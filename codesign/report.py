@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ir import Bundle, ConvShape, Layer, LinearShape
 
@@ -12,12 +14,17 @@ __all__ = ["layer_table", "print_table", "shape_text", "scheme_text"]
 
 
 def shape_text(layer: Layer) -> str:
-    """A compact shape, e.g. ``16x8x3x3 s1 p1`` or ``48x64`` or ``lstm 128->256``."""
+    """A compact shape, e.g. ``16x8x3x3 s1 p1`` or ``16x8x3x3 s1x2 p1x0`` (a stride or padding
+    that differs between height and width shows both) or ``48x64`` or ``128->256``."""
     s = layer.shape
     if isinstance(s, ConvShape):
         g = f" g{s.groups}" if s.groups != 1 else ""
+
+        def pair(v: tuple[int, int]) -> str:
+            return f"{v[0]}" if v[0] == v[1] else f"{v[0]}x{v[1]}"
+
         return (f"{s.out_channels}x{s.in_channels // s.groups}x{s.kernel[0]}x{s.kernel[1]}"
-                f" s{s.stride[0]} p{s.padding[0]}{g}")
+                f" s{pair(s.stride)} p{pair(s.padding)}{g}")
     if isinstance(s, LinearShape):
         return f"{s.out_features}x{s.in_features}"
     return f"{s.input_size}->{s.hidden_size}"
@@ -56,11 +63,15 @@ def layer_table(bundle: Bundle) -> pd.DataFrame:
 
 
 def print_table(df: pd.DataFrame, title: str | None = None, console: Console | None = None) -> None:
-    """Print a DataFrame as a rich table (plain text when not on a terminal)."""
-    table = Table(title=title)
+    """Print a DataFrame as a rich table (plain text when not on a terminal).
+
+    The title, headers and cells are text, never rich markup: a path or layer name with
+    ``[bold]`` or ``[/red]`` in it is printed as it is (it was styled, or a MarkupError)."""
+    table = Table(title=escape(title) if title is not None else None)
     for col in df.columns:
-        table.add_column(str(col), justify="right" if df[col].dtype.kind in "iuf" else "left")
+        table.add_column(escape(str(col)),
+                         justify="right" if df[col].dtype.kind in "iuf" else "left")
     for _, row in df.iterrows():
-        table.add_row(*("-" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
-                        for v in row))
+        table.add_row(*(Text("-" if v is None or (isinstance(v, float) and pd.isna(v))
+                             else str(v)) for v in row))
     (console or Console(width=140)).print(table)

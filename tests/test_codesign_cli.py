@@ -74,6 +74,26 @@ def test_inspect_table(capsys, bundle_dir):
     assert "conv2d" in out and "linear" in out and "dense" in out
 
 
+def test_inspect_prints_names_as_they_are_and_both_strides(capsys, tmp_path, bundle_dir):
+    """A folder '[/red]' was a rich MarkupError traceback, '[bold]x' printed as 'x', a layer
+    'fc[bold]1' as 'fc1'; a stride of 1x2 was shown as s1."""
+    from dataclasses import replace
+
+    from ir import Bundle
+
+    b = Bundle.load(bundle_dir)
+    layers = tuple(replace(x, name="fc[bold]1") if x.name == "fc1" else
+                   replace(x, shape=replace(x.shape, stride=(1, 2), padding=(1, 0)))
+                   if x.name == "conv1" else x for x in b.layers)
+    for folder in ("[/red]", "[bold]x"):
+        path = tmp_path / folder / "bundle"
+        Bundle(model=b.model, layers=layers).save(path)
+        code, out, err = run(capsys, "inspect", str(path))
+        assert code == 0, err
+        assert f"bundle {path}" in " ".join(out.split()) and "fc[bold]1" in out
+        assert "s1x2 p1x0" in out
+
+
 def test_inspect_bad_bundle(capsys, tmp_path, bundle_dir):
     code, _, err = run(capsys, "inspect", str(tmp_path / "missing"))
     assert_user_error(code, err, f"cannot load bundle: {tmp_path / 'missing'}: not a bundle "
@@ -410,3 +430,17 @@ def test_outputs_in_the_way_are_found_before_any_work(capsys, tmp_path, bundle_d
     code, _, err = run(capsys, *argv, "--out", str(out))
     assert code == 2 and err.strip() == "codesign: error: --out: " + message.format(o=out), err
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+def test_help_examples_are_readme_commands():
+    """The help's examples are the README's (which are run); `simulate --bundle out/rnn` named
+    the folder `prune --out out/rnn` writes, not its bundle."""
+    from pathlib import Path
+
+    from codesign.cli import EXAMPLES
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    commands = [line.strip().split("   ")[0] for line in EXAMPLES.splitlines()
+                if line.strip().startswith("codesign ")]
+    assert len(commands) == 10
+    assert [c for c in commands if c not in readme] == []
