@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from codesign import __version__
-from codesign.options import OUT_DIR, SEED, positive_pair
+from codesign.options import LANES, MAX_VECTORS, OUT_DIR, SEED, positive_pair
 from pruning.errors import TrainingDiverged
 
 EXAMPLES = """
@@ -104,7 +104,7 @@ _GATES_OPTION = click.option(
 @click.option("--cols", type=click.IntRange(min=1), help="Input columns.")
 @click.option("--bundle", type=click.Path(path_type=Path), help="Size the engine from a layer.")
 @click.option("--layer", help="Layer name in --bundle.")
-@click.option("--lanes", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--lanes", type=LANES, default=8, show_default=True)
 @click.option("--weight-bits", type=click.IntRange(2, 16), help="Default 8, or the layer's bits.")
 @click.option("--act-bits", type=click.IntRange(2, 16), default=8, show_default=True)
 @click.option("--block", help="BCR block size RxC (default 8x16, or the layer's block).")
@@ -115,7 +115,7 @@ _GATES_OPTION = click.option(
               help="Largest input height/width of the pattern engine (rows/cols are its "
                    "output/input channels; for lstm/gru they are hidden/input sizes).")
 @_GATES_OPTION
-@click.option("--steps", type=click.IntRange(min=1), default=16, show_default=True,
+@click.option("--steps", type=click.IntRange(1, MAX_VECTORS), default=16, show_default=True,
               help="lstm/gru: longest sequence one build runs.")
 @click.option("--name", help="Verilog module name (default: the engine's, or engine_layer).")
 @click.option("--out", type=OUT_DIR, required=True, help="Output folder.")
@@ -189,13 +189,14 @@ def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None
                                            "gru"]),
               default="dense", show_default=True)
 @_GATES_OPTION
-@click.option("--steps", type=click.IntRange(min=1), default=8, show_default=True,
+@click.option("--steps", type=click.IntRange(1, MAX_VECTORS), default=8, show_default=True,
               help="lstm/gru: sequence length.")
-@click.option("--lanes", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--lanes", type=LANES, default=8, show_default=True)
 @click.option("--act-bits", type=click.IntRange(2, 16), default=8, show_default=True)
 @click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator",
               show_default=True)
-@click.option("--vectors", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--vectors", type=click.IntRange(1, MAX_VECTORS), default=4, show_default=True,
+              help="Random input vectors (pattern: input images).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 def simulate(bundle: Path, layer: str, engine: str, gates: str, steps: int, lanes: int,
              act_bits: int, simulator: str, vectors: int, seed: int) -> None:
@@ -247,7 +248,7 @@ def simulate(bundle: Path, layer: str, engine: str, gates: str, steps: int, lane
               show_default=True, help="Output folder (bundle, Verilog, results).")
 @click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator",
               show_default=True)
-@click.option("--lanes", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--lanes", type=LANES, default=8, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
 def demo(out: Path, simulator: str, lanes: int, seed: int) -> None:
     """Run the flow end to end on a small model: bundle, Verilog, RTL simulation."""

@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from codesign.options import LEARNING_RATE, OUT_DIR, SEED, FiniteFloatRange
+from codesign.options import LANES, LEARNING_RATE, OUT_DIR, SEED, FiniteFloatRange
 from codesign.prune_cmd import (
     DATASETS,
     DENSE_EPOCHS_HELP,
@@ -59,7 +59,7 @@ def breakeven_frame(breakevens: dict[str, Any]) -> tuple[Any, Any]:
               help="Zoo model: tinycnn, lenet5, vggsmall, resnet18, mobilenetv2.")
 @click.option("--engine", type=click.Choice(["bcr", "unstructured", "pattern"]), required=True,
               help="The sparse engine (and so the pruning scheme).")
-@click.option("--lanes", type=click.IntRange(1, 64), default=8, show_default=True)
+@click.option("--lanes", type=LANES, default=8, show_default=True)
 @click.option("--bits", type=click.IntRange(2, 16), default=8, show_default=True,
               help="Weight bits of every layer (activations: 8 bits).")
 @click.option("--ratio", type=float, help="Target compression ratio (> 1) of the first plan.")

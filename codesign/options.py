@@ -26,7 +26,7 @@ import click
 __all__ = ["OutDir", "OUT_DIR", "FiniteFloatRange", "folder_problem", "file_problem", "outputs_problem",
            "int_arg",
            "float_arg", "list_arg", "names_arg",
-           "block_arg", "whole_number", "positive_pair", "SEED", "MAX_SEED",
+           "block_arg", "whole_number", "positive_pair", "SEED", "MAX_SEED", "LANES", "MAX_LANES", "MAX_VECTORS",
            "SEED_ARG", "LEARNING_RATE", "MAX_LR", "LR_ARG"]
 
 
@@ -98,6 +98,16 @@ def outputs_problem(out: Path, files: Sequence[str] = (), bundles: Sequence[str]
 #: Largest random seed a command takes: numpy's generators refuse negative seeds and torch's
 #: refuse 2**64 and above (an offset is added to a seed for each phase), so seeds are 32-bit.
 MAX_SEED = 2**32 - 1
+
+#: Most MAC lanes an engine is built with, in every command (a larger value was built, or
+#: tried: 2**32 lanes took 20 GB before failing).
+MAX_LANES = 64
+
+#: The ``--lanes`` option type: an integer from 1 to MAX_LANES.
+LANES = click.IntRange(1, MAX_LANES)
+
+#: Most random input vectors (or images, or sequence steps) one ``simulate`` runs.
+MAX_VECTORS = 4096
 
 #: The ``--seed`` option type of every command: an integer from 0 to MAX_SEED.
 SEED = click.IntRange(0, MAX_SEED)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from codesign.options import OUT_DIR, outputs_problem, positive_pair, whole_number
+from codesign.options import MAX_LANES, OUT_DIR, outputs_problem, positive_pair, whole_number
 
 __all__ = ["sweep", "sweep_groups"]
 
@@ -30,6 +30,12 @@ def _user_error(message: str) -> Exception:
     from codesign.cli import UserError  # imported here: codesign.cli imports this module
 
     return UserError(" ".join(str(message).split()))
+
+
+#: Most random masks per ratio, and grid ratios, a sweep takes (each is an RTL run per layer
+#: and configuration; 10**8 grid points filled 4.5 GB before the first run).
+MAX_SWEEP_SEEDS = 100
+MAX_GRID = 1000
 
 
 def _int_list(text: str, option: str, lo: int, hi: int) -> list[int]:
@@ -152,16 +158,18 @@ def sweep(models, bundles, layers, engines, lanes, bits, block, index_bits, rati
     if bad or not eng:
         raise _user_error(f"--engine must be a comma-separated list of "
                           f"{', '.join(ENGINE_CHOICES)}, not {engines!r}")
-    lane_list = _int_list(lanes, "--lanes", 1, 64)
+    lane_list = _int_list(lanes, "--lanes", 1, MAX_LANES)
     bit_list = _int_list(bits, "--bits", 2, 16)
     block_pair = positive_pair(block)
     if block_pair is None:
         raise _user_error(f"--block must look like 8x16 (positive), not {block!r}")
     if not 1 <= index_bits <= 16:
         raise _user_error(f"--index-bits must be an integer from 1 to 16, not {index_bits}")
-    for name, v, lo in (("--seeds", seeds, 1), ("--chunk", chunk, 1), ("--grid", grid, 2)):
-        if v < lo:
-            raise _user_error(f"{name} must be an integer >= {lo}, not {v}")
+    for name, v, lo, hi in (("--seeds", seeds, 1, MAX_SWEEP_SEEDS), ("--chunk", chunk, 1, None),
+                            ("--grid", grid, 2, MAX_GRID)):
+        if v < lo or (hi is not None and v > hi):
+            allowed = f">= {lo}" if hi is None else f"from {lo} to {hi}"
+            raise _user_error(f"{name} must be an integer {allowed}, not {v}")
     if workers is not None and workers < 1:
         raise _user_error(f"--workers must be a positive integer, not {workers}")
     if workers is not None and scheduler is not None:

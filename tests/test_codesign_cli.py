@@ -444,3 +444,23 @@ def test_help_examples_are_readme_commands():
                 if line.strip().startswith("codesign ")]
     assert len(commands) == 10
     assert [c for c in commands if c not in readme] == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["verilog", "--rows", "8", "--cols", "8", "--lanes", "4294967296", "--out", "x"],
+     "Invalid value for '--lanes': 4294967296 is not in the range 1<=x<=64."),   # 20 GB
+    (["simulate", "--bundle", "b", "--layer", "fc1", "--lanes", "9" * 20],
+     f"Invalid value for '--lanes': {'9' * 20} is not in the range 1<=x<=64."),   # Overflow
+    (["simulate", "--bundle", "b", "--layer", "fc1", "--vectors", "1000000000"],
+     "Invalid value for '--vectors': 1000000000 is not in the range 1<=x<=4096."),  # 477 GiB
+    (["verilog", "--engine", "lstm", "--rows", "8", "--cols", "8", "--steps", "1000000000",
+      "--out", "x"], "Invalid value for '--steps': 1000000000 is not in the range 1<=x<=4096."),
+    (["demo", "--lanes", "65"], "Invalid value for '--lanes': 65 is not in the range 1<=x<=64."),
+    (["sweep", "--model", "tinycnn", "--grid", "100000000", "--out", "x"],
+     "--grid must be an integer from 2 to 1000, not 100000000"),
+    (["sweep", "--model", "tinycnn", "--seeds", "9" * 23, "--out", "x"],
+     f"--seeds must be an integer from 1 to 100, not {'9' * 23}"),
+])
+def test_sizes_that_cannot_be_built_are_refused_when_parsed(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert_user_error(code, err, message)
