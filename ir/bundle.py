@@ -150,11 +150,18 @@ class Bundle:
             raise BundleError(f"{root}: {WEIGHTS} is missing")
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except RecursionError:
+            raise BundleError(f"{root}: {MANIFEST} is not valid JSON: nested too deeply") from None
+        except (ValueError, UnicodeDecodeError) as exc:   # JSONDecodeError, a 5,000-digit int
             raise BundleError(f"{root}: {MANIFEST} is not valid JSON: {exc}") from None
+        odd = _unreadable_dtype(weights_path)
+        if odd is not None:
+            raise BundleError(f"{root}: {WEIGHTS}: tensor {odd[0]!r} is {odd[1]}, which this "
+                              "format does not hold; weights are float32 (convert bfloat16 "
+                              "weights with .float() before exporting)")
         try:
             tensors = load_file(str(weights_path))
-        except (SafetensorError, OSError, ValueError) as exc:
+        except (SafetensorError, OSError, ValueError, TypeError) as exc:
             raise BundleError(f"{root}: {WEIGHTS} is not a valid safetensors file: {exc}") from None
         try:
             return cls.from_manifest(manifest, tensors)
@@ -194,6 +201,31 @@ class Bundle:
             first = sorted(remaining)[0]
             raise BundleError(f"{WEIGHTS}: tensor {first!r} belongs to no layer in the manifest")
         return cls(model=model, layers=tuple(layers))
+
+
+#: safetensors dtypes that numpy reads (``load_file`` fails on the others, e.g. BF16 and F8).
+_NUMPY_DTYPES = frozenset({"BOOL", "U8", "I8", "U16", "I16", "U32", "I32", "U64", "I64", "F16",
+                           "F32", "F64"})
+
+
+def _unreadable_dtype(path: Path) -> tuple[str, str] | None:
+    """The first ``(tensor, dtype)`` in a safetensors file's header that numpy cannot read, or
+    None (also when the header itself is unreadable: ``load_file`` then says why)."""
+    try:
+        with path.open("rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if not 0 < size <= 100_000_000:
+                return None
+            header = json.loads(f.read(size))
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(header, dict):
+        return None
+    for name, info in header.items():
+        if name != "__metadata__" and isinstance(info, dict) and \
+                info.get("dtype") not in _NUMPY_DTYPES:
+            return name, str(info.get("dtype"))
+    return None
 
 
 def _layer_from_record(name: str, rec: dict[str, Any], remaining: dict[str, np.ndarray]) -> Layer:

@@ -159,6 +159,29 @@ def test_bad_json_and_schema(saved):
         Bundle.load(saved)
 
 
+def test_manifest_too_deep_or_with_a_huge_number(saved):
+    """A RecursionError and a ValueError (int() refuses over 4,300 digits) were tracebacks."""
+    (saved / "manifest.json").write_text("[" * 100_000)
+    expect(saved, "manifest.json is not valid JSON: nested too deeply")
+    (saved / "manifest.json").write_text('{"schema": ' + "9" * 5000 + "}")
+    with pytest.raises(BundleError, match=r"manifest.json is not valid JSON: Exceeds the limit"):
+        Bundle.load(saved)
+
+
+def test_bfloat16_tensor_is_named(saved):
+    """torch saves bfloat16 weights as BF16, which numpy cannot read: a TypeError traceback."""
+    import torch
+    from safetensors.torch import load_file as load_torch
+    from safetensors.torch import save_file as save_torch
+
+    tensors = load_torch(str(saved / "weights.safetensors"))
+    tensors["fc1.weight"] = tensors["fc1.weight"].to(torch.bfloat16)
+    save_torch(tensors, str(saved / "weights.safetensors"))
+    expect(saved, "weights.safetensors: tensor 'fc1.weight' is BF16, which this format does not "
+                  "hold; weights are float32 (convert bfloat16 weights with .float() before "
+                  "exporting)")
+
+
 def test_unknown_op_and_scheme(saved):
     edit_manifest(saved, lambda m: m["layers"][1].update(op="dense"))
     expect(saved, "layer 'fc1': field 'op': unknown op 'dense'; allowed: conv2d, gru, linear, lstm")
