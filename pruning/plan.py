@@ -261,7 +261,9 @@ def load_plan(path: str | Path) -> Plan:
     try:
         text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        raise PlanError(f"cannot read plan {path}: nested too deeply") from None
+    except (OSError, ValueError) as exc:    # decode errors of TOML, JSON, UTF-8; a huge number
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise PlanError(f"cannot read plan {path}: {' '.join(reason.split())}") from None
     return Plan.from_dict(data)

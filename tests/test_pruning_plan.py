@@ -196,6 +196,14 @@ def test_unreadable_plans(tmp_path):
         load_plan(tmp_path / "plan.yaml")
     assert str(exc.value) == (f"cannot read plan {tmp_path / 'plan.yaml'}: the file name must end "
                               "in .toml or .json")
+    # RecursionError and ValueError (int() refuses over 4,300 digits) were tracebacks
+    for name, text in (("deep.json", "[" * 100_000), ("deep.toml", "a = " + "[" * 100_000),
+                       ("big.json", '{"default": {"ratio": ' + "9" * 5000 + "}}"),
+                       ("big.toml", "x = " + "9" * 5000)):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(PlanError, match=rf"^cannot read plan .*{name}: (nested too deeply|"
+                                            r"Exceeds the limit \(4300 digits\))"):
+            load_plan(tmp_path / name)
 
 
 def test_readme_plan_example_resolves_on_vggsmall(tmp_path):
