@@ -179,10 +179,13 @@ def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | Non
                         progress=progress, model_name=model_name)
 
     with store:
-        result = run_loop(model, targets, compress_fn, config, bits=bits, margin=margin,
-                          tolerance=tolerance, seeds=seeds, simulator=simulator, store=store,
-                          echo=click.echo, push_order=push_order,
-                          test_fn=lambda m: evaluate(m, test_loader))
+        try:
+            result = run_loop(model, targets, compress_fn, config, bits=bits, margin=margin,
+                              tolerance=tolerance, seeds=seeds, simulator=simulator, store=store,
+                              echo=click.echo, push_order=push_order,
+                              test_fn=lambda m: evaluate(m, test_loader))
+        except StoreError as exc:     # a damaged record in a store a rerun reads
+            raise _user_error(str(exc)) from None
     result.final.bundle.save(out / "bundle")
     layers, points = breakeven_frame(dict(result.breakevens))
     write_csv(layers, out / "breakeven.csv")

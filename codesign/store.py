@@ -57,8 +57,13 @@ class SQLiteStore:
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
                              (str(SCHEMA_VERSION),))
             row = self._db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+            columns = [r[1] for r in self._db.execute("PRAGMA table_info(points)")]
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the results store {self.path}: {exc}") from None
+        if columns != ["key", *_COLUMNS, "record"]:     # another program's table 'points'
+            self._db.close()
+            raise StoreError(f"results store {self.path}: its table 'points' has columns "
+                             f"{', '.join(columns)}; not a store of break-even points")
         if row is None or row[0] != str(SCHEMA_VERSION):
             raise StoreError(f"results store {self.path} has schema {row and row[0]!r}; this "
                              f"version reads schema {SCHEMA_VERSION}")

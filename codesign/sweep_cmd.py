@@ -73,6 +73,27 @@ def _parent(out: Path) -> Path:
     return out
 
 
+def _none_runnable(groups: list[tuple[list, list]]) -> str | None:
+    """Why no layer of ``groups`` can run on its configurations (the first reason, lower-case,
+    and how many more), or None when one can."""
+    from sim.breakeven import check_engine_layer
+
+    reasons = []
+    for entries, configs in groups:
+        for model, specs in entries:
+            for spec in specs:
+                for config in configs:
+                    try:
+                        check_engine_layer(spec, config)
+                        return None
+                    except ValueError as exc:
+                        reasons.append(f"{model}: {str(exc)[:1].lower()}{str(exc)[1:]}")
+    if not reasons:
+        return "no layer was chosen"
+    more = f" (and {len(reasons) - 1} more like it)" if len(reasons) > 1 else ""
+    return reasons[0] + more
+
+
 def sweep_groups(models: list, bundles: list, engines: list[str], lanes: list[int],
                  bits: list[int], *, block: tuple[int, int] = (8, 16), index_bits: int = 4
                  ) -> list[tuple[list, list]]:
@@ -252,6 +273,9 @@ def _run(*, chosen_models, bundles, layers, eng, lane_list, bit_list, block, ind
                               index_bits=index_bits)
     except ValueError as exc:      # e.g. a bundle layer's bits outside what the engines take
         raise _user_error(str(exc)) from None
+    why = _none_runnable(groups)
+    if why is not None:      # a user error, found before the store is opened
+        raise _user_error(f"{NO_LAYER}: {why}")
     problem = outputs_problem(out, ["breakeven.csv", "points.csv",
                                     *(["points.sqlite"] if store_path is None else [])],
                               folders=["plots"])
@@ -294,6 +318,8 @@ def _run(*, chosen_models, bundles, layers, eng, lane_list, bit_list, block, ind
     except SweepError as exc:
         click.echo(f"codesign: error: {exc}", err=True)
         sys.exit(1)
+    except StoreError as exc:      # a damaged record in a store a rerun reads
+        raise _user_error(str(exc)) from None
     finally:
         store.close()
     for note in notes + result.skipped:

@@ -84,3 +84,15 @@ def test_other_schema_is_refused(tmp_path):
     db.close()
     with pytest.raises(StoreError, match="has schema '99'; this version reads schema 1"):
         SQLiteStore(path)
+
+
+def test_another_programs_points_table_is_refused(tmp_path):
+    """It opened, and the first query was sqlite3.OperationalError 'no such column: record'."""
+    path = tmp_path / "points.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE points (key TEXT PRIMARY KEY, value REAL)")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match=f"^results store {path}: its table 'points' has columns "
+                                         "key, value; not a store of break-even points$"):
+        SQLiteStore(path)

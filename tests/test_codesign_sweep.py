@@ -343,3 +343,32 @@ def test_a_model_bundle_or_ratio_given_twice_is_swept_once(tmp_path, monkeypatch
     assert got["chosen_models"] == ("tinycnn", "lenet5")
     assert [str(b) for b in got["bundles"]] == ["b"]
     assert got["ratio_grid"] == [0.0, 0.5, 0.9]
+
+
+def test_no_runnable_layer_is_a_user_error_before_anything_is_written(tmp_path, capsys):
+    """It was exit status 1, without the reason, after the store was created."""
+    from codesign.cli import main
+
+    assert main(["sweep", "--model", "tinycnn", "--layers", "fc2", "--engine", "pattern",
+                 "--ratios", "0,0.5", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "codesign: error: no layer can run on the chosen engines: tinycnn: layer 'fc2': the "
+        "pattern engine runs 3x3 conv2d layers, not a linear of shape (10, 48)")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_damaged_store_record_is_a_user_error(tmp_path, capsys, monkeypatch):
+    """A record a rerun could not read was a StoreError traceback."""
+    from codesign.cli import main
+    from codesign.store import StoreError
+
+    def damaged(*args, **kwargs):
+        raise StoreError(f"results store {tmp_path}/o/points.sqlite: a record cannot be read "
+                         "(bad JSON)")
+
+    monkeypatch.setattr("codesign.sweep.run_sweep", damaged)
+    assert main(["sweep", "--model", "tinycnn", "--ratios", "0,0.5", "--engine", "bcr",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"codesign: error: results store {tmp_path}/o/points.sqlite: a record cannot be read "
+        "(bad JSON)")
