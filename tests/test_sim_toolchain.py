@@ -276,3 +276,20 @@ def test_missing_debian_packages(monkeypatch, tmp_path):
     assert tc.missing_debian_packages() == ["g++", "iverilog", "make", "perl"]
     pip_only = [ToolStatus("cocotb", True, False, None, "missing", "python -m pip install cocotb")]
     assert tc.missing_debian_packages(pip_only) == []
+
+
+def test_a_compiler_that_prints_nothing(monkeypatch, tmp_path):
+    """CXX exiting 3 with no output: tool_versions raised IndexError (every simulate failed
+    with a traceback), and doctor did not say it had failed."""
+    cxx = tmp_path / "badcxx"
+    cxx.write_text("#!/bin/sh\nexit 3\n")
+    cxx.chmod(0o755)
+    monkeypatch.setenv("CXX", str(cxx))
+    tool_versions.cache_clear()
+    try:
+        pairs = dict(tool_versions("verilator"))
+    finally:
+        tool_versions.cache_clear()
+    assert pairs["cxx"] == f"{cxx} ? (status 3)"
+    s = by_name(check_tools())["c++ compiler"]
+    assert not s.ok and s.detail == f"{cxx} --version exited with status 3 and printed nothing"
