@@ -12,6 +12,7 @@ atomically (a temporary name in the same directory, then :func:`os.replace`).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -141,16 +142,27 @@ def _verilog_ports(text: str, module: str) -> list[dict[str, Any]]:
     return ports
 
 
+def _not_a_folder(path: Path) -> None:
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+
+
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and rename it."""
+    """Write ``data`` to ``path`` through a temporary file in the same directory and rename it.
+
+    The file gets the mode a plain ``open`` would give it (``0666`` less the umask);
+    ``IsADirectoryError`` naming ``path`` when it is a folder (not the temporary file)."""
     path = Path(path)
     if isinstance(data, str):
         data = data.encode("utf-8")
+    _not_a_folder(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o644)
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -253,6 +265,8 @@ def emit_verilog(component: wiring.Component, name: str, out_dir: str | os.PathL
     out_dir.mkdir(parents=True, exist_ok=True)
     v_path = out_dir / f"{ident}.v"
     j_path = out_dir / f"{ident}.json"
+    for path in (v_path, j_path):   # both checked first: never a .v without its sidecar
+        _not_a_folder(path)
     write_atomic(v_path, text)
     write_atomic(j_path, sidecar_text)
     return v_path, j_path

@@ -188,3 +188,23 @@ def test_write_atomic_keeps_old_file_on_failure(tmp_path, monkeypatch):
         write_atomic(target, "new")
     assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["f.txt"]
+
+
+@pytest.mark.parametrize("umask", [0o077, 0o000])
+def test_files_get_the_umask_mode(tmp_path, small_dense, umask):
+    """Both files were 0644 whatever the umask."""
+    old = os.umask(umask)
+    try:
+        v, j = emit_verilog(small_dense, "m", tmp_path)
+    finally:
+        os.umask(old)
+    assert v.stat().st_mode & 0o777 == j.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_folder_in_the_way_of_the_sidecar_writes_nothing(tmp_path, small_dense):
+    """The .v was written, then the sidecar failed naming its temporary file."""
+    (tmp_path / "m.json").mkdir()
+    with pytest.raises(IsADirectoryError) as exc:
+        emit_verilog(small_dense, "m", tmp_path)
+    assert exc.value.filename == str(tmp_path / "m.json")
+    assert os.listdir(tmp_path) == ["m.json"]
