@@ -40,6 +40,8 @@ class OutDir(click.Path):
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():   # Path("") is the current folder
+            self.fail("must not be empty (give . for the current folder)", param, ctx)
         path = Path(super().convert(value, param, ctx))
         problem = folder_problem(path)
         if problem is not None:

@@ -43,6 +43,11 @@ class SQLiteStore:
 
     def __init__(self, path: str | os.PathLike, timeout: float = 60.0) -> None:
         self.path = Path(path)
+        from codesign.options import file_problem
+
+        problem = file_problem(self.path)
+        if problem is not None:
+            raise StoreError(f"cannot open the results store {self.path}: {problem}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
@@ -60,6 +65,9 @@ class SQLiteStore:
             columns = [r[1] for r in self._db.execute("PRAGMA table_info(points)")]
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the results store {self.path}: {exc}") from None
+        except OSError as exc:      # its folder cannot be made: a file in the way, no permission
+            raise StoreError(f"cannot open the results store {self.path}: {exc.filename}: "
+                             f"{exc.strerror}") from None
         if columns != ["key", *_COLUMNS, "record"]:     # another program's table 'points'
             self._db.close()
             raise StoreError(f"results store {self.path}: its table 'points' has columns "

@@ -456,6 +456,8 @@ def test_help_examples_are_readme_commands():
     (["verilog", "--engine", "lstm", "--rows", "8", "--cols", "8", "--steps", "1000000000",
       "--out", "x"], "Invalid value for '--steps': 1000000000 is not in the range 1<=x<=4096."),
     (["demo", "--lanes", "65"], "Invalid value for '--lanes': 65 is not in the range 1<=x<=64."),
+    (["verilog", "--rows", "4", "--cols", "4", "--out", ""],     # wrote into the current folder
+     "Invalid value for '--out': must not be empty (give . for the current folder)"),
     (["sweep", "--model", "tinycnn", "--grid", "100000000", "--out", "x"],
      "--grid must be an integer from 2 to 1000, not 100000000"),
     (["sweep", "--model", "tinycnn", "--seeds", "9" * 23, "--out", "x"],

@@ -96,3 +96,13 @@ def test_another_programs_points_table_is_refused(tmp_path):
     with pytest.raises(StoreError, match=f"^results store {path}: its table 'points' has columns "
                                          "key, value; not a store of break-even points$"):
         SQLiteStore(path)
+
+
+def test_a_store_path_that_cannot_be_a_file(tmp_path):
+    """A file in the way of its folder was '/x/afile: File exists', from the command line."""
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(StoreError, match=f"^cannot open the results store {tmp_path}/afile/x.sqlite: "
+                                         f"'{tmp_path}/afile' is a file, not a folder$"):
+        SQLiteStore(tmp_path / "afile" / "x.sqlite")
+    with pytest.raises(StoreError, match=f"'{tmp_path}' is a folder, not a file$"):
+        SQLiteStore(tmp_path)
