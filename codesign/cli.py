@@ -130,6 +130,17 @@ def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None
     rnn = engine in ("lstm", "gru")
     if gates != "auto" and not rnn:
         raise UserError("--gates is for the lstm and gru engines")
+    ctx = click.get_current_context()
+    for option, param, engines in (("--block", "block", ("bcr", "lstm", "gru")),
+                                   ("--index-bits", "index_bits", ("unstructured",)),
+                                   ("--image", "image", ("pattern",)),
+                                   ("--steps", "steps", ("lstm", "gru"))):
+        given = ctx.get_parameter_source(param) == click.core.ParameterSource.COMMANDLINE
+        if given and engine not in engines:     # it was ignored without a word
+            names = ", ".join(engines[:-1]) + " and " + engines[-1] if len(engines) > 1 \
+                else engines[0]
+            raise UserError(f"{option} is for the {names} engine"
+                            f"{'s' if len(engines) > 1 else ''}, not {engine}")
     scales: dict = {}
     pattern: dict = {}
     if bundle is not None or layer is not None:
@@ -171,6 +182,9 @@ def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None
     elif rows is None or cols is None:
         raise UserError("give --rows and --cols, or --bundle and --layer")
     gates = "dense" if gates == "auto" else gates
+    if rnn and block is not None and gates != "bcr":
+        raise UserError(f"--block is for the {engine} engine with BCR gates (--gates bcr, or a "
+                        "BCR-pruned --layer), not dense gates")
     try:
         v, j = emit_engine(engine, rows, cols, lanes, weight_bits or 8, act_bits,
                            name or f"{engine}_{'cell' if rnn else 'matvec'}", out,

@@ -196,7 +196,8 @@ def test_verilog_from_a_layer_builds_what_simulate_checks(capsys, tmp_path, bund
     for engine, layer, expected in (("pattern", "conv2", {"library_size": 2, "kept": 5}),
                                     ("unstructured", "fc2", {"index_bits": 2})):
         code, _, err = run(capsys, "verilog", "--engine", engine, "--bundle", str(tmp_path / "b"),
-                           "--layer", layer, "--lanes", "4", "--image", "8",
+                           "--layer", layer, "--lanes", "4",
+                           *(["--image", "8"] if engine == "pattern" else []),
                            "--out", str(tmp_path / "v"))
         assert code == 0, err
         params = json.loads((tmp_path / "v" / f"{engine}_{layer}.json").read_text())["parameters"]
@@ -239,7 +240,8 @@ def test_simulate_user_errors(capsys, bundle_dir):
 @pytest.mark.parametrize("engine", ["lstm", "gru", "pattern", "unstructured"])
 def test_verilog_every_engine(capsys, tmp_path, engine):
     code, out, err = run(capsys, "verilog", "--engine", engine, "--rows", "8", "--cols", "6",
-                         "--lanes", "4", "--image", "8", "--out", str(tmp_path))
+                         "--lanes", "4", *(["--image", "8"] if engine == "pattern" else []),
+                         "--out", str(tmp_path))
     assert code == 0, err
     files = sorted(p.name for p in tmp_path.iterdir())
     assert len(files) == 2
@@ -456,6 +458,15 @@ def test_help_examples_are_readme_commands():
     (["verilog", "--engine", "lstm", "--rows", "8", "--cols", "8", "--steps", "1000000000",
       "--out", "x"], "Invalid value for '--steps': 1000000000 is not in the range 1<=x<=4096."),
     (["demo", "--lanes", "65"], "Invalid value for '--lanes': 65 is not in the range 1<=x<=64."),
+    (["verilog", "--rows", "4", "--cols", "4", "--block", "4x4", "--out", "x"],   # ignored
+     "--block is for the bcr, lstm and gru engines, not dense"),
+    (["verilog", "--engine", "bcr", "--rows", "4", "--cols", "4", "--image", "8", "--out", "x"],
+     "--image is for the pattern engine, not bcr"),
+    (["verilog", "--engine", "pattern", "--rows", "4", "--cols", "4", "--index-bits", "2",
+      "--out", "x"], "--index-bits is for the unstructured engine, not pattern"),
+    (["verilog", "--engine", "lstm", "--rows", "4", "--cols", "4", "--block", "4x4", "--out",
+      "x"], "--block is for the lstm engine with BCR gates (--gates bcr, or a BCR-pruned "
+            "--layer), not dense gates"),
     (["verilog", "--rows", "4", "--cols", "4", "--out", ""],     # wrote into the current folder
      "Invalid value for '--out': must not be empty (give . for the current folder)"),
     (["sweep", "--model", "tinycnn", "--grid", "100000000", "--out", "x"],
