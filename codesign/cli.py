@@ -248,9 +248,11 @@ def simulate(bundle: Path, layer: str, engine: str, gates: str, steps: int, lane
                    f"{lanes} lanes, {r['weight_bits']}x{act_bits}-bit, {simulator}, {what}")
         dense_what = "dense engine"
     click.echo(f"outputs match golden model: {'yes' if r['outputs_match'] else 'NO'}")
+    speedup = (f"speedup {r['dense_cycles'] / r['cycles'][0]:.2f}x" if r["cycles"][0] > 0
+               else "the engine takes no cycle (the layer keeps no weight)")
     click.echo(f"cycles: RTL {r['cycles'][0]}, cycle model {r['model_cycles'][0]} "
                f"({'match' if cycles_match else 'MISMATCH'}); {dense_what} "
-               f"{r['dense_cycles']} -> speedup {r['dense_cycles'] / max(1, r['cycles'][0]):.2f}x")
+               f"{r['dense_cycles']} -> {speedup}")
     if not (r["outputs_match"] and cycles_match):
         click.echo("codesign: error: the engine disagrees with the golden or cycle model",
                    err=True)

@@ -477,3 +477,21 @@ def test_help_examples_are_readme_commands():
 def test_sizes_that_cannot_be_built_are_refused_when_parsed(capsys, argv, message):
     code, _, err = run(capsys, *argv)
     assert_user_error(code, err, message)
+
+
+def test_simulate_an_all_pruned_layer_states_no_made_up_speedup(capsys, tmp_path, bundle_dir):
+    """RTL 0 cycles printed 'speedup 770.00x' (the dense cycles over max(1, 0))."""
+    from dataclasses import replace
+
+    from ir import Bundle
+
+    b = Bundle.load(bundle_dir)
+    fc1 = b.layer("fc1")
+    t = {k: np.zeros_like(v) if k in ("mask", "qweight", "weight") else v
+         for k, v in fc1.tensors.items()}
+    b.with_layer(replace(fc1, tensors=t)).save(tmp_path / "b")
+    code, out, err = run(capsys, "simulate", "--bundle", str(tmp_path / "b"), "--layer", "fc1",
+                         "--engine", "bcr", "--lanes", "4")
+    assert code == 0, err
+    assert "cycles: RTL 0, cycle model 0 (match)" in out
+    assert out.strip().endswith("-> the engine takes no cycle (the layer keeps no weight)")
