@@ -191,7 +191,8 @@ def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None
                            block=blk or (8, 16), index_bits=index_bits or 4, image=image,
                            steps=steps, gates=gates, **scales, **pattern)
     except (TypeError, ValueError) as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(f"layer {layer!r}: its {exc}" if layer is not None and str(exc)
+                        .startswith("weight scale ") else str(exc)) from None
     click.echo(f"wrote {v}\nwrote {j}")
 
 

@@ -96,9 +96,14 @@ def rnn_config(weight_scale: float, weight_bits: int, act_bits: int,
     and ``h`` in ``[-2, 2)``)."""
     from ir.golden import RNNQuantConfig
 
-    return RNNQuantConfig.from_scales(
-        weight_scale, 2.0 ** -(act_bits - 2) if act_scale is None else act_scale,
-        weight_bits=weight_bits, act_bits=act_bits)
+    act = 2.0 ** -(act_bits - 2) if act_scale is None else act_scale
+    try:
+        return RNNQuantConfig.from_scales(weight_scale, act, weight_bits=weight_bits,
+                                          act_bits=act_bits)
+    except ValueError as exc:    # name the scales: the bare message named neither
+        raise ValueError(f"weight scale {weight_scale:g} (quant.scale) and activation scale "
+                         f"{act:g} (quant.act_scale) give no {act_bits}-bit fixed-point format: "
+                         f"{exc}") from None
 
 
 def rnn_layer_gates(layer, gates: str = "auto") -> str:
@@ -150,7 +155,10 @@ def simulate_rnn_layer(layer, engine: str, gates: str = "auto", lanes: int = 8,
     gates = rnn_layer_gates(layer, gates)
     isz, hsz = layer.shape.input_size, layer.shape.hidden_size
     bits, sw = layer.quant.bits, layer.quant.scale
-    cfg = rnn_config(sw, bits, act_bits, layer.quant.act_scale)
+    try:
+        cfg = rnn_config(sw, bits, act_bits, layer.quant.act_scale)
+    except ValueError as exc:
+        raise ValueError(f"layer {layer.name!r}: its {exc}") from None
     t = layer.tensors
     w_ih = np.asarray(t["qweight_ih"], dtype=np.int64)
     w_hh = np.asarray(t["qweight_hh"], dtype=np.int64)

@@ -495,3 +495,24 @@ def test_simulate_an_all_pruned_layer_states_no_made_up_speedup(capsys, tmp_path
     assert code == 0, err
     assert "cycles: RTL 0, cycle model 0 (match)" in out
     assert out.strip().endswith("-> the engine takes no cycle (the layer keeps no weight)")
+
+
+def test_rnn_scales_without_a_fixed_point_format_name_the_layer(capsys, tmp_path,
+                                                                 rnn_bundle_dir):
+    """'Real multiplier must be finite and in [0, 32767.5), not 1e+300' named neither the layer
+    nor the field."""
+    from dataclasses import replace
+
+    from ir import Bundle
+
+    b = Bundle.load(rnn_bundle_dir)
+    rnn = b.layer("rnn")
+    b.with_layer(replace(rnn, quant=replace(rnn.quant, scale=1e300))).save(tmp_path / "b")
+    start = ("layer 'rnn': its weight scale 1e+300 (quant.scale) and activation scale 0.015625 "
+             "(quant.act_scale) give no 8-bit fixed-point format: ")
+    for argv in (["simulate", "--bundle", str(tmp_path / "b"), "--layer", "rnn", "--engine",
+                  "lstm", "--steps", "2"],
+                 ["verilog", "--engine", "lstm", "--bundle", str(tmp_path / "b"), "--layer",
+                  "rnn", "--out", str(tmp_path / "v")]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and err.startswith(f"codesign: error: {start}"), err
