@@ -54,7 +54,9 @@ def pack_words(values: np.ndarray | Sequence[Sequence[int]], bits: int) -> list[
     if arr.size and (arr.min() < lo or arr.max() > hi):
         raise ValueError(f"Lane values must lie in [{lo}, {hi}] for {bits}-bit fields")
     mask = (1 << bits) - 1
-    fields = (arr & mask).tolist()
+    # a 64-bit mask does not fit int64 (arr & mask overflowed): Python ints for that width
+    fields = (arr & mask).tolist() if bits < 64 else \
+        [[v & mask for v in row] for row in arr.tolist()]
     words = []
     for row in fields:
         word = 0

@@ -144,7 +144,7 @@ def round_shift(x: object, shift: int) -> np.ndarray:
     s = check_int(shift, "Shift", -MAX_SHIFT, MAX_SHIFT)
     v = check_int_array(x, "x")
     limit = 2**62 if s >= 0 else 2 ** (62 + s)
-    if v.size and int(np.abs(v).max()) >= limit:
+    if v.size and max(-int(v.min()), int(v.max())) >= limit:   # np.abs(-2**63) wraps
         raise ValueError(f"x values must have magnitude below {limit} for shift {s}")
     if s > 0:
         return (v + (1 << (s - 1))) >> s
@@ -223,7 +223,10 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
         From 0 to 62. ``|multiplier * 2**-shift - real| <= 2**-15 * real`` whenever
         ``shift < 62``; the multiplier is ``real * 2**shift`` rounded half up.
     """
-    r = float(real)
+    try:
+        r = float(real)
+    except OverflowError:       # an int past 1.8e308
+        r = math.inf
     if not (math.isfinite(r) and 0 <= r < 2**MULTIPLIER_BITS - 0.5):
         raise ValueError(f"Real multiplier must be finite and in [0, 32767.5), not {real!r}")
     if r == 0:
@@ -311,11 +314,15 @@ class ActivationLUT:
         return self.table[np.clip(v, self.in_min, self.in_max) - self.in_min]
 
 
-@lru_cache(maxsize=64)
 def _build_lut(function: str, in_frac: int, index_bits: int, out_bits: int) -> ActivationLUT:
-    check_int(in_frac, "Input fractional bits", 0, 16)
-    check_int(index_bits, "Index bits", 2, 16)
-    check_int(out_bits, "Output bits", 2, 16)
+    # checked before the cache: True and 1.0 hash like 1 and would hit a table built for it
+    return _cached_lut(function, check_int(in_frac, "Input fractional bits", 0, 16),
+                       check_int(index_bits, "Index bits", 2, 16),
+                       check_int(out_bits, "Output bits", 2, 16))
+
+
+@lru_cache(maxsize=64)
+def _cached_lut(function: str, in_frac: int, index_bits: int, out_bits: int) -> ActivationLUT:
     half = 2 ** (index_bits - 1)
     v = np.arange(-half, half, dtype=np.float64) / 2.0**in_frac
     if function == "sigmoid":

@@ -304,8 +304,12 @@ class RNNQuantConfig:
         quantize_multiplier(weight_scale * 2**(lut_frac - act_frac))``.
         """
         for value, what in ((weight_scale, "Weight scale"), (act_scale, "Activation scale")):
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            # numpy scalars too (np.float32 is no float), not bools
+            if isinstance(value, bool | np.bool_) or not isinstance(
+                    value, int | float | np.integer | np.floating) or not (
+                    math.isfinite(value) and value > 0):
                 raise ValueError(f"{what} must be a positive finite number, not {value!r}")
+        weight_scale, act_scale = float(weight_scale), float(act_scale)
         act_frac = math.floor(-math.log2(act_scale) + 1e-9)
         gate_bits = act_bits if gate_bits is None else gate_bits
         lut_index_bits = min(act_bits + 2, 16) if lut_index_bits is None else lut_index_bits

@@ -53,7 +53,10 @@ def matrix_view(weight: np.ndarray) -> np.ndarray:
     For ``conv2d`` this is ``out x (in/groups * kh * kw)`` in PyTorch's memory order; 2-D
     tensors are returned unchanged.
     """
-    return weight.reshape(weight.shape[0], -1)
+    if weight.ndim == 2:
+        return weight
+    return weight.reshape(weight.shape[0], -1) if weight.shape[0] else \
+        weight.reshape(0, int(np.prod(weight.shape[1:])))
 
 
 @dataclass(frozen=True)
@@ -154,10 +157,12 @@ class NM(Scheme):
     def violation(self, mask: np.ndarray) -> str | None:
         m = matrix_view(mask).astype(np.int64)
         rows, cols = m.shape
-        groups = -(-cols // self.m)
-        padded = np.zeros((rows, groups * self.m), dtype=np.int64)
-        padded[:, :cols] = m
-        counts = padded.reshape(rows, groups, self.m).sum(axis=2)
+        # group sums by cumulative sums at the group starts: no padding to a multiple of m,
+        # which for a large m (a manifest may say m = 10**12) would not fit in memory
+        starts = np.arange(0, cols, min(self.m, cols), dtype=np.int64) if cols else \
+            np.zeros(0, dtype=np.int64)
+        counts = np.add.reduceat(m, starts, axis=1) if cols and rows else \
+            np.zeros((rows, len(starts)), dtype=np.int64)
         bad = np.argwhere(counts > self.n)
         if bad.size == 0:
             return None
@@ -213,14 +218,15 @@ class Pattern(Scheme):
 
     def __post_init__(self) -> None:
         try:
-            pats = tuple(tuple(int(v) for v in np.asarray(p).reshape(-1)) for p in self.patterns)
+            rows = [np.asarray(p).reshape(-1).tolist() for p in self.patterns]
         except (TypeError, ValueError):
             raise SchemeError("Patterns must be a list of 3x3 0/1 patterns") from None
-        if not pats:
+        if not rows:
             raise SchemeError("Patterns must be a non-empty list of 3x3 0/1 patterns")
-        for p in pats:
-            if len(p) != 9 or any(v not in (0, 1) for v in p):
+        for p in rows:      # before any int(): it made 0.9 a 0, 1.7 a 1 and "1" a 1
+            if len(p) != 9 or any(isinstance(v, str | bytes) or v not in (0, 1) for v in p):
                 raise SchemeError(f"Pattern {list(p)} is not a 3x3 0/1 pattern")
+        pats = tuple(tuple(int(v) for v in p) for p in rows)
         if len({sum(p) for p in pats}) != 1 or sum(pats[0]) == 0:
             raise SchemeError("Patterns must all keep the same, non-zero number of weights")
         if len(set(pats)) != len(pats):

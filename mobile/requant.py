@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from ir.fixedpoint import check_int
+
 __all__ = ["check_requant", "requant_code"]
 
 
@@ -18,19 +22,21 @@ def check_requant(requant: Any, dtype: str) -> tuple[int, int, int, bool] | None
         return None
     if dtype != "int8":
         raise ValueError("requant is an int8 output stage; fp32 kernels output floats")
+    if isinstance(requant, str | bytes):    # "123" would be (1, 2, 3)
+        raise ValueError(f"requant must be (multiplier, shift, out_bits[, relu]), not "
+                         f"{requant!r}")
     items = tuple(requant)
     if len(items) not in (3, 4):
         raise ValueError("requant must be (multiplier, shift, out_bits[, relu]), not "
                          f"{requant!r}")
-    m, s, bits = (int(v) for v in items[:3])
-    relu = bool(items[3]) if len(items) == 4 else False
-    if not 0 <= m < 2**15:
-        raise ValueError(f"requant multiplier must be from 0 to 32767, not {m}")
-    if not 0 <= s <= 62:
-        raise ValueError(f"requant shift must be from 0 to 62, not {s}")
-    if not 2 <= bits <= 8:
-        raise ValueError(f"requant out_bits must be from 2 to 8 (int8 outputs), not {bits}")
-    return m, s, bits, relu
+    # check_int: an integer, not a bool or a float (a shift of 3.9 was taken as 3)
+    m, s, bits = (check_int(v, f"requant {name}", lo, hi) for v, (name, lo, hi) in zip(
+        items[:3], (("multiplier", 0, 2**15 - 1), ("shift", 0, 62), ("out_bits", 2, 8)),
+        strict=True))
+    relu = items[3] if len(items) == 4 else False
+    if not isinstance(relu, bool | np.bool_):     # "False" was true
+        raise ValueError(f"requant relu must be True or False, not {relu!r}")
+    return m, s, bits, bool(relu)
 
 
 def requant_code(n: int, rq: tuple[int, int, int, bool]) -> tuple[str, str]:

@@ -46,3 +46,12 @@ def test_benches_start_without_amaranth():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_pack_words_with_64_bit_fields():
+    """The 64-bit mask did not fit int64: OverflowError for any value (engines allow 64-bit
+    accumulators, and unpack_words takes the width)."""
+    rows = [[1, -1], [-2**63, 2**63 - 1]]
+    words = pack_words(rows, 64)
+    assert words == [0xFFFFFFFFFFFFFFFF_0000000000000001, 0x7FFFFFFFFFFFFFFF_8000000000000000]
+    assert unpack_words(words, 64, 2).tolist() == rows

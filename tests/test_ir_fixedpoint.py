@@ -268,3 +268,28 @@ def test_lut_cached_read_only_and_validated():
         sigmoid_lut(-1, 10, 8)
     with raises("q must have an integer dtype, not float64"):
         lut.apply(np.array([0.5]))
+
+
+def test_contract_edges_found_by_fuzzing():
+    from ir.fixedpoint import quantize_multiplier, round_shift, sigmoid_lut, tanh_lut
+    from ir.golden import RNNQuantConfig
+
+    # np.abs(-2**63) wraps to a negative number: the range check let it through
+    for shift in (-1, 0, 3):
+        with pytest.raises(ValueError, match="x values must have magnitude below"):
+            round_shift(np.array([-2**63]), shift)
+    # the argument check ran inside the cache: after (1, 10, 8), True and 1.0 hit its entry
+    sigmoid_lut(1, 10, 8)
+    tanh_lut(1, 10, 8)
+    for lut in (sigmoid_lut, tanh_lut):
+        for bad in (True, 1.0):
+            with pytest.raises(ValueError, match="Input fractional bits must be an integer"):
+                lut(bad, 10, 8)
+    # an int too large for a float: OverflowError, where inf and nan were ValueErrors
+    with pytest.raises(ValueError, match=r"Real multiplier must be finite and in \[0, 32767.5\)"):
+        quantize_multiplier(10**400)
+    # numpy scalar scales were refused as not positive finite numbers
+    got = RNNQuantConfig.from_scales(np.float32(0.01), np.float64(1 / 64))
+    assert got == RNNQuantConfig.from_scales(float(np.float32(0.01)), 1 / 64)
+    with pytest.raises(ValueError, match="Weight scale must be a positive finite number"):
+        RNNQuantConfig.from_scales(np.bool_(True), 1 / 64)

@@ -83,3 +83,41 @@ def test_pattern_needs_3x3():
     ok = np.zeros((2, 2, 3, 3), np.uint8)
     ok[0, 1] = np.array(CROSS).reshape(3, 3)
     assert p.violation(ok) is None
+
+
+def test_pattern_values_are_checked_before_they_are_made_ints():
+    """0.9 became 0, 1.7 became 1 and "1" became 1: a manifest loaded another pattern."""
+    from ir.schemes import Pattern, SchemeError
+
+    for bad in ([[1, 1, 0.9], [0, 1, 0], [0, 1, 0]], [[1, 1, "1"], [0, 1, 0], [0, 1, 0]],
+                [[1, 1, float("inf")], [0, 1, 0], [0, 1, 0]]):
+        with pytest.raises(SchemeError, match="is not a 3x3 0/1 pattern"):
+            Pattern(patterns=(bad,))
+    ok = Pattern(patterns=(np.array([[1, 1, 0], [0, 1, 0], [0, 1, 0]], dtype=bool),
+                           [[1.0, 0, 0], [1, 1, 0], [0, 1, 0]]))
+    assert ok.patterns == ((1, 1, 0, 0, 1, 0, 0, 1, 0), (1, 0, 0, 1, 1, 0, 0, 1, 0))
+
+
+def test_nm_violation_with_a_huge_m_and_empty_views():
+    """m = 10**12 padded every row to 10**12 entries (MemoryError), 2**70 failed in numpy; a
+    view with no rows failed to reshape."""
+    from ir.schemes import NM, matrix_view
+
+    assert NM(2, 10**12).violation(np.ones((3, 5), np.uint8)) == \
+        "row 0, group 0 keeps 5 of 1000000000000, more than 2"
+    assert NM(2, 2**70).violation(np.eye(3, dtype=np.uint8)) is None
+    assert matrix_view(np.zeros((0, 5))).shape == (0, 5)
+    assert matrix_view(np.zeros((0, 2, 3, 3))).shape == (0, 18)
+    assert NM(2, 4).violation(np.ones((0, 3), np.uint8)) is None
+    assert NM(2, 4).violation(np.ones((3, 0), np.uint8)) is None
+    rng = np.random.default_rng(0)
+    for _ in range(300):     # against a brute force over groups
+        r, c, m = (int(v) for v in rng.integers(1, 9, 3))
+        n = int(rng.integers(1, m + 1))
+        mask = (rng.random((r, c)) < 0.6).astype(np.uint8)
+        bad = [(i, g // m) for i in range(r) for g in range(0, c, m)
+               if mask[i, g:g + m].sum() > n]
+        got = NM(n, m).violation(mask)
+        assert (got is None) == (not bad)
+        if bad:
+            assert got.startswith(f"row {bad[0][0]}, group {bad[0][1]} keeps ")

@@ -141,9 +141,16 @@ def test_requantized_int8_outputs():
 
 @pytest.mark.parametrize("requant, message", [
     ((1, 2), "requant must be (multiplier, shift, out_bits[, relu]), not (1, 2)"),
-    ((2**15, 2, 8), "requant multiplier must be from 0 to 32767, not 32768"),
-    ((1, 63, 8), "requant shift must be from 0 to 62, not 63"),
-    ((1, 2, 9), "requant out_bits must be from 2 to 8 (int8 outputs), not 9"),
+    ((2**15, 2, 8), "requant multiplier must be an integer from 0 to 32767, not 32768"),
+    ((1, 63, 8), "requant shift must be an integer from 0 to 62, not 63"),
+    ((1, 2, 9), "requant out_bits must be an integer from 2 to 8, not 9"),
+    # each of these was taken as something else, or a traceback naming no field
+    ((100, 3.9, 8), "requant shift must be an integer from 0 to 62, not 3.9"),
+    ((100, 3, 8, "False"), "requant relu must be True or False, not 'False'"),
+    ("123", "requant must be (multiplier, shift, out_bits[, relu]), not '123'"),
+    ((float("inf"), 3, 8), "requant multiplier must be an integer from 0 to 32767, not inf"),
+    ((None, 3, 8), "requant multiplier must be an integer from 0 to 32767, not None"),
+    ((True, 3, 8), "requant multiplier must be an integer from 0 to 32767, not True"),
 ])
 def test_requant_errors(requant, message):
     with pytest.raises(ValueError) as exc:
