@@ -730,6 +730,23 @@ def read_csvs(paths: list[Path], columns: tuple[str, ...]) -> list[pd.DataFrame]
     return frames
 
 
+def setup_of(command: str) -> tuple[str, ...]:
+    """A run's command line without ``--seeds``, ``--first-seed`` and ``--csv`` (and their
+    values): the runs ``--merge`` may pool have the same one."""
+    words, out = shlex.split(command), []
+    skip = False
+    for w in words:
+        if skip:
+            skip = False
+            continue
+        name = w.split("=", 1)[0]
+        if name in ("--seeds", "--first-seed", "--csv"):
+            skip = "=" not in w
+            continue
+        out.append(w)
+    return tuple(out)
+
+
 def merge(paths: list[Path], out: Path) -> int:
     """``--merge``: one report over the CSVs of runs made separately (e.g. one seed each, in
     parallel); they must be runs of the same command apart from the seeds and the CSV path."""
@@ -738,6 +755,12 @@ def merge(paths: list[Path], out: Path) -> int:
     df = pd.concat(frames, ignore_index=True)
     if df.duplicated(["seed", "method", "target_ratio"]).any():
         raise SystemExit("--merge: the CSVs repeat a (seed, method, ratio) row")
+    setups = {setup_of(c) for c in df.command}
+    if len(setups) > 1:      # e.g. a validation-split run pooled with test runs
+        a, b = sorted(setups)[:2]
+        raise SystemExit("--merge: the CSVs are runs of different commands (apart from "
+                         f"--seeds, --first-seed and --csv): {shlex.join(a)!r} and "
+                         f"{shlex.join(b)!r}")
     commands = sorted(set(df.command))
     minutes = max(f.seconds.sum() for f in frames) / 60
     write_csv(df, out)

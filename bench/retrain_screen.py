@@ -362,6 +362,9 @@ def merge(paths: list[Path], out: Path) -> int:
     if df.duplicated(["seed", "variant"]).any() or df.evaluated_on.nunique() != 1:
         raise SystemExit("--merge: the CSVs repeat a (seed, variant) row or mix test and "
                          "validation runs")
+    if len({bc.setup_of(c) for c in df.command}) > 1:    # e.g. scope profile with global
+        raise SystemExit("--merge: the CSVs are runs of different commands (apart from "
+                         "--seeds, --first-seed and --csv)")
     bc.write_csv(df, out)
     minutes = max(f.seconds.sum() for f in frames) / 60
     report(df, list(orders.pop()), f"retraining {minutes:.1f} min in the longest run (dense "

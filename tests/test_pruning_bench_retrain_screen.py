@@ -160,6 +160,28 @@ def test_merge_reports_paired_changes_over_all_seeds(tmp_path, capsys):
     pd.DataFrame({"seed": [0], "accuracy": [0.9]}).to_csv(b, index=False)
     with pytest.raises(SystemExit, match="b.csv has no column variant"):
         rs.main(["--merge", str(a), str(b), "--csv", str(out)])
+    other = _rows([2], ["standard:6", "regrow:6"])     # a run of another command
+    other["command"] = "python bench/retrain_screen.py --seeds 1 --first-seed 2 -- --scope global"
+    other.to_csv(b, index=False)
+    with pytest.raises(SystemExit, match="runs of different commands"):
+        rs.main(["--merge", str(a), str(b), "--csv", str(out)])
+
+
+def test_compression_merge_refuses_runs_of_different_commands(tmp_path):
+    """A --val run merged with test runs was labelled 'test (1,000 digits)' and pooled."""
+    rows = [{"seed": 0, "method": "dense", "target_ratio": None, "accuracy": 0.98,
+             "seconds": 1.0, "ratio": 1.0, "drop_pp": 0.0, "evaluated_on": "test",
+             "command": "python bench/compression.py --quick --csv a.csv"}]
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    pd.DataFrame(rows).to_csv(a, index=False)
+    pd.DataFrame([rows[0] | {"seed": 1, "evaluated_on": "validation", "command":
+                             "python bench/compression.py --quick --first-seed 1 --val 50 "
+                             "--csv b.csv"}]).to_csv(b, index=False)
+    with pytest.raises(SystemExit, match="runs of different commands .*--val 50"):
+        bc.main(["--merge", str(a), str(b), "--csv", str(tmp_path / "out.csv")])
+    assert not (tmp_path / "out.csv").exists()
+    assert bc.setup_of("python bench/compression.py --seeds 2 --first-seed=3 --quick --csv "
+                       "x.csv") == ("python", "bench/compression.py", "--quick")
 
 
 def test_bench_merge_names_a_missing_empty_or_foreign_csv(tmp_path):
