@@ -285,18 +285,18 @@ def speedup_table(rows: list[dict]) -> tuple[pd.DataFrame, dict]:
     df["fastest_peer"] = ""
     verdicts = {}
     for layer, g in df.groupby("layer", sort=False):
+        idx = g.index[g["status"] == "ok"]
+        if layer == "lstm":     # ours against ours: whether or not a peer ran
+            csr = g[(g["impl"] == "ours CSR") & (g["status"] == "ok")]
+            if not csr.empty:
+                df.loc[idx, "vs_csr"] = float(csr["median_ms"].iloc[0]) / df.loc[idx, "median_ms"]
         peers_ok = g[g["impl"].isin(PEERS) & (g["status"] == "ok")]
         if peers_ok.empty:
             continue
         best = peers_ok.loc[peers_ok["median_ms"].idxmin()]
-        idx = g.index[g["status"] == "ok"]
         df.loc[idx, "vs_peer"] = best["median_ms"] / df.loc[idx, "median_ms"]
         df.loc[idx, "vs_peer_min"] = peers_ok["min_ms"].min() / df.loc[idx, "min_ms"]
         df.loc[g.index, "fastest_peer"] = best["impl"]
-        if layer == "lstm":
-            csr = g[(g["impl"] == "ours CSR") & (g["status"] == "ok")]
-            if not csr.empty:
-                df.loc[idx, "vs_csr"] = float(csr["median_ms"].iloc[0]) / df.loc[idx, "median_ms"]
     extra = [i for i in dict.fromkeys(df["impl"]) if i.startswith("ours pattern ")]
     checks = [("bcr_vs_peer", "lstm", "ours BCR", "vs_peer"),
               ("bcr_vs_csr", "lstm", "ours BCR", "vs_csr"),
@@ -419,6 +419,10 @@ def main(argv: list[str]) -> int:
     except ValueError:
         ap.error(f"--connectivity must be distinct fractions in [0, 1), comma-separated, not "
                  f"{args.connectivity!r}")
+    names = [pattern_impl(r, i == 0) for i, r in enumerate(rates)]
+    if len(set(names)) != len(names):    # 0.5 and 0.5001 were two rows 'ours pattern 4.5x'
+        ap.error(f"--connectivity rates {args.connectivity!r} give rows of the same name "
+                 f"({', '.join(names)}); give rates that differ in their weight reduction")
     peers = [p for p in args.peers.split(",") if p]
     bad = sorted(set(peers) - set(PEERS))
     if bad:

@@ -65,6 +65,11 @@ CASES = [
                                      "not '64000'"),
     ("mobile", ["--max-seconds", "nan"], "argument --max-seconds: must be a finite number > 0, "
                                          "not 'nan'"),
+    ("mobile", ["--connectivity", "0.72,0.5,0.5001"], "--connectivity rates '0.72,0.5,0.5001' "
+                                                     "give rows of the same name (ours pattern, "
+                                                     "ours pattern 4.5x, ours pattern 4.5x); "
+                                                     "give rates that differ in their weight "
+                                                     "reduction"),
 ]
 
 

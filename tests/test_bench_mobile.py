@@ -90,6 +90,14 @@ def test_speedup_table_uses_fastest_ok_peer_and_totals():
                         "pattern_vs_peer": (pytest.approx(2.0), 2.5, False)}
 
 
+def test_vs_csr_without_any_peer():
+    """With no peer ok, vs_csr was never computed and bcr_vs_csr said n/a, NOT MET."""
+    df, verdicts = speedup_table([_row("lstm", "mnn", 1.0, "error"), _row("lstm", "ours BCR", 0.1),
+                                  _row("lstm", "ours CSR", 0.6)])
+    assert df[df.impl == "ours BCR"].iloc[0].vs_csr == pytest.approx(6.0)
+    assert verdicts["bcr_vs_csr"] == (pytest.approx(6.0), 3.0, True)
+
+
 def test_several_connectivity_rates_share_the_library():
     rng = np.random.default_rng(1)
     layers, library = make_convs(rng, 32, [0.72, 0.5], {"conv2_1"})
