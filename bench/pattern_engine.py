@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from codesign.atomic import write_csv
-from codesign.options import SEED_ARG, int_arg
+from codesign.options import MAX_LANES, SEED_ARG, int_arg
 from hw.dense import dense_cycles
 from hw.pattern import pattern_cycles
 from ir.golden import conv2d, linear
@@ -74,9 +74,12 @@ def measure(channels: int = 32, image: int = 16, lanes: int = 8, bits: int = 8, 
             "pattern_outputs_match": bool(np.array_equal(
                 run.outputs, conv2d(qw, qx, stride=1, padding=1))),
             "dense_cycles": d_cycles, "dense_model": d_model, "dense_outputs_match": d_ok,
-            "speedup": round(d_cycles / run.cycles, 2),
-            "speedup_per_multiplier": round(d_cycles / run.cycles / KEPT, 2),
-            "ideal": round(1 / density, 2),
+            # a layer that keeps no kernel (few channels, low keep rate) takes 0 cycles: no
+            # ratio to state (it was a ZeroDivisionError after the RTL runs)
+            "speedup": round(d_cycles / run.cycles, 2) if run.cycles else None,
+            "speedup_per_multiplier": round(d_cycles / run.cycles / KEPT, 2) if run.cycles
+            else None,
+            "ideal": round(1 / density, 2) if density else None,
             "sim_cycles_per_s": round(run.cycles / run.run_seconds) if run.run_seconds > 0
             else None,
             "dense_sim_cycles_per_s": round(d_rate)})
@@ -87,7 +90,7 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--channels", type=int_arg(1, 512), default=32, help="input and output channels")
     ap.add_argument("--image", type=int_arg(1, 128), default=16, help="input height and width")
-    ap.add_argument("--lanes", type=int_arg(1), default=8)
+    ap.add_argument("--lanes", type=int_arg(1, MAX_LANES), default=8)
     ap.add_argument("--bits", type=int_arg(2, 16), default=8)
     ap.add_argument("--seed", type=SEED_ARG, default=0)
     args = ap.parse_args(argv)

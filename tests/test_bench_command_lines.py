@@ -135,3 +135,14 @@ def test_training_benches_report_divergence(script, stage, argv, monkeypatch, ca
     assert module.main(argv) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"{script}.py: training diverged: the loss is nan (lr 9); lower the learning rate")
+
+
+def test_pattern_engine_bench_with_a_layer_that_keeps_no_kernel():
+    """--channels 1: the lower keep rates keep no kernel, 0 cycles, and the speedup was a
+    ZeroDivisionError after the RTL runs."""
+    from bench.pattern_engine import measure
+
+    df = measure(channels=1, image=4, lanes=2, simulator="icarus")
+    empty = df[df.pattern_cycles == 0]
+    assert len(empty) and empty.speedup.isna().all() and empty.ideal.isna().all()
+    assert df.pattern_outputs_match.all() and (df.pattern_cycles == df.pattern_model).all()
