@@ -34,7 +34,7 @@ import pandas as pd
 
 import sim.runner
 from codesign.atomic import write_csv
-from codesign.options import SEED_ARG, int_arg, names_arg
+from codesign.options import MAX_LANES, SEED_ARG, int_arg, names_arg
 from hw.bcr import bcr_cycles
 from hw.dense import dense_cycles
 from ir.bcr import encode_bcr
@@ -133,7 +133,8 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int_arg(64, 2048), default=1024,
                     help="a multiple of 64 (16x16 BCR blocks in the size/4 LSTM)")
-    ap.add_argument("--lanes", type=int_arg(1), default=8)
+    ap.add_argument("--lanes", type=int_arg(1, MAX_LANES), default=8,
+                    help="a multiple of 4 when lstm is measured (its dense gates take 4 a step)")
     ap.add_argument("--flavours", type=names_arg(tuple(FLAVOURS)),
                     default="default,fast,speed-gpi,speed")
     ap.add_argument("--engines", type=names_arg(("dense", "bcr", "lstm")), default="dense,bcr,lstm")
@@ -141,6 +142,8 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     if args.size % 64:
         ap.error(f"--size must be a multiple of 64, not {args.size}")
+    if "lstm" in args.engines and args.lanes % 4:    # after the dense and BCR runs, it failed
+        ap.error(f"--lanes must be a multiple of 4 when --engines has lstm, not {args.lanes}")
     write_control_file()
     rows = []
     for flavour in args.flavours:

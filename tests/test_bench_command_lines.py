@@ -47,6 +47,8 @@ CASES = [
     ("engines", ["--seed", "-1"], "argument --seed: must be an integer from 0 to 4294967295, "
                                   "not '-1'"),
     ("engines", ["--bits", "1"], "argument --bits: must be an integer from 2 to 16, not '1'"),
+    ("engines", ["--bits", "2"], "--bits 2: the rnn group needs at least 3 bits (its cell state "
+                                 "has no fractional bit left at 2); leave rnn out of --groups"),
     # bench/fuzz_engines.py
     ("fuzz_engines", ["--layers", "0"], "argument --layers: must be an integer >= 1, not '0'"),
     # bench/pattern_engine.py
@@ -54,6 +56,8 @@ CASES = [
                                             "512, not '0'"),
     # bench/sim_speed.py
     ("sim_speed", ["--size", "100"], "--size must be a multiple of 64, not 100"),
+    ("sim_speed", ["--size", "64", "--lanes", "3"], "--lanes must be a multiple of 4 when "
+                                                    "--engines has lstm, not 3"),
     ("sim_speed", ["--flavours", "fast,nope"], "argument --flavours: must be a comma-separated "
                                                "list of distinct names from default, fast, "
                                                "speed-gpi, speed, not 'fast,nope'"),
@@ -146,3 +150,17 @@ def test_pattern_engine_bench_with_a_layer_that_keeps_no_kernel():
     empty = df[df.pattern_cycles == 0]
     assert len(empty) and empty.speedup.isna().all() and empty.ideal.isna().all()
     assert df.pattern_outputs_match.all() and (df.pattern_cycles == df.pattern_model).all()
+
+
+def test_engines_bench_names_the_simulator_it_ran(tmp_path, monkeypatch, capsys):
+    """--simulator icarus printed its rates as 'Verilator >= 500,000 simulated cycles/s' and
+    the CSV did not say which simulator ran."""
+    import pandas as pd
+
+    from bench import engines
+
+    monkeypatch.setattr(engines, "RESULTS", tmp_path)
+    assert engines.main(["--quick", "--groups", "pattern", "--simulator", "icarus"]) == 0
+    out = capsys.readouterr().out
+    assert "Icarus simulated cycles/s: " in out and "Verilator >=" not in out
+    assert set(pd.read_csv(tmp_path / "engines_quick.csv").simulator) == {"icarus"}
