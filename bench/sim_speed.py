@@ -138,6 +138,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--flavours", type=names_arg(tuple(FLAVOURS)),
                     default="default,fast,speed-gpi,speed")
     ap.add_argument("--engines", type=names_arg(("dense", "bcr", "lstm")), default="dense,bcr,lstm")
+    ap.add_argument("--rounds", type=int_arg(1, 10), default=1,
+                    help="run the --flavours list this many times, back to back (a flavour "
+                         "against another under the same load)")
     ap.add_argument("--seed", type=SEED_ARG, default=0)
     args = ap.parse_args(argv)
     if args.size % 64:
@@ -146,9 +149,11 @@ def main(argv: list[str]) -> int:
         ap.error(f"--lanes must be a multiple of 4 when --engines has lstm, not {args.lanes}")
     write_control_file()
     rows = []
-    for flavour in args.flavours:
-        rows += measure(flavour, args.size, args.lanes, np.random.default_rng(args.seed),
-                        set(args.engines))
+    for k in range(args.rounds):
+        for flavour in args.flavours:
+            rows += [r | {"round": k + 1} for r in measure(
+                flavour, args.size, args.lanes, np.random.default_rng(args.seed),
+                set(args.engines))]
     df = pd.DataFrame(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "sim_speed.csv"

@@ -56,6 +56,8 @@ CASES = [
                                             "512, not '0'"),
     # bench/sim_speed.py
     ("sim_speed", ["--size", "100"], "--size must be a multiple of 64, not 100"),
+    ("sim_speed", ["--rounds", "0"], "argument --rounds: must be an integer from 1 to 10, not "
+                                     "'0'"),
     ("sim_speed", ["--size", "64", "--lanes", "3"], "--lanes must be a multiple of 4 when "
                                                     "--engines has lstm, not 3"),
     ("sim_speed", ["--flavours", "fast,nope"], "argument --flavours: must be a comma-separated "
