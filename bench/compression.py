@@ -64,7 +64,15 @@ from torch import nn
 from torch.nn.utils import prune as tprune
 
 from codesign.atomic import write_csv
-from codesign.options import LR_ARG, SEED_ARG, file_problem, float_arg, int_arg, list_arg
+from codesign.options import (
+    LR_ARG,
+    SEED_ARG,
+    file_problem,
+    float_arg,
+    int_arg,
+    list_arg,
+    parse_quick,
+)
 from pruning import data as pdata
 from pruning import zoo
 from pruning.admm import admm, hard_project, masked_retrain
@@ -108,7 +116,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seeds", type=int_arg(1), default=3, help="number of seeds (0, 1, ...)")
     p.add_argument("--first-seed", type=SEED_ARG, default=0)
     p.add_argument("--quick", action="store_true",
-                   help="smoke run: 1 seed, 100x only, a few epochs (numbers meaningless)")
+                   help="smoke run: 1 seed, 100x only, a few epochs (numbers meaningless), for "
+                        "the options not given")
     p.add_argument("--ratios", type=list_arg(RATIO), default="85,100,150",
                    help="overall pruning ratios")
     p.add_argument("--scope", choices=("profile", "global"), default="profile",
@@ -194,16 +203,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--merge", type=Path, nargs="+", metavar="CSV",
                    help="only report: merge the CSVs of separate runs (e.g. one seed each, run "
                         "in parallel) into --csv and print the tables over all their seeds")
-    args = p.parse_args(argv)
+    args = parse_quick(p, argv, {"seeds": 1, "ratios": [100.0], "dense_epochs": 2,
+                                 "admm_iters": 2, "retrain_epochs": 1, "quant_iters": 1,
+                                 "quant_retrain": 1})
     problem = file_problem(args.csv)     # before the run, not after it
     if problem is not None:
         p.error(f"--csv: {problem}")
-    if args.quick:
-        args.seeds = 1
-        args.ratios = [100.0]
-        args.dense_epochs = 2 if args.dense_epochs is None else args.dense_epochs
-        args.admm_iters, args.retrain_epochs = 2, 1
-        args.quant_iters, args.quant_retrain = 1, 1
     args.ratio_list = args.ratios
     args.model_kwargs = {"conv_relu": True} if args.conv_relu else {}
     try:

@@ -46,7 +46,7 @@ import pandas as pd
 import torch
 
 from codesign.atomic import write_csv
-from codesign.options import LR_ARG, SEED_ARG, file_problem, float_arg, int_arg
+from codesign.options import LR_ARG, SEED_ARG, file_problem, float_arg, int_arg, parse_quick
 from pruning import data as pdata
 from pruning import zoo
 from pruning.admm import masked_retrain
@@ -73,13 +73,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--seeds", type=int_arg(1), default=3)
     p.add_argument("--first-seed", type=SEED_ARG, default=0)
-    p.add_argument("--quick", action="store_true", help="smoke run (numbers meaningless)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run (numbers meaningless): 1 seed, 128 samples and 1-2 "
+                        "iterations and epochs, for the options not given")
     p.add_argument("--connectivity", type=float_arg(0, 1, high_open=True), default=0.5,
                    help="pattern layers: fraction of kernels pruned")
     p.add_argument("--fc-ratio", type=float_arg(1, MAX_RATIO, low_open=True), default=8.0, help="linear layers: pruning ratio")
     p.add_argument("--dense-epochs", type=int_arg(0), default=None, help="default: the zoo recipe's")
     p.add_argument("--synthetic", choices=("normal", "uniform", "bn"), default="bn")
-    p.add_argument("--samples", type=int_arg(1), default=512, help="synthetic (and calibration) inputs")
+    p.add_argument("--samples", type=int_arg(64), default=512,
+                   help="synthetic (and calibration) inputs, a multiple of 64 (synthetic "
+                        "batches of 64)")
     p.add_argument("--df-iters", type=int_arg(0), default=10, help="layer-wise ADMM iterations")
     p.add_argument("--df-epochs", type=int_arg(0), default=3, help="W-step passes per iteration")
     p.add_argument("--df-lr", type=LR_ARG, default=1e-3)
@@ -87,13 +91,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--retrain-epochs", type=int_arg(0), default=3)
     p.add_argument("--lr", type=LR_ARG, default=1e-3, help="data-driven ADMM and retraining")
     p.add_argument("--csv", type=Path, default=HERE / "results" / "datafree.csv")
-    args = p.parse_args(argv)
+    args = parse_quick(p, argv, {"seeds": 1, "dense_epochs": 1, "samples": 128, "df_iters": 2,
+                                 "df_epochs": 1, "admm_iters": 1, "retrain_epochs": 1})
+    if args.samples % 64:       # (a) gets whole batches of 64 synthetic inputs, (c) as many
+        p.error(f"--samples must be a multiple of 64, not {args.samples}")
     problem = file_problem(args.csv)     # before the run, not after it
     if problem is not None:
         p.error(f"--csv: {problem}")
-    if args.quick:
-        args.seeds, args.dense_epochs, args.samples = 1, 1, 128
-        args.df_iters, args.df_epochs, args.admm_iters, args.retrain_epochs = 2, 1, 1, 1
     return args
 
 
@@ -137,7 +141,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     common = {"iterations": args.df_iters, "epochs": args.df_epochs, "lr": args.df_lr,
               "seed": seed}
-    spec = SyntheticSpec(args.synthetic, batches=max(1, args.samples // 64), batch_size=64,
+    spec = SyntheticSpec(args.synthetic, batches=args.samples // 64, batch_size=64,
                          seed=seed)
     for method in ("data-free ADMM", "data-free ADMM, original targets", "magnitude",
                    "calibrated ADMM", "data-driven ADMM"):

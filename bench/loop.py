@@ -64,6 +64,7 @@ from codesign.options import (
     int_arg,
     list_arg,
     names_arg,
+    parse_quick,
 )
 from codesign.store import SQLiteStore
 from pruning import zoo
@@ -208,16 +209,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-fraction", type=float_arg(0, 1, high_open=True), default=0.2,
                    help="Fraction of each class of the training split held out for decisions.")
     p.add_argument("--split-seed", type=SEED_ARG, default=0)
-    p.add_argument("--quick", action="store_true", help="Tiny settings: a smoke run.")
+    p.add_argument("--quick", action="store_true",
+                   help="Tiny settings, a smoke run: tinycnn, 1 dense epoch, 1 ADMM iteration, "
+                        "1 retraining epoch, 1 mask, for the options not given.")
     p.add_argument("--out", type=Path, default=HERE / "results")
-    args = p.parse_args(argv)
+    args = parse_quick(p, argv, {"model": "tinycnn", "admm_iters": 1, "retrain_epochs": 1,
+                                 "masks": 1})
     problem = folder_problem(args.out)   # before the run, not after it
     if problem is not None:
         p.error(f"--out: {problem}")
     torch.set_num_threads(1)
     seeds = args.seeds
-    if args.quick:
-        args.model, args.admm_iters, args.retrain_epochs, args.masks = "tinycnn", 1, 1, 1
     recipe = dict(zoo.RECIPES[args.model])
     dataset = zoo.default_dataset(args.model)
     epochs = int(recipe.pop("epochs"))

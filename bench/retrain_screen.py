@@ -181,8 +181,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, argparse.Namespace 
     p.add_argument("--seeds", type=int_arg(1), default=3)
     p.add_argument("--first-seed", type=SEED_ARG, default=0)
     p.add_argument("--variants", default="standard:6,regrow:6",
-                   help="kind:epochs,... with kind standard or regrow; the first is the "
-                        "reference of the paired changes")
+                   help="kind:epochs,... with kind standard, regrow or dropout; the first is "
+                        "the reference of the paired changes")
     p.add_argument("--regrow-every", type=int_arg(1), default=25, help="steps between mask updates")
     p.add_argument("--regrow-alpha", type=float, default=0.3,
                    help="initial fraction of kept weights swapped (cosine decay)")
@@ -208,6 +208,11 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, argparse.Namespace 
         p.error(str(e))
     if not 0 < args.dropout < 1:
         p.error(f"--dropout must be in (0, 1), not {args.dropout:g}")
+    own_after = [w for w in rest if w.split("=", 1)[0] in ("--csv", "--merge", "--seeds",
+                                                             "--first-seed")]
+    if own_after:       # compression.py would take them and the screen ignore them
+        p.error(f"{own_after[0].split('=', 1)[0]} is this screen's option: give it before --, "
+                "not after")
     bargs = bc.parse_args(rest)
     if len(bargs.ratio_list) != 1:
         p.error(f"give one ratio after -- (--ratios 100), not "

@@ -27,7 +27,7 @@ __all__ = ["OutDir", "OUT_DIR", "FiniteFloatRange", "folder_problem", "file_prob
            "int_arg",
            "float_arg", "list_arg", "names_arg",
            "block_arg", "whole_number", "positive_pair", "SEED", "MAX_SEED", "LANES", "MAX_LANES", "MAX_VECTORS",
-           "SEED_ARG", "LEARNING_RATE", "MAX_LR", "LR_ARG"]
+           "SEED_ARG", "LEARNING_RATE", "MAX_LR", "LR_ARG", "parse_quick"]
 
 
 class OutDir(click.Path):
@@ -100,6 +100,26 @@ def outputs_problem(out: Path, files: Sequence[str] = (), bundles: Sequence[str]
 #: Largest random seed a command takes: numpy's generators refuse negative seeds and torch's
 #: refuse 2**64 and above (an offset is added to a seed for each phase), so seeds are 32-bit.
 MAX_SEED = 2**32 - 1
+
+def parse_quick(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+                quick: dict[str, Any]) -> argparse.Namespace:
+    """``parser.parse_args(argv)``; with ``--quick`` (``args.quick``) each option of ``quick``
+    (by ``dest``) that the command line does not give takes its quick value. A benchmark's smoke
+    run then keeps what the user asked for (``--quick --seeds 2`` ran one seed)."""
+    unset = object()
+    originals = {key: parser.get_default(key) for key in quick}
+    parser.set_defaults(**dict.fromkeys(quick, unset))
+    try:
+        probe = parser.parse_args(argv)
+    finally:
+        parser.set_defaults(**originals)
+    args = parser.parse_args(argv)
+    if getattr(args, "quick", False):
+        for key, value in quick.items():
+            if getattr(probe, key) is unset:
+                setattr(args, key, value)
+    return args
+
 
 #: Most MAC lanes an engine is built with, in every command (a larger value was built, or
 #: tried: 2**32 lanes took 20 GB before failing).

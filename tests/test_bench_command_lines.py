@@ -15,7 +15,7 @@ CASES = [
                                            "[0, 1), not '-1'"),
     ("datafree", ["--fc-ratio", "nan"], "argument --fc-ratio: must be a finite number in "
                                         "(1, 1e+12], not 'nan'"),
-    ("datafree", ["--samples", "0"], "argument --samples: must be an integer >= 1, not '0'"),
+    ("datafree", ["--samples", "0"], "argument --samples: must be an integer >= 64, not '0'"),
     ("datafree", ["--df-lr", "inf"], "argument --df-lr: must be a finite number in (0, 1e+06], "
                                      "not 'inf'"),
     # bench/loop.py
@@ -38,6 +38,11 @@ CASES = [
                                                 ">= 1, not '0'"),
     ("retrain_screen", ["--", "--ratios", "85,100"], "give one ratio after -- (--ratios 100), "
                                                      "not 85,100"),
+    ("retrain_screen", ["--", "--ratios", "100", "--csv", "x.csv"],     # ran, wrote no x.csv
+     "--csv is this screen's option: give it before --, not after"),
+    ("retrain_screen", ["--", "--seeds=2"], "--seeds is this screen's option: give it before "
+                                            "--, not after"),
+    ("datafree", ["--samples", "100"], "--samples must be a multiple of 64, not 100"),
     # bench/engines.py
     ("engines", ["--block", "0x4"], "argument --block: must look like 8x16 (positive), not "
                                     "'0x4'"),

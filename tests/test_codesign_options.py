@@ -79,3 +79,26 @@ def test_whole_number_and_positive_pair_take_ascii_digits_only():
     assert positive_pair("8X16") == (8, 16) and positive_pair(" 2 : 4 ", ":") == (2, 4)
     for bad in ("8", "8x16x2", "0x16", "8x", "\u00b2x2", "8by16", "2:" + "9" * 5000):
         assert positive_pair(bad) is None and positive_pair(bad, ":") is None, bad
+
+
+def test_parse_quick_keeps_what_the_command_line_gives():
+    """--quick overwrote given options: datafree --quick --seeds 2 ran one seed, loop --quick
+    --model lenet5 ran tinycnn."""
+    from bench import compression, datafree
+    from codesign.options import parse_quick
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--model", default="vggsmall")
+    quick = {"seeds": 1, "model": "tinycnn"}
+    assert vars(parse_quick(p, ["--quick"], quick)) == {"quick": True, "seeds": 1,
+                                                         "model": "tinycnn"}
+    assert vars(parse_quick(p, ["--quick", "--seeds", "3", "--model=lenet5"], quick)) == {
+        "quick": True, "seeds": 3, "model": "lenet5"}
+    assert vars(parse_quick(p, [], quick)) == {"quick": False, "seeds": 3, "model": "vggsmall"}
+    assert p.get_default("seeds") == 3          # the parser is left as it was
+    a = datafree.parse_args(["--quick", "--seeds", "2", "--samples", "256"])
+    assert (a.seeds, a.samples, a.df_iters) == (2, 256, 2)
+    a = compression.parse_args(["--quick", "--ratios", "85"])
+    assert (a.seeds, a.ratio_list, a.admm_iters) == (1, [85.0], 2)
