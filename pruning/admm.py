@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from numbers import Real
 
 import numpy as np
 import torch
@@ -86,7 +87,8 @@ def penalty(weights: Sequence[torch.Tensor], z: Sequence[torch.Tensor],
     ``rho`` is one number for every term or one per term; the sequences have equal lengths and
     each ``Z_i``, ``U_i`` has ``W_i``'s shape. Its gradient is :func:`penalty_grad`.
     """
-    rhos = [float(rho)] * len(weights) if isinstance(rho, int | float) else list(rho)
+    one = isinstance(rho, Real) or (isinstance(rho, torch.Tensor) and rho.dim() == 0)
+    rhos = [float(rho)] * len(weights) if one else list(rho)   # np.float32 is no float
     if not len(weights) == len(z) == len(u) == len(rhos):
         raise ValueError(f"Got {len(weights)} weights, {len(z)} Z, {len(u)} U and "
                          f"{len(rhos)} rho values; they must match")
@@ -99,7 +101,8 @@ def penalty(weights: Sequence[torch.Tensor], z: Sequence[torch.Tensor],
 def penalty_grad(weights: Sequence[torch.Tensor], z: Sequence[torch.Tensor],
                  u: Sequence[torch.Tensor], rho: float | Sequence[float]) -> list[torch.Tensor]:
     """The gradient of :func:`penalty` in each ``W_i``: ``rho_i * (W_i - Z_i + U_i)``."""
-    rhos = [float(rho)] * len(weights) if isinstance(rho, int | float) else list(rho)
+    one = isinstance(rho, Real) or (isinstance(rho, torch.Tensor) and rho.dim() == 0)
+    rhos = [float(rho)] * len(weights) if one else list(rho)   # np.float32 is no float
     return [r * (w.detach() - zi + ui) for w, zi, ui, r in zip(weights, z, u, rhos, strict=True)]
 
 
@@ -323,7 +326,8 @@ def admm(model: nn.Module, plans: Mapping[str, LayerPlan], loader: Iterable, *, 
     ADMMResult
         Per iteration ``rho`` and ``||W - Z|| / ||W||`` per layer (also logged at INFO level).
     """
-    sched = rho if isinstance(rho, RhoSchedule) else RhoSchedule(initial=float(rho))
+    sched = rho if isinstance(rho, RhoSchedule) else RhoSchedule(   # maximum raised to rho,
+        initial=float(rho), maximum=max(float(rho), RhoSchedule.maximum))   # as a plan's rho
     for key, value in (("iterations", iterations), ("epochs", epochs), ("ramp", ramp)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{key} must be a non-negative integer, not {value!r}")

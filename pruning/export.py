@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ir import Bundle, Dense, Layer, QuantSpec, Scheme
+from pruning.plan import conv_problem
 
 __all__ = ["export_model", "layer_from_module", "quantize_symmetric", "export", "apply_bundle"]
 
@@ -49,9 +50,9 @@ def _describe(name: str, module: nn.Module) -> tuple[str, dict[str, Any], dict[s
     if isinstance(module, (nn.Conv2d, nn.Linear)):
         if isinstance(module, nn.Conv2d):
             op = "conv2d"
-            if isinstance(module.padding, str):
-                raise ValueError(f"layer {name!r}: padding={module.padding!r} is not supported; "
-                                 "use integer padding")
+            problem = conv_problem(module)
+            if problem is not None:
+                raise ValueError(f"layer {name!r}: {problem}")
             shape = {"out_channels": module.out_channels, "in_channels": module.in_channels,
                      "kernel": list(module.kernel_size), "stride": list(module.stride),
                      "padding": list(module.padding), "groups": module.groups}
@@ -219,7 +220,15 @@ def apply_bundle(model: nn.Module, bundle: Bundle, *, dequantize: bool = True) -
             module = modules.get(layer.name)
             if module is None or not isinstance(module, _PRUNABLE):
                 raise ValueError(f"layer {layer.name!r}: no such prunable layer in the model")
-            _, _, parts, biases = _describe(layer.name, module)
+            op, _, parts, biases = _describe(layer.name, module)
+            if op != layer.op:      # an LSTM's bundle layer on a Linear was a KeyError
+                raise ValueError(f"layer {layer.name!r}: the bundle has a {layer.op} layer, the "
+                                 f"model a {op} ({type(module).__name__})")
+            for key, param in biases.items():
+                if (param is None) != (key not in layer.tensors):
+                    have = "has" if key in layer.tensors else "has no"
+                    raise ValueError(f"layer {layer.name!r}: the bundle {have} {key}, the model "
+                                     f"{'has' if param is not None else 'has no'} bias")
             values = {}
             for suffix, param in parts.items():
                 w = layer.tensors["weight" + suffix]

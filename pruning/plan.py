@@ -77,7 +77,7 @@ from pruning.schemes import (
 )
 
 __all__ = ["PlanError", "Rule", "Plan", "LayerPlan", "TYPES", "SCHEMES", "load_plan", "resolve",
-           "prunable_layers", "layer_op", "weight_params"]
+           "prunable_layers", "layer_op", "weight_params", "conv_problem"]
 
 TYPES = ("conv2d", "linear", "lstm", "gru")
 SCHEMES = ("dense", "unstructured", "filter", "column", "pattern", "bcr", "nm")
@@ -279,6 +279,24 @@ def layer_op(module: nn.Module) -> str | None:
     return None
 
 
+def conv_problem(module: nn.Module) -> str | None:
+    """What a bundle cannot hold of a ``Conv2d`` (string padding, dilation, a padding mode other
+    than zeros), or None. The bundle's convolution (``ir.golden.conv2d``) has none of these: such
+    a layer exported gave other outputs (dilation: another shape; circular padding: other
+    values)."""
+    if not isinstance(module, nn.Conv2d):
+        return None
+    if isinstance(module.padding, str):
+        return f"padding={module.padding!r} is not supported; use integer padding"
+    if tuple(module.dilation) != (1, 1):
+        return (f"dilation={tuple(module.dilation)} is not supported; the bundle's convolutions "
+                "have dilation 1")
+    if module.padding_mode != "zeros":
+        return (f"padding_mode={module.padding_mode!r} is not supported; the bundle's "
+                "convolutions pad with zeros")
+    return None
+
+
 def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
     """The model's prunable modules by name, in ``named_modules()`` order."""
     return {n: m for n, m in model.named_modules() if layer_op(m) is not None}
@@ -400,6 +418,10 @@ def resolve(plan: Plan, model: nn.Module) -> dict[str, LayerPlan]:
     """
     layers = prunable_layers(model)
     modules = dict(model.named_modules())
+    for name, module in layers.items():     # every one is exported, planned or not
+        problem = conv_problem(module)
+        if problem is not None:
+            raise PlanError(f"layer {name!r}: {problem}")
     for name in plan.layers:
         if name not in layers:
             if name in modules and name:

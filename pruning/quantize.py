@@ -64,7 +64,10 @@ def levels(bits: int, q: float) -> np.ndarray:
 
 def _as_numpy(a: Any) -> np.ndarray:
     if isinstance(a, torch.Tensor):
-        return a.detach().cpu().numpy()
+        a = a.detach().cpu()
+        if a.dtype == torch.bfloat16:   # numpy has no bfloat16; float32 holds it exactly
+            a = a.float()
+        return a.numpy()
     return np.asarray(a)
 
 

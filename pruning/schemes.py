@@ -136,11 +136,13 @@ class UnstructuredConfig(SchemeConfig):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sparsity", _fraction("Sparsity", self.sparsity))
-        if not isinstance(self.scope, str) or self.scope not in SCOPES:
-            raise ValueError(f"Scope must be 'layer' or 'global', not {self.scope!r}")
+        if self.scope not in SCOPES or not isinstance(self.scope, str):
+            # a wrong type is a TypeError, as for every config parameter
+            error = ValueError if isinstance(self.scope, str) else TypeError
+            raise error(f"Scope must be 'layer' or 'global', not {self.scope!r}")
         object.__setattr__(self, "index_bits", _int("Index bits", self.index_bits, 1, 16))
         if not isinstance(self.connected, bool):
-            raise ValueError(f"Connected must be true or false, not {self.connected!r}")
+            raise TypeError(f"Connected must be true or false, not {self.connected!r}")
 
     def to_ir(self, **ctx: Any) -> irs.Unstructured:
         return irs.Unstructured(sparsity=self.sparsity, index_bits=self.index_bits)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -53,6 +54,21 @@ def test_penalty_value_and_gradient_match_formula_and_autograd():
         sum(0.5 * float(((w.detach() - z + u) ** 2).sum()) for w, z, u in zip(ws, zs, us, strict=True)))
     with pytest.raises(ValueError, match="Got 2 weights, 2 Z, 2 U and 1 rho values"):
         penalty(ws, zs, us, [1.0])
+    # one number of any kind: np.float32 and a 0-d tensor were iterated (TypeError)
+    for one in (np.float32(1.0), torch.tensor(1.0)):
+        assert float(penalty(ws, zs, us, one).detach()) == pytest.approx(
+            float(penalty(ws, zs, us, 1.0).detach()))
+        assert all(torch.equal(a, b) for a, b in zip(penalty_grad(ws, zs, us, one),
+                                                     penalty_grad(ws, zs, us, 1.0), strict=True))
+
+
+def test_a_float_rho_above_the_default_maximum_raises_it():
+    """admm(rho=2.0) said 'Rho maximum must be a finite number >= 2, not 1.0', a maximum the
+    caller never gave."""
+    loader, model = _toy(128)
+    plans = resolve(Plan.uniform("unstructured", sparsity=0.5), model)
+    res = admm(model, plans, loader, iterations=2, epochs=1, rho=2.0, progress=False)
+    assert [it.rho for it in res.history] == [{"0": 2.0}, {"0": 2.0}]
 
 
 def test_rho_schedule():

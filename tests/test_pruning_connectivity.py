@@ -206,7 +206,7 @@ def test_plan_connected_key_and_errors():
         resolve(Plan.uniform("unstructured", ratio=10, connected=True), build("resnet18"))
     with pytest.raises(PlanError, match="Connected must be true or false"):
         resolve(Plan.uniform("unstructured", ratio=10, connected="yes"), model)
-    with pytest.raises(ValueError, match="Connected must be true or false"):
+    with pytest.raises(TypeError, match="Connected must be true or false"):   # a wrong type
         UnstructuredConfig(0.5, connected=1)
 
 

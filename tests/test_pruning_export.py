@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -53,3 +55,47 @@ def test_quantize_symmetric_levels():
     q, s = quantize_symmetric(np.array([-1.0, -0.5, 0.0, 0.26, 1.0]), bits=3)
     assert s == pytest.approx(1 / 3)
     assert q.tolist() == [-3, -2, 0, 1, 3]
+
+
+@pytest.mark.parametrize("conv, message", [
+    (nn.Conv2d(1, 2, 3, dilation=2), "dilation=(2, 2) is not supported; the bundle's "
+                                     "convolutions have dilation 1"),
+    (nn.Conv2d(1, 2, 3, padding=1, padding_mode="circular"),
+     "padding_mode='circular' is not supported; the bundle's convolutions pad with zeros"),
+])
+def test_convolutions_a_bundle_cannot_hold_are_refused(conv, message):
+    """Both were exported as plain 3x3 convolutions: the integer model gave another output
+    shape (dilation) or other values (circular padding) than the model."""
+    from pruning.export import export
+    from pruning.plan import Plan, PlanError, resolve
+
+    model = nn.Sequential(conv)
+    with pytest.raises(PlanError, match=f"^layer '0': {re.escape(message)}$"):
+        resolve(Plan.uniform("dense", bits=8), model)       # before any training
+    with pytest.raises(PlanError, match="^layer '0': "):
+        export(model, Plan.uniform("dense", bits=8))
+    with pytest.raises(ValueError, match=f"^layer '0': {re.escape(message)}$"):
+        export_model(model, "m")
+
+
+def test_apply_bundle_names_a_layer_of_another_kind_or_bias():
+    """An LSTM's bundle layer on a Linear was a bare KeyError; a bias on one side only was
+    dropped, or left as it was, without a word."""
+    from pruning.export import apply_bundle
+
+    class Holder(nn.Module):
+        def __init__(self, rnn):
+            super().__init__()
+            self.rnn = rnn
+
+    lstm = export_model(Holder(nn.LSTM(4, 3)), "m")
+    with pytest.raises(ValueError, match="^layer 'rnn': the bundle has a lstm layer, the model "
+                                         r"a linear \(Linear\)$"):
+        apply_bundle(Holder(nn.Linear(4, 12)), lstm)
+    with_bias = export_model(Holder(nn.Linear(4, 12)), "m")
+    with pytest.raises(ValueError, match="the bundle has bias, the model has no bias"):
+        apply_bundle(Holder(nn.Linear(4, 12, bias=False)), with_bias)
+    without = export_model(Holder(nn.Linear(4, 12, bias=False)), "m")
+    with pytest.raises(ValueError, match="the bundle has no bias, the model has bias"):
+        apply_bundle(Holder(nn.Linear(4, 12)), without)
+    apply_bundle(Holder(nn.Linear(4, 12)), with_bias)      # a match still loads

@@ -153,3 +153,14 @@ def test_quantize_errors(call, exc, message):
     with pytest.raises(exc) as info:
         call()
     assert str(info.value) == message
+
+
+def test_bfloat16_weights_quantize():
+    """numpy has no bfloat16: 'Got unsupported ScalarType BFloat16' from every entry point."""
+    from pruning.quantize import best_scale, quantize_fixed
+
+    w = torch.randn(3, 3, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    got = quantize_fixed(w, 0.125, 4)
+    assert got.dtype == torch.bfloat16
+    assert torch.equal(got.float(), quantize_fixed(w.float(), 0.125, 4))
+    assert best_scale([w], 4) == best_scale([w.float()], 4)

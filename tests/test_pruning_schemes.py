@@ -35,6 +35,10 @@ from pruning.schemes import (
     (lambda: UnstructuredConfig(True), TypeError, "Sparsity must be a number in [0, 1), not True"),
     (lambda: UnstructuredConfig(0.5, scope="model"), ValueError,
      "Scope must be 'layer' or 'global', not 'model'"),
+    (lambda: UnstructuredConfig(0.5, scope=5), TypeError,      # was a ValueError
+     "Scope must be 'layer' or 'global', not 5"),
+    (lambda: UnstructuredConfig(0.5, connected="yes"), TypeError,
+     "Connected must be true or false, not 'yes'"),
     (lambda: UnstructuredConfig(0.5, index_bits=0), ValueError,
      "Index bits must be an integer from 1 to 16, not 0"),
     (lambda: FilterConfig(1.0), ValueError, "Sparsity must be a number in [0, 1), not 1.0"),
