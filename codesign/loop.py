@@ -196,13 +196,16 @@ def initial_plan(model: Any, engine: str, sparsity: float, *, bits: int,
 
 
 def decide(targets: Mapping[str, float | None], breakevens: Mapping[str, Any],
-           ops: Mapping[str, str], *, margin: float = 0.02, cap: float = DEFAULT_CAP
-           ) -> list[Decision]:
+           ops: Mapping[str, str], *, margin: float = 0.02, cap: float = DEFAULT_CAP,
+           reached: Mapping[str, float] | None = None) -> list[Decision]:
     """The re-planning rule (module docstring) applied to each layer.
 
     ``breakevens`` maps layer name to an object with ``ratio``, ``storage_ratio`` and
     ``rtl_runs`` (a :class:`sim.breakeven.BreakEven`). A pushed layer's new sparsity is
-    ``break_even + margin`` rounded up to 0.1%.
+    ``break_even + margin`` rounded up to 0.1%. ``reached`` maps a layer to the sparsity its
+    first compression has (default: its target): a layer is kept when that, rounded to 9
+    digits as break-evens are, is at least its break-even. A scheme can reach more than its
+    target: the pattern scheme keeps at most 4 of 9 weights (sparsity 5/9) at any target.
     """
     out = []
     for name, target in targets.items():
@@ -210,9 +213,10 @@ def decide(targets: Mapping[str, float | None], breakevens: Mapping[str, Any],
         ratio = None if be is None else be.ratio
         storage = None if be is None else be.storage_ratio
         runs = 0 if be is None else int(be.rtl_runs)
+        has = None if target is None else round(max(target, (reached or {}).get(name, target)), 9)
         if target is None:
             out.append(Decision(name, ops[name], None, ratio, storage, runs, "not run", None))
-        elif be is not None and ratio is not None and target >= ratio:
+        elif be is not None and ratio is not None and has >= ratio:
             out.append(Decision(name, ops[name], target, ratio, storage, runs, "kept", target))
         elif ratio is None or ratio + margin > cap:
             out.append(Decision(name, ops[name], target, ratio, storage, runs, "dense", None))
@@ -474,7 +478,8 @@ def run_loop(model: Any, targets: Mapping[str, float | None], compress_fn: Calla
     measured = [n for n, s in targets.items() if s is not None]
     breakevens = measure_breakevens(first.bundle, measured, config, images=images, seeds=seeds,
                                     simulator=simulator, store=store, echo=echo)
-    decisions = decide(targets, breakevens, ops, margin=margin, cap=cap)
+    reached = {x.name: 1.0 - x.stats.density for x in first.bundle.layers if x.name in targets}
+    decisions = decide(targets, breakevens, ops, margin=margin, cap=cap, reached=reached)
     tried = [{"plan": "first", "accuracy": first.accuracy_after, "test_accuracy": test_first,
               "pushed": []}]
 

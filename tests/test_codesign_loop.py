@@ -45,6 +45,17 @@ def test_decide_target_equal_to_break_even_is_kept():
     assert d.action == "kept" and d.sparsity == 0.75
 
 
+def test_decide_uses_the_sparsity_the_first_compression_reached():
+    """A pattern layer planned at 0.3 has sparsity 5/9 (4 of 9 weights kept), which is the
+    pattern engine's break-even: it was pushed (and conv1 of tinycnn then left dense, 67 ->
+    704 cycles) though it already broke even."""
+    (d,) = decide({"conv1": 0.3}, {"conv1": be(0.555555556)}, {"conv1": "conv2d"},
+                  reached={"conv1": 1 - 4 / 9})
+    assert d.action == "kept" and d.sparsity == 0.3
+    (d,) = decide({"conv1": 0.3}, {"conv1": be(0.555555556)}, {"conv1": "conv2d"})
+    assert d.action == "pushed"                     # without what it reached: the target
+
+
 def test_initial_plan_picks_the_layers_each_engine_runs():
     m = build("tinycnn", seed=0)
     assert initial_plan(m, "bcr", 0.8, bits=8) == {
