@@ -591,20 +591,24 @@ def tools_for_key(simulator: str) -> tuple[tuple[str, str], ...]:
     return tuple((n, " ".join(_PATH.sub("", v).split())) for n, v in tool_versions(simulator))
 
 
-_SOURCES = {"unstructured": ("hw/unstructured.py", "sim/unstructured_tb.py"),
-            "bcr": ("hw/bcr.py", "sim/bcr_tb.py"),
-            "pattern": ("hw/pattern.py", "sim/pattern_tb.py")}
+# Everything that decides a point's cycles, model cycles and storage: the engine, its bench,
+# the encoder that makes its memory image and the wrapper that runs it (the encoders and
+# wrappers were left out, so a change to them reused stale points).
+_SOURCES = {"unstructured": ("hw/unstructured.py", "sim/unstructured_tb.py", "ir/csr.py",
+                             "sim/unstructured.py"),
+            "bcr": ("hw/bcr.py", "sim/bcr_tb.py", "ir/bcr.py", "sim/bcr.py"),
+            "pattern": ("hw/pattern.py", "sim/pattern_tb.py", "ir/pattern.py", "sim/pattern.py")}
 _digests: dict[str, str] = {}
 
 
 def _source_digest(engine: str) -> str:
-    """SHA-256 of the engine's and the dense engine's hardware and bench sources, and of this
-    module's drawing rules (``KEY_VERSION``)."""
+    """SHA-256 of the engine's and the dense engine's hardware, bench, encoder and run-wrapper
+    sources, the runner's, and this module's drawing rules (``KEY_VERSION``)."""
     if engine not in _digests:
         root = Path(__file__).resolve().parent.parent
         h = hashlib.sha256(str(KEY_VERSION).encode())
         for rel in ("hw/dense.py", "hw/packing.py", "hw/emit.py", "sim/dense_tb.py",
-                    "sim/tb_common.py",
+                    "sim/tb_common.py", "sim/dense.py", "sim/runner.py", "sim/emit_cache.py",
                     *_SOURCES[engine]):
             h.update((root / rel).read_bytes())
         _digests[engine] = h.hexdigest()

@@ -259,3 +259,23 @@ def test_build_sizes_fit_every_layer():
     p = be.build_sizes([CONV], EngineConfig("pattern"))["sparse"]
     assert p == {"max_filters": 16, "max_channels": 8, "max_height": 6, "max_width": 6,
                  "library_size": 8}
+
+
+@pytest.mark.parametrize("engine, source", [("unstructured", "ir/csr.py"),
+                                            ("unstructured", "sim/unstructured.py"),
+                                            ("bcr", "ir/bcr.py"), ("bcr", "sim/bcr.py"),
+                                            ("pattern", "ir/pattern.py"),
+                                            ("pattern", "sim/pattern.py"),
+                                            ("bcr", "sim/dense.py")])
+def test_a_change_to_an_encoder_or_run_wrapper_changes_the_key(monkeypatch, engine, source):
+    """The key hashed hw/ and the benches only: an edit to the encoder that makes the memory
+    image, or to the wrapper that runs it, reused the stale stored points."""
+    import pathlib
+
+    real = pathlib.Path.read_bytes
+    monkeypatch.setattr(be, "_digests", {})
+    original = be._source_digest(engine)
+    monkeypatch.setattr(be, "_digests", {})
+    monkeypatch.setattr(pathlib.Path, "read_bytes", lambda self: real(self) + (
+        b"\n# edited\n" if self.as_posix().endswith(source) else b""))
+    assert be._source_digest(engine) != original
