@@ -32,7 +32,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -379,6 +379,10 @@ def run_sweep(models: Sequence[tuple[str, Sequence[LayerSpec]]], configs: Sequen
         builds: dict[tuple[EngineConfig, str], Any] = {}
         for _ in range(max_rounds):
             todo: dict[Combo, list[tuple[float, int]]] = {}
+            # a point is run once a round however many layers want it (same shape and engine:
+            # resnet18's four layer1 convolutions); the others get it under their own name
+            owner: dict[str, Combo] = {}
+            sharers: dict[str, list[Combo]] = {}
             for c in combos:
                 if c in done:
                     continue
@@ -388,10 +392,13 @@ def run_sweep(models: Sequence[tuple[str, Sequence[LayerSpec]]], configs: Sequen
                         if key in measured[c]:
                             continue
                         got = store.get(key)
-                        if got is not None:
-                            measured[c][key] = got
+                        if got is not None:     # the key has no layer name: relabel
+                            measured[c][key] = replace(got, layer=c.spec.name)
                             result.reused += 1
+                        elif key in owner:
+                            sharers.setdefault(key, []).append(c)
                         else:
+                            owner[key] = c
                             todo.setdefault(c, []).append((r, s))
             total = sum(len(v) for v in todo.values())
             if total:
@@ -438,6 +445,9 @@ def run_sweep(models: Sequence[tuple[str, Sequence[LayerSpec]]], configs: Sequen
                         pts = [Point.from_json(r) for r in recs]
                         store.put(pts)
                         measured[c].update((p.key, p) for p in pts)
+                        for p in pts:
+                            for other in sharers.get(p.key, ()):
+                                measured[other][p.key] = replace(p, layer=other.spec.name)
                         result.ran += len(pts)
                         bar.advance(task, len(part))
                 _lap(result.phases, "run", t0)

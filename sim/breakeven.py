@@ -57,7 +57,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -988,8 +988,8 @@ def find_breakeven(spec: LayerSpec, config: EngineConfig, *, seeds: int = 3,
                 if key in points:
                     continue
                 got = store.get(key)
-                if got is not None:
-                    points[key] = got
+                if got is not None:     # the key has no layer name: the point is this layer's
+                    points[key] = replace(got, layer=spec.name)
                 else:
                     todo.append((r, s))
         if todo:

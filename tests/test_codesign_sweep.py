@@ -372,3 +372,35 @@ def test_a_damaged_store_record_is_a_user_error(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().err.strip() == (
         f"codesign: error: results store {tmp_path}/o/points.sqlite: a record cannot be read "
         "(bad JSON)")
+
+
+def test_layers_of_one_shape_share_their_points_under_their_own_names(tmp_path, sim_cache_dir,
+                                                                      require_simulator):
+    """Each layer of a shape ran every point (resnet18's four layer1 convolutions: 4x the RTL
+    work, and 'N points run' counted each), and a point reused from the store kept the name
+    of the layer that ran it, in both points.csv files."""
+    require_simulator("verilator")
+    import dataclasses
+
+    import pandas as pd
+
+    from codesign.store import SQLiteStore
+    from codesign.sweep import connect, model_layers, run_sweep
+    from sim.breakeven import EngineConfig
+
+    fc2 = next(s for s in model_layers("tinycnn") if s.name == "fc2")
+    twins = [fc2, dataclasses.replace(fc2, name="fc2_twin")]
+    kw = {"grid": (0.0, 0.5, 0.9), "seeds": 1, "tol": 0.2, "cache_dir": sim_cache_dir,
+          "progress": False, "echo": lambda s: None}
+    with connect(None, 1) as client, SQLiteStore(tmp_path / "points.sqlite") as store:
+        both = run_sweep([("m", twins)], [EngineConfig("bcr")], tmp_path / "a", store=store,
+                         client=client, **kw)
+        assert both.ran == len(store) and len(store) >= 3          # each point once
+        again = run_sweep([("m", twins[1:])], [EngineConfig("bcr")], tmp_path / "b",
+                          store=store, client=client, **kw)
+        stored = len(store)
+    assert again.ran == 0 and again.reused > 0
+    assert [be.ratio for _, be in both.results] == [be.ratio for _, be in again.results] * 2
+    a = pd.read_csv(tmp_path / "a" / "points.csv")
+    assert a.groupby("layer").size().to_dict() == {"fc2": stored, "fc2_twin": stored}
+    assert set(pd.read_csv(tmp_path / "b" / "points.csv").layer) == {"fc2_twin"}

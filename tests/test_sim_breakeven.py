@@ -279,3 +279,18 @@ def test_a_change_to_an_encoder_or_run_wrapper_changes_the_key(monkeypatch, engi
     monkeypatch.setattr(pathlib.Path, "read_bytes", lambda self: real(self) + (
         b"\n# edited\n" if self.as_posix().endswith(source) else b""))
     assert be._source_digest(engine) != original
+
+
+def test_a_point_reused_from_the_store_takes_the_asking_layers_name(require_simulator):
+    """The key has no layer name: a second layer of the same shape got the first one's points
+    under the first one's name (the loop's points.csv listed them all under it)."""
+    require_simulator("verilator")
+    from sim.breakeven import EngineConfig, LayerSpec, MemoryStore, find_breakeven
+
+    store, config = MemoryStore(), EngineConfig("bcr")
+    got = {name: find_breakeven(LayerSpec(name, "linear", (16, 32)), config, seeds=1,
+                                grid=[0, 0.5, 0.9], store=store)
+           for name in ("features.17", "features.20")}
+    assert {p.layer for p in got["features.20"].points} == {"features.20"}
+    assert {p.layer for p in got["features.17"].points} == {"features.17"}
+    assert got["features.17"].ratio == got["features.20"].ratio
