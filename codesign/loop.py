@@ -6,12 +6,15 @@ overhead makes the sparse engine slower than the dense engine with the same lane
 the engine can run), measures each such layer's break-even on that engine in RTL simulation
 (:func:`sim.breakeven.find_breakeven`), and re-plans as ADMM-NN does:
 
-* a layer whose target sparsity is at or above its break-even keeps its target (``kept``);
+* a layer whose sparsity (the larger of its target and what its first compression reached:
+  the pattern scheme reaches 5/9 at any lower target) is at or above its break-even keeps its
+  target (``kept``);
 * a layer below it is pushed to ``break_even + margin`` (``pushed``), provided the model's
   accuracy after compressing again stays within ``tolerance`` percentage points of the first
   compression's;
-* a layer that cannot be pushed (no break-even on the grid, a break-even above ``cap``, or the
-  pushed plan loses too much accuracy) is left dense (``dense``): it runs on the dense engine.
+* a layer that cannot be pushed (no break-even on the grid, ``break_even + margin`` above
+  ``cap``, or the pushed plan loses too much accuracy) is left dense (``dense``): it runs on
+  the dense engine.
 
 The accuracy behind these decisions is whatever ``compress_fn`` reports (``accuracy_after``):
 give it a *validation* split held out of the training data (:func:`loop_loaders`), not the test
