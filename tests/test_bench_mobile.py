@@ -69,25 +69,44 @@ def _row(layer, impl, ms, status="ok"):
             "max_rel_err": 1e-7, "density": 1.0}
 
 
+def _rest(impls, skip=("conv1_1", "conv1_2")):
+    """Rows of 0.5 ms for every other VGG-16 conv, one per implementation."""
+    return [_row(name, impl, 0.5) for name, *_ in vgg16_convs(32) if name not in skip
+            for impl in impls]
+
+
 def test_speedup_table_uses_fastest_ok_peer_and_totals():
     rows = [_row("lstm", "onnxruntime", 2.0), _row("lstm", "mnn", 1.0, "wrong"),
             _row("lstm", "torch", 1.6), _row("lstm", "ours BCR", 0.2),
             _row("lstm", "ours CSR", 0.8),
             _row("conv1_1", "litert", 3.0), _row("conv1_1", "ours pattern", 1.0),
             _row("conv1_2", "litert", 5.0), _row("conv1_2", "ours pattern", 3.0),
-            _row("conv1_1", "tvm", 1.0, "error"), _row("conv1_2", "tvm", 9.0)]
+            _row("conv1_1", "tvm", 1.0, "error"), _row("conv1_2", "tvm", 9.0),
+            *_rest(("litert", "ours pattern", "tvm"))]
     df, verdicts = speedup_table(rows)
     bcr = df[(df.layer == "lstm") & (df.impl == "ours BCR")].iloc[0]
     assert bcr.fastest_peer == "torch"           # mnn's wrong output does not count
     assert bcr.vs_peer == pytest.approx(8.0) and bcr.vs_csr == pytest.approx(4.0)
     assert bcr.vs_peer_min == pytest.approx(8.0)
     total = df[df.layer == "VGG-16 total"].set_index("impl")
-    assert total.loc["ours pattern", "median_ms"] == pytest.approx(4.0)
+    assert total.loc["ours pattern", "median_ms"] == pytest.approx(4.0 + 11 * 0.5)
     assert total.loc["tvm", "status"] == "incomplete"
-    assert total.loc["ours pattern", "vs_peer"] == pytest.approx(2.0)
+    assert total.loc["ours pattern", "vs_peer"] == pytest.approx(13.5 / 9.5)
     assert verdicts == {"bcr_vs_peer": (pytest.approx(8.0), 6.0, True),
                         "bcr_vs_csr": (pytest.approx(4.0), 3.0, True),
-                        "pattern_vs_peer": (pytest.approx(2.0), 2.5, False)}
+                        "pattern_vs_peer": (pytest.approx(13.5 / 9.5), 2.5, False)}
+
+
+def test_a_subset_of_convs_is_no_vgg16_total():
+    """--layers conv5_3,conv5_2: their sum was labelled 'VGG-16 total' and the VGG-16 pattern
+    target judged (MET) on 2 of 13 layers."""
+    rows = [_row("conv5_3", "mnn", 4.0), _row("conv5_3", "ours pattern", 1.0),
+            _row("conv5_2", "mnn", 4.0), _row("conv5_2", "ours pattern", 1.0)]
+    df, verdicts = speedup_table(rows)
+    assert "VGG-16 total" not in set(df.layer)
+    total = df[df.layer == "total of 2 of 13 convs"].set_index("impl")
+    assert total.loc["ours pattern", "vs_peer"] == pytest.approx(4.0)
+    assert verdicts["pattern_vs_peer"] == (None, 2.5, False)
 
 
 def test_vs_csr_without_any_peer():
@@ -114,6 +133,8 @@ def test_several_connectivity_rates_share_the_library():
 def test_speedup_table_judges_every_pattern_rate():
     rows = [_row("conv1_1", "mnn", 4.0), _row("conv1_1", "ours pattern", 1.0),
             _row("conv1_1", "ours pattern 4.5x", 2.0)]
+    rows += [_row(name, impl, ms) for name, *_ in vgg16_convs(32) if name != "conv1_1"
+             for impl, ms in (("mnn", 4.0), ("ours pattern", 1.0), ("ours pattern 4.5x", 2.0))]
     df, verdicts = speedup_table(rows)
     assert verdicts["pattern_vs_peer"] == (pytest.approx(4.0), 2.5, True)
     assert verdicts["pattern_vs_peer (4.5x)"] == (pytest.approx(2.0), 2.5, False)
