@@ -26,6 +26,7 @@ Examples:
   codesign verilog --rows 64 --cols 64 --lanes 8 --out out/v
   codesign verilog --engine bcr --bundle out/demo/bundle --layer fc1 --out out/v
   codesign simulate --bundle out/demo/bundle --layer fc1 --engine bcr --lanes 4
+  codesign synth out/v/dense_matvec.v --device up5k --out out/synth
   codesign simulate --bundle out/rnn/bundle --layer rnn --engine lstm --steps 8
   codesign prune --model lenet5 --scheme unstructured --ratio 85 --bits 3 --out out/lenet
   codesign loop --model tinycnn --engine unstructured --sparsity 0.3 --out out/loop
@@ -50,8 +51,9 @@ def doctor(install: bool) -> None:
     """Check every tool the flow needs; print its version, or the command that installs it."""
     from mobile.toolchain import check_tools as mobile_tools
     from sim import toolchain
+    from synth_reports.tools import check_tools as synth_tools
 
-    statuses = toolchain.check_tools() + mobile_tools()
+    statuses = toolchain.check_tools() + mobile_tools() + synth_tools()
     if install:
         missing = toolchain.missing_debian_packages(statuses)
         if missing:
@@ -60,7 +62,7 @@ def doctor(install: bool) -> None:
                 toolchain.install_debian_packages(missing)
             except (toolchain.ToolchainError, OSError) as exc:
                 raise UserError(str(exc)) from None
-            statuses = toolchain.check_tools() + mobile_tools()
+            statuses = toolchain.check_tools() + mobile_tools() + synth_tools()
     failed = False
     for s in statuses:
         if s.ok:
@@ -288,8 +290,9 @@ from codesign.mobile_cmd import mobile  # noqa: E402
 from codesign.prune_cmd import prune  # noqa: E402
 from codesign.retrain_cmd import retrain  # noqa: E402
 from codesign.sweep_cmd import sweep  # noqa: E402
+from codesign.synth_cmd import synth  # noqa: E402
 
-for _command in (prune, retrain, loop, sweep, mobile):
+for _command in (prune, retrain, loop, sweep, mobile, synth):
     cli.add_command(_command)
 
 

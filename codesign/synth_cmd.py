@@ -1,0 +1,135 @@
+"""``codesign synth``: an emitted engine's resources and Fmax, so its cycles become seconds.
+
+Takes the ``.v`` that ``codesign verilog`` wrote (its JSON sidecar beside it). On an iCE40 part
+(``--device up5k`` or ``hx8k``): Yosys ``synth_ice40`` for the engine's LUT/FF/BRAM/DSP, then the
+engine in a four-pin harness (:mod:`synth_reports.harness`) through nextpnr-ice40, once per seed,
+for Fmax. ``--device xc7``: Yosys's 7-series mapping only (estimates; no Fmax). Writes
+``OUT/<module>.<device>.synth.json`` and the tools' scripts, logs and reports in
+``OUT/<module>.<device>.synth/``; a failed run leaves its logs in
+``OUT/<module>.<device>.synth.failed/`` and no report.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import click
+
+from codesign.options import OUT_DIR
+
+__all__ = ["synth", "run_synth"]
+
+
+def _user_error(message: str) -> Exception:
+    from codesign.cli import UserError  # imported here: codesign.cli imports this module
+
+    return UserError(" ".join(str(message).split()))
+
+
+def _swap_folder(src: Path, dst: Path) -> None:
+    """Put folder ``src`` at ``dst``, replacing a folder there."""
+    if dst.is_dir() and not dst.is_symlink():
+        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
+        os.replace(dst, old / "x")
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+
+
+def run_synth(verilog: Path, device: str, out: Path, *, target_mhz: float = 48.0,
+              seeds: int = 1):
+    """Synthesise ``verilog`` into ``out``; return ``(SynthReport, report path)``.
+
+    Raises :class:`codesign.cli.UserError` for bad input, a missing or failing tool and a design
+    that does not fit.
+    """
+    from codesign.options import folder_problem
+    from synth_reports.flow import read_sidecar, save_report, synth_engine
+    from synth_reports.tools import SynthError
+
+    try:
+        _, meta = read_sidecar(verilog)
+    except ValueError as exc:
+        raise _user_error(str(exc)) from None
+    top = str(meta["toplevel"])
+    stem = f"{top}.{device}.synth"
+    work_dir, report_path = out / stem, out / f"{stem}.json"
+    failed_dir = out / f"{stem}.failed"
+    for path, kind in ((work_dir, "folder"), (failed_dir, "folder"), (report_path, "file")):
+        if path.is_symlink() or (path.exists() and path.is_dir() != (kind == "folder")):
+            raise _user_error(f"{path} is in the way: it should be a {kind}")
+    problem = folder_problem(out)
+    if problem:
+        raise _user_error(problem)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{stem}-", dir=out))
+    mask = os.umask(0o022)
+    os.umask(mask)
+    os.chmod(tmp, 0o777 & ~mask)            # mkdtemp's 0700 would hide the logs from others
+    try:
+        report = synth_engine(verilog, device, tmp, target_mhz=target_mhz,
+                              seeds=tuple(range(1, seeds + 1)))
+    except (ValueError, SynthError) as exc:
+        message = str(exc)
+        if isinstance(exc, SynthError):
+            _swap_folder(tmp, failed_dir)
+            message = message.replace(str(tmp), str(failed_dir))
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise _user_error(message) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _swap_folder(tmp, work_dir)
+    save_report(report, report_path)
+    return report, report_path
+
+
+def _fmt_brams(value: float) -> str:
+    return f"{value:g}"
+
+
+@click.command()
+@click.argument("verilog", type=click.Path(path_type=Path))
+@click.option("--device", type=click.Choice(["up5k", "hx8k", "xc7"]), default="up5k",
+              show_default=True,
+              help="up5k/hx8k: Yosys + nextpnr-ice40 (resources and Fmax); xc7: Yosys "
+                   "estimate of 7-series resources, no Fmax.")
+@click.option("--freq", type=click.FloatRange(0, 1000, min_open=True), default=48.0,
+              show_default=True, help="nextpnr's target frequency in MHz.")
+@click.option("--seeds", type=click.IntRange(1, 20), default=1, show_default=True,
+              help="Placement seeds 1..N, one nextpnr run each; Fmax is their median.")
+@click.option("--cycles", type=click.IntRange(min=0), multiple=True,
+              help="Cycle counts (from `codesign simulate`) to convert to microseconds at Fmax.")
+@click.option("--out", type=OUT_DIR, required=True, help="Output folder.")
+def synth(verilog: Path, device: str, freq: float, seeds: int, cycles: tuple[int, ...],
+          out: Path) -> None:
+    """Synthesise an engine from `codesign verilog`: LUT/FF/BRAM/DSP and Fmax."""
+    from synth_reports.flow import cycles_to_us
+
+    if device == "xc7" and (seeds != 1 or cycles or
+                            click.get_current_context().get_parameter_source("freq")
+                            == click.core.ParameterSource.COMMANDLINE):
+        raise _user_error("--freq, --seeds and --cycles need place and route: use --device "
+                          "up5k or hx8k (xc7 gives resources only)")
+    report, path = run_synth(verilog, device, out, target_mhz=freq, seeds=seeds)
+    r = report.resources
+    click.echo(f"{report.toplevel} on {device}: {r.luts:,} LUTs, {r.ffs:,} flip-flops, "
+               f"{r.carries:,} carries, {_fmt_brams(r.brams)} block RAMs, {r.dsps} DSPs"
+               + (f", {r.lutram:,} LUT-RAM cells" if r.lutram else "")
+               + (" (Yosys estimate)" if device == "xc7" else ""))
+    if report.runs:
+        h = report.runs[0].utilization
+        lc = h.get("ICESTORM_LC", (0, 0))
+        fm = [x.fmax_mhz for x in report.runs]
+        spread = f" (seeds 1-{len(fm)}: {min(fm):.2f}-{max(fm):.2f})" if len(fm) > 1 else ""
+        click.echo(f"in its harness: {lc[0]:,} of {lc[1]:,} logic cells; Fmax "
+                   f"{report.fmax_mhz:.2f} MHz{spread} at target {freq:g} MHz")
+        for n in cycles:
+            click.echo(f"{n:,} cycles = {cycles_to_us(n, report.fmax_mhz):.3f} us at "
+                       f"{report.fmax_mhz:.2f} MHz")
+    click.echo(f"wrote {path}")

@@ -1,0 +1,222 @@
+"""An emitted engine (``<name>.v`` + its JSON sidecar) in, resources and Fmax out.
+
+:func:`synth_engine` synthesises the engine alone for its resources, then (on iCE40) wraps it in
+the harness of :mod:`synth_reports.harness`, synthesises that and places and routes it once per
+seed for the Fmax; :func:`save_report` writes the result as JSON. Cycle counts from ``sim``
+become time with :func:`cycles_to_us`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hw.emit import write_atomic
+from synth_reports.harness import harness_name, harness_verilog
+from synth_reports.pnr import DEVICES, PnrResult, fit_problem, place_and_route
+from synth_reports.tools import SynthError, tool_version
+from synth_reports.yosys import Resources, synthesize
+
+__all__ = ["DoesNotFit", "SynthReport", "read_sidecar", "synth_engine", "save_report",
+           "cycles_to_us", "TARGET_DEVICES", "REPORT_VERSION", "MAX_SEEDS"]
+
+#: Every ``device`` :func:`synth_engine` takes: the iCE40 parts it places and routes on, and
+#: ``xc7`` (Yosys's 7-series mapping only: resources, no Fmax).
+TARGET_DEVICES = (*DEVICES, "xc7")
+#: Version of the JSON report layout.
+REPORT_VERSION = 1
+#: Most placement seeds one call runs.
+MAX_SEEDS = 20
+
+
+class DoesNotFit(SynthError):
+    """The engine needs more of a resource than the device has."""
+
+
+@dataclass(frozen=True)
+class SynthReport:
+    """Resources and Fmax of one engine on one device.
+
+    Attributes
+    ----------
+    toplevel : str
+        The engine's module.
+    verilog_sha256 : str
+        SHA-256 of the Verilog synthesised.
+    parameters : dict
+        The engine's build parameters, from its sidecar.
+    device : str
+        A key of :data:`TARGET_DEVICES`.
+    resources : Resources
+        The engine alone.
+    harness : Resources or None
+        The engine inside the place-and-route harness (iCE40 only).
+    runs : tuple of PnrResult
+        One nextpnr run per seed (empty for ``xc7``).
+    tools : dict of str to str
+        Tool versions used.
+    """
+
+    toplevel: str
+    verilog_sha256: str
+    parameters: dict[str, Any]
+    device: str
+    resources: Resources
+    harness: Resources | None = None
+    runs: tuple[PnrResult, ...] = ()
+    tools: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def fmax_mhz(self) -> float | None:
+        """The median achieved Fmax over the seeds, or None when nothing was placed."""
+        if not self.runs:
+            return None
+        return float(statistics.median(r.fmax_mhz for r in self.runs))
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy, with the Fmax summary."""
+        fmaxes = [r.fmax_mhz for r in self.runs]
+        return {
+            "report_version": REPORT_VERSION,
+            "toplevel": self.toplevel,
+            "verilog_sha256": self.verilog_sha256,
+            "parameters": self.parameters,
+            "device": self.device,
+            "part": DEVICES[self.device].part if self.device in DEVICES else "xc7 (Yosys estimate)",
+            "resources": self.resources.as_dict(),
+            "harness": self.harness.as_dict() if self.harness else None,
+            "runs": [r.as_dict() for r in self.runs],
+            "fmax_mhz": {"median": self.fmax_mhz, "min": min(fmaxes), "max": max(fmaxes)}
+            if fmaxes else None,
+            "tools": self.tools,
+        }
+
+
+def read_sidecar(verilog: str | os.PathLike) -> tuple[bytes, dict[str, Any]]:
+    """The Verilog bytes and the sidecar (``<stem>.json`` beside it) that describes them.
+
+    Raises
+    ------
+    ValueError
+        A missing or unreadable file, a sidecar without the entries synthesis needs, or one
+        whose ``verilog_sha256`` is not that of the ``.v`` (the two were written apart).
+    """
+    path = Path(verilog)
+    if path.suffix != ".v":
+        raise ValueError(f"{path} is not a .v file (give the Verilog that `codesign verilog` "
+                         "wrote)")
+    side = path.with_suffix(".json")
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read {side}, the sidecar of {path.name} (`codesign verilog` "
+                         f"writes both): {exc.strerror or exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{side} is not JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{side} is not a sidecar (a JSON object)")
+    missing = [k for k in ("toplevel", "ports", "clock_reset_ports", "verilog_sha256")
+               if k not in meta]
+    if missing:
+        raise ValueError(f"{side} is not an engine sidecar: no {', '.join(missing)}")
+    if hashlib.sha256(text).hexdigest() != meta["verilog_sha256"]:
+        raise ValueError(f"{side} describes another {path.name} (its SHA-256 differs); emit "
+                         "both again with `codesign verilog`")
+    return text, meta
+
+
+def _seeds(seeds: Sequence[int]) -> tuple[int, ...]:
+    out = tuple(int(s) for s in seeds)
+    if not out or len(out) > MAX_SEEDS or any(s < 0 for s in out) or len(set(out)) != len(out):
+        raise ValueError(f"give 1 to {MAX_SEEDS} distinct seeds of 0 or more, not {list(seeds)}")
+    return out
+
+
+def synth_engine(verilog: str | os.PathLike, device: str, workdir: str | os.PathLike, *,
+                 target_mhz: float = 48.0, seeds: Sequence[int] = (1,)) -> SynthReport:
+    """Synthesise an emitted engine for ``device``; on iCE40 also place and route it.
+
+    Parameters
+    ----------
+    verilog : path
+        The ``.v`` written by :func:`hw.emit.emit_verilog`; its sidecar must sit beside it.
+    device : str
+        ``up5k`` or ``hx8k`` (Yosys then nextpnr-ice40), or ``xc7`` (Yosys only).
+    workdir : path
+        An existing, empty folder for the scripts, logs, reports and netlists.
+    target_mhz : float
+        nextpnr's ``--freq``.
+    seeds : sequence of int
+        Placement seeds, one nextpnr run each.
+
+    Raises
+    ------
+    ValueError
+        Bad arguments or sidecar (see :func:`read_sidecar`).
+    DoesNotFit
+        The engine, or the engine in its harness, needs more than the device has.
+    SynthError
+        A tool is missing or failed.
+    """
+    if device not in TARGET_DEVICES:
+        raise ValueError(f"unknown device {device!r}; known: {', '.join(TARGET_DEVICES)}")
+    if not target_mhz > 0 or target_mhz > 1000:
+        raise ValueError(f"the target frequency must be above 0 and at most 1000 MHz, not "
+                         f"{target_mhz!r}")
+    seed_list = _seeds(seeds)
+    text, meta = read_sidecar(verilog)
+    work = Path(workdir)
+    top = str(meta["toplevel"])
+    target = "xc7" if device == "xc7" else "ice40"
+    dev = DEVICES.get(device)
+    dsp = dev.has_dsp if dev else True
+    tools = {"yosys": tool_version("yosys")}
+    src = work / f"{top}.v"
+    src.write_bytes(text)
+    engine, _ = synthesize([src], top, target, work, dsp=dsp, tag="engine")
+    common = {"toplevel": top, "verilog_sha256": meta["verilog_sha256"],
+              "parameters": dict(meta.get("parameters") or {}), "device": device,
+              "resources": engine, "tools": tools}
+    if dev is None:
+        return SynthReport(**common)
+    problem = fit_problem(engine, dev)
+    if problem:
+        raise DoesNotFit(f"{top} {problem}")
+    hname = harness_name(top)
+    (work / f"{hname}.v").write_text(harness_verilog(top, meta["ports"],
+                                                     meta["clock_reset_ports"]), "utf-8")
+    harness, netlist = synthesize([src, work / f"{hname}.v"], hname, target, work, dsp=dsp,
+                                  netlist=True, tag="harness")
+    problem = fit_problem(harness, dev)
+    if problem:
+        raise DoesNotFit(f"{top} in its place-and-route harness {problem}")
+    tools["nextpnr-ice40"] = tool_version("nextpnr-ice40")
+    runs = tuple(place_and_route(netlist, device, work, target_mhz=target_mhz, seed=s,
+                                 tag=f"pnr_seed{s}") for s in seed_list)
+    return SynthReport(**common, harness=harness, runs=runs)
+
+
+def save_report(report: SynthReport, path: str | os.PathLike) -> Path:
+    """Write ``report`` as sorted, indented JSON, atomically; returns the path."""
+    out = Path(path)
+    write_atomic(out, json.dumps(report.as_dict(), indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def cycles_to_us(cycles: int, fmax_mhz: float) -> float:
+    """Time of ``cycles`` clock cycles at ``fmax_mhz``, in microseconds."""
+    if not fmax_mhz > 0:
+        raise ValueError(f"Fmax must be positive, not {fmax_mhz!r} MHz")
+    if cycles < 0:
+        raise ValueError(f"cycles must be 0 or more, not {cycles}")
+    return cycles / fmax_mhz

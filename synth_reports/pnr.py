@@ -1,0 +1,167 @@
+"""Place and route with nextpnr-ice40, and the parser of its ``--report`` JSON (Fmax, use).
+
+nextpnr's Fmax depends on its placement seed (and a little on the frequency it aims at): a run
+is deterministic for a given netlist, seed and target, and a report says which were used.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synth_reports.tools import SynthError, run_tool
+from synth_reports.yosys import Resources
+
+__all__ = ["DEVICES", "Device", "PnrResult", "parse_report", "fit_problem", "place_and_route"]
+
+
+@dataclass(frozen=True)
+class Device:
+    """An iCE40 part nextpnr can place on.
+
+    Attributes
+    ----------
+    name, part : str
+        Our name (``up5k``) and the vendor's (``iCE40UP5K``).
+    flag, package : str
+        nextpnr's device flag and the package it places in.
+    lcs, brams, dsps, sprams : int
+        Logic cells (a LUT4 and a flip-flop each), 4 Kbit block RAMs, SB_MAC16 and SPRAM blocks.
+    """
+
+    name: str
+    part: str
+    flag: str
+    package: str
+    lcs: int
+    brams: int
+    dsps: int
+    sprams: int = 0
+
+    @property
+    def has_dsp(self) -> bool:
+        """Whether Yosys may map multipliers to SB_MAC16 for this part."""
+        return self.dsps > 0
+
+
+#: The parts ``codesign synth`` places on (iCEBreaker's UP5K and the HX8K breakout board's).
+DEVICES = {
+    "up5k": Device("up5k", "iCE40UP5K", "--up5k", "sg48", 5280, 30, 8, 4),
+    "hx8k": Device("hx8k", "iCE40HX8K", "--hx8k", "ct256", 7680, 32, 0, 0),
+}
+
+
+@dataclass(frozen=True)
+class PnrResult:
+    """One nextpnr run.
+
+    Attributes
+    ----------
+    device : str
+        Key of :data:`DEVICES`.
+    seed : int
+        Placement seed.
+    target_mhz : float
+        The frequency nextpnr aimed at (``--freq``).
+    fmax_mhz : float
+        The achieved Fmax of the design's clock.
+    utilization : dict of str to (int, int)
+        nextpnr's ``(used, available)`` for each resource it reports (``ICESTORM_LC``, ...).
+    """
+
+    device: str
+    seed: int
+    target_mhz: float
+    fmax_mhz: float
+    utilization: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy."""
+        d = asdict(self)
+        d["utilization"] = {k: list(v) for k, v in self.utilization.items()}
+        return d
+
+
+def parse_report(report: dict[str, Any]) -> tuple[float, float, dict[str, tuple[int, int]]]:
+    """``(achieved Fmax, target, utilization)`` from a nextpnr ``--report`` JSON.
+
+    Raises
+    ------
+    ValueError
+        The report has no clock (a design with no register) or more than one clock, or lacks
+        the ``fmax``/``utilization`` entries.
+    """
+    fmax = report.get("fmax")
+    if not isinstance(fmax, dict):
+        raise ValueError("the nextpnr report has no 'fmax' entry")
+    if len(fmax) != 1:
+        raise ValueError(f"the nextpnr report has {len(fmax)} clocks; one is expected "
+                         f"({', '.join(sorted(fmax)) or 'none'})")
+    clock = next(iter(fmax.values()))
+    util = report.get("utilization")
+    if not isinstance(util, dict):
+        raise ValueError("the nextpnr report has no 'utilization' entry")
+    used = {str(k): (int(v["used"]), int(v["available"])) for k, v in sorted(util.items())}
+    return float(clock["achieved"]), float(clock["constraint"]), used
+
+
+def fit_problem(res: Resources, device: Device) -> str | None:
+    """Why a synthesised design cannot fit ``device``, or None when its cells do not rule it out.
+
+    Checked before place and route, which would otherwise search for minutes: every LUT and
+    every flip-flop needs a logic cell (a LUT and a flip-flop may share one, so the larger count
+    is a lower bound), and block RAMs, multipliers and SPRAMs are counted exactly.
+    """
+    if res.target != "ice40":
+        return f"the design was synthesised for {res.target}, not iCE40"
+    over = []
+    lcs = max(res.luts, res.ffs)
+    if lcs > device.lcs:
+        over.append(f"at least {lcs:,} logic cells (LUTs {res.luts:,}, flip-flops "
+                    f"{res.ffs:,}) of {device.lcs:,}")
+    if res.brams > device.brams:
+        over.append(f"{res.brams:,} block RAMs of {device.brams}")
+    if res.dsps > device.dsps:
+        over.append(f"{res.dsps} SB_MAC16 of {device.dsps}")
+    if res.spram > device.sprams:
+        over.append(f"{res.spram} SPRAM blocks of {device.sprams}")
+    if not over:
+        return None
+    return f"does not fit the {device.part}: it needs " + "; ".join(over)
+
+
+def place_and_route(netlist: Path, device: str, workdir: Path, *, target_mhz: float = 48.0,
+                    seed: int = 1, tag: str = "pnr") -> PnrResult:
+    """Place and route the JSON ``netlist`` (in ``workdir``) on ``device``; read Fmax and use.
+
+    Pins are placed by nextpnr (no constraint file). A design that misses ``target_mhz`` is not
+    an error: its achieved Fmax is what is reported.
+
+    Raises
+    ------
+    SynthError
+        nextpnr is missing or failed (for example the design does not fit), or its report cannot
+        be read.
+    ValueError
+        Unknown device, a target frequency that is not positive, or a negative seed.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; known: {', '.join(DEVICES)}")
+    if not target_mhz > 0:
+        raise ValueError(f"the target frequency must be positive, not {target_mhz!r} MHz")
+    if seed < 0:
+        raise ValueError(f"the seed must be 0 or more, not {seed}")
+    dev = DEVICES[device]
+    report = f"{tag}.report.json"
+    args = [dev.flag, "--package", dev.package, "--json", Path(netlist).name,
+            "--freq", f"{target_mhz:g}", "--seed", str(seed), "--timing-allow-fail",
+            "--report", report, "-q"]
+    run_tool("nextpnr-ice40", args, workdir, workdir / f"{tag}.nextpnr.log")
+    try:
+        fmax, target, util = parse_report(json.loads((workdir / report).read_text("utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SynthError(f"cannot read nextpnr's report {workdir / report}: {exc}") from None
+    return PnrResult(device=device, seed=seed, target_mhz=target, fmax_mhz=fmax,
+                     utilization=util)

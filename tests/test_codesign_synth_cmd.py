@@ -1,0 +1,104 @@
+"""``codesign synth``: the printed resources and Fmax, the report and the tools' files, a
+byte-identical rerun, and one-line errors with nothing half-written."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pytest
+from test_codesign_cli import assert_user_error, run
+
+from codesign.flow import emit_engine
+
+
+@pytest.fixture(scope="module")
+def engine_v(tmp_path_factory):
+    v, _ = emit_engine("dense", 8, 8, 2, 8, 8, "dense_cli", tmp_path_factory.mktemp("v"))
+    return v
+
+
+def test_synth_up5k_prints_and_writes_report(capsys, engine_v, tmp_path):
+    out_dir = tmp_path / "s"
+    code, out, err = run(capsys, "synth", str(engine_v), "--out", str(out_dir), "--cycles",
+                         "1000", "--cycles", "0")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("dense_cli on up5k: ") and " 2 DSPs" in lines[0]
+    assert lines[1].startswith("in its harness: ") and " of 5,280 logic cells; Fmax " in lines[1]
+    rep = json.loads((out_dir / "dense_cli.up5k.synth.json").read_text())
+    fmax = rep["fmax_mhz"]["median"]
+    assert f"1,000 cycles = {1000 / fmax:.3f} us at {fmax:.2f} MHz" in out
+    assert f"0 cycles = 0.000 us at {fmax:.2f} MHz" in out
+    assert lines[-1] == f"wrote {out_dir / 'dense_cli.up5k.synth.json'}"
+    assert rep["resources"]["dsps"] == 2 and rep["device"] == "up5k"
+    assert rep["verilog_sha256"] == hashlib.sha256(engine_v.read_bytes()).hexdigest()
+    work = out_dir / "dense_cli.up5k.synth"
+    for name in ("engine.yosys.log", "harness.netlist.json", "pnr_seed1.report.json",
+                 "dense_cli_harness.v"):
+        assert (work / name).is_file()
+    assert [p.name for p in out_dir.iterdir() if p.name.startswith(".")] == []
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert work.stat().st_mode & 0o777 == 0o777 & ~mask
+    # the same Verilog, seed and target give the same report, byte for byte; the rerun
+    # replaces the tools' folder
+    first = (out_dir / "dense_cli.up5k.synth.json").read_bytes()
+    (work / "stale.txt").write_text("x")
+    code, _, err = run(capsys, "synth", str(engine_v), "--out", str(out_dir))
+    assert code == 0, err
+    assert (out_dir / "dense_cli.up5k.synth.json").read_bytes() == first
+    assert not (work / "stale.txt").exists()
+
+
+def test_synth_xc7_is_an_estimate_beside_the_ice40_report(capsys, engine_v, tmp_path):
+    code, out, err = run(capsys, "synth", str(engine_v), "--device", "xc7", "--out",
+                         str(tmp_path))
+    assert code == 0, err
+    assert out.splitlines()[0].endswith("(Yosys estimate)") and "Fmax" not in out
+    assert json.loads((tmp_path / "dense_cli.xc7.synth.json").read_text())["fmax_mhz"] is None
+    for opt in (["--seeds", "2"], ["--cycles", "5"], ["--freq", "20"]):
+        code, _, err = run(capsys, "synth", str(engine_v), "--device", "xc7", *opt, "--out",
+                           str(tmp_path))
+        assert_user_error(code, err, "need place and route: use --device up5k or hx8k")
+
+
+def test_failing_tool_leaves_logs_and_no_report(capsys, tmp_path):
+    v = tmp_path / "broken.v"
+    v.write_text("module broken(input clk, output y);\n  assign y = ;\nendmodule\n")
+    meta = {"toplevel": "broken", "clock_reset_ports": [{"name": "clk", "direction": "input",
+                                                         "width": 1}],
+            "ports": [], "verilog_sha256": hashlib.sha256(v.read_bytes()).hexdigest()}
+    v.with_suffix(".json").write_text(json.dumps(meta))
+    out_dir = tmp_path / "o"
+    code, _, err = run(capsys, "synth", str(v), "--out", str(out_dir))
+    failed = out_dir / "broken.up5k.synth.failed"
+    assert_user_error(code, err, "yosys failed (exit 1): ")
+    assert f"(log: {failed / 'engine.yosys.log'})" in err and "ERROR" in err
+    assert (failed / "engine.yosys.log").is_file()
+    assert sorted(p.name for p in out_dir.iterdir()) == ["broken.up5k.synth.failed"]
+
+
+def test_synth_errors(capsys, engine_v, tmp_path):
+    code, _, err = run(capsys, "synth", str(tmp_path / "none.v"), "--out", str(tmp_path))
+    assert_user_error(code, err, "cannot read")
+    code, _, err = run(capsys, "synth", str(engine_v.with_suffix(".json")), "--out",
+                       str(tmp_path))
+    assert_user_error(code, err, "is not a .v file")
+    (tmp_path / "dense_cli.up5k.synth.json").mkdir()
+    code, _, err = run(capsys, "synth", str(engine_v), "--out", str(tmp_path))
+    assert_user_error(code, err, "dense_cli.up5k.synth.json is in the way: it should be a file")
+    (tmp_path / "f").write_text("")
+    code, _, err = run(capsys, "synth", str(engine_v), "--out", str(tmp_path / "f"))
+    assert_user_error(code, err, "is a file, not a folder")
+    for opt, text in ((["--seeds", "21"], "Invalid value for '--seeds'"),
+                      (["--freq", "0"], "Invalid value for '--freq'"),
+                      (["--device", "ecp5"], "Invalid value for '--device'")):
+        code, _, err = run(capsys, "synth", str(engine_v), *opt, "--out", str(tmp_path))
+        assert_user_error(code, err, text)
+
+
+def test_doctor_lists_the_synthesis_tools(capsys):
+    code, out, err = run(capsys, "doctor")
+    assert "yosys" in out and "nextpnr-ice40" in out

