@@ -38,6 +38,42 @@ MAX_SWEEP_SEEDS = 100
 MAX_GRID = 1000
 
 
+def _fmax_pair(text: str, engines: list[str]) -> tuple[float, float]:
+    """``--fmax SPARSE,DENSE``: each a positive MHz value or the path of a `codesign synth`
+    report (its median Fmax; the DENSE one must be the dense engine's, the SPARSE one one of
+    ``engines``)."""
+    from synth_reports.flow import read_fmax
+
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise _user_error(f"--fmax must be SPARSE,DENSE (two MHz values or `codesign synth` "
+                          f"reports), not {text!r}")
+    out = []
+    for part, role in zip(parts, ("sparse", "dense"), strict=True):
+        try:
+            value = float(part)
+        except ValueError:
+            value = None
+        if value is not None:
+            if not (value > 0 and math.isfinite(value)):
+                raise _user_error(f"--fmax must be two positive finite MHz values or "
+                                  f"`codesign synth` reports SPARSE,DENSE, not {text!r}")
+            out.append(value)
+            continue
+        try:
+            value, engine = read_fmax(part)
+        except ValueError as exc:
+            raise _user_error(f"--fmax: {exc}") from None
+        if role == "dense" and engine != "dense":
+            raise _user_error(f"--fmax: {part} is a report of the {engine} engine; DENSE must "
+                              "be the dense engine's")
+        if role == "sparse" and engine not in engines:
+            raise _user_error(f"--fmax: {part} is a report of the {engine} engine; SPARSE must "
+                              f"be one of the swept engines ({', '.join(engines)})")
+        out.append(value)
+    return out[0], out[1]
+
+
 def _int_list(text: str, option: str, lo: int, hi: int) -> list[int]:
     out = []
     for part in text.split(","):
@@ -152,8 +188,8 @@ def sweep_groups(models: list, bundles: list, engines: list[str], lanes: list[in
 @click.option("--simulator", default="verilator", show_default=True,
               type=click.Choice(["verilator", "icarus"]))
 @click.option("--chunk", default=64, show_default=True, type=int, help="Most points per task.")
-@click.option("--fmax", default=None, help="Fmax in MHz of the sparse and dense engines, "
-              "SPARSE,DENSE, for the time break-even.")
+@click.option("--fmax", default=None, help="Fmax of the sparse and dense engines, SPARSE,DENSE, "
+              "for the time break-even: each in MHz or a report of `codesign synth`.")
 @click.option("--store", "store_path", default=None, type=click.Path(path_type=Path),
               help="Results store (SQLite). Default: OUT/points.sqlite.")
 @click.option("--cache", "cache_dir", default=None, type=OUT_DIR,
@@ -201,15 +237,7 @@ def sweep(models, bundles, layers, engines, lanes, bits, block, index_bits, rati
     if not 0 < top <= 1:
         raise _user_error(f"--top must be in (0, 1], not {top}")
     ratio_grid = _ratios(ratios) if ratios is not None else list(default_grid(grid, top))
-    fmax_pair = None
-    if fmax is not None:
-        try:
-            fmax_pair = tuple(float(v) for v in fmax.split(","))
-        except ValueError:
-            fmax_pair = ()
-        if len(fmax_pair) != 2 or not all(v > 0 and math.isfinite(v) for v in fmax_pair):
-            raise _user_error(f"--fmax must be two positive finite MHz values SPARSE,DENSE, "
-                              f"not {fmax!r}")
+    fmax_pair = None if fmax is None else _fmax_pair(fmax, eng)
 
     stack = contextlib.ExitStack()
     client = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import statistics
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from synth_reports.tools import SynthError, tool_version
 from synth_reports.yosys import Resources, synthesize
 
 __all__ = ["DoesNotFit", "SynthReport", "read_sidecar", "synth_engine", "save_report",
-           "cycles_to_us", "TARGET_DEVICES", "REPORT_VERSION", "MAX_SEEDS"]
+           "cycles_to_us", "read_fmax", "TARGET_DEVICES", "REPORT_VERSION", "MAX_SEEDS"]
 
 #: Every ``device`` :func:`synth_engine` takes: the iCE40 parts it places and routes on, and
 #: ``xc7`` (Yosys's 7-series mapping only: resources, no Fmax).
@@ -220,3 +221,34 @@ def cycles_to_us(cycles: int, fmax_mhz: float) -> float:
     if cycles < 0:
         raise ValueError(f"cycles must be 0 or more, not {cycles}")
     return cycles / fmax_mhz
+
+
+def read_fmax(path: str | os.PathLike) -> tuple[float, str]:
+    """The median Fmax (MHz) and the engine kind of a report :func:`save_report` wrote.
+
+    Raises
+    ------
+    ValueError
+        The file cannot be read, is not such a report, or has no Fmax (an ``xc7`` report).
+    """
+    p = Path(path)
+    try:
+        rep = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read {p}: {exc.strerror or exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{p} is not JSON: {exc}") from None
+    if not isinstance(rep, dict) or rep.get("report_version") != REPORT_VERSION:
+        raise ValueError(f"{p} is not a report of `codesign synth` (report_version "
+                         f"{REPORT_VERSION})")
+    fmax = rep.get("fmax_mhz")
+    if fmax is None:
+        raise ValueError(f"{p} has no Fmax: {rep.get('device')} reports give resources only; "
+                         "synthesise for up5k or hx8k")
+    try:
+        value = float(fmax["median"])
+    except (TypeError, KeyError, ValueError):
+        raise ValueError(f"{p} has no readable fmax_mhz.median") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{p} gives Fmax {value!r}, not a positive number of MHz")
+    return value, str((rep.get("parameters") or {}).get("engine", "?"))
