@@ -1,9 +1,10 @@
 """``codesign synth``: an emitted engine's resources and Fmax, so its cycles become seconds.
 
 Takes the ``.v`` that ``codesign verilog`` wrote (its JSON sidecar beside it). On an iCE40 part
-(``--device up5k`` or ``hx8k``): Yosys ``synth_ice40`` for the engine's LUT/FF/BRAM/DSP, then the
-engine in a four-pin harness (:mod:`synth_reports.harness`) through nextpnr-ice40, once per seed,
-for Fmax. ``--device xc7``: Yosys's 7-series mapping only (estimates; no Fmax). Writes
+(``--device up5k`` or ``hx8k``) or an ECP5 part (``ecp5-25k``, ``ecp5-85k``): Yosys
+``synth_ice40``/``synth_ecp5`` for the engine's LUT/FF/BRAM/DSP, then the engine in a four-pin
+harness (:mod:`synth_reports.harness`) through nextpnr-ice40/nextpnr-ecp5, once per seed, for
+Fmax. ``--device xc7``: Yosys's 7-series mapping only (estimates; no Fmax). Writes
 ``OUT/<module>.<device>.synth.json`` and the tools' scripts, logs and reports in
 ``OUT/<module>.<device>.synth/``; a failed run leaves its logs in
 ``OUT/<module>.<device>.synth.failed/`` and no report.
@@ -95,10 +96,10 @@ def _fmt_brams(value: float) -> str:
 
 @click.command()
 @click.argument("verilog", type=click.Path(path_type=Path))
-@click.option("--device", type=click.Choice(["up5k", "hx8k", "xc7"]), default="up5k",
-              show_default=True,
-              help="up5k/hx8k: Yosys + nextpnr-ice40 (resources and Fmax); xc7: Yosys "
-                   "estimate of 7-series resources, no Fmax.")
+@click.option("--device", type=click.Choice(["up5k", "hx8k", "ecp5-25k", "ecp5-85k", "xc7"]),
+              default="up5k", show_default=True,
+              help="up5k/hx8k (iCE40), ecp5-25k/ecp5-85k: Yosys + nextpnr (resources and "
+                   "Fmax); xc7: Yosys estimate of 7-series resources, no Fmax.")
 @click.option("--freq", type=click.FloatRange(0, 1000, min_open=True), default=48.0,
               show_default=True, help="nextpnr's target frequency in MHz.")
 @click.option("--seeds", type=click.IntRange(1, 20), default=1, show_default=True,
@@ -114,8 +115,9 @@ def synth(verilog: Path, device: str, freq: float, seeds: int, cycles: tuple[int
     if device == "xc7" and (seeds != 1 or cycles or
                             click.get_current_context().get_parameter_source("freq")
                             == click.core.ParameterSource.COMMANDLINE):
-        raise _user_error("--freq, --seeds and --cycles need place and route: use --device "
-                          "up5k or hx8k (xc7 gives resources only)")
+        raise _user_error("--freq, --seeds and --cycles need place and route on an iCE40 or "
+                          "ECP5 part (--device up5k, hx8k, ecp5-25k or ecp5-85k); xc7 gives "
+                          "resources only")
     report, path = run_synth(verilog, device, out, target_mhz=freq, seeds=seeds)
     r = report.resources
     click.echo(f"{report.toplevel} on {device}: {r.luts:,} LUTs, {r.ffs:,} flip-flops, "
@@ -124,10 +126,12 @@ def synth(verilog: Path, device: str, freq: float, seeds: int, cycles: tuple[int
                + (" (Yosys estimate)" if device == "xc7" else ""))
     if report.runs:
         h = report.runs[0].utilization
-        lc = h.get("ICESTORM_LC", (0, 0))
+        cell, what = (("ICESTORM_LC", "logic cells") if "ICESTORM_LC" in h
+                      else ("TRELLIS_COMB", "LUT4s"))
+        lc = h.get(cell, (0, 0))
         fm = [x.fmax_mhz for x in report.runs]
         spread = f" (seeds 1-{len(fm)}: {min(fm):.2f}-{max(fm):.2f})" if len(fm) > 1 else ""
-        click.echo(f"in its harness: {lc[0]:,} of {lc[1]:,} logic cells; Fmax "
+        click.echo(f"in its harness: {lc[0]:,} of {lc[1]:,} {what}; Fmax "
                    f"{report.fmax_mhz:.2f} MHz{spread} at target {freq:g} MHz")
         for n in cycles:
             click.echo(f"{n:,} cycles = {cycles_to_us(n, report.fmax_mhz):.3f} us at "

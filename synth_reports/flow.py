@@ -1,6 +1,7 @@
 """An emitted engine (``<name>.v`` + its JSON sidecar) in, resources and Fmax out.
 
-:func:`synth_engine` synthesises the engine alone for its resources, then (on iCE40) wraps it in
+:func:`synth_engine` synthesises the engine alone for its resources, then (on an iCE40 or ECP5
+part) wraps it in
 the harness of :mod:`synth_reports.harness`, synthesises that and places and routes it once per
 seed for the Fmax; :func:`save_report` writes the result as JSON. Cycle counts from ``sim``
 become time with :func:`cycles_to_us`.
@@ -27,7 +28,8 @@ from synth_reports.yosys import Resources, synthesize
 __all__ = ["DoesNotFit", "SynthReport", "read_sidecar", "synth_engine", "save_report",
            "cycles_to_us", "read_fmax", "TARGET_DEVICES", "REPORT_VERSION", "MAX_SEEDS"]
 
-#: Every ``device`` :func:`synth_engine` takes: the iCE40 parts it places and routes on, and
+#: Every ``device`` :func:`synth_engine` takes: the iCE40 and ECP5 parts it places and routes on,
+#: and
 #: ``xc7`` (Yosys's 7-series mapping only: resources, no Fmax).
 TARGET_DEVICES = (*DEVICES, "xc7")
 #: Version of the JSON report layout.
@@ -57,7 +59,7 @@ class SynthReport:
     resources : Resources
         The engine alone.
     harness : Resources or None
-        The engine inside the place-and-route harness (iCE40 only).
+        The engine inside the place-and-route harness (None for ``xc7``).
     runs : tuple of PnrResult
         One nextpnr run per seed (empty for ``xc7``).
     tools : dict of str to str
@@ -145,14 +147,16 @@ def _seeds(seeds: Sequence[int]) -> tuple[int, ...]:
 
 def synth_engine(verilog: str | os.PathLike, device: str, workdir: str | os.PathLike, *,
                  target_mhz: float = 48.0, seeds: Sequence[int] = (1,)) -> SynthReport:
-    """Synthesise an emitted engine for ``device``; on iCE40 also place and route it.
+    """Synthesise an emitted engine for ``device``; on an iCE40 or ECP5 part also place and
+    route it.
 
     Parameters
     ----------
     verilog : path
         The ``.v`` written by :func:`hw.emit.emit_verilog`; its sidecar must sit beside it.
     device : str
-        ``up5k`` or ``hx8k`` (Yosys then nextpnr-ice40), or ``xc7`` (Yosys only).
+        A key of :data:`synth_reports.pnr.DEVICES` (Yosys, then nextpnr-ice40 or
+        nextpnr-ecp5), or ``xc7`` (Yosys only).
     workdir : path
         An existing, empty folder for the scripts, logs, reports and netlists.
     target_mhz : float
@@ -178,8 +182,8 @@ def synth_engine(verilog: str | os.PathLike, device: str, workdir: str | os.Path
     text, meta = read_sidecar(verilog)
     work = Path(workdir)
     top = str(meta["toplevel"])
-    target = "xc7" if device == "xc7" else "ice40"
     dev = DEVICES.get(device)
+    target = dev.family if dev else "xc7"
     dsp = dev.has_dsp if dev else True
     tools = {"yosys": tool_version("yosys")}
     src = work / f"{top}.v"
@@ -201,7 +205,7 @@ def synth_engine(verilog: str | os.PathLike, device: str, workdir: str | os.Path
     problem = fit_problem(harness, dev)
     if problem:
         raise DoesNotFit(f"{top} in its place-and-route harness {problem}")
-    tools["nextpnr-ice40"] = tool_version("nextpnr-ice40")
+    tools[f"nextpnr-{dev.family}"] = tool_version(f"nextpnr-{dev.family}")
     runs = tuple(place_and_route(netlist, device, work, target_mhz=target_mhz, seed=s,
                                  tag=f"pnr_seed{s}") for s in seed_list)
     return SynthReport(**common, harness=harness, runs=runs)
@@ -244,7 +248,7 @@ def read_fmax(path: str | os.PathLike) -> tuple[float, str]:
     fmax = rep.get("fmax_mhz")
     if fmax is None:
         raise ValueError(f"{p} has no Fmax: {rep.get('device')} reports give resources only; "
-                         "synthesise for up5k or hx8k")
+                         "synthesise for an iCE40 or ECP5 part")
     try:
         value = float(fmax["median"])
     except (TypeError, KeyError, ValueError):

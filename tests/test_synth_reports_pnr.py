@@ -45,7 +45,18 @@ def test_fit_problem_names_each_resource_over():
                    "flip-flops 7,000) of 5,280; 31 block RAMs of 30; 9 SB_MAC16 of 8; "
                    "5 SPRAM blocks of 4")
     assert fit_problem(_res(), hx8k) == "does not fit the iCE40HX8K: it needs 1 SB_MAC16 of 0"
-    assert "synthesised for xc7" in fit_problem(_res(target="xc7"), up5k)
+    assert "synthesised for xc7, not ice40" in fit_problem(_res(target="xc7"), up5k)
+
+
+def test_fit_problem_ecp5_counts_carries_and_lutram_as_luts():
+    e25 = DEVICES["ecp5-25k"]
+    assert fit_problem(_res(target="ecp5", luts=24288 - 10, carries=5), e25) is None
+    msg = fit_problem(_res(target="ecp5", luts=24000, carries=100, lutram=50, ffs=30000,
+                           brams=57, dsps=29), e25)
+    assert msg == ("does not fit the LFE5U-25F: it needs at least 24,300 LUT4s (logic 24,000, "
+                   "carries 100 x 2, LUT-RAM 50 x 2) of 24,288; 30,000 flip-flops of 24,288; "
+                   "57 block RAMs of 56; 29 MULT18X18D of 28")
+    assert "synthesised for ice40, not ecp5" in fit_problem(_res(), e25)
 
 
 @pytest.mark.parametrize("kw, message", [
