@@ -18,7 +18,9 @@ __all__ = ["TARGETS", "Resources", "parse_stat", "yosys_script", "synthesize"]
 #: target -> (Yosys synthesis command, what the figures are)
 TARGETS = {
     "ice40": ("synth_ice40", "iCE40 cells after Yosys synth_ice40 (-dsp on parts with SB_MAC16)"),
-    "ecp5": ("synth_ecp5", "ECP5 cells after Yosys synth_ecp5"),
+    # LUTs by the classic ABC (see yosys_script): under the WebAssembly Yosys, ABC9 dies on some
+    # engines that use LUT-RAM (it asks the host for 24 TB and exits 1 with no message)
+    "ecp5": ("synth_ecp5", "ECP5 cells after Yosys synth_ecp5, LUTs mapped by abc -lut 4"),
     "xc7": ("synth_xilinx -family xc7", "Xilinx 7-series cells after Yosys synth_xilinx "
                                         "(Yosys estimate, no vendor tool)"),
 }
@@ -144,12 +146,17 @@ def yosys_script(sources: list[str], top: str, target: str, netlist: str | None,
 
     ``dsp`` (iCE40) maps multipliers to SB_MAC16 (``synth_ice40 -dsp``); without it they
     become LUTs, as on parts with no SB_MAC16 (HX8K). ECP5 and xc7 always use their
-    multipliers."""
+    multipliers. On ECP5 the LUTs are mapped by ``abc -lut 4`` between the two halves of
+    ``synth_ecp5`` instead of its ``abc9`` (which dies under the WebAssembly Yosys on engines
+    with LUT-RAM)."""
     if target not in TARGETS:
         raise ValueError(f"unknown synthesis target {target!r}; known: {', '.join(TARGETS)}")
     reads = "\n".join(f"read_verilog {s}" for s in sources)
     out = f" -json {netlist}" if netlist else ""
     cmd = TARGETS[target][0] + (" -dsp" if dsp and target == "ice40" else "")
+    if target == "ecp5":      # synth_ecp5 with its map_luts step (abc9) done by the classic abc
+        return (f"{reads}\n{cmd} -top {top} -run :map_luts\nabc -lut 4 -dress\nclean\n"
+                f"{cmd} -top {top} -run map_cells:{out}\ntee -q -o {stat} stat -json\n")
     return (f"{reads}\n{cmd} -top {top}{out}\n"
             f"tee -q -o {stat} stat -json\n")
 
