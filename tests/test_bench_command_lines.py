@@ -71,6 +71,11 @@ CASES = [
     # bench/sweep.py
     ("sweep", ["--workers", "1,0"], "argument --workers: every entry of the comma-separated "
                                     "list must be an integer >= 1, not '0'"),
+    # bench/synth.py
+    ("synth", ["--lanes", "0"], "argument --lanes: must be an integer from 1 to 64, not '0'"),
+    ("synth", ["--seeds", "0"], "argument --seeds: must be an integer from 1 to 20, not '0'"),
+    ("synth", ["--ratios", "0.5,1"], "argument --ratios: every entry of the comma-separated "
+                                     "list must be a finite number in [0, 1), not '1'"),
     # bench/mobile.py
     ("mobile", ["--image", "64000"], "argument --image: must be an integer from 32 to 1024, "
                                      "not '64000'"),
