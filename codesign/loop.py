@@ -23,6 +23,10 @@ set, and pass ``test_fn`` to have the test accuracy of each compression reported
 Then it compresses again from the same trained weights with the new plan. Every break-even is
 written into the final bundle's manifest (``Layer.break_even``).
 
+Given the engines' Fmax (``fmax_mhz``, e.g. from ``codesign synth`` reports), every break-even
+above is the *time* break-even (sparse cycles / sparse Fmax <= dense cycles / dense Fmax): a
+sparse engine that closes timing lower than the dense one must be pruned further to pay.
+
 Cycles per layer come from the engines' cycle models, which equal the RTL cycle counts exactly
 (tested for every engine); :func:`check_in_rtl` re-runs the final layers in RTL to show it.
 """
@@ -101,6 +105,7 @@ class LoopResult:
     tolerance and some of the pushed layers were left dense instead. ``cycles_before``/``cycles_after``
     map layer name to (engine, cycles) for one input of the model. ``test_first``/``test_final``
     are ``test_fn``'s accuracy of the two compressed models (``None`` without ``test_fn``).
+    ``fmax_mhz`` is the (sparse, dense) Fmax the break-evens were measured with, if any.
     """
 
     first: Any
@@ -115,6 +120,15 @@ class LoopResult:
     tried: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     test_first: float | None = None
     test_final: float | None = None
+    fmax_mhz: tuple[float, float] | None = None
+
+    def time_us(self, cycles: Mapping[str, tuple[str, int]]) -> float | None:
+        """Microseconds of one model input on ``cycles`` (``cycles_before``/``cycles_after``):
+        each layer's cycles at the Fmax of the engine it runs on; None without Fmax."""
+        if self.fmax_mhz is None:
+            return None
+        fs, fd = self.fmax_mhz
+        return float(sum(c / (fd if engine == "dense" else fs) for engine, c in cycles.values()))
 
     def table(self) -> list[dict[str, Any]]:
         """One row per layer: plan before/after, break-even, RTL runs, cycles before/after."""
@@ -198,13 +212,22 @@ def initial_plan(model: Any, engine: str, sparsity: float, *, bits: int,
     return out
 
 
+def used_ratio(breakeven: Any) -> float | None:
+    """The break-even the loop decides by: the time break-even (cycles / Fmax) when the
+    measurement was given the engines' Fmax, else the cycle break-even."""
+    if getattr(breakeven, "fmax_mhz", None) is not None:
+        return breakeven.time_ratio
+    return breakeven.ratio
+
+
 def decide(targets: Mapping[str, float | None], breakevens: Mapping[str, Any],
            ops: Mapping[str, str], *, margin: float = 0.02, cap: float = DEFAULT_CAP,
            reached: Mapping[str, float] | None = None) -> list[Decision]:
     """The re-planning rule (module docstring) applied to each layer.
 
     ``breakevens`` maps layer name to an object with ``ratio``, ``storage_ratio`` and
-    ``rtl_runs`` (a :class:`sim.breakeven.BreakEven`). A pushed layer's new sparsity is
+    ``rtl_runs`` (a :class:`sim.breakeven.BreakEven`); a break-even measured with the engines'
+    Fmax decides by its time break-even (:func:`used_ratio`). A pushed layer's new sparsity is
     ``break_even + margin`` rounded up to 0.1%. ``reached`` maps a layer to the sparsity its
     first compression has (default: its target): a layer is kept when that, rounded to 9
     digits as break-evens are, is at least its break-even. A scheme can reach more than its
@@ -213,7 +236,7 @@ def decide(targets: Mapping[str, float | None], breakevens: Mapping[str, Any],
     out = []
     for name, target in targets.items():
         be = breakevens.get(name)
-        ratio = None if be is None else be.ratio
+        ratio = None if be is None else used_ratio(be)
         storage = None if be is None else be.storage_ratio
         runs = 0 if be is None else int(be.rtl_runs)
         has = None if target is None else round(max(target, (reached or {}).get(name, target)), 9)
@@ -317,8 +340,10 @@ def output_positions(model: Any) -> tuple[dict[str, int], dict[str, tuple[int, i
 def measure_breakevens(bundle: Any, names: Iterable[str], config: Any, *,
                        images: Mapping[str, tuple[int, int]], seeds: int = 3,
                        simulator: str = "verilator", store: Any = None,
-                       echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """:func:`sim.breakeven.find_breakeven` for each named layer of ``bundle`` on ``config``.
+                       echo: Callable[[str], None] = print,
+                       fmax_mhz: tuple[float, float] | None = None) -> dict[str, Any]:
+    """:func:`sim.breakeven.find_breakeven` for each named layer of ``bundle`` on ``config``
+    (with ``fmax_mhz`` = (sparse, dense) MHz, the time break-even too).
 
     Conv layers are given their input image size from ``images`` (the pattern engine needs
     it; the matrix engines run the layer's im2col matrix, one product per output position).
@@ -331,10 +356,15 @@ def measure_breakevens(bundle: Any, names: Iterable[str], config: Any, *,
         spec = LayerSpec.from_layer(layer, image=images.get(name))
         echo(f"break-even of {name} ({'x'.join(map(str, spec.shape))}) on the {config.engine} "
              f"engine, {config.lanes} lanes, {config.weight_bits}-bit, in RTL ({simulator}) ...")
-        be = find_breakeven(spec, config, seeds=seeds, simulator=simulator, store=store)
+        be = find_breakeven(spec, config, seeds=seeds, simulator=simulator, store=store,
+                            fmax_mhz=fmax_mhz)
         out[name] = be
         ratio = "never" if be.ratio is None else f"{100 * be.ratio:.1f}%"
-        echo(f"  {name}: break-even {ratio} ({be.rtl_runs} RTL runs)")
+        in_time = ""
+        if fmax_mhz is not None:
+            t = "never" if be.time_ratio is None else f"{100 * be.time_ratio:.1f}%"
+            in_time = f", in time {t} at {fmax_mhz[0]:g}/{fmax_mhz[1]:g} MHz"
+        echo(f"  {name}: break-even {ratio}{in_time} ({be.rtl_runs} RTL runs)")
     return out
 
 
@@ -342,7 +372,8 @@ def with_break_evens(bundle: Any, breakevens: Mapping[str, Any]) -> Any:
     """``bundle`` with each measured layer's ``break_even`` recorded (``None`` stays unknown:
     a layer whose sparse engine never beat dense on the grid records 1.0)."""
     for name, be in breakevens.items():
-        value = 1.0 if be.ratio is None else float(be.ratio)
+        ratio = used_ratio(be)
+        value = 1.0 if ratio is None else float(ratio)
         bundle = bundle.with_layer(replace(bundle.layer(name), break_even=value))
     return bundle
 
@@ -412,7 +443,8 @@ def push_gain(breakeven: Any, sparsity: float) -> float:
     """Engine cycles a layer saves by running sparse at ``sparsity`` instead of dense, estimated
     from its break-even measurement: the mean of ``dense - sparse`` RTL cycles over the points at
     the smallest measured ratio at or above ``sparsity`` (the largest ratio if none is). 0 when
-    the measurement has no points."""
+    the measurement has no points. With the engines' Fmax (``breakeven.fmax_mhz``) the gain is
+    in microseconds: ``dense / Fmax_dense - sparse / Fmax_sparse``."""
     points = list(getattr(breakeven, "points", ()) or ())
     if not points:
         return 0.0
@@ -420,6 +452,10 @@ def push_gain(breakeven: Any, sparsity: float) -> float:
     above = [r for r in ratios if r >= sparsity - 1e-9]
     at = above[0] if above else ratios[-1]
     chosen = [p for p in points if p.ratio == at]
+    fmax = getattr(breakeven, "fmax_mhz", None)
+    if fmax is not None:
+        fs, fd = fmax
+        return float(np.mean([p.dense_cycles / fd - p.sparse_cycles / fs for p in chosen]))
     return float(np.mean([p.dense_cycles - p.sparse_cycles for p in chosen]))
 
 
@@ -428,7 +464,8 @@ def run_loop(model: Any, targets: Mapping[str, float | None], compress_fn: Calla
              tolerance: float = 0.5, seeds: int = 3, simulator: str = "verilator",
              store: Any = None, echo: Callable[[str], None] = print,
              test_fn: Callable[[Any], float] | None = None,
-             push_order: str = "cycles") -> LoopResult:
+             push_order: str = "cycles",
+             fmax_mhz: tuple[float, float] | None = None) -> LoopResult:
     """Compress -> break-even in RTL -> re-plan -> compress again (module docstring).
 
     Parameters
@@ -458,6 +495,9 @@ def run_loop(model: Any, targets: Mapping[str, float | None], compress_fn: Calla
         (``LoopResult.test_first``/``test_final``, ``tried``), never used to decide.
     push_order : {"cycles", "smallest"}
         :data:`PUSH_ORDERS`.
+    fmax_mhz : (float, float), optional
+        Fmax of the sparse and the dense engine (``codesign synth``): the break-evens are then
+        those of time (cycles / Fmax), and ``cycles`` orders pushes by the time they save.
     """
     from pruning.plan import layer_op as op_of
     from pruning.plan import prunable_layers
@@ -480,7 +520,8 @@ def run_loop(model: Any, targets: Mapping[str, float | None], compress_fn: Calla
     first, test_first = run(plan_before)
     measured = [n for n, s in targets.items() if s is not None]
     breakevens = measure_breakevens(first.bundle, measured, config, images=images, seeds=seeds,
-                                    simulator=simulator, store=store, echo=echo)
+                                    simulator=simulator, store=store, echo=echo,
+                                    fmax_mhz=fmax_mhz)
     reached = {x.name: 1.0 - x.stats.density for x in first.bundle.layers if x.name in targets}
     decisions = decide(targets, breakevens, ops, margin=margin, cap=cap, reached=reached)
     tried = [{"plan": "first", "accuracy": first.accuracy_after, "test_accuracy": test_first,
@@ -542,7 +583,7 @@ def run_loop(model: Any, targets: Mapping[str, float | None], compress_fn: Calla
                       cycles_before=model_cycles(first.bundle, engine, lanes, positions),
                       cycles_after=model_cycles(bundle, engine, lanes, positions),
                       rejected=rejected, tried=tuple(tried), test_first=test_first,
-                      test_final=test_final)
+                      test_final=test_final, fmax_mhz=fmax_mhz)
 
 
 def check_in_rtl(bundle: Any, cycles: Mapping[str, tuple[str, int]], lanes: int, *,

@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from codesign.options import LANES, LEARNING_RATE, OUT_DIR, SEED, FiniteFloatRange
+from codesign.options import LANES, LEARNING_RATE, OUT_DIR, SEED, FiniteFloatRange, fmax_pair_arg
 from codesign.prune_cmd import (
     DATASETS,
     DENSE_EPOCHS_HELP,
@@ -89,6 +89,9 @@ def breakeven_frame(breakevens: dict[str, Any]) -> tuple[Any, Any]:
 @click.option("--store", "store_path", type=click.Path(path_type=Path),
               help="RTL point store (SQLite; default OUT/points.sqlite): a rerun, or a "
                    "`codesign sweep` of the same model and engine, reuses its points.")
+@click.option("--fmax", default=None,
+              help="Fmax of the sparse and dense engines, SPARSE,DENSE (MHz, or reports of "
+                   "`codesign synth`): decide by time break-evens, not cycle ones.")
 @click.option("--out", type=OUT_DIR, required=True, help="Output folder.")
 @click.option("--data", type=click.Choice(DATASETS), help="Dataset (default: the model's).")
 @click.option("--checkpoint", type=click.Path(path_type=Path),
@@ -107,7 +110,7 @@ def breakeven_frame(breakevens: dict[str, Any]) -> tuple[Any, Any]:
 def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | None,
          sparsity: float | None, block: str, index_bits: int, tolerance: float, margin: float,
          seeds: int, val_fraction: float, push_order: str, simulator: str, check_rtl: bool,
-         store_path: Path | None, out: Path, data: str | None,
+         store_path: Path | None, fmax: str | None, out: Path, data: str | None,
          checkpoint: Path | None, epochs: int | None, admm_iters: int, admm_epochs: int,
          retrain_epochs: int, lr: float, batch_size: int | None, seed: int, progress: bool
          ) -> None:
@@ -124,6 +127,10 @@ def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | Non
         raise _user_error(f"--sparsity must be a pruned fraction in [0, 1), not {sparsity:g}")
     target = sparsity if sparsity is not None else 1.0 - 1.0 / ratio
     blk = _pair(block, "x", "--block", "8x16")
+    try:
+        fmax_mhz = None if fmax is None else fmax_pair_arg(fmax, [engine])
+    except ValueError as exc:
+        raise _user_error(str(exc)) from None
     check_outputs(out, ["breakeven.csv", "points.csv", "plan_before.json", "plan_after.json",
                         "loop.json", *(["dense.pt"] if checkpoint is None else []),
                         *(["points.sqlite"] if store_path is None else [])], ["bundle"])
@@ -183,7 +190,7 @@ def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | Non
             result = run_loop(model, targets, compress_fn, config, bits=bits, margin=margin,
                               tolerance=tolerance, seeds=seeds, simulator=simulator, store=store,
                               echo=click.echo, push_order=push_order,
-                              test_fn=lambda m: evaluate(m, test_loader))
+                              test_fn=lambda m: evaluate(m, test_loader), fmax_mhz=fmax_mhz)
         except StoreError as exc:     # a damaged record in a store a rerun reads
             raise _user_error(str(exc)) from None
     result.final.bundle.save(out / "bundle")
@@ -207,6 +214,11 @@ def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | Non
                    f"loop {result.test_final:.2%}")
     click.echo(f"engine cycles per input, whole model: first plan {total_b:,}, after the loop "
                f"{total_a:,} ({total_b / max(1, total_a):.2f}x)")
+    time_b, time_a = result.time_us(result.cycles_before), result.time_us(result.cycles_after)
+    if time_b is not None:
+        click.echo(f"engine time per input at {fmax_mhz[0]:g} MHz sparse / {fmax_mhz[1]:g} MHz "
+                   f"dense: first plan {time_b:,.2f} us, after the loop {time_a:,.2f} us "
+                   f"({time_b / time_a if time_a else float('inf'):.2f}x)")
     rtl = []
     if check_rtl:
         click.echo(f"checking every final layer once in RTL ({simulator}) ...")
@@ -223,7 +235,9 @@ def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | Non
         "decisions": [d.to_json() for d in result.decisions],
         "cycles_before": {k: list(v) for k, v in result.cycles_before.items()},
         "cycles_after": {k: list(v) for k, v in result.cycles_after.items()},
-        "total_cycles_before": total_b, "total_cycles_after": total_a, "rtl_check": rtl})
+        "total_cycles_before": total_b, "total_cycles_after": total_a,
+        "fmax_mhz": list(fmax_mhz) if fmax_mhz else None, "time_us_before": time_b,
+        "time_us_after": time_a, "rtl_check": rtl})
     click.echo(f"wrote {out / 'bundle'}, {out / 'breakeven.csv'}, {out / 'loop.json'}")
     if rtl and not all(r["outputs_match"] and r["cycles_match"] for r in rtl):
         click.echo("RTL check FAILED: outputs or cycles differ from the references", err=True)

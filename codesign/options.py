@@ -23,7 +23,7 @@ from typing import Any
 
 import click
 
-__all__ = ["OutDir", "OUT_DIR", "FiniteFloatRange", "folder_problem", "file_problem", "outputs_problem",
+__all__ = ["OutDir", "OUT_DIR", "fmax_pair_arg", "FiniteFloatRange", "folder_problem", "file_problem", "outputs_problem",
            "int_arg",
            "float_arg", "list_arg", "names_arg",
            "block_arg", "whole_number", "positive_pair", "SEED", "MAX_SEED", "LANES", "MAX_LANES", "MAX_VECTORS",
@@ -271,3 +271,39 @@ SEED_ARG = int_arg(0, MAX_SEED)
 
 #: The benchmarks' ``argparse`` type for learning rates: as :data:`LEARNING_RATE`.
 LR_ARG = float_arg(0, MAX_LR, low_open=True)
+
+
+def fmax_pair_arg(text: str, engines: Sequence[str]) -> tuple[float, float]:
+    """``--fmax SPARSE,DENSE``: each a positive MHz value or the path of a `codesign synth`
+    report (its median Fmax; the DENSE one must be the dense engine's, the SPARSE one one of
+    ``engines``). Raises ``ValueError`` with the message for the user."""
+    from synth_reports.flow import read_fmax
+
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise ValueError(f"--fmax must be SPARSE,DENSE (two MHz values or `codesign synth` "
+                          f"reports), not {text!r}")
+    out = []
+    for part, role in zip(parts, ("sparse", "dense"), strict=True):
+        try:
+            value = float(part)
+        except ValueError:
+            value = None
+        if value is not None:
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"--fmax must be two positive finite MHz values or "
+                                  f"`codesign synth` reports SPARSE,DENSE, not {text!r}")
+            out.append(value)
+            continue
+        try:
+            value, engine = read_fmax(part)
+        except ValueError as exc:
+            raise ValueError(f"--fmax: {exc}") from None
+        if role == "dense" and engine != "dense":
+            raise ValueError(f"--fmax: {part} is a report of the {engine} engine; DENSE must "
+                              "be the dense engine's")
+        if role == "sparse" and engine not in engines:
+            raise ValueError(f"--fmax: {part} is a report of the {engine} engine; SPARSE must "
+                              f"be one of the swept engines ({', '.join(engines)})")
+        out.append(value)
+    return out[0], out[1]

@@ -14,14 +14,20 @@ cluster instead of a local one. Bad input (including a scheduler that cannot be 
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
 import tempfile
 from pathlib import Path
 
 import click
 
-from codesign.options import MAX_LANES, OUT_DIR, outputs_problem, positive_pair, whole_number
+from codesign.options import (
+    MAX_LANES,
+    OUT_DIR,
+    fmax_pair_arg,
+    outputs_problem,
+    positive_pair,
+    whole_number,
+)
 
 __all__ = ["sweep", "sweep_groups"]
 
@@ -36,42 +42,6 @@ def _user_error(message: str) -> Exception:
 #: and configuration; 10**8 grid points filled 4.5 GB before the first run).
 MAX_SWEEP_SEEDS = 100
 MAX_GRID = 1000
-
-
-def _fmax_pair(text: str, engines: list[str]) -> tuple[float, float]:
-    """``--fmax SPARSE,DENSE``: each a positive MHz value or the path of a `codesign synth`
-    report (its median Fmax; the DENSE one must be the dense engine's, the SPARSE one one of
-    ``engines``)."""
-    from synth_reports.flow import read_fmax
-
-    parts = text.split(",")
-    if len(parts) != 2:
-        raise _user_error(f"--fmax must be SPARSE,DENSE (two MHz values or `codesign synth` "
-                          f"reports), not {text!r}")
-    out = []
-    for part, role in zip(parts, ("sparse", "dense"), strict=True):
-        try:
-            value = float(part)
-        except ValueError:
-            value = None
-        if value is not None:
-            if not (value > 0 and math.isfinite(value)):
-                raise _user_error(f"--fmax must be two positive finite MHz values or "
-                                  f"`codesign synth` reports SPARSE,DENSE, not {text!r}")
-            out.append(value)
-            continue
-        try:
-            value, engine = read_fmax(part)
-        except ValueError as exc:
-            raise _user_error(f"--fmax: {exc}") from None
-        if role == "dense" and engine != "dense":
-            raise _user_error(f"--fmax: {part} is a report of the {engine} engine; DENSE must "
-                              "be the dense engine's")
-        if role == "sparse" and engine not in engines:
-            raise _user_error(f"--fmax: {part} is a report of the {engine} engine; SPARSE must "
-                              f"be one of the swept engines ({', '.join(engines)})")
-        out.append(value)
-    return out[0], out[1]
 
 
 def _int_list(text: str, option: str, lo: int, hi: int) -> list[int]:
@@ -237,7 +207,10 @@ def sweep(models, bundles, layers, engines, lanes, bits, block, index_bits, rati
     if not 0 < top <= 1:
         raise _user_error(f"--top must be in (0, 1], not {top}")
     ratio_grid = _ratios(ratios) if ratios is not None else list(default_grid(grid, top))
-    fmax_pair = None if fmax is None else _fmax_pair(fmax, eng)
+    try:
+        fmax_pair = None if fmax is None else fmax_pair_arg(fmax, eng)
+    except ValueError as exc:
+        raise _user_error(str(exc)) from None
 
     stack = contextlib.ExitStack()
     client = None

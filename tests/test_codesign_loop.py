@@ -306,3 +306,55 @@ def test_loop_in_rtl_changes_the_plan_of_a_layer_below_its_break_even():
     assert res.cycles_after["fc1"][1] < res.cycles_before["fc1"][1]
     rows = check_in_rtl(res.final.bundle, res.cycles_after, 4)
     assert rows and all(r["outputs_match"] and r["cycles_match"] for r in rows)
+
+
+# -- time break-evens: the engines' Fmax (codesign synth) -------------------------------------
+def test_decide_and_push_gain_use_time_when_fmax_was_given():
+    """A break-even measured with Fmax decides by time: a sparse engine at 20 MHz against a
+    dense one at 40 MHz must skip half the cycles to pay, so its later time break-even
+    decides; push gains are microseconds saved."""
+    from codesign.loop import push_gain, used_ratio
+
+    timed = SimpleNamespace(ratio=0.5, time_ratio=0.75, fmax_mhz=(20.0, 40.0), storage_ratio=None,
+                            rtl_runs=6, points=_points({0.8: 600}))
+    assert used_ratio(timed) == 0.75 and used_ratio(be(0.5)) == 0.5
+    (d,) = decide({"a": 0.6}, {"a": timed}, OPS)
+    assert d.action == "pushed" and d.break_even == 0.75 and d.sparsity == pytest.approx(0.77)
+    (d,) = decide({"a": 0.6}, {"a": be(0.5)}, OPS)
+    assert d.action == "kept"                          # in cycles it already paid
+    never = SimpleNamespace(ratio=0.5, time_ratio=None, fmax_mhz=(20.0, 40.0),
+                            storage_ratio=None, rtl_runs=6)
+    assert decide({"a": 0.6}, {"a": never}, OPS)[0].action == "dense"
+    # dense 1000 cycles at 40 MHz = 25 us, sparse 400 at 20 MHz = 20 us: 5 us saved
+    assert push_gain(timed, 0.8) == pytest.approx(5.0)
+
+
+def test_run_loop_passes_fmax_and_reports_time(monkeypatch):
+    import codesign.loop as loop_mod
+    from sim.breakeven import EngineConfig
+
+    seen = {}
+
+    def measure(bundle, names, *a, fmax_mhz=None, **k):
+        seen["fmax"] = fmax_mhz
+        return {n: SimpleNamespace(ratio=0.2, time_ratio=0.6, fmax_mhz=fmax_mhz,
+                                   storage_ratio=None, rtl_runs=6, points=()) for n in names}
+
+    monkeypatch.setattr(loop_mod, "measure_breakevens", measure)
+    res = loop_mod.run_loop(build("tinycnn", seed=0), {"conv1": None, "fc1": 0.3, "fc2": 0.3},
+                            _fake_compress(lambda plans: 0.9),
+                            EngineConfig("unstructured", lanes=4), bits=8, echo=lambda s: None,
+                            fmax_mhz=(25.0, 50.0))
+    assert seen["fmax"] == (25.0, 50.0) and res.fmax_mhz == (25.0, 50.0)
+    assert {d.layer: d.action for d in res.decisions} == {"conv1": "not run", "fc1": "pushed",
+                                                          "fc2": "pushed"}
+    assert res.final.bundle.layer("fc1").break_even == 0.6     # the time break-even
+    want = sum(c / (50.0 if e == "dense" else 25.0) for e, c in res.cycles_after.values())
+    assert res.time_us(res.cycles_after) == pytest.approx(want) and want > 0
+    assert replace_fmax(res).time_us(res.cycles_after) is None
+
+
+def replace_fmax(res):
+    from dataclasses import replace
+
+    return replace(res, fmax_mhz=None)

@@ -22,6 +22,10 @@ BASE = ["loop", "--model", "tinycnn", "--engine", "bcr"]
                                                 "'8by16'"),
     (["--sparsity", "0.5", "--block", "0x16"], "--block must look like 8x16 (positive), not "
                                                "'0x16'"),
+    (["--sparsity", "0.5", "--fmax", "0,40"], "--fmax must be two positive finite MHz values "
+                                              "or `codesign synth` reports SPARSE,DENSE, not "
+                                              "'0,40'"),
+    (["--sparsity", "0.5", "--fmax", "none.json,40"], "--fmax: cannot read none.json"),
 ])
 def test_loop_user_errors(capsys, tmp_path, args, message):
     assert main(BASE + args + ["--out", str(tmp_path / "o")]) == 2
@@ -45,7 +49,7 @@ def test_loop_help_lists_the_options(capsys):
     assert main(["loop", "--help"]) == 0
     out = capsys.readouterr().out
     for opt in ("--engine", "--lanes", "--bits", "--ratio", "--epochs", "--admm-iters",
-                "--tolerance", "--seeds", "--val-fraction", "--push-order", "--out"):
+                "--tolerance", "--seeds", "--val-fraction", "--push-order", "--fmax", "--out"):
         assert opt in out
 
 

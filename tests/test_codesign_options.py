@@ -3,6 +3,7 @@ list_arg): one clear error at parse time for every bad number, NaN and infinity 
 
 import argparse
 import math
+import re
 
 import pytest
 
@@ -102,3 +103,37 @@ def test_parse_quick_keeps_what_the_command_line_gives():
     assert (a.seeds, a.samples, a.df_iters) == (2, 256, 2)
     a = compression.parse_args(["--quick", "--ratios", "85"])
     assert (a.seeds, a.ratio_list, a.admm_iters) == (1, [85.0], 2)
+
+
+def _synth_report(path, engine, fmax, version=1):
+    import json
+
+    path.write_text(json.dumps({"report_version": version, "parameters": {"engine": engine},
+                                "device": "up5k" if fmax else "xc7",
+                                "fmax_mhz": {"median": fmax, "min": fmax, "max": fmax}
+                                if fmax else None}))
+    return str(path)
+
+
+def test_fmax_from_synth_reports(tmp_path):
+    """sweep and loop `--fmax` take `codesign synth` reports: their median Fmax, the dense one's for DENSE."""
+    from codesign.options import fmax_pair_arg
+
+    bcr = _synth_report(tmp_path / "bcr.json", "bcr", 31.5)
+    dense = _synth_report(tmp_path / "dense.json", "dense", 40.25)
+    assert fmax_pair_arg(f"{bcr},{dense}", ["bcr"]) == (31.5, 40.25)
+    assert fmax_pair_arg(f"{bcr},50", ["bcr"]) == (31.5, 50.0)
+    for text, engines, message in (
+        (f"{dense},{dense}", ["bcr"], "is a report of the dense engine; SPARSE must be one of "
+                                      "the swept engines (bcr)"),
+        (f"{bcr},{bcr}", ["bcr"], "is a report of the bcr engine; DENSE must be the dense "
+                                  "engine's"),
+        (f"{bcr},{dense}", ["unstructured"], "SPARSE must be one of the swept engines "
+                                             "(unstructured)"),
+        (f"{_synth_report(tmp_path / 'x.json', 'bcr', None)},{dense}", ["bcr"],
+         "has no Fmax: xc7 reports give resources only"),
+        (f"{_synth_report(tmp_path / 'v.json', 'bcr', 3.0, version=9)},{dense}", ["bcr"],
+         "is not a report of `codesign synth`"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            fmax_pair_arg(text, engines)

@@ -408,37 +408,3 @@ def test_layers_of_one_shape_share_their_points_under_their_own_names(tmp_path, 
     assert a.groupby("layer").size().to_dict() == {"fc2": stored, "fc2_twin": stored}
     assert set(pd.read_csv(tmp_path / "b" / "points.csv").layer) == {"fc2_twin"}
 
-
-def _synth_report(path, engine, fmax, version=1):
-    import json
-
-    path.write_text(json.dumps({"report_version": version, "parameters": {"engine": engine},
-                                "device": "up5k" if fmax else "xc7",
-                                "fmax_mhz": {"median": fmax, "min": fmax, "max": fmax}
-                                if fmax else None}))
-    return str(path)
-
-
-def test_fmax_from_synth_reports(tmp_path):
-    """`--fmax` takes `codesign synth` reports: their median Fmax, the dense one's for DENSE."""
-    from codesign.cli import UserError
-    from codesign.sweep_cmd import _fmax_pair
-
-    bcr = _synth_report(tmp_path / "bcr.json", "bcr", 31.5)
-    dense = _synth_report(tmp_path / "dense.json", "dense", 40.25)
-    assert _fmax_pair(f"{bcr},{dense}", ["bcr"]) == (31.5, 40.25)
-    assert _fmax_pair(f"{bcr},50", ["bcr"]) == (31.5, 50.0)
-    for text, engines, message in (
-        (f"{dense},{dense}", ["bcr"], "is a report of the dense engine; SPARSE must be one of "
-                                      "the swept engines (bcr)"),
-        (f"{bcr},{bcr}", ["bcr"], "is a report of the bcr engine; DENSE must be the dense "
-                                  "engine's"),
-        (f"{bcr},{dense}", ["unstructured"], "SPARSE must be one of the swept engines "
-                                             "(unstructured)"),
-        (f"{_synth_report(tmp_path / 'x.json', 'bcr', None)},{dense}", ["bcr"],
-         "has no Fmax: xc7 reports give resources only"),
-        (f"{_synth_report(tmp_path / 'v.json', 'bcr', 3.0, version=9)},{dense}", ["bcr"],
-         "is not a report of `codesign synth`"),
-    ):
-        with pytest.raises(UserError, match=re.escape(message)):
-            _fmax_pair(text, engines)
