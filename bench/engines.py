@@ -53,7 +53,7 @@ from hw.unstructured import unstructured_cycles
 from ir.bcr import encode_bcr
 from ir.csr import encode_csc_lanes
 from ir.golden import linear
-from sim.bcr import exact_bcr_layer, run_bcr_batch
+from sim.bcr import exact_bcr_layer, kept_shape, run_bcr_batch
 from sim.dense import run_dense_batch
 from sim.unstructured import random_sparse_layer, run_unstructured_batch
 
@@ -67,21 +67,6 @@ RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 SHAPES = (("fc1024", 1024, 1024), ("vgg_conv3x3_256", 256, 2304), ("lstm_h256", 1024, 512))
 QUICK_SHAPES = (("fc256", 256, 256),)
 INDEX_BITS = 4
-
-
-def kept_shape(block: tuple[int, int], lanes: int, sparsity: float) -> tuple[int, int]:
-    """Kept rows x columns per block closest to ``1 - sparsity`` of the block, with kept rows a
-    multiple of ``lanes`` where possible (so no lane idles); ties go to the sparser choice."""
-    br, bc = block
-    target = (1.0 - sparsity) * br * bc
-    rows_opts = [r for r in range(lanes, br + 1, lanes)] or [br]
-    best = None
-    for nr in rows_opts:
-        for nc in range(1, bc + 1):
-            key = (abs(nr * nc - target), nr * nc)
-            if best is None or key < best[0]:
-                best = (key, (nr, nc))
-    return best[1]
 
 
 def rnn_rows(rng, lanes: int, bits: int, block: tuple[int, int], simulator: str, size: int,

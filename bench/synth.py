@@ -41,18 +41,16 @@ from hw.unstructured import unstructured_cycles
 from ir.bcr import encode_bcr
 from ir.csr import encode_csc_lanes
 from ir.golden import linear
-from sim.bcr import exact_bcr_layer, run_bcr_batch
+from sim.bcr import exact_bcr_layer, kept_shape, run_bcr_batch
 from sim.dense import run_dense_batch
 from sim.unstructured import random_sparse_layer, run_unstructured_batch
 from synth_reports.flow import TARGET_DEVICES, DoesNotFit, synth_engine
 from synth_reports.tools import SynthError
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engines import INDEX_BITS, kept_shape  # noqa: E402  (bench/engines.py)
-
 RESULTS = Path(__file__).resolve().parent / "results"
 BLOCK = (8, 16)
 BITS = 8
+INDEX_BITS = 4          # relative-index bits of the unstructured engine, as bench/engines.py
 RATIOS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 QUICK_RATIOS = (0.5, 0.75, 0.9)
 DEVICES_DEFAULT = ["up5k", "ecp5-85k", "xc7"]

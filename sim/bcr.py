@@ -23,7 +23,7 @@ from sim.emit_cache import emit_cached
 from sim.runner import BuiltDesign, build_design, check_simulator, run_cocotb
 
 __all__ = ["BCRRun", "bcr_design", "emit_bcr", "run_bcr", "run_bcr_batch", "random_bcr_layer",
-           "exact_bcr_layer"]
+           "exact_bcr_layer", "kept_shape"]
 
 TEST_MODULE = "sim.bcr_tb"
 
@@ -257,6 +257,21 @@ def random_bcr_layer(rng: np.random.Generator, shape: tuple[int, int], block: tu
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     vals = rng.choice([lo, hi], shape) if full else rng.integers(lo, hi + 1, shape)
     return np.where(mask, vals, 0).astype(np.int64), mask
+
+
+def kept_shape(block: tuple[int, int], lanes: int, sparsity: float) -> tuple[int, int]:
+    """Kept rows x columns per block closest to ``1 - sparsity`` of the block, with kept rows a
+    multiple of ``lanes`` where possible (so no lane idles); ties go to the sparser choice."""
+    br, bc = block
+    target = (1.0 - sparsity) * br * bc
+    rows_opts = [r for r in range(lanes, br + 1, lanes)] or [br]
+    best = None
+    for nr in rows_opts:
+        for nc in range(1, bc + 1):
+            key = (abs(nr * nc - target), nr * nc)
+            if best is None or key < best[0]:
+                best = (key, (nr, nc))
+    return best[1]
 
 
 def exact_bcr_layer(rng: np.random.Generator, shape: tuple[int, int], block: tuple[int, int],

@@ -141,3 +141,11 @@ def test_run_bcr_rejects_layers_larger_than_the_memories():
     with pytest.raises(ValueError, match=r"^Simulator must be one of 'verilator', 'icarus', "
                                          r"not 'xsim'$"):
         run_bcr(w, None, (4, 4), np.zeros(8, dtype=int), 4, 8, 8, "xsim")
+
+
+def test_kept_shape_is_the_closest_block_shape_with_whole_lanes():
+    from sim.bcr import kept_shape
+
+    assert kept_shape((8, 16), 8, 0.9) == (8, 2)       # 16 of 128 kept: closest to 12.8
+    assert kept_shape((8, 16), 4, 0.5) == (4, 16)      # 4x16 and 8x8 keep 64: fewer rows
+    assert kept_shape((8, 16), 16, 0.5) == (8, 8)      # more lanes than rows: all rows
