@@ -73,6 +73,9 @@ CASES = [
                                     "list must be an integer >= 1, not '0'"),
     # bench/synth.py
     ("synth", ["--lanes", "0"], "argument --lanes: must be an integer from 1 to 64, not '0'"),
+    ("synth", ["--engines", "dense,foo"], "argument --engines: must be a comma-separated list of "
+                                          "distinct names from dense, bcr, unstructured, "
+                                          "pattern, lstm, not 'dense,foo'"),
     ("synth", ["--seeds", "0"], "argument --seeds: must be an integer from 1 to 20, not '0'"),
     ("synth", ["--ratios", "0.5,1"], "argument --ratios: every entry of the comma-separated "
                                      "list must be a finite number in [0, 1), not '1'"),
