@@ -572,7 +572,8 @@ def _safe(name: str) -> str:
 
 
 def summary_table(results: Sequence[tuple[Combo, BreakEven]], model: str) -> pd.DataFrame:
-    """Per layer of ``model``: its shape and the break-even ratio on each configuration."""
+    """Per layer of ``model``: its shape and the break-even ratios on each configuration (cycles,
+    storage, and time when the sweep was given the engines' Fmax)."""
     rows: dict[str, dict[str, Any]] = {}
     for c, be in results:
         if c.model != model:
@@ -582,6 +583,9 @@ def summary_table(results: Sequence[tuple[Combo, BreakEven]], model: str) -> pd.
         row[c.config.label] = "-" if be.ratio is None else f"{be.ratio:.3f}"
         row[f"{c.config.label} storage"] = ("-" if be.storage_ratio is None
                                             else f"{be.storage_ratio:.3f}")
+        if be.fmax_mhz is not None:
+            row[f"{c.config.label} time"] = ("-" if be.time_ratio is None
+                                             else f"{be.time_ratio:.3f}")
     return pd.DataFrame(list(rows.values())).fillna("n/a")
 
 

@@ -408,3 +408,18 @@ def test_layers_of_one_shape_share_their_points_under_their_own_names(tmp_path, 
     assert a.groupby("layer").size().to_dict() == {"fc2": stored, "fc2_twin": stored}
     assert set(pd.read_csv(tmp_path / "b" / "points.csv").layer) == {"fc2_twin"}
 
+
+
+def test_summary_table_shows_the_time_break_even_when_fmax_was_given():
+    from codesign.sweep import Combo, summary_table
+    from sim.breakeven import BreakEven, EngineConfig, LayerSpec
+
+    cfg = EngineConfig("unstructured", lanes=8)
+    spec = LayerSpec("fc1", "linear", (48, 64))
+    timed = BreakEven("fc1", cfg, 0.445, 0.453, 0.698, 30, (), 0.445, fmax_mhz=(51.2, 68.0))
+    df = summary_table([(Combo("m", spec, cfg), timed)], "m")
+    assert df.iloc[0].to_dict() == {"layer": "fc1", "shape": "48x64", cfg.label: "0.445",
+                                    f"{cfg.label} storage": "0.453",
+                                    f"{cfg.label} time": "0.698"}
+    plain = BreakEven("fc1", cfg, 0.445, 0.453, None, 30, (), 0.445)
+    assert f"{cfg.label} time" not in summary_table([(Combo("m", spec, cfg), plain)], "m")
