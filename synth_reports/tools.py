@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["SynthTool", "SynthError", "TOOLS", "tool_command", "tool_version", "check_tools",
-           "run_tool"]
+           "run_tool", "failure_detail"]
 
 #: tool -> (Python module of its wheel, function that runs it, wheel, Debian command)
 TOOLS = {
@@ -149,7 +150,23 @@ def run_tool(tool: str, args: list[str], cwd: Path, log: Path,
         raise SynthError(f"cannot run {tool}: {exc}") from None
     if proc.returncode != 0:
         text = log.read_text(encoding="utf-8", errors="replace").splitlines()
-        errors = [ln.strip() for ln in text if "ERROR" in ln]
-        detail = "; ".join(errors[:3]) if errors else " / ".join(ln.strip() for ln in text[-3:])
-        raise SynthError(f"{tool} failed (exit {proc.returncode}): {detail} (log: {log})")
+        raise SynthError(f"{tool} failed (exit {proc.returncode}): {failure_detail(text)} "
+                         f"(log: {log})")
     return proc
+
+
+_STEP = re.compile(r"^\d+(?:\.\d+)*\. (Executing .*)$")
+
+
+def failure_detail(lines: list[str]) -> str:
+    """What a failed tool's log says went wrong, in one line: its ``ERROR`` lines; else, when the
+    WebAssembly runtime trapped (a crash inside the tool), the step it was in (Yosys logs
+    ``2.28. Executing MEMORY_LIBMAP pass ...``); else its last three lines."""
+    errors = [ln.strip() for ln in lines if "ERROR" in ln]
+    if errors:
+        return "; ".join(errors[:3])
+    if any("wasmtime" in ln or "Wasm exception" in ln for ln in lines):
+        steps = [m.group(1) for m in map(_STEP.match, lines) if m]
+        where = f" during '{steps[-1]}'" if steps else ""
+        return f"the tool crashed (a WebAssembly trap){where}"
+    return " / ".join(ln.strip() for ln in lines[-3:] if ln.strip()) or "no message"

@@ -204,7 +204,7 @@ def synthesize(sources: list[Path], top: str, target: str, workdir: Path, *,
     net_name = f"{tag}.netlist.json" if netlist else None
     script = workdir / f"{tag}.ys"
     script.write_text(yosys_script(names, top, target, net_name, stat_name, dsp=dsp), encoding="utf-8")
-    run_tool("yosys", ["-q", "-s", script.name], workdir, workdir / f"{tag}.yosys.log")
+    run_tool("yosys", ["-s", script.name], workdir, workdir / f"{tag}.yosys.log")
     try:
         stat = json.loads((workdir / stat_name).read_text(encoding="utf-8"))
         res = parse_stat(stat, target)
