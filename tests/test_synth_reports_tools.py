@@ -22,3 +22,17 @@ def test_failure_detail():
     assert failure_detail(["1. Executing ABC.", "Running ABC command", ""]) == \
         "1. Executing ABC. / Running ABC command"
     assert failure_detail([]) == "no message"
+
+
+def test_synth_reports_imports_hw_only():
+    """DESIGN.md: synth_reports -> hw, never torch (nor sim, pruning or mobile)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, synth_reports.flow, synth_reports.harness, synth_reports.pnr, "
+            "synth_reports.tools, synth_reports.yosys; "
+            "print(sorted(m for m in ('torch', 'sim', 'pruning', 'mobile', 'codesign') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
