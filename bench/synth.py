@@ -182,8 +182,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--engines", type=names_arg(ENGINES), default=list(ENGINES),
                     help=f"comma-separated engines of the first table (default all: "
                          f"{','.join(ENGINES)}); the time table needs dense, bcr, unstructured")
-    ap.add_argument("--devices", type=names_arg(TARGET_DEVICES), default=DEVICES_DEFAULT,
-                    help=f"comma-separated parts (default {','.join(DEVICES_DEFAULT)})")
+    ap.add_argument("--devices", type=names_arg(TARGET_DEVICES), default=None,
+                    help=f"comma-separated parts (default {','.join(DEVICES_DEFAULT)}; "
+                         "--quick: --time-device only)")
     ap.add_argument("--time-device", choices=[d for d in TARGET_DEVICES if d != "xc7"],
                     default="ecp5-85k", help="whose Fmax turns the RTL cycles into time")
     ap.add_argument("--seeds", type=int_arg(1, 20), default=3,
@@ -193,8 +194,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--seed", type=SEED_ARG, default=0, help="random layers")
     ap.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
     args = ap.parse_args(argv)
-    if args.quick and "--devices" not in " ".join(argv):
-        args.devices = [args.time_device]
+    if args.devices is None:
+        args.devices = [args.time_device] if args.quick else list(DEVICES_DEFAULT)
     if args.time_device not in args.devices:
         ap.error(f"--time-device {args.time_device} must be one of --devices "
                  f"({','.join(args.devices)})")

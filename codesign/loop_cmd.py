@@ -128,7 +128,7 @@ def loop(model_name: str, engine: str, lanes: int, bits: int, ratio: float | Non
     target = sparsity if sparsity is not None else 1.0 - 1.0 / ratio
     blk = _pair(block, "x", "--block", "8x16")
     try:
-        fmax_mhz = None if fmax is None else fmax_pair_arg(fmax, [engine])
+        fmax_mhz = None if fmax is None else fmax_pair_arg(fmax, [engine], [lanes], [bits])
     except ValueError as exc:
         raise _user_error(str(exc)) from None
     check_outputs(out, ["breakeven.csv", "points.csv", "plan_before.json", "plan_after.json",

@@ -273,17 +273,20 @@ SEED_ARG = int_arg(0, MAX_SEED)
 LR_ARG = float_arg(0, MAX_LR, low_open=True)
 
 
-def fmax_pair_arg(text: str, engines: Sequence[str]) -> tuple[float, float]:
+def fmax_pair_arg(text: str, engines: Sequence[str], lanes: Sequence[int] | None = None,
+                  bits: Sequence[int] | None = None) -> tuple[float, float]:
     """``--fmax SPARSE,DENSE``: each a positive MHz value or the path of a `codesign synth`
-    report (its median Fmax; the DENSE one must be the dense engine's, the SPARSE one one of
-    ``engines``). Raises ``ValueError`` with the message for the user."""
+    report (its median Fmax). One sparse Fmax speaks for one engine, so ``engines`` (the swept
+    ones) must be one. A report must be of the right engine (DENSE the dense engine's, SPARSE
+    the swept one's) and, when ``lanes``/``bits`` are given, built with those lanes and weight
+    bits. Raises ``ValueError`` with the message for the user."""
     from synth_reports.flow import read_fmax
 
     parts = text.split(",")
-    if len(parts) != 2:
+    if len(parts) != 2 or not all(p.strip() for p in parts):
         raise ValueError(f"--fmax must be SPARSE,DENSE (two MHz values or `codesign synth` "
-                          f"reports), not {text!r}")
-    out = []
+                         f"reports), not {text!r}")
+    out, reports = [], []
     for part, role in zip(parts, ("sparse", "dense"), strict=True):
         try:
             value = float(part)
@@ -292,18 +295,28 @@ def fmax_pair_arg(text: str, engines: Sequence[str]) -> tuple[float, float]:
         if value is not None:
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"--fmax must be two positive finite MHz values or "
-                                  f"`codesign synth` reports SPARSE,DENSE, not {text!r}")
+                                 f"`codesign synth` reports SPARSE,DENSE, not {text!r}")
             out.append(value)
             continue
         try:
-            value, engine = read_fmax(part)
+            value, params = read_fmax(part)
         except ValueError as exc:
             raise ValueError(f"--fmax: {exc}") from None
+        out.append(value)
+        reports.append((part, role, params))
+    if len(engines) != 1:
+        raise ValueError(f"--fmax gives one sparse engine's Fmax: run one --engine with it, not "
+                         f"{', '.join(engines)}")
+    for part, role, params in reports:
+        engine = params.get("engine", "?")
         if role == "dense" and engine != "dense":
             raise ValueError(f"--fmax: {part} is a report of the {engine} engine; DENSE must "
-                              "be the dense engine's")
+                             "be the dense engine's")
         if role == "sparse" and engine not in engines:
             raise ValueError(f"--fmax: {part} is a report of the {engine} engine; SPARSE must "
-                              f"be one of the swept engines ({', '.join(engines)})")
-        out.append(value)
+                             f"be the swept engine's ({engines[0]})")
+        for key, want, what in (("lanes", lanes, "lanes"), ("weight_bits", bits, "weight bits")):
+            if want is not None and key in params and set(want) != {params[key]}:
+                raise ValueError(f"--fmax: {part} is of an engine with {params[key]} {what}; "
+                                 f"this run uses {', '.join(map(str, want))}")
     return out[0], out[1]

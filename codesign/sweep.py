@@ -502,8 +502,10 @@ def breakeven_table(results: Sequence[tuple[Combo, BreakEven]]) -> pd.DataFrame:
             "index_bits": cfg.index_bits if cfg.engine == "unstructured" else "",
             "library_size": cfg.library_size if cfg.engine == "pattern" else "",
             "breakeven_ratio": _fmt(be.ratio), "storage_breakeven": _fmt(be.storage_ratio),
-            "time_breakeven": _fmt(be.time_ratio), "predicted_ratio": _fmt(be.predicted_ratio),
-            "rtl_runs": be.rtl_runs, "points": len(be.points),
+            "time_breakeven": _fmt(be.time_ratio),
+            "fmax_sparse_mhz": be.fmax_mhz[0] if be.fmax_mhz else "",
+            "fmax_dense_mhz": be.fmax_mhz[1] if be.fmax_mhz else "",
+            "predicted_ratio": _fmt(be.predicted_ratio), "rtl_runs": be.rtl_runs, "points": len(be.points),
             "simulator": be.points[0].simulator if be.points else ""})
     return pd.DataFrame(rows)
 

@@ -208,7 +208,7 @@ def sweep(models, bundles, layers, engines, lanes, bits, block, index_bits, rati
         raise _user_error(f"--top must be in (0, 1], not {top}")
     ratio_grid = _ratios(ratios) if ratios is not None else list(default_grid(grid, top))
     try:
-        fmax_pair = None if fmax is None else fmax_pair_arg(fmax, eng)
+        fmax_pair = None if fmax is None else fmax_pair_arg(fmax, eng, lane_list, bit_list)
     except ValueError as exc:
         raise _user_error(str(exc)) from None
 

@@ -6,12 +6,14 @@ Takes the ``.v`` that ``codesign verilog`` wrote (its JSON sidecar beside it). O
 harness (:mod:`synth_reports.harness`) through nextpnr-ice40/nextpnr-ecp5, once per seed, for
 Fmax. ``--device xc7``: Yosys's 7-series mapping only (estimates; no Fmax). Writes
 ``OUT/<module>.<device>.synth.json`` and the tools' scripts, logs and reports in
-``OUT/<module>.<device>.synth/``; a failed run leaves its logs in
-``OUT/<module>.<device>.synth.failed/`` and no report.
+``OUT/<module>.<device>.synth/`` (marked by a ``.codesign-synth`` file: no other folder is
+replaced); a failed run leaves its logs in ``OUT/<module>.<device>.synth.failed/`` and no report
+(an earlier run's report and folder are removed: they describe other Verilog).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -41,6 +43,26 @@ def _swap_folder(src: Path, dst: Path) -> None:
         os.replace(src, dst)
 
 
+#: A file in every folder ``codesign synth`` writes; only such a folder is ever replaced.
+MARKER = ".codesign-synth"
+
+
+def _within(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _put_away(path: Path) -> None:
+    """Remove a folder (or file) of an earlier run that no longer belongs to the report."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
+
+
 def run_synth(verilog: Path, device: str, out: Path, *, target_mhz: float = 48.0,
               seeds: int = 1):
     """Synthesise ``verilog`` into ``out``; return ``(SynthReport, report path)``.
@@ -61,8 +83,18 @@ def run_synth(verilog: Path, device: str, out: Path, *, target_mhz: float = 48.0
     work_dir, report_path = out / stem, out / f"{stem}.json"
     failed_dir = out / f"{stem}.failed"
     for path, kind in ((work_dir, "folder"), (failed_dir, "folder"), (report_path, "file")):
-        if path.is_symlink() or (path.exists() and path.is_dir() != (kind == "folder")):
+        if path.is_symlink():
+            raise _user_error(f"{path} is a symbolic link; codesign synth writes a real {kind} "
+                              "there")
+        if path.exists() and path.is_dir() != (kind == "folder"):
             raise _user_error(f"{path} is in the way: it should be a {kind}")
+        if kind == "folder" and path.is_dir() and not (path / MARKER).is_file():
+            raise _user_error(f"{path} is in the way: it is not a folder codesign synth wrote "
+                              f"(no {MARKER} in it), and it would be replaced")
+        if kind == "folder" and (_within(Path(verilog), path)
+                                 or _within(Path(verilog).with_suffix(".json"), path)):
+            raise _user_error(f"{verilog} is inside {path}, which this run replaces; copy it "
+                              "elsewhere first")
     problem = folder_problem(out)
     if problem:
         raise _user_error(problem)
@@ -71,12 +103,16 @@ def run_synth(verilog: Path, device: str, out: Path, *, target_mhz: float = 48.0
     mask = os.umask(0o022)
     os.umask(mask)
     os.chmod(tmp, 0o777 & ~mask)            # mkdtemp's 0700 would hide the logs from others
+    (tmp / MARKER).write_text("written by codesign synth; replaced by its next run\n")
     try:
         report = synth_engine(verilog, device, tmp, target_mhz=target_mhz,
                               seeds=tuple(range(1, seeds + 1)))
     except (ValueError, SynthError) as exc:
         message = str(exc)
         if isinstance(exc, SynthError):
+            # the earlier run's report and folder describe other Verilog now: put them away
+            _put_away(report_path)
+            _put_away(work_dir)
             _swap_folder(tmp, failed_dir)
             message = message.replace(str(tmp), str(failed_dir))
         else:
@@ -87,6 +123,7 @@ def run_synth(verilog: Path, device: str, out: Path, *, target_mhz: float = 48.0
         raise
     _swap_folder(tmp, work_dir)
     save_report(report, report_path)
+    _put_away(failed_dir)
     return report, report_path
 
 
@@ -112,6 +149,9 @@ def synth(verilog: Path, device: str, freq: float, seeds: int, cycles: tuple[int
     """Synthesise an engine from `codesign verilog`: LUT/FF/BRAM/DSP and Fmax."""
     from synth_reports.flow import cycles_to_us
 
+    if not math.isfinite(freq):
+        raise _user_error(f"--freq must be a finite number of MHz above 0 and at most 1000, "
+                          f"not {freq}")
     if device == "xc7" and (seeds != 1 or cycles or
                             click.get_current_context().get_parameter_source("freq")
                             == click.core.ParameterSource.COMMANDLINE):

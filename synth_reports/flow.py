@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -107,8 +108,10 @@ def read_sidecar(verilog: str | os.PathLike) -> tuple[bytes, dict[str, Any]]:
     Raises
     ------
     ValueError
-        A missing or unreadable file, a sidecar without the entries synthesis needs, or one
-        whose ``verilog_sha256`` is not that of the ``.v`` (the two were written apart).
+        A missing or unreadable file, a sidecar without the entries synthesis needs (a
+        ``toplevel`` that is a Verilog identifier, ``ports`` and ``clock_reset_ports`` of
+        ``{name, direction, width}``), or one whose ``verilog_sha256`` is not that of the ``.v``
+        (the two were written apart).
     """
     path = Path(verilog)
     if path.suffix != ".v":
@@ -135,7 +138,54 @@ def read_sidecar(verilog: str | os.PathLike) -> tuple[bytes, dict[str, Any]]:
     if hashlib.sha256(text).hexdigest() != meta["verilog_sha256"]:
         raise ValueError(f"{side} describes another {path.name} (its SHA-256 differs); emit "
                          "both again with `codesign verilog`")
+    problem = _sidecar_problem(meta)
+    if problem:
+        raise ValueError(f"{side}: {problem}")
     return text, meta
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _sidecar_problem(meta: dict[str, Any]) -> str | None:
+    """Why the sidecar's toplevel and ports cannot drive the harness, or None."""
+    top = meta["toplevel"]
+    if not isinstance(top, str) or not _IDENTIFIER.fullmatch(top):
+        return f"toplevel must be a Verilog identifier (letters, digits, _), not {top!r}"
+    names = set()
+    for key in ("ports", "clock_reset_ports"):
+        ports = meta[key]
+        if not isinstance(ports, list):
+            return f"{key} must be a list of ports, not {type(ports).__name__}"
+        for p in ports:
+            ok = (isinstance(p, dict) and isinstance(p.get("name"), str)
+                  and _IDENTIFIER.fullmatch(p["name"])
+                  and p.get("direction") in ("input", "output", "inout")
+                  and isinstance(p.get("width"), int) and not isinstance(p["width"], bool)
+                  and p["width"] >= 1)
+            if not ok:
+                return (f"each entry of {key} must be {{name: identifier, direction: "
+                        f"input|output|inout, width: integer >= 1}}, not {p!r}")
+            if key == "ports":
+                names.add(p["name"])
+    missing = [p["name"] for p in meta["clock_reset_ports"] if p["name"] not in names]
+    if missing:
+        return f"clock_reset_ports names {', '.join(missing)}, which ports does not list"
+    return None
+
+
+def _port_problem(stat_path: Path, meta: dict[str, Any]) -> str | None:
+    """Whether the synthesised engine has the sidecar's ports (count and total bits)."""
+    try:
+        design = json.loads(stat_path.read_text("utf-8"))["design"]
+        ports, bits = int(design["num_ports"]), int(design["num_port_bits"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None                      # an older Yosys without these counts: not checked
+    want = (len(meta["ports"]), sum(p["width"] for p in meta["ports"]))
+    if (ports, bits) != want:
+        return (f"the Verilog has {ports} ports of {bits} bits in all, the sidecar lists "
+                f"{want[0]} of {want[1]}")
+    return None
 
 
 def _seeds(seeds: Sequence[int]) -> tuple[int, ...]:
@@ -189,6 +239,10 @@ def synth_engine(verilog: str | os.PathLike, device: str, workdir: str | os.Path
     src = work / f"{top}.v"
     src.write_bytes(text)
     engine, _ = synthesize([src], top, target, work, dsp=dsp, tag="engine")
+    problem = _port_problem(work / "engine.stat.json", meta)
+    if problem:
+        raise ValueError(f"the sidecar of {Path(verilog).name} does not describe its ports: "
+                         f"{problem}")
     common = {"toplevel": top, "verilog_sha256": meta["verilog_sha256"],
               "parameters": dict(meta.get("parameters") or {}), "device": device,
               "resources": engine, "tools": tools}
@@ -202,6 +256,11 @@ def synth_engine(verilog: str | os.PathLike, device: str, workdir: str | os.Path
                                                      meta["clock_reset_ports"]), "utf-8")
     harness, netlist = synthesize([src, work / f"{hname}.v"], hname, target, work, dsp=dsp,
                                   netlist=True, tag="harness")
+    resized = [ln.strip() for ln in (work / "harness.yosys.log").read_text(
+        "utf-8", errors="replace").splitlines() if "Resizing cell port" in ln]
+    if resized:
+        raise ValueError(f"the sidecar of {Path(verilog).name} does not describe its ports: "
+                         f"Yosys had to resize the harness's connections ({resized[0]})")
     problem = fit_problem(harness, dev)
     if problem:
         raise DoesNotFit(f"{top} in its place-and-route harness {problem}")
@@ -227,8 +286,9 @@ def cycles_to_us(cycles: int, fmax_mhz: float) -> float:
     return cycles / fmax_mhz
 
 
-def read_fmax(path: str | os.PathLike) -> tuple[float, str]:
-    """The median Fmax (MHz) and the engine kind of a report :func:`save_report` wrote.
+def read_fmax(path: str | os.PathLike) -> tuple[float, dict[str, Any]]:
+    """The median Fmax (MHz) and the engine's build parameters (``engine``, ``lanes``,
+    ``weight_bits``, ...) of a report :func:`save_report` wrote.
 
     Raises
     ------
@@ -255,4 +315,5 @@ def read_fmax(path: str | os.PathLike) -> tuple[float, str]:
         raise ValueError(f"{p} has no readable fmax_mhz.median") from None
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"{p} gives Fmax {value!r}, not a positive number of MHz")
-    return value, str((rep.get("parameters") or {}).get("engine", "?"))
+    params = rep.get("parameters")
+    return value, dict(params) if isinstance(params, dict) else {}

@@ -128,8 +128,8 @@ def fit_problem(res: Resources, device: Device) -> str | None:
     Checked before place and route, which would otherwise search for minutes. On iCE40 every
     LUT and every flip-flop needs a logic cell (a LUT and a flip-flop may share one, so the
     larger count is a lower bound); on ECP5 a carry cell (CCU2C) is two LUT4s and a
-    ``TRELLIS_DPR16X4`` distributed RAM is two more (with its write logic), flip-flops are
-    counted apart. Block RAMs, multipliers and SPRAMs are counted exactly.
+    ``TRELLIS_DPR16X4`` distributed RAM at least four (nextpnr places one 16x4 RAM with its
+    read logic in 7), flip-flops are counted apart. Block RAMs, multipliers and SPRAMs are counted exactly.
     """
     if res.target != device.family:
         return f"the design was synthesised for {res.target}, not {device.family}"
@@ -140,10 +140,10 @@ def fit_problem(res: Resources, device: Device) -> str | None:
             over.append(f"at least {lcs:,} logic cells (LUTs {res.luts:,}, flip-flops "
                         f"{res.ffs:,}) of {device.luts:,}")
     else:
-        luts = res.luts + 2 * res.carries + 2 * res.lutram
+        luts = res.luts + 2 * res.carries + 4 * res.lutram
         if luts > device.luts:
             over.append(f"at least {luts:,} LUT4s (logic {res.luts:,}, carries "
-                        f"{res.carries:,} x 2, LUT-RAM {res.lutram:,} x 2) of {device.luts:,}")
+                        f"{res.carries:,} x 2, LUT-RAM {res.lutram:,} x 4) of {device.luts:,}")
         if res.ffs > device.ffs:
             over.append(f"{res.ffs:,} flip-flops of {device.ffs:,}")
     if res.brams > device.brams:

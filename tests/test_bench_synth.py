@@ -10,3 +10,25 @@ def test_break_even_interpolates_the_first_crossing():
     assert _break_even([0.5, 0.6], [1.0, 2.0]) == "<= 0.5"     # at or below the grid
     assert _break_even([0.5, 0.6], [0.5, 0.9]) == "none (> 0.6)"
     assert _break_even([0.1, 0.2, 0.3, 0.4], [0.5, 1.5, 0.9, 2.0]) == "0.1500"
+
+
+def test_quick_keeps_the_devices_given_even_abbreviated(monkeypatch, tmp_path):
+    """`--quick --dev up5k,ecp5-85k` ran on ecp5-85k only: the default was decided from the
+    raw text '--devices'."""
+    import bench.synth as bs
+
+    seen = []
+
+    def fake_rows(specs, devices, *a, **k):
+        seen.append(list(devices))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(bs, "synth_rows", fake_rows)
+    monkeypatch.setattr(bs, "RESULTS", tmp_path)
+    for argv, want in ((["--quick"], ["ecp5-85k"]), ([], ["up5k", "ecp5-85k", "xc7"]),
+                       (["--quick", "--dev", "up5k,ecp5-85k"], ["up5k", "ecp5-85k"])):
+        try:
+            bs.main(argv)
+        except SystemExit:
+            pass
+        assert seen[-1] == want

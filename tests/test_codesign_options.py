@@ -105,10 +105,12 @@ def test_parse_quick_keeps_what_the_command_line_gives():
     assert (a.seeds, a.ratio_list, a.admm_iters) == (1, [85.0], 2)
 
 
-def _synth_report(path, engine, fmax, version=1):
+def _synth_report(path, engine, fmax, version=1, lanes=8, bits=8):
     import json
 
-    path.write_text(json.dumps({"report_version": version, "parameters": {"engine": engine},
+    path.write_text(json.dumps({"report_version": version,
+                                "parameters": {"engine": engine, "lanes": lanes,
+                                               "weight_bits": bits},
                                 "device": "up5k" if fmax else "xc7",
                                 "fmax_mhz": {"median": fmax, "min": fmax, "max": fmax}
                                 if fmax else None}))
@@ -116,24 +118,38 @@ def _synth_report(path, engine, fmax, version=1):
 
 
 def test_fmax_from_synth_reports(tmp_path):
-    """sweep and loop `--fmax` take `codesign synth` reports: their median Fmax, the dense one's for DENSE."""
+    """sweep and loop `--fmax` take `codesign synth` reports: their median Fmax, the dense
+    one's for DENSE, built with the run's lanes and weight bits; one sparse Fmax is for one
+    engine (it was applied to every swept engine)."""
     from codesign.options import fmax_pair_arg
 
     bcr = _synth_report(tmp_path / "bcr.json", "bcr", 31.5)
     dense = _synth_report(tmp_path / "dense.json", "dense", 40.25)
     assert fmax_pair_arg(f"{bcr},{dense}", ["bcr"]) == (31.5, 40.25)
+    assert fmax_pair_arg(f"{bcr},{dense}", ["bcr"], [8], [8]) == (31.5, 40.25)
     assert fmax_pair_arg(f"{bcr},50", ["bcr"]) == (31.5, 50.0)
-    for text, engines, message in (
-        (f"{dense},{dense}", ["bcr"], "is a report of the dense engine; SPARSE must be one of "
-                                      "the swept engines (bcr)"),
-        (f"{bcr},{bcr}", ["bcr"], "is a report of the bcr engine; DENSE must be the dense "
-                                  "engine's"),
-        (f"{bcr},{dense}", ["unstructured"], "SPARSE must be one of the swept engines "
-                                             "(unstructured)"),
-        (f"{_synth_report(tmp_path / 'x.json', 'bcr', None)},{dense}", ["bcr"],
+    assert fmax_pair_arg("30,50", ["bcr"], [4, 8], [8]) == (30.0, 50.0)   # MHz: not checked
+    for text, engines, lanes, message in (
+        (f"{dense},{dense}", ["bcr"], None, "is a report of the dense engine; SPARSE must be "
+                                            "the swept engine's (bcr)"),
+        (f"{bcr},{bcr}", ["bcr"], None, "is a report of the bcr engine; DENSE must be the "
+                                        "dense engine's"),
+        (f"{bcr},{dense}", ["unstructured"], None, "SPARSE must be the swept engine's "
+                                                   "(unstructured)"),
+        (f"{bcr},{dense}", ["bcr", "unstructured"], None, "--fmax gives one sparse engine's "
+                                                          "Fmax: run one --engine with it, not "
+                                                          "bcr, unstructured"),
+        ("30,50", ["bcr", "pattern"], None, "run one --engine with it"),
+        (f"{bcr},{dense}", ["bcr"], [4], "is of an engine with 8 lanes; this run uses 4"),
+        (f"{bcr},{dense}", ["bcr"], [4, 8], "this run uses 4, 8"),
+        ("50,", ["bcr"], None, "--fmax must be SPARSE,DENSE (two MHz values or `codesign "
+                               "synth` reports), not '50,'"),
+        (f"{_synth_report(tmp_path / 'x.json', 'bcr', None)},{dense}", ["bcr"], None,
          "has no Fmax: xc7 reports give resources only"),
-        (f"{_synth_report(tmp_path / 'v.json', 'bcr', 3.0, version=9)},{dense}", ["bcr"],
+        (f"{_synth_report(tmp_path / 'v.json', 'bcr', 3.0, version=9)},{dense}", ["bcr"], None,
          "is not a report of `codesign synth`"),
     ):
         with pytest.raises(ValueError, match=re.escape(message)):
-            fmax_pair_arg(text, engines)
+            fmax_pair_arg(text, engines, lanes)
+    with pytest.raises(ValueError, match="is of an engine with 8 weight bits; this run uses 4"):
+        fmax_pair_arg(f"{bcr},{dense}", ["bcr"], [8], [4])

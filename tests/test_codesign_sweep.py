@@ -423,3 +423,7 @@ def test_summary_table_shows_the_time_break_even_when_fmax_was_given():
                                     f"{cfg.label} time": "0.698"}
     plain = BreakEven("fc1", cfg, 0.445, 0.453, None, 30, (), 0.445)
     assert f"{cfg.label} time" not in summary_table([(Combo("m", spec, cfg), plain)], "m")
+    from codesign.sweep import breakeven_table
+
+    rows = breakeven_table([(Combo("m", spec, cfg), timed), (Combo("m", spec, cfg), plain)])
+    assert list(rows.fmax_sparse_mhz) == [51.2, ""] and list(rows.fmax_dense_mhz) == [68.0, ""]

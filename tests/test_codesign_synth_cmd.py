@@ -71,7 +71,9 @@ def test_failing_tool_leaves_logs_and_no_report(capsys, tmp_path):
     v.write_text("module broken(input clk, output y);\n  assign y = ;\nendmodule\n")
     meta = {"toplevel": "broken", "clock_reset_ports": [{"name": "clk", "direction": "input",
                                                          "width": 1}],
-            "ports": [], "verilog_sha256": hashlib.sha256(v.read_bytes()).hexdigest()}
+            "ports": [{"name": "clk", "direction": "input", "width": 1},
+                      {"name": "y", "direction": "output", "width": 1}],
+            "verilog_sha256": hashlib.sha256(v.read_bytes()).hexdigest()}
     v.with_suffix(".json").write_text(json.dumps(meta))
     out_dir = tmp_path / "o"
     code, _, err = run(capsys, "synth", str(v), "--out", str(out_dir))
@@ -104,3 +106,54 @@ def test_synth_errors(capsys, engine_v, tmp_path):
 def test_doctor_lists_the_synthesis_tools(capsys):
     code, out, err = run(capsys, "doctor")
     assert "yosys" in out and "nextpnr-ice40" in out
+
+
+def test_folders_it_did_not_write_are_never_replaced(capsys, engine_v, tmp_path):
+    """A folder named like the tool folder was replaced whole, even when it held the input."""
+    inside = tmp_path / "dense_cli.up5k.synth"
+    inside.mkdir()
+    v = inside / "dense_cli.v"
+    v.write_bytes(engine_v.read_bytes())
+    v.with_suffix(".json").write_bytes(engine_v.with_suffix(".json").read_bytes())
+    code, _, err = run(capsys, "synth", str(v), "--out", str(tmp_path))
+    assert_user_error(code, err, "is in the way: it is not a folder codesign synth wrote (no "
+                                 ".codesign-synth in it), and it would be replaced")
+    (inside / ".codesign-synth").write_text("")
+    code, _, err = run(capsys, "synth", str(v), "--out", str(tmp_path))
+    assert_user_error(code, err, "which this run replaces; copy it elsewhere first")
+    assert sorted(p.name for p in inside.iterdir()) == [".codesign-synth", "dense_cli.json",
+                                                         "dense_cli.v"]
+    link = tmp_path / "l"
+    link.mkdir()
+    (link / "dense_cli.up5k.synth").symlink_to(inside)
+    code, _, err = run(capsys, "synth", str(engine_v), "--out", str(link))
+    assert_user_error(code, err, "dense_cli.up5k.synth is a symbolic link; codesign synth "
+                                 "writes a real folder there")
+
+
+def test_a_failed_run_puts_the_earlier_report_away(capsys, engine_v, tmp_path):
+    """A failed run left the earlier run's report, of other Verilog, beside its .failed/."""
+    out = tmp_path / "o"
+    code, _, err = run(capsys, "synth", str(engine_v), "--device", "xc7", "--out", str(out))
+    assert code == 0, err
+    broken = tmp_path / "dense_cli.v"
+    text = engine_v.read_text().replace("endmodule", "endmodule garbage(", 1)
+    broken.write_text(text)
+    meta = json.loads(engine_v.with_suffix(".json").read_text())
+    meta["verilog_sha256"] = hashlib.sha256(broken.read_bytes()).hexdigest()
+    broken.with_suffix(".json").write_text(json.dumps(meta))
+    code, _, err = run(capsys, "synth", str(broken), "--device", "xc7", "--out", str(out))
+    assert_user_error(code, err, "yosys failed (exit 1)")
+    assert sorted(p.name for p in out.iterdir()) == ["dense_cli.xc7.synth.failed"]
+    code, _, err = run(capsys, "synth", str(engine_v), "--device", "xc7", "--out", str(out))
+    assert code == 0, err                           # and a success puts the .failed/ away
+    assert sorted(p.name for p in out.iterdir()) == ["dense_cli.xc7.synth",
+                                                     "dense_cli.xc7.synth.json"]
+
+
+def test_freq_nan_is_refused_by_name(capsys, engine_v, tmp_path):
+    code, _, err = run(capsys, "synth", str(engine_v), "--freq", "nan", "--out",
+                       str(tmp_path / "o"))
+    assert_user_error(code, err, "--freq must be a finite number of MHz above 0 and at most "
+                                 "1000, not nan")
+    assert not (tmp_path / "o").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import statistics
 
 import pytest
@@ -137,3 +138,57 @@ def test_synth_engine_refuses(dense_v, tmp_path, kw, message):
     args = dict(device="up5k") | kw
     with pytest.raises(ValueError, match=message):
         synth_engine(dense_v, args.pop("device"), tmp_path, **args)
+
+
+def _variant(dense_v, tmp_path, edit):
+    """A copy of the engine whose sidecar ``edit`` changed (its SHA-256 still that of the .v)."""
+    v = tmp_path / "e.v"
+    v.write_bytes(dense_v.read_bytes())
+    meta = json.loads(dense_v.with_suffix(".json").read_text())
+    edit(meta)
+    (tmp_path / "e.json").write_text(json.dumps(meta))
+    return v
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.update(toplevel="dense small"), "toplevel must be a Verilog identifier"),
+    (lambda m: m.update(toplevel="x\nread_verilog /etc/hostname"), "toplevel must be a Verilog"),
+    (lambda m: m["ports"][3].pop("width"), "each entry of ports must be {name: identifier, "
+                                           "direction: input|output|inout, width: integer >= 1}"),
+    (lambda m: m.update(clock_reset_ports=["clk", "rst"]), "each entry of clock_reset_ports"),
+    (lambda m: m.update(ports=None), "ports must be a list of ports, not NoneType"),
+    (lambda m: m["clock_reset_ports"].append({"name": "clk2", "direction": "input",
+                                              "width": 1}),
+     "clock_reset_ports names clk2, which ports does not list"),
+])
+def test_sidecar_structure_is_checked(dense_v, tmp_path, edit, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        read_sidecar(_variant(dense_v, tmp_path, edit))
+
+
+def test_sidecar_ports_must_be_the_verilogs(dense_v, tmp_path):
+    """A sidecar that narrowed an output port gave a harness that cut off most of the engine:
+    a wrong Fmax with exit 0."""
+    def narrow(meta):
+        last = [p for p in meta["ports"] if p["direction"] == "output"][-1]
+        last["width"] = 1
+
+    v = _variant(dense_v, tmp_path, narrow)
+    (tmp_path / "w").mkdir()
+    with pytest.raises(ValueError, match="does not describe its ports: the Verilog has 17 ports "
+                                         "of .* bits in all, the sidecar lists 17 of"):
+        synth_engine(v, "xc7", tmp_path / "w")
+
+
+def test_swapped_port_widths_are_found_in_the_harness(dense_v, tmp_path):
+    """Same port count and bits, two widths swapped: Yosys resizes the harness's connections."""
+    def swap(meta):
+        ports = {p["name"]: p for p in meta["ports"]}
+        a, b = ports["w_wr__data"], ports["out_rd__data"]
+        assert a["width"] != b["width"]
+        a["width"], b["width"] = b["width"], a["width"]
+
+    v = _variant(dense_v, tmp_path, swap)
+    (tmp_path / "w").mkdir()
+    with pytest.raises(ValueError, match="Yosys had to resize the harness's connections"):
+        synth_engine(v, "up5k", tmp_path / "w")

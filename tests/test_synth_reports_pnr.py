@@ -51,10 +51,12 @@ def test_fit_problem_names_each_resource_over():
 def test_fit_problem_ecp5_counts_carries_and_lutram_as_luts():
     e25 = DEVICES["ecp5-25k"]
     assert fit_problem(_res(target="ecp5", luts=24288 - 10, carries=5), e25) is None
+    assert fit_problem(_res(target="ecp5", luts=24288 - 12, lutram=3), e25) is None
+    assert fit_problem(_res(target="ecp5", luts=24288 - 11, lutram=3), e25) is not None
     msg = fit_problem(_res(target="ecp5", luts=24000, carries=100, lutram=50, ffs=30000,
                            brams=57, dsps=29), e25)
-    assert msg == ("does not fit the LFE5U-25F: it needs at least 24,300 LUT4s (logic 24,000, "
-                   "carries 100 x 2, LUT-RAM 50 x 2) of 24,288; 30,000 flip-flops of 24,288; "
+    assert msg == ("does not fit the LFE5U-25F: it needs at least 24,400 LUT4s (logic 24,000, "
+                   "carries 100 x 2, LUT-RAM 50 x 4) of 24,288; 30,000 flip-flops of 24,288; "
                    "57 block RAMs of 56; 29 MULT18X18D of 28")
     assert "synthesised for ice40, not ecp5" in fit_problem(_res(), e25)
 
