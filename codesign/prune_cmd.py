@@ -132,9 +132,8 @@ def _model(name: str, data: str | None, seed: int, data_free: bool = False) -> t
                           f"model {name!r} reads inputs of shape {shape}, which no offline "
                           "dataset has; prune a trained checkpoint of it with --data-free "
                           "--checkpoint FILE")
-    kwargs = {"dataset": dataset} if name in ("lstm", "gru") else {}
-    model = zoo.build(name, seed=seed, **kwargs)
-    if tuple(model.input_shape) != tuple(INPUT_SHAPES[dataset]):
+    model = zoo.build(name, seed=seed, **zoo.model_kwargs(name, dataset))
+    if not zoo.reads_dataset(model, dataset):
         raise _user_error(f"model {name!r} reads inputs of shape {tuple(model.input_shape)}; "
                           f"dataset {dataset!r} has {tuple(INPUT_SHAPES[dataset])}")
     return model, dataset

@@ -87,8 +87,8 @@ def retrain(bundle_path: Path, data: str, epochs: int, out: Path, checkpoint: Pa
     if bundle.model not in zoo.MODELS:
         raise _user_error(f"bundle {bundle_path} is of model {bundle.model!r}, which is not a "
                           f"zoo model; known: {', '.join(zoo.MODELS)}")
-    model = zoo.build(bundle.model, seed=seed)
-    if tuple(model.input_shape) != tuple(INPUT_SHAPES[data]):
+    model = zoo.build(bundle.model, seed=seed, **zoo.model_kwargs(bundle.model, data))
+    if not zoo.reads_dataset(model, data):
         raise _user_error(f"model {bundle.model!r} reads inputs of shape "
                           f"{tuple(model.input_shape)}; dataset {data!r} has "
                           f"{tuple(INPUT_SHAPES[data])}")

@@ -47,6 +47,8 @@ __all__ = [
     "MODELS",
     "MobileNetV2",
     "RECIPES",
+    "model_kwargs",
+    "reads_dataset",
     "ResNet18",
     "TinyCNN",
     "VGG16",
@@ -546,6 +548,26 @@ def build(name: str, seed: int = 0, **kwargs: object) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return MODELS[name](**kwargs)
+
+
+def reads_dataset(model: nn.Module, dataset: str) -> bool:
+    """Whether ``model`` reads ``dataset``'s samples: its ``input_shape`` is theirs, or it is a
+    recurrent classifier built for ``dataset`` (images ``(1, H, W)`` read row by row as
+    ``(T, F) = (H, W)``)."""
+    from pruning.data import INPUT_SHAPES
+
+    sample = tuple(INPUT_SHAPES[dataset])
+    shape = tuple(model.input_shape)
+    if isinstance(model, _RNNClassifier):
+        return model.dataset == dataset and sample in (shape, (1, *shape))
+    return shape == sample
+
+
+def model_kwargs(name: str, dataset: str) -> dict[str, object]:
+    """Constructor arguments that fit zoo model ``name`` to ``dataset``: the recurrent
+    classifiers take it (``{"dataset": dataset}``), the others fix their input."""
+    _check_name(name)
+    return {"dataset": dataset} if issubclass(MODELS[name], _RNNClassifier) else {}
 
 
 def default_dataset(name: str) -> str | None:

@@ -310,6 +310,32 @@ def test_connected_option(capsys, tmp_path, first_run):
         assert not (tmp_path / "bad").exists()
 
 
+def test_rnn_models_prune_and_retrain_on_image_data(capsys, tmp_path):
+    """The recurrent classifiers read mnist5k and digits row by row; prune and retrain refused
+    both ("reads inputs of shape (8, 8); dataset 'digits' has (1, 8, 8)")."""
+    from ir import Bundle
+
+    out = tmp_path / "gru"
+    code, stdout, err = run(capsys, "--model", "gru", "--data", "digits", "--scheme",
+                            "unstructured", "--ratio", "2", "--bits", "8", "--epochs", "1",
+                            "--admm-iters", "1", "--retrain-epochs", "0", "--no-progress",
+                            "--out", str(out))
+    assert code == 0, err
+    assert "accuracy (digits test)" in stdout
+    layer = Bundle.load(out / "bundle").layer("rnn")
+    assert (layer.shape.input_size, layer.shape.hidden_size) == (8, 64)
+    from codesign.cli import main
+
+    code = main(["retrain", str(out / "bundle"), "--data", "digits", "--epochs", "1",
+                 "--no-progress", "--out", str(tmp_path / "client")])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    code = main(["retrain", str(out / "bundle"), "--data", "mnist5k", "--epochs", "1",
+                 "--no-progress", "--out", str(tmp_path / "client2")])
+    _, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in err
+
+
 def test_max_ratio_agrees_with_the_plan():
     from codesign.prune_cmd import MAX_RATIO
     from pruning.plan import MAX_RATIO as PLAN_MAX_RATIO

@@ -112,6 +112,21 @@ def test_rnn_reads_digits_row_by_row(name):
         model(torch.randn(2, 28))
 
 
+def test_which_models_read_which_dataset():
+    """`codesign prune --model lstm --data mnist5k` was refused: the check compared the
+    LSTM's (28, 28) sequences with the images' (1, 28, 28), which it reads row by row."""
+    for name in ("lstm", "gru"):
+        for data in ("mnist1d", "mnist5k", "digits"):
+            model = zoo.build(name, hidden_size=8, **zoo.model_kwargs(name, data))
+            assert zoo.reads_dataset(model, data)
+            assert not any(zoo.reads_dataset(model, d) for d in ("mnist1d", "mnist5k", "digits")
+                           if d != data)
+    assert zoo.model_kwargs("lenet5", "mnist5k") == {}
+    assert zoo.reads_dataset(zoo.build("lenet5"), "mnist5k")
+    assert not zoo.reads_dataset(zoo.build("lenet5"), "digits")
+    assert not zoo.reads_dataset(zoo.build("tinycnn"), "mnist1d")
+
+
 def test_build_is_deterministic_and_leaves_the_global_rng_alone():
     torch.manual_seed(123)
     before = torch.random.get_rng_state()
