@@ -30,6 +30,7 @@ Examples:
   codesign simulate --bundle out/rnn/bundle --layer rnn --engine lstm --steps 8
   codesign prune --model lenet5 --scheme unstructured --ratio 85 --bits 3 --out out/lenet
   codesign loop --model tinycnn --engine unstructured --sparsity 0.3 --out out/loop
+  codesign compare --bundle out/rnn/bundle --layer rnn --device ecp5-85k --out out/cmp
 """
 
 
@@ -285,6 +286,7 @@ def demo(out: Path, simulator: str, lanes: int, seed: int) -> None:
 
 
 # Commands in their own modules (they import UserError from this one, so they come after it).
+from codesign.compare_cmd import compare  # noqa: E402
 from codesign.loop_cmd import loop  # noqa: E402
 from codesign.mobile_cmd import mobile  # noqa: E402
 from codesign.prune_cmd import prune  # noqa: E402
@@ -292,7 +294,7 @@ from codesign.retrain_cmd import retrain  # noqa: E402
 from codesign.sweep_cmd import sweep  # noqa: E402
 from codesign.synth_cmd import synth  # noqa: E402
 
-for _command in (prune, retrain, loop, sweep, mobile, synth):
+for _command in (prune, retrain, loop, sweep, mobile, synth, compare):
     cli.add_command(_command)
 
 

@@ -18,7 +18,7 @@ import click
 
 from codesign.options import OUT_DIR, SEED, positive_pair
 
-__all__ = ["mobile", "run_mobile", "demo_stage", "DEMO_LAYERS"]
+__all__ = ["mobile", "load_bundle", "run_mobile", "demo_stage", "DEMO_LAYERS"]
 
 #: Demo bundle layers the demo's mobile stage generates code for.
 DEMO_LAYERS = ("fc1", "fc2", "conv2")
@@ -45,6 +45,19 @@ def _image(text: str) -> tuple[int, int]:
     return pair
 
 
+def load_bundle(bundle_path: Path):
+    """The bundle at ``bundle_path``; :class:`codesign.cli.UserError` when there is none or it
+    does not load."""
+    from ir import Bundle, BundleError
+
+    if not (bundle_path / "manifest.json").is_file():
+        raise _user_error(f"no bundle at {bundle_path} (expected {bundle_path}/manifest.json)")
+    try:
+        return Bundle.load(bundle_path)
+    except (BundleError, OSError) as exc:
+        raise _user_error(f"cannot load bundle: {exc}") from None
+
+
 def run_mobile(bundle_path: Path, layers: list[str] | None, target: str, out: Path,
                dtype: str = "auto", image: tuple[int, int] = (16, 16), budget: int = 65536,
                measure: bool = True, seed: int = 0,
@@ -52,18 +65,12 @@ def run_mobile(bundle_path: Path, layers: list[str] | None, target: str, out: Pa
     """Run :func:`mobile.run.run_layer` for ``layers`` (None: all) of a bundle; print the
     report lines; return the :class:`mobile.run.LayerReport` list. User errors raise
     :class:`codesign.cli.UserError`."""
-    from ir import Bundle, BundleError
     from mobile.build import BuildError
     from mobile.layers import layer_kernels
     from mobile.run import folder_names, folder_problem, format_report, run_layer
 
     bundle_path = Path(bundle_path)
-    if not (bundle_path / "manifest.json").is_file():
-        raise _user_error(f"no bundle at {bundle_path} (expected {bundle_path}/manifest.json)")
-    try:
-        bundle = Bundle.load(bundle_path)
-    except (BundleError, OSError) as exc:
-        raise _user_error(f"cannot load bundle: {exc}") from None
+    bundle = load_bundle(bundle_path)
     names = [lay.name for lay in bundle.layers]
     layers = list(dict.fromkeys(layers or ()))      # a layer named twice runs once
     for name in layers:

@@ -1,0 +1,159 @@
+"""``codesign compare``: an RNN layer on the FPGA engines and on a mobile ARM core, side by side.
+
+For each ``--layer`` (lstm or gru) of ``--bundle``: the RTL of the cell engine with dense gates
+and, for a BCR layer, with BCR gates, sized to the layer, run for ``--steps`` steps and checked
+against ``ir.golden``; the same Verilog synthesised and placed on ``--device`` for its Fmax
+(``codesign synth``'s flow; ``--fmax`` gives it instead); the layer's int8 step kernels for
+aarch64, checked against ``ir.golden`` and against the RTL's sequence under qemu, and costed
+with llvm-mca. Prints each side's time (FPGA: microseconds per step at Fmax; ARM: modelled
+cycles per step, a band) and the ARM clock at which each kernel matches each engine (see
+:mod:`codesign.compare`). Writes ``OUT/<layer>/compare.json``, ``compare.csv`` and the synthesis
+reports in ``OUT/<layer>/synth/``. Exits 1 when a check fails.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from codesign.options import LANES, OUT_DIR, SEED
+
+__all__ = ["compare", "parse_fmax"]
+
+PLACED_DEVICES = ("up5k", "hx8k", "ecp5-25k", "ecp5-85k")
+MAX_STEPS = 64
+
+
+def _user_error(message: str) -> Exception:
+    from codesign.cli import UserError  # imported here: codesign.cli imports this module
+
+    return UserError(" ".join(str(message).split()))
+
+
+def parse_fmax(text: str | None) -> dict[str, float] | None:
+    """``--fmax DENSE[,BCR]``: the dense-gated engine's Fmax and the BCR-gated one's (default
+    the dense one's), positive finite MHz; ``ValueError`` naming the format."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if not 1 <= len(parts) <= 2 or len(values) != len(parts) or not all(
+            v > 0 and math.isfinite(v) for v in values):
+        raise ValueError(f"--fmax must be DENSE or DENSE,BCR: positive MHz values of the "
+                         f"dense-gated and the BCR-gated engine, like 32 or 32,30, not {text!r}")
+    return {"dense": values[0], "bcr": values[-1]}
+
+
+def _synth_function(device: str, dest: Path, freq: float, seeds: int):
+    from codesign.cli import UserError
+    from codesign.synth_cmd import run_synth
+
+    def synth(gates: str, verilog: str):
+        try:
+            report, path = run_synth(Path(verilog), device, dest, target_mhz=freq, seeds=seeds)
+        except UserError as exc:        # does not fit, or a tool failed: a row says so
+            return None, "", None, None, exc.message
+        spread = "seed 1" if seeds == 1 else f"median of seeds 1-{seeds}"
+        return (report.fmax_mhz, f"nextpnr on {device}, {spread}", asdict(report.resources),
+                str(path), "")
+
+    return synth
+
+
+@click.command()
+@click.option("--bundle", type=click.Path(path_type=Path), required=True,
+              help="Bundle folder (manifest.json + weights.safetensors).")
+@click.option("--layer", "layer_names", multiple=True, required=True,
+              help="An lstm or gru layer (repeatable).")
+@click.option("--device", type=click.Choice(PLACED_DEVICES), default="ecp5-85k",
+              show_default=True, help="The FPGA part the engines are placed on.")
+@click.option("--lanes", type=LANES, default=8, show_default=True,
+              help="Gate-engine lanes (a multiple of 4).")
+@click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=4, show_default=True,
+              help="Steps of the random input sequence.")
+@click.option("--seeds", type=click.IntRange(1, 20), default=1, show_default=True,
+              help="Placement seeds 1..N per engine; Fmax is their median.")
+@click.option("--freq", type=click.FloatRange(0, 1000, min_open=True), default=48.0,
+              show_default=True, help="nextpnr's target frequency in MHz.")
+@click.option("--fmax", "fmax_text", default=None,
+              help="DENSE[,BCR]: the engines' Fmax in MHz, instead of synthesising them.")
+@click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator",
+              show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True, help="The input sequence.")
+@click.option("--out", type=OUT_DIR, required=True, help="Output folder.")
+def compare(bundle: Path, layer_names: tuple[str, ...], device: str, lanes: int, steps: int,
+            seeds: int, freq: float, fmax_text: str | None, simulator: str, seed: int,
+            out: Path) -> None:
+    """Compare an RNN layer on the FPGA engines (RTL + Fmax) and on ARM (qemu + llvm-mca)."""
+    from codesign.atomic import atomic_write, write_csv
+    from codesign.compare import (
+        check_compare_layer,
+        compare_rnn_layer,
+        comparison_rows,
+        format_comparison,
+    )
+    from codesign.mobile_cmd import load_bundle
+    from mobile.build import BuildError
+    from mobile.run import folder_names, folder_problem
+    from mobile.toolchain import missing_tools
+    from sim.runner import SimulationError
+
+    if not math.isfinite(freq):
+        raise _user_error(f"--freq must be a finite number of MHz above 0 and at most 1000, "
+                          f"not {freq}")
+    try:
+        fmax = parse_fmax(fmax_text)
+    except ValueError as exc:
+        raise _user_error(str(exc)) from None
+    b = load_bundle(bundle)
+    names = [lay.name for lay in b.layers]
+    wanted = list(dict.fromkeys(layer_names))
+    folders = folder_names(names)
+    for name in wanted:
+        if name not in names:
+            raise _user_error(f"no layer {name!r} in {bundle}; layers: {', '.join(names)}")
+        try:
+            check_compare_layer(b.layer(name), lanes)
+        except ValueError as exc:
+            raise _user_error(str(exc)) from None
+        problem = folder_problem(out / folders[name])
+        if problem is not None:
+            raise _user_error(problem)
+    missing = missing_tools()
+    if missing:
+        raise _user_error(f"the ARM side needs {', '.join(missing)} (codesign doctor "
+                          "--install installs them)")
+    ok = True
+    for name in wanted:
+        dest = out / folders[name]
+        synth = None if fmax is not None else _synth_function(device, dest / "synth", freq,
+                                                              seeds)
+        click.echo(f"layer {name}:")
+        try:
+            cmp = compare_rnn_layer(b.layer(name), lanes=lanes, steps=steps, seed=seed,
+                                    simulator=simulator, synth=synth, fmax=fmax,
+                                    device=device if fmax is None else None,
+                                    echo=click.echo)
+        except (ValueError, BuildError, SimulationError) as exc:
+            raise _user_error(f"layer {name!r}: {str(exc).splitlines()[0]}") from None
+        for line in format_comparison(cmp):
+            click.echo(line)
+        import pandas as pd
+
+        write_csv(pd.DataFrame(comparison_rows(cmp)), dest / "compare.csv")
+        text = json.dumps(cmp.to_json(), indent=1, sort_keys=True) + "\n"
+        atomic_write(dest / "compare.json", lambda tmp, t=text: tmp.write_text(t))
+        ok &= cmp.ok
+    click.echo(f"wrote {out}")
+    if not ok:
+        click.echo("codesign: error: an engine or kernel does not match the golden model",
+                   err=True)
+        sys.exit(1)

@@ -1,0 +1,85 @@
+"""``codesign compare``: an RNN layer on the FPGA engines and on ARM, printed and written; the
+engines placed for real; one-line errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pandas as pd
+import pytest
+from mobile_bundle import make_bundle
+from test_codesign_cli import assert_user_error, run
+
+from codesign.compare_cmd import parse_fmax
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return make_bundle(tmp_path_factory.mktemp("cmpcli") / "bundle")
+
+
+def test_given_fmax_prints_and_writes(capsys, bundle, tmp_path):
+    code, out, err = run(capsys, "compare", "--bundle", str(bundle), "--layer", "lstm",
+                         "--lanes", "4", "--steps", "2", "--fmax", "40,30", "--out",
+                         str(tmp_path))
+    assert code == 0, err
+    assert "BCR gates: RTL == golden, cycles == model" in out
+    assert "at 30.00 MHz (given (--fmax))" in out and "at 40.00 MHz (given (--fmax))" in out
+    assert out.count("golden PASS, sequence == RTL") == 3
+    assert "ARM clock at which an ARM kernel takes the FPGA engine's time" in out
+    assert out.splitlines()[-1] == f"wrote {tmp_path}"
+    rep = json.loads((tmp_path / "lstm" / "compare.json").read_text())
+    assert rep["ok"] and rep["steps"] == 2 and rep["device"] is None
+    assert [f["fmax_mhz"] for f in rep["fpga"]] == [30.0, 40.0]
+    df = pd.read_csv(tmp_path / "lstm" / "compare.csv")
+    assert list(df.platform) == ["fpga", "fpga", "arm", "arm", "arm"]
+    assert df.check.all()
+
+
+def test_engines_are_placed_on_the_part(capsys, bundle, tmp_path):
+    code, out, err = run(capsys, "compare", "--bundle", str(bundle), "--layer", "gru",
+                         "--lanes", "4", "--steps", "2", "--device", "ecp5-25k", "--out",
+                         str(tmp_path))
+    assert code == 0, err
+    rep = json.loads((tmp_path / "gru" / "compare.json").read_text())
+    (f,) = rep["fpga"]
+    assert f["gates"] == "dense" and f["fmax_source"] == "nextpnr on ecp5-25k, seed 1"
+    assert f["fmax_mhz"] > 5 and f["resources"]["dsps"] >= 1
+    synth = json.loads(open(f["report"]).read())
+    assert synth["device"] == "ecp5-25k" and synth["fmax_mhz"]["median"] == f["fmax_mhz"]
+    # the placed Verilog is the simulated one
+    assert synth["verilog_sha256"] == hashlib.sha256(open(f["verilog"], "rb").read()).hexdigest()
+    assert "us/step" in out and "FPGA (ecp5-25k, 4 lanes" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--layer", "fc2"], "layer 'fc2' is linear; compare runs lstm and gru layers"),
+    (["--layer", "nope"], "no layer 'nope' in"),
+    (["--layer", "lstm", "--lanes", "6"], "--lanes must be a positive multiple of 4"),
+    (["--layer", "lstm", "--fmax", "40,x"], "--fmax must be DENSE or DENSE,BCR"),
+    (["--layer", "lstm", "--fmax", "0"], "--fmax must be DENSE or DENSE,BCR"),
+    (["--layer", "lstm", "--fmax", "1,2,3"], "--fmax must be DENSE or DENSE,BCR"),
+    (["--layer", "lstm", "--freq", "nan"], "--freq must be a finite number"),
+    (["--layer", "lstm", "--steps", "0"], "Invalid value for '--steps'"),
+])
+def test_errors_are_one_line(capsys, bundle, tmp_path, argv, message):
+    code, _, err = run(capsys, "compare", "--bundle", str(bundle), *argv, "--out",
+                       str(tmp_path / "o"))
+    assert_user_error(code, err, message)
+    assert not (tmp_path / "o").exists()
+
+
+def test_no_bundle(capsys, tmp_path):
+    code, _, err = run(capsys, "compare", "--bundle", str(tmp_path), "--layer", "x", "--out",
+                       str(tmp_path / "o"))
+    assert_user_error(code, err, f"no bundle at {tmp_path}")
+
+
+def test_parse_fmax():
+    assert parse_fmax(None) is None
+    assert parse_fmax("40") == {"dense": 40.0, "bcr": 40.0}
+    assert parse_fmax("40,31.5") == {"dense": 40.0, "bcr": 31.5}
+    for bad in ("", "inf", "-1", "40,", "a"):
+        with pytest.raises(ValueError, match="DENSE or DENSE,BCR"):
+            parse_fmax(bad)
