@@ -6,7 +6,8 @@ gate matrices ``W_ih`` and ``W_hh`` pruned apart, as :mod:`pruning` prunes an RN
 random 8-bit layer goes through :func:`codesign.compare.compare_rnn_layer`:
 
 * FPGA: the cell engine with dense gates and, for BCR layers, with BCR gates (``--lanes``
-  lanes), sized to the layer, run in RTL (Verilator) for ``--steps`` steps, every ``h`` and
+  lanes; one BCR-gated engine per cell and size, its memories sized for the densest of
+  ``--keeps``, runs every density, as one built engine would), run in RTL (Verilator) for ``--steps`` steps, every ``h`` and
   the final ``c`` checked against ``ir.golden`` and the cycles against the cycle model; the same
   Verilog synthesised and placed on ``--device`` (Yosys + nextpnr, seeds 1..``--seeds``, Fmax
   the median; one run per distinct Verilog): microseconds per step.
@@ -22,7 +23,7 @@ clock at which the fastest ARM kernel takes the fastest FPGA engine's time (an A
 it is faster). The ARM side is a model, so no phone milliseconds are claimed.
 
 Usage: ``python bench/fpga_mobile.py [--quick] [--cells lstm,gru] [--sizes 64,128]
-[--block 16x32] [--keeps 8x16,8x8] [--lanes 8] [--device ecp5-85k] [--seeds 1] [--steps 4]
+[--block 16x16] [--keeps 8x8,8x4] [--lanes 8] [--device ecp5-85k] [--seeds 1] [--steps 4]
 [--fmax DENSE,BCR]``
 """
 
@@ -47,7 +48,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from codesign.atomic import write_csv  # noqa: E402
-from codesign.compare import compare_rnn_layer, comparison_rows, format_comparison  # noqa: E402
+from codesign.compare import (  # noqa: E402
+    bcr_memory_needs,
+    compare_rnn_layer,
+    comparison_rows,
+    format_comparison,
+)
 from codesign.compare_cmd import parse_fmax  # noqa: E402
 from codesign.options import MAX_LANES, SEED_ARG, int_arg, list_arg, names_arg  # noqa: E402
 from ir import BCR, Dense, Layer, QuantSpec  # noqa: E402
@@ -111,7 +117,7 @@ def make_layer(cell: str, size: int, block: tuple[int, int] | None,
 
 class Placer:
     """``synth`` callback of :func:`compare_rnn_layer`: one Yosys + nextpnr run per distinct
-    Verilog (the dense-gated engine of a size is the same at every density)."""
+    Verilog (an engine of a cell and size is the same Verilog at every density)."""
 
     def __init__(self, device: str, seeds: int, work: Path) -> None:
         self.device, self.seeds, self.work = device, seeds, work
@@ -218,8 +224,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--cells", type=names_arg(CELLS), default=list(CELLS))
     ap.add_argument("--sizes", type=list_arg(int_arg(4, 512)), default=[64, 128],
                     help="input = hidden sizes")
-    ap.add_argument("--block", type=pair_arg, default=(16, 32), help="BCR block, rows x cols")
-    ap.add_argument("--keeps", type=list_arg(pair_arg), default=[(8, 16), (8, 8)],
+    ap.add_argument("--block", type=pair_arg, default=(16, 16), help="BCR block, rows x cols")
+    ap.add_argument("--keeps", type=list_arg(pair_arg), default=[(8, 8), (8, 4)],
                     help="kept rows x columns per block, one BCR layer each")
     ap.add_argument("--lanes", type=int_arg(4, MAX_LANES), default=8)
     ap.add_argument("--device", choices=DEVICES, default="ecp5-85k")
@@ -247,14 +253,19 @@ def main(argv: list[str]) -> int:
         placer = None if args.fmax else Placer(args.device, args.seeds, Path(tmp))
         for cell in cells:
             for size in sizes:
-                for kept in [None, *keeps]:
-                    layer = make_layer(cell, size, None if kept is None else args.block, kept,
-                                       args.seed)
+                layers = [make_layer(cell, size, None if kept is None else args.block, kept,
+                                     args.seed) for kept in [None, *keeps]]
+                # one BCR-gated engine per cell and size, its memories sized for the densest
+                # layer, runs every density (as a built engine would): one placement
+                needs = [bcr_memory_needs(lay, args.lanes) for lay in layers[1:]]
+                memory = tuple(max(n[k] for n in needs) for k in (0, 1)) if needs else None
+                for layer in layers:
                     print(f"{layer.name}:", flush=True)
                     cmp = compare_rnn_layer(layer, lanes=args.lanes, steps=args.steps,
                                             seed=args.seed, synth=placer, fmax=args.fmax,
                                             device=None if args.fmax else args.device,
                                             mobile_cache=ROOT / ".mobile_cache",
+                                            bcr_memory=memory,
                                             echo=lambda s: print(s, flush=True))
                     for line in format_comparison(cmp):
                         print("  " + line, flush=True)

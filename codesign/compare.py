@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["FpgaResult", "ArmResult", "Comparison", "compare_rnn_layer", "check_compare_layer",
-           "fpga_engines", "matching_mhz", "format_comparison", "comparison_rows"]
+           "bcr_memory_needs", "fpga_engines", "serial_cycles", "matching_mhz", "format_comparison", "comparison_rows"]
 
 
 @dataclass(frozen=True)
@@ -197,9 +197,23 @@ def _sequence(kind: str, x: np.ndarray, hid: int, cfg: Any, w_ih, w_hh, b_ih, b_
     return states, (h, c)
 
 
+def bcr_memory_needs(layer: Any, lanes: int) -> tuple[int, int]:
+    """``(blocks, value words)`` the BCR-gated engine's memories need for ``layer`` on
+    ``lanes`` lanes (:func:`hw.rnn.bcr_gate_matrix`, :func:`hw.bcr.bcr_items`)."""
+    from hw.bcr import bcr_items
+    from hw.rnn import bcr_gate_matrix
+
+    t = layer.tensors
+    m_ih, m_hh = (np.asarray(t[k]) != 0 for k in ("mask_ih", "mask_hh"))
+    matrix = bcr_gate_matrix(layer.op, m_ih.astype(np.int64), m_hh.astype(np.int64),
+                             tuple(layer.scheme.block), m_ih, m_hh)
+    return max(1, matrix.block_count), max(1, bcr_items(matrix, lanes))
+
+
 def _run_fpga(kind: str, gates: str, base: dict, x: np.ndarray, lanes: int, block, simulator: str,
-              cache_dir) -> tuple[Any, dict, Path]:
-    """RTL run of the sequence; returns (run, engine keywords, Verilog path)."""
+              cache_dir, memory: tuple[int, int] | None = None) -> tuple[Any, dict, Path]:
+    """RTL run of the sequence; returns (run, engine keywords, Verilog path). ``memory``:
+    the BCR engine's ``(max_blocks, max_value_words)`` (default: the layer's own needs)."""
     from hw.bcr import bcr_items
     from hw.rnn import bcr_gate_matrix
     from sim.rnn import GRUJob, LSTMJob, emit_rnn, run_gru_batch, run_lstm_batch
@@ -216,8 +230,12 @@ def _run_fpga(kind: str, gates: str, base: dict, x: np.ndarray, lanes: int, bloc
     masks: tuple = ()
     if gates == "bcr":
         matrix = bcr_gate_matrix(kind, w_ih, w_hh, block, m_ih, m_hh)
-        kw.update(block=tuple(block), max_blocks=max(1, matrix.block_count),
-                  max_value_words=max(1, bcr_items(matrix, lanes)))
+        need = (max(1, matrix.block_count), max(1, bcr_items(matrix, lanes)))
+        if memory is not None and (memory[0] < need[0] or memory[1] < need[1]):
+            raise ValueError(f"the BCR engine's memories ({memory[0]} blocks, {memory[1]} value "
+                             f"words) are smaller than the layer needs ({need[0]}, {need[1]})")
+        kw.update(block=tuple(block), max_blocks=(memory or need)[0],
+                  max_value_words=(memory or need)[1])
         masks = (m_ih, m_hh)
     zero = np.zeros(hsz, dtype=np.int64)
     if kind == "lstm":
@@ -238,6 +256,7 @@ def compare_rnn_layer(layer: Any, *, lanes: int = 8, steps: int = 4, seed: int =
                                                          str | None, str]] | None = None,
                       fmax: dict[str, float] | None = None, device: str | None = None,
                       cache_dir: str | Path | None = None, mobile_cache: Path | None = None,
+                      bcr_memory: tuple[int, int] | None = None,
                       echo: Callable[[str], None] = lambda s: None) -> Comparison:
     """Run one lstm/gru bundle layer on the FPGA engines and the ARM kernels (module docstring).
 
@@ -257,6 +276,10 @@ def compare_rnn_layer(layer: Any, *, lanes: int = 8, steps: int = 4, seed: int =
         The part ``synth`` places on, recorded.
     cache_dir, mobile_cache
         The simulator build cache and the ARM build cache.
+    bcr_memory : (int, int), optional
+        ``(max_blocks, max_value_words)`` of the BCR-gated engine, at least
+        :func:`bcr_memory_needs` of the layer: one engine built for several layers (default:
+        sized to this layer).
     echo
         Progress lines.
 
@@ -289,7 +312,8 @@ def compare_rnn_layer(layer: Any, *, lanes: int = 8, steps: int = 4, seed: int =
     fpga = []
     for gates in fpga_engines(layer):
         echo(f"  FPGA {gates} gates: RTL ({simulator}), {steps} steps ...")
-        run, kw, verilog = _run_fpga(kind, gates, base, x, lanes, block, simulator, cache_dir)
+        run, kw, verilog = _run_fpga(kind, gates, base, x, lanes, block, simulator, cache_dir,
+                                     bcr_memory)
         from hw.rnn import bcr_gate_matrix, bcr_setup_cycles, lstm_cycles, rnn_bcr_cycles
 
         if gates == "bcr":
@@ -347,6 +371,16 @@ def _band(values: Sequence[float], fmt: str = "{:,.0f}") -> str:
         f"{fmt.format(lo)} .. {fmt.format(hi)}"
 
 
+def serial_cycles(input_size: int, hidden_size: int) -> int:
+    """Cycles of an RNN engine's step that no lane count shortens: loading ``x`` and ``h``
+    (``I + H + 1``), the gate product's pipeline (2) and the element-wise stage
+    (:data:`hw.rnn.ELEMENT_CYCLES` per hidden unit), as :func:`hw.rnn.lstm_cycles` and
+    :func:`hw.rnn.rnn_bcr_cycles` count them."""
+    from hw.rnn import ELEMENT_CYCLES
+
+    return input_size + hidden_size + 3 + ELEMENT_CYCLES * hidden_size
+
+
 def format_comparison(cmp: Comparison) -> list[str]:
     """The printed report: the layer, each FPGA engine and ARM kernel, the matching clocks."""
     from mobile.cost import MCA_MODELS
@@ -380,6 +414,9 @@ def format_comparison(cmp: Comparison) -> list[str]:
             if f.gates != "dense" and dense_cyc:
                 line += f" ({dense_cyc / f.cycles_per_step:.2f}x fewer cycles than dense gates)"
         lines.append(line)
+    serial = serial_cycles(cmp.input_size, cmp.hidden_size)
+    lines.append(f"  of each step, {serial:,} cycles are the input load and the element-wise "
+                 f"stage, which no lane count shortens")
     lines.append(f"ARM (aarch64 int8 kernels under qemu; cycles modelled by llvm-mca, "
                  f"{' .. '.join(models)}: a band, not phone time):")
     dense_arm = next((a for a in cmp.arm if a.matvec == "dense"), None)
@@ -418,6 +455,7 @@ def comparison_rows(cmp: Comparison) -> list[dict[str, Any]]:
                      "device": cmp.device, "lanes": f.lanes,
                      "check": f.outputs_match and f.cycles_match,
                      "cycles_per_step": f.cycles_per_step, "setup_cycles": f.setup_cycles,
+                     "serial_cycles": serial_cycles(cmp.input_size, cmp.hidden_size),
                      "fmax_mhz": f.fmax_mhz, "us_per_step": f.us_per_step,
                      "luts": (f.resources or {}).get("luts"),
                      "brams": (f.resources or {}).get("brams"),

@@ -81,6 +81,11 @@ def test_report_lines_and_rows(lstm_cmp):
     assert "at 25.00 MHz (test)" in text and "the dense gates' speed" in text
     assert "bcr products: golden PASS, sequence == RTL" in text
     assert text.count("FPGA BCR gates (") == 3 and text.count("FPGA dense gates (") == 3
+    # 10 + 12 + 3 + 6 * 12: what is left of the dense-gated step at unlimited lanes
+    assert "of each step, 97 cycles are the input load and the element-wise stage" in text
+    from hw.rnn import lstm_cycles
+
+    assert lstm_cycles(10, 12, 1, 48) - 97 == lstm_cycles(10, 12, 1, 48 * 4) - 97 > 0
     rows = comparison_rows(cmp)
     assert [r["platform"] for r in rows] == ["fpga", "fpga", "arm", "arm", "arm"]
     assert rows[2]["match_mhz_dense_neoverse-n1"] == pytest.approx(
