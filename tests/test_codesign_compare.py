@@ -153,3 +153,21 @@ def test_result_types_name_themselves():
     assert f.name == "BCR gates" and f.cycles_per_step == 50 and f.us_per_step == 1.0
     a = ArmResult("sparse", "csr", True, "ok", False, 10, {"m": 1.0}, 0)
     assert a.name == "csr products" and not a.ok
+
+
+def test_one_bcr_engine_runs_a_smaller_layer(bundle, lstm_cmp, tmp_path):
+    """bench/fpga_mobile.py builds one BCR-gated engine per cell and size: bigger memories
+    than the layer needs change neither its outputs nor its cycles; smaller are refused."""
+    from codesign.compare import bcr_memory_needs
+
+    lay = bundle.layer("lstm")
+    blocks, words = bcr_memory_needs(lay, 4)
+    cmp = compare_rnn_layer(lay, lanes=4, steps=3, fmax={"dense": 40.0, "bcr": 25.0},
+                            bcr_memory=(blocks + 3, words + 17), mobile_cache=tmp_path)
+    ref, _ = lstm_cmp
+    assert cmp.ok and cmp.fpga[0].rtl_cycles == ref.fpga[0].rtl_cycles
+    assert cmp.fpga[0].verilog != ref.fpga[0].verilog       # another build
+    with pytest.raises(ValueError, match=r"memories \(1 blocks, 1 value words\) are smaller "
+                                         r"than the layer needs"):
+        compare_rnn_layer(lay, lanes=4, steps=3, fmax={"dense": 40.0}, bcr_memory=(1, 1),
+                          mobile_cache=tmp_path)
