@@ -51,7 +51,7 @@ from codesign.atomic import write_csv  # noqa: E402
 from codesign.compare import (  # noqa: E402
     bcr_memory_needs,
     compare_rnn_layer,
-    comparison_rows,
+    comparison_frame,
     format_comparison,
 )
 from codesign.compare_cmd import parse_fmax  # noqa: E402
@@ -243,6 +243,11 @@ def main(argv: list[str]) -> int:
         if kept[0] > args.block[0] or kept[1] > args.block[1]:
             ap.error(f"argument --keeps: {kept[0]}x{kept[1]} does not fit the "
                      f"{args.block[0]}x{args.block[1]} block")
+    for size in args.sizes:
+        if size < args.block[1] or len(GATES["gru"]) * size < args.block[0]:
+            ap.error(f"argument --sizes: a {args.block[0]}x{args.block[1]} block does not fit "
+                     f"the gate matrices of size {size} (at least {args.block[1]} columns and "
+                     f"{-(-args.block[0] // 3)} hidden units)")
     cells, sizes, keeps = args.cells, args.sizes, args.keeps
     if args.quick:
         cells, sizes, keeps = ["lstm"], [32], keeps[:1]
@@ -269,9 +274,9 @@ def main(argv: list[str]) -> int:
                                             echo=lambda s: print(s, flush=True))
                     for line in format_comparison(cmp):
                         print("  " + line, flush=True)
-                    rows += comparison_rows(cmp)
+                    rows.append(comparison_frame(cmp))
                     summary.append(summary_row(cmp))
-    df, sdf = pd.DataFrame(rows), pd.DataFrame(summary)
+    df, sdf = pd.concat(rows, ignore_index=True), pd.DataFrame(summary)
     write_csv(df, RESULTS / "fpga_mobile.csv")
     write_csv(sdf, RESULTS / "fpga_mobile_summary.csv")
     where = (f"FPGA: {args.lanes} lanes on the {args.device}" + (" (given Fmax)" if args.fmax

@@ -27,15 +27,16 @@ core clocked above it is faster than the FPGA engine on this layer; below it, sl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 __all__ = ["FpgaResult", "ArmResult", "Comparison", "compare_rnn_layer", "check_compare_layer",
-           "bcr_memory_needs", "fpga_engines", "serial_cycles", "matching_mhz", "format_comparison", "comparison_rows"]
+           "bcr_memory_needs", "fpga_engines", "serial_cycles", "comparison_frame", "matching_mhz", "format_comparison", "comparison_rows"]
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class Comparison:
     device: str | None = None
     seed: int = 0
     block: tuple[int, int] | None = None
-    notes: list[str] = field(default_factory=list)
+    simulator: str = "verilator"
 
     @property
     def ok(self) -> bool:
@@ -163,15 +164,20 @@ def check_compare_layer(layer: Any, lanes: int) -> None:
         raise ValueError(f"layer {layer.name!r} is {layer.op}; compare runs lstm and gru layers "
                          "(for linear and conv layers: codesign sweep --fmax on the FPGA side, "
                          "codesign mobile on the ARM side)")
-    if layer.quant is None or layer.quant.bits > 8 or not layer.quant.signed:
-        what = ("has no quantized weights" if layer.quant is None
-                else f"has {layer.quant.bits}-bit weights")
+    q = layer.quant
+    if q is None or q.bits > 8 or not q.signed:
+        what = ("has no quantized weights" if q is None else f"has {q.bits}-bit weights"
+                if q.bits > 8 else "has unsigned weights")
         raise ValueError(f"layer {layer.name!r} {what}; compare runs the int8 step on both "
                          "sides and needs signed weights of at most 8 bits (prune with --bits)")
     if lanes < 4 or lanes % 4:
         raise ValueError(f"--lanes must be a positive multiple of 4 (the dense-gated engine's "
                          f"gate rows), not {lanes}")
-    layer_kernels(layer, "int8")        # the fixed-point format exists
+    try:
+        layer_kernels(layer, "int8")        # the fixed-point format exists
+    except ValueError as exc:               # its hint names an option compare does not have
+        raise ValueError(str(exc).removesuffix("; use --dtype fp32")
+                         + "; compare runs the int8 step only") from None
 
 
 def fpga_engines(layer: Any) -> list[str]:
@@ -293,6 +299,10 @@ def compare_rnn_layer(layer: Any, *, lanes: int = 8, steps: int = 4, seed: int =
     from mobile.layers import layer_kernels
 
     check_compare_layer(layer, lanes)
+    for gates, mhz in (fmax or {}).items():
+        if not (isinstance(mhz, int | float) and math.isfinite(mhz) and mhz > 0):
+            raise ValueError(f"Fmax of the {gates}-gated engine must be a positive finite "
+                             f"number of MHz, not {mhz!r}")
     kind = layer.op
     kernels = layer_kernels(layer, "int8")
     base = dict(next(p for role, _, p in kernels if role == "dense"))
@@ -362,7 +372,7 @@ def compare_rnn_layer(layer: Any, *, lanes: int = 8, steps: int = 4, seed: int =
     kept = sum(int(np.count_nonzero(layer.tensors[m])) for m in ("mask_ih", "mask_hh"))
     total = sum(int(np.asarray(layer.tensors[m]).size) for m in ("mask_ih", "mask_hh"))
     return Comparison(layer.name, kind, isz, hsz, layer.scheme.kind, kept / max(1, total),
-                      layer.quant.bits, steps, fpga, arm, device, seed, block)
+                      layer.quant.bits, steps, fpga, arm, device, seed, block, simulator)
 
 
 def _band(values: Sequence[float], fmt: str = "{:,.0f}") -> str:
@@ -389,7 +399,8 @@ def format_comparison(cmp: Comparison) -> list[str]:
     shape = f"input {cmp.input_size}, hidden {cmp.hidden_size}"
     scheme = cmp.scheme + (f" {cmp.block[0]}x{cmp.block[1]}" if cmp.block else "")
     lines = [f"layer {cmp.layer}: {cmp.op}, {shape}, {scheme}, density {cmp.density:.3f}, "
-             f"{cmp.weight_bits}-bit weights; {cmp.steps} steps from a zero state, the same "
+             f"{cmp.weight_bits}-bit weights; {cmp.steps} step{'s' if cmp.steps != 1 else ''} "
+             "from a zero state, the same "
              "integer step on both sides"]
     lanes = cmp.fpga[0].lanes if cmp.fpga else 0
     lines.append(f"FPGA ({cmp.device or 'no part'}, {lanes} lanes; every h"
@@ -438,7 +449,6 @@ def format_comparison(cmp: Comparison) -> list[str]:
                 mhz = matching_mhz(a, f)
                 lines.append(f"  FPGA {f.name} ({f.us_per_step:,.2f} us) vs ARM {a.name}: "
                              f"{_band([mhz[m] for m in models])} MHz")
-    lines.extend(cmp.notes)
     return lines
 
 
@@ -471,3 +481,20 @@ def comparison_rows(cmp: Comparison) -> list[dict[str, Any]]:
                     row[f"match_mhz_{f.gates}_{lbl}"] = round(v, 3)
         rows.append(row)
     return rows
+
+
+#: Integer columns of :func:`comparison_rows` (blank in the other platform's rows).
+_INT_COLUMNS = ("input", "hidden", "steps", "lanes", "setup_cycles", "serial_cycles",
+                "instructions")
+
+
+def comparison_frame(cmp: Comparison):
+    """:func:`comparison_rows` as a pandas DataFrame, integer columns as nullable integers
+    (the ARM rows leave the FPGA columns blank, which made them floats: ``lanes 4.0``)."""
+    import pandas as pd
+
+    df = pd.DataFrame(comparison_rows(cmp))
+    for col in _INT_COLUMNS:
+        if col in df:
+            df[col] = df[col].astype("Int64")
+    return df

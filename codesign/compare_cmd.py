@@ -13,9 +13,13 @@ reports in ``OUT/<layer>/synth/``. Exits 1 when a check fails.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import shutil
 import sys
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,7 +27,7 @@ import click
 
 from codesign.options import LANES, OUT_DIR, SEED
 
-__all__ = ["compare", "parse_fmax"]
+__all__ = ["compare", "parse_fmax", "layer_folder_problem", "write_layer", "MARKER"]
 
 PLACED_DEVICES = ("up5k", "hx8k", "ecp5-25k", "ecp5-85k")
 MAX_STEPS = 64
@@ -68,6 +72,61 @@ def _synth_function(device: str, dest: Path, freq: float, seeds: int):
     return synth
 
 
+#: A file in every layer folder ``codesign compare`` writes; only such a folder is replaced.
+MARKER = ".codesign-compare"
+
+
+def layer_folder_problem(dest: Path) -> str | None:
+    """Why ``dest`` may not be replaced by a layer's comparison, or None: it must not exist, or
+    be an empty folder or one that ``codesign compare`` wrote (it holds :data:`MARKER`)."""
+    if not (dest.exists() or dest.is_symlink()):
+        return None
+    if dest.is_symlink() or not dest.is_dir() or (
+            not (dest / MARKER).is_file() and any(dest.iterdir())):
+        return (f"{dest}: exists and is not a layer folder of codesign compare (no {MARKER} in "
+                "it); not replacing it")
+    return None
+
+
+@contextlib.contextmanager
+def _layer_folder(dest: Path):
+    """A marked temporary folder beside ``dest``, put in its place when the block ends without
+    an exception (an earlier run's folder replaced), removed when it raises."""
+    from codesign.synth_cmd import _swap_folder
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    mask = os.umask(0o022)
+    os.umask(mask)
+    os.chmod(tmp, 0o777 & ~mask)            # mkdtemp's 0700 would hide the results from others
+    (tmp / MARKER).write_text("written by codesign compare; replaced by its next run\n")
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _swap_folder(tmp, dest)
+
+
+def write_layer(cmp, work: Path, dest: Path) -> None:
+    """``compare.json`` and ``compare.csv`` of one layer into ``work`` (which becomes ``dest``),
+    with each engine's Verilog and sidecar copied to ``verilog/`` and every path in the JSON
+    relative to the layer folder, so the folder stands alone and reruns are byte-identical."""
+    from codesign.compare import comparison_frame
+
+    data = cmp.to_json()
+    for f in data["fpga"]:
+        src = Path(f["verilog"])
+        (work / "verilog").mkdir(exist_ok=True)
+        for path in (src, src.with_suffix(".json")):
+            shutil.copyfile(path, work / "verilog" / path.name)
+        f["verilog"] = f"verilog/{src.name}"
+        f["note"] = f["note"].replace(str(work), str(dest))
+        if f.get("report"):
+            f["report"] = Path(f["report"]).resolve().relative_to(work.resolve()).as_posix()
+    comparison_frame(cmp).to_csv(work / "compare.csv", index=False)
+    (work / "compare.json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
 @click.command()
 @click.option("--bundle", type=click.Path(path_type=Path), required=True,
               help="Bundle folder (manifest.json + weights.safetensors).")
@@ -93,16 +152,10 @@ def compare(bundle: Path, layer_names: tuple[str, ...], device: str, lanes: int,
             seeds: int, freq: float, fmax_text: str | None, simulator: str, seed: int,
             out: Path) -> None:
     """Compare an RNN layer on the FPGA engines (RTL + Fmax) and on ARM (qemu + llvm-mca)."""
-    from codesign.atomic import atomic_write, write_csv
-    from codesign.compare import (
-        check_compare_layer,
-        compare_rnn_layer,
-        comparison_rows,
-        format_comparison,
-    )
+    from codesign.compare import check_compare_layer, compare_rnn_layer, format_comparison
     from codesign.mobile_cmd import load_bundle
     from mobile.build import BuildError
-    from mobile.run import folder_names, folder_problem
+    from mobile.run import folder_names
     from mobile.toolchain import missing_tools
     from sim.runner import SimulationError
 
@@ -113,6 +166,13 @@ def compare(bundle: Path, layer_names: tuple[str, ...], device: str, lanes: int,
         fmax = parse_fmax(fmax_text)
     except ValueError as exc:
         raise _user_error(str(exc)) from None
+    if fmax is not None:
+        source = click.get_current_context().get_parameter_source
+        given = [f"--{p}" for p in ("device", "seeds", "freq")
+                 if source(p) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise _user_error(f"{', '.join(given)} place the engines; with --fmax nothing is "
+                              "placed (drop one or the other)")
     b = load_bundle(bundle)
     names = [lay.name for lay in b.layers]
     wanted = list(dict.fromkeys(layer_names))
@@ -124,33 +184,34 @@ def compare(bundle: Path, layer_names: tuple[str, ...], device: str, lanes: int,
             check_compare_layer(b.layer(name), lanes)
         except ValueError as exc:
             raise _user_error(str(exc)) from None
-        problem = folder_problem(out / folders[name])
+        problem = layer_folder_problem(out / folders[name])
         if problem is not None:
             raise _user_error(problem)
     missing = missing_tools()
     if missing:
         raise _user_error(f"the ARM side needs {', '.join(missing)} (codesign doctor "
                           "--install installs them)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _user_error(f"--out {out}: {exc.strerror or exc}") from None
     ok = True
     for name in wanted:
         dest = out / folders[name]
-        synth = None if fmax is not None else _synth_function(device, dest / "synth", freq,
-                                                              seeds)
         click.echo(f"layer {name}:")
-        try:
-            cmp = compare_rnn_layer(b.layer(name), lanes=lanes, steps=steps, seed=seed,
-                                    simulator=simulator, synth=synth, fmax=fmax,
-                                    device=device if fmax is None else None,
-                                    echo=click.echo)
-        except (ValueError, BuildError, SimulationError) as exc:
-            raise _user_error(f"layer {name!r}: {str(exc).splitlines()[0]}") from None
-        for line in format_comparison(cmp):
-            click.echo(line)
-        import pandas as pd
-
-        write_csv(pd.DataFrame(comparison_rows(cmp)), dest / "compare.csv")
-        text = json.dumps(cmp.to_json(), indent=1, sort_keys=True) + "\n"
-        atomic_write(dest / "compare.json", lambda tmp, t=text: tmp.write_text(t))
+        with _layer_folder(dest) as work:
+            synth = None if fmax is not None else _synth_function(device, work / "synth", freq,
+                                                                  seeds)
+            try:
+                cmp = compare_rnn_layer(b.layer(name), lanes=lanes, steps=steps, seed=seed,
+                                        simulator=simulator, synth=synth, fmax=fmax,
+                                        device=device if fmax is None else None,
+                                        echo=click.echo)
+            except (ValueError, BuildError, SimulationError) as exc:
+                raise _user_error(f"layer {name!r}: {str(exc).splitlines()[0]}") from None
+            for line in format_comparison(cmp):
+                click.echo(line)
+            write_layer(cmp, work, dest)
         ok &= cmp.ok
     click.echo(f"wrote {out}")
     if not ok:

@@ -42,6 +42,10 @@ def test_tiny_run_prints_the_table_and_saves_csv(monkeypatch, tmp_path, capsys):
         (bcr.fpga_dense_cycles / 40) / (bcr.fpga_bcr_cycles / 25), abs=1e-3)
     rows = pd.read_csv(tmp_path / "fpga_mobile.csv")
     assert len(rows) == 2 + 5              # dense: 1 engine + 1 kernel; BCR: 2 + 3
+    import csv
+
+    with open(tmp_path / "fpga_mobile.csv", newline="") as fh:
+        assert {r["lanes"] for r in csv.DictReader(fh)} == {"4", ""}     # not 4.0
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -49,6 +53,7 @@ def test_tiny_run_prints_the_table_and_saves_csv(monkeypatch, tmp_path, capsys):
     (["--lanes", "6"], "must be a multiple of 4"),
     (["--block", "8"], "must look like 16x32"),
     (["--fmax", "0"], "must be DENSE or DENSE,BCR"),
+    (["--sizes", "4", "--fmax", "40"], "a 16x16 block does not fit the gate matrices of size 4"),
 ])
 def test_option_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -143,6 +143,15 @@ def test_layers_it_refuses(bundle):
     wide = dataclasses.replace(lay, quant=dataclasses.replace(lay.quant, bits=12))
     with pytest.raises(ValueError, match="has 12-bit weights; compare runs the int8 step"):
         check_compare_layer(wide, 4)
+    from types import SimpleNamespace
+
+    unsigned = SimpleNamespace(name="gru", op="gru", quant=SimpleNamespace(bits=8, signed=False))
+    with pytest.raises(ValueError, match="has unsigned weights"):
+        check_compare_layer(unsigned, 4)
+    huge = dataclasses.replace(lay, quant=dataclasses.replace(lay.quant, scale=1e6))
+    with pytest.raises(ValueError, match="give no int8 fixed-point step") as exc:
+        check_compare_layer(huge, 4)
+    assert "--dtype" not in str(exc.value) and "compare runs the int8 step only" in str(exc.value)
     with pytest.raises(ValueError, match="has no quantized weights"):
         check_compare_layer(dataclasses.replace(lay, quant=None, tensors={
             k: v for k, v in lay.tensors.items() if not k.startswith("qweight")}), 4)
@@ -171,3 +180,9 @@ def test_one_bcr_engine_runs_a_smaller_layer(bundle, lstm_cmp, tmp_path):
                                          r"than the layer needs"):
         compare_rnn_layer(lay, lanes=4, steps=3, fmax={"dense": 40.0}, bcr_memory=(1, 1),
                           mobile_cache=tmp_path)
+
+
+@pytest.mark.parametrize("mhz", [0, -3.0, float("nan"), float("inf")])
+def test_a_given_fmax_must_be_a_clock(bundle, mhz):
+    with pytest.raises(ValueError, match="Fmax of the dense-gated engine must be a positive"):
+        compare_rnn_layer(bundle.layer("gru"), lanes=4, fmax={"dense": mhz})

@@ -46,11 +46,51 @@ def test_engines_are_placed_on_the_part(capsys, bundle, tmp_path):
     (f,) = rep["fpga"]
     assert f["gates"] == "dense" and f["fmax_source"] == "nextpnr on ecp5-25k, seed 1"
     assert f["fmax_mhz"] > 5 and f["resources"]["dsps"] >= 1
-    synth = json.loads(open(f["report"]).read())
+    layer_dir = tmp_path / "gru"
+    synth = json.loads((layer_dir / f["report"]).read_text())
+    assert f["report"].startswith("synth/") and f["verilog"].startswith("verilog/")
     assert synth["device"] == "ecp5-25k" and synth["fmax_mhz"]["median"] == f["fmax_mhz"]
-    # the placed Verilog is the simulated one
-    assert synth["verilog_sha256"] == hashlib.sha256(open(f["verilog"], "rb").read()).hexdigest()
+    # the placed Verilog is the simulated one, copied beside the results
+    v = (layer_dir / f["verilog"]).read_bytes()
+    assert synth["verilog_sha256"] == hashlib.sha256(v).hexdigest()
+    assert (layer_dir / f["verilog"]).with_suffix(".json").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert "us/step" in out and "FPGA (ecp5-25k, 4 lanes" in out
+
+
+def test_a_rerun_replaces_its_own_folder_byte_for_byte(capsys, bundle, tmp_path):
+    """A second run into the same --out was refused: the folder check was codesign mobile's,
+    which looks for its report.json."""
+    argv = ["compare", "--bundle", str(bundle), "--layer", "gru", "--lanes", "4", "--steps",
+            "1", "--fmax", "40", "--out", str(tmp_path)]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "1 step from a zero state" in out
+    first = {p.name: p.read_bytes() for p in (tmp_path / "gru").rglob("*") if p.is_file()}
+    (tmp_path / "gru" / "stale.txt").write_text("x")
+    code, _, err = run(capsys, *argv)
+    assert code == 0, err
+    again = {p.name: p.read_bytes() for p in (tmp_path / "gru").rglob("*") if p.is_file()}
+    assert again == first and "compare.json" in first and ".codesign-compare" in first
+    rep = json.loads(first["compare.json"])
+    assert rep["simulator"] == "verilator" and rep["fpga"][0]["verilog"].startswith("verilog/")
+    import csv
+
+    with open(tmp_path / "gru" / "compare.csv", newline="") as fh:
+        assert {r["lanes"] for r in csv.DictReader(fh)} == {"4", ""}     # not 4.0
+    other = tmp_path / "o2" / "gru"
+    other.mkdir(parents=True)
+    (other / "mine.txt").write_text("keep")
+    code, _, err = run(capsys, *argv[:-1], str(tmp_path / "o2"))
+    assert_user_error(code, err, "exists and is not a layer folder of codesign compare")
+    assert (other / "mine.txt").read_text() == "keep"
+
+
+def test_placing_options_with_fmax_are_refused(capsys, bundle, tmp_path):
+    code, _, err = run(capsys, "compare", "--bundle", str(bundle), "--layer", "gru", "--fmax",
+                       "40", "--device", "up5k", "--seeds", "3", "--out", str(tmp_path / "o"))
+    assert_user_error(code, err, "--device, --seeds place the engines; with --fmax nothing is "
+                                 "placed")
 
 
 @pytest.mark.parametrize("argv, message", [
