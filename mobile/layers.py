@@ -16,7 +16,8 @@ lstm/gru, other sparse   sparse: cell on ``csr`` products, dense: on ``dense``
 
 dtype ``int8`` uses the layer's integer weights (``qweight``, at most 8 bits) and int32 biases
 ``round(bias / (scale * act_scale))``; RNN steps use ``RNNQuantConfig.from_scales(scale,
-act_scale)``. ``act_scale`` is the layer's, else ``2**-6`` (8-bit activations with 6 fractional
+act_scale)`` and biases ``round(bias / (scale * 2**-act_frac))``, the scale of its accumulators
+(the same as ``act_scale`` when that is a power of two). ``act_scale`` is the layer's, else ``2**-6`` (8-bit activations with 6 fractional
 bits, as ``codesign verilog``). ``fp32`` uses the float weights.
 """
 
@@ -111,12 +112,21 @@ def layer_kernels(layer: Layer, dtype: str = "auto", image: tuple[int, int] = (1
         q = layer.quant
         act = q.act_scale or DEFAULT_ACT_SCALE
         try:
-            base["config"] = RNNQuantConfig.from_scales(q.scale, act, weight_bits=q.bits,
-                                                        act_bits=8)
+            cfg = RNNQuantConfig.from_scales(q.scale, act, weight_bits=q.bits, act_bits=8)
         except ValueError as exc:
             raise ValueError(f"layer {layer.name!r}: its weight scale {q.scale:g} (quant.scale) "
                              f"and activation scale {act:g} (quant.act_scale) give no int8 "
                              f"fixed-point step: {exc}; use --dtype fp32") from None
+        base["config"] = cfg
+        # The integer cell reads x and h with act_frac fractional bits, so its accumulators
+        # are at scale * 2**-act_frac (its gate multiplier says so), not scale * act_scale
+        # when act_scale is no power of two; the RNN engines round the biases the same way.
+        for key in ("bias_ih", "bias_hh"):
+            b = layer.tensors.get(key)
+            if b is not None:
+                acc_scale = q.scale * 2.0 ** -cfg.act_frac
+                base[key] = np.clip(np.rint(b.astype(np.float64) / acc_scale), -2**31,
+                                    2**31 - 1).astype(np.int32)
     out = []
     if isinstance(scheme, BCR):
         out.append(("sparse", layer.op, {**base, "matvec": "bcr", "block": tuple(scheme.block)}))
