@@ -16,7 +16,7 @@ random 8-bit layer goes through :func:`codesign.compare.compare_rnn_layer`:
   qemu, and costed: exact instructions and llvm-mca cycles per step (Neoverse-N1 model
   optimistic, Cortex-A57 pessimistic).
 
-Printed side by side and saved as ``bench/results/fpga_mobile.csv`` (one row per layer and
+Printed side by side and saved (after every layer) as ``bench/results/fpga_mobile.csv`` (one row per layer and
 implementation) and ``fpga_mobile_summary.csv`` (one row per layer): each platform's time per
 step, its sparse speedup over its own dense implementation, and the matching ARM clock: the
 clock at which the fastest ARM kernel takes the fastest FPGA engine's time (an ARM core above
@@ -276,9 +276,10 @@ def main(argv: list[str]) -> int:
                         print("  " + line, flush=True)
                     rows.append(comparison_frame(cmp))
                     summary.append(summary_row(cmp))
-    df, sdf = pd.concat(rows, ignore_index=True), pd.DataFrame(summary)
-    write_csv(df, RESULTS / "fpga_mobile.csv")
-    write_csv(sdf, RESULTS / "fpga_mobile_summary.csv")
+                    # saved after every layer: a long run stopped halfway keeps what it measured
+                    write_csv(pd.concat(rows, ignore_index=True), RESULTS / "fpga_mobile.csv")
+                    write_csv(pd.DataFrame(summary), RESULTS / "fpga_mobile_summary.csv")
+    sdf = pd.DataFrame(summary)
     where = (f"FPGA: {args.lanes} lanes on the {args.device}" + (" (given Fmax)" if args.fmax
                                                                   else "")
              + "; ARM: aarch64 int8 kernels, cycles per step from llvm-mca, Neoverse-N1 .. "

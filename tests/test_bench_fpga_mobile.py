@@ -74,3 +74,23 @@ def test_runs_as_a_script():
                           text=True, cwd=script.parent, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "--keeps" in proc.stdout
+
+
+def test_each_layer_is_saved_as_it_is_measured(monkeypatch, tmp_path):
+    """The CSVs were written at the end only: a run stopped after an hour kept nothing."""
+    monkeypatch.setattr(fm, "RESULTS", tmp_path)
+    real = fm.compare_rnn_layer
+    calls = []
+
+    def second_fails(layer, **kw):
+        calls.append(layer.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(layer, **kw)
+
+    monkeypatch.setattr(fm, "compare_rnn_layer", second_fails)
+    with pytest.raises(KeyboardInterrupt):
+        fm.main(["--cells", "gru", "--sizes", "8", "--block", "8x8", "--keeps", "4x4",
+                 "--lanes", "4", "--steps", "2", "--fmax", "40,25"])
+    s = pd.read_csv(tmp_path / "fpga_mobile_summary.csv")
+    assert list(s.density) == [1.0] and len(pd.read_csv(tmp_path / "fpga_mobile.csv")) == 2
