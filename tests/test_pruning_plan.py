@@ -213,7 +213,7 @@ def test_readme_plan_example_resolves_on_vggsmall(tmp_path):
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)
-    assert len(blocks) == 1
+    assert len(blocks) == 2                 # vggsmall's plan.toml, the LSTM's rnn_plan.toml
     (tmp_path / "plan.toml").write_text(blocks[0])
     plans = resolve(load_plan(tmp_path / "plan.toml"), build("vggsmall"))
     assert set(plans) == {"features.0", "features.3", "features.7", "features.10", "features.14",
@@ -222,3 +222,20 @@ def test_readme_plan_example_resolves_on_vggsmall(tmp_path):
     assert plans["features.0"].config == PatternConfig(connectivity=0.0)
     assert plans["features.14"].config == PatternConfig(connectivity=0.5)
     assert plans["fc1"].config == UnstructuredConfig(sparsity=0.875)
+
+
+def test_readme_rnn_plan_resolves_on_the_mnist5k_lstm(tmp_path):
+    """The rnn_plan.toml of the README's `codesign compare` example: BCR 16x16 at 4x on the
+    LSTM, unstructured 2x on its head, 8-bit weights."""
+    import re
+    from pathlib import Path
+
+    from pruning.schemes import BCRConfig
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)[1]
+    (tmp_path / "rnn_plan.toml").write_text(block)
+    plans = resolve(load_plan(tmp_path / "rnn_plan.toml"), build("lstm", dataset="mnist5k"))
+    assert set(plans) == {"rnn", "fc"} and all(p.bits == 8 for p in plans.values())
+    assert isinstance(plans["rnn"].config, BCRConfig) and plans["rnn"].config.block == (16, 16)
+    assert plans["fc"].config == UnstructuredConfig(sparsity=0.5)
