@@ -45,7 +45,7 @@ class FpgaResult:
 
     ``gates`` is ``"dense"`` or ``"bcr"``; ``rtl_cycles`` the simulator's count for all
     ``steps`` (``model_cycles`` the cycle model's), ``setup_cycles`` the part paid once per
-    sequence (the BCR engine's setup stage, else 0). ``fmax_mhz`` is None when the engine was
+    sequence (the first step's copy of the initial ``h``, and the BCR engine's setup stage). ``fmax_mhz`` is None when the engine was
     not placed (``note`` says why); ``fmax_source`` says where it came from; ``resources`` are
     the engine's (:class:`synth_reports.yosys.Resources` as a dict) when it was synthesised.
     """
@@ -329,9 +329,9 @@ def compare_rnn_layer(layer: Any, *, lanes: int = 8, steps: int = 4, seed: int =
         if gates == "bcr":
             matrix = bcr_gate_matrix(kind, w_ih, w_hh, block, base["mask_ih"], base["mask_hh"])
             model = rnn_bcr_cycles(matrix, isz, hsz, steps, lanes)
-            setup = bcr_setup_cycles(isz, hsz, block)
+            setup = bcr_setup_cycles(isz, hsz, block) + hsz
         else:
-            model, setup = lstm_cycles(isz, hsz, steps, lanes), 0
+            model, setup = lstm_cycles(isz, hsz, steps, lanes), hsz
         match = np.array_equal(run.h_seq, want_h)
         if kind == "lstm":
             match = match and np.array_equal(run.c, final[1])
@@ -382,13 +382,14 @@ def _band(values: Sequence[float], fmt: str = "{:,.0f}") -> str:
 
 
 def serial_cycles(input_size: int, hidden_size: int) -> int:
-    """Cycles of an RNN engine's step that no lane count shortens: loading ``x`` and ``h``
-    (``I + H + 1``), the gate product's pipeline (2) and the element-wise stage
-    (:data:`hw.rnn.ELEMENT_CYCLES` per hidden unit), as :func:`hw.rnn.lstm_cycles` and
-    :func:`hw.rnn.rnn_bcr_cycles` count them."""
-    from hw.rnn import ELEMENT_CYCLES
+    """Cycles of an RNN engine's step that no lane count shortens, once the sequence runs:
+    loading ``x`` (``I + 1``), the gate product's start and finish (2) and the pipelined
+    element-wise stage (``H + ELEMENT_LATENCY``), as :func:`hw.rnn.step_overhead_cycles`
+    counts them for every step after the first."""
+    from hw.rnn import step_overhead_cycles
 
-    return input_size + hidden_size + 3 + ELEMENT_CYCLES * hidden_size
+    return (step_overhead_cycles(input_size, hidden_size, 2)
+            - step_overhead_cycles(input_size, hidden_size, 1))
 
 
 def format_comparison(cmp: Comparison) -> list[str]:
@@ -427,7 +428,7 @@ def format_comparison(cmp: Comparison) -> list[str]:
         lines.append(line)
     serial = serial_cycles(cmp.input_size, cmp.hidden_size)
     lines.append(f"  of each step, {serial:,} cycles are the input load and the element-wise "
-                 f"stage, which no lane count shortens")
+                 f"pipeline, which no lane count shortens")
     lines.append(f"ARM (aarch64 int8 kernels under qemu; cycles modelled by llvm-mca, "
                  f"{' .. '.join(models)}: a band, not phone time):")
     dense_arm = next((a for a in cmp.arm if a.matvec == "dense"), None)

@@ -4,20 +4,26 @@
 exact integer rules of :mod:`ir.golden`) with the hidden state ``h`` and the cell state ``c`` in
 on-chip memories. Each step:
 
-1. **copy** (``I + H + 1`` cycles): ``[x_t; h]`` is copied into the activation memory of a
-   :class:`hw.dense.DenseMatVec` submodule (one element per cycle, synchronous reads);
+1. **copy** (``I + 1`` cycles; ``I + H + 1`` on the first step): ``x_t`` (and on the first
+   step the initial ``h``) is copied into the activation memory of a
+   :class:`hw.dense.DenseMatVec` submodule (one element per cycle, synchronous reads); later
+   steps find ``h`` there already, written by the element-wise stage;
 2. **gates** (``dense_cycles(4H, I + H, P) + 2`` cycles): one start cycle, the dense engine's run,
    and one cycle to see its ``done``; the dense engine computes the ``4H`` gate accumulators ``[W_ih | W_hh] @ [x_t; h]`` (int32, wrapping), rows
    interleaved so that row ``4j + k`` is gate ``k`` (i, f, g, o) of hidden unit ``j``;
-3. **element-wise** (``ELEMENT_CYCLES = 6`` cycles per hidden unit, not pipelined): read the four
-   accumulators and the bias ``wrap32(b_ih + b_hh)``, requantize with the config's
-   ``multiplier``/``shift`` into the ROM input format, look up sigmoid (i, f, o) and tanh (g) in
-   ROMs, compute ``c'``, look up ``tanh(c')``, compute ``h'``; ``c'`` and ``h'`` are written
-   back in place (the old ``h`` already sits in the dense engine's activation memory) and
-   ``h'`` also goes to the ``h_seq`` memory at ``t * H + j``.
+3. **element-wise** (``H + ELEMENT_LATENCY`` cycles, ``ELEMENT_LATENCY = 5``): a six-stage
+   pipeline that takes one hidden unit per cycle. It reads the four accumulators and the bias
+   ``wrap32(b_ih + b_hh)``, requantizes them with the config's ``multiplier``/``shift`` into
+   the ROM input format, looks up sigmoid (i, f, o) and tanh (g) in ROMs, computes ``c'``,
+   looks up ``tanh(c')`` and computes ``h'``. ``c'`` and ``h'`` are written back in place (the
+   units are independent, and a unit's ``c`` is read in stage 0 and written in stage 3);
+   ``h'`` also goes to the ``h_seq`` memory at ``t * H + j`` and to the gate engine's
+   activation memory for the next step.
 
-Hence :func:`lstm_cycles`: ``steps * (I + H + 3 + dense_cycles(4H, I + H, P) + 6H)``, which
+Hence :func:`lstm_cycles`: ``steps * (I + 3 + dense_cycles(4H, I + H, P) + H + 5) + H``, which
 the RTL's ``cycles`` output equals exactly (``0`` when ``steps`` or ``hidden`` is zero).
+Until 2026-12-05 the element-wise stage took 6 cycles per unit, one unit at a time, and every
+step copied ``h``: ``steps * (I + H + 3 + dense_cycles + 6H)``.
 
 The quantization config (:class:`ir.golden.RNNQuantConfig`) is a build parameter: it fixes the
 ROM contents and the widths; the shape (``input_size``, ``hidden_size``, ``steps``) is a
@@ -43,10 +49,10 @@ GRU
 ---
 :class:`GRUEngine` shares the datapath shape: four dense rows per unit (:func:`gru_weight_matrix`:
 ``[W_ir | W_hr]``, ``[W_iz | W_hz]``, ``[W_in | 0]``, ``[0 | W_hn]``), biases
-:func:`gru_bias_words`, and six element-wise cycles: requantize r and z, look them up, form
+:func:`gru_bias_words`, and the same six pipeline stages: requantize r and z, look them up, form
 ``n_acc = wrap32(a_n + round_shift(r * b_n, G))``, requantize it and look up ``tanh``, then
 ``h' = saturate(round_shift(((2**G - z) * n << act_frac) + (z * h << G), 2G))`` with the old
-``h[j]`` read from the ``h`` memory. No ``c`` memory. :func:`gru_cycles` equals
+``h[j]`` read from the ``h`` memory in stage 0 and carried along. No ``c`` memory. :func:`gru_cycles` equals
 :func:`lstm_cycles`.
 
 BCR gates
@@ -63,10 +69,11 @@ so its blocks stay blocks; a block straddling ``W_hz``/``W_hn`` splits in two), 
 ``[W_in | 0]`` in rows ``2H .. 3H``. A run starts with a **setup** stage (once per sequence,
 :func:`bcr_setup_cycles` ``= max(ceil(I / bc), ceil(H / br)) + 1`` cycles) that finds these
 offsets by repeated addition; each step then takes the copy stage (``x`` to columns ``0 .. I``,
-``h`` to columns ``ceil(I / bc) * bc ..``), ``bcr_cycles(S, P) + 2`` gate cycles and the same
-element-wise stage, which reads gate ``k`` of unit ``j`` from output row ``base_k + j`` through
-one of four read ports of the BCR output memory. Hence :func:`rnn_bcr_cycles`:
-``bcr_setup_cycles + steps * (I + H + 3 + bcr_cycles(S, P) + 6H)``. The weight memories are
+on the first step ``h`` to columns ``ceil(I / bc) * bc ..``, where the element-wise stage
+writes ``h'`` later), ``bcr_cycles(S, P) + 2`` gate cycles and the same element-wise stage,
+which reads gate ``k`` of unit ``j`` from output row ``base_k + j`` through one of four read
+ports of the BCR output memory. Hence :func:`rnn_bcr_cycles`:
+``bcr_setup_cycles + steps * (I + 3 + bcr_cycles(S, P) + H + 5) + H``. The weight memories are
 the BCR engine's ``meta``, ``col_index``, ``row_index`` and ``values`` (:func:`hw.bcr.pack_bcr`
 of the stacked matrix; runtime input ``blocks``) instead of ``weights``.
 
@@ -96,16 +103,17 @@ from hw.dense import CYCLE_COUNTER_BITS, DenseMatVec, _check_int, dense_cycles
 from ir.bcr import BCRMatrix, encode_bcr
 from ir.golden import RNNQuantConfig
 
-__all__ = ["GRUEngine", "LSTMEngine", "RNNEngine", "ELEMENT_CYCLES", "GATE_ENGINES",
+__all__ = ["GRUEngine", "LSTMEngine", "RNNEngine", "ELEMENT_LATENCY", "GATE_ENGINES",
            "bcr_gate_layout", "bcr_gate_matrix", "bcr_setup_cycles", "check_lstm_parameters",
            "gru_bias_words", "gru_cycles", "gru_weight_matrix", "lstm_bias_words",
-           "lstm_cycles", "lstm_weight_matrix", "rnn_bcr_cycles"]
+           "lstm_cycles", "lstm_weight_matrix", "rnn_bcr_cycles", "step_overhead_cycles"]
 
 #: Engines the gate products can run on.
 GATE_ENGINES = ("dense", "bcr")
 
-#: Cycles of the element-wise stage per hidden unit.
-ELEMENT_CYCLES = 6
+#: Pipeline latency of the element-wise stage: a step's stage takes ``H + ELEMENT_LATENCY``
+#: cycles (one hidden unit enters per cycle, six stages).
+ELEMENT_LATENCY = 5
 #: Gates per LSTM unit (i, f, g, o).
 GATES = 4
 
@@ -116,17 +124,30 @@ def _checked_run(input_size: int, hidden_size: int, steps: int, lanes: int
             _check_int(steps, "Steps", 0), _check_int(lanes, "Lanes", 1))
 
 
+def step_overhead_cycles(input_size: int, hidden_size: int, steps: int) -> int:
+    """Cycles of a whole run that no lane count shortens: every step's copy, gate start and
+    element-wise stages, ``steps * (I + 3 + H + ELEMENT_LATENCY) + H`` (``I + H + 1`` copy
+    cycles on the first step, ``I + 1`` after it; 2 around the gate product; ``H + 5``
+    element-wise), or ``0`` when ``steps`` or ``hidden_size`` is zero.
+    """
+    i = _check_int(input_size, "Input size", 0)
+    h = _check_int(hidden_size, "Hidden size", 0)
+    t = _check_int(steps, "Steps", 0)
+    if t == 0 or h == 0:
+        return 0
+    return t * (i + 3 + h + ELEMENT_LATENCY) + h
+
+
 def lstm_cycles(input_size: int, hidden_size: int, steps: int, lanes: int) -> int:
     """Cycle model of :class:`LSTMEngine`: cycles from ``start`` to ``done``.
 
-    Returns ``steps * (I + H + 3 + dense_cycles(4H, I + H, lanes) + 6H)``, or ``0`` when
-    ``steps`` or ``hidden_size`` is zero.
+    Returns ``steps * (I + 3 + dense_cycles(4H, I + H, lanes) + H + 5) + H`` (the first step
+    also copies ``h``), or ``0`` when ``steps`` or ``hidden_size`` is zero.
     """
     i, h, t, p = _checked_run(input_size, hidden_size, steps, lanes)
     if t == 0 or h == 0:
         return 0
-    per_step = (i + h + 1) + (dense_cycles(GATES * h, i + h, p) + 2) + ELEMENT_CYCLES * h
-    return t * per_step
+    return t * dense_cycles(GATES * h, i + h, p) + step_overhead_cycles(i, h, t)
 
 
 def lstm_weight_matrix(qweight_ih: np.ndarray, qweight_hh: np.ndarray) -> np.ndarray:
@@ -149,7 +170,7 @@ def lstm_weight_matrix(qweight_ih: np.ndarray, qweight_hh: np.ndarray) -> np.nda
 
 def gru_cycles(input_size: int, hidden_size: int, steps: int, lanes: int) -> int:
     """Cycle model of :class:`GRUEngine`: the same as :func:`lstm_cycles` (four dense rows per
-    hidden unit, six element-wise cycles per unit)."""
+    hidden unit, the same copy and element-wise stages)."""
     return lstm_cycles(input_size, hidden_size, steps, lanes)
 
 
@@ -285,15 +306,14 @@ def rnn_bcr_cycles(bcr: BCRMatrix, input_size: int, hidden_size: int, steps: int
     """Cycle model of the ``gates="bcr"`` :class:`LSTMEngine`/:class:`GRUEngine`.
 
     ``bcr`` is :func:`bcr_gate_matrix` of the layer (its block is the engine's). Returns
-    ``bcr_setup_cycles(I, H, block) + steps * (I + H + 3 + bcr_cycles(bcr, P) + 6H)``, or ``0``
-    when ``steps`` or ``hidden_size`` is zero.
+    ``bcr_setup_cycles(I, H, block) + steps * bcr_cycles(bcr, P)
+    + step_overhead_cycles(I, H, steps)``, or ``0`` when ``steps`` or ``hidden_size`` is zero.
     """
     i, h, t, p = _checked_run(input_size, hidden_size, steps, lanes)
     if t == 0 or h == 0:
         return 0
-    gates = bcr_cycles(bcr, p)
-    return bcr_setup_cycles(i, h, bcr.block) + t * ((i + h + 1) + (gates + 2)
-                                                    + ELEMENT_CYCLES * h)
+    return (bcr_setup_cycles(i, h, bcr.block) + t * bcr_cycles(bcr, p)
+            + step_overhead_cycles(i, h, t))
 
 
 def check_lstm_parameters(config: RNNQuantConfig, *, lanes: int = 4, max_input: int = 16,
@@ -347,8 +367,8 @@ def check_lstm_parameters(config: RNNQuantConfig, *, lanes: int = 4, max_input: 
                                  max_value_words=max_value_words)
         params.update(block=blk, max_blocks=b["max_blocks"],
                       max_value_words=b["max_value_words"])
-        worst = bcr_setup_cycles(mi, mh, blk) + mt * (
-            mi + mh + 3 + b["max_value_words"] + 4 + ELEMENT_CYCLES * mh)
+        worst = (bcr_setup_cycles(mi, mh, blk) + mt * (b["max_value_words"] + 4)
+                 + step_overhead_cycles(mi, mh, mt))
     if worst >= 1 << CYCLE_COUNTER_BITS:
         raise ValueError(f"Maximum shape takes {worst} cycles, more than the "
                          f"{CYCLE_COUNTER_BITS}-bit cycle counter holds")
@@ -495,7 +515,7 @@ class RNNEngine(wiring.Component):
         p = {
             "engine": self.cell, "lanes": self.lanes, "max_input": self.max_input,
             "max_hidden": self.max_hidden, "max_steps": self.max_steps,
-            "element_cycles": ELEMENT_CYCLES,
+            "element_latency": ELEMENT_LATENCY,
             "config": {k: getattr(c, k) for k in (
                 "multiplier", "shift", "weight_bits", "act_bits", "act_frac", "gate_bits",
                 "lut_index_bits", "lut_frac", "cell_bits", "cell_frac")},
@@ -600,7 +620,8 @@ class RNNEngine(wiring.Component):
         sig_f = sig_rom.read_port()
         if lstm:
             sig_o = sig_rom.read_port()
-        tanh_rp = tanh_rom.read_port()
+            tanh_g = tanh_rom.read_port()  # tanh(g), stage 2
+        tanh_rp = tanh_rom.read_port()  # tanh(c') (LSTM) or tanh(n) (GRU), stage 4
 
         busy = Signal()
         done = Signal()
@@ -630,10 +651,16 @@ class RNNEngine(wiring.Component):
         v1 = Signal()
         k1 = Signal(range(copy_cols + 1))
         sel_h1 = Signal()
-        # Element stage counters.
+        # Element stage: j is the unit entering the pipeline (stage 0); ev[s] / ej[s] say
+        # whether stage s holds a unit this cycle, and which.
         j = Signal(range(self.max_hidden + 1))
+        ev = [None] + [Signal(name=f"ev{n}") for n in range(1, ELEMENT_LATENCY + 1)]
+        ej = [None] + [Signal(range(self.max_hidden + 1), name=f"ej{n}")
+                       for n in range(1, ELEMENT_LATENCY + 1)]
+        m.d.sync += ev[1].eq(0)
+        for n in range(2, ELEMENT_LATENCY + 1):
+            m.d.sync += [ev[n].eq(ev[n - 1]), ej[n].eq(ej[n - 1])]
         pre = [Signal(signed(lib), name=f"pre_{n}") for n in "ifgo"]
-        c_old = Signal(signed(cb))
         tc_idx = Signal(lib)
 
         # Internal read addresses.
@@ -700,18 +727,27 @@ class RNNEngine(wiring.Component):
                 base3 = (w2 + h_q + (h_r != 0), l2)
                 rows_now = 3 * hsz + h_up
             bases = [(0, 0), (h_q, h_r), (w2, l2), base3]
+            lanes1 = [Signal.like(lanes_[n], name=f"lane1_{n}") for n in range(GATES)]
+            m.d.sync += [d.eq(q) for d, q in zip(lanes1, lanes_, strict=True)]
             gate_words = []
             for n, port in enumerate(out_ports):
                 m.d.comb += [port.addr.eq(words[n]), port.en.eq(1)]
-                gate_words.append(Value.cast(port.data).word_select(lanes_[n], 32))
+                gate_words.append(Value.cast(port.data).word_select(lanes1[n], 32))
         else:
             grp = Signal(range(eng.out_depth))
             sub = Signal(range(max(2, upg)))
+            sub1 = Signal.like(sub)
+            m.d.sync += sub1.eq(sub)
             m.d.comb += [eng.out_rd.addr.eq(grp), eng.out_rd.en.eq(1)]
-            gw = Value.cast(eng.out_rd.data).word_select(sub, GATES * 32)
+            gw = Value.cast(eng.out_rd.data).word_select(sub1, GATES * 32)
             gate_words = [gw.word_select(n, 32) for n in range(GATES)]
 
-        # Element-wise datapath.
+        # Element-wise datapath, one unit per cycle through six stages:
+        # 0: addresses (bias, gate accumulators, h, c) of unit j;
+        # 1: accumulators + bias requantized into pre (registered), c / h / n accumulators kept;
+        # 2: sigmoid/tanh ROM addresses from pre; 3: ROM data: c' (LSTM, written to c) or the
+        # GRU's n accumulator, requantized into tc_idx; 4: tanh ROM address tc_idx;
+        # 5: h' written to h, h_seq and the gate engine's activation memory.
         bias_word = Value.cast(b_rp.data)
         pre_next, accs = [], []
         for n in range(GATES):
@@ -720,33 +756,53 @@ class RNNEngine(wiring.Component):
             accs.append(acc)
             pre_next.append(_saturate(_round_shift(acc * Const(cfg.multiplier, unsigned(16)),
                                                    cfg.shift), lib))
+        m.d.sync += [q.eq(v) for q, v in zip(pre, pre_next, strict=True)]
         half = 1 << (lib - 1)
+
+        def delayed(value: Value, first: int, last: int, name: str) -> Value:
+            """``value`` registered in stage ``first``, carried to stage ``last``."""
+            reg = value
+            for n in range(first, last + 1):
+                nxt = Signal(value.shape(), name=f"{name}{n}")
+                m.d.sync += nxt.eq(reg)
+                reg = nxt
+            return reg
+
         if lstm:
-            gi, gf_, go = sig_i.data, sig_f.data, sig_o.data
-            gg = tanh_rp.data
+            c_old = delayed(c_rp.data, 1, 2, "c_old")  # stage 3 sees unit's c
+            m.d.comb += tanh_g.addr.eq(pre[2] + half)
+            gi, gf_ = sig_i.data, sig_f.data
             c_sum = Signal(signed(2 * cb + 2 * cfg.gate_bits + 40))
-            m.d.comb += c_sum.eq(((gf_ * c_old) << G) + ((gi * gg) << cfg.cell_frac))
+            m.d.comb += c_sum.eq(((gf_ * c_old) << G) + ((gi * tanh_g.data) << cfg.cell_frac))
             c_new = Signal(signed(cb))
             m.d.comb += c_new.eq(_saturate(_round_shift(c_sum, 2 * G), cb))
             tc_next = _clip(_round_shift(c_new, cfg.cell_frac - cfg.lut_frac), -half,
                             half - 1) + half
+            go = delayed(sig_o.data, 3, 4, "go")  # stage 5 sees unit's o
             h_new = Signal(signed(ab))
             m.d.comb += h_new.eq(_saturate(_round_shift(go * tanh_rp.data,
                                                         2 * G - cfg.act_frac), ab))
         else:
             # GRU: accs are r, z, n_x = W_in x + b_in, n_h = W_hn h + b_hn.
-            acc_nx, acc_nh = Signal(signed(32)), Signal(signed(32))
-            h_old = Signal(signed(ab))
+            acc_nx = delayed(accs[2], 1, 2, "acc_nx")
+            acc_nh = delayed(accs[3], 1, 2, "acc_nh")
+            h_old = delayed(h_rp.data, 1, 4, "h_old")
             n_acc = Signal(signed(32))
             m.d.comb += n_acc.eq(acc_nx + _round_shift(sig_i.data * acc_nh, G))
             tc_next = _saturate(_round_shift(n_acc * Const(cfg.multiplier, unsigned(16)),
                                              cfg.shift), lib) + half
-            z = sig_f.data
+            z = delayed(sig_f.data, 3, 4, "z")
             one_minus_z = Signal(signed(cfg.gate_bits + 2))
             m.d.comb += one_minus_z.eq((1 << G) - z)
             h_sum = ((one_minus_z * tanh_rp.data) << cfg.act_frac) + ((z * h_old) << G)
             h_new = Signal(signed(ab))
             m.d.comb += h_new.eq(_saturate(_round_shift(h_sum, 2 * G), ab))
+        m.d.sync += tc_idx.eq(tc_next)
+        m.d.comb += tanh_rp.addr.eq(tc_idx)
+        # Columns of h in the gate engine's activation memory.
+        h_dest = ej[5] + (h_col if bcr else isz)
+        copy_end = Signal.like(cols)
+        m.d.comb += copy_end.eq(Mux(t == 0, cols, isz))
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -778,8 +834,9 @@ class RNNEngine(wiring.Component):
                         m.d.sync += g_rows.eq(rows_now)
                         m.next = "COPY"
             with m.State("COPY"):
+                # x_t, and on the first step h too (later steps get h' from stage 5).
                 m.d.comb += h_rp.addr.eq(h_idx)
-                with m.If(k == cols):
+                with m.If(k == copy_end):
                     m.d.sync += k.eq(0)
                     m.next = "DSTART"
                 with m.Else():
@@ -800,40 +857,10 @@ class RNNEngine(wiring.Component):
                             m.d.sync += [words[n].eq(wb_), lanes_[n].eq(lb_)]
                     else:
                         m.d.sync += [grp.eq(0), sub.eq(0)]
-                    m.next = "E0"
-            with m.State("E0"):
-                m.next = "E1"
-            with m.State("E1"):
-                m.d.sync += [p.eq(v) for p, v in zip(pre, pre_next, strict=True)]
-                if lstm:
-                    m.d.sync += c_old.eq(c_rp.data)
-                else:
-                    m.d.sync += [acc_nx.eq(accs[2]), acc_nh.eq(accs[3]), h_old.eq(h_rp.data)]
-                m.next = "E2"
-            with m.State("E2"):
-                m.d.comb += tanh_rp.addr.eq(pre[2] + half)
-                m.next = "E3"
-            with m.State("E3"):
-                m.d.sync += tc_idx.eq(tc_next)
-                if lstm:
-                    m.d.comb += [c_wp.addr.eq(j), c_wp.data.eq(c_new), c_wp.en.eq(1)]
-                m.next = "E4"
-            with m.State("E4"):
-                m.d.comb += tanh_rp.addr.eq(tc_idx)
-                m.next = "E5"
-            with m.State("E5"):
-                m.d.comb += [h_wp.addr.eq(j), h_wp.data.eq(h_new), h_wp.en.eq(1),
-                             s_wp.addr.eq(sbase + j), s_wp.data.eq(h_new), s_wp.en.eq(1)]
-                with m.If(j == hsz - 1):
-                    with m.If(t == nsteps - 1):
-                        m.d.sync += [busy.eq(0), done.eq(1)]
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.d.sync += [t.eq(t + 1), xbase.eq(xbase + isz), sbase.eq(sbase + hsz),
-                                     k.eq(0)]
-                        m.next = "COPY"
-                with m.Else():
-                    m.d.sync += j.eq(j + 1)
+                    m.next = "ELEMENT"
+            with m.State("ELEMENT"):
+                with m.If(j < hsz):  # stage 0: unit j enters
+                    m.d.sync += [ev[1].eq(1), ej[1].eq(j), j.eq(j + 1)]
                     if bcr:
                         for n in range(GATES):
                             with m.If(lanes_[n] == br - 1):
@@ -847,7 +874,23 @@ class RNNEngine(wiring.Component):
                             m.d.sync += [sub.eq(0), grp.eq(grp + 1)]
                         with m.Else():
                             m.d.sync += sub.eq(sub + 1)
-                    m.next = "E0"
+                if lstm:
+                    with m.If(ev[3]):
+                        m.d.comb += [c_wp.addr.eq(ej[3]), c_wp.data.eq(c_new), c_wp.en.eq(1)]
+                with m.If(ev[5]):
+                    m.d.comb += [h_wp.addr.eq(ej[5]), h_wp.data.eq(h_new), h_wp.en.eq(1),
+                                 s_wp.addr.eq(sbase + ej[5]), s_wp.data.eq(h_new),
+                                 s_wp.en.eq(1),
+                                 eng.x_wr.addr.eq(h_dest), eng.x_wr.data.eq(h_new),
+                                 eng.x_wr.en.eq(1)]
+                    with m.If(ej[5] == hsz - 1):
+                        with m.If(t == nsteps - 1):
+                            m.d.sync += [busy.eq(0), done.eq(1)]
+                            m.next = "IDLE"
+                        with m.Else():
+                            m.d.sync += [t.eq(t + 1), xbase.eq(xbase + isz),
+                                         sbase.eq(sbase + hsz), k.eq(0)]
+                            m.next = "COPY"
         with m.If(busy):
             m.d.sync += cycles.eq(cycles + 1)
         return m

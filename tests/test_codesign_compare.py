@@ -48,11 +48,13 @@ def test_bcr_lstm_runs_both_gate_engines_and_three_kernels(lstm_cmp):
     # the Verilog that was placed is the Verilog that was simulated
     assert [(g, str(v)) for g, v in placed] == [(f.gates, f.verilog) for f in cmp.fpga]
     bcr, dense = cmp.fpga
-    assert dense.setup_cycles == 0 and bcr.setup_cycles > 0
-    from hw.rnn import lstm_cycles
+    # paid once: the first step's copy of h (12), and the BCR engine's setup stage
+    from hw.rnn import bcr_setup_cycles, lstm_cycles
 
+    assert dense.setup_cycles == 12
+    assert bcr.setup_cycles == 12 + bcr_setup_cycles(10, 12, (4, 8))
     assert dense.rtl_cycles == lstm_cycles(10, 12, 3, 4) and dense.cycles_match
-    assert dense.cycles_per_step == dense.rtl_cycles / 3
+    assert dense.cycles_per_step == (dense.rtl_cycles - 12) / 3
     assert bcr.cycles_per_step == (bcr.rtl_cycles - bcr.setup_cycles) / 3
     assert bcr.us_per_step == pytest.approx(bcr.cycles_per_step / 25.0)
     for a in cmp.arm:
@@ -81,11 +83,14 @@ def test_report_lines_and_rows(lstm_cmp):
     assert "at 25.00 MHz (test)" in text and "the dense gates' speed" in text
     assert "bcr products: golden PASS, sequence == RTL" in text
     assert text.count("FPGA BCR gates (") == 3 and text.count("FPGA dense gates (") == 3
-    # 10 + 12 + 3 + 6 * 12: what is left of the dense-gated step at unlimited lanes
-    assert "of each step, 97 cycles are the input load and the element-wise stage" in text
+    # 10 + 1 + 2 + 12 + 5: what is left of the dense-gated step at unlimited lanes
+    assert "of each step, 30 cycles are the input load and the element-wise pipeline" in text
     from hw.rnn import lstm_cycles
 
-    assert lstm_cycles(10, 12, 1, 48) - 97 == lstm_cycles(10, 12, 1, 48 * 4) - 97 > 0
+    def step(lanes):
+        return lstm_cycles(10, 12, 2, lanes) - lstm_cycles(10, 12, 1, lanes)
+
+    assert step(48) - 30 == step(48 * 4) - 30 > 0
     rows = comparison_rows(cmp)
     assert [r["platform"] for r in rows] == ["fpga", "fpga", "arm", "arm", "arm"]
     assert rows[2]["match_mhz_dense_neoverse-n1"] == pytest.approx(
@@ -186,3 +191,14 @@ def test_one_bcr_engine_runs_a_smaller_layer(bundle, lstm_cmp, tmp_path):
 def test_a_given_fmax_must_be_a_clock(bundle, mhz):
     with pytest.raises(ValueError, match="Fmax of the dense-gated engine must be a positive"):
         compare_rnn_layer(bundle.layer("gru"), lanes=4, fmax={"dense": mhz})
+
+
+def test_serial_cycles_are_a_steady_step_without_its_gate_product():
+    from codesign.compare import serial_cycles
+    from hw.dense import dense_cycles
+    from hw.rnn import lstm_cycles
+
+    for isz, hsz, lanes in ((10, 12, 4), (28, 64, 8), (1, 1, 4)):
+        step = lstm_cycles(isz, hsz, 3, lanes) - lstm_cycles(isz, hsz, 2, lanes)
+        assert serial_cycles(isz, hsz) == step - dense_cycles(4 * hsz, isz + hsz, lanes)
+    assert serial_cycles(28, 64) == 28 + 1 + 2 + 64 + 5
