@@ -4,6 +4,14 @@
 intrinsics on aarch64 and GCC vector extensions elsewhere (so the host build runs the very same
 algorithm; on x86-64-v3 the int8 dot step uses AVX2's ``vpmaddwd``, the same arithmetic). Generated kernels only use this API, plain C loops and ``static``/``extern`` data.
 
+int8 dot steps (``vi_dotx``, ``vi_dot16``: 16 byte products added into a ``vi``) fix which
+bytes share a lane only up to quarters: the products of bytes ``4q .. 4q+3`` always land in
+lanes that ``vi_quarters`` sums into ``out[q]`` (NEON ``sdot``: lane ``q``; GCC vectors:
+lanes ``2q`` and ``2q+1``), ``vi_halves2`` sums bytes 0..7 and 8..15, ``vi_hsum`` everything.
+So a 16-byte vector may hold 4 rows of 4 weights or 2 rows of 8 (the BCR kernels' packed
+narrow blocks), against a replicated input vector (``vb_rep4``, ``vb_rep8``, or a table
+lookup ``vb_gather16``), with the same sums on every backend.
+
 Kernel ABI (every generated ``kernel.c`` defines these, non-static)::
 
     const int mk_nargs;                 number of arguments (inputs first, then outputs)
@@ -50,19 +58,41 @@ static inline void vf8_store(float *p, vf8 v) { vst1q_f32(p, v.lo); vst1q_f32(p 
 #define vf8_keep(x) ((void)0)
 
 typedef int32x4_t vi;                         /* int32 accumulator of int8 dot products */
+typedef int8x16_t vb;                         /* 16 int8 held in a register */
 static inline vi vi_zero(void) { return vdupq_n_s32(0); }
-static inline vi vi_dot16(vi acc, const int8_t *a, const int8_t *b) {
+/* acc + w[0..15] * x, the products of bytes 4q..4q+3 summed into lane q (sdot). */
+static inline vi vi_dotx(vi acc, const int8_t *w, vb x) {
 #if defined(__ARM_FEATURE_DOTPROD)
-    return vdotq_s32(acc, vld1q_s8(a), vld1q_s8(b));
+    return vdotq_s32(acc, vld1q_s8(w), x);
 #else
-    int8x16_t va = vld1q_s8(a), vb = vld1q_s8(b);
-    acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(va), vget_low_s8(vb)));
-    return vpadalq_s16(acc, vmull_high_s8(va, vb));
+    int8x16_t va = vld1q_s8(w);
+    int32x4_t lo = vpaddlq_s16(vmull_s8(vget_low_s8(va), vget_low_s8(x)));
+    int32x4_t hi = vpaddlq_s16(vmull_high_s8(va, x));
+    return vaddq_s32(acc, vpaddq_s32(lo, hi));
 #endif
+}
+static inline vb vb_load(const int8_t *p) { return vld1q_s8(p); }
+static inline vi vi_dot16(vi acc, const int8_t *a, const int8_t *b) {
+    return vi_dotx(acc, a, vld1q_s8(b));
 }
 static inline int32_t vi_hsum(vi v) { return vaddvq_s32(v); }
 static inline void vi_hsum4(int32_t *out, vi a, vi b, vi c, vi d) {
     vst1q_s32(out, vpaddq_s32(vpaddq_s32(a, b), vpaddq_s32(c, d)));
+}
+/* out[q] = the products of bytes 4q..4q+3 of every vi_dotx step of `a` (q < 4). */
+static inline void vi_quarters(int32_t *out, vi a) { vst1q_s32(out, a); }
+/* out = bytes 0..7 and 8..15 of `a`'s steps, then the same of `b`'s. */
+static inline void vi_halves2(int32_t *out, vi a, vi b) { vst1q_s32(out, vpaddq_s32(a, b)); }
+/* t[idx[k]] for k < 16 (every idx[k] < 16): one table lookup. */
+static inline vb vb_gather16(const int8_t *t, const uint8_t *idx) {
+    return vqtbl1q_s8(vld1q_s8(t), vld1q_u8(idx));
+}
+/* p[0..3] four times, p[0..7] twice. */
+static inline vb vb_rep4(const int8_t *p) {
+    int32_t v; memcpy(&v, p, 4); return vreinterpretq_s8_s32(vdupq_n_s32(v));
+}
+static inline vb vb_rep8(const int8_t *p) {
+    int64_t v; memcpy(&v, p, 8); return vreinterpretq_s8_s64(vdupq_n_s64(v));
 }
 
 typedef struct { int32x4_t lo, hi; } va8;     /* 8 int32 accumulators */
@@ -100,25 +130,40 @@ static inline void vf8_store(float *p, vf8 v) { memcpy(p, &v, sizeof v); }
 #define vf8_keep(x) ((void)0)
 #endif
 
+/* int32 accumulator of int8 dot products: lane k holds the products of bytes 2k and 2k+1. */
 typedef int32_t vi __attribute__((vector_size(32)));
+typedef int8_t vb __attribute__((vector_size(16)));   /* 16 int8 held in a register */
 typedef int8_t mk_v8b __attribute__((vector_size(8)));
 static inline vi vi_zero(void) { vi v = {0, 0, 0, 0, 0, 0, 0, 0}; return v; }
+static inline vb vb_load(const int8_t *p) { vb v; memcpy(&v, p, sizeof v); return v; }
 #if defined(__AVX2__)
 #include <immintrin.h>
 /* x86-64-v3: the same 16-element int8 dot step, widened to int16 pairs (vpmaddwd). */
-static inline vi vi_dot16(vi acc, const int8_t *a, const int8_t *b) {
-    __m256i a16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a));
-    __m256i b16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b));
+static inline vi vi_dotx(vi acc, const int8_t *w, vb x) {
+    __m256i a16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w));
+    __m256i b16 = _mm256_cvtepi8_epi16((__m128i)x);
     return acc + (vi)_mm256_madd_epi16(a16, b16);
 }
+static inline vb vb_gather16(const int8_t *t, const uint8_t *idx) {
+    return (vb)_mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)t),
+                                _mm_loadu_si128((const __m128i *)idx));
+}
 #else
-static inline vi vi_dot16(vi acc, const int8_t *a, const int8_t *b) {
-    mk_v8b a0, a1, b0, b1;
-    memcpy(&a0, a, 8); memcpy(&a1, a + 8, 8); memcpy(&b0, b, 8); memcpy(&b1, b + 8, 8);
-    acc += __builtin_convertvector(a0, vi) * __builtin_convertvector(b0, vi);
-    return acc + __builtin_convertvector(a1, vi) * __builtin_convertvector(b1, vi);
+static inline vi vi_dotx(vi acc, const int8_t *w, vb x) {
+    for (int k = 0; k < 8; k++)
+        acc[k] = (int32_t)((uint32_t)acc[k] + (uint32_t)(w[2 * k] * x[2 * k]
+                                                         + w[2 * k + 1] * x[2 * k + 1]));
+    return acc;
+}
+static inline vb vb_gather16(const int8_t *t, const uint8_t *idx) {
+    vb v;
+    for (int k = 0; k < 16; k++) v[k] = t[idx[k]];
+    return v;
 }
 #endif
+static inline vi vi_dot16(vi acc, const int8_t *a, const int8_t *b) {
+    return vi_dotx(acc, a, vb_load(b));
+}
 static inline int32_t vi_hsum(vi v) {
     uint32_t s = 0;
     for (int k = 0; k < 8; k++) s += (uint32_t)v[k];
@@ -126,6 +171,29 @@ static inline int32_t vi_hsum(vi v) {
 }
 static inline void vi_hsum4(int32_t *out, vi a, vi b, vi c, vi d) {
     out[0] = vi_hsum(a); out[1] = vi_hsum(b); out[2] = vi_hsum(c); out[3] = vi_hsum(d);
+}
+/* Sum of lanes k .. k+n-1, wrapping. */
+static inline int32_t mk_vi_lanes(vi v, int k, int n) {
+    uint32_t s = 0;
+    for (int i = k; i < k + n; i++) s += (uint32_t)v[i];
+    return (int32_t)s;
+}
+static inline void vi_quarters(int32_t *out, vi a) {
+    for (int q = 0; q < 4; q++) out[q] = mk_vi_lanes(a, 2 * q, 2);
+}
+static inline void vi_halves2(int32_t *out, vi a, vi b) {
+    out[0] = mk_vi_lanes(a, 0, 4); out[1] = mk_vi_lanes(a, 4, 4);
+    out[2] = mk_vi_lanes(b, 0, 4); out[3] = mk_vi_lanes(b, 4, 4);
+}
+static inline vb vb_rep4(const int8_t *p) {
+    vb v;
+    for (int k = 0; k < 16; k++) v[k] = p[k & 3];
+    return v;
+}
+static inline vb vb_rep8(const int8_t *p) {
+    vb v;
+    for (int k = 0; k < 16; k++) v[k] = p[k & 7];
+    return v;
 }
 
 typedef vi va8;
