@@ -174,38 +174,58 @@ def _emit_csr(sw: SourceWriter, p: str, w: np.ndarray, m: np.ndarray, b: np.ndar
     return p
 
 
-def _emit_bcr(sw: SourceWriter, p: str, w: np.ndarray, m: np.ndarray, b: np.ndarray,
-              dtype: str, block: tuple[int, int]) -> str:
-    rows, cols = w.shape
-    tin, tacc, wdt, bdt = _types(dtype)
-    vw = vector_width(dtype)
-    enc = encode_bcr(w, block, m)
+#: int8 kept-column widths packed several rows to a 16-byte vector (16 // width rows each).
+PACKED_WIDTHS = (4, 8)
+#: Rows per iteration of a packed block loop (its kept rows are padded to a multiple).
+_PACK_ROWS = 4
+
+
+def padded_width(ncols: int, dtype: str) -> int:
+    """Kept columns of a BCR block padded for its kernel loop.
+
+    fp32: a multiple of 4. int8: the next of 4, 8 (packed: :data:`PACKED_WIDTHS`) and 16, then
+    multiples of 16; ``ncols`` >= 1.
+    """
+    if dtype == "int8":
+        for width in PACKED_WIDTHS:
+            if ncols <= width:
+                return width
+    return _round_up(ncols, vector_width(dtype))
+
+
+def _pad_block(ra: np.ndarray, ca: np.ndarray, sub: np.ndarray, nrp: int, ncp: int, wdt: Any
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A block's rows padded to ``nrp`` and columns to ``ncp`` (zero weights; padded rows and
+    columns repeat the block's first row and column, so every index stays valid)."""
+    padded = np.zeros((nrp, ncp), dtype=wdt)
+    padded[:len(ra), :len(ca)] = sub
+    rows = np.concatenate([ra, np.full(nrp - len(ra), ra[0])])
+    cols = np.concatenate([ca, np.full(ncp - len(ca), ca[0])])
+    return rows, cols, padded
+
+
+def _general_loop(sw: SourceWriter, p: str, blocks: list[tuple], dtype: str, rows: int,
+                  cols: int) -> str:
+    """C statements: every block of ``blocks`` one at a time, kept columns padded to the vector
+    width, rows in groups of 4 then one by one, gathered through ``{p}_xs``."""
+    tin, _, wdt, _ = _types(dtype)
     rptr, cptr, vptr = [0], [0], [0]
     rows_abs, cols_abs, vals = [], [], []
-    for _, _, ra, ca, sub in enc.blocks():
-        ncp = _round_up(len(ca), vw)
-        padded = np.zeros((len(ra), ncp), dtype=wdt)
-        padded[:, :len(ca)] = sub
+    for _, _, ra, ca, sub in blocks:
+        ra, ca, padded = _pad_block(ra, ca, sub, len(ra), padded_width(len(ca), dtype), wdt)
         rows_abs.append(ra)
-        # pad the gather list to ncp with a valid column (its weights are zero)
-        cols_abs.append(np.concatenate([ca, np.full(ncp - len(ca), ca[0])]))
+        cols_abs.append(ca)
         vals.append(padded.reshape(-1))
         rptr.append(rptr[-1] + len(ra))
-        cptr.append(cptr[-1] + ncp)
+        cptr.append(cptr[-1] + len(ca))
         vptr.append(vptr[-1] + padded.size)
-    nblk = enc.block_count
     sw.const(f"{p}_rptr", rptr, np.int32)
     sw.const(f"{p}_cptr", cptr, np.int32)
     sw.const(f"{p}_vptr", vptr, np.int32)
     sw.const(f"{p}_rows", _cat(rows_abs, np.int64), index_ctype(rows))
     sw.const(f"{p}_cols", _cat(cols_abs, np.int64), index_ctype(cols))
     sw.const(f"{p}_val", _cat(vals, wdt), wdt)
-    sw.const(f"{p}_b", b, bdt)
-    bcp = _round_up(block[1], vw)
-    sw.emit(f"static {tin} {p}_xs[{bcp}] __attribute__((aligned(64)));\n"
-            f"static void {p}(const {tin} *x, {tacc} *y) {{\n"
-            f"    for (int r = 0; r < {rows}; r++) y[r] = {p}_b[r];\n"
-            f"    for (int blk = 0; blk < {nblk}; blk++) {{\n"
+    return (f"    for (int blk = 0; blk < {len(blocks)}; blk++) {{\n"
             f"        const long c0 = {p}_cptr[blk], ncp = {p}_cptr[blk + 1] - c0;\n"
             f"        const {CTYPES[index_ctype(cols)]} *cl = {p}_cols + c0;\n"
             "        for (long j = 0; j < ncp; j += 4) {\n"
@@ -216,13 +236,103 @@ def _emit_bcr(sw: SourceWriter, p: str, w: np.ndarray, m: np.ndarray, b: np.ndar
             f"        const long i1 = {p}_rptr[blk + 1];\n"
             "        for (; i + 4 <= i1; i += 4, v += 4 * ncp) {\n"
             + _dot_rows(dtype, 4, "v", "ncp", f"{p}_xs", "ncp") +
-            "".join(f"            y[{p}_rows[i + {k}]] = {_add(dtype, f'y[{p}_rows[i + {k}]]', f's[{k}]')};\n"
-                    for k in range(4)) +
+            "".join(f"            y[{p}_rows[i + {k}]] = "
+                    f"{_add(dtype, f'y[{p}_rows[i + {k}]]', f's[{k}]')};\n" for k in range(4)) +
             "        }\n"
             "        for (; i < i1; i++, v += ncp) {\n"
             + _dot_rows(dtype, 1, "v", "ncp", f"{p}_xs", "ncp") +
             f"            y[{p}_rows[i]] = {_add(dtype, f'y[{p}_rows[i]]', 's0')};\n"
-            "        }\n    }\n}\n\n")
+            "        }\n    }\n")
+
+
+def _packed_gather(sw: SourceWriter, p: str, blocks: list[tuple], width: int, bc: int,
+                   cols: int, table: str) -> str:
+    """C statement declaring ``xv``: block ``blk``'s kept inputs (padded to ``width``) repeated
+    ``16 // width`` times. Blocks at most 16 columns wide (``bc``) look them up in the 16 inputs
+    from the block's first column (``table``: ``x`` copied into a buffer with 16 spare bytes);
+    wider ones load them one by one."""
+    reps = 16 // width
+    padded = [_pad_block(ra, ca, sub, len(ra), width, np.int8)[1] for _, _, ra, ca, sub in blocks]
+    if bc <= 16:
+        base = [bcol * bc for _, bcol, *_ in blocks]
+        idx = [np.tile(c - b, reps) for c, b in zip(padded, base, strict=True)]
+        sw.const(f"{p}_base", base, index_ctype(cols))
+        sw.const(f"{p}_idx", _cat(idx, np.uint8), np.uint8)
+        return (f"        const vb xv = vb_gather16({table} + {p}_base[blk], "
+                f"{p}_idx + 16 * blk);\n")
+    sw.const(f"{p}_cols", _cat(padded, np.int64), index_ctype(cols))
+    return (f"        int8_t g[{width}];\n"
+            f"        for (int q = 0; q < {width}; q++) g[q] = x[{p}_cols[{width} * blk + q]];\n"
+            f"        const vb xv = vb_rep{width}(g);\n")
+
+
+def _packed_loop(sw: SourceWriter, p: str, blocks: list[tuple], width: int, bc: int,
+                 rows: int, cols: int, table: str) -> str:
+    """C statements: the int8 blocks whose kept columns pad to ``width`` (4 or 8), ``16 //
+    width`` rows to a vector against the replicated inputs, 4 rows an iteration (kept rows
+    padded to a multiple of 4 with zero weights), 4 int32 sums scatter-added into ``y``.
+
+    ``{p}_val`` holds each block's padded ``rows x width`` weights row-major, which is exactly
+    4 rows per 16 bytes (``width`` 4: one ``vi_dotx``, lane sums by ``vi_quarters``) or 2
+    (``width`` 8: two, row sums by ``vi_halves2``).
+    """
+    rptr, rows_abs, vals = [0], [], []
+    for _, _, ra, ca, sub in blocks:
+        ra, _, padded = _pad_block(ra, ca, sub, _round_up(len(ra), _PACK_ROWS), width, np.int8)
+        rows_abs.append(ra)
+        vals.append(padded.reshape(-1))
+        rptr.append(rptr[-1] + len(ra))
+    sw.const(f"{p}_rptr", rptr, np.int32)
+    sw.const(f"{p}_rows", _cat(rows_abs, np.int64), index_ctype(rows))
+    sw.const(f"{p}_val", _cat(vals, np.int8), np.int8)
+    step = _PACK_ROWS * width
+    if width == 4:
+        sums = "            vi_quarters(s, vi_dotx(vi_zero(), v, xv));\n"
+    else:
+        sums = ("            vi_halves2(s, vi_dotx(vi_zero(), v, xv), "
+                "vi_dotx(vi_zero(), v + 16, xv));\n")
+    return (f"    for (int blk = 0; blk < {len(blocks)}; blk++) {{\n"
+            + _packed_gather(sw, p, blocks, width, bc, cols, table) +
+            f"        const int8_t *v = {p}_val + {width} * (long){p}_rptr[blk];\n"
+            f"        for (long i = {p}_rptr[blk]; i < {p}_rptr[blk + 1]; "
+            f"i += {_PACK_ROWS}, v += {step}) {{\n"
+            "            int32_t s[4];\n" + sums +
+            "".join(f"            y[{p}_rows[i + {k}]] = "
+                    f"mk_wrap_add(y[{p}_rows[i + {k}]], s[{k}]);\n" for k in range(4)) +
+            "        }\n    }\n")
+
+
+def _emit_bcr(sw: SourceWriter, p: str, w: np.ndarray, m: np.ndarray, b: np.ndarray,
+              dtype: str, block: tuple[int, int]) -> str:
+    """BCR ``y = W x + b``: ``y`` set to the bias, then one loop per class of blocks.
+
+    int8 blocks whose kept columns pad to 4 or 8 (:func:`padded_width`) run packed loops
+    (:func:`_packed_loop`), the others (and every fp32 block) the general loop. Block order
+    does not matter: int8 sums wrap (associative), and an fp32 kernel has one class.
+    """
+    rows, cols = w.shape
+    tin, tacc, _, bdt = _types(dtype)
+    vw = vector_width(dtype)
+    blocks = list(encode_bcr(w, block, m).blocks())
+    widths = [padded_width(len(ca), dtype) for _, _, _, ca, _ in blocks]
+    packed = {wd: [blk for blk, x in zip(blocks, widths, strict=True) if x == wd]
+              for wd in (PACKED_WIDTHS if dtype == "int8" else ())}
+    rest = [blk for blk, x in zip(blocks, widths, strict=True) if x not in packed]
+    sw.const(f"{p}_b", b, bdt)
+    decl, body = "", f"    for (int r = 0; r < {rows}; r++) y[r] = {p}_b[r];\n"
+    table = "x"
+    if block[1] <= 16 and any(packed.values()):
+        table = f"{p}_xt"
+        decl += f"static int8_t {table}[{_round_up(cols + 16, 64)}] __attribute__((aligned(64)));\n"
+        body += f"    memcpy({table}, x, {cols});\n"
+    for wd, group in packed.items():
+        if group:
+            body += _packed_loop(sw, f"{p}_n{wd}", group, wd, block[1], rows, cols, table)
+    if rest:
+        decl += (f"static {tin} {p}_xs[{_round_up(block[1], vw)}] "
+                 "__attribute__((aligned(64)));\n")
+        body += _general_loop(sw, p, rest, dtype, rows, cols)
+    sw.emit(f"{decl}static void {p}(const {tin} *x, {tacc} *y) {{\n{body}}}\n\n")
     return p
 
 
