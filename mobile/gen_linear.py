@@ -174,8 +174,8 @@ def _emit_csr(sw: SourceWriter, p: str, w: np.ndarray, m: np.ndarray, b: np.ndar
     return p
 
 
-#: int8 kept-column widths packed several rows to a 16-byte vector (16 // width rows each).
-PACKED_WIDTHS = (4, 8)
+#: int8 kept-column widths run by the packed loops, ``16 // width`` rows to a 16-byte vector.
+PACKED_WIDTHS = (4, 8, 16)
 #: Rows per iteration of a packed block loop (its kept rows are padded to a multiple).
 _PACK_ROWS = 4
 
@@ -183,7 +183,7 @@ _PACK_ROWS = 4
 def padded_width(ncols: int, dtype: str) -> int:
     """Kept columns of a BCR block padded for its kernel loop.
 
-    fp32: a multiple of 4. int8: the next of 4, 8 (packed: :data:`PACKED_WIDTHS`) and 16, then
+    fp32: a multiple of 4. int8: the next of 4, 8 and 16 (:data:`PACKED_WIDTHS`), then
     multiples of 16; ``ncols`` >= 1.
     """
     if dtype == "int8":
@@ -247,7 +247,7 @@ def _general_loop(sw: SourceWriter, p: str, blocks: list[tuple], dtype: str, row
 
 def _packed_gather(sw: SourceWriter, p: str, blocks: list[tuple], width: int, bc: int,
                    cols: int, table: str) -> str:
-    """C statement declaring ``xv``: block ``blk``'s kept inputs (padded to ``width``) repeated
+    """C statements declaring ``xv``: block ``blk``'s kept inputs (padded to ``width``) repeated
     ``16 // width`` times. Blocks at most 16 columns wide (``bc``) look them up in the 16 inputs
     from the block's first column (``table``: ``x`` copied into a buffer with 16 spare bytes);
     wider ones load them one by one."""
@@ -263,18 +263,18 @@ def _packed_gather(sw: SourceWriter, p: str, blocks: list[tuple], width: int, bc
     sw.const(f"{p}_cols", _cat(padded, np.int64), index_ctype(cols))
     return (f"        int8_t g[{width}];\n"
             f"        for (int q = 0; q < {width}; q++) g[q] = x[{p}_cols[{width} * blk + q]];\n"
-            f"        const vb xv = vb_rep{width}(g);\n")
+            f"        const vb xv = {'vb_load' if width == 16 else f'vb_rep{width}'}(g);\n")
 
 
 def _packed_loop(sw: SourceWriter, p: str, blocks: list[tuple], width: int, bc: int,
                  rows: int, cols: int, table: str) -> str:
-    """C statements: the int8 blocks whose kept columns pad to ``width`` (4 or 8), ``16 //
+    """C statements: the int8 blocks whose kept columns pad to ``width`` (4, 8 or 16), ``16 //
     width`` rows to a vector against the replicated inputs, 4 rows an iteration (kept rows
     padded to a multiple of 4 with zero weights), 4 int32 sums scatter-added into ``y``.
 
     ``{p}_val`` holds each block's padded ``rows x width`` weights row-major, which is exactly
-    4 rows per 16 bytes (``width`` 4: one ``vi_dotx``, lane sums by ``vi_quarters``) or 2
-    (``width`` 8: two, row sums by ``vi_halves2``).
+    4 rows per 16 bytes (``width`` 4: one ``vi_dotx``, lane sums by ``vi_quarters``), 2
+    (``width`` 8: two, row sums by ``vi_halves2``) or 1 (``width`` 16: four, ``vi_hsum4``).
     """
     rptr, rows_abs, vals = [0], [], []
     for _, _, ra, ca, sub in blocks:
@@ -286,11 +286,9 @@ def _packed_loop(sw: SourceWriter, p: str, blocks: list[tuple], width: int, bc: 
     sw.const(f"{p}_rows", _cat(rows_abs, np.int64), index_ctype(rows))
     sw.const(f"{p}_val", _cat(vals, np.int8), np.int8)
     step = _PACK_ROWS * width
-    if width == 4:
-        sums = "            vi_quarters(s, vi_dotx(vi_zero(), v, xv));\n"
-    else:
-        sums = ("            vi_halves2(s, vi_dotx(vi_zero(), v, xv), "
-                "vi_dotx(vi_zero(), v + 16, xv));\n")
+    dots = ", ".join(f"vi_dotx(vi_zero(), v + {16 * k}, xv)" for k in range(width // 4))
+    reduce = {4: "vi_quarters", 8: "vi_halves2", 16: "vi_hsum4"}[width]
+    sums = f"            {reduce}(s, {dots});\n"
     return (f"    for (int blk = 0; blk < {len(blocks)}; blk++) {{\n"
             + _packed_gather(sw, p, blocks, width, bc, cols, table) +
             f"        const int8_t *v = {p}_val + {width} * (long){p}_rptr[blk];\n"
@@ -306,8 +304,8 @@ def _emit_bcr(sw: SourceWriter, p: str, w: np.ndarray, m: np.ndarray, b: np.ndar
               dtype: str, block: tuple[int, int]) -> str:
     """BCR ``y = W x + b``: ``y`` set to the bias, then one loop per class of blocks.
 
-    int8 blocks whose kept columns pad to 4 or 8 (:func:`padded_width`) run packed loops
-    (:func:`_packed_loop`), the others (and every fp32 block) the general loop. Block order
+    int8 blocks whose kept columns pad to 4, 8 or 16 (:func:`padded_width`) run packed loops
+    (:func:`_packed_loop`), the wider ones (and every fp32 block) the general loop. Block order
     does not matter: int8 sums wrap (associative), and an fp32 kernel has one class.
     """
     rows, cols = w.shape

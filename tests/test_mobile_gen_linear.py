@@ -77,15 +77,15 @@ def test_narrow_blocks_run_packed():
     w, m = _mixed(rng, (37, 45), (16, 16))
     enc = encode_bcr(w, (16, 16), m)
     src = generate("bcr", weight=w, mask=m, dtype="int8", block=(16, 16))
-    for width in (4, 8):
+    for width in (4, 8, 16):
         nrows = [len(ra) for _, _, ra, ca, _ in enc.blocks()
                  if padded_width(len(ca), "int8") == width]
-        # kept rows padded to 4 per block, ``width`` weights each: no padding to 16 columns
+        # kept rows padded to 4 per block, ``width`` weights each (4 and 8: not padded to 16)
         assert len(src.data[f"mv_n{width}_val.bin"]) == sum(-(-n // 4) * 4 for n in nrows) * width
-    assert "vi_quarters(" in src.code and "vi_halves2(" in src.code
+    assert all(f"{f}(s, vi_dotx" in src.code for f in ("vi_quarters", "vi_halves2", "vi_hsum4"))
     assert "vb_gather16(" in src.code
     wide = generate("bcr", weight=w, mask=m, dtype="int8", block=(8, 40))
-    assert "vb_gather16(" not in wide.code and "vb_rep4(" in wide.code
+    assert "vb_gather16(" not in wide.code and "vb_rep4(" in wide.code and "vb_load(g)" in wide.code
 
 
 @pytest.mark.parametrize("target", ["host", "aarch64"])
