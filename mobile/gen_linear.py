@@ -316,7 +316,6 @@ def _emit_bcr(sw: SourceWriter, p: str, w: np.ndarray, m: np.ndarray, b: np.ndar
     packed = {wd: [blk for blk, x in zip(blocks, widths, strict=True) if x == wd]
               for wd in (PACKED_WIDTHS if dtype == "int8" else ())}
     rest = [blk for blk, x in zip(blocks, widths, strict=True) if x not in packed]
-    sw.const(f"{p}_b", b, bdt)
     decl, body = "", f"    for (int r = 0; r < {rows}; r++) y[r] = {p}_b[r];\n"
     table = "x"
     if block[1] <= 16 and any(packed.values()):
@@ -330,6 +329,7 @@ def _emit_bcr(sw: SourceWriter, p: str, w: np.ndarray, m: np.ndarray, b: np.ndar
         decl += (f"static {tin} {p}_xs[{_round_up(block[1], vw)}] "
                  "__attribute__((aligned(64)));\n")
         body += _general_loop(sw, p, rest, dtype, rows, cols)
+    sw.const(f"{p}_b", b, bdt)  # last: fp32 sources stay as they were before the packed loops
     sw.emit(f"{decl}static void {p}(const {tin} *x, {tacc} *y) {{\n{body}}}\n\n")
     return p
 

@@ -86,6 +86,9 @@ def test_narrow_blocks_run_packed():
     assert "vb_gather16(" in src.code
     wide = generate("bcr", weight=w, mask=m, dtype="int8", block=(8, 40))
     assert "vb_gather16(" not in wide.code and "vb_rep4(" in wide.code and "vb_load(g)" in wide.code
+    # fp32 keeps one loop over all blocks (vector width 4: nothing to pack)
+    w32 = generate("bcr", weight=w.astype(np.float32), mask=m, block=(16, 16))
+    assert "vi_dotx" not in w32.code and "mv_n4_val.bin" not in w32.data
 
 
 @pytest.mark.parametrize("target", ["host", "aarch64"])
