@@ -10,7 +10,8 @@ lanes that ``vi_quarters`` sums into ``out[q]`` (NEON ``sdot``: lane ``q``; GCC 
 lanes ``2q`` and ``2q+1``), ``vi_halves2`` sums bytes 0..7 and 8..15, ``vi_hsum`` everything.
 So a 16-byte vector may hold 4 rows of 4 weights or 2 rows of 8 (the BCR kernels' packed
 narrow blocks), against a replicated input vector (``vb_rep4``, ``vb_rep8``, or a table
-lookup ``vb_gather16``), with the same sums on every backend.
+lookup ``vb_gather16``), with the same sums on every backend; ``mk_add4`` adds 4 such sums
+to 4 consecutive int32 outputs.
 
 Kernel ABI (every generated ``kernel.c`` defines these, non-static)::
 
@@ -83,6 +84,10 @@ static inline void vi_hsum4(int32_t *out, vi a, vi b, vi c, vi d) {
 static inline void vi_quarters(int32_t *out, vi a) { vst1q_s32(out, a); }
 /* out = bytes 0..7 and 8..15 of `a`'s steps, then the same of `b`'s. */
 static inline void vi_halves2(int32_t *out, vi a, vi b) { vst1q_s32(out, vpaddq_s32(a, b)); }
+/* y[k] += s[k] for k < 4, wrapping. */
+static inline void mk_add4(int32_t *y, const int32_t *s) {
+    vst1q_s32(y, vaddq_s32(vld1q_s32(y), vld1q_s32(s)));
+}
 /* t[idx[k]] for k < 16 (every idx[k] < 16): one table lookup. */
 static inline vb vb_gather16(const int8_t *t, const uint8_t *idx) {
     return vqtbl1q_s8(vld1q_s8(t), vld1q_u8(idx));
@@ -184,6 +189,13 @@ static inline void vi_quarters(int32_t *out, vi a) {
 static inline void vi_halves2(int32_t *out, vi a, vi b) {
     out[0] = mk_vi_lanes(a, 0, 4); out[1] = mk_vi_lanes(a, 4, 4);
     out[2] = mk_vi_lanes(b, 0, 4); out[3] = mk_vi_lanes(b, 4, 4);
+}
+typedef uint32_t mk_v4u __attribute__((vector_size(16)));
+static inline void mk_add4(int32_t *y, const int32_t *s) {
+    mk_v4u a, b;
+    memcpy(&a, y, 16); memcpy(&b, s, 16);
+    a += b;
+    memcpy(y, &a, 16);
 }
 static inline vb vb_rep4(const int8_t *p) {
     vb v;

@@ -10,10 +10,15 @@ them into a whole kernel. The LSTM/GRU steps reuse the same functions.
   baseline every speedup is measured against).
 * csr: row pointers, column indices, values, indirect loads of ``x`` (the generic sparse
   baseline).
-* bcr: a loop over stored blocks of the ``ir.bcr`` compact form: gather the kept inputs into
+* bcr: loops over stored blocks of the ``ir.bcr`` compact form: gather the kept inputs into
   a small buffer, dense kept-rows x kept-columns product vectorised over the columns (rows in
   groups of 4), scatter-add into ``y``. Sub-block rows are padded with zero weights to the
   vector width and the gather list with a valid column, so every loop runs whole vectors.
+  int8 blocks keeping at most 16 columns are packed instead: kept columns padded to 4, 8 or 16,
+  ``16 // width`` rows to a 16-byte vector against the inputs repeated as often (one table
+  lookup gathers them when blocks are at most 16 wide); in whole block rows at most 16 high
+  every row of the block row is computed, its sums kept in registers across its blocks and
+  added to ``y`` once (no scatter), elsewhere the kept rows are scatter-added 4 at a time.
 """
 
 from __future__ import annotations
@@ -246,11 +251,11 @@ def _general_loop(sw: SourceWriter, p: str, blocks: list[tuple], dtype: str, row
 
 
 def _packed_gather(sw: SourceWriter, p: str, blocks: list[tuple], width: int, bc: int,
-                   cols: int, table: str) -> str:
+                   cols: int, table: str, indent: str = " " * 8) -> str:
     """C statements declaring ``xv``: block ``blk``'s kept inputs (padded to ``width``) repeated
     ``16 // width`` times. Blocks at most 16 columns wide (``bc``) look them up in the 16 inputs
     from the block's first column (``table``: ``x`` copied into a buffer with 16 spare bytes);
-    wider ones load them one by one."""
+    wider ones load them one by one. Each line starts with ``indent``."""
     reps = 16 // width
     padded = [_pad_block(ra, ca, sub, len(ra), width, np.int8)[1] for _, _, ra, ca, sub in blocks]
     if bc <= 16:
@@ -258,12 +263,12 @@ def _packed_gather(sw: SourceWriter, p: str, blocks: list[tuple], width: int, bc
         idx = [np.tile(c - b, reps) for c, b in zip(padded, base, strict=True)]
         sw.const(f"{p}_base", base, index_ctype(cols))
         sw.const(f"{p}_idx", _cat(idx, np.uint8), np.uint8)
-        return (f"        const vb xv = vb_gather16({table} + {p}_base[blk], "
+        return (f"{indent}const vb xv = vb_gather16({table} + {p}_base[blk], "
                 f"{p}_idx + 16 * blk);\n")
     sw.const(f"{p}_cols", _cat(padded, np.int64), index_ctype(cols))
-    return (f"        int8_t g[{width}];\n"
-            f"        for (int q = 0; q < {width}; q++) g[q] = x[{p}_cols[{width} * blk + q]];\n"
-            f"        const vb xv = {'vb_load' if width == 16 else f'vb_rep{width}'}(g);\n")
+    return (f"{indent}int8_t g[{width}];\n"
+            f"{indent}for (int q = 0; q < {width}; q++) g[q] = x[{p}_cols[{width} * blk + q]];\n"
+            f"{indent}const vb xv = {'vb_load' if width == 16 else f'vb_rep{width}'}(g);\n")
 
 
 def _packed_loop(sw: SourceWriter, p: str, blocks: list[tuple], width: int, bc: int,
@@ -300,13 +305,60 @@ def _packed_loop(sw: SourceWriter, p: str, blocks: list[tuple], width: int, bc: 
             "        }\n    }\n")
 
 
+def _block_row_loop(sw: SourceWriter, p: str, blocks: list[tuple], width: int,
+                    block: tuple[int, int], cols: int, table: str) -> str:
+    """C statements: the int8 blocks of padded width ``width`` (4, 8 or 16) in whole block rows
+    of height ``block[0]`` (a multiple of 4, at most 16), every row of the block row computed.
+
+    Each block stores all ``br`` rows (the rows it does not keep as zero weights), row-major,
+    ``16 // width`` rows to a vector; the ``br * width / 16`` accumulators of a block row stay
+    in registers across its blocks and are added to ``y`` once, ``br`` consecutive rows: no
+    per-row scatter, at the price of multiplying the zero rows.
+    """
+    br = block[0]
+    nacc = br * width // 16
+    starts, counts, vals = [], [], []
+    for r, _, ra, ca, sub in blocks:
+        padded = np.zeros((br, width), dtype=np.int8)
+        padded[np.ix_(ra - r * br, np.arange(len(ca)))] = sub
+        vals.append(padded.reshape(-1))
+        if not starts or starts[-1] != r * br:
+            starts.append(r * br)
+            counts.append(0)
+        counts[-1] += 1
+    sw.const(f"{p}_row0", starts, np.int32)
+    sw.const(f"{p}_nblk", counts, np.int32)
+    sw.const(f"{p}_val", _cat(vals, np.int8), np.int8)
+    reduce, per = {4: ("vi_quarters", 1), 8: ("vi_halves2", 2), 16: ("vi_hsum4", 4)}[width]
+    sums = "".join(f"        {reduce}(s + {4 * q}, "
+                   + ", ".join(f"a{per * q + k}" for k in range(per)) + ");\n"
+                   for q in range(br // 4))
+    return ("    {\n"
+            f"    const int8_t *v = {p}_val;\n"
+            "    long blk = 0;\n"
+            f"    for (int g = 0; g < {len(starts)}; g++) {{\n"
+            + "".join(f"        vi a{k} = vi_zero();\n" for k in range(nacc)) +
+            f"        for (const long e = blk + {p}_nblk[g]; blk < e; blk++, v += {br * width}) "
+            "{\n"
+            + _packed_gather(sw, p, blocks, width, block[1], cols, table, " " * 12)
+            + "".join(f"            a{k} = vi_dotx(a{k}, v + {16 * k}, xv);\n"
+                      for k in range(nacc)) +
+            "        }\n"
+            f"        int32_t s[{br}];\n" + sums +
+            f"        int32_t *yr = y + {p}_row0[g];\n"
+            + "".join(f"        mk_add4(yr + {4 * q}, s + {4 * q});\n" for q in range(br // 4)) +
+            "    }\n    }\n")
+
+
 def _emit_bcr(sw: SourceWriter, p: str, w: np.ndarray, m: np.ndarray, b: np.ndarray,
               dtype: str, block: tuple[int, int]) -> str:
     """BCR ``y = W x + b``: ``y`` set to the bias, then one loop per class of blocks.
 
-    int8 blocks whose kept columns pad to 4, 8 or 16 (:func:`padded_width`) run packed loops
-    (:func:`_packed_loop`), the wider ones (and every fp32 block) the general loop. Block order
-    does not matter: int8 sums wrap (associative), and an fp32 kernel has one class.
+    int8 blocks whose kept columns pad to 4, 8 or 16 (:func:`padded_width`) run packed loops:
+    :func:`_block_row_loop` for the blocks of whole block rows when the block height is a
+    multiple of 4 up to 16, :func:`_packed_loop` (kept rows scatter-added) for the others. The
+    wider ones, and every fp32 block, run the general loop. Block order does not matter: int8
+    sums wrap (associative), and an fp32 kernel has one class.
     """
     rows, cols = w.shape
     tin, tacc, _, bdt = _types(dtype)
@@ -322,9 +374,15 @@ def _emit_bcr(sw: SourceWriter, p: str, w: np.ndarray, m: np.ndarray, b: np.ndar
         table = f"{p}_xt"
         decl += f"static int8_t {table}[{_round_up(cols + 16, 64)}] __attribute__((aligned(64)));\n"
         body += f"    memcpy({table}, x, {cols});\n"
+    whole = block[0] <= 16 and block[0] % 4 == 0  # block rows kept whole (_block_row_loop)
+    full = rows // block[0]                          # block rows of full height
     for wd, group in packed.items():
-        if group:
-            body += _packed_loop(sw, f"{p}_n{wd}", group, wd, block[1], rows, cols, table)
+        dense = [blk for blk in group if whole and blk[0] < full]
+        if dense:
+            body += _block_row_loop(sw, f"{p}_d{wd}", dense, wd, block, cols, table)
+        scatter = [blk for blk in group if not (whole and blk[0] < full)]
+        if scatter:
+            body += _packed_loop(sw, f"{p}_n{wd}", scatter, wd, block[1], rows, cols, table)
     if rest:
         decl += (f"static {tin} {p}_xs[{_round_up(block[1], vw)}] "
                  "__attribute__((aligned(64)));\n")

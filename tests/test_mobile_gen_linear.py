@@ -48,7 +48,7 @@ def _widths(w, m, block):
 
 #: (shape, block): blocks at most 16 columns wide gather by table lookup, wider ones by loads;
 #: every shape leaves edge blocks.
-CASES = [((37, 45), (16, 16)), ((30, 70), (12, 24)), ((21, 29), (5, 12)), ((19, 50), (8, 40))]
+CASES = [((37, 140), (16, 16)), ((30, 70), (12, 24)), ((21, 29), (5, 12)), ((19, 50), (8, 40))]
 
 
 def _requests(seed=11):
@@ -74,15 +74,21 @@ def test_mixed_widths_are_covered():
 
 def test_narrow_blocks_run_packed():
     rng = np.random.default_rng(2)
-    w, m = _mixed(rng, (37, 45), (16, 16))
+    w, m = _mixed(rng, (37, 140), (16, 16))
     enc = encode_bcr(w, (16, 16), m)
     src = generate("bcr", weight=w, mask=m, dtype="int8", block=(16, 16))
     for width in (4, 8, 16):
-        nrows = [len(ra) for _, _, ra, ca, _ in enc.blocks()
-                 if padded_width(len(ca), "int8") == width]
-        # kept rows padded to 4 per block, ``width`` weights each (4 and 8: not padded to 16)
-        assert len(src.data[f"mv_n{width}_val.bin"]) == sum(-(-n // 4) * 4 for n in nrows) * width
+        blocks = [(r, len(ra)) for r, _, ra, ca, _ in enc.blocks()
+                  if padded_width(len(ca), "int8") == width]
+        # whole block rows: all 16 rows of a block, ``width`` weights each (4, 8: not 16)
+        whole = sum(r < 2 for r, _ in blocks)
+        # the edge block row (rows 32..36): kept rows padded to 4, scatter-added
+        edge = sum(-(-n // 4) * 4 for r, n in blocks if r == 2)
+        assert whole and edge
+        assert len(src.data[f"mv_d{width}_val.bin"]) == whole * 16 * width
+        assert len(src.data[f"mv_n{width}_val.bin"]) == edge * width
     assert all(f"{f}(s, vi_dotx" in src.code for f in ("vi_quarters", "vi_halves2", "vi_hsum4"))
+    assert all(f"{f}(s + 12, a" in src.code for f in ("vi_quarters", "vi_halves2", "vi_hsum4"))
     assert "vb_gather16(" in src.code
     wide = generate("bcr", weight=w, mask=m, dtype="int8", block=(8, 40))
     assert "vb_gather16(" not in wide.code and "vb_rep4(" in wide.code and "vb_load(g)" in wide.code
