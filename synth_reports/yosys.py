@@ -21,8 +21,10 @@ TARGETS = {
     # LUTs by the classic ABC (see yosys_script): under the WebAssembly Yosys, ABC9 dies on some
     # engines that use LUT-RAM (it asks the host for 24 TB and exits 1 with no message)
     "ecp5": ("synth_ecp5", "ECP5 cells after Yosys synth_ecp5, LUTs mapped by abc -lut 4"),
-    "xc7": ("synth_xilinx -family xc7", "Xilinx 7-series cells after Yosys synth_xilinx "
-                                        "(Yosys estimate, no vendor tool)"),
+    # -flatten as synth_ice40 and synth_ecp5 do by default: the figures are the whole engine's,
+    # and a submodule (the RNN cell's gate engine) does not count its ports into the design's
+    "xc7": ("synth_xilinx -family xc7 -flatten", "Xilinx 7-series cells after Yosys "
+                                                 "synth_xilinx (Yosys estimate, no vendor tool)"),
 }
 
 # Cell types by resource. A BRAM counts in 4 Kbit blocks on iCE40 and 36 Kbit blocks on xc7

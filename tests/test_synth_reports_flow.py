@@ -81,6 +81,17 @@ def test_xc7_is_resources_only(dense_v, tmp_path):
     assert rep.as_dict()["part"] == "xc7 (Yosys estimate)"
 
 
+def test_xc7_flattens_an_engine_with_a_submodule(tmp_path, tools_ok):
+    # the LSTM cell holds its gate engine as a submodule: unflattened, the design's port count
+    # adds the submodule's ports and the sidecar check refuses the Verilog
+    v, _ = emit_engine("lstm", 4, 4, 4, 8, 8, "lstm_small", tmp_path / "v", steps=2)
+    (tmp_path / "w").mkdir()
+    rep = synth_engine(v, "xc7", tmp_path / "w")
+    assert rep.resources.target == "xc7" and rep.resources.luts > 0
+    stat = json.loads((tmp_path / "w" / "engine.stat.json").read_text())
+    assert list(stat["modules"]) == ["\\lstm_small"]
+
+
 def test_hx8k_has_no_dsp_so_multipliers_become_luts(dense_v, up5k, tmp_path):
     rep = synth_engine(dense_v, "hx8k", tmp_path)
     assert rep.resources.dsps == 0
