@@ -28,7 +28,8 @@ A flat stream of items (output position ``(oy, ox)`` row-major, then group ``g``
 * **gather**: per lane, the pattern id addresses the (asynchronously read) pattern library, which
   gives the ``n`` kept positions; each becomes ``(dy, dx)``, the input row/column
   ``iy = oy*s - pad + dy``, ``ix = ox*s - pad + dx`` is bounds-checked (zero padding) and
-  addresses one of the ``n * P`` read ports of the activation memory;
+  addresses one of the ``n * P`` read ports of the activation memory (see *Activation
+  storage*);
 * **multiply**: per lane, the ``n`` products (inputs outside the image are zero) are summed;
 * **accumulate**: each lane accumulates over the group's steps; on the last step the ``P`` sums
   are written as one output word.
@@ -37,6 +38,22 @@ Hence :func:`pattern_cycles`: ``Ho * Wo * sum over stored groups of T_g + PIPELI
 (``PIPELINE_LATENCY = 3``), or ``0`` when there is no kept kernel or no output position (``done``
 at once, all outputs zero). With filters of equal kernel counts and ``O`` a multiple of ``P`` every
 lane is busy on every cycle; otherwise the idle lanes of a group show in the cycles.
+
+Activation storage
+------------------
+The ``n * P`` gather reads of a cycle are served by :class:`ReplicatedMemory`:
+``ceil(n * P / 2)`` identical copies of the ``activations`` memory, every one written by the
+single ``x_wr`` port, each with two synchronous read ports (the last copy one when ``n * P`` is
+odd). Read port ``i = p*n + k`` (lane ``p``, kept position ``k``) is port ``i % 2`` of copy
+``i // 2``. In each copy of two read ports, port 0 shares its address with the write port (the
+write address while ``x_wr.en`` is high, the read address otherwise), so the copy is a memory
+of one read-write and one read port: one true dual-port block RAM (ECP5 ``DP16KD``, 7-series
+``RAMB18E1``), which Yosys maps directly; iCE40 block RAMs have one read port, so Yosys doubles
+each copy there. The copies carry Yosys's ``no_rw_check`` attribute: a read in the cycle of a
+write to its address may return anything, which the contract below allows (activations are
+written only while the engine is not busy, and reads matter only while it is), so Yosys adds
+no read-during-write logic. One memory with ``n * P`` read ports would be the same storage to a
+simulator, but Yosys 0.70's ``memory_libmap`` crashes on it for ECP5 and xc7.
 
 Stride (1 or 2) and padding (0 or 1) are runtime inputs (``stride2``, ``pad``), with the input
 size ``h``, ``w`` and output size ``ho``, ``wo`` (which the bench sets to
@@ -56,7 +73,8 @@ memories are addressed by bit fields, not by products of runtime sizes:
 * ``library`` (write, depth ``library_size``): word ``i`` holds in field ``k`` (4 bits) the
   ``k``-th kept position ``3*row + col`` of pattern ``i``, increasing;
 * ``activations`` (write, depth ``max_channels << (HB + WB)``): address
-  ``c << (HB+WB) | y << WB | x`` holds ``x[c, y, x]``;
+  ``c << (HB+WB) | y << WB | x`` holds ``x[c, y, x]`` (in every copy, see *Activation
+  storage*);
 * ``outputs`` (read, depth ``ceil(max_filters / P) << (HB + WB)``): address
   ``g << (HB+WB) | oy << WB | ox`` holds in lane ``p`` the output of stored lane ``g*P + p``
   (output filter :attr:`PatternImages.out_filter` ``[g*P + p]``), wrapped to ``acc_bits``;
@@ -69,7 +87,8 @@ Lint
 ``verilator --lint-only -Wall`` reports only the classes waived for :mod:`hw.dense`
 (``PROCASSINIT``, ``UNUSEDSIGNAL``, ``WIDTHEXPAND``, ``WIDTHTRUNC``), for the same reasons
 (register initialisers, Amaranth's alias wires, minimal-width constants and intended
-truncations such as out-of-image row/column addresses, which are masked).
+truncations such as out-of-image row/column addresses, which are masked), plus
+``DECLFILENAME``: the :class:`ReplicatedMemory` submodule is a second module in the same file.
 """
 
 from __future__ import annotations
@@ -86,8 +105,9 @@ from amaranth.utils import ceil_log2
 from hw.dense import CYCLE_COUNTER_BITS, _check_int
 from ir.pattern import PatternConv as PatternWeight
 
-__all__ = ["PatternConv", "PatternImages", "check_pattern_parameters", "pattern_cycles",
-           "pattern_steps", "pack_pattern", "pattern_field_widths", "PIPELINE_LATENCY"]
+__all__ = ["PatternConv", "PatternImages", "ReplicatedMemory", "check_pattern_parameters",
+           "pattern_cycles", "pattern_steps", "pack_pattern", "pattern_field_widths",
+           "PIPELINE_LATENCY"]
 
 #: Cycles from ``start`` to ``done`` beyond one per item: three stages after issue.
 PIPELINE_LATENCY = 3
@@ -274,6 +294,73 @@ def pack_pattern(pc: PatternWeight, lanes: int) -> PatternImages:
         out_filter=out_filter, n_groups=len(groups))
 
 
+class ReplicatedMemory(wiring.Component):
+    """One memory image with one write port and ``read_ports`` synchronous read ports, stored
+    as ``ceil(read_ports / 2)`` copies of two read ports each, every copy one true dual-port
+    block RAM (see the module docstring, *Activation storage*).
+
+    Parameters
+    ----------
+    shape : amaranth shape
+        Shape of one word.
+    depth : int
+        Words, at least 2.
+    read_ports : int
+        Read ports, at least 1.
+
+    Members
+    -------
+    wr : ``Out(WritePort.Signature(addr_width=ceil_log2(depth), shape=shape))``
+        The write port; every copy is written at ``wr.addr`` while ``wr.en`` is high.
+    rd : ``Out(ReadPort.Signature(...)).array(read_ports)``
+        Synchronous, non-transparent read ports: ``rd[i].data`` is the word at ``rd[i].addr``
+        of the cycle before (when ``rd[i].en``, which defaults to 1).
+
+    Notes
+    -----
+    A read port must not be relied upon in a cycle in which ``wr.en`` is high: port 0 of each
+    copy then reads at ``wr.addr`` (it shares the write port's address), and a read of the
+    address being written returns an undefined value in hardware (``no_rw_check``). Outside
+    such cycles every port reads the memory image exactly.
+    """
+
+    #: Read ports per copy: a true dual-port block RAM has two ports, one of them shared.
+    PORTS_PER_COPY = 2
+
+    def __init__(self, shape: Any, depth: int, read_ports: int) -> None:
+        self.shape = shape
+        self.depth = _check_int(depth, "Depth", 2)
+        self.read_ports = _check_int(read_ports, "Read ports", 1)
+        self.copies = -(-self.read_ports // self.PORTS_PER_COPY)
+        aw = ceil_log2(self.depth)
+        super().__init__({
+            "wr": Out(WritePort.Signature(addr_width=aw, shape=shape)),
+            "rd": Out(ReadPort.Signature(addr_width=aw, shape=shape)).array(self.read_ports),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        for c in range(self.copies):
+            mem = Memory(shape=self.shape, depth=self.depth, init=[],
+                         attrs={"no_rw_check": 1})
+            m.submodules[f"copy{c}"] = mem
+            wp = mem.write_port()
+            ports = self.rd[c * self.PORTS_PER_COPY:(c + 1) * self.PORTS_PER_COPY]
+            rps = [mem.read_port() for _ in ports]
+            m.d.comb += [wp.data.eq(self.wr.data), wp.en.eq(self.wr.en)]
+            if len(ports) == 1:               # a lone read port needs no shared address
+                m.d.comb += wp.addr.eq(self.wr.addr)
+            else:                             # port 0 and the write port: one RAM port
+                shared = Signal.like(self.wr.addr, name=f"shared_addr{c}")
+                m.d.comb += [shared.eq(Mux(self.wr.en, self.wr.addr, ports[0].addr)),
+                             wp.addr.eq(shared), rps[0].addr.eq(shared)]
+            for i, (rp, port) in enumerate(zip(rps, ports, strict=True)):
+                if i or len(ports) == 1:
+                    m.d.comb += rp.addr.eq(port.addr)
+                m.d.comb += [rp.en.eq(port.en), port.data.eq(rp.data)]
+        return m
+
+
 class PatternConv(wiring.Component):
     """Pattern-pruned 3x3 convolution engine with ``lanes`` filter lanes of ``kept``
     multipliers each (see the module docstring).
@@ -427,20 +514,20 @@ class PatternConv(wiring.Component):
                                              init=[])
         m.submodules.library = l_mem = Memory(shape=self.lib_layout, depth=self.lib_depth,
                                               init=[])
-        m.submodules.activations = x_mem = Memory(shape=signed(self.act_bits),
-                                                  depth=self.act_depth, init=[])
+        m.submodules.activations = x_mem = ReplicatedMemory(signed(self.act_bits),
+                                                            self.act_depth, P * n)
         m.submodules.outputs = o_mem = Memory(shape=self.out_layout, depth=self.out_depth,
                                               init=[])
         g_rp = g_mem.read_port(domain="comb")
         k_rp = k_mem.read_port()
         w_rp = w_mem.read_port()
         l_rps = [l_mem.read_port(domain="comb") for _ in range(P)]
-        x_rps = [[x_mem.read_port() for _ in range(n)] for _ in range(P)]
+        x_rps = [[x_mem.rd[p * n + k] for k in range(n)] for p in range(P)]
         o_wp = o_mem.write_port()
         o_rp = o_mem.read_port()
-        for mem, port in ((g_mem, self.group_wr), (k_mem, self.kern_wr), (w_mem, self.w_wr),
-                          (l_mem, self.lib_wr), (x_mem, self.x_wr)):
-            wp = mem.write_port()
+        for wp, port in ((g_mem.write_port(), self.group_wr), (k_mem.write_port(), self.kern_wr),
+                         (w_mem.write_port(), self.w_wr), (l_mem.write_port(), self.lib_wr),
+                         (x_mem.wr, self.x_wr)):
             m.d.comb += [wp.addr.eq(port.addr), wp.data.eq(port.data), wp.en.eq(port.en)]
 
         ngroups = Signal.like(self.groups)
