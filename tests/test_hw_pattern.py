@@ -3,13 +3,15 @@
 The emitted Verilog is simulated with Verilator and Icarus in tests/test_sim_pattern.py.
 """
 
+import gc
 import json
 import re
 import subprocess
 
 import numpy as np
 import pytest
-from amaranth.hdl import Fragment, Value
+from amaranth.back import rtlil
+from amaranth.hdl import Fragment, Value, signed
 from amaranth.sim import Simulator
 
 from hw.bcr import pack_fields
@@ -17,6 +19,7 @@ from hw.dense import pack_words, unpack_words
 from hw.pattern import (
     PIPELINE_LATENCY,
     PatternConv,
+    ReplicatedMemory,
     check_pattern_parameters,
     pack_pattern,
     pattern_cycles,
@@ -212,6 +215,110 @@ def test_engine_matches_golden_and_cycle_model():
         np.testing.assert_array_equal(y, conv2d(w, x, stride=s, padding=pd))
         ho, wo = y.shape[1:]
         assert cycles == pattern_cycles(encode_pattern(w, lib_, mask), (ho, wo), 3)
+
+
+# ------------------------------------------------------------------------ memories Yosys maps
+
+@pytest.mark.parametrize("read_ports", [1, 2, 5])
+def test_replicated_memory_reads_every_port_exactly(read_ports):
+    rng = np.random.default_rng(read_ports)
+    dut = ReplicatedMemory(signed(6), 20, read_ports)
+    assert dut.copies == -(-read_ports // 2)
+    image = rng.integers(-32, 32, 20)
+
+    async def bench(ctx):
+        ctx.set(dut.wr.en, 1)
+        for a, v in enumerate(image):
+            ctx.set(dut.wr.addr, a)
+            ctx.set(dut.wr.data, int(v))
+            await ctx.tick()
+        ctx.set(dut.wr.en, 0)
+        for _ in range(12):
+            addrs = rng.integers(0, 20, read_ports)
+            for port, a in zip(dut.rd, addrs, strict=True):
+                ctx.set(port.addr, int(a))
+            await ctx.tick()
+            assert [ctx.get(port.data) for port in dut.rd] == image[addrs].tolist()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"depth": 1}, "Depth must be an integer"),
+    ({"read_ports": 0}, "Read ports must be a positive integer, not 0"),
+])
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")  # refused, never built
+def test_replicated_memory_refuses(kwargs, message):
+    args = {"shape": 8, "depth": 16, "read_ports": 2} | kwargs
+    with pytest.raises(ValueError, match=message):
+        ReplicatedMemory(**args)
+    gc.collect()                 # while the warning is filtered
+
+
+def _rtlil_memories(text: str) -> dict[tuple[str, str], dict]:
+    """Every memory of an RTLIL design: ``(module, name) -> {"attrs", "sync_reads", "writes",
+    "comb_reads"}``, the read and write lists holding each port's address connection."""
+    mems: dict[tuple[str, str], dict] = {}
+    module, attrs, cell = "", [], None
+    for line in text.splitlines():
+        if line.startswith("module "):
+            module = line.split()[1]
+        elif line.startswith("  attribute "):
+            attrs.append(line.split()[1])
+        elif line.startswith("  memory "):
+            mems[module, line.split()[-1]] = {"attrs": attrs, "sync_reads": [], "writes": [],
+                                              "comb_reads": 0}
+            attrs = []
+        elif line.startswith("  cell "):
+            cell = {"type": line.split()[1]} if line.split()[1] in ("$memrd_v2",
+                                                                    "$memwr_v2") else None
+            attrs = []
+        elif cell is not None and line.startswith("    parameter \\MEMID "):
+            cell["mem"] = "\\" + line.split('"')[1].removeprefix("\\\\")
+        elif cell is not None and line.startswith("    parameter \\CLK_ENABLE "):
+            cell["sync"] = line.split()[-1] == "1"
+        elif cell is not None and line.startswith("    connect \\ADDR "):
+            cell["addr"] = line.split(None, 2)[2]
+        elif line == "  end" and cell is not None:
+            mem = mems[module, cell["mem"]]
+            if cell["type"] == "$memwr_v2":
+                mem["writes"].append(cell["addr"])
+            elif cell["sync"]:
+                mem["sync_reads"].append(cell["addr"])
+            else:
+                mem["comb_reads"] += 1
+            cell = None
+        elif not line.startswith("    "):
+            attrs = []
+    return mems
+
+
+@pytest.mark.parametrize("lanes, kept", [(8, 4), (3, 3)])
+def test_every_memory_fits_a_true_dual_port_block_ram(lanes, kept):
+    # What Yosys's memory_libmap needs (one memory of lanes * kept read ports crashed Yosys
+    # 0.70 for ECP5 and xc7): no memory has more than two synchronous read ports, and the
+    # synchronous reads and the writes of a memory use at most two addresses, the two ports of
+    # an ECP5 DP16KD / 7-series RAMB18E1. Activation copies of two read ports share the write
+    # address on one of them and tell Yosys not to add read-during-write logic.
+    dut = PatternConv(lanes, kept=kept, library_size=8, max_channels=16, max_filters=16,
+                      max_height=8, max_width=8)
+    mems = _rtlil_memories(rtlil.convert(dut, name="top"))
+    copies = {k: v for k, v in mems.items() if k[0] == "\\top.activations"}
+    assert len(copies) == -(-lanes * kept // 2)
+    assert sum(len(m["sync_reads"]) for m in copies.values()) == lanes * kept
+    assert {k[1] for k in mems if k[0] == "\\top"} == {
+        "\\groups_mem", "\\kernels", "\\values", "\\library", "\\outputs"}
+    for (_, name), m in mems.items():
+        assert len(m["sync_reads"]) <= 2, name
+        assert len(set(m["sync_reads"] + m["writes"])) <= 2, name
+        assert len(m["writes"]) == 1, name
+    for m in copies.values():
+        assert "\\no_rw_check" in m["attrs"]
+        if len(m["sync_reads"]) == 2:
+            assert m["writes"][0] in m["sync_reads"]
 
 
 # ------------------------------------------------------------------------ lint

