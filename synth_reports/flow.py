@@ -175,9 +175,14 @@ def _sidecar_problem(meta: dict[str, Any]) -> str | None:
 
 
 def _port_problem(stat_path: Path, meta: dict[str, Any]) -> str | None:
-    """Whether the synthesised engine has the sidecar's ports (count and total bits)."""
+    """Whether the synthesised engine has the sidecar's ports (count and total bits).
+
+    The counts are the top-level module's (``meta["toplevel"]``) where the report lists it:
+    a flow that keeps the hierarchy (``synth_xilinx``) sums every module's ports in its
+    ``design`` entry."""
     try:
-        design = json.loads(stat_path.read_text("utf-8"))["design"]
+        stat = json.loads(stat_path.read_text("utf-8"))
+        design = (stat.get("modules") or {}).get("\\" + str(meta["toplevel"]), stat["design"])
         ports, bits = int(design["num_ports"]), int(design["num_port_bits"])
     except (OSError, ValueError, KeyError, TypeError):
         return None                      # an older Yosys without these counts: not checked
