@@ -27,7 +27,7 @@ from amaranth.hdl import Shape, Value
 from amaranth.lib import wiring
 
 __all__ = ["emit_verilog", "sanitize_identifier", "component_ports", "VERILOG_KEYWORDS",
-           "SIDECAR_VERSION", "write_atomic"]
+           "SIDECAR_VERSION", "write_atomic", "memory_bits_problem", "MAX_MEMORY_BITS"]
 
 #: Version of the JSON sidecar layout.
 SIDECAR_VERSION = 1
@@ -181,15 +181,23 @@ It is already 18 times the block RAM of the largest ECP5.
 """
 
 
-def _check_memory_bits(memory_map: list[dict[str, Any]]) -> None:
+def memory_bits_problem(memory_map: list[dict[str, Any]]) -> str | None:
+    """Why :func:`emit_verilog` refuses an engine with this memory map, or None: its memories
+    hold more than :data:`MAX_MEMORY_BITS` bits. Cheap: no Verilog is converted."""
     sizes = [(m.get("name", "?"), int(m.get("depth", 0)) * int(m.get("width", 0)))
              for m in memory_map]
     total = sum(bits for _, bits in sizes)
-    if total > MAX_MEMORY_BITS:
-        largest = max(sizes, key=lambda item: item[1])
-        raise ValueError(f"The engine's memories hold {total:,} bits (largest: {largest[0]}, "
-                         f"{largest[1]:,}); at most {MAX_MEMORY_BITS:,} are built: use a "
-                         "smaller shape")
+    if total <= MAX_MEMORY_BITS:
+        return None
+    largest = max(sizes, key=lambda item: item[1])
+    return (f"The engine's memories hold {total:,} bits (largest: {largest[0]}, "
+            f"{largest[1]:,}); at most {MAX_MEMORY_BITS:,} are built: use a smaller shape")
+
+
+def _check_memory_bits(memory_map: list[dict[str, Any]]) -> None:
+    problem = memory_bits_problem(memory_map)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 def emit_verilog(component: wiring.Component, name: str, out_dir: str | os.PathLike,
