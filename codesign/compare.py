@@ -1,4 +1,5 @@
-"""FPGA against a mobile ARM core on one RNN layer: the same integer step on both, checked.
+"""FPGA against a mobile ARM core on one RNN or linear layer: the same integer function on both,
+checked.
 
 For an lstm or gru layer of a bundle, :func:`compare_rnn_layer` runs one random input sequence
 (``steps`` steps from a zero state) through
@@ -19,14 +20,29 @@ For an lstm or gru layer of a bundle, :func:`compare_rnn_layer` runs one random 
 Both sides take the integer weights, biases and fixed-point format of
 :func:`mobile.layers.layer_kernels` (``int8``), so they compute one function bit for bit.
 
+For a linear layer, :func:`compare_linear_layer` does the same with ``vectors`` random int8
+input vectors instead of a sequence:
+
+* **the FPGA engines**: the dense engine (:mod:`hw.dense`) always, and the layer's sparse engine
+  (:mod:`hw.bcr` for a BCR layer, :mod:`hw.unstructured` for any other sparse scheme), each with
+  its memories sized to the layer (:func:`linear_engine_params`), run in RTL (:mod:`sim.dense`,
+  :mod:`sim.bcr`, :mod:`sim.unstructured`); every output plus the layer's integer bias (the
+  engines have no bias adder) checked against ``ir.golden.linear``, every vector's cycles against
+  the engine's cycle model;
+* **the ARM kernels**: :func:`mobile.layers.layer_kernels` of the layer (the sparse kernel, CSR
+  too for a BCR layer, dense), checked, run on the same vectors (outputs equal to the RTL's plus
+  the bias) and costed per vector.
+
 The model's ARM cycles are not phone milliseconds (``shared/TOOLCHAIN.md``), so the comparison
 needs no ARM clock: the **matching clock** of an ARM kernel against an FPGA engine is
-``ARM cycles per step / FPGA microseconds per step`` in MHz, a band over the two models. An ARM
-core clocked above it is faster than the FPGA engine on this layer; below it, slower.
+``ARM cycles per step / FPGA microseconds per step`` (per vector for a linear layer) in MHz, a
+band over the two models. An ARM core clocked above it is faster than the FPGA engine on this
+layer; below it, slower.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -35,19 +51,40 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FpgaResult", "ArmResult", "Comparison", "compare_rnn_layer", "check_compare_layer",
-           "bcr_memory_needs", "fpga_engines", "serial_cycles", "comparison_frame", "matching_mhz", "format_comparison", "comparison_rows"]
+__all__ = ["FpgaResult", "ArmResult", "Comparison", "compare_rnn_layer", "compare_linear_layer",
+           "check_compare_layer", "bcr_memory_needs", "fpga_engines", "linear_engines",
+           "linear_engine_params", "serial_cycles", "comparison_frame", "matching_mhz",
+           "format_comparison", "comparison_rows", "COMPARED_OPS"]
+
+#: The layer kinds :func:`check_compare_layer` accepts.
+COMPARED_OPS = ("lstm", "gru", "linear")
+
+#: Printed names of the matrix engines.
+_ENGINE_LABELS = {"dense": "dense", "bcr": "BCR", "unstructured": "unstructured"}
+
+#: ``synth(engine, verilog) -> (fmax_mhz or None, source, resources or None, report path or
+#: None, note)``: the callback that places an engine.
+Synth = Callable[[str, Path], tuple[float | None, str, dict | None, str | None, str]]
 
 
 @dataclass(frozen=True)
 class FpgaResult:
     """One FPGA engine on the layer.
 
-    ``gates`` is ``"dense"`` or ``"bcr"``; ``rtl_cycles`` the simulator's count for all
-    ``steps`` (``model_cycles`` the cycle model's), ``setup_cycles`` the part paid once per
-    sequence (the first step's copy of the initial ``h``, and the BCR engine's setup stage). ``fmax_mhz`` is None when the engine was
-    not placed (``note`` says why); ``fmax_source`` says where it came from; ``resources`` are
-    the engine's (:class:`synth_reports.yosys.Resources` as a dict) when it was synthesised.
+    ``gates`` is the engine of the matrix product: ``"dense"`` or ``"bcr"`` (the gates of an RNN
+    cell engine), or for a linear layer also ``"unstructured"``. ``unit`` is what one run
+    computes: ``"step"`` (an RNN cell step) or ``"vector"`` (one matrix-vector product of a
+    linear layer); ``steps`` counts them. ``rtl_cycles`` is the simulator's count for all of
+    them (``model_cycles`` the cycle model's), ``setup_cycles`` the part paid once per sequence
+    (the first step's copy of the initial ``h``, and the BCR engine's setup stage; 0 for a
+    linear layer). ``fmax_mhz`` is None when the engine was not placed (``note`` says why);
+    ``fmax_source`` says where it came from; ``resources`` are the engine's
+    (:class:`synth_reports.yosys.Resources` as a dict) when it was synthesised.
+
+    Linear layers only: ``cycles_each`` and ``model_each`` are the RTL's and the cycle model's
+    cycles of each vector (the unstructured engine's depend on which inputs are zero), and
+    ``serial_cycles`` the cycles of one vector that no lane count shortens (the cycle model
+    with one lane per output row, every input non-zero).
     """
 
     gates: str
@@ -64,30 +101,45 @@ class FpgaResult:
     resources: dict[str, Any] | None = None
     report: str | None = None
     note: str = ""
+    unit: str = "step"
+    cycles_each: tuple[int, ...] | None = None
+    model_each: tuple[int, ...] | None = None
+    serial_cycles: int | None = None
 
     @property
     def name(self) -> str:
-        return "BCR gates" if self.gates == "bcr" else "dense gates"
+        """``"BCR gates"``/``"dense gates"`` (RNN), ``"<engine> engine"`` (linear)."""
+        label = _ENGINE_LABELS.get(self.gates, self.gates)
+        return f"{label} gates" if self.unit == "step" else f"{label} engine"
 
     @property
     def cycles_match(self) -> bool:
-        return self.rtl_cycles == self.model_cycles
+        """The RTL's cycles equal the cycle model's, in total and for every vector."""
+        return self.rtl_cycles == self.model_cycles and self.cycles_each == self.model_each
 
     @property
-    def cycles_per_step(self) -> float:
-        """Cycles of one step once the sequence runs: ``(rtl_cycles - setup) / steps``."""
+    def cycles_per_unit(self) -> float:
+        """Cycles of one step (once the sequence runs) or one vector:
+        ``(rtl_cycles - setup) / steps``."""
         return (self.rtl_cycles - self.setup_cycles) / self.steps
 
     @property
-    def us_per_step(self) -> float | None:
-        return None if self.fmax_mhz is None else self.cycles_per_step / self.fmax_mhz
+    def us_per_unit(self) -> float | None:
+        """Microseconds of one step or vector at ``fmax_mhz``; None when not placed."""
+        return None if self.fmax_mhz is None else self.cycles_per_unit / self.fmax_mhz
+
+    #: The RNN names of :attr:`cycles_per_unit` and :attr:`us_per_unit`, kept for callers.
+    cycles_per_step = cycles_per_unit
+    us_per_step = us_per_unit
 
 
 @dataclass(frozen=True)
 class ArmResult:
-    """One aarch64 step kernel: ``matvec`` its gate products (``dense``, ``bcr``, ``csr``),
-    ``check`` the golden check's line, ``sequence_match`` whether the sequence's outputs equal
-    the RTL's, ``instructions`` and ``cycles`` (per llvm-mca model) of one step."""
+    """One aarch64 kernel: ``matvec`` its matrix products (``dense``, ``bcr``, ``csr``),
+    ``check`` the golden check's line, ``sequence_match`` whether its outputs on the compared
+    inputs (the sequence, or the vectors) equal the RTL's, ``instructions`` and ``cycles`` (per
+    llvm-mca model) of one ``unit``: an RNN step kernel's step (``"step"``) or a linear
+    kernel's matrix-vector product (``"vector"``)."""
 
     role: str
     matvec: str
@@ -97,10 +149,12 @@ class ArmResult:
     instructions: int
     cycles: dict[str, float]
     text_bytes: int
+    unit: str = "step"
 
     @property
     def name(self) -> str:
-        return f"{self.matvec} products"
+        """``"<matvec> products"`` (an RNN step's gate products) or ``"<matvec> kernel"``."""
+        return f"{self.matvec} products" if self.unit == "step" else f"{self.matvec} kernel"
 
     @property
     def ok(self) -> bool:
@@ -109,7 +163,9 @@ class ArmResult:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Everything :func:`compare_rnn_layer` measured on one layer."""
+    """Everything :func:`compare_rnn_layer` or :func:`compare_linear_layer` measured on one
+    layer. For a linear layer ``input_size`` is its input features, ``hidden_size`` its output
+    features and ``steps`` its input vectors (named so in the JSON and CSV)."""
 
     layer: str
     op: str
@@ -132,52 +188,98 @@ class Comparison:
         return (all(f.outputs_match and f.cycles_match for f in self.fpga)
                 and all(a.ok for a in self.arm))
 
+    @property
+    def unit(self) -> str:
+        """``"step"`` for an lstm/gru layer, ``"vector"`` for a linear one."""
+        return "vector" if self.op == "linear" else "step"
+
     def to_json(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k not in ("fpga", "arm")}
+        """Every field, the checks, each engine's time per unit and every matching clock; a
+        linear layer's counts and sizes under its own names (``vectors``, ``output_size``,
+        ``cycles_per_vector``, ``us_per_vector``)."""
+        unit = self.unit
+        out = _unit_keys({k: v for k, v in asdict(self).items() if k not in ("fpga", "arm")},
+                         unit)
         out["ok"] = self.ok
-        out["fpga"] = [{**asdict(f), "name": f.name, "cycles_match": f.cycles_match,
-                        "cycles_per_step": f.cycles_per_step, "us_per_step": f.us_per_step}
+        out["fpga"] = [_unit_keys({**_without_none(asdict(f), _LINEAR_ONLY), "name": f.name,
+                                   "cycles_match": f.cycles_match,
+                                   f"cycles_per_{unit}": f.cycles_per_unit,
+                                   f"us_per_{unit}": f.us_per_unit}, unit)
                        for f in self.fpga]
         out["arm"] = [{**asdict(a), "name": a.name} for a in self.arm]
         out["matching_mhz"] = [
             {"fpga": f.name, "arm": a.name, **matching_mhz(a, f)}
-            for f in self.fpga if f.us_per_step for a in self.arm]
+            for f in self.fpga if f.us_per_unit for a in self.arm]
         return out
 
 
+#: FpgaResult fields that only linear layers fill (left out of an RNN layer's JSON).
+_LINEAR_ONLY = ("cycles_each", "model_each", "serial_cycles")
+
+
+def _without_none(d: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if not (k in keys and v is None)}
+
+
+def _unit_keys(d: dict[str, Any], unit: str) -> dict[str, Any]:
+    """``d`` with a linear layer's names: ``steps`` -> ``vectors``, ``hidden_size`` ->
+    ``output_size``; unchanged for ``unit == "step"``."""
+    if unit == "step":
+        return d
+    names = {"steps": "vectors", "hidden_size": "output_size"}
+    return {names.get(k, k): v for k, v in d.items()}
+
+
 def matching_mhz(arm: ArmResult, fpga: FpgaResult) -> dict[str, float]:
-    """The ARM clock (MHz) at which ``arm`` takes ``fpga``'s time per step, per llvm-mca model:
-    modelled ARM cycles per step / FPGA microseconds per step."""
-    us = fpga.us_per_step
+    """The ARM clock (MHz) at which ``arm`` takes ``fpga``'s time per step (or vector), per
+    llvm-mca model: modelled ARM cycles per step / FPGA microseconds per step."""
+    us = fpga.us_per_unit
     if not us:
-        raise ValueError(f"the FPGA {fpga.name} engine has no time per step (no Fmax)")
+        what = f"{fpga.name} engine" if fpga.unit == "step" else fpga.name
+        raise ValueError(f"the FPGA {what} has no time per {fpga.unit} (no Fmax)")
     return {label: cyc / us for label, cyc in arm.cycles.items()}
 
 
 def check_compare_layer(layer: Any, lanes: int) -> None:
-    """``ValueError`` naming the layer unless :func:`compare_rnn_layer` can run it: an lstm or
-    gru layer with quantized weights of at most 8 bits whose scales give an 8-bit fixed-point
-    format; ``lanes`` a multiple of 4 (the dense-gated engine's)."""
+    """``ValueError`` naming the layer unless compare can run it.
+
+    Any layer: one of :data:`COMPARED_OPS` with quantized signed weights of at most 8 bits.
+    lstm/gru (:func:`compare_rnn_layer`): scales that give an 8-bit fixed-point format,
+    ``lanes`` a multiple of 4 (the dense-gated engine's). linear
+    (:func:`compare_linear_layer`): its engines (:func:`linear_engines`), sized to it with
+    ``lanes`` lanes, within the engines' limits (memory bits, cycle counter). Cheap: nothing
+    is built or converted.
+    """
     from mobile.layers import layer_kernels
 
-    if layer.op not in ("lstm", "gru"):
-        raise ValueError(f"layer {layer.name!r} is {layer.op}; compare runs lstm and gru layers "
-                         "(for linear and conv layers: codesign sweep --fmax on the FPGA side, "
+    if layer.op not in COMPARED_OPS:
+        raise ValueError(f"layer {layer.name!r} is {layer.op}; compare runs lstm, gru and linear "
+                         "layers (for conv layers: codesign sweep --fmax on the FPGA side, "
                          "codesign mobile on the ARM side)")
+    rnn = layer.op != "linear"
+    what = "step" if rnn else "product"
     q = layer.quant
     if q is None or q.bits > 8 or not q.signed:
-        what = ("has no quantized weights" if q is None else f"has {q.bits}-bit weights"
-                if q.bits > 8 else "has unsigned weights")
-        raise ValueError(f"layer {layer.name!r} {what}; compare runs the int8 step on both "
+        why = ("has no quantized weights" if q is None else f"has {q.bits}-bit weights"
+               if q.bits > 8 else "has unsigned weights")
+        raise ValueError(f"layer {layer.name!r} {why}; compare runs the int8 {what} on both "
                          "sides and needs signed weights of at most 8 bits (prune with --bits)")
-    if lanes < 4 or lanes % 4:
+    if rnn and (lanes < 4 or lanes % 4):
         raise ValueError(f"--lanes must be a positive multiple of 4 (the dense-gated engine's "
                          f"gate rows), not {lanes}")
     try:
         layer_kernels(layer, "int8")        # the fixed-point format exists
     except ValueError as exc:               # its hint names an option compare does not have
         raise ValueError(str(exc).removesuffix("; use --dtype fp32")
-                         + "; compare runs the int8 step only") from None
+                         + f"; compare runs the int8 {what} only") from None
+    if not rnn:
+        for engine in linear_engines(layer):
+            problem = _linear_engine_problem(layer, engine, lanes)
+            if problem is not None:
+                raise ValueError(f"layer {layer.name!r} ({layer.shape.out_features}x"
+                                 f"{layer.shape.in_features}) does not fit the "
+                                 f"{_ENGINE_LABELS[engine]} engine with {lanes} lanes: "
+                                 f"{problem}")
 
 
 def fpga_engines(layer: Any) -> list[str]:
@@ -258,8 +360,7 @@ def _run_fpga(kind: str, gates: str, base: dict, x: np.ndarray, lanes: int, bloc
 
 def compare_rnn_layer(layer: Any, *, lanes: int = 8, steps: int = 4, seed: int = 0,
                       simulator: str = "verilator",
-                      synth: Callable[[str, Path], tuple[float | None, str, dict | None,
-                                                         str | None, str]] | None = None,
+                      synth: Synth | None = None,
                       fmax: dict[str, float] | None = None, device: str | None = None,
                       cache_dir: str | Path | None = None, mobile_cache: Path | None = None,
                       bcr_memory: tuple[int, int] | None = None,
@@ -277,7 +378,9 @@ def compare_rnn_layer(layer: Any, *, lanes: int = 8, steps: int = 4, seed: int =
         ``synth(gates, verilog) -> (fmax_mhz or None, source, resources or None, report path or
         None, note)``: places the engine (e.g. :func:`synth_reports.flow.synth_engine`).
     fmax : dict, optional
-        Given Fmax per gate engine (``{"dense": MHz, "bcr": MHz}``); used instead of ``synth``.
+        Given Fmax per gate engine (``{"dense": MHz, "bcr": MHz}``; ``"sparse"`` stands for
+        ``"bcr"``, as :func:`codesign.compare_cmd.parse_fmax` gives it); used instead of
+        ``synth``.
     device : str, optional
         The part ``synth`` places on, recorded.
     cache_dir, mobile_cache
@@ -299,10 +402,7 @@ def compare_rnn_layer(layer: Any, *, lanes: int = 8, steps: int = 4, seed: int =
     from mobile.layers import layer_kernels
 
     check_compare_layer(layer, lanes)
-    for gates, mhz in (fmax or {}).items():
-        if not (isinstance(mhz, int | float) and math.isfinite(mhz) and mhz > 0):
-            raise ValueError(f"Fmax of the {gates}-gated engine must be a positive finite "
-                             f"number of MHz, not {mhz!r}")
+    _check_fmax(fmax, "{}-gated engine")
     kind = layer.op
     kernels = layer_kernels(layer, "int8")
     base = dict(next(p for role, _, p in kernels if role == "dense"))
@@ -335,12 +435,8 @@ def compare_rnn_layer(layer: Any, *, lanes: int = 8, steps: int = 4, seed: int =
         match = np.array_equal(run.h_seq, want_h)
         if kind == "lstm":
             match = match and np.array_equal(run.c, final[1])
-        fm, source, res, report, note = None, "", None, None, ""
-        if fmax is not None and gates in fmax:
-            fm, source = float(fmax[gates]), "given (--fmax)"
-        elif synth is not None:
-            echo(f"  FPGA {gates} gates: synthesis and place and route on {device} ...")
-            fm, source, res, report, note = synth(gates, verilog)
+        fm, source, res, report, note = _fpga_clock(gates, verilog, fmax, synth, device,
+                                                    echo, f"FPGA {gates} gates")
         fpga.append(FpgaResult(gates, lanes, steps, int(run.cycles), int(model), int(setup),
                                bool(match), str(verilog), block if gates == "bcr" else None,
                                fm, source, res, report, note))
@@ -375,6 +471,254 @@ def compare_rnn_layer(layer: Any, *, lanes: int = 8, steps: int = 4, seed: int =
                       layer.quant.bits, steps, fpga, arm, device, seed, block, simulator)
 
 
+def _check_fmax(fmax: dict[str, float] | None, what: str) -> None:
+    """``ValueError`` unless every given Fmax is a positive finite number of MHz; ``what`` is
+    the engine's description with ``{}`` for its key."""
+    for engine, mhz in (fmax or {}).items():
+        if not (isinstance(mhz, int | float) and math.isfinite(mhz) and mhz > 0):
+            raise ValueError(f"Fmax of the {what.format(engine)} must be a positive finite "
+                             f"number of MHz, not {mhz!r}")
+
+
+def _given_fmax(fmax: dict[str, float] | None, engine: str) -> float | None:
+    """The given Fmax of ``engine``: its own key, else ``"sparse"`` for any sparse engine."""
+    if not fmax:
+        return None
+    mhz = fmax.get(engine, None if engine == "dense" else fmax.get("sparse"))
+    return None if mhz is None else float(mhz)
+
+
+def _fpga_clock(engine: str, verilog: Path | str, fmax: dict[str, float] | None,
+                synth: Synth | None, device: str | None, echo: Callable[[str], None],
+                what: str) -> tuple[float | None, str, dict | None, str | None, str]:
+    """``(fmax_mhz, source, resources, report, note)`` of one engine: given, or placed by
+    ``synth``, or nothing."""
+    mhz = _given_fmax(fmax, engine)
+    if mhz is not None:
+        return mhz, "given (--fmax)", None, None, ""
+    if synth is None:
+        return None, "", None, None, ""
+    echo(f"  {what}: synthesis and place and route on {device} ...")
+    return synth(engine, verilog)
+
+
+def linear_engines(layer: Any) -> list[str]:
+    """The matrix engines a linear layer runs on, sparse first: ``["bcr", "dense"]`` for a BCR
+    layer, ``["dense"]`` for a dense one, ``["unstructured", "dense"]`` for any other sparse
+    scheme (the unstructured engine runs any mask), as :func:`mobile.layers.layer_kernels`
+    picks the ARM kernels."""
+    from ir import BCR, Dense
+
+    if isinstance(layer.scheme, BCR):
+        return ["bcr", "dense"]
+    return ["dense"] if isinstance(layer.scheme, Dense) else ["unstructured", "dense"]
+
+
+def _linear_matrix(layer: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(qweight, mask)`` of a linear layer: int64 integer weights zero outside the mask (the
+    weights :func:`mobile.layers.layer_kernels` gives the ARM kernels), boolean mask."""
+    mask = np.asarray(layer.tensors["mask"]) != 0
+    return np.where(mask, np.asarray(layer.tensors["qweight"], dtype=np.int64), 0), mask
+
+
+def _index_bits(layer: Any) -> int:
+    """The unstructured engine's relative-index width: the scheme's, else 4 (as ``codesign
+    simulate``)."""
+    return int(getattr(layer.scheme, "index_bits", 4))
+
+
+def linear_engine_params(layer: Any, engine: str, lanes: int) -> dict[str, Any]:
+    """Constructor keywords (besides ``lanes``) of ``engine`` with memories sized to the linear
+    ``layer``: its rows and columns, 8-bit activations, the layer's weight bits; BCR: its block,
+    ``max_blocks`` its stored blocks and ``max_value_words`` their value words on ``lanes``
+    lanes; unstructured: the scheme's index bits and ``max_entries`` the busiest lane's entries.
+    Also the keywords of :mod:`sim`'s ``emit_*`` and ``run_*_batch``."""
+    from hw.bcr import bcr_items
+    from ir.bcr import encode_bcr
+    from ir.csr import encode_csc_lanes
+
+    qw, mask = _linear_matrix(layer)
+    rows, cols = qw.shape
+    params: dict[str, Any] = {"weight_bits": layer.quant.bits, "act_bits": 8,
+                              "max_rows": rows, "max_cols": cols}
+    if engine == "bcr":
+        block = tuple(layer.scheme.block)
+        enc = encode_bcr(qw, block, mask)
+        params.update(block=block, max_blocks=max(1, enc.block_count),
+                      max_value_words=max(1, bcr_items(enc, lanes)))
+    elif engine == "unstructured":
+        enc = encode_csc_lanes(qw, lanes, _index_bits(layer))
+        params.update(index_bits=_index_bits(layer),
+                      max_entries=max(1, int(enc.lane_value_counts.max(initial=0))))
+    return params
+
+
+def _linear_engine_problem(layer: Any, engine: str, lanes: int) -> str | None:
+    """Why ``engine`` sized to ``layer`` cannot be built (a parameter out of range, the cycle
+    counter, more memory bits than :func:`hw.emit.emit_verilog` converts), or None."""
+    from hw.bcr import BCRMatVec
+    from hw.dense import DenseMatVec
+    from hw.emit import memory_bits_problem
+    from hw.unstructured import UnstructuredMatVec
+
+    cls = {"dense": DenseMatVec, "bcr": BCRMatVec, "unstructured": UnstructuredMatVec}[engine]
+    try:
+        component = cls(lanes, **linear_engine_params(layer, engine, lanes))
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    component._MustUse__silence = True      # only its memory map is used (as hw.rnn does)
+    problem = memory_bits_problem(component.memory_map())
+    return None if problem is None else problem.replace("The engine's", "its")
+
+
+def _linear_model(engine: str, qw: np.ndarray, mask: np.ndarray, x: np.ndarray, lanes: int,
+                  params: dict[str, Any]) -> list[int]:
+    """The engine's cycle model for each row of ``x``."""
+    from hw.bcr import bcr_cycles
+    from hw.dense import dense_cycles
+    from hw.unstructured import unstructured_cycles
+    from ir.bcr import encode_bcr
+    from ir.csr import encode_csc_lanes
+
+    if engine == "dense":
+        return [dense_cycles(*qw.shape, lanes)] * len(x)
+    if engine == "bcr":
+        return [bcr_cycles(encode_bcr(qw, params["block"], mask), lanes)] * len(x)
+    enc = encode_csc_lanes(qw, lanes, params["index_bits"])
+    return [unstructured_cycles(enc, v, lanes) for v in x]
+
+
+def _run_linear_engine(engine: str, qw: np.ndarray, mask: np.ndarray, x: np.ndarray,
+                       lanes: int, params: dict[str, Any], simulator: str,
+                       cache_dir: str | Path | None) -> tuple[np.ndarray, list[int], Path]:
+    """RTL run of every vector of ``x`` on ``engine`` built with ``params``: ``(int32 outputs
+    (vectors, rows), cycles per vector, the Verilog that ran)``."""
+    from sim.bcr import emit_bcr, run_bcr_batch
+    from sim.dense import emit_dense, run_dense_batch
+    from sim.unstructured import emit_unstructured, run_unstructured_batch
+
+    emit, run = {"dense": (emit_dense, run_dense_batch), "bcr": (emit_bcr, run_bcr_batch),
+                 "unstructured": (emit_unstructured, run_unstructured_batch)}[engine]
+    job = (qw, mask, x) if engine == "bcr" else (qw, x)
+    result = run([job], lanes=lanes, simulator=simulator, cache_dir=cache_dir, **params)[0]
+    verilog, _ = emit(lanes, cache_dir=cache_dir, **params)
+    return result.outputs, list(result.cycles), Path(verilog)
+
+
+def _linear_fpga(engine: str, layer: Any, qw: np.ndarray, mask: np.ndarray, x: np.ndarray,
+                 want: np.ndarray, bias: np.ndarray | None, *, lanes: int, simulator: str,
+                 cache_dir: str | Path | None) -> tuple[FpgaResult, np.ndarray]:
+    """One engine on every vector, checked: ``(result without a clock, the RTL's outputs
+    plus the bias)``; ``want`` is ``ir.golden.linear`` with the bias."""
+    from ir.golden import wrap32
+
+    params = linear_engine_params(layer, engine, lanes)
+    outputs, cycles, verilog = _run_linear_engine(engine, qw, mask, x, lanes, params,
+                                                  simulator, cache_dir)
+    with_bias = wrap32(outputs.astype(np.int64) + (0 if bias is None else bias))
+    model = _linear_model(engine, qw, mask, x, lanes, params)
+    rows = max(1, qw.shape[0])
+    serial = _linear_model(engine, qw, mask, np.ones((1, qw.shape[1]), np.int64), rows, params)
+    result = FpgaResult(engine, lanes, len(x), int(sum(cycles)), int(sum(model)), 0,
+                        bool(np.array_equal(with_bias, want)), str(verilog),
+                        params.get("block"), unit="vector", cycles_each=tuple(cycles),
+                        model_each=tuple(int(m) for m in model), serial_cycles=int(serial[0]))
+    return result, with_bias
+
+
+def _linear_arm(role: str, kind: str, params: dict[str, Any], x: np.ndarray,
+                rtl: Sequence[np.ndarray], *, seed: int, mobile_cache: Path | None,
+                echo: Callable[[str], None]) -> ArmResult:
+    """One aarch64 linear kernel: built, checked against ``ir.golden``, run on every vector of
+    ``x`` under qemu (its outputs must equal each of ``rtl``, every engine's outputs plus the
+    bias; an empty ``rtl`` matches nothing) and costed on the first vector."""
+    from mobile.build import build_kernel
+    from mobile.check import check_kernel
+    from mobile.cost import kernel_cost
+
+    echo(f"  ARM {kind} kernel: aarch64 build, qemu check and trace ...")
+    k = build_kernel(kind, target="aarch64", cache_dir=mobile_cache, **params)
+    chk = check_kernel(k, seed=seed)
+    got = np.array([k(v)[0].astype(np.int64) for v in x])
+    same = bool(rtl) and all(np.array_equal(got, r) for r in rtl)
+    cost = kernel_cost(k, (x[0],))
+    return ArmResult(role, kind, chk.ok, chk.message, bool(same), cost.instructions,
+                     dict(cost.cycles), int(k.text_bytes), unit="vector")
+
+
+def compare_linear_layer(layer: Any, *, lanes: int = 8, vectors: int = 4, seed: int = 0,
+                         simulator: str = "verilator", synth: Synth | None = None,
+                         fmax: dict[str, float] | None = None, device: str | None = None,
+                         cache_dir: str | Path | None = None, mobile_cache: Path | None = None,
+                         echo: Callable[[str], None] = lambda s: None) -> Comparison:
+    """Run one linear bundle layer on the FPGA engines and the ARM kernels (module docstring).
+
+    Parameters
+    ----------
+    layer : ir.Layer
+        Checked by :func:`check_compare_layer`.
+    lanes, vectors, seed, simulator
+        Engine lanes, how many random int8 input vectors (uniform in [-127, 127], drawn from
+        ``seed``) run on both sides, the RTL simulator.
+    synth : callable, optional
+        ``synth(engine, verilog) -> (fmax_mhz or None, source, resources or None, report path
+        or None, note)`` with ``engine`` one of :func:`linear_engines`: places the engine.
+    fmax : dict, optional
+        Given Fmax per engine (``{"dense": MHz, "bcr" or "unstructured": MHz}``; ``"sparse"``
+        stands for the layer's sparse engine); used instead of ``synth``.
+    device : str, optional
+        The part ``synth`` places on, recorded.
+    cache_dir, mobile_cache
+        The simulator build cache and the ARM build cache.
+    echo
+        Progress lines.
+
+    Returns
+    -------
+    Comparison
+        ``op == "linear"``, one :class:`FpgaResult` per engine (sparse first), one
+        :class:`ArmResult` per kernel; ``ok`` when every RTL output plus the bias equals
+        ``ir.golden.linear``, every vector's cycles equal the cycle model, every kernel passes
+        its check and equals the RTL on every vector.
+
+    Raises
+    ------
+    ValueError
+        The layer is refused (:func:`check_compare_layer`), ``vectors`` is below 1, or a given
+        Fmax is no positive finite number.
+    """
+    from ir.golden import linear
+    from mobile.layers import layer_kernels
+
+    check_compare_layer(layer, lanes)
+    if isinstance(vectors, bool) or not isinstance(vectors, int) or vectors < 1:
+        raise ValueError(f"vectors must be a positive integer, not {vectors!r}")
+    _check_fmax(fmax, "{} engine")
+    kernels = layer_kernels(layer, "int8")
+    qw, mask = _linear_matrix(layer)
+    bias = kernels[-1][2]["bias"]
+    bias = None if bias is None else np.asarray(bias, dtype=np.int64)
+    x = np.random.default_rng(seed).integers(-127, 128, size=(vectors, qw.shape[1]),
+                                             dtype=np.int64)
+    want = linear(qw, x, bias)
+    fpga, rtl = [], []
+    for engine in linear_engines(layer):
+        echo(f"  FPGA {engine} engine: RTL ({simulator}), {vectors} vectors ...")
+        result, with_bias = _linear_fpga(engine, layer, qw, mask, x, want, bias, lanes=lanes,
+                                         simulator=simulator, cache_dir=cache_dir)
+        rtl.append(with_bias)
+        clock = _fpga_clock(engine, result.verilog, fmax, synth, device, echo,
+                            f"FPGA {engine} engine")
+        fpga.append(dataclasses.replace(result, **dict(zip(
+            ("fmax_mhz", "fmax_source", "resources", "report", "note"), clock, strict=True))))
+    arm = [_linear_arm(role, kind, params, x, rtl, seed=seed, mobile_cache=mobile_cache,
+                       echo=echo) for role, kind, params in kernels]
+    block = tuple(layer.scheme.block) if "bcr" in linear_engines(layer) else None
+    return Comparison(layer.name, "linear", qw.shape[1], qw.shape[0], layer.scheme.kind,
+                      float(np.count_nonzero(mask)) / max(1, mask.size), layer.quant.bits,
+                      vectors, fpga, arm, device, seed, block, simulator)
+
+
 def _band(values: Sequence[float], fmt: str = "{:,.0f}") -> str:
     lo, hi = min(values), max(values)
     return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else \
@@ -392,82 +736,134 @@ def serial_cycles(input_size: int, hidden_size: int) -> int:
             - step_overhead_cycles(input_size, hidden_size, 1))
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def _possessive(name: str) -> str:
+    return name + ("'" if name.endswith("s") else "'s")
+
+
+def _header(cmp: Comparison) -> str:
+    scheme = cmp.scheme + (f" {cmp.block[0]}x{cmp.block[1]}" if cmp.block else "")
+    if cmp.unit == "step":
+        return (f"layer {cmp.layer}: {cmp.op}, input {cmp.input_size}, hidden "
+                f"{cmp.hidden_size}, {scheme}, density {cmp.density:.3f}, {cmp.weight_bits}-bit "
+                f"weights; {_plural(cmp.steps, 'step')} from a zero state, the same integer step "
+                "on both sides")
+    return (f"layer {cmp.layer}: linear, input {cmp.input_size}, output {cmp.hidden_size}, "
+            f"{scheme}, density {cmp.density:.3f}, {cmp.weight_bits}-bit weights; "
+            f"{_plural(cmp.steps, 'random int8 input vector')}, the same integer product "
+            "(int32 accumulators and bias) on both sides")
+
+
+def _fpga_heading(cmp: Comparison) -> str:
+    lanes = cmp.fpga[0].lanes if cmp.fpga else 0
+    where = f"FPGA ({cmp.device or 'no part'}, {lanes} lanes; "
+    if cmp.unit == "step":
+        return (where + "every h" + (" and the final c" if cmp.op == "lstm" else "")
+                + " of the RTL checked against ir.golden, cycles against the cycle model):")
+    return (where + "every output of the RTL, plus the bias, checked against ir.golden, every "
+            "vector's cycles from start to done against the cycle model; writing x into the "
+            "engine and reading y out are not counted):")
+
+
+def _fpga_line(f: FpgaResult, dense: FpgaResult | None) -> str:
+    check = ("RTL == golden" if f.outputs_match else "RTL DIFFERS from golden") + ", " + (
+        "cycles == model" if f.cycles_match else f"cycles {f.rtl_cycles} != model "
+        f"{f.model_cycles}" + (f" (per vector {list(f.cycles_each or ())} != "
+                               f"{list(f.model_each or ())})" if f.unit == "vector" else ""))
+    line = f"  {f.name}: {check}; {f.cycles_per_unit:,.0f} cycles/{f.unit}"
+    if f.cycles_each and min(f.cycles_each) != max(f.cycles_each):
+        line += f" (mean; {min(f.cycles_each):,} .. {max(f.cycles_each):,})"
+    if f.setup_cycles:
+        line += f" (+{f.setup_cycles} once)"
+    sparse = dense is not None and f is not dense
+    if f.us_per_unit is not None:
+        line += (f" at {f.fmax_mhz:.2f} MHz ({f.fmax_source}) = {f.us_per_unit:,.2f} "
+                 f"us/{f.unit}")
+        if sparse and dense.us_per_unit:
+            line += (f", {dense.us_per_unit / f.us_per_unit:.2f}x the "
+                     f"{_possessive(dense.name)} speed")
+    else:
+        line += f"; no time: {f.note or 'not placed'}"
+        if sparse and dense.cycles_per_unit and f.cycles_per_unit:
+            line += f" ({dense.cycles_per_unit / f.cycles_per_unit:.2f}x fewer cycles than " \
+                    f"{dense.name})"
+    return line
+
+
+def _serial_line(cmp: Comparison) -> str:
+    if cmp.unit == "step":
+        serial = serial_cycles(cmp.input_size, cmp.hidden_size)
+        return (f"  of each step, {serial:,} cycles are the input load and the element-wise "
+                "pipeline, which no lane count shortens")
+    parts = ", ".join(f"{f.name} {f.serial_cycles:,}" for f in cmp.fpga
+                      if f.serial_cycles is not None)
+    return (f"  at unlimited lanes (one per output row; the cycle models, every input non-zero) "
+            f"a vector still takes: {parts} cycles")
+
+
+def _arm_line(a: ArmResult, dense: ArmResult | None, models: Sequence[str]) -> str:
+    what = "sequence" if a.unit == "step" else "outputs"
+    differ = "DIFFERS" if a.unit == "step" else "DIFFER"
+    check = ("golden PASS" if a.check_ok else "golden FAIL") + ", " + (
+        f"{what} == RTL" if a.sequence_match else f"{what} {differ} from RTL")
+    line = (f"  {a.name}: {check}; {a.instructions:,} instructions, "
+            f"{_band([a.cycles[m] for m in models])} cycles/{a.unit}")
+    if dense is not None and a is not dense:
+        line += (", " + _band([dense.cycles[m] / a.cycles[m] for m in models], "{:.2f}")
+                 + "x the dense kernel's speed")
+    return line
+
+
 def format_comparison(cmp: Comparison) -> list[str]:
     """The printed report: the layer, each FPGA engine and ARM kernel, the matching clocks."""
     from mobile.cost import MCA_MODELS
 
     models = [lbl for lbl, _ in MCA_MODELS]
-    shape = f"input {cmp.input_size}, hidden {cmp.hidden_size}"
-    scheme = cmp.scheme + (f" {cmp.block[0]}x{cmp.block[1]}" if cmp.block else "")
-    lines = [f"layer {cmp.layer}: {cmp.op}, {shape}, {scheme}, density {cmp.density:.3f}, "
-             f"{cmp.weight_bits}-bit weights; {cmp.steps} step{'s' if cmp.steps != 1 else ''} "
-             "from a zero state, the same "
-             "integer step on both sides"]
-    lanes = cmp.fpga[0].lanes if cmp.fpga else 0
-    lines.append(f"FPGA ({cmp.device or 'no part'}, {lanes} lanes; every h"
-                 + (" and the final c" if cmp.op == "lstm" else "")
-                 + " of the RTL checked against ir.golden, cycles against the cycle model):")
-    dense_us = next((f.us_per_step for f in cmp.fpga if f.gates == "dense"), None)
-    dense_cyc = next((f.cycles_per_step for f in cmp.fpga if f.gates == "dense"), None)
-    for f in cmp.fpga:
-        check = ("RTL == golden" if f.outputs_match else "RTL DIFFERS from golden") + ", " + (
-            "cycles == model" if f.cycles_match else f"cycles {f.rtl_cycles} != model "
-            f"{f.model_cycles}")
-        line = f"  {f.name}: {check}; {f.cycles_per_step:,.0f} cycles/step"
-        if f.setup_cycles:
-            line += f" (+{f.setup_cycles} once)"
-        if f.us_per_step is not None:
-            line += (f" at {f.fmax_mhz:.2f} MHz ({f.fmax_source}) = {f.us_per_step:,.2f} "
-                     "us/step")
-            if f.gates != "dense" and dense_us:
-                line += f", {dense_us / f.us_per_step:.2f}x the dense gates' speed"
-        else:
-            line += f"; no time: {f.note or 'not placed'}"
-            if f.gates != "dense" and dense_cyc:
-                line += f" ({dense_cyc / f.cycles_per_step:.2f}x fewer cycles than dense gates)"
-        lines.append(line)
-    serial = serial_cycles(cmp.input_size, cmp.hidden_size)
-    lines.append(f"  of each step, {serial:,} cycles are the input load and the element-wise "
-                 f"pipeline, which no lane count shortens")
+    lines = [_header(cmp), _fpga_heading(cmp)]
+    dense = next((f for f in cmp.fpga if f.gates == "dense"), None)
+    lines += [_fpga_line(f, dense) for f in cmp.fpga]
+    lines.append(_serial_line(cmp))
     lines.append(f"ARM (aarch64 int8 kernels under qemu; cycles modelled by llvm-mca, "
                  f"{' .. '.join(models)}: a band, not phone time):")
     dense_arm = next((a for a in cmp.arm if a.matvec == "dense"), None)
-    for a in cmp.arm:
-        check = ("golden PASS" if a.check_ok else "golden FAIL") + ", " + (
-            "sequence == RTL" if a.sequence_match else "sequence DIFFERS from RTL")
-        line = (f"  {a.name}: {check}; {a.instructions:,} instructions, "
-                f"{_band([a.cycles[m] for m in models])} cycles/step")
-        if dense_arm is not None and a is not dense_arm:
-            line += (", " + _band([dense_arm.cycles[m] / a.cycles[m] for m in models],
-                                  "{:.2f}") + "x the dense kernel's speed")
-        lines.append(line)
-    timed = [f for f in cmp.fpga if f.us_per_step]
+    lines += [_arm_line(a, dense_arm, models) for a in cmp.arm]
+    timed = [f for f in cmp.fpga if f.us_per_unit]
     if timed and cmp.arm:
-        lines.append("ARM clock at which an ARM kernel takes the FPGA engine's time per step "
-                     "(modelled ARM cycles / FPGA us; an ARM core clocked above it is faster):")
+        lines.append(f"ARM clock at which an ARM kernel takes the FPGA engine's time per "
+                     f"{cmp.unit} (modelled ARM cycles / FPGA us; an ARM core clocked above it "
+                     "is faster):")
         for f in timed:
             for a in cmp.arm:
                 mhz = matching_mhz(a, f)
-                lines.append(f"  FPGA {f.name} ({f.us_per_step:,.2f} us) vs ARM {a.name}: "
+                lines.append(f"  FPGA {f.name} ({f.us_per_unit:,.2f} us) vs ARM {a.name}: "
                              f"{_band([mhz[m] for m in models])} MHz")
     return lines
 
 
 def comparison_rows(cmp: Comparison) -> list[dict[str, Any]]:
-    """One flat row per implementation (FPGA engines, then ARM kernels), for CSV."""
+    """One flat row per implementation (FPGA engines, then ARM kernels), for CSV; a linear
+    layer's columns are named for it (``output``, ``vectors``, ``cycles_per_vector``,
+    ``us_per_vector``; ``serial_cycles`` each engine's)."""
     from mobile.cost import MCA_MODELS
 
+    unit = cmp.unit
+    size, count = ("hidden", "steps") if unit == "step" else ("output", "vectors")
     common = {"layer": cmp.layer, "op": cmp.op, "input": cmp.input_size,
-              "hidden": cmp.hidden_size, "scheme": cmp.scheme, "density": round(cmp.density, 4),
-              "steps": cmp.steps}
+              size: cmp.hidden_size, "scheme": cmp.scheme, "density": round(cmp.density, 4),
+              count: cmp.steps}
     rows = []
     for f in cmp.fpga:
+        serial = (f.serial_cycles if f.serial_cycles is not None
+                  else serial_cycles(cmp.input_size, cmp.hidden_size))
         rows.append({**common, "platform": "fpga", "implementation": f.name,
                      "device": cmp.device, "lanes": f.lanes,
                      "check": f.outputs_match and f.cycles_match,
-                     "cycles_per_step": f.cycles_per_step, "setup_cycles": f.setup_cycles,
-                     "serial_cycles": serial_cycles(cmp.input_size, cmp.hidden_size),
-                     "fmax_mhz": f.fmax_mhz, "us_per_step": f.us_per_step,
+                     f"cycles_per_{unit}": f.cycles_per_unit, "setup_cycles": f.setup_cycles,
+                     "serial_cycles": serial,
+                     "fmax_mhz": f.fmax_mhz, f"us_per_{unit}": f.us_per_unit,
                      "luts": (f.resources or {}).get("luts"),
                      "brams": (f.resources or {}).get("brams"),
                      "dsps": (f.resources or {}).get("dsps"), "note": f.note})
@@ -477,7 +873,7 @@ def comparison_rows(cmp: Comparison) -> list[dict[str, Any]]:
         for lbl, _ in MCA_MODELS:
             row[f"cycles_{lbl}"] = a.cycles[lbl]
         for f in cmp.fpga:
-            if f.us_per_step:
+            if f.us_per_unit:
                 for lbl, v in matching_mhz(a, f).items():
                     row[f"match_mhz_{f.gates}_{lbl}"] = round(v, 3)
         rows.append(row)
@@ -485,8 +881,8 @@ def comparison_rows(cmp: Comparison) -> list[dict[str, Any]]:
 
 
 #: Integer columns of :func:`comparison_rows` (blank in the other platform's rows).
-_INT_COLUMNS = ("input", "hidden", "steps", "lanes", "setup_cycles", "serial_cycles",
-                "instructions")
+_INT_COLUMNS = ("input", "hidden", "output", "steps", "vectors", "lanes", "setup_cycles",
+                "serial_cycles", "instructions")
 
 
 def comparison_frame(cmp: Comparison):

@@ -1,14 +1,18 @@
-"""``codesign compare``: an RNN layer on the FPGA engines and on a mobile ARM core, side by side.
+"""``codesign compare``: an RNN or linear layer on the FPGA engines and on a mobile ARM core,
+side by side.
 
-For each ``--layer`` (lstm or gru) of ``--bundle``: the RTL of the cell engine with dense gates
-and, for a BCR layer, with BCR gates, sized to the layer, run for ``--steps`` steps and checked
-against ``ir.golden``; the same Verilog synthesised and placed on ``--device`` for its Fmax
-(``codesign synth``'s flow; ``--fmax`` gives it instead); the layer's int8 step kernels for
-aarch64, checked against ``ir.golden`` and against the RTL's sequence under qemu, and costed
-with llvm-mca. Prints each side's time (FPGA: microseconds per step at Fmax; ARM: modelled
-cycles per step, a band) and the ARM clock at which each kernel matches each engine (see
-:mod:`codesign.compare`). Writes ``OUT/<layer>/compare.json``, ``compare.csv`` and the synthesis
-reports in ``OUT/<layer>/synth/``. Exits 1 when a check fails.
+For each ``--layer`` of ``--bundle``: an lstm or gru layer runs on the RTL of the cell engine
+with dense gates and, for a BCR layer, with BCR gates, sized to the layer, for ``--steps``
+steps; a linear layer runs on the dense engine and its sparse engine (BCR for a BCR layer,
+unstructured for any other sparse scheme), sized to it, for ``--vectors`` random input vectors;
+everything checked against ``ir.golden``. The same Verilog is synthesised and placed on
+``--device`` for its Fmax (``codesign synth``'s flow; ``--fmax`` gives it instead); the layer's
+int8 kernels for aarch64 are checked against ``ir.golden`` and against the RTL's outputs under
+qemu, and costed with llvm-mca. Prints each side's time (FPGA: microseconds per step or vector
+at Fmax; ARM: modelled cycles per step or vector, a band) and the ARM clock at which each
+kernel matches each engine (see :mod:`codesign.compare`). Writes ``OUT/<layer>/compare.json``,
+``compare.csv`` and the synthesis reports in ``OUT/<layer>/synth/``. Exits 1 when a check
+fails.
 """
 
 from __future__ import annotations
@@ -27,10 +31,13 @@ import click
 
 from codesign.options import LANES, OUT_DIR, SEED
 
-__all__ = ["compare", "parse_fmax", "layer_folder_problem", "write_layer", "MARKER"]
+__all__ = ["compare", "parse_fmax", "layer_folder_problem", "write_layer", "count_problem",
+           "MARKER"]
 
 PLACED_DEVICES = ("up5k", "hx8k", "ecp5-25k", "ecp5-85k")
 MAX_STEPS = 64
+#: Most input vectors of a linear layer (each runs once per ARM kernel under qemu).
+MAX_COMPARE_VECTORS = 64
 
 
 def _user_error(message: str) -> Exception:
@@ -40,8 +47,10 @@ def _user_error(message: str) -> Exception:
 
 
 def parse_fmax(text: str | None) -> dict[str, float] | None:
-    """``--fmax DENSE[,BCR]``: the dense-gated engine's Fmax and the BCR-gated one's (default
-    the dense one's), positive finite MHz; ``ValueError`` naming the format."""
+    """``--fmax DENSE[,SPARSE]``: ``{"dense": MHz, "sparse": MHz}``, the dense engine's Fmax
+    and the sparse one's (default the dense one's): the BCR-gated cell engine of an RNN layer,
+    the BCR or unstructured engine of a linear one. Positive finite MHz; ``ValueError`` naming
+    the format."""
     if text is None:
         return None
     parts = text.split(",")
@@ -51,9 +60,10 @@ def parse_fmax(text: str | None) -> dict[str, float] | None:
         values = []
     if not 1 <= len(parts) <= 2 or len(values) != len(parts) or not all(
             v > 0 and math.isfinite(v) for v in values):
-        raise ValueError(f"--fmax must be DENSE or DENSE,BCR: positive MHz values of the "
-                         f"dense-gated and the BCR-gated engine, like 32 or 32,30, not {text!r}")
-    return {"dense": values[0], "bcr": values[-1]}
+        raise ValueError(f"--fmax must be DENSE or DENSE,SPARSE: positive MHz values of the "
+                         f"dense engine and the sparse one (BCR gates, or a linear layer's BCR "
+                         f"or unstructured engine), like 32 or 32,30, not {text!r}")
+    return {"dense": values[0], "sparse": values[-1]}
 
 
 def _synth_function(device: str, dest: Path, freq: float, seeds: int):
@@ -127,32 +137,61 @@ def write_layer(cmp, work: Path, dest: Path) -> None:
     (work / "compare.json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
+def count_problem(ops: list[str], given: list[str]) -> str | None:
+    """Why the options ``given`` on the command line (``--steps``, ``--vectors``) mean nothing
+    for layers of ``ops``, or None: ``--steps`` needs an lstm/gru layer, ``--vectors`` a
+    linear one."""
+    rnn = [op for op in ops if op != "linear"]
+    if "--steps" in given and not rnn:
+        return ("--steps is the sequence length of lstm and gru layers; for linear layers "
+                "give --vectors (random input vectors)")
+    if "--vectors" in given and len(rnn) == len(ops):
+        return ("--vectors is the number of random input vectors of linear layers; for lstm "
+                "and gru layers give --steps (the sequence length)")
+    return None
+
+
+def _run_layer(layer, *, lanes: int, steps: int, vectors: int, **kw):
+    """:func:`codesign.compare.compare_linear_layer` (``vectors``) for a linear layer, else
+    :func:`codesign.compare.compare_rnn_layer` (``steps``)."""
+    from codesign.compare import compare_linear_layer, compare_rnn_layer
+
+    if layer.op == "linear":
+        return compare_linear_layer(layer, lanes=lanes, vectors=vectors, **kw)
+    return compare_rnn_layer(layer, lanes=lanes, steps=steps, **kw)
+
+
 @click.command()
 @click.option("--bundle", type=click.Path(path_type=Path), required=True,
               help="Bundle folder (manifest.json + weights.safetensors).")
 @click.option("--layer", "layer_names", multiple=True, required=True,
-              help="An lstm or gru layer (repeatable).")
+              help="An lstm, gru or linear layer (repeatable).")
 @click.option("--device", type=click.Choice(PLACED_DEVICES), default="ecp5-85k",
               show_default=True, help="The FPGA part the engines are placed on.")
 @click.option("--lanes", type=LANES, default=8, show_default=True,
-              help="Gate-engine lanes (a multiple of 4).")
+              help="Engine lanes (lstm/gru: a multiple of 4).")
 @click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=4, show_default=True,
-              help="Steps of the random input sequence.")
+              help="lstm/gru: steps of the random input sequence.")
+@click.option("--vectors", type=click.IntRange(1, MAX_COMPARE_VECTORS), default=4,
+              show_default=True, help="linear: random int8 input vectors.")
 @click.option("--seeds", type=click.IntRange(1, 20), default=1, show_default=True,
               help="Placement seeds 1..N per engine; Fmax is their median.")
 @click.option("--freq", type=click.FloatRange(0, 1000, min_open=True), default=48.0,
               show_default=True, help="nextpnr's target frequency in MHz.")
 @click.option("--fmax", "fmax_text", default=None,
-              help="DENSE[,BCR]: the engines' Fmax in MHz, instead of synthesising them.")
+              help="DENSE[,SPARSE]: the dense and the sparse (BCR or unstructured) engine's "
+                   "Fmax in MHz, instead of synthesising them.")
 @click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator",
               show_default=True)
-@click.option("--seed", type=SEED, default=0, show_default=True, help="The input sequence.")
+@click.option("--seed", type=SEED, default=0, show_default=True,
+              help="The random inputs (sequence or vectors).")
 @click.option("--out", type=OUT_DIR, required=True, help="Output folder.")
 def compare(bundle: Path, layer_names: tuple[str, ...], device: str, lanes: int, steps: int,
-            seeds: int, freq: float, fmax_text: str | None, simulator: str, seed: int,
-            out: Path) -> None:
-    """Compare an RNN layer on the FPGA engines (RTL + Fmax) and on ARM (qemu + llvm-mca)."""
-    from codesign.compare import check_compare_layer, compare_rnn_layer, format_comparison
+            vectors: int, seeds: int, freq: float, fmax_text: str | None, simulator: str,
+            seed: int, out: Path) -> None:
+    """Compare an RNN or linear layer on the FPGA engines (RTL + Fmax) and on ARM (qemu +
+    llvm-mca)."""
+    from codesign.compare import check_compare_layer, format_comparison
     from codesign.mobile_cmd import load_bundle
     from mobile.build import BuildError
     from mobile.run import folder_names
@@ -166,8 +205,10 @@ def compare(bundle: Path, layer_names: tuple[str, ...], device: str, lanes: int,
         fmax = parse_fmax(fmax_text)
     except ValueError as exc:
         raise _user_error(str(exc)) from None
+    source = click.get_current_context().get_parameter_source
+    given_counts = [f"--{p}" for p in ("steps", "vectors")
+                    if source(p) == click.core.ParameterSource.COMMANDLINE]
     if fmax is not None:
-        source = click.get_current_context().get_parameter_source
         given = [f"--{p}" for p in ("device", "seeds", "freq")
                  if source(p) == click.core.ParameterSource.COMMANDLINE]
         if given:
@@ -187,6 +228,9 @@ def compare(bundle: Path, layer_names: tuple[str, ...], device: str, lanes: int,
         problem = layer_folder_problem(out / folders[name])
         if problem is not None:
             raise _user_error(problem)
+    problem = count_problem([b.layer(name).op for name in wanted], given_counts)
+    if problem is not None:
+        raise _user_error(problem)
     missing = missing_tools()
     if missing:
         raise _user_error(f"the ARM side needs {', '.join(missing)} (codesign doctor "
@@ -203,10 +247,9 @@ def compare(bundle: Path, layer_names: tuple[str, ...], device: str, lanes: int,
             synth = None if fmax is not None else _synth_function(device, work / "synth", freq,
                                                                   seeds)
             try:
-                cmp = compare_rnn_layer(b.layer(name), lanes=lanes, steps=steps, seed=seed,
-                                        simulator=simulator, synth=synth, fmax=fmax,
-                                        device=device if fmax is None else None,
-                                        echo=click.echo)
+                cmp = _run_layer(b.layer(name), lanes=lanes, steps=steps, vectors=vectors,
+                                 seed=seed, simulator=simulator, synth=synth, fmax=fmax,
+                                 device=device if fmax is None else None, echo=click.echo)
             except (ValueError, BuildError, SimulationError) as exc:
                 raise _user_error(f"layer {name!r}: {str(exc).splitlines()[0]}") from None
             for line in format_comparison(cmp):

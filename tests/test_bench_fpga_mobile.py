@@ -52,7 +52,7 @@ def test_tiny_run_prints_the_table_and_saves_csv(monkeypatch, tmp_path, capsys):
     (["--keeps", "9x4", "--block", "8x8"], "--keeps: 9x4 does not fit the 8x8 block"),
     (["--lanes", "6"], "must be a multiple of 4"),
     (["--block", "8"], "must look like 16x32"),
-    (["--fmax", "0"], "must be DENSE or DENSE,BCR"),
+    (["--fmax", "0"], "must be DENSE or DENSE,SPARSE"),
     (["--sizes", "4", "--fmax", "40"], "a 16x16 block does not fit the gate matrices of size 4"),
 ])
 def test_option_errors(argv, message, capsys):

@@ -13,6 +13,7 @@ from codesign.compare import (
     ArmResult,
     FpgaResult,
     check_compare_layer,
+    compare_linear_layer,
     compare_rnn_layer,
     comparison_rows,
     format_comparison,
@@ -140,8 +141,9 @@ def test_the_arm_sequence_is_checked_against_the_rtl(bundle, tmp_path, monkeypat
 
 
 def test_layers_it_refuses(bundle):
-    with pytest.raises(ValueError, match="layer 'fc2' is linear; compare runs lstm and gru"):
-        check_compare_layer(bundle.layer("fc2"), 4)
+    with pytest.raises(ValueError, match="layer 'conv' is conv2d; compare runs lstm, gru and "
+                                         "linear layers"):
+        check_compare_layer(bundle.layer("conv"), 4)
     with pytest.raises(ValueError, match="--lanes must be a positive multiple of 4"):
         check_compare_layer(bundle.layer("lstm"), 6)
     lay = bundle.layer("gru")
@@ -202,3 +204,259 @@ def test_serial_cycles_are_a_steady_step_without_its_gate_product():
         step = lstm_cycles(isz, hsz, 3, lanes) - lstm_cycles(isz, hsz, 2, lanes)
         assert serial_cycles(isz, hsz) == step - dense_cycles(4 * hsz, isz + hsz, lanes)
     assert serial_cycles(28, 64) == 28 + 1 + 2 + 64 + 5
+
+
+# ---- linear layers: the dense engine and the layer's sparse engine against the int8 kernels
+
+@pytest.fixture(scope="module")
+def bcr_linear(bundle, tmp_path_factory):
+    placed = []
+
+    def synth(engine, verilog):
+        placed.append((engine, str(verilog)))
+        return {"bcr": 25.0, "dense": 40.0}[engine], "test", None, None, ""
+
+    cmp = compare_linear_layer(bundle.layer("fc.bcr"), lanes=4, vectors=3, synth=synth,
+                               device="ecp5-85k", mobile_cache=tmp_path_factory.mktemp("mcl"))
+    return cmp, placed
+
+
+@pytest.fixture(scope="module")
+def unstructured_linear(bundle, tmp_path_factory):
+    return compare_linear_layer(bundle.layer("fc2"), lanes=4, vectors=4, seed=3,
+                                fmax={"dense": 40.0, "sparse": 30.0},
+                                mobile_cache=tmp_path_factory.mktemp("mcu"))
+
+
+def _linear_vectors(layer, vectors, seed):
+    """The vectors compare_linear_layer draws, and the golden outputs with the bias."""
+    from ir.golden import linear
+    from mobile.layers import layer_kernels
+
+    mask = layer.tensors["mask"] != 0
+    qw = np.where(mask, layer.tensors["qweight"].astype(np.int64), 0)
+    x = np.random.default_rng(seed).integers(-127, 128, size=(vectors, qw.shape[1]))
+    bias = layer_kernels(layer, "int8")[-1][2]["bias"]
+    return qw, mask, x, linear(qw, x, bias)
+
+
+def test_bcr_linear_runs_the_bcr_and_dense_engines_and_three_kernels(bundle, bcr_linear):
+    from hw.bcr import bcr_cycles
+    from hw.dense import dense_cycles
+    from ir.bcr import encode_bcr
+
+    cmp, placed = bcr_linear
+    assert cmp.ok and cmp.op == "linear" and cmp.unit == "vector" and cmp.block == (8, 16)
+    assert (cmp.input_size, cmp.hidden_size, cmp.steps) == (37, 20, 3)
+    assert [f.gates for f in cmp.fpga] == ["bcr", "dense"]
+    assert [f.name for f in cmp.fpga] == ["BCR engine", "dense engine"]
+    assert [a.matvec for a in cmp.arm] == ["bcr", "csr", "dense"]
+    assert [a.name for a in cmp.arm] == ["bcr kernel", "csr kernel", "dense kernel"]
+    # the Verilog that was placed is the Verilog that was simulated
+    assert placed == [(f.gates, f.verilog) for f in cmp.fpga]
+    bcr, dense = cmp.fpga
+    qw, mask, _, _ = _linear_vectors(bundle.layer("fc.bcr"), 3, 0)
+    assert dense.cycles_each == dense.model_each == (dense_cycles(20, 37, 4),) * 3
+    want = bcr_cycles(encode_bcr(qw, (8, 16), mask), 4)
+    assert bcr.cycles_each == bcr.model_each == (want,) * 3 and bcr.rtl_cycles == 3 * want
+    assert bcr.setup_cycles == dense.setup_cycles == 0 and bcr.cycles_per_unit == want
+    assert bcr.us_per_unit == pytest.approx(want / 25.0) and bcr.fmax_source == "test"
+    # at one lane per row: a cycle per column (dense) or per kept column of each block (BCR)
+    assert dense.serial_cycles == 37 + 2
+    enc = encode_bcr(qw, (8, 16), mask)
+    assert bcr.serial_cycles == int(np.diff(enc.col_ptr).sum()) + 4
+    for a in cmp.arm:
+        assert a.check_ok and a.sequence_match and a.instructions > 0 and "PASS" in a.check
+        assert set(a.cycles) == {"neoverse-n1", "cortex-a57"} and a.unit == "vector"
+
+
+def test_linear_engines_are_sized_to_the_layer(bundle, bcr_linear, unstructured_linear):
+    import json
+    from pathlib import Path
+
+    from codesign.compare import linear_engine_params
+    from hw.bcr import bcr_items
+    from ir.bcr import encode_bcr
+    from ir.csr import encode_csc_lanes
+
+    qw, mask, _, _ = _linear_vectors(bundle.layer("fc.bcr"), 1, 0)
+    enc = encode_bcr(qw, (8, 16), mask)
+    side = json.loads(Path(bcr_linear[0].fpga[0].verilog).with_suffix(".json").read_text())
+    assert side["parameters"] == {**side["parameters"], "max_rows": 20, "max_cols": 37,
+                                  "max_blocks": enc.block_count,
+                                  "max_value_words": bcr_items(enc, 4)}
+    side = json.loads(Path(bcr_linear[0].fpga[1].verilog).with_suffix(".json").read_text())
+    assert (side["parameters"]["max_rows"], side["parameters"]["max_cols"]) == (20, 37)
+    fc2 = bundle.layer("fc2")
+    params = linear_engine_params(fc2, "unstructured", 4)
+    qw2, _, _, _ = _linear_vectors(fc2, 1, 0)
+    most = int(encode_csc_lanes(qw2, 4, 4).lane_value_counts.max())
+    assert params == {"weight_bits": 8, "act_bits": 8, "max_rows": 10, "max_cols": 20,
+                      "index_bits": 4, "max_entries": most}
+    side = json.loads(Path(unstructured_linear.fpga[0].verilog).with_suffix(".json")
+                      .read_text())
+    assert side["parameters"]["max_entries"] == most
+
+
+def test_unstructured_linear_runs_the_unstructured_engine(bundle, unstructured_linear):
+    from hw.unstructured import unstructured_cycles
+    from ir.csr import encode_csc_lanes
+
+    cmp = unstructured_linear
+    assert cmp.ok and cmp.block is None and cmp.scheme == "unstructured"
+    assert [f.gates for f in cmp.fpga] == ["unstructured", "dense"]
+    assert [a.matvec for a in cmp.arm] == ["csr", "dense"]
+    sparse, dense = cmp.fpga
+    # "sparse" of a given Fmax is the layer's sparse engine
+    assert (sparse.fmax_mhz, dense.fmax_mhz) == (30.0, 40.0)
+    assert sparse.fmax_source == "given (--fmax)"
+    qw, _, x, _ = _linear_vectors(bundle.layer("fc2"), 4, 3)
+    enc = encode_csc_lanes(qw, 4, 4)
+    assert sparse.cycles_each == tuple(unstructured_cycles(enc, v, 4) for v in x)
+    assert sparse.cycles_match and sparse.cycles_per_unit == sum(sparse.cycles_each) / 4
+
+
+def test_linear_matching_clock_is_arm_cycles_over_fpga_time(bcr_linear):
+    cmp, _ = bcr_linear
+    for f in cmp.fpga:
+        assert f.us_per_unit == pytest.approx(f.cycles_per_unit / f.fmax_mhz)
+        for a in cmp.arm:
+            mhz = matching_mhz(a, f)
+            for label, cycles in a.cycles.items():
+                # at this clock the ARM kernel takes exactly the FPGA engine's microseconds
+                assert cycles / mhz[label] == pytest.approx(f.us_per_unit)
+    unplaced = dataclasses.replace(cmp.fpga[0], fmax_mhz=None, note="does not fit")
+    with pytest.raises(ValueError, match="the FPGA BCR engine has no time per vector"):
+        matching_mhz(cmp.arm[0], unplaced)
+
+
+def test_linear_report_json_and_rows(bcr_linear):
+    cmp, _ = bcr_linear
+    text = "\n".join(format_comparison(cmp))
+    assert ("layer fc.bcr: linear, input 37, output 20, bcr 8x16, density 0.123, 8-bit "
+            "weights; 3 random int8 input vectors") in text
+    assert "every output of the RTL, plus the bias, checked against ir.golden" in text
+    bcr, dense = cmp.fpga
+    assert (f"  BCR engine: RTL == golden, cycles == model; {bcr.cycles_per_unit:,.0f} "
+            f"cycles/vector at 25.00 MHz (test) = {bcr.us_per_unit:,.2f} us/vector, "
+            f"{dense.us_per_unit / bcr.us_per_unit:.2f}x the dense engine's speed") in text
+    assert f"a vector still takes: BCR engine {bcr.serial_cycles}, dense engine 39 cycles" in text
+    assert "bcr kernel: golden PASS, outputs == RTL" in text and "cycles/vector, " in text
+    assert "the FPGA engine's time per vector" in text
+    assert text.count("FPGA BCR engine (") == 3 and text.count("FPGA dense engine (") == 3
+    assert "gates" not in text and "step" not in text
+    rows = comparison_rows(cmp)
+    assert [r["platform"] for r in rows] == ["fpga", "fpga", "arm", "arm", "arm"]
+    assert rows[0]["vectors"] == 3 and rows[0]["output"] == 20 and "hidden" not in rows[0]
+    assert rows[0]["cycles_per_vector"] == bcr.cycles_per_unit
+    assert rows[1]["us_per_vector"] == dense.us_per_unit
+    assert rows[1]["serial_cycles"] == 39
+    assert rows[2]["match_mhz_bcr_neoverse-n1"] == pytest.approx(
+        matching_mhz(cmp.arm[0], bcr)["neoverse-n1"], abs=1e-3)
+    js = cmp.to_json()
+    assert js["ok"] and js["vectors"] == 3 and js["output_size"] == 20 and "steps" not in js
+    assert len(js["matching_mhz"]) == 6
+    f = js["fpga"][0]
+    assert f["cycles_per_vector"] == bcr.cycles_per_unit and f["vectors"] == 3
+    assert list(f["cycles_each"]) == list(bcr.cycles_each) and f["unit"] == "vector"
+
+
+def test_rnn_json_keeps_its_names(lstm_cmp):
+    js = lstm_cmp[0].to_json()
+    assert js["steps"] == 3 and js["hidden_size"] == 12 and "vectors" not in js
+    f = js["fpga"][0]
+    assert "cycles_per_step" in f and "us_per_step" in f and "steps" in f
+    assert not {"cycles_each", "model_each", "serial_cycles"} & set(f)
+
+
+def test_linear_rtl_outputs_and_cycles_are_checked(bundle, tmp_path, monkeypatch):
+    """An engine whose outputs or per-vector cycles are wrong fails the comparison, and the
+    ARM kernels are compared with every engine's outputs."""
+    import codesign.compare as cc
+
+    real = cc._run_linear_engine
+
+    def wrong(engine, *args, **kw):
+        outputs, cycles, verilog = real(engine, *args, **kw)
+        if engine == "unstructured":
+            outputs = outputs.copy()
+            outputs[1, 2] += 1
+            cycles = cycles[::-1] if cycles[0] != cycles[-1] else [cycles[0] + 1, *cycles[1:]]
+        return outputs, cycles, verilog
+
+    monkeypatch.setattr(cc, "_run_linear_engine", wrong)
+    cmp = compare_linear_layer(bundle.layer("fc2"), lanes=4, vectors=4, seed=3,
+                               fmax={"dense": 40.0}, mobile_cache=tmp_path)
+    sparse, dense = cmp.fpga
+    assert not sparse.outputs_match and not sparse.cycles_match and not cmp.ok
+    assert dense.outputs_match and dense.cycles_match
+    assert sparse.fmax_mhz is None and "no time: not placed" in "\n".join(format_comparison(cmp))
+    assert not any(a.sequence_match for a in cmp.arm)
+    text = "\n".join(format_comparison(cmp))
+    assert "unstructured engine: RTL DIFFERS from golden, cycles" in text
+    assert "!= model" in text and "outputs DIFFER from RTL" in text
+
+
+def test_linear_arm_outputs_are_checked_against_the_rtl(bundle, tmp_path, monkeypatch):
+    """A kernel that passes its own random check but is wrong on the compared vectors is
+    caught."""
+    import mobile.build as mb
+    import mobile.check as mc
+
+    real = mb.Kernel.__call__
+
+    def drifting(self, *inputs):
+        outs = real(self, *inputs)
+        if self.source.kind == "csr":
+            y = outs[0].copy()
+            y[0] += 1
+            return (y,)
+        return outs
+
+    monkeypatch.setattr(mc, "check_kernel", lambda k, seed=0: mc.CheckResult(
+        True, k.source.kind, "int8", k.target, 0, 0.0, "PASS (skipped)"))
+    monkeypatch.setattr(mb.Kernel, "__call__", drifting)
+    cmp = compare_linear_layer(bundle.layer("fc2"), lanes=4, vectors=2, fmax={"dense": 30.0},
+                               mobile_cache=tmp_path)
+    assert all(f.outputs_match for f in cmp.fpga)
+    assert [a.sequence_match for a in cmp.arm] == [False, True] and not cmp.ok
+    assert "csr kernel: golden PASS, outputs DIFFER from RTL" in "\n".join(
+        format_comparison(cmp))
+
+
+def test_linear_layers_it_refuses(bundle, monkeypatch):
+    from codesign.compare import linear_engines
+    from ir import NM, Dense
+
+    lay = bundle.layer("fc2")
+    check_compare_layer(lay, 6)             # the matrix engines take any lanes
+    assert linear_engines(lay) == ["unstructured", "dense"]
+    assert linear_engines(bundle.layer("fc.bcr")) == ["bcr", "dense"]
+    from types import SimpleNamespace
+
+    assert linear_engines(SimpleNamespace(scheme=Dense())) == ["dense"]
+    assert linear_engines(SimpleNamespace(scheme=NM(2, 4))) == ["unstructured", "dense"]
+    with pytest.raises(ValueError, match="layer 'fc2' has no quantized weights; compare runs "
+                                         "the int8 product on both sides"):
+        check_compare_layer(dataclasses.replace(lay, quant=None, tensors={
+            k: v for k, v in lay.tensors.items() if k != "qweight"}), 4)
+    wide = dataclasses.replace(lay, quant=dataclasses.replace(lay.quant, bits=12))
+    with pytest.raises(ValueError, match="has 12-bit weights; compare runs the int8 product"):
+        check_compare_layer(wide, 4)
+    import hw.emit
+
+    monkeypatch.setattr(hw.emit, "MAX_MEMORY_BITS", 1000)
+    # the sparse engine's memories fit (checked first), the dense engine's do not
+    with pytest.raises(ValueError, match=r"^layer 'fc2' \(10x20\) does not fit the dense engine "
+                                         r"with 4 lanes: its memories hold 2,464 bits \(largest: "
+                                         r"weights, 1,920\); at most 1,000 are built"):
+        check_compare_layer(lay, 4)
+    monkeypatch.setattr(hw.emit, "MAX_MEMORY_BITS", 10)
+    with pytest.raises(ValueError, match=r"^layer 'fc.bcr' \(20x37\) does not fit the BCR "
+                                         r"engine with 4 lanes: its memories hold"):
+        check_compare_layer(bundle.layer("fc.bcr"), 4)
+    with pytest.raises(ValueError, match="vectors must be a positive integer, not 0"):
+        monkeypatch.setattr(hw.emit, "MAX_MEMORY_BITS", 1 << 26)
+        compare_linear_layer(lay, lanes=4, vectors=0)
+    with pytest.raises(ValueError, match="Fmax of the sparse engine must be a positive"):
+        compare_linear_layer(lay, lanes=4, fmax={"dense": 3.0, "sparse": float("nan")})

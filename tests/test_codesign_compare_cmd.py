@@ -94,14 +94,23 @@ def test_placing_options_with_fmax_are_refused(capsys, bundle, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--layer", "fc2"], "layer 'fc2' is linear; compare runs lstm and gru layers"),
+    (["--layer", "conv"], "layer 'conv' is conv2d; compare runs lstm, gru and linear layers"),
     (["--layer", "nope"], "no layer 'nope' in"),
     (["--layer", "lstm", "--lanes", "6"], "--lanes must be a positive multiple of 4"),
-    (["--layer", "lstm", "--fmax", "40,x"], "--fmax must be DENSE or DENSE,BCR"),
-    (["--layer", "lstm", "--fmax", "0"], "--fmax must be DENSE or DENSE,BCR"),
-    (["--layer", "lstm", "--fmax", "1,2,3"], "--fmax must be DENSE or DENSE,BCR"),
+    (["--layer", "lstm", "--fmax", "40,x"], "--fmax must be DENSE or DENSE,SPARSE"),
+    (["--layer", "lstm", "--fmax", "0"], "--fmax must be DENSE or DENSE,SPARSE"),
+    (["--layer", "lstm", "--fmax", "1,2,3"], "--fmax must be DENSE or DENSE,SPARSE"),
     (["--layer", "lstm", "--freq", "nan"], "--freq must be a finite number"),
     (["--layer", "lstm", "--steps", "0"], "Invalid value for '--steps'"),
+    # linear layers: --vectors, not --steps, and the other way round
+    (["--layer", "fc2", "--steps", "3"], "--steps is the sequence length of lstm and gru "
+                                          "layers; for linear layers give --vectors"),
+    (["--layer", "gru", "--vectors", "3"], "--vectors is the number of random input vectors "
+                                           "of linear layers; for lstm and gru layers give "
+                                           "--steps"),
+    (["--layer", "fc2", "--vectors", "0"], "Invalid value for '--vectors'"),
+    (["--layer", "fc2", "--vectors", "65"], "Invalid value for '--vectors'"),
+    (["--layer", "fc2", "--fmax", "40,0"], "--fmax must be DENSE or DENSE,SPARSE"),
 ])
 def test_errors_are_one_line(capsys, bundle, tmp_path, argv, message):
     code, _, err = run(capsys, "compare", "--bundle", str(bundle), *argv, "--out",
@@ -118,8 +127,83 @@ def test_no_bundle(capsys, tmp_path):
 
 def test_parse_fmax():
     assert parse_fmax(None) is None
-    assert parse_fmax("40") == {"dense": 40.0, "bcr": 40.0}
-    assert parse_fmax("40,31.5") == {"dense": 40.0, "bcr": 31.5}
+    assert parse_fmax("40") == {"dense": 40.0, "sparse": 40.0}
+    assert parse_fmax("40,31.5") == {"dense": 40.0, "sparse": 31.5}
     for bad in ("", "inf", "-1", "40,", "a"):
-        with pytest.raises(ValueError, match="DENSE or DENSE,BCR"):
+        with pytest.raises(ValueError, match="DENSE or DENSE,SPARSE"):
             parse_fmax(bad)
+
+
+def test_linear_layer_with_given_fmax(capsys, bundle, tmp_path):
+    code, out, err = run(capsys, "compare", "--bundle", str(bundle), "--layer", "fc.bcr",
+                         "--lanes", "4", "--vectors", "2", "--fmax", "40,30", "--out",
+                         str(tmp_path))
+    assert code == 0, err
+    assert "layer fc.bcr: linear, input 37, output 20, bcr 8x16" in out
+    assert "2 random int8 input vectors" in out
+    assert "BCR engine: RTL == golden, cycles == model" in out
+    assert "dense engine: RTL == golden, cycles == model" in out
+    assert "at 30.00 MHz (given (--fmax))" in out and "at 40.00 MHz (given (--fmax))" in out
+    assert out.count("golden PASS, outputs == RTL") == 3
+    assert "ARM clock at which an ARM kernel takes the FPGA engine's time per vector" in out
+    assert out.splitlines()[-1] == f"wrote {tmp_path}"
+    rep = json.loads((tmp_path / "fc_bcr" / "compare.json").read_text())
+    assert rep["ok"] and rep["vectors"] == 2 and rep["op"] == "linear"
+    assert [(f["gates"], f["fmax_mhz"]) for f in rep["fpga"]] == [("bcr", 30.0), ("dense", 40.0)]
+    assert all(f["verilog"].startswith("verilog/") for f in rep["fpga"])
+    f = rep["fpga"][0]
+    # matching clock = ARM cycles per vector / FPGA microseconds per vector
+    assert f["us_per_vector"] == pytest.approx(f["cycles_per_vector"] / 30.0)
+    pair = next(m for m in rep["matching_mhz"] if m["fpga"] == "BCR engine"
+                and m["arm"] == "dense kernel")
+    dense_arm = next(a for a in rep["arm"] if a["matvec"] == "dense")
+    assert pair["neoverse-n1"] == pytest.approx(dense_arm["cycles"]["neoverse-n1"]
+                                                / f["us_per_vector"])
+    df = pd.read_csv(tmp_path / "fc_bcr" / "compare.csv")
+    assert list(df.platform) == ["fpga", "fpga", "arm", "arm", "arm"]
+    assert list(df.implementation) == ["BCR engine", "dense engine", "bcr kernel", "csr kernel",
+                                       "dense kernel"]
+    assert df.check.all() and {"vectors", "output", "cycles_per_vector"} <= set(df.columns)
+
+
+def test_linear_and_rnn_layers_in_one_run(capsys, bundle, tmp_path):
+    """--steps goes to the RNN layer, --vectors to the linear one; any lanes for linear."""
+    code, out, err = run(capsys, "compare", "--bundle", str(bundle), "--layer", "fc2",
+                         "--layer", "gru", "--lanes", "4", "--steps", "1", "--vectors", "3",
+                         "--fmax", "40", "--out", str(tmp_path))
+    assert code == 0, err
+    assert "3 random int8 input vectors" in out and "1 step from a zero state" in out
+    assert "unstructured engine: RTL == golden, cycles == model" in out
+    assert "csr kernel: golden PASS, outputs == RTL" in out
+    lin = json.loads((tmp_path / "fc2" / "compare.json").read_text())
+    rnn = json.loads((tmp_path / "gru" / "compare.json").read_text())
+    assert lin["vectors"] == 3 and rnn["steps"] == 1 and lin["ok"] and rnn["ok"]
+    assert [f["gates"] for f in lin["fpga"]] == ["unstructured", "dense"]
+    assert [f["fmax_mhz"] for f in lin["fpga"]] == [40.0, 40.0]
+
+
+def test_a_linear_layer_too_large_for_the_engines(capsys, bundle, tmp_path, monkeypatch):
+    import hw.emit
+
+    monkeypatch.setattr(hw.emit, "MAX_MEMORY_BITS", 1000)
+    code, _, err = run(capsys, "compare", "--bundle", str(bundle), "--layer", "fc2",
+                       "--fmax", "40", "--out", str(tmp_path / "o"))
+    assert_user_error(code, err, "layer 'fc2' (10x20) does not fit the unstructured engine with 8 "
+                                 "lanes: its memories hold")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_linear_layer_without_integer_weights(capsys, tmp_path):
+    import dataclasses
+
+    from ir import Bundle
+
+    b = Bundle.load(make_bundle(tmp_path / "b0"))
+    lay = b.layer("fc2")
+    plain = dataclasses.replace(lay, quant=None, tensors={k: v for k, v in lay.tensors.items()
+                                                          if k != "qweight"})
+    Bundle(b.model, (plain,)).save(tmp_path / "b1")
+    code, _, err = run(capsys, "compare", "--bundle", str(tmp_path / "b1"), "--layer", "fc2",
+                       "--fmax", "40", "--out", str(tmp_path / "o"))
+    assert_user_error(code, err, "layer 'fc2' has no quantized weights; compare runs the int8 "
+                                 "product on both sides")
