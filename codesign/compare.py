@@ -33,6 +33,10 @@ input vectors instead of a sequence:
   too for a BCR layer, dense), checked, run on the same vectors (outputs equal to the RTL's plus
   the bias) and costed per vector.
 
+This module holds the results, their checks and their report; the runners are
+:mod:`codesign.compare_rnn` and :mod:`codesign.compare_linear` (their public names are
+re-exported here).
+
 The model's ARM cycles are not phone milliseconds (``shared/TOOLCHAIN.md``), so the comparison
 needs no ARM clock: the **matching clock** of an ARM kernel against an FPGA engine is
 ``ARM cycles per step / FPGA microseconds per step`` (per vector for a linear layer) in MHz, a
@@ -42,19 +46,15 @@ layer; below it, slower.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-__all__ = ["FpgaResult", "ArmResult", "Comparison", "compare_rnn_layer", "compare_linear_layer",
-           "check_compare_layer", "bcr_memory_needs", "fpga_engines", "linear_engines",
-           "linear_engine_params", "serial_cycles", "comparison_frame", "matching_mhz",
-           "format_comparison", "comparison_rows", "COMPARED_OPS"]
+__all__ = ["FpgaResult", "ArmResult", "Comparison", "check_compare_layer", "serial_cycles",
+           "comparison_frame", "matching_mhz", "format_comparison", "comparison_rows",
+           "COMPARED_OPS"]
 
 #: The layer kinds :func:`check_compare_layer` accepts.
 COMPARED_OPS = ("lstm", "gru", "linear")
@@ -65,6 +65,7 @@ _ENGINE_LABELS = {"dense": "dense", "bcr": "BCR", "unstructured": "unstructured"
 #: ``synth(engine, verilog) -> (fmax_mhz or None, source, resources or None, report path or
 #: None, note)``: the callback that places an engine.
 Synth = Callable[[str, Path], tuple[float | None, str, dict | None, str | None, str]]
+
 
 
 @dataclass(frozen=True)
@@ -273,6 +274,8 @@ def check_compare_layer(layer: Any, lanes: int) -> None:
         raise ValueError(str(exc).removesuffix("; use --dtype fp32")
                          + f"; compare runs the int8 {what} only") from None
     if not rnn:
+        from codesign.compare_linear import _linear_engine_problem, linear_engines
+
         for engine in linear_engines(layer):
             problem = _linear_engine_problem(layer, engine, lanes)
             if problem is not None:
@@ -280,195 +283,6 @@ def check_compare_layer(layer: Any, lanes: int) -> None:
                                  f"{layer.shape.in_features}) does not fit the "
                                  f"{_ENGINE_LABELS[engine]} engine with {lanes} lanes: "
                                  f"{problem}")
-
-
-def fpga_engines(layer: Any) -> list[str]:
-    """The gate engines the layer runs on: ``["bcr", "dense"]`` for a BCR layer, else
-    ``["dense"]`` (no RNN engine runs unstructured gates)."""
-    return (["bcr"] if layer.scheme.kind == "bcr" else []) + ["dense"]
-
-
-def _sequence(kind: str, x: np.ndarray, hid: int, cfg: Any, w_ih, w_hh, b_ih, b_hh):
-    """Golden states before each step: ``[(h, c), ...]`` (``c`` None for a GRU), and the final
-    ones."""
-    from ir.golden import gru_step, lstm_step
-
-    h = np.zeros(hid, dtype=np.int64)
-    c = np.zeros(hid, dtype=np.int64) if kind == "lstm" else None
-    states = []
-    for t in range(len(x)):
-        states.append((h, c))
-        if kind == "lstm":
-            h, c = lstm_step(x[t], h, c, w_ih, w_hh, b_ih, b_hh, config=cfg)
-        else:
-            h = gru_step(x[t], h, w_ih, w_hh, b_ih, b_hh, config=cfg)
-    return states, (h, c)
-
-
-def bcr_memory_needs(layer: Any, lanes: int) -> tuple[int, int]:
-    """``(blocks, value words)`` the BCR-gated engine's memories need for ``layer`` on
-    ``lanes`` lanes (:func:`hw.rnn.bcr_gate_matrix`, :func:`hw.bcr.bcr_items`)."""
-    from hw.bcr import bcr_items
-    from hw.rnn import bcr_gate_matrix
-
-    t = layer.tensors
-    m_ih, m_hh = (np.asarray(t[k]) != 0 for k in ("mask_ih", "mask_hh"))
-    matrix = bcr_gate_matrix(layer.op, m_ih.astype(np.int64), m_hh.astype(np.int64),
-                             tuple(layer.scheme.block), m_ih, m_hh)
-    return max(1, matrix.block_count), max(1, bcr_items(matrix, lanes))
-
-
-def _run_fpga(kind: str, gates: str, base: dict, x: np.ndarray, lanes: int, block, simulator: str,
-              cache_dir, memory: tuple[int, int] | None = None) -> tuple[Any, dict, Path]:
-    """RTL run of the sequence; returns (run, engine keywords, Verilog path). ``memory``:
-    the BCR engine's ``(max_blocks, max_value_words)`` (default: the layer's own needs)."""
-    from hw.bcr import bcr_items
-    from hw.rnn import bcr_gate_matrix
-    from sim.rnn import GRUJob, LSTMJob, emit_rnn, run_gru_batch, run_lstm_batch
-
-    cfg = base["config"]
-    w_ih, w_hh = (np.asarray(base[k], dtype=np.int64) for k in ("weight_ih", "weight_hh"))
-    m_ih, m_hh = base["mask_ih"], base["mask_hh"]
-    w_ih, w_hh = w_ih * np.asarray(m_ih != 0), w_hh * np.asarray(m_hh != 0)
-    biases = [None if base[k] is None else np.asarray(base[k], dtype=np.int64)
-              for k in ("bias_ih", "bias_hh")]
-    steps, isz = x.shape
-    hsz = w_hh.shape[1]
-    kw: dict[str, Any] = {"gates": gates}
-    masks: tuple = ()
-    if gates == "bcr":
-        matrix = bcr_gate_matrix(kind, w_ih, w_hh, block, m_ih, m_hh)
-        need = (max(1, matrix.block_count), max(1, bcr_items(matrix, lanes)))
-        if memory is not None and (memory[0] < need[0] or memory[1] < need[1]):
-            raise ValueError(f"the BCR engine's memories ({memory[0]} blocks, {memory[1]} value "
-                             f"words) are smaller than the layer needs ({need[0]}, {need[1]})")
-        kw.update(block=tuple(block), max_blocks=(memory or need)[0],
-                  max_value_words=(memory or need)[1])
-        masks = (m_ih, m_hh)
-    zero = np.zeros(hsz, dtype=np.int64)
-    if kind == "lstm":
-        job = LSTMJob(x, zero, zero, w_ih, w_hh, *biases, *masks)
-        run = run_lstm_batch([job], cfg, lanes, simulator, isz, hsz, steps, cache_dir=cache_dir,
-                             **kw)[0]
-    else:
-        job = GRUJob(x, zero, w_ih, w_hh, *biases, *masks)
-        run = run_gru_batch([job], cfg, lanes, simulator, isz, hsz, steps, cache_dir=cache_dir,
-                            **kw)[0]
-    verilog, _ = emit_rnn(kind, cfg, lanes, isz, hsz, steps, cache_dir=cache_dir, **kw)
-    return run, kw, verilog
-
-
-def compare_rnn_layer(layer: Any, *, lanes: int = 8, steps: int = 4, seed: int = 0,
-                      simulator: str = "verilator",
-                      synth: Synth | None = None,
-                      fmax: dict[str, float] | None = None, device: str | None = None,
-                      cache_dir: str | Path | None = None, mobile_cache: Path | None = None,
-                      bcr_memory: tuple[int, int] | None = None,
-                      echo: Callable[[str], None] = lambda s: None) -> Comparison:
-    """Run one lstm/gru bundle layer on the FPGA engines and the ARM kernels (module docstring).
-
-    Parameters
-    ----------
-    layer : ir.Layer
-        Checked by :func:`check_compare_layer`.
-    lanes, steps, seed, simulator
-        Gate-engine lanes (a multiple of 4), sequence length, input seed (int8 inputs within
-        the format's activation width), RTL simulator.
-    synth : callable, optional
-        ``synth(gates, verilog) -> (fmax_mhz or None, source, resources or None, report path or
-        None, note)``: places the engine (e.g. :func:`synth_reports.flow.synth_engine`).
-    fmax : dict, optional
-        Given Fmax per gate engine (``{"dense": MHz, "bcr": MHz}``; ``"sparse"`` stands for
-        ``"bcr"``, as :func:`codesign.compare_cmd.parse_fmax` gives it); used instead of
-        ``synth``.
-    device : str, optional
-        The part ``synth`` places on, recorded.
-    cache_dir, mobile_cache
-        The simulator build cache and the ARM build cache.
-    bcr_memory : (int, int), optional
-        ``(max_blocks, max_value_words)`` of the BCR-gated engine, at least
-        :func:`bcr_memory_needs` of the layer: one engine built for several layers (default:
-        sized to this layer).
-    echo
-        Progress lines.
-
-    Returns
-    -------
-    Comparison
-    """
-    from mobile.build import build_kernel
-    from mobile.check import check_kernel
-    from mobile.cost import kernel_cost
-    from mobile.layers import layer_kernels
-
-    check_compare_layer(layer, lanes)
-    _check_fmax(fmax, "{}-gated engine")
-    kind = layer.op
-    kernels = layer_kernels(layer, "int8")
-    base = dict(next(p for role, _, p in kernels if role == "dense"))
-    cfg = base["config"]
-    isz, hsz = layer.shape.input_size, layer.shape.hidden_size
-    rng = np.random.default_rng(seed)
-    amax = 2 ** (cfg.act_bits - 1) - 1
-    x = rng.integers(-amax, amax + 1, size=(steps, isz), dtype=np.int64)
-    block = tuple(layer.scheme.block) if layer.scheme.kind == "bcr" else None
-    w_ih = np.where(np.asarray(base["mask_ih"]) != 0, np.asarray(base["weight_ih"], np.int64), 0)
-    w_hh = np.where(np.asarray(base["mask_hh"]) != 0, np.asarray(base["weight_hh"], np.int64), 0)
-    b_ih, b_hh = (None if base[k] is None else np.asarray(base[k], np.int64)
-                  for k in ("bias_ih", "bias_hh"))
-    states, final = _sequence(kind, x, hsz, cfg, w_ih, w_hh, b_ih, b_hh)
-    want_h = np.array([s[0] for s in states[1:]] + [final[0]])
-
-    fpga = []
-    for gates in fpga_engines(layer):
-        echo(f"  FPGA {gates} gates: RTL ({simulator}), {steps} steps ...")
-        run, kw, verilog = _run_fpga(kind, gates, base, x, lanes, block, simulator, cache_dir,
-                                     bcr_memory)
-        from hw.rnn import bcr_gate_matrix, bcr_setup_cycles, lstm_cycles, rnn_bcr_cycles
-
-        if gates == "bcr":
-            matrix = bcr_gate_matrix(kind, w_ih, w_hh, block, base["mask_ih"], base["mask_hh"])
-            model = rnn_bcr_cycles(matrix, isz, hsz, steps, lanes)
-            setup = bcr_setup_cycles(isz, hsz, block) + hsz
-        else:
-            model, setup = lstm_cycles(isz, hsz, steps, lanes), hsz
-        match = np.array_equal(run.h_seq, want_h)
-        if kind == "lstm":
-            match = match and np.array_equal(run.c, final[1])
-        fm, source, res, report, note = _fpga_clock(gates, verilog, fmax, synth, device,
-                                                    echo, f"FPGA {gates} gates")
-        fpga.append(FpgaResult(gates, lanes, steps, int(run.cycles), int(model), int(setup),
-                               bool(match), str(verilog), block if gates == "bcr" else None,
-                               fm, source, res, report, note))
-
-    arm = []
-    step_in = states[1] if steps > 1 else states[0]
-    cost_inputs = (x[1 if steps > 1 else 0], step_in[0]) + ((step_in[1],) if kind == "lstm"
-                                                           else ())
-    for role, kkind, params in kernels:
-        matvec = params["matvec"]
-        echo(f"  ARM {matvec} products: aarch64 build, qemu check and trace ...")
-        k = build_kernel(kkind, target="aarch64", cache_dir=mobile_cache, **params)
-        chk = check_kernel(k, seed=seed)
-        h = np.zeros(hsz, dtype=np.int64)
-        c = np.zeros(hsz, dtype=np.int64)
-        got = []
-        for t in range(steps):
-            outs = k(x[t], h, c) if kind == "lstm" else k(x[t], h)
-            h = outs[0].astype(np.int64)
-            if kind == "lstm":
-                c = outs[1].astype(np.int64)
-            got.append(h)
-        seq_ok = np.array_equal(np.array(got), want_h) and (
-            kind != "lstm" or np.array_equal(c, final[1]))
-        cost = kernel_cost(k, cost_inputs)
-        arm.append(ArmResult(role, matvec, chk.ok, chk.message, bool(seq_ok), cost.instructions,
-                             dict(cost.cycles), int(k.text_bytes)))
-
-    kept = sum(int(np.count_nonzero(layer.tensors[m])) for m in ("mask_ih", "mask_hh"))
-    total = sum(int(np.asarray(layer.tensors[m]).size) for m in ("mask_ih", "mask_hh"))
-    return Comparison(layer.name, kind, isz, hsz, layer.scheme.kind, kept / max(1, total),
-                      layer.quant.bits, steps, fpga, arm, device, seed, block, simulator)
 
 
 def _check_fmax(fmax: dict[str, float] | None, what: str) -> None:
@@ -500,223 +314,6 @@ def _fpga_clock(engine: str, verilog: Path | str, fmax: dict[str, float] | None,
         return None, "", None, None, ""
     echo(f"  {what}: synthesis and place and route on {device} ...")
     return synth(engine, verilog)
-
-
-def linear_engines(layer: Any) -> list[str]:
-    """The matrix engines a linear layer runs on, sparse first: ``["bcr", "dense"]`` for a BCR
-    layer, ``["dense"]`` for a dense one, ``["unstructured", "dense"]`` for any other sparse
-    scheme (the unstructured engine runs any mask), as :func:`mobile.layers.layer_kernels`
-    picks the ARM kernels."""
-    from ir import BCR, Dense
-
-    if isinstance(layer.scheme, BCR):
-        return ["bcr", "dense"]
-    return ["dense"] if isinstance(layer.scheme, Dense) else ["unstructured", "dense"]
-
-
-def _linear_matrix(layer: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(qweight, mask)`` of a linear layer: int64 integer weights zero outside the mask (the
-    weights :func:`mobile.layers.layer_kernels` gives the ARM kernels), boolean mask."""
-    mask = np.asarray(layer.tensors["mask"]) != 0
-    return np.where(mask, np.asarray(layer.tensors["qweight"], dtype=np.int64), 0), mask
-
-
-def _index_bits(layer: Any) -> int:
-    """The unstructured engine's relative-index width: the scheme's, else 4 (as ``codesign
-    simulate``)."""
-    return int(getattr(layer.scheme, "index_bits", 4))
-
-
-def linear_engine_params(layer: Any, engine: str, lanes: int) -> dict[str, Any]:
-    """Constructor keywords (besides ``lanes``) of ``engine`` with memories sized to the linear
-    ``layer``: its rows and columns, 8-bit activations, the layer's weight bits; BCR: its block,
-    ``max_blocks`` its stored blocks and ``max_value_words`` their value words on ``lanes``
-    lanes; unstructured: the scheme's index bits and ``max_entries`` the busiest lane's entries.
-    Also the keywords of :mod:`sim`'s ``emit_*`` and ``run_*_batch``."""
-    from hw.bcr import bcr_items
-    from ir.bcr import encode_bcr
-    from ir.csr import encode_csc_lanes
-
-    qw, mask = _linear_matrix(layer)
-    rows, cols = qw.shape
-    params: dict[str, Any] = {"weight_bits": layer.quant.bits, "act_bits": 8,
-                              "max_rows": rows, "max_cols": cols}
-    if engine == "bcr":
-        block = tuple(layer.scheme.block)
-        enc = encode_bcr(qw, block, mask)
-        params.update(block=block, max_blocks=max(1, enc.block_count),
-                      max_value_words=max(1, bcr_items(enc, lanes)))
-    elif engine == "unstructured":
-        enc = encode_csc_lanes(qw, lanes, _index_bits(layer))
-        params.update(index_bits=_index_bits(layer),
-                      max_entries=max(1, int(enc.lane_value_counts.max(initial=0))))
-    return params
-
-
-def _linear_engine_problem(layer: Any, engine: str, lanes: int) -> str | None:
-    """Why ``engine`` sized to ``layer`` cannot be built (a parameter out of range, the cycle
-    counter, more memory bits than :func:`hw.emit.emit_verilog` converts), or None."""
-    from hw.bcr import BCRMatVec
-    from hw.dense import DenseMatVec
-    from hw.emit import memory_bits_problem
-    from hw.unstructured import UnstructuredMatVec
-
-    cls = {"dense": DenseMatVec, "bcr": BCRMatVec, "unstructured": UnstructuredMatVec}[engine]
-    try:
-        component = cls(lanes, **linear_engine_params(layer, engine, lanes))
-    except (TypeError, ValueError) as exc:
-        return str(exc)
-    component._MustUse__silence = True      # only its memory map is used (as hw.rnn does)
-    problem = memory_bits_problem(component.memory_map())
-    return None if problem is None else problem.replace("The engine's", "its")
-
-
-def _linear_model(engine: str, qw: np.ndarray, mask: np.ndarray, x: np.ndarray, lanes: int,
-                  params: dict[str, Any]) -> list[int]:
-    """The engine's cycle model for each row of ``x``."""
-    from hw.bcr import bcr_cycles
-    from hw.dense import dense_cycles
-    from hw.unstructured import unstructured_cycles
-    from ir.bcr import encode_bcr
-    from ir.csr import encode_csc_lanes
-
-    if engine == "dense":
-        return [dense_cycles(*qw.shape, lanes)] * len(x)
-    if engine == "bcr":
-        return [bcr_cycles(encode_bcr(qw, params["block"], mask), lanes)] * len(x)
-    enc = encode_csc_lanes(qw, lanes, params["index_bits"])
-    return [unstructured_cycles(enc, v, lanes) for v in x]
-
-
-def _run_linear_engine(engine: str, qw: np.ndarray, mask: np.ndarray, x: np.ndarray,
-                       lanes: int, params: dict[str, Any], simulator: str,
-                       cache_dir: str | Path | None) -> tuple[np.ndarray, list[int], Path]:
-    """RTL run of every vector of ``x`` on ``engine`` built with ``params``: ``(int32 outputs
-    (vectors, rows), cycles per vector, the Verilog that ran)``."""
-    from sim.bcr import emit_bcr, run_bcr_batch
-    from sim.dense import emit_dense, run_dense_batch
-    from sim.unstructured import emit_unstructured, run_unstructured_batch
-
-    emit, run = {"dense": (emit_dense, run_dense_batch), "bcr": (emit_bcr, run_bcr_batch),
-                 "unstructured": (emit_unstructured, run_unstructured_batch)}[engine]
-    job = (qw, mask, x) if engine == "bcr" else (qw, x)
-    result = run([job], lanes=lanes, simulator=simulator, cache_dir=cache_dir, **params)[0]
-    verilog, _ = emit(lanes, cache_dir=cache_dir, **params)
-    return result.outputs, list(result.cycles), Path(verilog)
-
-
-def _linear_fpga(engine: str, layer: Any, qw: np.ndarray, mask: np.ndarray, x: np.ndarray,
-                 want: np.ndarray, bias: np.ndarray | None, *, lanes: int, simulator: str,
-                 cache_dir: str | Path | None) -> tuple[FpgaResult, np.ndarray]:
-    """One engine on every vector, checked: ``(result without a clock, the RTL's outputs
-    plus the bias)``; ``want`` is ``ir.golden.linear`` with the bias."""
-    from ir.golden import wrap32
-
-    params = linear_engine_params(layer, engine, lanes)
-    outputs, cycles, verilog = _run_linear_engine(engine, qw, mask, x, lanes, params,
-                                                  simulator, cache_dir)
-    with_bias = wrap32(outputs.astype(np.int64) + (0 if bias is None else bias))
-    model = _linear_model(engine, qw, mask, x, lanes, params)
-    rows = max(1, qw.shape[0])
-    serial = _linear_model(engine, qw, mask, np.ones((1, qw.shape[1]), np.int64), rows, params)
-    result = FpgaResult(engine, lanes, len(x), int(sum(cycles)), int(sum(model)), 0,
-                        bool(np.array_equal(with_bias, want)), str(verilog),
-                        params.get("block"), unit="vector", cycles_each=tuple(cycles),
-                        model_each=tuple(int(m) for m in model), serial_cycles=int(serial[0]))
-    return result, with_bias
-
-
-def _linear_arm(role: str, kind: str, params: dict[str, Any], x: np.ndarray,
-                rtl: Sequence[np.ndarray], *, seed: int, mobile_cache: Path | None,
-                echo: Callable[[str], None]) -> ArmResult:
-    """One aarch64 linear kernel: built, checked against ``ir.golden``, run on every vector of
-    ``x`` under qemu (its outputs must equal each of ``rtl``, every engine's outputs plus the
-    bias; an empty ``rtl`` matches nothing) and costed on the first vector."""
-    from mobile.build import build_kernel
-    from mobile.check import check_kernel
-    from mobile.cost import kernel_cost
-
-    echo(f"  ARM {kind} kernel: aarch64 build, qemu check and trace ...")
-    k = build_kernel(kind, target="aarch64", cache_dir=mobile_cache, **params)
-    chk = check_kernel(k, seed=seed)
-    got = np.array([k(v)[0].astype(np.int64) for v in x])
-    same = bool(rtl) and all(np.array_equal(got, r) for r in rtl)
-    cost = kernel_cost(k, (x[0],))
-    return ArmResult(role, kind, chk.ok, chk.message, bool(same), cost.instructions,
-                     dict(cost.cycles), int(k.text_bytes), unit="vector")
-
-
-def compare_linear_layer(layer: Any, *, lanes: int = 8, vectors: int = 4, seed: int = 0,
-                         simulator: str = "verilator", synth: Synth | None = None,
-                         fmax: dict[str, float] | None = None, device: str | None = None,
-                         cache_dir: str | Path | None = None, mobile_cache: Path | None = None,
-                         echo: Callable[[str], None] = lambda s: None) -> Comparison:
-    """Run one linear bundle layer on the FPGA engines and the ARM kernels (module docstring).
-
-    Parameters
-    ----------
-    layer : ir.Layer
-        Checked by :func:`check_compare_layer`.
-    lanes, vectors, seed, simulator
-        Engine lanes, how many random int8 input vectors (uniform in [-127, 127], drawn from
-        ``seed``) run on both sides, the RTL simulator.
-    synth : callable, optional
-        ``synth(engine, verilog) -> (fmax_mhz or None, source, resources or None, report path
-        or None, note)`` with ``engine`` one of :func:`linear_engines`: places the engine.
-    fmax : dict, optional
-        Given Fmax per engine (``{"dense": MHz, "bcr" or "unstructured": MHz}``; ``"sparse"``
-        stands for the layer's sparse engine); used instead of ``synth``.
-    device : str, optional
-        The part ``synth`` places on, recorded.
-    cache_dir, mobile_cache
-        The simulator build cache and the ARM build cache.
-    echo
-        Progress lines.
-
-    Returns
-    -------
-    Comparison
-        ``op == "linear"``, one :class:`FpgaResult` per engine (sparse first), one
-        :class:`ArmResult` per kernel; ``ok`` when every RTL output plus the bias equals
-        ``ir.golden.linear``, every vector's cycles equal the cycle model, every kernel passes
-        its check and equals the RTL on every vector.
-
-    Raises
-    ------
-    ValueError
-        The layer is refused (:func:`check_compare_layer`), ``vectors`` is below 1, or a given
-        Fmax is no positive finite number.
-    """
-    from ir.golden import linear
-    from mobile.layers import layer_kernels
-
-    check_compare_layer(layer, lanes)
-    if isinstance(vectors, bool) or not isinstance(vectors, int) or vectors < 1:
-        raise ValueError(f"vectors must be a positive integer, not {vectors!r}")
-    _check_fmax(fmax, "{} engine")
-    kernels = layer_kernels(layer, "int8")
-    qw, mask = _linear_matrix(layer)
-    bias = kernels[-1][2]["bias"]
-    bias = None if bias is None else np.asarray(bias, dtype=np.int64)
-    x = np.random.default_rng(seed).integers(-127, 128, size=(vectors, qw.shape[1]),
-                                             dtype=np.int64)
-    want = linear(qw, x, bias)
-    fpga, rtl = [], []
-    for engine in linear_engines(layer):
-        echo(f"  FPGA {engine} engine: RTL ({simulator}), {vectors} vectors ...")
-        result, with_bias = _linear_fpga(engine, layer, qw, mask, x, want, bias, lanes=lanes,
-                                         simulator=simulator, cache_dir=cache_dir)
-        rtl.append(with_bias)
-        clock = _fpga_clock(engine, result.verilog, fmax, synth, device, echo,
-                            f"FPGA {engine} engine")
-        fpga.append(dataclasses.replace(result, **dict(zip(
-            ("fmax_mhz", "fmax_source", "resources", "report", "note"), clock, strict=True))))
-    arm = [_linear_arm(role, kind, params, x, rtl, seed=seed, mobile_cache=mobile_cache,
-                       echo=echo) for role, kind, params in kernels]
-    block = tuple(layer.scheme.block) if "bcr" in linear_engines(layer) else None
-    return Comparison(layer.name, "linear", qw.shape[1], qw.shape[0], layer.scheme.kind,
-                      float(np.count_nonzero(mask)) / max(1, mask.size), layer.quant.bits,
-                      vectors, fpga, arm, device, seed, block, simulator)
 
 
 def _band(values: Sequence[float], fmt: str = "{:,.0f}") -> str:
@@ -895,3 +492,21 @@ def comparison_frame(cmp: Comparison):
         if col in df:
             df[col] = df[col].astype("Int64")
     return df
+
+
+#: Public names of the runner modules, re-exported lazily (the runners import this module).
+_RUNNERS = {
+    "compare_rnn_layer": "codesign.compare_rnn", "bcr_memory_needs": "codesign.compare_rnn",
+    "fpga_engines": "codesign.compare_rnn",
+    "compare_linear_layer": "codesign.compare_linear",
+    "linear_engines": "codesign.compare_linear",
+    "linear_engine_params": "codesign.compare_linear",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RUNNERS:
+        import importlib
+
+        return getattr(importlib.import_module(_RUNNERS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,6 @@
-"""codesign.compare: one RNN layer on the FPGA engines (RTL) and the ARM kernels (qemu), the
-same integer step on both; what it checks, what it reports, which layers it refuses."""
+"""codesign.compare (compare_rnn, compare_linear): one RNN or linear layer on the FPGA engines
+(RTL) and the ARM kernels (qemu), the same integer function on both; what it checks, what it
+reports, which layers it refuses."""
 
 from __future__ import annotations
 
@@ -129,7 +130,7 @@ def test_the_arm_sequence_is_checked_against_the_rtl(bundle, tmp_path, monkeypat
 
     monkeypatch.setattr(mc, "check_kernel", lambda k, seed=0: mc.CheckResult(
         True, k.source.kind, "int8", k.target, 0, 0.0, "PASS (skipped)"))
-    import codesign.compare as cc
+    import codesign.compare_rnn as cc
 
     monkeypatch.setattr(mb.Kernel, "__call__", drifting)
     monkeypatch.setattr(cc, "np", np)
@@ -372,7 +373,7 @@ def test_rnn_json_keeps_its_names(lstm_cmp):
 def test_linear_rtl_outputs_and_cycles_are_checked(bundle, tmp_path, monkeypatch):
     """An engine whose outputs or per-vector cycles are wrong fails the comparison, and the
     ARM kernels are compared with every engine's outputs."""
-    import codesign.compare as cc
+    import codesign.compare_linear as cc
 
     real = cc._run_linear_engine
 
