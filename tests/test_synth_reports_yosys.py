@@ -57,7 +57,7 @@ def test_yosys_script():
                  "tee -q -o s.json stat -json\n")
     assert "synth_ice40 -top h\n" in yosys_script(["e.v"], "h", "ice40", None, "s.json",
                                                     dsp=False)
-    assert "synth_xilinx -family xc7 -top e\n" in yosys_script(["e.v"], "e", "xc7", None, "s")
+    assert "synth_xilinx -family xc7 -flatten -top e\n" in yosys_script(["e.v"], "e", "xc7", None, "s")
     assert yosys_script(["e.v"], "e", "ecp5", "n", "s") == (
         "read_verilog e.v\nsynth_ecp5 -top e -run :map_luts\nabc -lut 4 -dress\nclean\n"
         "synth_ecp5 -top e -run map_cells: -json n\ntee -q -o s stat -json\n")
