@@ -31,6 +31,7 @@ Examples:
   codesign prune --model lenet5 --scheme unstructured --ratio 85 --bits 3 --out out/lenet
   codesign loop --model tinycnn --engine unstructured --sparsity 0.3 --out out/loop
   codesign compare --bundle out/rnn/bundle --layer rnn --device ecp5-85k --out out/cmp
+  codesign compare --bundle out/demo/bundle --layer fc1 --device ecp5-85k --lanes 8 --out out/cmp-fc1
 """
 
 

@@ -444,7 +444,7 @@ def test_help_examples_are_readme_commands():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     commands = [line.strip().split("   ")[0] for line in EXAMPLES.splitlines()
                 if line.strip().startswith("codesign ")]
-    assert len(commands) == 12
+    assert len(commands) == 13
     assert [c for c in commands if c not in readme] == []
 
 
