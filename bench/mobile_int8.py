@@ -73,9 +73,10 @@ def rnn_requests(cell: str, size: int, block: tuple[int, int] | None,
     return {p["matvec"]: (kind, p) for _, kind, p in layer_kernels(layer, "int8")}
 
 
-def measure(layer: str, density: float, requests: dict[str, tuple[str, dict]],
+def measure(layer: str, kept: str, density: float, requests: dict[str, tuple[str, dict]],
             cache: Path | None) -> list[dict]:
-    """Build, check and cost each kernel of ``requests`` on aarch64: one row each."""
+    """Build, check and cost each kernel of ``requests`` on aarch64: one row each (``kept``:
+    the BCR setting, rows x columns kept per block, or ``"all"``)."""
     rows = []
     for name in KERNELS:
         if name not in requests:
@@ -84,7 +85,7 @@ def measure(layer: str, density: float, requests: dict[str, tuple[str, dict]],
         k = build_kernel(kind, target="aarch64", cache_dir=cache, **params)
         check = check_kernel(k, seed=0)
         cost = kernel_cost(k, random_inputs(k, seed=1))
-        rows.append({"layer": layer, "density": round(density, 4), "kernel": name,
+        rows.append({"layer": layer, "kept": kept, "density": round(density, 4), "kernel": name,
                      "check": bool(check.ok), "instructions": cost.instructions,
                      **{f"cycles_{lbl}": cost.cycles[lbl] for lbl, _ in MCA_MODELS},
                      "text_bytes": int(k.text_bytes)})
@@ -97,7 +98,7 @@ def measure(layer: str, density: float, requests: dict[str, tuple[str, dict]],
 
 
 def table(frame: pd.DataFrame) -> str:
-    """Markdown: one line per layer and density, each kernel's cycles band and its ratio."""
+    """Markdown: one line per layer and BCR setting, each kernel's cycles band and its ratio."""
     lbls = [lbl for lbl, _ in MCA_MODELS]
 
     def band(r, pre):
@@ -106,11 +107,11 @@ def table(frame: pd.DataFrame) -> str:
         fmt = "{:,.0f}" if pre == "cycles_" else "{:.2f}"
         return f"{fmt.format(lo)}-{fmt.format(hi)}"
 
-    lines = ["| layer | density | dense cycles | BCR cycles | BCR / dense | CSR cycles "
-             "| CSR / dense | instructions BCR / CSR / dense |", "|---" * 8 + "|"]
-    for (layer, dens), g in frame.groupby(["layer", "density"], sort=False):
+    lines = ["| layer | kept per block | density | dense cycles | BCR cycles | BCR / dense | CSR cycles "
+             "| CSR / dense | instructions BCR / CSR / dense |", "|---" * 9 + "|"]
+    for (layer, kept, dens), g in frame.groupby(["layer", "kept", "density"], sort=False):
         rec = {r["kernel"]: r for _, r in g.iterrows()}
-        cell = [layer, f"{dens:.3f}", band(rec["dense"], "cycles_")]
+        cell = [layer, kept, f"{dens:.3f}", band(rec["dense"], "cycles_")]
         for k in ("bcr", "csr"):
             cell += ([band(rec[k], "cycles_"), band(rec[k], "vs_dense_")] if k in rec
                      else ["-", "-"])
@@ -157,9 +158,10 @@ def main(argv: list[str] | None = None) -> int:
             reqs = (rnn_requests(cell, shape, blk, kept, args.seed) if cell
                     else linear_requests(shape, blk, kept, args.seed))
             density = 1.0 if kept is None else kept[0] * kept[1] / (br * bc)
-            rows = measure(name, density, reqs, None)
+            label = "all" if kept is None else f"{kept[0]}x{kept[1]}"
+            rows = measure(name, label, density, reqs, None)
             out.extend(rows)
-            print(f"{name}, density {density:.3f}: "
+            print(f"{name}, kept {label}, density {density:.3f}: "
                   + ", ".join(f"{r['kernel']} {r['instructions']:,} instructions "
                               f"({'ok' if r['check'] else 'FAIL'})" for r in rows), flush=True)
     frame = pd.DataFrame(out)
