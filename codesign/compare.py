@@ -33,13 +33,26 @@ input vectors instead of a sequence:
   too for a BCR layer, dense), checked, run on the same vectors (outputs equal to the RTL's plus
   the bias) and costed per vector.
 
+For a conv2d layer, :func:`compare_conv_layer` does the same with ``maps`` random int8 input
+feature maps of a given size:
+
+* **the FPGA engines**: a pattern layer's whole convolution on the pattern engine
+  (:mod:`hw.pattern`, :mod:`sim.pattern`); any other sparse layer's engine, and the dense
+  engine always, on the convolution's im2col products (one matrix-vector product per output
+  position, every position in RTL; gathering the windows is not counted); every output plus
+  the bias checked against ``ir.golden.conv2d``, every feature map's cycles against the cycle
+  model;
+* **the ARM kernels**: the pattern kernel of a pattern layer and the dense direct convolution
+  (:mod:`mobile.gen_conv`), checked, run on the same feature maps and costed per map.
+
 This module holds the results, their checks and their report; the runners are
-:mod:`codesign.compare_rnn` and :mod:`codesign.compare_linear` (their public names are
-re-exported here).
+:mod:`codesign.compare_rnn`, :mod:`codesign.compare_linear` and :mod:`codesign.compare_conv`
+(their public names are re-exported here).
 
 The model's ARM cycles are not phone milliseconds (``shared/TOOLCHAIN.md``), so the comparison
 needs no ARM clock: the **matching clock** of an ARM kernel against an FPGA engine is
-``ARM cycles per step / FPGA microseconds per step`` (per vector for a linear layer) in MHz, a
+``ARM cycles per step / FPGA microseconds per step`` (per vector for a linear layer, per
+feature map for a conv2d layer) in MHz, a
 band over the two models. An ARM core clocked above it is faster than the FPGA engine on this
 layer; below it, slower.
 """
@@ -57,10 +70,11 @@ __all__ = ["FpgaResult", "ArmResult", "Comparison", "check_compare_layer", "seri
            "COMPARED_OPS"]
 
 #: The layer kinds :func:`check_compare_layer` accepts.
-COMPARED_OPS = ("lstm", "gru", "linear")
+COMPARED_OPS = ("lstm", "gru", "linear", "conv2d")
 
 #: Printed names of the matrix engines.
-_ENGINE_LABELS = {"dense": "dense", "bcr": "BCR", "unstructured": "unstructured"}
+_ENGINE_LABELS = {"dense": "dense", "bcr": "BCR", "unstructured": "unstructured",
+                  "pattern": "pattern"}
 
 #: ``synth(engine, verilog) -> (fmax_mhz or None, source, resources or None, report path or
 #: None, note)``: the callback that places an engine.
@@ -74,18 +88,21 @@ class FpgaResult:
 
     ``gates`` is the engine of the matrix product: ``"dense"`` or ``"bcr"`` (the gates of an RNN
     cell engine), or for a linear layer also ``"unstructured"``. ``unit`` is what one run
-    computes: ``"step"`` (an RNN cell step) or ``"vector"`` (one matrix-vector product of a
-    linear layer); ``steps`` counts them. ``rtl_cycles`` is the simulator's count for all of
+    computes: ``"step"`` (an RNN cell step), ``"vector"`` (one matrix-vector product of a
+    linear layer) or ``"image"`` (a conv2d layer's whole convolution of one feature map; for
+    ``"pattern"``, the pattern engine); ``steps`` counts them. ``rtl_cycles`` is the simulator's count for all of
     them (``model_cycles`` the cycle model's), ``setup_cycles`` the part paid once per sequence
     (the first step's copy of the initial ``h``, and the BCR engine's setup stage; 0 for a
     linear layer). ``fmax_mhz`` is None when the engine was not placed (``note`` says why);
     ``fmax_source`` says where it came from; ``resources`` are the engine's
     (:class:`synth_reports.yosys.Resources` as a dict) when it was synthesised.
 
-    Linear layers only: ``cycles_each`` and ``model_each`` are the RTL's and the cycle model's
-    cycles of each vector (the unstructured engine's depend on which inputs are zero), and
-    ``serial_cycles`` the cycles of one vector that no lane count shortens (the cycle model
-    with one lane per output row, every input non-zero).
+    Linear and conv2d layers only: ``cycles_each`` and ``model_each`` are the RTL's and the
+    cycle model's cycles of each vector or feature map (the unstructured engine's depend on
+    which inputs are zero), and ``serial_cycles`` the cycles of one that no lane count
+    shortens (the cycle model with one lane per output row or filter, every input non-zero).
+    conv2d layers only: ``multipliers``, the engine's multipliers (``lanes`` on the matrix
+    engines, ``lanes`` times the kept weights of a pattern on the pattern engine).
     """
 
     gates: str
@@ -106,10 +123,11 @@ class FpgaResult:
     cycles_each: tuple[int, ...] | None = None
     model_each: tuple[int, ...] | None = None
     serial_cycles: int | None = None
+    multipliers: int | None = None
 
     @property
     def name(self) -> str:
-        """``"BCR gates"``/``"dense gates"`` (RNN), ``"<engine> engine"`` (linear)."""
+        """``"BCR gates"``/``"dense gates"`` (RNN), ``"<engine> engine"`` (linear, conv2d)."""
         label = _ENGINE_LABELS.get(self.gates, self.gates)
         return f"{label} gates" if self.unit == "step" else f"{label} engine"
 
@@ -140,7 +158,8 @@ class ArmResult:
     ``check`` the golden check's line, ``sequence_match`` whether its outputs on the compared
     inputs (the sequence, or the vectors) equal the RTL's, ``instructions`` and ``cycles`` (per
     llvm-mca model) of one ``unit``: an RNN step kernel's step (``"step"``) or a linear
-    kernel's matrix-vector product (``"vector"``)."""
+    kernel's matrix-vector product (``"vector"``) or a convolution kernel's feature map
+    (``"image"``)."""
 
     role: str
     matvec: str
@@ -166,7 +185,9 @@ class ArmResult:
 class Comparison:
     """Everything :func:`compare_rnn_layer` or :func:`compare_linear_layer` measured on one
     layer. For a linear layer ``input_size`` is its input features, ``hidden_size`` its output
-    features and ``steps`` its input vectors (named so in the JSON and CSV)."""
+    features and ``steps`` its input vectors; for a conv2d layer its input and output channels
+    and its input feature maps (named so in the JSON and CSV), with ``image`` the input height
+    and width, ``kernel``, ``stride`` and ``padding`` (None for other layers)."""
 
     layer: str
     op: str
@@ -182,6 +203,10 @@ class Comparison:
     seed: int = 0
     block: tuple[int, int] | None = None
     simulator: str = "verilator"
+    image: tuple[int, int] | None = None
+    kernel: tuple[int, int] | None = None
+    stride: tuple[int, int] | None = None
+    padding: tuple[int, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -191,16 +216,18 @@ class Comparison:
 
     @property
     def unit(self) -> str:
-        """``"step"`` for an lstm/gru layer, ``"vector"`` for a linear one."""
-        return "vector" if self.op == "linear" else "step"
+        """``"step"`` for an lstm/gru layer, ``"vector"`` for a linear one, ``"image"`` (one
+        feature map) for a conv2d one."""
+        return {"linear": "vector", "conv2d": "image"}.get(self.op, "step")
 
     def to_json(self) -> dict[str, Any]:
         """Every field, the checks, each engine's time per unit and every matching clock; a
         linear layer's counts and sizes under its own names (``vectors``, ``output_size``,
         ``cycles_per_vector``, ``us_per_vector``)."""
         unit = self.unit
-        out = _unit_keys({k: v for k, v in asdict(self).items() if k not in ("fpga", "arm")},
-                         unit)
+        out = _unit_keys(_without_none(
+            {k: v for k, v in asdict(self).items() if k not in ("fpga", "arm")}, _CONV_ONLY),
+            unit)
         out["ok"] = self.ok
         out["fpga"] = [_unit_keys({**_without_none(asdict(f), _LINEAR_ONLY), "name": f.name,
                                    "cycles_match": f.cycles_match,
@@ -214,8 +241,10 @@ class Comparison:
         return out
 
 
-#: FpgaResult fields that only linear layers fill (left out of an RNN layer's JSON).
-_LINEAR_ONLY = ("cycles_each", "model_each", "serial_cycles")
+#: FpgaResult fields that only linear and conv2d layers fill (left out of the others' JSON).
+_LINEAR_ONLY = ("cycles_each", "model_each", "serial_cycles", "multipliers")
+#: Comparison fields that only conv2d layers fill (left out of the others' JSON).
+_CONV_ONLY = ("image", "kernel", "stride", "padding")
 
 
 def _without_none(d: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
@@ -223,11 +252,13 @@ def _without_none(d: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
 
 
 def _unit_keys(d: dict[str, Any], unit: str) -> dict[str, Any]:
-    """``d`` with a linear layer's names: ``steps`` -> ``vectors``, ``hidden_size`` ->
-    ``output_size``; unchanged for ``unit == "step"``."""
+    """``d`` with a linear layer's names (``steps`` -> ``vectors``, ``hidden_size`` ->
+    ``output_size``) or a conv2d layer's (``steps`` -> ``maps``, ``input_size`` ->
+    ``in_channels``, ``hidden_size`` -> ``out_channels``); unchanged for ``unit == "step"``."""
     if unit == "step":
         return d
-    names = {"steps": "vectors", "hidden_size": "output_size"}
+    names = ({"steps": "vectors", "hidden_size": "output_size"} if unit == "vector" else
+             {"steps": "maps", "input_size": "in_channels", "hidden_size": "out_channels"})
     return {names.get(k, k): v for k, v in d.items()}
 
 
@@ -241,39 +272,45 @@ def matching_mhz(arm: ArmResult, fpga: FpgaResult) -> dict[str, float]:
     return {label: cyc / us for label, cyc in arm.cycles.items()}
 
 
-def check_compare_layer(layer: Any, lanes: int) -> None:
+def check_compare_layer(layer: Any, lanes: int, *, image: tuple[int, int] | None = None
+                        ) -> None:
     """``ValueError`` naming the layer unless compare can run it.
 
     Any layer: one of :data:`COMPARED_OPS` with quantized signed weights of at most 8 bits.
     lstm/gru (:func:`compare_rnn_layer`): scales that give an 8-bit fixed-point format,
     ``lanes`` a multiple of 4 (the dense-gated engine's). linear
     (:func:`compare_linear_layer`): its engines (:func:`linear_engines`), sized to it with
-    ``lanes`` lanes, within the engines' limits (memory bits, cycle counter). Cheap: nothing
-    is built or converted.
+    ``lanes`` lanes, within the engines' limits (memory bits, cycle counter). conv2d
+    (:func:`compare_conv_layer`, ``image`` its input height and width, default 16x16): groups
+    1, the kernel within the padded image, and its engines (:func:`conv_engines`) sized to it
+    within their limits (a pattern layer's stride and padding the pattern engine's). Cheap:
+    nothing is built or converted.
     """
     from mobile.layers import layer_kernels
 
     if layer.op not in COMPARED_OPS:
-        raise ValueError(f"layer {layer.name!r} is {layer.op}; compare runs lstm, gru and linear "
-                         "layers (for conv layers: codesign sweep --fmax on the FPGA side, "
-                         "codesign mobile on the ARM side)")
-    rnn = layer.op != "linear"
-    what = "step" if rnn else "product"
+        raise ValueError(f"layer {layer.name!r} is {layer.op}; compare runs "
+                         f"{', '.join(COMPARED_OPS[:-1])} and {COMPARED_OPS[-1]} layers")
+    unit = {"linear": "product", "conv2d": "convolution"}.get(layer.op, "step")
     q = layer.quant
     if q is None or q.bits > 8 or not q.signed:
         why = ("has no quantized weights" if q is None else f"has {q.bits}-bit weights"
                if q.bits > 8 else "has unsigned weights")
-        raise ValueError(f"layer {layer.name!r} {why}; compare runs the int8 {what} on both "
+        raise ValueError(f"layer {layer.name!r} {why}; compare runs the int8 {unit} on both "
                          "sides and needs signed weights of at most 8 bits (prune with --bits)")
+    rnn = layer.op in ("lstm", "gru")
     if rnn and (lanes < 4 or lanes % 4):
         raise ValueError(f"--lanes must be a positive multiple of 4 (the dense-gated engine's "
                          f"gate rows), not {lanes}")
+    image = (16, 16) if image is None else (int(image[0]), int(image[1]))
     try:
-        layer_kernels(layer, "int8")        # the fixed-point format exists
+        layer_kernels(layer, "int8", image)     # the fixed-point format exists, the image fits
     except ValueError as exc:               # its hint names an option compare does not have
-        raise ValueError(str(exc).removesuffix("; use --dtype fp32")
-                         + f"; compare runs the int8 {what} only") from None
-    if not rnn:
+        msg = str(exc)
+        if msg.endswith("; use --dtype fp32"):
+            msg = msg.removesuffix("; use --dtype fp32") + f"; compare runs the int8 {unit} only"
+        raise ValueError(msg) from None
+    if layer.op == "linear":
         from codesign.compare_linear import _linear_engine_problem, linear_engines
 
         for engine in linear_engines(layer):
@@ -281,6 +318,18 @@ def check_compare_layer(layer: Any, lanes: int) -> None:
             if problem is not None:
                 raise ValueError(f"layer {layer.name!r} ({layer.shape.out_features}x"
                                  f"{layer.shape.in_features}) does not fit the "
+                                 f"{_ENGINE_LABELS[engine]} engine with {lanes} lanes: "
+                                 f"{problem}")
+    elif layer.op == "conv2d":
+        from codesign.compare_conv import conv_engine_problem, conv_engines
+
+        shp = layer.shape
+        for engine in conv_engines(layer):
+            problem = conv_engine_problem(layer, engine, lanes, image)
+            if problem is not None:
+                raise ValueError(f"layer {layer.name!r} ({shp.out_channels}x"
+                                 f"{shp.in_channels}x{shp.kernel[0]}x{shp.kernel[1]} on "
+                                 f"{image[0]}x{image[1]}) does not fit the "
                                  f"{_ENGINE_LABELS[engine]} engine with {lanes} lanes: "
                                  f"{problem}")
 
@@ -316,6 +365,18 @@ def _fpga_clock(engine: str, verilog: Path | str, fmax: dict[str, float] | None,
     return synth(engine, verilog)
 
 
+def with_clock(result: FpgaResult, fmax: dict[str, float] | None, synth: Synth | None,
+               device: str | None, echo: Callable[[str], None]) -> FpgaResult:
+    """``result`` (a linear or conv2d layer's engine) with its clock: given, placed by
+    ``synth``, or none (:func:`_fpga_clock`)."""
+    import dataclasses
+
+    clock = _fpga_clock(result.gates, result.verilog, fmax, synth, device, echo,
+                        f"FPGA {result.gates} engine")
+    return dataclasses.replace(result, **dict(zip(
+        ("fmax_mhz", "fmax_source", "resources", "report", "note"), clock, strict=True)))
+
+
 def _band(values: Sequence[float], fmt: str = "{:,.0f}") -> str:
     lo, hi = min(values), max(values)
     return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else \
@@ -348,6 +409,14 @@ def _header(cmp: Comparison) -> str:
                 f"{cmp.hidden_size}, {scheme}, density {cmp.density:.3f}, {cmp.weight_bits}-bit "
                 f"weights; {_plural(cmp.steps, 'step')} from a zero state, the same integer step "
                 "on both sides")
+    if cmp.unit == "image":
+        (kh, kw), (sh, sw), (ph, pw) = cmp.kernel, cmp.stride, cmp.padding
+        return (f"layer {cmp.layer}: conv2d, {cmp.input_size} -> {cmp.hidden_size} channels, "
+                f"{kh}x{kw} kernel, stride {sh}x{sw}, padding {ph}x{pw}, input "
+                f"{cmp.image[0]}x{cmp.image[1]}, {scheme}, density {cmp.density:.3f}, "
+                f"{cmp.weight_bits}-bit weights; "
+                f"{_plural(cmp.steps, 'random int8 input feature map')}, the same integer "
+                "convolution (int32 accumulators and bias) on both sides")
     return (f"layer {cmp.layer}: linear, input {cmp.input_size}, output {cmp.hidden_size}, "
             f"{scheme}, density {cmp.density:.3f}, {cmp.weight_bits}-bit weights; "
             f"{_plural(cmp.steps, 'random int8 input vector')}, the same integer product "
@@ -360,6 +429,11 @@ def _fpga_heading(cmp: Comparison) -> str:
     if cmp.unit == "step":
         return (where + "every h" + (" and the final c" if cmp.op == "lstm" else "")
                 + " of the RTL checked against ir.golden, cycles against the cycle model):")
+    if cmp.unit == "image":
+        return (where + "every output of the RTL, plus the bias, checked against ir.golden, "
+                "every feature map's cycles from start to done against the cycle model; the "
+                "matrix engines run one im2col product per output position, and gathering "
+                "the windows, writing x in and reading y out are not counted):")
     return (where + "every output of the RTL, plus the bias, checked against ir.golden, every "
             "vector's cycles from start to done against the cycle model; writing x into the "
             "engine and reading y out are not counted):")
@@ -368,9 +442,10 @@ def _fpga_heading(cmp: Comparison) -> str:
 def _fpga_line(f: FpgaResult, dense: FpgaResult | None) -> str:
     check = ("RTL == golden" if f.outputs_match else "RTL DIFFERS from golden") + ", " + (
         "cycles == model" if f.cycles_match else f"cycles {f.rtl_cycles} != model "
-        f"{f.model_cycles}" + (f" (per vector {list(f.cycles_each or ())} != "
-                               f"{list(f.model_each or ())})" if f.unit == "vector" else ""))
-    line = f"  {f.name}: {check}; {f.cycles_per_unit:,.0f} cycles/{f.unit}"
+        f"{f.model_cycles}" + (f" (per {f.unit} {list(f.cycles_each or ())} != "
+                               f"{list(f.model_each or ())})" if f.unit != "step" else ""))
+    mults = "" if f.multipliers is None else f" ({f.multipliers} multipliers)"
+    line = f"  {f.name}{mults}: {check}; {f.cycles_per_unit:,.0f} cycles/{f.unit}"
     if f.cycles_each and min(f.cycles_each) != max(f.cycles_each):
         line += f" (mean; {min(f.cycles_each):,} .. {max(f.cycles_each):,})"
     if f.setup_cycles:
@@ -397,6 +472,9 @@ def _serial_line(cmp: Comparison) -> str:
                 "pipeline, which no lane count shortens")
     parts = ", ".join(f"{f.name} {f.serial_cycles:,}" for f in cmp.fpga
                       if f.serial_cycles is not None)
+    if cmp.unit == "image":
+        return (f"  at unlimited lanes (one per filter; the cycle models, every input "
+                f"non-zero) a feature map still takes: {parts} cycles")
     return (f"  at unlimited lanes (one per output row; the cycle models, every input non-zero) "
             f"a vector still takes: {parts} cycles")
 
@@ -443,14 +521,18 @@ def format_comparison(cmp: Comparison) -> list[str]:
 def comparison_rows(cmp: Comparison) -> list[dict[str, Any]]:
     """One flat row per implementation (FPGA engines, then ARM kernels), for CSV; a linear
     layer's columns are named for it (``output``, ``vectors``, ``cycles_per_vector``,
-    ``us_per_vector``; ``serial_cycles`` each engine's)."""
+    ``us_per_vector``; ``serial_cycles`` each engine's), a conv2d layer's likewise
+    (``output`` channels, ``maps``, ``image``, ``cycles_per_image``, ``us_per_image``)."""
     from mobile.cost import MCA_MODELS
 
     unit = cmp.unit
-    size, count = ("hidden", "steps") if unit == "step" else ("output", "vectors")
+    size, count = {"step": ("hidden", "steps"), "vector": ("output", "vectors"),
+                   "image": ("output", "maps")}[unit]
     common = {"layer": cmp.layer, "op": cmp.op, "input": cmp.input_size,
               size: cmp.hidden_size, "scheme": cmp.scheme, "density": round(cmp.density, 4),
               count: cmp.steps}
+    if cmp.image is not None:
+        common["image"] = f"{cmp.image[0]}x{cmp.image[1]}"
     rows = []
     for f in cmp.fpga:
         serial = (f.serial_cycles if f.serial_cycles is not None
@@ -478,7 +560,8 @@ def comparison_rows(cmp: Comparison) -> list[dict[str, Any]]:
 
 
 #: Integer columns of :func:`comparison_rows` (blank in the other platform's rows).
-_INT_COLUMNS = ("input", "hidden", "output", "steps", "vectors", "lanes", "setup_cycles",
+_INT_COLUMNS = ("input", "hidden", "output", "steps", "vectors", "maps", "lanes",
+                "setup_cycles",
                 "serial_cycles", "instructions")
 
 
@@ -499,6 +582,7 @@ _RUNNERS = {
     "compare_rnn_layer": "codesign.compare_rnn", "bcr_memory_needs": "codesign.compare_rnn",
     "fpga_engines": "codesign.compare_rnn",
     "compare_linear_layer": "codesign.compare_linear",
+    "compare_conv_layer": "codesign.compare_conv", "conv_engines": "codesign.compare_conv",
     "linear_engines": "codesign.compare_linear",
     "linear_engine_params": "codesign.compare_linear",
 }

@@ -1,15 +1,18 @@
-"""``codesign compare``: an RNN or linear layer on the FPGA engines and on a mobile ARM core,
-side by side.
+"""``codesign compare``: an RNN, linear or conv2d layer on the FPGA engines and on a mobile ARM
+core, side by side.
 
 For each ``--layer`` of ``--bundle``: an lstm or gru layer runs on the RTL of the cell engine
 with dense gates and, for a BCR layer, with BCR gates, sized to the layer, for ``--steps``
 steps; a linear layer runs on the dense engine and its sparse engine (BCR for a BCR layer,
 unstructured for any other sparse scheme), sized to it, for ``--vectors`` random input vectors;
-everything checked against ``ir.golden``. The same Verilog is synthesised and placed on
+a conv2d layer runs on the dense engine (im2col products) and its sparse engine (the pattern
+engine's whole convolution for a pattern layer), for ``--maps`` random feature maps of
+``--image`` (default: the input size the zoo model of the bundle's name gives the layer, else
+16x16); everything checked against ``ir.golden``. The same Verilog is synthesised and placed on
 ``--device`` for its Fmax (``codesign synth``'s flow; ``--fmax`` gives it instead); the layer's
 int8 kernels for aarch64 are checked against ``ir.golden`` and against the RTL's outputs under
-qemu, and costed with llvm-mca. Prints each side's time (FPGA: microseconds per step or vector
-at Fmax; ARM: modelled cycles per step or vector, a band) and the ARM clock at which each
+qemu, and costed with llvm-mca. Prints each side's time (FPGA: microseconds per step, vector
+or feature map at Fmax; ARM: modelled cycles per step, vector or feature map, a band) and the ARM clock at which each
 kernel matches each engine (see :mod:`codesign.compare`). Writes ``OUT/<layer>/compare.json``,
 ``compare.csv`` and the synthesis reports in ``OUT/<layer>/synth/``. Exits 1 when a check
 fails.
@@ -38,6 +41,10 @@ PLACED_DEVICES = ("up5k", "hx8k", "ecp5-25k", "ecp5-85k")
 MAX_STEPS = 64
 #: Most input vectors of a linear layer (each runs once per ARM kernel under qemu).
 MAX_COMPARE_VECTORS = 64
+#: Most input feature maps of a conv2d layer, and the largest side of one (every output
+#: position is one im2col product in RTL on the matrix engines).
+MAX_COMPARE_MAPS = 16
+MAX_COMPARE_IMAGE_SIDE = 64
 
 
 def _user_error(message: str) -> Exception:
@@ -49,8 +56,8 @@ def _user_error(message: str) -> Exception:
 def parse_fmax(text: str | None) -> dict[str, float] | None:
     """``--fmax DENSE[,SPARSE]``: ``{"dense": MHz, "sparse": MHz}``, the dense engine's Fmax
     and the sparse one's (default the dense one's): the BCR-gated cell engine of an RNN layer,
-    the BCR or unstructured engine of a linear one. Positive finite MHz; ``ValueError`` naming
-    the format."""
+    the BCR or unstructured engine of a linear one, the pattern (or matrix) engine of a conv2d
+    one. Positive finite MHz; ``ValueError`` naming the format."""
     if text is None:
         return None
     parts = text.split(",")
@@ -61,8 +68,9 @@ def parse_fmax(text: str | None) -> dict[str, float] | None:
     if not 1 <= len(parts) <= 2 or len(values) != len(parts) or not all(
             v > 0 and math.isfinite(v) for v in values):
         raise ValueError(f"--fmax must be DENSE or DENSE,SPARSE: positive MHz values of the "
-                         f"dense engine and the sparse one (BCR gates, or a linear layer's BCR "
-                         f"or unstructured engine), like 32 or 32,30, not {text!r}")
+                         f"dense engine and the sparse one (BCR gates, or a linear or conv2d "
+                         f"layer's BCR, unstructured or pattern engine), like 32 or 32,30, not "
+                         f"{text!r}")
     return {"dense": values[0], "sparse": values[-1]}
 
 
@@ -138,34 +146,78 @@ def write_layer(cmp, work: Path, dest: Path) -> None:
 
 
 def count_problem(ops: list[str], given: list[str]) -> str | None:
-    """Why the options ``given`` on the command line (``--steps``, ``--vectors``) mean nothing
-    for layers of ``ops``, or None: ``--steps`` needs an lstm/gru layer, ``--vectors`` a
-    linear one."""
-    rnn = [op for op in ops if op != "linear"]
-    if "--steps" in given and not rnn:
-        return ("--steps is the sequence length of lstm and gru layers; for linear layers "
-                "give --vectors (random input vectors)")
-    if "--vectors" in given and len(rnn) == len(ops):
-        return ("--vectors is the number of random input vectors of linear layers; for lstm "
-                "and gru layers give --steps (the sequence length)")
+    """Why the options ``given`` on the command line (``--steps``, ``--vectors``, ``--maps``,
+    ``--image``) mean nothing for layers of ``ops``, or None: ``--steps`` needs an lstm/gru
+    layer, ``--vectors`` a linear one, ``--maps`` and ``--image`` a conv2d one."""
+    needs = {"--steps": (("lstm", "gru"), "is the sequence length of lstm and gru layers"),
+             "--vectors": (("linear",), "is the number of random input vectors of linear "
+                                        "layers"),
+             "--maps": (("conv2d",), "is the number of random input feature maps of conv2d "
+                                     "layers"),
+             "--image": (("conv2d",), "is the input size of conv2d layers")}
+    family = {"lstm": "lstm and gru", "gru": "lstm and gru", "linear": "linear",
+              "conv2d": "conv2d"}
+    hint = {"lstm and gru": "--steps (the sequence length)",
+            "linear": "--vectors (random input vectors)",
+            "conv2d": "--maps (random feature maps) and --image"}
+    for option in ("--steps", "--vectors", "--maps", "--image"):
+        ops_for, what = needs[option]
+        if option in given and not any(op in ops_for for op in ops):
+            kinds = list(dict.fromkeys(family[op] for op in ops))
+            return (f"{option} {what}; for {' and '.join(kinds)} layers give "
+                    f"{'; '.join(hint[k] for k in kinds)}")
     return None
 
 
-def _run_layer(layer, *, lanes: int, steps: int, vectors: int, **kw):
-    """:func:`codesign.compare.compare_linear_layer` (``vectors``) for a linear layer, else
-    :func:`codesign.compare.compare_rnn_layer` (``steps``)."""
-    from codesign.compare import compare_linear_layer, compare_rnn_layer
+def _run_layer(layer, *, lanes: int, steps: int, vectors: int, maps: int,
+               image: tuple[int, int], **kw):
+    """:func:`codesign.compare.compare_linear_layer` (``vectors``) for a linear layer,
+    :func:`codesign.compare.compare_conv_layer` (``maps`` of ``image``) for a conv2d layer,
+    else :func:`codesign.compare.compare_rnn_layer` (``steps``)."""
+    from codesign.compare import compare_conv_layer, compare_linear_layer, compare_rnn_layer
 
     if layer.op == "linear":
         return compare_linear_layer(layer, lanes=lanes, vectors=vectors, **kw)
+    if layer.op == "conv2d":
+        return compare_conv_layer(layer, lanes=lanes, maps=maps, image=image, **kw)
     return compare_rnn_layer(layer, lanes=lanes, steps=steps, **kw)
+
+
+def _conv_image(text: str) -> tuple[int, int]:
+    """``--image 16`` or ``16x12`` for compare: positive sides of at most
+    :data:`MAX_COMPARE_IMAGE_SIDE`."""
+    from codesign.mobile_cmd import _image
+
+    pair = _image(text)
+    if max(pair) > MAX_COMPARE_IMAGE_SIDE:
+        raise _user_error(f"--image sides must be at most {MAX_COMPARE_IMAGE_SIDE} for compare "
+                          f"(every output position runs in RTL), not {text!r}")
+    return pair
+
+
+def layer_images(bundle, names: list[str], image: tuple[int, int] | None
+                 ) -> dict[str, tuple[int, int]]:
+    """The input size of each conv2d layer of ``names``: ``image`` when given, else the size
+    the zoo model named as the bundle's model gives it (one forward pass), else 16x16."""
+    convs = [n for n in names if bundle.layer(n).op == "conv2d"]
+    if image is not None or not convs:
+        return {n: image or (16, 16) for n in convs}
+    from pruning.zoo import MODELS
+
+    zoo: dict[str, tuple[int, int]] = {}
+    if bundle.model in MODELS:
+        from codesign.sweep import _zoo_images
+        from pruning.zoo import build
+
+        zoo = _zoo_images(build(bundle.model))
+    return {n: zoo.get(n, (16, 16)) for n in convs}
 
 
 @click.command()
 @click.option("--bundle", type=click.Path(path_type=Path), required=True,
               help="Bundle folder (manifest.json + weights.safetensors).")
 @click.option("--layer", "layer_names", multiple=True, required=True,
-              help="An lstm, gru or linear layer (repeatable).")
+              help="An lstm, gru, linear or conv2d layer (repeatable).")
 @click.option("--device", type=click.Choice(PLACED_DEVICES), default="ecp5-85k",
               show_default=True, help="The FPGA part the engines are placed on.")
 @click.option("--lanes", type=LANES, default=8, show_default=True,
@@ -174,23 +226,27 @@ def _run_layer(layer, *, lanes: int, steps: int, vectors: int, **kw):
               help="lstm/gru: steps of the random input sequence.")
 @click.option("--vectors", type=click.IntRange(1, MAX_COMPARE_VECTORS), default=4,
               show_default=True, help="linear: random int8 input vectors.")
+@click.option("--maps", type=click.IntRange(1, MAX_COMPARE_MAPS), default=1, show_default=True,
+              help="conv2d: random int8 input feature maps.")
+@click.option("--image", "image_text", default=None,
+              help="conv2d: input size, 16 or 16x12 [default: the zoo model's, else 16x16].")
 @click.option("--seeds", type=click.IntRange(1, 20), default=1, show_default=True,
               help="Placement seeds 1..N per engine; Fmax is their median.")
 @click.option("--freq", type=click.FloatRange(0, 1000, min_open=True), default=48.0,
               show_default=True, help="nextpnr's target frequency in MHz.")
 @click.option("--fmax", "fmax_text", default=None,
-              help="DENSE[,SPARSE]: the dense and the sparse (BCR or unstructured) engine's "
-                   "Fmax in MHz, instead of synthesising them.")
+              help="DENSE[,SPARSE]: the dense and the sparse (BCR, unstructured or "
+                   "pattern) engine's Fmax in MHz, instead of synthesising them.")
 @click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator",
               show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="The random inputs (sequence or vectors).")
 @click.option("--out", type=OUT_DIR, required=True, help="Output folder.")
 def compare(bundle: Path, layer_names: tuple[str, ...], device: str, lanes: int, steps: int,
-            vectors: int, seeds: int, freq: float, fmax_text: str | None, simulator: str,
-            seed: int, out: Path) -> None:
-    """Compare an RNN or linear layer on the FPGA engines (RTL + Fmax) and on ARM (qemu +
-    llvm-mca)."""
+            vectors: int, maps: int, image_text: str | None, seeds: int, freq: float,
+            fmax_text: str | None, simulator: str, seed: int, out: Path) -> None:
+    """Compare an RNN, linear or conv2d layer on the FPGA engines (RTL + Fmax) and on ARM
+    (qemu + llvm-mca)."""
     from codesign.compare import check_compare_layer, format_comparison
     from codesign.mobile_cmd import load_bundle
     from mobile.build import BuildError
@@ -206,8 +262,11 @@ def compare(bundle: Path, layer_names: tuple[str, ...], device: str, lanes: int,
     except ValueError as exc:
         raise _user_error(str(exc)) from None
     source = click.get_current_context().get_parameter_source
-    given_counts = [f"--{p}" for p in ("steps", "vectors")
+    given_counts = [f"--{p}" for p in ("steps", "vectors", "maps")
                     if source(p) == click.core.ParameterSource.COMMANDLINE]
+    if image_text is not None:
+        given_counts.append("--image")
+    image = None if image_text is None else _conv_image(image_text)
     if fmax is not None:
         given = [f"--{p}" for p in ("device", "seeds", "freq")
                  if source(p) == click.core.ParameterSource.COMMANDLINE]
@@ -221,16 +280,18 @@ def compare(bundle: Path, layer_names: tuple[str, ...], device: str, lanes: int,
     for name in wanted:
         if name not in names:
             raise _user_error(f"no layer {name!r} in {bundle}; layers: {', '.join(names)}")
+    problem = count_problem([b.layer(name).op for name in wanted], given_counts)
+    if problem is not None:
+        raise _user_error(problem)
+    images = layer_images(b, wanted, image)
+    for name in wanted:
         try:
-            check_compare_layer(b.layer(name), lanes)
+            check_compare_layer(b.layer(name), lanes, image=images.get(name))
         except ValueError as exc:
             raise _user_error(str(exc)) from None
         problem = layer_folder_problem(out / folders[name])
         if problem is not None:
             raise _user_error(problem)
-    problem = count_problem([b.layer(name).op for name in wanted], given_counts)
-    if problem is not None:
-        raise _user_error(problem)
     missing = missing_tools()
     if missing:
         raise _user_error(f"the ARM side needs {', '.join(missing)} (codesign doctor "
@@ -248,7 +309,7 @@ def compare(bundle: Path, layer_names: tuple[str, ...], device: str, lanes: int,
                                                                   seeds)
             try:
                 cmp = _run_layer(b.layer(name), lanes=lanes, steps=steps, vectors=vectors,
-                                 seed=seed, simulator=simulator, synth=synth, fmax=fmax,
+                                 maps=maps, image=images.get(name, (16, 16)), seed=seed, simulator=simulator, synth=synth, fmax=fmax,
                                  device=device if fmax is None else None, echo=click.echo)
             except (ValueError, BuildError, SimulationError) as exc:
                 raise _user_error(f"layer {name!r}: {str(exc).splitlines()[0]}") from None

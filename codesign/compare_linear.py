@@ -6,7 +6,6 @@ the two sides are compared.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,23 +18,29 @@ from codesign.compare import (
     FpgaResult,
     Synth,
     _check_fmax,
-    _fpga_clock,
     check_compare_layer,
+    with_clock,
 )
 
-__all__ = ["compare_linear_layer", "linear_engines", "linear_engine_params"]
+__all__ = ["compare_linear_layer", "linear_engines", "linear_engine_params", "matrix_engines",
+           "matrix_engine_params", "engine_problem"]
+
+
+def matrix_engines(scheme: Any) -> list[str]:
+    """The matrix engines a weight matrix pruned by ``scheme`` runs on, sparse first:
+    ``["bcr", "dense"]`` for BCR, ``["dense"]`` for dense, ``["unstructured", "dense"]`` for
+    any other sparse scheme (the unstructured engine runs any mask)."""
+    from ir import BCR, Dense
+
+    if isinstance(scheme, BCR):
+        return ["bcr", "dense"]
+    return ["dense"] if isinstance(scheme, Dense) else ["unstructured", "dense"]
 
 
 def linear_engines(layer: Any) -> list[str]:
-    """The matrix engines a linear layer runs on, sparse first: ``["bcr", "dense"]`` for a BCR
-    layer, ``["dense"]`` for a dense one, ``["unstructured", "dense"]`` for any other sparse
-    scheme (the unstructured engine runs any mask), as :func:`mobile.layers.layer_kernels`
-    picks the ARM kernels."""
-    from ir import BCR, Dense
-
-    if isinstance(layer.scheme, BCR):
-        return ["bcr", "dense"]
-    return ["dense"] if isinstance(layer.scheme, Dense) else ["unstructured", "dense"]
+    """The matrix engines a linear layer runs on (:func:`matrix_engines` of its scheme), as
+    :func:`mobile.layers.layer_kernels` picks the ARM kernels."""
+    return matrix_engines(layer.scheme)
 
 
 def _linear_matrix(layer: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -45,54 +50,64 @@ def _linear_matrix(layer: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.where(mask, np.asarray(layer.tensors["qweight"], dtype=np.int64), 0), mask
 
 
-def _index_bits(layer: Any) -> int:
-    """The unstructured engine's relative-index width: the scheme's, else 4 (as ``codesign
-    simulate``)."""
-    return int(getattr(layer.scheme, "index_bits", 4))
-
-
-def linear_engine_params(layer: Any, engine: str, lanes: int) -> dict[str, Any]:
-    """Constructor keywords (besides ``lanes``) of ``engine`` with memories sized to the linear
-    ``layer``: its rows and columns, 8-bit activations, the layer's weight bits; BCR: its block,
-    ``max_blocks`` its stored blocks and ``max_value_words`` their value words on ``lanes``
-    lanes; unstructured: the scheme's index bits and ``max_entries`` the busiest lane's entries.
-    Also the keywords of :mod:`sim`'s ``emit_*`` and ``run_*_batch``."""
+def matrix_engine_params(qw: np.ndarray, mask: np.ndarray, scheme: Any, weight_bits: int,
+                         engine: str, lanes: int) -> dict[str, Any]:
+    """Constructor keywords (besides ``lanes``) of ``engine`` with memories sized to the integer
+    matrix ``qw`` (zero outside the boolean ``mask``) pruned by ``scheme``: its rows and
+    columns, 8-bit activations, ``weight_bits``; BCR: the scheme's block, ``max_blocks`` the
+    stored blocks and ``max_value_words`` their value words on ``lanes`` lanes; unstructured:
+    the scheme's index bits (else 4, as ``codesign simulate``) and ``max_entries`` the busiest
+    lane's entries. Also the keywords of :mod:`sim`'s ``emit_*`` and ``run_*_batch``."""
     from hw.bcr import bcr_items
     from ir.bcr import encode_bcr
     from ir.csr import encode_csc_lanes
 
-    qw, mask = _linear_matrix(layer)
     rows, cols = qw.shape
-    params: dict[str, Any] = {"weight_bits": layer.quant.bits, "act_bits": 8,
+    params: dict[str, Any] = {"weight_bits": weight_bits, "act_bits": 8,
                               "max_rows": rows, "max_cols": cols}
     if engine == "bcr":
-        block = tuple(layer.scheme.block)
+        block = tuple(scheme.block)
         enc = encode_bcr(qw, block, mask)
         params.update(block=block, max_blocks=max(1, enc.block_count),
                       max_value_words=max(1, bcr_items(enc, lanes)))
     elif engine == "unstructured":
-        enc = encode_csc_lanes(qw, lanes, _index_bits(layer))
-        params.update(index_bits=_index_bits(layer),
+        index_bits = int(getattr(scheme, "index_bits", 4))
+        enc = encode_csc_lanes(qw, lanes, index_bits)
+        params.update(index_bits=index_bits,
                       max_entries=max(1, int(enc.lane_value_counts.max(initial=0))))
     return params
 
 
-def _linear_engine_problem(layer: Any, engine: str, lanes: int) -> str | None:
-    """Why ``engine`` sized to ``layer`` cannot be built (a parameter out of range, the cycle
-    counter, more memory bits than :func:`hw.emit.emit_verilog` converts), or None."""
+def linear_engine_params(layer: Any, engine: str, lanes: int) -> dict[str, Any]:
+    """:func:`matrix_engine_params` of a linear ``layer``'s weight matrix."""
+    qw, mask = _linear_matrix(layer)
+    return matrix_engine_params(qw, mask, layer.scheme, layer.quant.bits, engine, lanes)
+
+
+def engine_problem(engine: str, lanes: int, params: dict[str, Any]) -> str | None:
+    """Why ``engine`` built with ``lanes`` and ``params`` cannot be (a parameter out of
+    range, the cycle counter, more memory bits than :func:`hw.emit.emit_verilog` converts),
+    or None. ``engine``: a matrix engine or ``"pattern"``."""
     from hw.bcr import BCRMatVec
     from hw.dense import DenseMatVec
     from hw.emit import memory_bits_problem
+    from hw.pattern import PatternConv
     from hw.unstructured import UnstructuredMatVec
 
-    cls = {"dense": DenseMatVec, "bcr": BCRMatVec, "unstructured": UnstructuredMatVec}[engine]
+    cls = {"dense": DenseMatVec, "bcr": BCRMatVec, "unstructured": UnstructuredMatVec,
+           "pattern": PatternConv}[engine]
     try:
-        component = cls(lanes, **linear_engine_params(layer, engine, lanes))
+        component = cls(lanes, **params)
     except (TypeError, ValueError) as exc:
         return str(exc)
     component._MustUse__silence = True      # only its memory map is used (as hw.rnn does)
     problem = memory_bits_problem(component.memory_map())
     return None if problem is None else problem.replace("The engine's", "its")
+
+
+def _linear_engine_problem(layer: Any, engine: str, lanes: int) -> str | None:
+    """Why ``engine`` sized to ``layer`` cannot be built (:func:`engine_problem`), or None."""
+    return engine_problem(engine, lanes, linear_engine_params(layer, engine, lanes))
 
 
 def _linear_model(engine: str, qw: np.ndarray, mask: np.ndarray, x: np.ndarray, lanes: int,
@@ -150,12 +165,13 @@ def _linear_fpga(engine: str, layer: Any, qw: np.ndarray, mask: np.ndarray, x: n
     return result, with_bias
 
 
-def _linear_arm(role: str, kind: str, params: dict[str, Any], x: np.ndarray,
-                rtl: Sequence[np.ndarray], *, seed: int, mobile_cache: Path | None,
-                echo: Callable[[str], None]) -> ArmResult:
-    """One aarch64 linear kernel: built, checked against ``ir.golden``, run on every vector of
-    ``x`` under qemu (its outputs must equal each of ``rtl``, every engine's outputs plus the
-    bias; an empty ``rtl`` matches nothing) and costed on the first vector."""
+def arm_kernel(role: str, kind: str, params: dict[str, Any], x: np.ndarray,
+               rtl: Sequence[np.ndarray], *, seed: int, mobile_cache: Path | None,
+               echo: Callable[[str], None], unit: str = "vector") -> ArmResult:
+    """One aarch64 kernel of a linear or conv2d layer: built, checked against ``ir.golden``,
+    run on every input of ``x`` (vectors, or feature maps with ``unit="image"``) under qemu
+    (its outputs must equal each of ``rtl``, every engine's outputs plus the bias; an empty
+    ``rtl`` matches nothing) and costed on the first input."""
     from mobile.build import build_kernel
     from mobile.check import check_kernel
     from mobile.cost import kernel_cost
@@ -163,11 +179,11 @@ def _linear_arm(role: str, kind: str, params: dict[str, Any], x: np.ndarray,
     echo(f"  ARM {kind} kernel: aarch64 build, qemu check and trace ...")
     k = build_kernel(kind, target="aarch64", cache_dir=mobile_cache, **params)
     chk = check_kernel(k, seed=seed)
-    got = np.array([k(v)[0].astype(np.int64) for v in x])
+    got = np.stack([k(v)[0].astype(np.int64) for v in x])
     same = bool(rtl) and all(np.array_equal(got, r) for r in rtl)
     cost = kernel_cost(k, (x[0],))
     return ArmResult(role, kind, chk.ok, chk.message, bool(same), cost.instructions,
-                     dict(cost.cycles), int(k.text_bytes), unit="vector")
+                     dict(cost.cycles), int(k.text_bytes), unit=unit)
 
 
 def compare_linear_layer(layer: Any, *, lanes: int = 8, vectors: int = 4, seed: int = 0,
@@ -231,12 +247,9 @@ def compare_linear_layer(layer: Any, *, lanes: int = 8, vectors: int = 4, seed: 
         result, with_bias = _linear_fpga(engine, layer, qw, mask, x, want, bias, lanes=lanes,
                                          simulator=simulator, cache_dir=cache_dir)
         rtl.append(with_bias)
-        clock = _fpga_clock(engine, result.verilog, fmax, synth, device, echo,
-                            f"FPGA {engine} engine")
-        fpga.append(dataclasses.replace(result, **dict(zip(
-            ("fmax_mhz", "fmax_source", "resources", "report", "note"), clock, strict=True))))
-    arm = [_linear_arm(role, kind, params, x, rtl, seed=seed, mobile_cache=mobile_cache,
-                       echo=echo) for role, kind, params in kernels]
+        fpga.append(with_clock(result, fmax, synth, device, echo))
+    arm = [arm_kernel(role, kind, params, x, rtl, seed=seed, mobile_cache=mobile_cache,
+                      echo=echo) for role, kind, params in kernels]
     block = tuple(layer.scheme.block) if "bcr" in linear_engines(layer) else None
     return Comparison(layer.name, "linear", qw.shape[1], qw.shape[0], layer.scheme.kind,
                       float(np.count_nonzero(mask)) / max(1, mask.size), layer.quant.bits,

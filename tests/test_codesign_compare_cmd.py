@@ -37,6 +37,21 @@ def test_given_fmax_prints_and_writes(capsys, bundle, tmp_path):
     assert df.check.all()
 
 
+def test_conv_layer_given_fmax(capsys, bundle, tmp_path):
+    code, out, err = run(capsys, "compare", "--bundle", str(bundle), "--layer", "conv",
+                         "--lanes", "4", "--maps", "2", "--image", "6x5", "--fmax", "40,30",
+                         "--out", str(tmp_path))
+    assert code == 0, err
+    assert "input 6x5" in out and "pattern engine (16 multipliers): RTL == golden" in out
+    assert "at 30.00 MHz (given (--fmax))" in out and "us/image" in out
+    assert out.count("golden PASS, outputs == RTL") == 2
+    rep = json.loads((tmp_path / "conv" / "compare.json").read_text())
+    assert rep["ok"] and rep["maps"] == 2 and rep["image"] == [6, 5]
+    assert [f["gates"] for f in rep["fpga"]] == ["pattern", "dense"]
+    df = pd.read_csv(tmp_path / "conv" / "compare.csv")
+    assert list(df.platform) == ["fpga", "fpga", "arm", "arm"] and df.check.all()
+
+
 def test_engines_are_placed_on_the_part(capsys, bundle, tmp_path):
     code, out, err = run(capsys, "compare", "--bundle", str(bundle), "--layer", "gru",
                          "--lanes", "4", "--steps", "2", "--device", "ecp5-25k", "--out",
@@ -94,7 +109,16 @@ def test_placing_options_with_fmax_are_refused(capsys, bundle, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--layer", "conv"], "layer 'conv' is conv2d; compare runs lstm, gru and linear layers"),
+    (["--layer", "conv", "--image", "65"], "--image sides must be at most 64 for compare"),
+    (["--layer", "conv", "--image", "0"], "--image must look like 16 or 16x12"),
+    (["--layer", "conv", "--maps", "17"], "Invalid value for '--maps'"),
+    (["--layer", "fc2", "--maps", "2"], "--maps is the number of random input feature maps of "
+                                        "conv2d layers; for linear layers give --vectors"),
+    (["--layer", "lstm", "--image", "8"], "--image is the input size of conv2d layers; for "
+                                          "lstm and gru layers give --steps"),
+    (["--layer", "conv", "--steps", "2"], "--steps is the sequence length of lstm and gru "
+                                          "layers; for conv2d layers give --maps (random "
+                                          "feature maps) and --image"),
     (["--layer", "nope"], "no layer 'nope' in"),
     (["--layer", "lstm", "--lanes", "6"], "--lanes must be a positive multiple of 4"),
     (["--layer", "lstm", "--fmax", "40,x"], "--fmax must be DENSE or DENSE,SPARSE"),
@@ -207,3 +231,21 @@ def test_a_linear_layer_without_integer_weights(capsys, tmp_path):
                        "--fmax", "40", "--out", str(tmp_path / "o"))
     assert_user_error(code, err, "layer 'fc2' has no quantized weights; compare runs the int8 "
                                  "product on both sides")
+
+
+def test_conv_input_size_comes_from_the_zoo_model():
+    from types import SimpleNamespace
+
+    from codesign.compare_cmd import layer_images
+
+    ops = {"conv1": "conv2d", "conv2": "conv2d", "fc1": "linear", "mine": "conv2d"}
+
+    def fake(model):
+        return SimpleNamespace(model=model, layer=lambda n: SimpleNamespace(op=ops[n]))
+
+    names = ["conv2", "fc1", "mine"]
+    assert layer_images(fake("lenet5"), names, None) == {"conv2": (12, 12), "mine": (16, 16)}
+    assert layer_images(fake("lenet5"), names, (5, 6)) == {"conv2": (5, 6), "mine": (5, 6)}
+    assert layer_images(fake("not-a-zoo-model"), names, None) == {"conv2": (16, 16),
+                                                                   "mine": (16, 16)}
+    assert layer_images(fake("lenet5"), ["fc1"], None) == {}
