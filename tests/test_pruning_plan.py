@@ -213,7 +213,7 @@ def test_readme_plan_example_resolves_on_vggsmall(tmp_path):
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)
-    assert len(blocks) == 2                 # vggsmall's plan.toml, the LSTM's rnn_plan.toml
+    assert len(blocks) == 3     # vggsmall's plan.toml, the LSTM's rnn_plan.toml, vgg_plan.toml
     (tmp_path / "plan.toml").write_text(blocks[0])
     plans = resolve(load_plan(tmp_path / "plan.toml"), build("vggsmall"))
     assert set(plans) == {"features.0", "features.3", "features.7", "features.10", "features.14",
@@ -239,3 +239,19 @@ def test_readme_rnn_plan_resolves_on_the_mnist5k_lstm(tmp_path):
     assert set(plans) == {"rnn", "fc"} and all(p.bits == 8 for p in plans.values())
     assert isinstance(plans["rnn"].config, BCRConfig) and plans["rnn"].config.block == (16, 16)
     assert plans["fc"].config == UnstructuredConfig(sparsity=0.5)
+
+
+def test_readme_vgg_plan_for_compare(tmp_path):
+    """The vgg_plan.toml of the README's conv `codesign compare` example: pattern 4x on every
+    convolution, unstructured 4x on the linear layers, 8-bit weights."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)[2]
+    (tmp_path / "vgg_plan.toml").write_text(block)
+    plans = resolve(load_plan(tmp_path / "vgg_plan.toml"), build("vggsmall"))
+    assert all(p.bits == 8 for p in plans.values())
+    assert {n for n, p in plans.items() if isinstance(p.config, PatternConfig)} == {
+        "features.0", "features.3", "features.7", "features.10", "features.14"}
+    assert plans["fc1"].config == UnstructuredConfig(sparsity=0.75)
