@@ -8,6 +8,11 @@ with ``nr`` kept rows and ``nc`` kept columns is ``ceil(nr / P)`` *row groups* o
 *items*, one item (one kept column of one row group) per cycle, with no bubble between row
 groups or blocks.
 
+The lanes only share the kept rows of one block, so a block keeping ``nr`` rows gains nothing
+from more than ``nr`` lanes. ``S = slices`` scales past that: ``S`` copies of the pipeline below,
+each with ``P`` lanes, work at once on disjoint contiguous ranges of block rows
+(:func:`bcr_partition`), so no two slices ever write the same output rows.
+
 Microarchitecture
 -----------------
 A single flat stream of items runs through a four-stage pipeline:
@@ -29,9 +34,28 @@ Blocks must come grouped by block row (``ir.bcr.encode_bcr`` stores them row-maj
 written: a per-block-row *written* bit, cleared at ``start``, makes the output port read zero
 for them.
 
+Slices
+~~~~~~
+With ``S > 1`` each slice is a submodule holding its own pipeline, its own bank of the ``meta``,
+``col_index``, ``row_index`` and ``values`` memories (partitioned, not replicated: slice ``s``
+stores only its blocks), its own copy of the activations (the one ``x_wr`` port writes every
+copy) and its own output memory with its own *written* bits. An output read port returns the
+OR over the slices of each slice's word, which is zero unless that slice wrote the block row:
+block rows are disjoint, so no owner table is needed. Slice ``s`` runs the ``slice_blocks[s]``
+blocks of its bank, sampled at ``start`` like ``blocks`` (which stays the 0-means-empty input);
+a slice with no blocks is done at once, and ``done`` rises when every slice is done. One cycle
+counter counts while any slice is busy. With ``S == 1`` the engine is exactly the single
+pipeline above (same Verilog, no ``slice_blocks`` input).
+
+Cycle model
+~~~~~~~~~~~
 Hence :func:`bcr_cycles`: ``sum over stored blocks of ceil(nr / P) * nc + PIPELINE_LATENCY``
 (``PIPELINE_LATENCY = 4``: one metadata prefetch cycle and three pipeline stages after issue),
 or ``0`` when ``rows``, ``cols`` or ``blocks`` is zero (``done`` at once, all outputs zero).
+With ``S`` slices the sum is taken per slice and the largest counts (a slice without blocks
+costs nothing); :func:`bcr_partition` chooses the contiguous block-row ranges that minimise it
+exactly, so e.g. 8 kept rows per 16x16 block on 8 lanes take about half the cycles on 2 slices
+that they take on 1 (and no fewer on 16 lanes).
 Every lane does useful work on every item when the kept rows of each block are a multiple of
 ``P``; otherwise the last row group of a block leaves ``ceil(nr / P) * P - nr`` lanes idle
 (e.g. 5 kept rows on 4 lanes take 2 groups), which shows in the cycles.
@@ -60,6 +84,14 @@ With the blocks ``k = 0..n-1`` in block-row order, ``nr_k``/``nc_k`` kept rows/c
 All multi-field words have lane/field 0 in the least significant bits. Memories must only be
 written (and outputs read) while the engine is not ``busy``.
 
+With ``S > 1`` the offsets ``k``, ``C_k``, ``R_k``, ``V_k`` count within each slice's own
+blocks (:meth:`BCRImages.bank`), and the bench ports of the four banked memories have
+``ceil_log2(S)`` more address bits: slice ``s``'s word ``i`` is at address
+``s << bank_bits | i``, ``bank_bits = ceil_log2(depth)`` of that memory
+(:attr:`BCRMatVec.bank_bits`; ``bank_stride`` in :meth:`BCRMatVec.memory_map`).
+``max_blocks`` and ``max_value_words`` are per slice: the depths of one bank. The activations
+and outputs keep their addresses.
+
 Lint
 ----
 ``verilator --lint-only -Wall`` reports only the classes waived for :mod:`hw.dense`
@@ -85,11 +117,14 @@ from ir.bcr import BCRMatrix
 
 __all__ = [
     "BCRMatVec", "BCRImages", "check_bcr_parameters", "bcr_cycles", "bcr_items", "pack_bcr",
-    "pack_fields", "bcr_field_widths", "PIPELINE_LATENCY",
+    "pack_fields", "bcr_field_widths", "bcr_partition", "PIPELINE_LATENCY", "MAX_SLICES",
 ]
 
 #: Cycles from ``start`` to ``done`` beyond one per item: metadata prefetch plus three stages.
 PIPELINE_LATENCY = 4
+
+#: Most slices (independent pipelines) one engine has.
+MAX_SLICES = 16
 
 
 def _bits(n: int) -> int:
@@ -144,11 +179,13 @@ def bcr_field_widths(lanes: int, block: tuple[int, int], max_rows: int, max_cols
 def check_bcr_parameters(lanes: int, *, block: tuple[int, int] = (8, 16), weight_bits: int = 8,
                          act_bits: int = 8, acc_bits: int = 32, max_rows: int = 64,
                          max_cols: int = 64, max_blocks: int | None = None,
-                         max_value_words: int | None = None) -> dict[str, Any]:
+                         max_value_words: int | None = None, slices: int = 1) -> dict[str, Any]:
     """Validate :class:`BCRMatVec` parameters without building anything.
 
     ``max_blocks`` defaults to the whole block grid ``ceil(max_rows / br) * ceil(max_cols / bc)``
-    and ``max_value_words`` to ``max_blocks * ceil(br / lanes) * bc`` (every block fully kept).
+    and ``max_value_words`` to ``max_blocks * ceil(br / lanes) * bc`` (every block fully kept);
+    both are per slice (the depths of one slice's memories), so the defaults let any partition
+    of any layer of the build's shape fit.
 
     Returns
     -------
@@ -170,6 +207,7 @@ def check_bcr_parameters(lanes: int, *, block: tuple[int, int] = (8, 16), weight
         "acc_bits": _check_int(acc_bits, "Accumulator width", 2, 64),
         "max_rows": _check_int(max_rows, "Maximum rows", 1),
         "max_cols": _check_int(max_cols, "Maximum columns", 1),
+        "slices": _check_int(slices, "Slices", 1, MAX_SLICES),
     }
     (br, bc), P = params["block"], params["lanes"]
     grid = -(-params["max_rows"] // br) * -(-params["max_cols"] // bc)
@@ -199,7 +237,63 @@ def bcr_items(bcr: BCRMatrix, lanes: int) -> int:
     return int(np.sum(-(-nr // lanes) * nc))
 
 
-def bcr_cycles(bcr: BCRMatrix, lanes: int) -> int:
+def _block_row_items(bcr: BCRMatrix, lanes: int) -> np.ndarray:
+    """Items of each block row of ``bcr`` (``ceil(rows / br)`` int64, 0 where nothing is
+    stored)."""
+    nr, nc = np.diff(bcr.row_ptr), np.diff(bcr.col_ptr)
+    items = np.zeros(-(-bcr.shape[0] // bcr.block[0]), dtype=np.int64)
+    np.add.at(items, np.asarray(bcr.block_row, dtype=np.int64), -(-nr // lanes) * nc)
+    return items
+
+
+def _cuts(prefix: np.ndarray, bound: int, slices: int) -> list[int]:
+    """Greedy contiguous partition of the block rows whose item prefix sums are ``prefix``:
+    each slice takes the most block rows whose items stay within ``bound``. ``slices + 1``
+    boundaries; the last is short of ``len(prefix) - 1`` when ``slices`` do not suffice."""
+    cuts = [0]
+    for _ in range(slices):
+        cuts.append(int(np.searchsorted(prefix, prefix[cuts[-1]] + bound, side="right")) - 1)
+    return cuts
+
+
+def bcr_partition(bcr: BCRMatrix, lanes: int, slices: int = 1) -> np.ndarray:
+    """Split the block rows of ``bcr`` among ``slices`` pipelines (see :class:`BCRMatVec`).
+
+    Parameters
+    ----------
+    bcr : ir.bcr.BCRMatrix
+        The layer's structure (values do not matter).
+    lanes : int
+        MAC lanes ``P`` per slice.
+    slices : int
+        Number of slices ``S``, 1 to :data:`MAX_SLICES`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``S + 1`` non-decreasing int64 boundaries, ``0`` first and ``ceil(rows / br)`` last:
+        slice ``s`` owns the block rows ``[bounds[s], bounds[s + 1])``. The ranges minimise the
+        largest slice's items ``sum ceil(nr / P) * nc`` exactly (block rows with no stored
+        block cost nothing); among optimal splits, each slice in turn takes as many block rows
+        as the optimum allows, so trailing slices may be empty.
+    """
+    bcr = _check_bcr_matrix(bcr)
+    P = _check_int(lanes, "Lanes", 1)
+    S = _check_int(slices, "Slices", 1, MAX_SLICES)
+    items = _block_row_items(bcr, P)
+    prefix = np.concatenate([[0], np.cumsum(items)])
+    grid = len(items)
+    lo, hi = int(items.max(initial=0)), int(prefix[-1])
+    while lo < hi:      # the smallest bound the greedy split meets with S slices
+        mid = (lo + hi) // 2
+        if _cuts(prefix, mid, S)[-1] >= grid:
+            hi = mid
+        else:
+            lo = mid + 1
+    return np.minimum(np.array(_cuts(prefix, lo, S), dtype=np.int64), grid)
+
+
+def bcr_cycles(bcr: BCRMatrix, lanes: int, slices: int = 1) -> int:
     """Cycle model of :class:`BCRMatVec`: cycles from ``start`` to ``done``.
 
     Parameters
@@ -207,18 +301,23 @@ def bcr_cycles(bcr: BCRMatrix, lanes: int) -> int:
     bcr : ir.bcr.BCRMatrix
         The layer's structure (values do not matter).
     lanes : int
-        Number of MAC lanes ``P``.
+        Number of MAC lanes ``P`` (per slice).
+    slices : int
+        Number of slices ``S`` (default 1), split by :func:`bcr_partition`.
 
     Returns
     -------
     int
-        ``sum over stored blocks of ceil(kept_rows / P) * kept_cols + PIPELINE_LATENCY``, or
-        ``0`` if the matrix has no rows, no columns or no stored block. Equal to the RTL's
-        ``cycles`` output.
+        The largest slice's ``sum over its stored blocks of ceil(kept_rows / P) * kept_cols``
+        plus ``PIPELINE_LATENCY`` (with one slice: every stored block), or ``0`` if the matrix
+        has no rows, no columns or no stored block. Equal to the RTL's ``cycles`` output.
     """
     items = bcr_items(bcr, lanes)
     if bcr.shape[0] == 0 or bcr.shape[1] == 0 or bcr.block_count == 0:
         return 0
+    if _check_int(slices, "Slices", 1, MAX_SLICES) > 1:
+        prefix = np.concatenate([[0], np.cumsum(_block_row_items(bcr, lanes))])
+        items = int(np.max(np.diff(prefix[bcr_partition(bcr, lanes, slices)])))
     return items + PIPELINE_LATENCY
 
 
@@ -237,6 +336,10 @@ class BCRImages(NamedTuple):
         ``(sum ng * nc, P)`` int64 weights (zero in padding lanes).
     rows, cols, blocks : int
         Runtime ``rows``, ``cols`` and ``blocks`` inputs.
+    slice_blocks : tuple of int
+        Blocks of each slice (the ``slice_blocks`` input when there are several): the first
+        ``slice_blocks[0]`` blocks above belong to slice 0, the next to slice 1, and so on
+        (``(blocks,)`` for one slice).
     """
 
     meta: np.ndarray
@@ -246,17 +349,37 @@ class BCRImages(NamedTuple):
     rows: int
     cols: int
     blocks: int
+    slice_blocks: tuple[int, ...] = ()
+
+    def bank(self, s: int) -> BCRImages:
+        """The images of slice ``s`` alone, to write into its bank of each memory (word 0 at
+        the bank's base); ``blocks`` is the slice's block count."""
+        first, n = sum(self.slice_blocks[:s]), self.slice_blocks[s]
+        meta = self.meta[first:first + n]
+
+        def span(per_block: np.ndarray) -> slice:
+            a = int(per_block[:first].sum())
+            return slice(a, a + int(per_block[first:first + n].sum()))
+
+        ng, nc = self.meta[:, 2], self.meta[:, 3]
+        return BCRImages(meta=meta, col_index=self.col_index[span(nc)],
+                         row_index=self.row_index[span(ng)], values=self.values[span(ng * nc)],
+                         rows=self.rows, cols=self.cols, blocks=n, slice_blocks=(n,))
 
 
-def pack_bcr(bcr: BCRMatrix, lanes: int) -> BCRImages:
+def pack_bcr(bcr: BCRMatrix, lanes: int, slices: int = 1) -> BCRImages:
     """Lay out a BCR matrix for the engine's memories (see the module docstring).
 
     Blocks are taken in stable block-row order. Turn rows into memory words with
     :func:`pack_fields` (``meta``, ``col_index``, ``row_index``: unsigned fields of
-    :func:`bcr_field_widths`) or :func:`hw.dense.pack_words` (``values``: signed).
+    :func:`bcr_field_widths`) or :func:`hw.dense.pack_words` (``values``: signed). With
+    ``slices`` > 1 the block rows are split by :func:`bcr_partition`: the images are the same
+    (blocks in block-row order, so slice by slice), ``slice_blocks`` says where each slice's
+    blocks start, and :meth:`BCRImages.bank` cuts out one slice's images.
     """
     bcr = _check_bcr_matrix(bcr)
     P = _check_int(lanes, "Lanes", 1)
+    bounds = bcr_partition(bcr, P, slices)
     br, _ = bcr.block
     order = np.argsort(bcr.block_row, kind="stable")
     meta, cols, rows, vals = [], [], [], []
@@ -279,7 +402,9 @@ def pack_bcr(bcr: BCRMatrix, lanes: int) -> BCRImages:
         col_index=np.array(cols, dtype=np.int64).reshape(-1, 1),
         row_index=np.concatenate(rows) if rows else np.zeros((0, P), dtype=np.int64),
         values=np.concatenate(vals) if vals else np.zeros((0, P), dtype=np.int64),
-        rows=bcr.shape[0], cols=bcr.shape[1], blocks=bcr.block_count)
+        rows=bcr.shape[0], cols=bcr.shape[1], blocks=bcr.block_count,
+        slice_blocks=tuple(int(n) for n in np.diff(np.searchsorted(
+            np.sort(np.asarray(bcr.block_row, dtype=np.int64)), bounds))))
 
 
 class BCRMatVec(wiring.Component):
@@ -302,12 +427,16 @@ class BCRMatVec(wiring.Component):
     max_rows, max_cols : int
         Largest shape one build serves.
     max_blocks : int, optional
-        Depth of the ``meta`` memory: most stored blocks (default: the whole block grid).
+        Depth of the ``meta`` memory: most stored blocks (default: the whole block grid); per
+        slice.
     max_value_words : int, optional
         Depth of the ``values`` memory: most items ``sum ceil(nr/P) * nc`` (default: every
-        block fully kept).
+        block fully kept); per slice.
     out_ports : int, optional
         Read ports on the output memory, 1 to 8 (default 1).
+    slices : int, optional
+        Independent pipelines ``S`` over disjoint block rows, 1 to :data:`MAX_SLICES`
+        (default 1); each has ``lanes`` lanes and its own memories (module docstring).
 
     Members
     -------
@@ -317,11 +446,14 @@ class BCRMatVec(wiring.Component):
         Runtime shape and number of stored blocks, sampled at ``start``; zero in any sets
         ``done`` at once with ``cycles == 0`` and every output zero (the metadata alone
         drives the run otherwise).
+    slice_blocks : ``In(data.ArrayLayout(range(max_blocks + 1), slices))``
+        Only when ``slices > 1``: the blocks in each slice's bank
+        (:attr:`BCRImages.slice_blocks`), sampled at ``start``.
     busy, done : ``Out(1)``
     cycles : ``Out(32)``
         Equals :func:`bcr_cycles`.
     meta_wr, col_wr, row_wr, w_wr, x_wr : ``Out(WritePort.Signature(...))``
-        Bench write ports.
+        Bench write ports (the first four banked by slice, module docstring).
     out_rd : ``Out(ReadPort.Signature(...))``
         Bench read port of the outputs (``br`` signed lanes per word); drive ``en`` high.
     out_rd1, out_rd2, ... : ``Out(ReadPort.Signature(...))``
@@ -332,11 +464,13 @@ class BCRMatVec(wiring.Component):
     def __init__(self, lanes: int, *, block: tuple[int, int] = (8, 16), weight_bits: int = 8,
                  act_bits: int = 8, acc_bits: int = 32, max_rows: int = 64, max_cols: int = 64,
                  max_blocks: int | None = None, max_value_words: int | None = None,
-                 out_ports: int = 1) -> None:
+                 out_ports: int = 1, slices: int = 1) -> None:
         self.out_ports = _check_int(out_ports, "Output read ports", 1, 8)
         p = check_bcr_parameters(lanes, block=block, weight_bits=weight_bits, act_bits=act_bits,
                                  acc_bits=acc_bits, max_rows=max_rows, max_cols=max_cols,
-                                 max_blocks=max_blocks, max_value_words=max_value_words)
+                                 max_blocks=max_blocks, max_value_words=max_value_words,
+                                 slices=slices)
+        self.slices = p["slices"]
         self.lanes = p["lanes"]
         self.block = p["block"]
         self.weight_bits = p["weight_bits"]
@@ -358,6 +492,10 @@ class BCRMatVec(wiring.Component):
         self.value_depth = max(2, self.max_value_words)
         self.act_depth = max(2, self.max_cols)
         self.out_depth = max(2, self.grid_rows)
+        #: Address bits of one slice's bank of each banked memory (``meta``, ``col``, ``row``,
+        #: ``w``); the bench port's address has ``ceil_log2(slices)`` more bits above them.
+        self.bank_bits = {"meta": ceil_log2(self.meta_depth), "col": ceil_log2(self.col_depth),
+                          "row": ceil_log2(self.row_depth), "w": ceil_log2(self.value_depth)}
         w = self.widths
         self.meta_layout = data.StructLayout({
             "block_row": unsigned(w["block_row"]), "block_col": unsigned(w["block_col"]),
@@ -366,8 +504,11 @@ class BCRMatVec(wiring.Component):
         self.value_layout = data.ArrayLayout(signed(self.weight_bits), P)
         self.out_layout = data.ArrayLayout(signed(self.acc_bits), br)
 
-        def wr(depth, shape):
-            return Out(WritePort.Signature(addr_width=ceil_log2(depth), shape=shape))
+        slice_bits = ceil_log2(self.slices)
+
+        def wr(depth, shape, banked=True):
+            bits = ceil_log2(depth) + (slice_bits if banked else 0)
+            return Out(WritePort.Signature(addr_width=bits, shape=shape))
 
         out_sig = Out(ReadPort.Signature(addr_width=ceil_log2(self.out_depth),
                                          shape=self.out_layout))
@@ -375,7 +516,9 @@ class BCRMatVec(wiring.Component):
             "start": In(1),
             "rows": In(range(self.max_rows + 1)),
             "cols": In(range(self.max_cols + 1)),
-            "blocks": In(range(self.max_blocks + 1)),
+            "blocks": In(range(self.slices * self.max_blocks + 1)),
+            **({} if self.slices == 1 else {"slice_blocks": In(data.ArrayLayout(
+                range(self.max_blocks + 1), self.slices))}),
             "busy": Out(1),
             "done": Out(1),
             "cycles": Out(CYCLE_COUNTER_BITS),
@@ -383,7 +526,7 @@ class BCRMatVec(wiring.Component):
             "col_wr": wr(self.col_depth, unsigned(w["col_index"])),
             "row_wr": wr(self.row_depth, self.row_layout),
             "w_wr": wr(self.value_depth, self.value_layout),
-            "x_wr": wr(self.act_depth, signed(self.act_bits)),
+            "x_wr": wr(self.act_depth, signed(self.act_bits), banked=False),
             "out_rd": out_sig,
             **{f"out_rd{n}": out_sig for n in range(1, self.out_ports)},
         })
@@ -391,6 +534,8 @@ class BCRMatVec(wiring.Component):
     def parameters(self) -> dict[str, Any]:
         """Build parameters, JSON-serialisable, as recorded in the emitted sidecar."""
         extra = {"out_ports": self.out_ports} if self.out_ports > 1 else {}
+        if self.slices > 1:
+            extra["slices"] = self.slices
         return {
             **extra,
             "engine": "bcr", "lanes": self.lanes, "block": list(self.block),
@@ -402,14 +547,20 @@ class BCRMatVec(wiring.Component):
 
     def memory_map(self) -> list[dict[str, Any]]:
         """Describe the memories a bench fills or reads (recorded in the JSON sidecar); same
-        keys as :meth:`hw.dense.DenseMatVec.memory_map`."""
+        keys as :meth:`hw.dense.DenseMatVec.memory_map`.
+
+        With ``slices`` > 1 every entry also has ``copies`` (``S``: one memory of ``depth``
+        words per slice) and the banked ones (``meta``, ``col_index``, ``row_index``,
+        ``values``) ``bank_stride``: slice ``s``'s word ``i`` is at port address
+        ``s * bank_stride + i``.
+        """
         def sig(port):
             return {k: f"{port}__{k}" for k in ("addr", "data", "en")}
         P, wb, ab, acc = self.lanes, self.weight_bits, self.act_bits, self.acc_bits
         br, bc = self.block
         w = self.widths
         meta_bits = sum(w[k] for k in ("block_row", "block_col", "groups", "ncols"))
-        return [
+        mems = [
             {"name": "meta", "depth": self.meta_depth, "width": meta_bits, "lanes": 1,
              "lane_bits": meta_bits, "access": "write", "port": "meta_wr",
              "signals": sig("meta_wr"),
@@ -440,9 +591,93 @@ class BCRMatVec(wiring.Component):
              "layout": f"address b holds y[b*{br} + i] in bits [i*{acc}, (i+1)*{acc}) for "
                        f"i < {br}, wrapped to {acc} bits, two's complement; synchronous read"},
         ]
+        return mems if self.slices == 1 else [self._slice_entry(mm) for mm in mems]
+
+    def _slice_entry(self, mm: dict[str, Any]) -> dict[str, Any]:
+        """``mm`` of :meth:`memory_map` for a build with several slices."""
+        bank = {"meta": "meta", "col_index": "col", "row_index": "row", "values": "w"}
+        S = self.slices
+        if mm["name"] in bank:
+            stride = 1 << self.bank_bits[bank[mm["name"]]]
+            return {**mm, "copies": S, "bank_stride": stride,
+                    "layout": f"slice s (of {S}) at addresses s*{stride} + i, i < {mm['depth']}: "
+                              f"{mm['layout']}; k counts the slice's blocks (hw.bcr.BCRImages."
+                              "bank)"}
+        if mm["name"] == "activations":
+            return {**mm, "copies": S,
+                    "layout": f"{mm['layout']}; written into all {S} slices' copies at once"}
+        return {**mm, "copies": S,
+                "layout": f"{mm['layout']}; the OR of the {S} slices' words, each zero for "
+                          "block rows its slice does not own"}
 
     def elaborate(self, platform):
         m = Module()
+        empty = (self.rows == 0) | (self.cols == 0) | (self.blocks == 0)
+        if self.slices == 1:
+            wr = {name: (port.addr, port.data, port.en) for name, port in self._write_ports()}
+            rd = [(port.addr, port.en, Value.cast(port.data)) for port in self._out_ports()]
+            self._slice(m, wr, rd, self.start, self.blocks, empty, whole=True)
+            return m
+
+        # Several slices: each a submodule with its own memories and pipeline; the top holds
+        # the write-port decoders, the output OR and the one cycle counter.
+        busy = Signal()
+        done = Signal()
+        cycles = Signal(CYCLE_COUNTER_BITS)
+        m.d.comb += [self.busy.eq(busy), self.done.eq(done), self.cycles.eq(cycles)]
+        launch = Signal()
+        m.d.comb += launch.eq(self.start & ~busy)
+        busys, dones, outs = [], [], []
+        for s in range(self.slices):
+            wr = {}
+            for name, port in self._write_ports():
+                if name == "x":     # activations: broadcast to every slice's copy
+                    wr[name] = (port.addr, port.data, port.en)
+                else:               # banked: slice s's word i at s << bank_bits | i
+                    bits = self.bank_bits[name]
+                    wr[name] = (port.addr[:bits], port.data, port.en & (port.addr[bits:] == s))
+            slice_out = [Signal(len(Value.cast(port.data)), name=f"slice{s}_out{n}")
+                         for n, port in enumerate(self._out_ports())]
+            rd = [(port.addr, port.en, out)
+                  for port, out in zip(self._out_ports(), slice_out, strict=True)]
+            count = self.slice_blocks[s]
+            sm = Module()
+            busy_s, done_s = self._slice(sm, wr, rd, launch, count, empty | (count == 0),
+                                         whole=False)
+            m.submodules[f"slice{s}"] = sm
+            busys.append(busy_s)
+            dones.append(done_s)
+            outs.append(slice_out)
+        m.d.comb += [busy.eq(_or_tree(busys)), done.eq(Cat(*dones).all())]
+        # Block rows are disjoint across slices and a slice's unwritten rows read zero.
+        for n, port in enumerate(self._out_ports()):
+            m.d.comb += Value.cast(port.data).eq(_or_tree([out[n] for out in outs]))
+        with m.If(launch):
+            m.d.sync += cycles.eq(0)
+        with m.Elif(busy):
+            m.d.sync += cycles.eq(cycles + 1)
+        return m
+
+    def _write_ports(self) -> list[tuple[str, Any]]:
+        return [("meta", self.meta_wr), ("col", self.col_wr), ("row", self.row_wr),
+                ("w", self.w_wr), ("x", self.x_wr)]
+
+    def _out_ports(self) -> list[Any]:
+        return [getattr(self, f"out_rd{n}" if n else "out_rd") for n in range(self.out_ports)]
+
+    def _slice(self, m: Module, wr: dict[str, tuple[Any, Any, Any]],
+               rd: list[tuple[Any, Any, Any]], start: Any, count: Any, empty: Any, *,
+               whole: bool) -> tuple[Signal, Signal]:
+        """Add one slice (memories, pipeline, control) to ``m``; return its ``busy`` and
+        ``done`` registers.
+
+        ``wr`` maps ``meta``/``col``/``row``/``w``/``x`` to the ``(addr, data, en)`` driving
+        that memory's write port; ``rd`` lists ``(addr, en, data)`` per output read port, where
+        ``data`` is driven with the word (zero for block rows this slice did not write).
+        ``start`` launches a run of ``count`` blocks (``empty``: done at once). ``whole``: the
+        slice is the whole engine (``slices == 1``) and drives ``busy``, ``done`` and
+        ``cycles`` itself.
+        """
         P = self.lanes
         br, bc = self.block
 
@@ -470,30 +705,31 @@ class BCRMatVec(wiring.Component):
         x_rp = x_mem.read_port()
         o_wp = o_mem.write_port()
 
-        for wp, port in ((meta_wp, self.meta_wr), (col_wp, self.col_wr), (row_wp, self.row_wr),
-                         (w_wp, self.w_wr), (x_wp, self.x_wr)):
-            m.d.comb += [wp.addr.eq(port.addr), wp.data.eq(port.data), wp.en.eq(port.en)]
+        for wp, (addr, wdata, en) in ((meta_wp, wr["meta"]), (col_wp, wr["col"]),
+                                      (row_wp, wr["row"]), (w_wp, wr["w"]), (x_wp, wr["x"])):
+            m.d.comb += [wp.addr.eq(addr), wp.data.eq(wdata), wp.en.eq(en)]
 
         # Output read ports; block rows never written read as zero.
         written = Signal(self.out_depth)
-        for n in range(self.out_ports):
-            port = getattr(self, f"out_rd{n}" if n else "out_rd")
+        for n, (addr, en, rdata) in enumerate(rd):
             o_rp = o_mem.read_port()
             written_q = Signal(name=f"written_q{n}" if n else "written_q")
-            m.d.comb += [o_rp.addr.eq(port.addr), o_rp.en.eq(port.en)]
-            with m.If(port.en):
-                m.d.sync += written_q.eq(written.bit_select(port.addr, 1))
-            m.d.comb += Value.cast(port.data).eq(Mux(written_q, Value.cast(o_rp.data), 0))
+            m.d.comb += [o_rp.addr.eq(addr), o_rp.en.eq(en)]
+            with m.If(en):
+                m.d.sync += written_q.eq(written.bit_select(addr, 1))
+            m.d.comb += rdata.eq(Mux(written_q, Value.cast(o_rp.data), 0))
 
         busy = Signal()
         done = Signal()
-        cycles = Signal(CYCLE_COUNTER_BITS)
-        m.d.comb += [self.busy.eq(busy), self.done.eq(done), self.cycles.eq(cycles)]
+        cycles = None
+        if whole:
+            cycles = Signal(CYCLE_COUNTER_BITS)
+            m.d.comb += [self.busy.eq(busy), self.done.eq(done), self.cycles.eq(cycles)]
 
         # ---------------------------------------------------------------- stage 0: issue
         prime = Signal()        # metadata of block 0 arrives
         issuing = Signal()
-        nblocks = Signal.like(self.blocks)
+        nblocks = Signal.like(count)
         k = Signal(range(self.max_blocks + 1))
         g = Signal(range(self.max_groups + 1))
         j = Signal(range(bc + 1))
@@ -598,19 +834,19 @@ class BCRMatVec(wiring.Component):
             with m.Else():
                 m.d.sync += j.eq(j + 1)
 
-        with m.If(self.start & ~busy):
+        with m.If(start & ~busy):
             m.d.sync += [
-                nblocks.eq(self.blocks), cycles.eq(0), done.eq(0), written.eq(0),
-                k.eq(0), g.eq(0), j.eq(0), colptr.eq(0), rowptr.eq(0), vaddr.eq(0),
-                *(loc.eq(0) for loc in locs),
+                nblocks.eq(count), *([] if cycles is None else [cycles.eq(0)]), done.eq(0),
+                written.eq(0), k.eq(0), g.eq(0), j.eq(0), colptr.eq(0), rowptr.eq(0),
+                vaddr.eq(0), *(loc.eq(0) for loc in locs),
             ]
-            with m.If((self.rows == 0) | (self.cols == 0) | (self.blocks == 0)):
+            with m.If(empty):
                 m.d.sync += done.eq(1)
             with m.Else():
                 m.d.sync += [busy.eq(1), prime.eq(1)]
         with m.Elif(busy):
-            m.d.sync += cycles.eq(cycles + 1)
+            if cycles is not None:
+                m.d.sync += cycles.eq(cycles + 1)
             with m.If(v3 & final3):
                 m.d.sync += [busy.eq(0), done.eq(1)]
-
-        return m
+        return busy, done

@@ -183,8 +183,10 @@ It is already 18 times the block RAM of the largest ECP5.
 
 def memory_bits_problem(memory_map: list[dict[str, Any]]) -> str | None:
     """Why :func:`emit_verilog` refuses an engine with this memory map, or None: its memories
-    hold more than :data:`MAX_MEMORY_BITS` bits. Cheap: no Verilog is converted."""
-    sizes = [(m.get("name", "?"), int(m.get("depth", 0)) * int(m.get("width", 0)))
+    (``depth * width`` bits, times ``copies`` where an entry has it) hold more than
+    :data:`MAX_MEMORY_BITS` bits. Cheap: no Verilog is converted."""
+    sizes = [(m.get("name", "?"),
+              int(m.get("depth", 0)) * int(m.get("width", 0)) * int(m.get("copies", 1)))
              for m in memory_map]
     total = sum(bits for _, bits in sizes)
     if total <= MAX_MEMORY_BITS:

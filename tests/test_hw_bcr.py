@@ -161,10 +161,10 @@ def _simulate(dut, layers):
     wd = dut.widths
     results = []
 
-    async def write(ctx, port, words):
+    async def write(ctx, port, words, base=0):
         ctx.set(port.en, 1)
         for a, word in enumerate(words):
-            ctx.set(port.addr, a)
+            ctx.set(port.addr, base + a)
             ctx.set(Value.cast(port.data), word)
             await ctx.tick()
         ctx.set(port.en, 0)
@@ -172,16 +172,24 @@ def _simulate(dut, layers):
     async def bench(ctx):
         ctx.set(dut.out_rd.en, 1)
         for w, mask, x in layers:
-            img = pack_bcr(encode_bcr(w, dut.block, mask), P)
-            await write(ctx, dut.meta_wr, pack_fields(img.meta, [
-                wd["block_row"], wd["block_col"], wd["groups"], wd["ncols"]]))
-            await write(ctx, dut.col_wr, pack_fields(img.col_index, wd["col_index"]))
-            await write(ctx, dut.row_wr, pack_fields(img.row_index, wd["row_index"]))
-            await write(ctx, dut.w_wr, pack_words(img.values, dut.weight_bits))
+            img = pack_bcr(encode_bcr(w, dut.block, mask), P, dut.slices)
+            for s in range(dut.slices):
+                bank, bits = img.bank(s), dut.bank_bits
+                await write(ctx, dut.meta_wr, pack_fields(bank.meta, [
+                    wd["block_row"], wd["block_col"], wd["groups"], wd["ncols"]]),
+                    s << bits["meta"])
+                await write(ctx, dut.col_wr, pack_fields(bank.col_index, wd["col_index"]),
+                            s << bits["col"])
+                await write(ctx, dut.row_wr, pack_fields(bank.row_index, wd["row_index"]),
+                            s << bits["row"])
+                await write(ctx, dut.w_wr, pack_words(bank.values, dut.weight_bits),
+                            s << bits["w"])
             await write(ctx, dut.x_wr, pack_words(np.asarray(x).reshape(-1, 1), dut.act_bits))
             ctx.set(dut.rows, img.rows)
             ctx.set(dut.cols, img.cols)
             ctx.set(dut.blocks, img.blocks)
+            if dut.slices > 1:
+                ctx.set(dut.slice_blocks, img.slice_blocks)
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
