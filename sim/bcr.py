@@ -49,9 +49,9 @@ class BCRRun:
 
 def emit_bcr(lanes: int, block: tuple[int, int], weight_bits: int, act_bits: int,
              max_rows: int, max_cols: int, max_blocks: int | None = None,
-             max_value_words: int | None = None, acc_bits: int = 32, *,
+             max_value_words: int | None = None, acc_bits: int = 32, *, slices: int = 1,
              cache_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
-    """Emit (or reuse) the Verilog of a :class:`hw.bcr.BCRMatVec`.
+    """Emit (or reuse) the Verilog of a :class:`hw.bcr.BCRMatVec` (``slices`` pipelines).
 
     Returns
     -------
@@ -66,28 +66,33 @@ def emit_bcr(lanes: int, block: tuple[int, int], weight_bits: int, act_bits: int
 
     p = check_bcr_parameters(lanes, block=block, weight_bits=weight_bits, act_bits=act_bits,
                              acc_bits=acc_bits, max_rows=max_rows, max_cols=max_cols,
-                             max_blocks=max_blocks, max_value_words=max_value_words)
+                             max_blocks=max_blocks, max_value_words=max_value_words,
+                             slices=slices)
     (br, bc) = p["block"]
     params = (p["lanes"], br, bc, p["weight_bits"], p["act_bits"], p["acc_bits"],
               p["max_rows"], p["max_cols"], p["max_blocks"], p["max_value_words"])
     name = (f"bcr_p{params[0]}_b{br}x{bc}_w{params[3]}_a{params[4]}_acc{params[5]}"
             f"_r{params[6]}_c{params[7]}_n{params[8]}_v{params[9]}")
+    if p["slices"] > 1:
+        params += (p["slices"],)
+        name += f"_s{p['slices']}"
     return emit_cached(
         lambda: BCRMatVec(p["lanes"], block=(br, bc), weight_bits=p["weight_bits"],
                           act_bits=p["act_bits"], acc_bits=p["acc_bits"],
                           max_rows=p["max_rows"], max_cols=p["max_cols"],
-                          max_blocks=p["max_blocks"], max_value_words=p["max_value_words"]),
+                          max_blocks=p["max_blocks"], max_value_words=p["max_value_words"],
+                          slices=p["slices"]),
         name, params, (hw.bcr, hw.dense, hw.emit), cache_dir)
 
 
 def bcr_design(lanes: int, block: tuple[int, int], weight_bits: int, act_bits: int,
                max_rows: int, max_cols: int, max_blocks: int | None = None,
-               max_value_words: int | None = None, acc_bits: int = 32, *,
+               max_value_words: int | None = None, acc_bits: int = 32, *, slices: int = 1,
                simulator: str = "verilator", cache_dir: str | os.PathLike | None = None
                ) -> BuiltDesign:
     """Emit and build (or reuse) a BCR engine for ``simulator``."""
     v_path, name = emit_bcr(lanes, block, weight_bits, act_bits, max_rows, max_cols, max_blocks,
-                            max_value_words, acc_bits, cache_dir=cache_dir)
+                            max_value_words, acc_bits, slices=slices, cache_dir=cache_dir)
     return build_design(v_path, name, simulator, cache_dir=cache_dir)
 
 
@@ -95,7 +100,8 @@ def run_bcr_batch(jobs: Sequence[tuple[np.ndarray, Any, np.ndarray]], block: tup
                   lanes: int, weight_bits: int, act_bits: int, simulator: str = "verilator",
                   max_rows: int | None = None, max_cols: int | None = None,
                   max_blocks: int | None = None, max_value_words: int | None = None, *,
-                  cache_dir: str | os.PathLike | None = None) -> list[BCRRun]:
+                  slices: int = 1, cache_dir: str | os.PathLike | None = None
+                  ) -> list[BCRRun]:
     """Run several ``(qweight, mask, qx_batch)`` jobs on one BCR engine in one simulator process.
 
     Parameters
@@ -112,14 +118,16 @@ def run_bcr_batch(jobs: Sequence[tuple[np.ndarray, Any, np.ndarray]], block: tup
     max_rows, max_cols : int, optional
         Build shape; default :func:`sim.dense.default_max_shape` of the largest job.
     max_blocks, max_value_words : int, optional
-        Memory depths; default: the whole block grid, every block fully kept.
+        Memory depths, per slice; default: the whole block grid, every block fully kept.
+    slices : int, optional
+        The engine's slices (default 1); each job is split by :func:`hw.bcr.pack_bcr`.
     cache_dir : path, optional
 
     Returns
     -------
     list of BCRRun
         One per job; ``outputs`` equal ``ir.golden.linear(qweight, qx)``, ``cycles`` equal
-        :func:`hw.bcr.bcr_cycles` of the encoded job.
+        :func:`hw.bcr.bcr_cycles` of the encoded job on ``slices`` slices.
 
     Raises
     ------
@@ -128,13 +136,13 @@ def run_bcr_batch(jobs: Sequence[tuple[np.ndarray, Any, np.ndarray]], block: tup
     sim.runner.SimulationError
         If the simulation fails.
     """
-    from hw.bcr import bcr_field_widths, bcr_items, check_bcr_parameters, pack_bcr
+    from hw.bcr import bcr_field_widths, check_bcr_parameters, pack_bcr
     from ir.bcr import encode_bcr
 
     check_simulator(simulator)
     check_bcr_parameters(lanes, block=block, weight_bits=weight_bits, act_bits=act_bits,
                          max_rows=1 if max_rows is None else max_rows,
-                         max_cols=1 if max_cols is None else max_cols)
+                         max_cols=1 if max_cols is None else max_cols, slices=slices)
     if not jobs:
         raise ValueError("At least one (qweight, mask, qx_batch) job is needed")
     checked = []
@@ -160,34 +168,35 @@ def run_bcr_batch(jobs: Sequence[tuple[np.ndarray, Any, np.ndarray]], block: tup
         max_cols = dc if max_cols is None else max_cols
     p = check_bcr_parameters(lanes, block=block, weight_bits=weight_bits, act_bits=act_bits,
                              max_rows=max_rows, max_cols=max_cols, max_blocks=max_blocks,
-                             max_value_words=max_value_words)
+                             max_value_words=max_value_words, slices=slices)
+    images = []
     for k, (w, bcr, _) in enumerate(checked):
         if w.shape[0] > max_rows or w.shape[1] > max_cols:
             raise ValueError(f"Job {k}: shape {w.shape} exceeds the build's "
                              f"{max_rows}x{max_cols}")
-        if bcr.block_count > p["max_blocks"]:
-            raise ValueError(f"Job {k}: {bcr.block_count} blocks exceed the build's "
-                             f"{p['max_blocks']}")
-        if bcr_items(bcr, lanes) > p["max_value_words"]:
-            raise ValueError(f"Job {k}: {bcr_items(bcr, lanes)} value words exceed the build's "
-                             f"{p['max_value_words']}")
+        img = pack_bcr(bcr, lanes, slices)
+        for s in range(p["slices"]):
+            _check_bank_fits(img.bank(s), f"Job {k}: " if p["slices"] == 1 else
+                             f"Job {k}, slice {s}: ", p)
+        images.append(img)
 
     design = bcr_design(lanes, block, weight_bits, act_bits, max_rows, max_cols,
-                        p["max_blocks"], p["max_value_words"], simulator=simulator,
-                        cache_dir=cache_dir)
+                        p["max_blocks"], p["max_value_words"], slices=slices,
+                        simulator=simulator, cache_dir=cache_dir)
     widths = bcr_field_widths(lanes, p["block"], max_rows, max_cols)
     inputs: dict[str, np.ndarray] = {
         "params": np.array([lanes, weight_bits, act_bits, 32, *p["block"]], dtype=np.int64),
         "widths": np.array([widths[n] for n in ("block_row", "block_col", "groups", "ncols",
-                                                "col_index", "row_index")], dtype=np.int64)}
+                                                "col_index", "row_index")], dtype=np.int64),
+        "slices": np.array([p["slices"], *_bank_bits(p)], dtype=np.int64)}
     case_w, spans, i = [], [], 0
-    for j, (_, bcr, x2) in enumerate(checked):
-        img = pack_bcr(bcr, lanes)
+    for j, ((_, _, x2), img) in enumerate(zip(checked, images, strict=True)):
         inputs[f"meta_{j}"] = img.meta
         inputs[f"col_{j}"] = img.col_index
         inputs[f"row_{j}"] = img.row_index
         inputs[f"val_{j}"] = img.values
         inputs[f"shape_{j}"] = np.array([img.rows, img.cols, img.blocks], dtype=np.int64)
+        inputs[f"split_{j}"] = np.array(img.slice_blocks, dtype=np.int64)
         spans.append((i, i + len(x2)))
         for vec in x2:
             inputs[f"x_{i}"] = vec
@@ -206,9 +215,33 @@ def run_bcr_batch(jobs: Sequence[tuple[np.ndarray, Any, np.ndarray]], block: tup
     return runs
 
 
+def _check_bank_fits(bank: Any, where: str, p: dict[str, Any]) -> None:
+    """Raise ValueError if the images of one slice (``hw.bcr.BCRImages``) overflow its bank
+    of the build with parameters ``p`` (``max_blocks``/``max_value_words`` are per slice)."""
+    per = "" if p["slices"] == 1 else " per slice"
+    if bank.blocks > p["max_blocks"]:
+        raise ValueError(f"{where}{bank.blocks} blocks exceed the build's "
+                         f"{p['max_blocks']}{per}")
+    if len(bank.values) > p["max_value_words"]:
+        raise ValueError(f"{where}{len(bank.values)} value words exceed the build's "
+                         f"{p['max_value_words']}{per}")
+
+
+def _bank_bits(p: dict[str, Any]) -> list[int]:
+    """Bank address bits of ``meta``, ``col_index``, ``row_index``, ``values`` and the field
+    width of one ``slice_blocks`` count, for the build with parameters ``p`` (as
+    :attr:`hw.bcr.BCRMatVec.bank_bits`)."""
+    from amaranth.utils import bits_for, ceil_log2
+
+    (br, bc), P = p["block"], p["lanes"]
+    depths = (p["max_blocks"], p["max_blocks"] * bc, p["max_blocks"] * -(-br // P),
+              p["max_value_words"])
+    return [ceil_log2(max(2, d)) for d in depths] + [bits_for(p["max_blocks"])]
+
+
 def run_bcr(qweight: np.ndarray, mask: Any, block: tuple[int, int], qx_batch: np.ndarray,
             lanes: int, weight_bits: int, act_bits: int, simulator: str = "verilator",
-            max_rows: int | None = None, max_cols: int | None = None, *,
+            max_rows: int | None = None, max_cols: int | None = None, *, slices: int = 1,
             cache_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, list[int]]:
     """Compute ``qweight @ x`` for each ``x`` in ``qx_batch`` on the BCR engine's RTL.
 
@@ -226,6 +259,8 @@ def run_bcr(qweight: np.ndarray, mask: Any, block: tuple[int, int], qx_batch: np
     simulator : {"verilator", "icarus"}
     max_rows, max_cols : int, optional
         Build shape.
+    slices : int, optional
+        The engine's slices (default 1).
 
     Returns
     -------
@@ -235,7 +270,7 @@ def run_bcr(qweight: np.ndarray, mask: Any, block: tuple[int, int], qx_batch: np
     """
     single = np.asarray(qx_batch).ndim == 1
     run = run_bcr_batch([(qweight, mask, qx_batch)], block, lanes, weight_bits, act_bits,
-                        simulator, max_rows, max_cols, cache_dir=cache_dir)[0]
+                        simulator, max_rows, max_cols, slices=slices, cache_dir=cache_dir)[0]
     return (run.outputs[0] if single else run.outputs), run.cycles
 
 

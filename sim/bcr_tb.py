@@ -5,13 +5,16 @@ Run through :func:`sim.runner.run_cocotb` (see :func:`sim.bcr.run_bcr_batch`). I
 
 * ``params``: ``[lanes, weight_bits, act_bits, acc_bits, br, bc]``; ``widths``: the field widths
   of :func:`hw.bcr.bcr_field_widths` in the order ``block_row, block_col, groups, ncols,
-  col_index, row_index``;
+  col_index, row_index``; ``slices``: ``[S, meta, col_index, row_index, values bank bits,
+  slice_blocks field width]``;
 * per layer ``j``: ``meta_<j>``, ``col_<j>``, ``row_<j>``, ``val_<j>`` (the images of
-  :func:`hw.bcr.pack_bcr`) and ``shape_<j>`` = ``[rows, cols, blocks]``;
+  :func:`hw.bcr.pack_bcr`), ``split_<j>`` (its ``slice_blocks``) and ``shape_<j>`` =
+  ``[rows, cols, blocks]``;
 * ``case_w``: for each case, the layer it uses; ``x_<i>``: the activations of case ``i``.
 
-For each case the bench writes the layer's memories (only when the layer changes) and the
-activations, sets ``rows``/``cols``/``blocks``, pulses ``start`` and waits for ``done`` without
+For each case the bench writes the layer's memories (only when the layer changes; each slice's
+images into its bank, :meth:`hw.bcr.BCRImages.bank`) and the activations, sets
+``rows``/``cols``/``blocks`` (and ``slice_blocks`` when ``S > 1``), pulses ``start`` and waits for ``done`` without
 touching the design (an empty layer is done at the ``start`` edge), then reads the outputs. It
 saves ``y_<i>`` (``int64``, ``rows`` values) and ``cycles`` (one per case), and timings in the
 JSON metadata. The clock is cocotb's C++ clock (``impl="gpi"``), as in :mod:`sim.dense_tb`.
@@ -24,6 +27,7 @@ import time
 import cocotb
 import numpy as np
 
+from hw.bcr import BCRImages
 from hw.packing import pack_fields, pack_words, unpack_words
 from sim.runner import bench_inputs, bench_save_outputs
 from sim.tb_common import read_cycles, read_outputs, start_and_reset, start_and_wait, write_memory
@@ -35,6 +39,7 @@ async def bcr_cases(dut):
     inp = bench_inputs()
     lanes, wb, ab, acc, br, bc = (int(v) for v in inp["params"])
     w_brow, w_bcol, w_grp, w_nc, w_col, w_row = (int(v) for v in inp["widths"])
+    slices, b_meta, b_col, b_row, b_val, w_count = (int(v) for v in inp["slices"])
     case_w = [int(v) for v in inp["case_w"]]
 
     await start_and_reset(
@@ -47,12 +52,19 @@ async def bcr_cases(dut):
     for i, j in enumerate(case_w):
         rows, cols, blocks = (int(v) for v in inp[f"shape_{j}"])
         t0 = time.perf_counter()
+        split = tuple(int(v) for v in inp[f"split_{j}"])
         if loaded != j:
-            await write_memory(dut, "meta_wr", pack_fields(inp[f"meta_{j}"],
-                                                           [w_brow, w_bcol, w_grp, w_nc]))
-            await write_memory(dut, "col_wr", pack_fields(inp[f"col_{j}"], w_col))
-            await write_memory(dut, "row_wr", pack_fields(inp[f"row_{j}"], w_row))
-            await write_memory(dut, "w_wr", pack_words(inp[f"val_{j}"], wb))
+            img = BCRImages(inp[f"meta_{j}"], inp[f"col_{j}"], inp[f"row_{j}"], inp[f"val_{j}"],
+                            rows, cols, blocks, split)
+            for s in range(slices):
+                bank = img.bank(s)
+                await write_memory(dut, "meta_wr", pack_fields(bank.meta, [
+                    w_brow, w_bcol, w_grp, w_nc]), base=s << b_meta)
+                await write_memory(dut, "col_wr", pack_fields(bank.col_index, w_col),
+                                   base=s << b_col)
+                await write_memory(dut, "row_wr", pack_fields(bank.row_index, w_row),
+                                   base=s << b_row)
+                await write_memory(dut, "w_wr", pack_words(bank.values, wb), base=s << b_val)
             loaded = j
         await write_memory(dut, "x_wr", pack_words(inp[f"x_{i}"].reshape(-1, 1), ab))
         t1 = time.perf_counter()
@@ -60,6 +72,8 @@ async def bcr_cases(dut):
         dut.rows.value = rows
         dut.cols.value = cols
         dut.blocks.value = blocks
+        if slices > 1:
+            dut.slice_blocks.value = pack_fields([split], w_count)[0]
         await start_and_wait(dut, 2 * len(inp[f"val_{j}"]) + 1000, poll_first=True)
         t2 = time.perf_counter()
         cycles.append(read_cycles(dut))
