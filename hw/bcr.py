@@ -98,6 +98,7 @@ Lint
 (``PROCASSINIT``, ``UNUSEDSIGNAL``, ``WIDTHEXPAND``, ``WIDTHTRUNC``), for the same reasons
 (register initialisers, Amaranth's alias wires, minimal-width constants and intended
 truncations such as the metadata prefetch address ``k + 2`` wrapping past the last block).
+With ``S > 1`` also ``DECLFILENAME``: each slice is a further module in the same file.
 """
 
 from __future__ import annotations

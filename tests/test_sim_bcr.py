@@ -3,7 +3,8 @@
 Two builds: Verilator (lanes=4, block 6x5, 16-bit weights x 12-bit activations, 40x32) runs
 every layer below (hand-made awkward layers plus a seeded sweep of 40 random ones) in one
 simulator process; Icarus (lanes=3, block 4x8, 8/8 bits, 16x24) a
-smaller set.
+smaller set. Two more with slices: Verilator with 3 slices (the 40x32 build's parameters) and
+Icarus with 2 (the 16x24 build's), each on layers that leave slices idle.
 """
 
 import re
@@ -73,14 +74,14 @@ def _cases_verilator():
     return cases
 
 
-def _check(runs, cases, block, lanes, weight_bits, act_bits, simulator):
+def _check(runs, cases, block, lanes, weight_bits, act_bits, simulator, slices=1):
     assert len(runs) == len(cases)
     for run, (name, w, mask, x) in zip(runs, cases, strict=True):
         expected = linear(w, x, weight_bits=weight_bits, act_bits=act_bits)
         assert run.outputs.dtype == np.int32
         np.testing.assert_array_equal(run.outputs, expected,
                                       err_msg=f"{simulator}: case {name!r} {w.shape}")
-        model = bcr_cycles(encode_bcr(w, block, mask), lanes)
+        model = bcr_cycles(encode_bcr(w, block, mask), lanes, slices)
         assert run.cycles == [model] * len(x), f"{simulator}: case {name!r} {w.shape}"
 
 
@@ -112,6 +113,48 @@ def test_bcr_icarus_bit_exact_and_cycle_exact(sim_cache_dir, require_simulator):
     _check(runs, cases, block, 3, 8, 8, "icarus")
 
 
+def _sliced_cases(rng, shape, block, bits, abits):
+    """:func:`_random_layers` plus layers that leave slices idle or split unevenly."""
+    rows, cols = shape
+    br = block[0]
+    amax = 1 << (abits - 1)
+    cases = _random_layers(rng, shape, block, bits, abits)
+    w, mask = bcr_layer(rng, shape, block, 0.8, 0.7, bits=bits)
+    w[br:3 * br] = 0
+    cases.append(("empty block rows 1-2", w, mask & (w != 0), rng.integers(-amax, amax, (1, cols))))
+    w = np.zeros(shape, dtype=np.int64)
+    w[rows - 1] = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), cols)
+    cases.append(("last row only", w, w != 0, rng.integers(-amax, amax, (1, cols))))
+    for sh in [(br - 1, cols), (rows - 3, cols - 1), (2 * br + 1, 3)]:
+        w, mask = bcr_layer(rng, sh, block, 0.6, 0.6, bits=bits)
+        cases.append((f"awkward {sh}", w, mask, rng.integers(-amax, amax, (1, sh[1]))))
+    return cases
+
+
+def test_bcr_slices_verilator_bit_exact_and_cycle_exact(sim_cache_dir, require_simulator):
+    require_simulator("verilator")
+    cases = _sliced_cases(np.random.default_rng(7), (40, 32), (6, 5), 16, 12)
+    runs = run_bcr_batch([(w, m, x) for _, w, m, x in cases], (6, 5), 4, 16, 12, "verilator",
+                         40, 32, slices=3, cache_dir=sim_cache_dir)
+    _check(runs, cases, (6, 5), 4, 16, 12, "verilator", slices=3)
+    # Three slices are faster than one on the dense layer.
+    _, w, mask, _ = cases[0]
+    assert runs[0].cycles[0] < bcr_cycles(encode_bcr(w, (6, 5), mask), 4)
+
+
+def test_bcr_slices_icarus_bit_exact_and_cycle_exact(sim_cache_dir, require_simulator):
+    require_simulator("icarus")
+    cases = _sliced_cases(np.random.default_rng(8), (16, 24), (4, 8), 8, 8)
+    w, x = cases[0][1], cases[0][3][0]
+    y, cycles = run_bcr(w, cases[0][2], (4, 8), x, 3, 8, 8, "icarus", 16, 24, slices=2,
+                        cache_dir=sim_cache_dir)
+    np.testing.assert_array_equal(y, linear(w, x))
+    runs = run_bcr_batch([(w, m, x) for _, w, m, x in cases[1:]], (4, 8), 3, 8, 8, "icarus",
+                         16, 24, slices=2, cache_dir=sim_cache_dir)
+    _check(runs, cases[1:], (4, 8), 3, 8, 8, "icarus", slices=2)
+    assert cycles == [bcr_cycles(encode_bcr(w, (4, 8), cases[0][2]), 3, 2)]
+
+
 @pytest.mark.parametrize("args, exc, message", [
     ((np.full((2, 2), 128), None, (2, 2), np.zeros(2, dtype=int)), ValueError,
      "Job 0: weight matrix values must lie in [-128, 127] for 8 bits, found [128, 128]"),
@@ -138,6 +181,19 @@ def test_run_bcr_rejects_layers_larger_than_the_memories():
     with pytest.raises(ValueError, match=r"^Job 0: 16 value words exceed the build's 10$"):
         run_bcr_batch([(w, None, np.zeros(8, dtype=int))], (4, 4), 4, 8, 8, "verilator", 8, 8,
                       max_value_words=10)
+    # With slices the depths are per slice: two block rows of 2 blocks x 4 words each.
+    with pytest.raises(ValueError, match=r"^Job 0, slice 0: 2 blocks exceed the build's 1 per "
+                                         r"slice$"):
+        run_bcr_batch([(w, None, np.zeros(8, dtype=int))], (4, 4), 4, 8, 8, "verilator", 8, 8,
+                      max_blocks=1, slices=2)
+    with pytest.raises(ValueError, match=r"^Job 0, slice 0: 8 value words exceed the build's 7 "
+                                         r"per slice$"):
+        run_bcr_batch([(w, None, np.zeros(8, dtype=int))], (4, 4), 4, 8, 8, "verilator", 8, 8,
+                      max_value_words=7, slices=2)
+    with pytest.raises(ValueError, match=r"^Slices must be an integer between 1 and 16, "
+                                         r"not 17$"):
+        run_bcr_batch([(w, None, np.zeros(8, dtype=int))], (4, 4), 4, 8, 8, "verilator", 8, 8,
+                      slices=17)
     with pytest.raises(ValueError, match=r"^Simulator must be one of 'verilator', 'icarus', "
                                          r"not 'xsim'$"):
         run_bcr(w, None, (4, 4), np.zeros(8, dtype=int), 4, 8, 8, "xsim")
