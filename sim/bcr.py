@@ -191,10 +191,12 @@ def run_bcr_batch(jobs: Sequence[tuple[np.ndarray, Any, np.ndarray]], block: tup
         "slices": np.array([p["slices"], *_bank_bits(p)], dtype=np.int64)}
     case_w, spans, i = [], [], 0
     for j, ((_, _, x2), img) in enumerate(zip(checked, images, strict=True)):
-        inputs[f"meta_{j}"] = img.meta
-        inputs[f"col_{j}"] = img.col_index
-        inputs[f"row_{j}"] = img.row_index
-        inputs[f"val_{j}"] = img.values
+        for s in range(p["slices"]):
+            bank = img.bank(s)
+            inputs[f"meta_{j}_{s}"] = bank.meta
+            inputs[f"col_{j}_{s}"] = bank.col_index
+            inputs[f"row_{j}_{s}"] = bank.row_index
+            inputs[f"val_{j}_{s}"] = bank.values
         inputs[f"shape_{j}"] = np.array([img.rows, img.cols, img.blocks], dtype=np.int64)
         inputs[f"split_{j}"] = np.array(img.slice_blocks, dtype=np.int64)
         spans.append((i, i + len(x2)))

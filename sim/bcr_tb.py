@@ -7,13 +7,14 @@ Run through :func:`sim.runner.run_cocotb` (see :func:`sim.bcr.run_bcr_batch`). I
   of :func:`hw.bcr.bcr_field_widths` in the order ``block_row, block_col, groups, ncols,
   col_index, row_index``; ``slices``: ``[S, meta, col_index, row_index, values bank bits,
   slice_blocks field width]``;
-* per layer ``j``: ``meta_<j>``, ``col_<j>``, ``row_<j>``, ``val_<j>`` (the images of
-  :func:`hw.bcr.pack_bcr`), ``split_<j>`` (its ``slice_blocks``) and ``shape_<j>`` =
+* per layer ``j`` and slice ``s``: ``meta_<j>_<s>``, ``col_<j>_<s>``, ``row_<j>_<s>``,
+  ``val_<j>_<s>`` (the slice's images, :meth:`hw.bcr.BCRImages.bank` of
+  :func:`hw.bcr.pack_bcr`); per layer ``split_<j>`` (its ``slice_blocks``) and ``shape_<j>`` =
   ``[rows, cols, blocks]``;
 * ``case_w``: for each case, the layer it uses; ``x_<i>``: the activations of case ``i``.
 
 For each case the bench writes the layer's memories (only when the layer changes; each slice's
-images into its bank, :meth:`hw.bcr.BCRImages.bank`) and the activations, sets
+images into its bank at ``s << bank_bits``) and the activations, sets
 ``rows``/``cols``/``blocks`` (and ``slice_blocks`` when ``S > 1``), pulses ``start`` and waits for ``done`` without
 touching the design (an empty layer is done at the ``start`` edge), then reads the outputs. It
 saves ``y_<i>`` (``int64``, ``rows`` values) and ``cycles`` (one per case), and timings in the
@@ -27,7 +28,6 @@ import time
 import cocotb
 import numpy as np
 
-from hw.bcr import BCRImages
 from hw.packing import pack_fields, pack_words, unpack_words
 from sim.runner import bench_inputs, bench_save_outputs
 from sim.tb_common import read_cycles, read_outputs, start_and_reset, start_and_wait, write_memory
@@ -54,17 +54,15 @@ async def bcr_cases(dut):
         t0 = time.perf_counter()
         split = tuple(int(v) for v in inp[f"split_{j}"])
         if loaded != j:
-            img = BCRImages(inp[f"meta_{j}"], inp[f"col_{j}"], inp[f"row_{j}"], inp[f"val_{j}"],
-                            rows, cols, blocks, split)
             for s in range(slices):
-                bank = img.bank(s)
-                await write_memory(dut, "meta_wr", pack_fields(bank.meta, [
+                await write_memory(dut, "meta_wr", pack_fields(inp[f"meta_{j}_{s}"], [
                     w_brow, w_bcol, w_grp, w_nc]), base=s << b_meta)
-                await write_memory(dut, "col_wr", pack_fields(bank.col_index, w_col),
+                await write_memory(dut, "col_wr", pack_fields(inp[f"col_{j}_{s}"], w_col),
                                    base=s << b_col)
-                await write_memory(dut, "row_wr", pack_fields(bank.row_index, w_row),
+                await write_memory(dut, "row_wr", pack_fields(inp[f"row_{j}_{s}"], w_row),
                                    base=s << b_row)
-                await write_memory(dut, "w_wr", pack_words(bank.values, wb), base=s << b_val)
+                await write_memory(dut, "w_wr", pack_words(inp[f"val_{j}_{s}"], wb),
+                                   base=s << b_val)
             loaded = j
         await write_memory(dut, "x_wr", pack_words(inp[f"x_{i}"].reshape(-1, 1), ab))
         t1 = time.perf_counter()
@@ -74,7 +72,8 @@ async def bcr_cases(dut):
         dut.blocks.value = blocks
         if slices > 1:
             dut.slice_blocks.value = pack_fields([split], w_count)[0]
-        await start_and_wait(dut, 2 * len(inp[f"val_{j}"]) + 1000, poll_first=True)
+        items = sum(len(inp[f"val_{j}_{s}"]) for s in range(slices))
+        await start_and_wait(dut, 2 * items + 1000, poll_first=True)
         t2 = time.perf_counter()
         cycles.append(read_cycles(dut))
 

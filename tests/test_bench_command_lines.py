@@ -52,6 +52,8 @@ CASES = [
     ("engines", ["--seed", "-1"], "argument --seed: must be an integer from 0 to 4294967295, "
                                   "not '-1'"),
     ("engines", ["--bits", "1"], "argument --bits: must be an integer from 2 to 16, not '1'"),
+    ("engines", ["--slices", "17"], "argument --slices: must be an integer from 1 to 16, "
+                                    "not '17'"),
     ("engines", ["--bits", "2"], "--bits 2: the rnn group needs at least 3 bits (its cell state "
                                  "has no fractional bit left at 2); leave rnn out of --groups"),
     # bench/fuzz_engines.py
