@@ -238,9 +238,9 @@ def main(argv: list[str]) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / ("engines_quick.csv" if args.quick else "engines.csv")
     write_csv(df, out)
-    cols_show = ["layer", "engine", "slices", "target_sparsity", "sparsity", "kept_per_block", "rtl_cycles",
-                 "cycles_match", "outputs_match", "dense_cycles", "speedup", "ideal", "of_ideal",
-                 "dense_utilisation", "sim_cycles_per_s", "dense_sim_cycles_per_s"]
+    cols_show = ["layer", "engine", "slices", "target_sparsity", "sparsity", "kept_per_block",
+                 "rtl_cycles", "cycles_match", "outputs_match", "dense_cycles", "speedup", "ideal",
+                 "of_ideal", "dense_utilisation", "sim_cycles_per_s", "dense_sim_cycles_per_s"]
     cols_show = [c for c in cols_show if c in df.columns]
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(df[cols_show].to_string(index=False))

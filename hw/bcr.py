@@ -314,9 +314,10 @@ def bcr_cycles(bcr: BCRMatrix, lanes: int, slices: int = 1) -> int:
         has no rows, no columns or no stored block. Equal to the RTL's ``cycles`` output.
     """
     items = bcr_items(bcr, lanes)
+    S = _check_int(slices, "Slices", 1, MAX_SLICES)
     if bcr.shape[0] == 0 or bcr.shape[1] == 0 or bcr.block_count == 0:
         return 0
-    if _check_int(slices, "Slices", 1, MAX_SLICES) > 1:
+    if S > 1:
         prefix = np.concatenate([[0], np.cumsum(_block_row_items(bcr, lanes))])
         items = int(np.max(np.diff(prefix[bcr_partition(bcr, lanes, slices)])))
     return items + PIPELINE_LATENCY

@@ -389,8 +389,10 @@ def test_partition_minimises_the_largest_slice(seed):
             assert img.slice_blocks == tuple(
                 int(np.sum((bcr.block_row >= a) & (bcr.block_row < b)))
                 for a, b in itertools.pairwise(bounds))
-    with pytest.raises(ValueError, match=r"^Slices must be an integer between 1 and 16, not 0$"):
-        bcr_cycles(bcr, 1, 0)
+    for bad in (bcr, encode_bcr(np.zeros((3, 3), dtype=int), (3, 4))):
+        with pytest.raises(ValueError, match=r"^Slices must be an integer between 1 and 16, "
+                                             r"not 0$"):
+            bcr_cycles(bad, 1, 0)
 
 
 def test_pack_bcr_slices_keep_the_images_and_split_them_into_banks():
