@@ -77,6 +77,18 @@ ports of the BCR output memory. Hence :func:`rnn_bcr_cycles`:
 the BCR engine's ``meta``, ``col_index``, ``row_index`` and ``values`` (:func:`hw.bcr.pack_bcr`
 of the stacked matrix; runtime input ``blocks``) instead of ``weights``.
 
+With ``slices=S`` (BCR gates only) the gate engine is a sliced :class:`hw.bcr.BCRMatVec`:
+``S`` pipelines of ``P`` lanes each over disjoint contiguous ranges of block rows of the stacked
+matrix (:func:`hw.bcr.bcr_partition`), so a pruned layer whose blocks keep fewer rows than
+``P`` per block still gains from more multipliers. The four weight memories are banked as the
+BCR engine's are (slice ``s``'s word ``i`` at ``s << bank_bits | i``, images
+``pack_bcr(matrix, P, S).bank(s)``; ``max_blocks`` and ``max_value_words`` per slice) and the
+per-slice block counts come in as the runtime input ``slice_blocks``, latched at ``start``
+with ``blocks``. The copy and element-wise stages write ``x`` and ``h'`` through the BCR
+engine's one activation port, which writes every slice's copy. The step takes
+``bcr_cycles(S, P, slices) + 2`` gate cycles (the slowest slice), and :func:`rnn_bcr_cycles`
+takes ``slices``. With ``S == 1`` the Verilog is the same as without the option.
+
 Lint
 ----
 ``verilator --lint-only -Wall`` reports only the classes waived for :mod:`hw.dense`
@@ -98,7 +110,7 @@ from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from hw.bcr import BCRMatVec, _check_block, bcr_cycles, check_bcr_parameters
+from hw.bcr import MAX_SLICES, BCRMatVec, _check_block, bcr_cycles, check_bcr_parameters
 from hw.dense import CYCLE_COUNTER_BITS, DenseMatVec, _check_int, dense_cycles
 from ir.bcr import BCRMatrix, encode_bcr
 from ir.golden import RNNQuantConfig
@@ -302,30 +314,34 @@ def bcr_setup_cycles(input_size: int, hidden_size: int, block: tuple[int, int]) 
 
 
 def rnn_bcr_cycles(bcr: BCRMatrix, input_size: int, hidden_size: int, steps: int,
-                   lanes: int) -> int:
+                   lanes: int, slices: int = 1) -> int:
     """Cycle model of the ``gates="bcr"`` :class:`LSTMEngine`/:class:`GRUEngine`.
 
-    ``bcr`` is :func:`bcr_gate_matrix` of the layer (its block is the engine's). Returns
-    ``bcr_setup_cycles(I, H, block) + steps * bcr_cycles(bcr, P)
+    ``bcr`` is :func:`bcr_gate_matrix` of the layer (its block is the engine's), ``lanes`` the
+    lanes of each of the gate engine's ``slices`` slices. Returns
+    ``bcr_setup_cycles(I, H, block) + steps * bcr_cycles(bcr, P, S)
     + step_overhead_cycles(I, H, steps)``, or ``0`` when ``steps`` or ``hidden_size`` is zero.
     """
     i, h, t, p = _checked_run(input_size, hidden_size, steps, lanes)
+    s = _check_int(slices, "Slices", 1, MAX_SLICES)
     if t == 0 or h == 0:
         return 0
-    return (bcr_setup_cycles(i, h, bcr.block) + t * bcr_cycles(bcr, p)
+    return (bcr_setup_cycles(i, h, bcr.block) + t * bcr_cycles(bcr, p, s)
             + step_overhead_cycles(i, h, t))
 
 
 def check_lstm_parameters(config: RNNQuantConfig, *, lanes: int = 4, max_input: int = 16,
                           max_hidden: int = 16, max_steps: int = 8, gates: str = "dense",
                           block: tuple[int, int] | None = None, max_blocks: int | None = None,
-                          max_value_words: int | None = None, cell: str = "lstm"
-                          ) -> dict[str, Any]:
+                          max_value_words: int | None = None, cell: str = "lstm",
+                          slices: int = 1) -> dict[str, Any]:
     """Validate :class:`LSTMEngine` / :class:`GRUEngine` parameters without building anything.
 
     Returns the constructor keywords (``lanes``, ``max_input``, ``max_hidden``, ``max_steps``,
     ``gates``; with BCR gates also ``block``, default ``(8, 16)``, and the BCR memory depths
-    ``max_blocks``, ``max_value_words``, default the whole block grid fully kept).
+    ``max_blocks``, ``max_value_words``, default the whole block grid fully kept, per slice;
+    and ``slices`` when more than 1). The worst case checked against the cycle counter is
+    every step's gate product filling one slice's ``max_value_words``, whatever ``slices``.
 
     Raises
     ------
@@ -334,8 +350,9 @@ def check_lstm_parameters(config: RNNQuantConfig, *, lanes: int = 4, max_input: 
     ValueError
         E.g. ``"Lanes must be a positive multiple of 4, not 6"`` (dense gates),
         ``"Maximum hidden size must be a positive integer, not 0"``, ``"Gates must be 'dense'
-        or 'bcr', not 'csr'"``, ``"Block is for BCR gates only, not dense gates"``, or a worst
-        case beyond the 32-bit cycle counter.
+        or 'bcr', not 'csr'"``, ``"Slices are for BCR gates only, not dense gates"``,
+        ``"Slices must be an integer between 1 and 16, not 17"``, or a worst case beyond the
+        32-bit cycle counter.
     """
     if not isinstance(config, RNNQuantConfig):
         raise TypeError(f"Config must be an RNNQuantConfig, not {type(config).__name__}")
@@ -348,6 +365,9 @@ def check_lstm_parameters(config: RNNQuantConfig, *, lanes: int = 4, max_input: 
     if gates == "dense" and (block, max_blocks, max_value_words) != (None, None, None):
         raise ValueError("Block, maximum blocks and maximum value words are for BCR gates only, "
                          "not dense gates")
+    slices_i = _check_int(slices, "Slices", 1, MAX_SLICES)
+    if gates == "dense" and slices_i != 1:
+        raise ValueError("Slices are for BCR gates only, not dense gates")
     params = {
         "lanes": lanes_i,
         "max_input": _check_int(max_input, "Maximum input size", 1),
@@ -364,9 +384,11 @@ def check_lstm_parameters(config: RNNQuantConfig, *, lanes: int = 4, max_input: 
         b = check_bcr_parameters(lanes_i, block=blk, weight_bits=config.weight_bits,
                                  act_bits=config.act_bits, max_rows=lay["rows"],
                                  max_cols=lay["cols"], max_blocks=max_blocks,
-                                 max_value_words=max_value_words)
+                                 max_value_words=max_value_words, slices=slices_i)
         params.update(block=blk, max_blocks=b["max_blocks"],
                       max_value_words=b["max_value_words"])
+        if slices_i > 1:
+            params["slices"] = slices_i
         worst = (bcr_setup_cycles(mi, mh, blk) + mt * (b["max_value_words"] + 4)
                  + step_overhead_cycles(mi, mh, mt))
     if worst >= 1 << CYCLE_COUNTER_BITS:
@@ -414,7 +436,11 @@ class RNNEngine(wiring.Component):
         BCR gates only: the block of the pruned weights (default ``(8, 16)``).
     max_blocks, max_value_words : int, optional
         BCR gates only: depths of the BCR ``meta`` and ``values`` memories (default: the
-        whole block grid of the largest stacked gate matrix, fully kept).
+        whole block grid of the largest stacked gate matrix, fully kept); per slice.
+    slices : int, optional
+        BCR gates only: slices ``S`` of the gate engine, 1 to :data:`hw.bcr.MAX_SLICES`
+        (default 1): ``S`` pipelines of ``lanes`` lanes over disjoint block rows of the
+        stacked gate matrix (:class:`hw.bcr.BCRMatVec`).
 
     Members
     -------
@@ -423,23 +449,28 @@ class RNNEngine(wiring.Component):
         ``done`` at once with ``cycles == 0``).
     blocks : ``In`` (BCR gates only)
         Stored blocks of the stacked gate matrix, latched at ``start``.
+    slice_blocks : ``In`` (BCR gates with ``slices > 1`` only)
+        The blocks of each slice (:attr:`hw.bcr.BCRImages.slice_blocks`), latched at
+        ``start``.
     busy, done : ``Out(1)``; cycles : ``Out(32)``, equal to :func:`lstm_cycles` (dense gates)
         or :func:`rnn_bcr_cycles` (BCR gates).
     w_wr (dense: packed weights; BCR: the ``values`` memory), meta_wr, col_wr, row_wr (BCR
-        only), b_wr, x_wr, h_wr, c_wr : bench write ports; h_rd, c_rd, hseq_rd : bench read
-        ports.
+        only; with slices the four banked as in :class:`hw.bcr.BCRMatVec`), b_wr, x_wr, h_wr,
+        c_wr : bench write ports; h_rd, c_rd, hseq_rd : bench read ports.
     """
 
     def __init__(self, config: RNNQuantConfig, *, cell: str = "lstm", lanes: int = 4,
                  max_input: int = 16, max_hidden: int = 16, max_steps: int = 8,
                  gates: str = "dense", block: tuple[int, int] | None = None,
-                 max_blocks: int | None = None, max_value_words: int | None = None) -> None:
+                 max_blocks: int | None = None, max_value_words: int | None = None,
+                 slices: int = 1) -> None:
         try:
             _check_cell(cell)
             params = check_lstm_parameters(config, lanes=lanes, max_input=max_input,
                                            max_hidden=max_hidden, max_steps=max_steps,
                                            gates=gates, block=block, max_blocks=max_blocks,
-                                           max_value_words=max_value_words, cell=cell)
+                                           max_value_words=max_value_words, cell=cell,
+                                           slices=slices)
         except (TypeError, ValueError):
             self._MustUse__silence = True  # a rejected engine is not an unused one
             raise
@@ -450,6 +481,7 @@ class RNNEngine(wiring.Component):
         self.max_input = params["max_input"]
         self.max_hidden = params["max_hidden"]
         self.max_steps = params["max_steps"]
+        self.slices = params.get("slices", 1)
         self.h_depth = max(2, self.max_hidden)
         self.x_depth = max(2, self.max_steps * self.max_input)
         self.hseq_depth = max(2, self.max_steps * self.max_hidden)
@@ -480,7 +512,9 @@ class RNNEngine(wiring.Component):
             proto._MustUse__silence = True  # only its signature and memory map are used
             self._bcr_proto = proto
             self.widths = proto.widths
-            members["blocks"] = In(range(self.max_blocks + 1))
+            members["blocks"] = In(range(self.slices * self.max_blocks + 1))
+            if self.slices > 1:
+                members["slice_blocks"] = proto.signature.members["slice_blocks"]
             for port in ("meta_wr", "col_wr", "row_wr", "w_wr"):
                 members[port] = proto.signature.members[port]
         members.update({
@@ -507,7 +541,8 @@ class RNNEngine(wiring.Component):
         return BCRMatVec(self.lanes, block=self.block, weight_bits=cfg.weight_bits,
                          act_bits=cfg.act_bits, acc_bits=32, max_rows=self.gate_rows,
                          max_cols=self.gate_cols, max_blocks=self.max_blocks,
-                         max_value_words=self.max_value_words, out_ports=GATES)
+                         max_value_words=self.max_value_words, out_ports=GATES,
+                         slices=self.slices)
 
     def parameters(self) -> dict[str, Any]:
         """Build parameters, JSON-serialisable, as recorded in the emitted sidecar."""
@@ -524,10 +559,14 @@ class RNNEngine(wiring.Component):
             p.update(gates="bcr", block=list(self.block), max_blocks=self.max_blocks,
                      max_value_words=self.max_value_words, gate_rows=self.gate_rows,
                      gate_cols=self.gate_cols)
+            if self.slices > 1:
+                p["slices"] = self.slices
         return p
 
     def memory_map(self) -> list[dict[str, Any]]:
-        """The memories a bench fills or reads (recorded in the JSON sidecar)."""
+        """The memories a bench fills or reads (recorded in the JSON sidecar). With BCR gates
+        on several slices the four BCR memories are the gate engine's banked entries
+        (``copies``, ``bank_stride``: :meth:`hw.bcr.BCRMatVec.memory_map`)."""
         def sig(port):
             return {k: f"{port}__{k}" for k in ("addr", "data", "en")}
         c = self.config
@@ -539,8 +578,9 @@ class RNNEngine(wiring.Component):
                  "layout": f"hw.dense.pack_weights of hw.rnn.{self.cell}_weight_matrix(W_ih, "
                            "W_hh) with cols = input_size + hidden_size"}]
         else:
-            weights = [dict(mm, layout=f"{mm['layout']}; of hw.bcr.pack_bcr(hw.rnn."
-                                       f"bcr_gate_matrix('{self.cell}', W_ih, W_hh, block))")
+            packed = f"hw.bcr.pack_bcr(hw.rnn.bcr_gate_matrix('{self.cell}', W_ih, W_hh, block)"
+            packed += ")" if self.slices == 1 else f", {P}, {self.slices}).bank(s)"
+            weights = [dict(mm, layout=f"{mm['layout']}; of {packed}")
                        for mm in self._bcr_proto.memory_map()
                        if mm["name"] in ("meta", "col_index", "row_index", "values")]
         mems = weights + [
@@ -703,6 +743,8 @@ class RNNEngine(wiring.Component):
             # BCR: gate k of unit j is output row bases[k] + j: word ``word[k]``, lane
             # ``lane[k]`` of the BCR output memory, one read port per gate.
             nblocks = Signal.like(self.blocks)
+            if self.slices > 1:
+                nslice = Signal(self.signature.members["slice_blocks"].shape)
             h_col = Signal(range(self.gate_cols + bc + 1))
             h_up = Signal(range(self.max_hidden + br + 1))
             h_q = Signal(range(self.max_hidden // br + 2))
@@ -814,6 +856,8 @@ class RNNEngine(wiring.Component):
                     if bcr:
                         m.d.sync += [nblocks.eq(self.blocks), h_col.eq(0), h_up.eq(0),
                                      h_q.eq(0), h_r.eq(self.hidden_size)]
+                        if self.slices > 1:
+                            m.d.sync += nslice.eq(self.slice_blocks)
                     with m.If((self.steps == 0) | (self.hidden_size == 0)):
                         m.d.sync += done.eq(1)
                     with m.Else():
@@ -846,6 +890,8 @@ class RNNEngine(wiring.Component):
                 if bcr:
                     m.d.comb += [eng.start.eq(1), eng.rows.eq(g_rows),
                                  eng.cols.eq(h_col + hsz), eng.blocks.eq(nblocks)]
+                    if self.slices > 1:
+                        m.d.comb += eng.slice_blocks.eq(nslice)
                 else:
                     m.d.comb += [eng.start.eq(1), eng.rows.eq(hsz * GATES), eng.cols.eq(cols)]
                 m.next = "DWAIT"
@@ -902,10 +948,10 @@ class LSTMEngine(RNNEngine):
     def __init__(self, config: RNNQuantConfig, *, lanes: int = 4, max_input: int = 16,
                  max_hidden: int = 16, max_steps: int = 8, gates: str = "dense",
                  block: tuple[int, int] | None = None, max_blocks: int | None = None,
-                 max_value_words: int | None = None) -> None:
+                 max_value_words: int | None = None, slices: int = 1) -> None:
         super().__init__(config, cell="lstm", lanes=lanes, max_input=max_input,
                          max_hidden=max_hidden, max_steps=max_steps, gates=gates, block=block,
-                         max_blocks=max_blocks, max_value_words=max_value_words)
+                         max_blocks=max_blocks, max_value_words=max_value_words, slices=slices)
 
 
 class GRUEngine(RNNEngine):
@@ -915,7 +961,7 @@ class GRUEngine(RNNEngine):
     def __init__(self, config: RNNQuantConfig, *, lanes: int = 4, max_input: int = 16,
                  max_hidden: int = 16, max_steps: int = 8, gates: str = "dense",
                  block: tuple[int, int] | None = None, max_blocks: int | None = None,
-                 max_value_words: int | None = None) -> None:
+                 max_value_words: int | None = None, slices: int = 1) -> None:
         super().__init__(config, cell="gru", lanes=lanes, max_input=max_input,
                          max_hidden=max_hidden, max_steps=max_steps, gates=gates, block=block,
-                         max_blocks=max_blocks, max_value_words=max_value_words)
+                         max_blocks=max_blocks, max_value_words=max_value_words, slices=slices)

@@ -44,9 +44,10 @@ BCR_ARGS = {"lanes": 6, "gates": "bcr", "block": (8, 8)}  # validation cases of 
 
 
 def run_amaranth(cfg, lanes, jobs, max_input, max_hidden, max_steps, cell="lstm",
-                 gates="dense", block=None):
+                 gates="dense", block=None, slices=1, **bcr_kw):
     """Run jobs on the engine in amaranth.sim; return [(h_seq, c, h, cycles)]. With
-    ``gates="bcr"`` each job tuple ends in ``mask_ih, mask_hh``."""
+    ``gates="bcr"`` each job tuple ends in ``mask_ih, mask_hh``; ``slices`` > 1 writes each
+    slice's images into its bank and sets ``slice_blocks``."""
     from amaranth.hdl import Value
 
     from hw.bcr import pack_bcr, pack_fields
@@ -54,16 +55,18 @@ def run_amaranth(cfg, lanes, jobs, max_input, max_hidden, max_steps, cell="lstm"
     from hw.rnn import bcr_gate_matrix
 
     lstm, bcr = cell == "lstm", gates == "bcr"
-    extra = {"gates": "bcr", "block": block} if bcr else {}
+    extra = {"gates": "bcr", "block": block, **bcr_kw} if bcr else {}
+    if slices > 1:
+        extra["slices"] = slices
     dut = RNNEngine(cfg, cell=cell, lanes=lanes, max_input=max_input, max_hidden=max_hidden,
                     max_steps=max_steps, **extra)
     results = []
 
     async def tb(ctx):
-        async def wr(port, words):
+        async def wr(port, words, base=0):
             ctx.set(port.en, 1)
             for addr, w in enumerate(words):
-                ctx.set(port.addr, addr)
+                ctx.set(port.addr, base + addr)
                 ctx.set(Value.cast(port.data), int(w))
                 await ctx.tick()
             ctx.set(port.en, 0)
@@ -83,14 +86,23 @@ def run_amaranth(cfg, lanes, jobs, max_input, max_hidden, max_steps, cell="lstm"
             steps, isz = x.shape
             hsz = len(h)
             if bcr:
-                wd = dut.widths
-                img = pack_bcr(bcr_gate_matrix(cell, w_ih, w_hh, block, *job[-2:]), lanes)
-                await wr(dut.meta_wr, pack_fields(img.meta, [
-                    wd["block_row"], wd["block_col"], wd["groups"], wd["ncols"]]))
-                await wr(dut.col_wr, pack_fields(img.col_index, wd["col_index"]))
-                await wr(dut.row_wr, pack_fields(img.row_index, wd["row_index"]))
-                await wr(dut.w_wr, pack_words(img.values, cfg.weight_bits))
+                wd, bits = dut.widths, dut._bcr_proto.bank_bits
+                img = pack_bcr(bcr_gate_matrix(cell, w_ih, w_hh, block, *job[-2:]), lanes,
+                               slices)
+                for sl in range(slices):
+                    bank = img.bank(sl)
+                    await wr(dut.meta_wr, pack_fields(bank.meta, [
+                        wd["block_row"], wd["block_col"], wd["groups"], wd["ncols"]]),
+                        sl << bits["meta"])
+                    await wr(dut.col_wr, pack_fields(bank.col_index, wd["col_index"]),
+                             sl << bits["col"])
+                    await wr(dut.row_wr, pack_fields(bank.row_index, wd["row_index"]),
+                             sl << bits["row"])
+                    await wr(dut.w_wr, pack_words(bank.values, cfg.weight_bits),
+                             sl << bits["w"])
                 ctx.set(dut.blocks, img.blocks)
+                if slices > 1:
+                    ctx.set(dut.slice_blocks, list(img.slice_blocks))
             else:
                 matrix = (lstm_weight_matrix if lstm else gru_weight_matrix)(w_ih, w_hh)
                 await wr(dut.w_wr, pack_words(pack_weights(matrix, lanes), cfg.weight_bits))
@@ -248,6 +260,14 @@ def test_weight_and_bias_layout():
      "Maximum value words must be an integer between 1 and 64, not 0"),
     ({**BCR_ARGS, "max_input": 3000, "max_hidden": 3000, "max_steps": 600, "block": (64, 64)}, ValueError,
      "Maximum shape takes 7468263048 cycles, more than the 32-bit cycle counter holds"),
+    # with slices the worst case is one slice's memories full: the same bound
+    ({**BCR_ARGS, "max_input": 3000, "max_hidden": 3000, "max_steps": 600, "block": (64, 64),
+      "slices": 4}, ValueError,
+     "Maximum shape takes 7468263048 cycles, more than the 32-bit cycle counter holds"),
+    ({"slices": 2}, ValueError, "Slices are for BCR gates only, not dense gates"),
+    ({**BCR_ARGS, "slices": 17}, ValueError, "Slices must be an integer between 1 and 16, not 17"),
+    ({**BCR_ARGS, "slices": 0}, ValueError, "Slices must be an integer between 1 and 16, not 0"),
+    ({**BCR_ARGS, "slices": 2.0}, TypeError, "Slices must be an integer between 1 and 16, not 2.0"),
 ])
 def test_lstm_parameter_validation(kwargs, exc, message):
     args = {"config": CFG8, "lanes": 4, "max_input": 4, "max_hidden": 4, "max_steps": 2}
@@ -289,13 +309,15 @@ ALLOWED_LINT = {"PROCASSINIT", "UNUSEDSIGNAL", "WIDTHEXPAND", "WIDTHTRUNC", "CAS
 
 
 @pytest.mark.parametrize("cell, gates", [("lstm", "dense"), ("gru", "dense"), ("lstm", "bcr"),
-                                         ("gru", "bcr")])
+                                         ("gru", "bcr"), ("gru", "bcr-sliced")])
 def test_verilator_lint_only_documented_waivers(cell, gates, tmp_path):
     import hw.rnn
     from hw.emit import emit_verilog
     from sim.toolchain import toolchain_environ
 
-    extra = {"gates": "bcr", "block": (4, 3), "lanes": 3} if gates == "bcr" else {"lanes": 8}
+    extra = {"gates": "bcr", "block": (4, 3), "lanes": 3} if gates != "dense" else {"lanes": 8}
+    if gates == "bcr-sliced":
+        extra["slices"] = 3
     engine = RNNEngine(CFG_SMALL, cell=cell, max_input=3, max_hidden=5, max_steps=2, **extra)
     v_path, _ = emit_verilog(engine, f"{cell}_{gates}_lint", tmp_path)
     assert v_path.with_suffix(".json").is_file()
@@ -327,13 +349,19 @@ def test_bcr_gates_amaranth_sim_bit_exact(cell, cfg, lanes, block):
     jobs = [bcr_pruned(rng, draw(rng, cfg, *s, bias=k % 2 == 0), block, 0.6, 0.5,
                        bits=cfg.weight_bits) for k, s in enumerate(shapes)]
     jobs.append(bcr_pruned(rng, draw(rng, cfg, 2, 3, 2), block, 0.0, 0.0, bits=cfg.weight_bits))
+    results = run_amaranth(cfg, lanes, jobs, 7, 9, 3, cell=cell, gates="bcr", block=block)
+    _check_bcr_results(cell, cfg, lanes, block, jobs, results)
+
+
+def _check_bcr_results(cell, cfg, lanes, block, jobs, results, slices=1):
+    """BCR-gated runs of ``run_amaranth`` against the golden model and
+    :func:`hw.rnn.rnn_bcr_cycles` on ``slices`` slices."""
     from hw.rnn import bcr_gate_matrix, rnn_bcr_cycles
 
-    results = run_amaranth(cfg, lanes, jobs, 7, 9, 3, cell=cell, gates="bcr", block=block)
     for job, (hseq, c, h, cycles) in zip(jobs, results, strict=True):
         plain = job[:-2]
         model = rnn_bcr_cycles(bcr_gate_matrix(cell, *plain[-4:-2], block, *job[-2:]),
-                               job[0].shape[1], len(job[1]), len(job[0]), lanes)
+                               job[0].shape[1], len(job[1]), len(job[0]), lanes, slices)
         if cell == "lstm":
             want_hs, want_c = golden_sequence(*plain, cfg)
             np.testing.assert_array_equal(c, want_c)
@@ -412,3 +440,84 @@ def test_bcr_gates_parameters_and_memory_map():
     e = LSTMEngine(CFG8, lanes=4, max_input=2, max_hidden=2, max_steps=1, gates="bcr")
     assert e.parameters()["block"] == [8, 16]
     Fragment.get(e, None)
+
+
+# ------------------------------------------------------------------ BCR gates on slices
+@pytest.mark.parametrize("cell, cfg, lanes, block, slices", [
+    ("lstm", CFG8, 3, (4, 6), 2),
+    ("lstm", CFG_SMALL, 2, (3, 5), 3),
+    ("gru", CFG8, 4, (4, 2), 2),
+    ("gru", CFG_LEFT, 1, (2, 3), 3),
+])
+def test_bcr_gates_on_slices_amaranth_sim_bit_exact(cell, cfg, lanes, block, slices):
+    """Sliced gate engines: outputs bit-exact, cycles equal to the model on ``slices`` (and,
+    on the layers with more than one block row, fewer than on one slice). The jobs include
+    one whose block rows are fewer than the slices and one with nothing kept (every slice
+    idle)."""
+    from hw.rnn import bcr_gate_matrix, rnn_bcr_cycles
+    from sim.rnn import bcr_pruned
+
+    rng = np.random.default_rng(lanes + 11 * slices + block[0])
+    draw = random_job if cell == "lstm" else random_gru_job
+    shapes = [(3, 5, 2), (1, 1, 1), (7, 9, 2)]
+    jobs = [bcr_pruned(rng, draw(rng, cfg, *s, bias=k % 2 == 0), block, 0.7, 0.6,
+                       bits=cfg.weight_bits) for k, s in enumerate(shapes)]
+    jobs.append(bcr_pruned(rng, draw(rng, cfg, 2, 3, 1), block, 0.0, 0.0, bits=cfg.weight_bits))
+    results = run_amaranth(cfg, lanes, jobs, 7, 9, 2, cell=cell, gates="bcr", block=block,
+                           slices=slices)
+    _check_bcr_results(cell, cfg, lanes, block, jobs, results, slices)
+    big = jobs[2]
+    matrix = bcr_gate_matrix(cell, *big[-6:-4], block, *big[-2:])
+    assert results[2][3] < rnn_bcr_cycles(matrix, 7, 9, 2, lanes)
+
+
+def test_bcr_gates_on_slices_parameters_signature_and_memory_map():
+    one = LSTMEngine(CFG8, lanes=4, max_input=5, max_hidden=6, max_steps=2, gates="bcr",
+                     block=(4, 4), max_blocks=9, max_value_words=30)
+    e = LSTMEngine(CFG8, lanes=4, max_input=5, max_hidden=6, max_steps=2, gates="bcr",
+                   block=(4, 4), max_blocks=9, max_value_words=30, slices=3)
+    assert "slices" not in one.parameters() and "slice_blocks" not in one.signature.members
+    assert e.parameters() == {**one.parameters(), "slices": 3}
+    assert check_lstm_parameters(CFG8, lanes=4, gates="bcr", slices=3)["slices"] == 3
+    assert "slices" not in check_lstm_parameters(CFG8, lanes=4, gates="bcr", slices=1)
+    members = e.signature.members
+    assert members["slice_blocks"].shape.length == 3
+    assert members["blocks"].shape == range(3 * 9 + 1)
+    for port in ("meta_wr", "col_wr", "row_wr", "w_wr"):  # two more address bits: the bank
+        width = members[port].signature.addr_width
+        assert width == one.signature.members[port].signature.addr_width + 2
+    mems = {mm["name"]: mm for mm in e.memory_map()}
+    stride = {"meta": 16, "col_index": 64, "row_index": 16, "values": 32}
+    for name, bank in stride.items():
+        assert mems[name]["copies"] == 3 and mems[name]["bank_stride"] == bank
+        assert mems[name]["layout"].startswith(f"slice s (of 3) at addresses s*{bank} + i")
+        assert mems[name]["layout"].endswith("of hw.bcr.pack_bcr(hw.rnn.bcr_gate_matrix("
+                                             "'lstm', W_ih, W_hh, block), 4, 3).bank(s)")
+    assert [mm["name"] for mm in one.memory_map()] == list(mems)
+    Fragment.get(one, None)
+    Fragment.get(e, None)
+
+
+def test_bcr_slices_halve_the_gate_cycles_of_a_trained_lstm_shape():
+    """input 28, hidden 64, gates BCR-pruned in 16x16 blocks keeping 8 rows x 8 columns (as
+    the trained LSTM): 8 lanes share the 8 kept rows of one block, so more lanes do nothing,
+    while 2 slices take about half the gate cycles and 4 about a quarter."""
+    from hw.bcr import bcr_cycles
+    from hw.rnn import bcr_gate_matrix, rnn_bcr_cycles
+    from sim.bcr import exact_bcr_layer
+
+    rng = np.random.default_rng(0)
+    w_ih, m_ih = exact_bcr_layer(rng, (4 * 64, 28), (16, 16), 8, 8)
+    w_hh, m_hh = exact_bcr_layer(rng, (4 * 64, 64), (16, 16), 8, 8)
+    s = bcr_gate_matrix("lstm", w_ih, w_hh, (16, 16), m_ih, m_hh)
+    assert s.block_count == 16 * 6
+    gates = {n: bcr_cycles(s, 8, n) for n in (1, 2, 4)}
+    assert gates == {1: 96 * 8 + 4, 2: 48 * 8 + 4, 4: 24 * 8 + 4}
+    assert bcr_cycles(s, 16) == gates[1]                  # more lanes: no gain
+    assert gates[2] / gates[1] == pytest.approx(0.5, abs=0.01)
+    steps = 4
+    step = {n: (rnn_bcr_cycles(s, 28, 64, steps, 8, n) - rnn_bcr_cycles(s, 28, 64, 0, 8, n))
+            for n in (1, 2, 4)}
+    for n in (1, 2, 4):      # each step pays the gate product of the slowest slice
+        assert step[n] - step[1] == steps * (gates[n] - gates[1])
+    assert step == {1: 3557, 2: 2021, 4: 1253}
