@@ -158,10 +158,11 @@ def random_job(rng, cfg, isz, hsz, steps, *, bias=True, extreme=False):
 def emit_rnn(cell: str, config: RNNQuantConfig, lanes: int, max_input: int, max_hidden: int,
              max_steps: int, *, gates: str = "dense", block: tuple[int, int] | None = None,
              max_blocks: int | None = None, max_value_words: int | None = None,
-             cache_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
+             slices: int = 1, cache_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
     """Emit (or reuse) the Verilog of an :class:`hw.rnn.RNNEngine` (``cell`` ``"lstm"`` or
-    ``"gru"``, ``gates`` ``"dense"`` or ``"bcr"``); returns the file and the top-level module
-    name."""
+    ``"gru"``, ``gates`` ``"dense"`` or ``"bcr"``, ``slices`` BCR gates only); returns the file
+    and the top-level module name (with one slice, the name and cache key of a build without
+    the option)."""
     import hw.bcr
     import hw.dense
     import hw.emit
@@ -172,12 +173,14 @@ def emit_rnn(cell: str, config: RNNQuantConfig, lanes: int, max_input: int, max_
         raise ValueError(f"Cell must be 'lstm' or 'gru', not {cell!r}")
     p = check_lstm_parameters(config, lanes=lanes, max_input=max_input, max_hidden=max_hidden,
                               max_steps=max_steps, gates=gates, block=block,
-                              max_blocks=max_blocks, max_value_words=max_value_words, cell=cell)
+                              max_blocks=max_blocks, max_value_words=max_value_words, cell=cell,
+                              slices=slices)
     modules = (hw.rnn, hw.dense, hw.bcr, hw.emit)
     key = json.dumps([cell, p, dataclasses.asdict(config), source_digest(*modules)],
                      sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     tag = "" if gates == "dense" else "_bcr{}x{}".format(*p["block"])
+    tag += f"_s{p['slices']}" if "slices" in p else ""
     name = (f"{cell}{tag}_p{p['lanes']}_i{p['max_input']}_h{p['max_hidden']}_"
             f"t{p['max_steps']}_{digest[:8]}")
     return emit_cached(lambda: RNNEngine(config, cell=cell, **p), name, key, modules,
@@ -187,12 +190,12 @@ def emit_rnn(cell: str, config: RNNQuantConfig, lanes: int, max_input: int, max_
 def rnn_design(cell: str, config: RNNQuantConfig, lanes: int, max_input: int, max_hidden: int,
                max_steps: int, *, gates: str = "dense", block: tuple[int, int] | None = None,
                max_blocks: int | None = None, max_value_words: int | None = None,
-               simulator: str = "verilator", cache_dir: str | os.PathLike | None = None
-               ) -> BuiltDesign:
+               slices: int = 1, simulator: str = "verilator",
+               cache_dir: str | os.PathLike | None = None) -> BuiltDesign:
     """Emit and build (or reuse) an LSTM or GRU engine for ``simulator``."""
     v_path, name = emit_rnn(cell, config, lanes, max_input, max_hidden, max_steps, gates=gates,
                             block=block, max_blocks=max_blocks, max_value_words=max_value_words,
-                            cache_dir=cache_dir)
+                            slices=slices, cache_dir=cache_dir)
     return build_design(v_path, name, simulator, cache_dir=cache_dir)
 
 
@@ -211,11 +214,13 @@ def _ints(arr, what: str, bits: int | None, shape: tuple[int, ...]) -> np.ndarra
 
 
 def _gate_images(n, cell, gates, w_ih, w_hh, job, lanes, p, inputs):
-    """Fill ``inputs`` with job ``n``'s gate-engine memory images; return the cycles of one
-    step's gate product (for the cycle model) and, for BCR gates, the stored blocks."""
-    from hw.bcr import bcr_items, pack_bcr
+    """Fill ``inputs`` with job ``n``'s gate-engine memory images (BCR: each slice's bank,
+    ``meta_<n>_<s>`` ..., and ``split_<n>``, its blocks per slice); return None (dense gates)
+    or the stacked BCR gate matrix."""
+    from hw.bcr import pack_bcr
     from hw.dense import pack_weights
     from hw.rnn import bcr_gate_matrix, gru_weight_matrix, lstm_weight_matrix
+    from sim.bcr import _check_bank_fits
 
     if gates == "dense":
         if job.mask_ih is not None or job.mask_hh is not None:
@@ -227,23 +232,23 @@ def _gate_images(n, cell, gates, w_ih, w_hh, job, lanes, p, inputs):
         bcr = bcr_gate_matrix(cell, w_ih, w_hh, p["block"], job.mask_ih, job.mask_hh)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"Job {n}: {exc}") from None
-    if bcr.block_count > p["max_blocks"]:
-        raise ValueError(f"Job {n}: {bcr.block_count} blocks exceed the build's "
-                         f"{p['max_blocks']}")
-    items = bcr_items(bcr, lanes)
-    if items > p["max_value_words"]:
-        raise ValueError(f"Job {n}: {items} value words exceed the build's "
-                         f"{p['max_value_words']}")
-    img = pack_bcr(bcr, lanes)
-    inputs[f"meta_{n}"] = img.meta
-    inputs[f"col_{n}"] = img.col_index
-    inputs[f"row_{n}"] = img.row_index
-    inputs[f"w_{n}"] = img.values
+    slices = p.get("slices", 1)
+    img = pack_bcr(bcr, lanes, slices)
+    for s in range(slices):
+        bank = img.bank(s)
+        _check_bank_fits(bank, f"Job {n}: " if slices == 1 else f"Job {n}, slice {s}: ",
+                         {**p, "slices": slices})
+        inputs[f"meta_{n}_{s}"] = bank.meta
+        inputs[f"col_{n}_{s}"] = bank.col_index
+        inputs[f"row_{n}_{s}"] = bank.row_index
+        inputs[f"w_{n}_{s}"] = bank.values
+    inputs[f"split_{n}"] = np.array(img.slice_blocks, dtype=np.int64)
     return bcr
 
 
 def _run_batch(cell, jobs, config, lanes, simulator, max_input, max_hidden, max_steps,
-               cache_dir, gates="dense", block=None, max_blocks=None, max_value_words=None):
+               cache_dir, gates="dense", block=None, max_blocks=None, max_value_words=None,
+               slices=1):
     from hw.bcr import bcr_field_widths
     from hw.rnn import (
         bcr_gate_layout,
@@ -253,6 +258,7 @@ def _run_batch(cell, jobs, config, lanes, simulator, max_input, max_hidden, max_
         lstm_cycles,
         rnn_bcr_cycles,
     )
+    from sim.bcr import _bank_bits
 
     lstm = cell == "lstm"
     job_type = LSTMJob if lstm else GRUJob
@@ -260,20 +266,24 @@ def _run_batch(cell, jobs, config, lanes, simulator, max_input, max_hidden, max_
     check_simulator(simulator)
     p = check_lstm_parameters(config, lanes=lanes, max_input=max_input, max_hidden=max_hidden,
                               max_steps=max_steps, gates=gates, block=block,
-                              max_blocks=max_blocks, max_value_words=max_value_words, cell=cell)
+                              max_blocks=max_blocks, max_value_words=max_value_words, cell=cell,
+                              slices=slices)
+    slices = p.get("slices", 1)
     if not jobs:
         raise ValueError("At least one job is needed")
     bcr = gates == "bcr"
-    widths = [0] * 6
+    widths, banks = [0] * 6, [0] * 5
     if bcr:
         lay = bcr_gate_layout(cell, max_input, max_hidden, p["block"])
         wd = bcr_field_widths(lanes, p["block"], lay["rows"], lay["cols"])
         widths = [wd[k] for k in ("block_row", "block_col", "groups", "ncols", "col_index",
                                   "row_index")]
+        banks = _bank_bits({**p, "lanes": lanes})
     inputs: dict[str, np.ndarray] = {
         "params": np.array([lanes, config.weight_bits, config.act_bits, config.cell_bits,
                             int(lstm), int(bcr)], dtype=np.int64),
-        "widths": np.array(widths, dtype=np.int64)}
+        "widths": np.array(widths, dtype=np.int64),
+        "slices": np.array([slices, *banks], dtype=np.int64)}
     shapes = []
     for n, job in enumerate(jobs):
         if not isinstance(job, job_type):
@@ -301,7 +311,7 @@ def _run_batch(cell, jobs, config, lanes, simulator, max_input, max_hidden, max_
                   for b, name in ((job.bias_ih, "bias_ih"), (job.bias_hh, "bias_hh"))]
         matrix = _gate_images(n, cell, gates, w_ih, w_hh, job, lanes, p, inputs)
         model = (lstm_cycles(isz, hsz, steps, lanes) if matrix is None
-                 else rnn_bcr_cycles(matrix, isz, hsz, steps, lanes))
+                 else rnn_bcr_cycles(matrix, isz, hsz, steps, lanes, slices))
         inputs[f"b_{n}"] = (lstm_bias_words if lstm else gru_bias_words)(*biases, hsz)
         inputs[f"x_{n}"] = x.reshape(-1)
         inputs[f"h_{n}"] = h0
@@ -313,8 +323,8 @@ def _run_batch(cell, jobs, config, lanes, simulator, max_input, max_hidden, max_
 
     design = rnn_design(cell, config, lanes, max_input, max_hidden, max_steps, gates=gates,
                         block=p.get("block"), max_blocks=p.get("max_blocks"),
-                        max_value_words=p.get("max_value_words"), simulator=simulator,
-                        cache_dir=cache_dir)
+                        max_value_words=p.get("max_value_words"), slices=slices,
+                        simulator=simulator, cache_dir=cache_dir)
     result = run_cocotb(design, TEST_MODULE, inputs=inputs)
     cycles = result.arrays["cycles"]
     run_s = result.meta.get("run_seconds", [0.0] * len(jobs))
@@ -345,14 +355,17 @@ _BATCH_DOC = """
         Gate products on :class:`hw.dense.DenseMatVec` or :class:`hw.bcr.BCRMatVec` (each
         job's weights, with its masks, through :func:`hw.rnn.bcr_gate_matrix`).
     block, max_blocks, max_value_words : optional
-        BCR gates only (see :class:`hw.rnn.RNNEngine`).
+        BCR gates only (see :class:`hw.rnn.RNNEngine`; the depths are per slice).
+    slices : int, optional
+        BCR gates only: the gate engine's slices (default 1); each job's gate matrix is split
+        by :func:`hw.bcr.pack_bcr` and must fit every slice's memories.
     cache_dir : path, optional
 
     Raises
     ------
     TypeError, ValueError
         On bad parameters, a shape beyond the build, values outside their widths, or a BCR
-        matrix beyond the build's memories.
+        matrix beyond the build's memories (of one slice).
     sim.runner.SimulationError
         If the simulation fails.
     """
@@ -362,10 +375,10 @@ def run_lstm_batch(jobs: Sequence[LSTMJob], config: RNNQuantConfig, lanes: int =
                    simulator: str = "verilator", max_input: int = 16, max_hidden: int = 16,
                    max_steps: int = 8, *, gates: str = "dense",
                    block: tuple[int, int] | None = None, max_blocks: int | None = None,
-                   max_value_words: int | None = None,
+                   max_value_words: int | None = None, slices: int = 1,
                    cache_dir: str | os.PathLike | None = None) -> list[LSTMRun]:
     return _run_batch("lstm", jobs, config, lanes, simulator, max_input, max_hidden, max_steps,
-                      cache_dir, gates, block, max_blocks, max_value_words)
+                      cache_dir, gates, block, max_blocks, max_value_words, slices)
 
 
 run_lstm_batch.__doc__ = (
@@ -379,10 +392,10 @@ def run_gru_batch(jobs: Sequence[GRUJob], config: RNNQuantConfig, lanes: int = 4
                   simulator: str = "verilator", max_input: int = 16, max_hidden: int = 16,
                   max_steps: int = 8, *, gates: str = "dense",
                   block: tuple[int, int] | None = None, max_blocks: int | None = None,
-                  max_value_words: int | None = None,
+                  max_value_words: int | None = None, slices: int = 1,
                   cache_dir: str | os.PathLike | None = None) -> list[GRURun]:
     return _run_batch("gru", jobs, config, lanes, simulator, max_input, max_hidden, max_steps,
-                      cache_dir, gates, block, max_blocks, max_value_words)
+                      cache_dir, gates, block, max_blocks, max_value_words, slices)
 
 
 run_gru_batch.__doc__ = (
@@ -433,9 +446,10 @@ def bcr_pruned(rng: np.random.Generator, job: tuple, block: tuple[int, int], row
 
 
 def rnn_mismatches(cell: str, jobs: Sequence[tuple], runs: Sequence, config: RNNQuantConfig,
-                   lanes: int, *, gates: str = "dense", block: tuple[int, int] | None = None
-                   ) -> list[tuple[int, bool, bool]]:
-    """Check runs against the golden model and the cycle model.
+                   lanes: int, *, gates: str = "dense", block: tuple[int, int] | None = None,
+                   slices: int = 1) -> list[tuple[int, bool, bool]]:
+    """Check runs against the golden model and the cycle model (BCR gates on ``slices``
+    slices).
 
     ``jobs`` are job tuples (``LSTMJob(*t)`` / ``GRUJob(*t)`` fields; with BCR gates ending in
     the two masks), ``runs`` their results. Returns ``(index, outputs_ok, cycles_ok)`` for every
@@ -455,7 +469,7 @@ def rnn_mismatches(cell: str, jobs: Sequence[tuple], runs: Sequence, config: RNN
             run.h, want_hs[-1])
         if gates == "bcr":
             matrix = bcr_gate_matrix(cell, plain[-4], plain[-3], block, job[-2], job[-1])
-            model = rnn_bcr_cycles(matrix, x.shape[1], len(h0), len(x), lanes)
+            model = rnn_bcr_cycles(matrix, x.shape[1], len(h0), len(x), lanes, slices)
         else:
             model = lstm_cycles(x.shape[1], len(h0), len(x), lanes)
         if not (out_ok and run.cycles == model):

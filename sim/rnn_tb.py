@@ -4,12 +4,16 @@ per simulator process.
 Run through :func:`sim.runner.run_cocotb` (see :func:`sim.rnn.run_lstm_batch`). Inputs: ``params``
 ``[lanes, weight_bits, act_bits, cell_bits, is_lstm, is_bcr]``, ``widths`` (BCR field widths of
 :func:`hw.bcr.bcr_field_widths`: ``block_row, block_col, groups, ncols, col_index, row_index``),
-``count``, and per job ``n``: ``w_<n>`` (packed dense weights, or the BCR ``values`` image),
-``meta_<n>``, ``col_<n>``, ``row_<n>`` (BCR images; BCR gates only), ``b_<n>`` (``(H, 4)`` bias
-lanes), ``x_<n>`` (flattened ``(T, I)`` inputs), ``h_<n>``, ``c_<n>`` (initial state; LSTM
-only), ``shape_<n>`` ``[I, H, T, blocks, budget]``. For each job the bench writes every memory,
-pulses ``start``, awaits ``done`` (at most ``budget`` cycles), then reads ``h_seq``, ``c`` and
-``h`` (no ``c`` for GRU). Outputs: ``hseq_<n>``, ``c_<n>`` (LSTM), ``h_<n>``, ``cycles``, and
+``slices`` (``[S, meta, col_index, row_index, values bank bits, slice_blocks field width]``,
+zeros after ``S`` for dense gates), ``count``, and per job ``n``: ``w_<n>`` (packed dense
+weights; dense gates only), per slice ``s`` ``meta_<n>_<s>``, ``col_<n>_<s>``, ``row_<n>_<s>``,
+``w_<n>_<s>`` (the slice's BCR images, :meth:`hw.bcr.BCRImages.bank`) and ``split_<n>`` (blocks
+per slice; BCR gates only), ``b_<n>`` (``(H, 4)`` bias lanes), ``x_<n>`` (flattened ``(T, I)``
+inputs), ``h_<n>``, ``c_<n>`` (initial state; LSTM only), ``shape_<n>``
+``[I, H, T, blocks, budget]``. For each job the bench writes every memory (each slice's BCR
+images into its bank at ``s << bank_bits``), sets ``blocks`` (and ``slice_blocks`` when
+``S > 1``), pulses ``start``, awaits ``done`` (at most ``budget`` cycles), then reads
+``h_seq``, ``c`` and ``h`` (no ``c`` for GRU). Outputs: ``hseq_<n>``, ``c_<n>`` (LSTM), ``h_<n>``, ``cycles``, and
 the wall time from ``start`` to ``done`` per job (``run_seconds`` in the metadata).
 """
 
@@ -39,8 +43,10 @@ async def rnn_cases(dut):
     inp = bench_inputs()
     lanes, wb, ab, cb, is_lstm, is_bcr = (int(v) for v in inp["params"])
     w_brow, w_bcol, w_grp, w_nc, w_col, w_row = (int(v) for v in inp["widths"])
+    slices, b_meta, b_col, b_row, b_val, w_count = (int(v) for v in inp["slices"])
     count = int(inp["count"][0])
     bcr_ports = ("meta_wr__en", "col_wr__en", "row_wr__en", "blocks") if is_bcr else ()
+    bcr_ports += ("slice_blocks",) if slices > 1 else ()
 
     await start_and_reset(
         dut,
@@ -52,12 +58,20 @@ async def rnn_cases(dut):
     for n in range(count):
         isz, hsz, steps, blocks, budget = (int(v) for v in inp[f"shape_{n}"])
         if is_bcr:
-            await _write_memory(dut, "meta_wr", pack_fields(inp[f"meta_{n}"],
-                                                            [w_brow, w_bcol, w_grp, w_nc]))
-            await _write_memory(dut, "col_wr", pack_fields(inp[f"col_{n}"], w_col))
-            await _write_memory(dut, "row_wr", pack_fields(inp[f"row_{n}"], w_row))
+            for s in range(slices):
+                await _write_memory(dut, "meta_wr", pack_fields(
+                    inp[f"meta_{n}_{s}"], [w_brow, w_bcol, w_grp, w_nc]), base=s << b_meta)
+                await _write_memory(dut, "col_wr", pack_fields(inp[f"col_{n}_{s}"], w_col),
+                                    base=s << b_col)
+                await _write_memory(dut, "row_wr", pack_fields(inp[f"row_{n}_{s}"], w_row),
+                                    base=s << b_row)
+                await _write_memory(dut, "w_wr", pack_words(inp[f"w_{n}_{s}"], wb),
+                                    base=s << b_val)
             dut.blocks.value = blocks
-        await _write_memory(dut, "w_wr", pack_words(inp[f"w_{n}"], wb))
+            if slices > 1:
+                dut.slice_blocks.value = pack_fields([inp[f"split_{n}"]], w_count)[0]
+        else:
+            await _write_memory(dut, "w_wr", pack_words(inp[f"w_{n}"], wb))
         await _write_memory(dut, "b_wr", pack_words(inp[f"b_{n}"], 32))
         await _write_memory(dut, "x_wr", pack_words(inp[f"x_{n}"].reshape(-1, 1), ab))
         await _write_memory(dut, "h_wr", pack_words(inp[f"h_{n}"].reshape(-1, 1), ab))

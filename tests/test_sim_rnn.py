@@ -241,3 +241,49 @@ def test_rnn_bcr_gates_on_pruning_masks(sim_cache_dir, require_simulator):
                    b["max_hidden"], b["max_steps"], gates="bcr", block=b["block"],
                    cache_dir=sim_cache_dir)
     _check_bcr("lstm", [job], [run], "verilator")
+
+
+# ------------------------------------------------------------------ BCR gates on slices
+def test_rnn_bcr_gates_on_slices_verilator(sim_cache_dir, require_simulator):
+    """One Verilator build with 3 slices (the BCR build's parameters): LSTM jobs bit-exact and
+    cycle-exact, among them the maximum shape (fewer cycles than the one-slice model), one
+    hidden unit (one block row: two slices idle) and nothing kept (every slice idle)."""
+    from hw.rnn import bcr_gate_matrix, rnn_bcr_cycles
+    from sim.rnn import rnn_mismatches
+
+    require_simulator("verilator")
+    b = BCR_BUILD
+    jobs = _bcr_jobs("lstm", 34, 8)
+    runs = run_lstm_batch([LSTMJob(*j) for j in jobs], CFG8, b["lanes"], "verilator",
+                          b["max_input"], b["max_hidden"], b["max_steps"], gates="bcr",
+                          block=b["block"], slices=3, cache_dir=sim_cache_dir)
+    assert rnn_mismatches("lstm", jobs, runs, CFG8, b["lanes"], gates="bcr", block=b["block"],
+                          slices=3) == []
+    big = jobs[1]
+    one = rnn_bcr_cycles(bcr_gate_matrix("lstm", big[3], big[4], b["block"], *big[-2:]),
+                         b["max_input"], b["max_hidden"], b["max_steps"], b["lanes"])
+    assert runs[1].cycles < one
+
+
+def test_run_rnn_bcr_checks_each_slice_fits():
+    """The memory depths are per slice: a job must fit every slice's bank."""
+    from sim.rnn import bcr_pruned
+
+    rng = np.random.default_rng(0)
+    job = GRUJob(*bcr_pruned(rng, random_gru_job(rng, CFG8, 4, 4, 1), (4, 4), 1.0, 1.0,
+                             bits=8))
+    # 4 block rows: r and z of 2 blocks (W_ih | W_hh), n_x and n_h of 1; 1 group x 4 columns
+    # each; 2 slices split them (r, z) and (n_x, n_h)
+    with pytest.raises(ValueError, match=r"^Job 0, slice 0: 4 blocks exceed the build's 3 "
+                                         r"per slice$"):
+        run_gru_batch([job], CFG8, 4, "verilator", 4, 4, 1, gates="bcr", block=(4, 4),
+                      max_blocks=3, slices=2)
+    with pytest.raises(ValueError, match=r"^Job 0, slice 0: 16 value words exceed the build's "
+                                         r"15 per slice$"):
+        run_gru_batch([job], CFG8, 4, "verilator", 4, 4, 1, gates="bcr", block=(4, 4),
+                      max_value_words=15, slices=2)
+    with pytest.raises(ValueError, match=r"^Job 0: 6 blocks exceed the build's 5$"):
+        run_gru_batch([job], CFG8, 4, "verilator", 4, 4, 1, gates="bcr", block=(4, 4),
+                      max_blocks=5)
+    with pytest.raises(ValueError, match=r"^Slices are for BCR gates only, not dense gates$"):
+        run_gru_batch([job], CFG8, 4, slices=2)
