@@ -30,7 +30,14 @@ import numpy as np
 
 from hw.packing import pack_fields, pack_words, unpack_words
 from sim.runner import bench_inputs, bench_save_outputs
-from sim.tb_common import read_cycles, read_outputs, start_and_reset, start_and_wait, write_memory
+from sim.tb_common import (
+    read_cycles,
+    read_outputs,
+    start_and_reset,
+    start_and_wait,
+    write_bcr_banks,
+    write_memory,
+)
 
 
 @cocotb.test()
@@ -38,8 +45,7 @@ async def bcr_cases(dut):
     """Run every case in ``inputs.npz`` and save outputs and cycle counts."""
     inp = bench_inputs()
     lanes, wb, ab, acc, br, bc = (int(v) for v in inp["params"])
-    w_brow, w_bcol, w_grp, w_nc, w_col, w_row = (int(v) for v in inp["widths"])
-    slices, b_meta, b_col, b_row, b_val, w_count = (int(v) for v in inp["slices"])
+    slices, w_count = int(inp["slices"][0]), int(inp["slices"][-1])
     case_w = [int(v) for v in inp["case_w"]]
 
     await start_and_reset(
@@ -54,15 +60,7 @@ async def bcr_cases(dut):
         t0 = time.perf_counter()
         split = tuple(int(v) for v in inp[f"split_{j}"])
         if loaded != j:
-            for s in range(slices):
-                await write_memory(dut, "meta_wr", pack_fields(inp[f"meta_{j}_{s}"], [
-                    w_brow, w_bcol, w_grp, w_nc]), base=s << b_meta)
-                await write_memory(dut, "col_wr", pack_fields(inp[f"col_{j}_{s}"], w_col),
-                                   base=s << b_col)
-                await write_memory(dut, "row_wr", pack_fields(inp[f"row_{j}_{s}"], w_row),
-                                   base=s << b_row)
-                await write_memory(dut, "w_wr", pack_words(inp[f"val_{j}_{s}"], wb),
-                                   base=s << b_val)
+            await write_bcr_banks(dut, inp, str(j), inp["widths"], wb, inp["slices"])
             loaded = j
         await write_memory(dut, "x_wr", pack_words(inp[f"x_{i}"].reshape(-1, 1), ab))
         t1 = time.perf_counter()

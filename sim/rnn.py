@@ -241,7 +241,7 @@ def _gate_images(n, cell, gates, w_ih, w_hh, job, lanes, p, inputs):
         inputs[f"meta_{n}_{s}"] = bank.meta
         inputs[f"col_{n}_{s}"] = bank.col_index
         inputs[f"row_{n}_{s}"] = bank.row_index
-        inputs[f"w_{n}_{s}"] = bank.values
+        inputs[f"val_{n}_{s}"] = bank.values
     inputs[f"split_{n}"] = np.array(img.slice_blocks, dtype=np.int64)
     return bcr
 

@@ -7,7 +7,7 @@ Run through :func:`sim.runner.run_cocotb` (see :func:`sim.rnn.run_lstm_batch`). 
 ``slices`` (``[S, meta, col_index, row_index, values bank bits, slice_blocks field width]``,
 zeros after ``S`` for dense gates), ``count``, and per job ``n``: ``w_<n>`` (packed dense
 weights; dense gates only), per slice ``s`` ``meta_<n>_<s>``, ``col_<n>_<s>``, ``row_<n>_<s>``,
-``w_<n>_<s>`` (the slice's BCR images, :meth:`hw.bcr.BCRImages.bank`) and ``split_<n>`` (blocks
+``val_<n>_<s>`` (the slice's BCR images, :meth:`hw.bcr.BCRImages.bank`) and ``split_<n>`` (blocks
 per slice; BCR gates only), ``b_<n>`` (``(H, 4)`` bias lanes), ``x_<n>`` (flattened ``(T, I)``
 inputs), ``h_<n>``, ``c_<n>`` (initial state; LSTM only), ``shape_<n>``
 ``[I, H, T, blocks, budget]``. For each job the bench writes every memory (each slice's BCR
@@ -28,7 +28,14 @@ from cocotb.triggers import FallingEdge
 
 from hw.packing import pack_fields, pack_words, unpack_words
 from sim.runner import bench_inputs, bench_save_outputs
-from sim.tb_common import read_cycles, read_words, start_and_reset, start_and_wait, write_memory
+from sim.tb_common import (
+    read_cycles,
+    read_words,
+    start_and_reset,
+    start_and_wait,
+    write_bcr_banks,
+    write_memory,
+)
 
 _write_memory = functools.partial(write_memory, skip_empty=False)
 
@@ -42,8 +49,7 @@ async def rnn_cases(dut):
     """Run every job in ``inputs.npz`` and save the states and cycle counts."""
     inp = bench_inputs()
     lanes, wb, ab, cb, is_lstm, is_bcr = (int(v) for v in inp["params"])
-    w_brow, w_bcol, w_grp, w_nc, w_col, w_row = (int(v) for v in inp["widths"])
-    slices, b_meta, b_col, b_row, b_val, w_count = (int(v) for v in inp["slices"])
+    slices, w_count = int(inp["slices"][0]), int(inp["slices"][-1])
     count = int(inp["count"][0])
     bcr_ports = ("meta_wr__en", "col_wr__en", "row_wr__en", "blocks") if is_bcr else ()
     bcr_ports += ("slice_blocks",) if slices > 1 else ()
@@ -58,15 +64,8 @@ async def rnn_cases(dut):
     for n in range(count):
         isz, hsz, steps, blocks, budget = (int(v) for v in inp[f"shape_{n}"])
         if is_bcr:
-            for s in range(slices):
-                await _write_memory(dut, "meta_wr", pack_fields(
-                    inp[f"meta_{n}_{s}"], [w_brow, w_bcol, w_grp, w_nc]), base=s << b_meta)
-                await _write_memory(dut, "col_wr", pack_fields(inp[f"col_{n}_{s}"], w_col),
-                                    base=s << b_col)
-                await _write_memory(dut, "row_wr", pack_fields(inp[f"row_{n}_{s}"], w_row),
-                                    base=s << b_row)
-                await _write_memory(dut, "w_wr", pack_words(inp[f"w_{n}_{s}"], wb),
-                                    base=s << b_val)
+            await write_bcr_banks(dut, inp, str(n), inp["widths"], wb, inp["slices"],
+                                  skip_empty=False)
             dut.blocks.value = blocks
             if slices > 1:
                 dut.slice_blocks.value = pack_fields([inp[f"split_{n}"]], w_count)[0]

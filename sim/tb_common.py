@@ -15,10 +15,11 @@ from collections.abc import Iterable
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge, with_timeout
 
+from hw.packing import pack_fields, pack_words
 from sim.runner import CLOCK_PERIOD_NS, ENV_CLOCK
 
-__all__ = ["CLOCK_NS", "start_and_reset", "write_memory", "read_words", "read_outputs",
-           "start_and_wait", "read_cycles"]
+__all__ = ["CLOCK_NS", "start_and_reset", "write_memory", "write_bcr_banks", "read_words",
+           "read_outputs", "start_and_wait", "read_cycles"]
 
 CLOCK_NS = CLOCK_PERIOD_NS
 
@@ -59,6 +60,29 @@ async def write_memory(dut, port: str, words: list[int], addrs: Iterable[int] | 
         await RisingEdge(clk)
     en.value = 0
     await FallingEdge(clk)
+
+
+async def write_bcr_banks(dut, inp, prefix: str, widths: Iterable[int], weight_bits: int,
+                          banks: Iterable[int], *, skip_empty: bool = True) -> None:
+    """Write each slice's BCR images into its bank of the ``meta_wr``, ``col_wr``, ``row_wr``
+    and ``w_wr`` ports (:class:`hw.bcr.BCRMatVec`, also inside :class:`hw.rnn.RNNEngine`).
+
+    ``inp[f"meta_{prefix}_{s}"]``, ``col_...``, ``row_...`` and ``val_...`` hold slice ``s``'s
+    images (:meth:`hw.bcr.BCRImages.bank`); ``widths`` are the field widths ``block_row,
+    block_col, groups, ncols, col_index, row_index``; ``banks`` is ``[S, meta, col_index,
+    row_index, values bank bits, ...]``: slice ``s``'s word ``i`` goes to
+    ``s << bank_bits | i``.
+    """
+    w_brow, w_bcol, w_grp, w_nc, w_col, w_row = (int(v) for v in widths)
+    count, *bits = (int(v) for v in list(banks)[:5])
+    for s in range(count):
+        images = (pack_fields(inp[f"meta_{prefix}_{s}"], [w_brow, w_bcol, w_grp, w_nc]),
+                  pack_fields(inp[f"col_{prefix}_{s}"], w_col),
+                  pack_fields(inp[f"row_{prefix}_{s}"], w_row),
+                  pack_words(inp[f"val_{prefix}_{s}"], weight_bits))
+        for port, words, b in zip(("meta_wr", "col_wr", "row_wr", "w_wr"), images, bits,
+                                  strict=True):
+            await write_memory(dut, port, words, base=s << b, skip_empty=skip_empty)
 
 
 async def read_words(dut, port: str, count: int) -> list[int]:
