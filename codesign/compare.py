@@ -45,6 +45,11 @@ feature maps of a given size:
 * **the ARM kernels**: the pattern kernel of a pattern layer and the dense direct convolution
   (:mod:`mobile.gen_conv`), checked, run on the same feature maps and costed per map.
 
+Every BCR engine above (BCR gates, or a linear or conv2d layer's BCR engine) can be built with
+``slices`` independent pipelines of ``lanes`` lanes each (:class:`hw.bcr.BCRMatVec`), each
+slice's memories sized for the largest slice's share of the layer; the report line names
+them, e.g. ``BCR gates (2 slices x 8 lanes)``.
+
 This module holds the results, their checks and their report; the runners are
 :mod:`codesign.compare_rnn`, :mod:`codesign.compare_linear` and :mod:`codesign.compare_conv`
 (their public names are re-exported here).
@@ -102,7 +107,12 @@ class FpgaResult:
     which inputs are zero), and ``serial_cycles`` the cycles of one that no lane count
     shortens (the cycle model with one lane per output row or filter, every input non-zero).
     conv2d layers only: ``multipliers``, the engine's multipliers (``lanes`` on the matrix
-    engines, ``lanes`` times the kept weights of a pattern on the pattern engine).
+    engines, times ``slices`` on a sliced BCR engine, ``lanes`` times the kept weights of a
+    pattern on the pattern engine).
+
+    A BCR engine (``gates == "bcr"``, the gates of an RNN layer or a linear or conv2d
+    layer's engine) built with several slices has ``slices``, their number (each slice has
+    ``lanes`` lanes); None otherwise (one slice, or another engine).
     """
 
     gates: str
@@ -124,6 +134,7 @@ class FpgaResult:
     model_each: tuple[int, ...] | None = None
     serial_cycles: int | None = None
     multipliers: int | None = None
+    slices: int | None = None
 
     @property
     def name(self) -> str:
@@ -229,7 +240,8 @@ class Comparison:
             {k: v for k, v in asdict(self).items() if k not in ("fpga", "arm")}, _CONV_ONLY),
             unit)
         out["ok"] = self.ok
-        out["fpga"] = [_unit_keys({**_without_none(asdict(f), _LINEAR_ONLY), "name": f.name,
+        out["fpga"] = [_unit_keys({**_without_none(asdict(f), _LINEAR_ONLY + _SLICED_ONLY),
+                                   "name": f.name,
                                    "cycles_match": f.cycles_match,
                                    f"cycles_per_{unit}": f.cycles_per_unit,
                                    f"us_per_{unit}": f.us_per_unit}, unit)
@@ -243,6 +255,8 @@ class Comparison:
 
 #: FpgaResult fields that only linear and conv2d layers fill (left out of the others' JSON).
 _LINEAR_ONLY = ("cycles_each", "model_each", "serial_cycles", "multipliers")
+#: FpgaResult fields that only a BCR engine with several slices fills (left out otherwise).
+_SLICED_ONLY = ("slices",)
 #: Comparison fields that only conv2d layers fill (left out of the others' JSON).
 _CONV_ONLY = ("image", "kernel", "stride", "padding")
 
@@ -272,9 +286,12 @@ def matching_mhz(arm: ArmResult, fpga: FpgaResult) -> dict[str, float]:
     return {label: cyc / us for label, cyc in arm.cycles.items()}
 
 
-def check_compare_layer(layer: Any, lanes: int, *, image: tuple[int, int] | None = None
-                        ) -> None:
+def check_compare_layer(layer: Any, lanes: int, *, image: tuple[int, int] | None = None,
+                        slices: int = 1) -> None:
     """``ValueError`` naming the layer unless compare can run it.
+
+    ``slices`` (1 to :data:`hw.bcr.MAX_SLICES`) are the BCR engine's; a linear or conv2d
+    layer's BCR engine is sized with them.
 
     Any layer: one of :data:`COMPARED_OPS` with quantized signed weights of at most 8 bits.
     lstm/gru (:func:`compare_rnn_layer`): scales that give an 8-bit fixed-point format,
@@ -286,8 +303,12 @@ def check_compare_layer(layer: Any, lanes: int, *, image: tuple[int, int] | None
     within their limits (a pattern layer's stride and padding the pattern engine's). Cheap:
     nothing is built or converted.
     """
+    from hw.bcr import MAX_SLICES
     from mobile.layers import layer_kernels
 
+    if isinstance(slices, bool) or not isinstance(slices, int) or not 1 <= slices <= MAX_SLICES:
+        raise ValueError(f"--slices must be an integer between 1 and {MAX_SLICES}, not "
+                         f"{slices!r}")
     if layer.op not in COMPARED_OPS:
         raise ValueError(f"layer {layer.name!r} is {layer.op}; compare runs "
                          f"{', '.join(COMPARED_OPS[:-1])} and {COMPARED_OPS[-1]} layers")
@@ -314,7 +335,7 @@ def check_compare_layer(layer: Any, lanes: int, *, image: tuple[int, int] | None
         from codesign.compare_linear import _linear_engine_problem, linear_engines
 
         for engine in linear_engines(layer):
-            problem = _linear_engine_problem(layer, engine, lanes)
+            problem = _linear_engine_problem(layer, engine, lanes, slices)
             if problem is not None:
                 raise ValueError(f"layer {layer.name!r} ({layer.shape.out_features}x"
                                  f"{layer.shape.in_features}) does not fit the "
@@ -325,7 +346,7 @@ def check_compare_layer(layer: Any, lanes: int, *, image: tuple[int, int] | None
 
         shp = layer.shape
         for engine in conv_engines(layer):
-            problem = conv_engine_problem(layer, engine, lanes, image)
+            problem = conv_engine_problem(layer, engine, lanes, image, slices)
             if problem is not None:
                 raise ValueError(f"layer {layer.name!r} ({shp.out_channels}x"
                                  f"{shp.in_channels}x{shp.kernel[0]}x{shp.kernel[1]} on "
@@ -445,7 +466,8 @@ def _fpga_line(f: FpgaResult, dense: FpgaResult | None) -> str:
         f"{f.model_cycles}" + (f" (per {f.unit} {list(f.cycles_each or ())} != "
                                f"{list(f.model_each or ())})" if f.unit != "step" else ""))
     mults = "" if f.multipliers is None else f" ({f.multipliers} multipliers)"
-    line = f"  {f.name}{mults}: {check}; {f.cycles_per_unit:,.0f} cycles/{f.unit}"
+    sliced = "" if f.slices is None else f" ({f.slices} slices x {f.lanes} lanes)"
+    line = f"  {f.name}{sliced}{mults}: {check}; {f.cycles_per_unit:,.0f} cycles/{f.unit}"
     if f.cycles_each and min(f.cycles_each) != max(f.cycles_each):
         line += f" (mean; {min(f.cycles_each):,} .. {max(f.cycles_each):,})"
     if f.setup_cycles:
@@ -539,6 +561,7 @@ def comparison_rows(cmp: Comparison) -> list[dict[str, Any]]:
                   else serial_cycles(cmp.input_size, cmp.hidden_size))
         rows.append({**common, "platform": "fpga", "implementation": f.name,
                      "device": cmp.device, "lanes": f.lanes,
+                     **({} if f.slices is None else {"slices": f.slices}),
                      "check": f.outputs_match and f.cycles_match,
                      f"cycles_per_{unit}": f.cycles_per_unit, "setup_cycles": f.setup_cycles,
                      "serial_cycles": serial,
@@ -560,7 +583,7 @@ def comparison_rows(cmp: Comparison) -> list[dict[str, Any]]:
 
 
 #: Integer columns of :func:`comparison_rows` (blank in the other platform's rows).
-_INT_COLUMNS = ("input", "hidden", "output", "steps", "vectors", "maps", "lanes",
+_INT_COLUMNS = ("input", "hidden", "output", "steps", "vectors", "maps", "lanes", "slices",
                 "setup_cycles",
                 "serial_cycles", "instructions")
 

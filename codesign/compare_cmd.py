@@ -8,7 +8,10 @@ unstructured for any other sparse scheme), sized to it, for ``--vectors`` random
 a conv2d layer runs on the dense engine (im2col products) and its sparse engine (the pattern
 engine's whole convolution for a pattern layer), for ``--maps`` random feature maps of
 ``--image`` (default: the input size the zoo model of the bundle's name gives the layer, else
-16x16); everything checked against ``ir.golden``. The same Verilog is synthesised and placed on
+16x16); everything checked against ``ir.golden``. ``--slices N`` builds every BCR engine (the
+BCR gates of a BCR-pruned RNN layer, the BCR engine of a BCR-pruned linear or conv2d layer)
+with ``N`` slices of ``--lanes`` lanes each, its memories sized for its largest slice; it is
+refused when no chosen layer runs on a BCR engine. The same Verilog is synthesised and placed on
 ``--device`` for its Fmax (``codesign synth``'s flow; ``--fmax`` gives it instead); the layer's
 int8 kernels for aarch64 are checked against ``ir.golden`` and against the RTL's outputs under
 qemu, and costed with llvm-mca. Prints each side's time (FPGA: microseconds per step, vector
@@ -35,7 +38,7 @@ import click
 from codesign.options import LANES, OUT_DIR, SEED
 
 __all__ = ["compare", "parse_fmax", "layer_folder_problem", "write_layer", "count_problem",
-           "MARKER"]
+           "slices_problem", "MARKER"]
 
 PLACED_DEVICES = ("up5k", "hx8k", "ecp5-25k", "ecp5-85k")
 MAX_STEPS = 64
@@ -45,6 +48,9 @@ MAX_COMPARE_VECTORS = 64
 #: position is one im2col product in RTL on the matrix engines).
 MAX_COMPARE_MAPS = 16
 MAX_COMPARE_IMAGE_SIDE = 64
+#: Most slices of a BCR engine: :data:`hw.bcr.MAX_SLICES` (not imported, so that the command
+#: line starts without amaranth; a test checks they agree).
+MAX_COMPARE_SLICES = 16
 
 
 def _user_error(message: str) -> Exception:
@@ -169,6 +175,25 @@ def count_problem(ops: list[str], given: list[str]) -> str | None:
     return None
 
 
+def bcr_engine_layers(layers: list) -> list[str]:
+    """The names of the ``layers`` (bundle layers compare runs) that run on a BCR engine: BCR
+    gates of an lstm/gru layer, the BCR engine of a linear or conv2d layer."""
+    from codesign.compare import conv_engines, fpga_engines, linear_engines
+
+    engines = {"linear": linear_engines, "conv2d": conv_engines}
+    return [lay.name for lay in layers if "bcr" in engines.get(lay.op, fpga_engines)(lay)]
+
+
+def slices_problem(layers: list, slices: int) -> str | None:
+    """Why ``--slices`` (``slices`` > 1) means nothing for ``layers``, or None: it slices the
+    BCR engine, which only BCR-pruned layers run on."""
+    if slices == 1 or bcr_engine_layers(layers):
+        return None
+    schemes = ", ".join(f"{lay.name} {lay.scheme.kind}" for lay in layers)
+    return (f"--slices {slices} splits a BCR engine into pipelines, and none of the layers "
+            f"runs on one ({schemes}); give --slices to BCR-pruned layers only")
+
+
 def _run_layer(layer, *, lanes: int, steps: int, vectors: int, maps: int,
                image: tuple[int, int], **kw):
     """:func:`codesign.compare.compare_linear_layer` (``vectors``) for a linear layer,
@@ -222,6 +247,9 @@ def layer_images(bundle, names: list[str], image: tuple[int, int] | None
               show_default=True, help="The FPGA part the engines are placed on.")
 @click.option("--lanes", type=LANES, default=8, show_default=True,
               help="Engine lanes (lstm/gru: a multiple of 4).")
+@click.option("--slices", type=click.IntRange(1, MAX_COMPARE_SLICES), default=1, show_default=True,
+              help="BCR engines (BCR-pruned layers): pipelines of --lanes lanes each over "
+                   "disjoint block rows.")
 @click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=4, show_default=True,
               help="lstm/gru: steps of the random input sequence.")
 @click.option("--vectors", type=click.IntRange(1, MAX_COMPARE_VECTORS), default=4,
@@ -242,9 +270,9 @@ def layer_images(bundle, names: list[str], image: tuple[int, int] | None
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="The random inputs (sequence or vectors).")
 @click.option("--out", type=OUT_DIR, required=True, help="Output folder.")
-def compare(bundle: Path, layer_names: tuple[str, ...], device: str, lanes: int, steps: int,
-            vectors: int, maps: int, image_text: str | None, seeds: int, freq: float,
-            fmax_text: str | None, simulator: str, seed: int, out: Path) -> None:
+def compare(bundle: Path, layer_names: tuple[str, ...], device: str, lanes: int, slices: int,
+            steps: int, vectors: int, maps: int, image_text: str | None, seeds: int,
+            freq: float, fmax_text: str | None, simulator: str, seed: int, out: Path) -> None:
     """Compare an RNN, linear or conv2d layer on the FPGA engines (RTL + Fmax) and on ARM
     (qemu + llvm-mca)."""
     from codesign.compare import check_compare_layer, format_comparison
@@ -280,13 +308,14 @@ def compare(bundle: Path, layer_names: tuple[str, ...], device: str, lanes: int,
     for name in wanted:
         if name not in names:
             raise _user_error(f"no layer {name!r} in {bundle}; layers: {', '.join(names)}")
-    problem = count_problem([b.layer(name).op for name in wanted], given_counts)
+    problem = (count_problem([b.layer(name).op for name in wanted], given_counts)
+               or slices_problem([b.layer(name) for name in wanted], slices))
     if problem is not None:
         raise _user_error(problem)
     images = layer_images(b, wanted, image)
     for name in wanted:
         try:
-            check_compare_layer(b.layer(name), lanes, image=images.get(name))
+            check_compare_layer(b.layer(name), lanes, image=images.get(name), slices=slices)
         except ValueError as exc:
             raise _user_error(str(exc)) from None
         problem = layer_folder_problem(out / folders[name])
@@ -309,7 +338,8 @@ def compare(bundle: Path, layer_names: tuple[str, ...], device: str, lanes: int,
                                                                   seeds)
             try:
                 cmp = _run_layer(b.layer(name), lanes=lanes, steps=steps, vectors=vectors,
-                                 maps=maps, image=images.get(name, (16, 16)), seed=seed, simulator=simulator, synth=synth, fmax=fmax,
+                                 maps=maps, image=images.get(name, (16, 16)), seed=seed,
+                                 slices=slices, simulator=simulator, synth=synth, fmax=fmax,
                                  device=device if fmax is None else None, echo=click.echo)
             except (ValueError, BuildError, SimulationError) as exc:
                 raise _user_error(f"layer {name!r}: {str(exc).splitlines()[0]}") from None

@@ -98,12 +98,13 @@ def _out_size(layer: Any, image: tuple[int, int]) -> tuple[int, int]:
                  zip(image, shp.padding, shp.kernel, shp.stride, strict=True))
 
 
-def conv_engine_params(layer: Any, engine: str, lanes: int, image: tuple[int, int]
-                       ) -> dict[str, Any]:
+def conv_engine_params(layer: Any, engine: str, lanes: int, image: tuple[int, int],
+                       slices: int = 1) -> dict[str, Any]:
     """Constructor keywords (besides ``lanes``) of ``engine`` sized to the conv2d ``layer`` on
     ``image``: the pattern engine's library, kept weights, channels, filters and input size;
     a matrix engine's :func:`codesign.compare_linear.matrix_engine_params` of the ``out x
-    in*kh*kw`` matrix. Also the keywords of :mod:`sim`'s ``emit_*``."""
+    in*kh*kw`` matrix (the BCR engine's on ``slices`` slices). Also the keywords of
+    :mod:`sim`'s ``emit_*``."""
     qw, mask = _conv_weight(layer)
     if engine == "pattern":
         lib = np.asarray(layer.scheme.library())
@@ -113,17 +114,18 @@ def conv_engine_params(layer: Any, engine: str, lanes: int, image: tuple[int, in
                 "max_height": int(image[0]), "max_width": int(image[1])}
     o = qw.shape[0]
     return matrix_engine_params(qw.reshape(o, -1), mask.reshape(o, -1), layer.scheme,
-                                layer.quant.bits, engine, lanes)
+                                layer.quant.bits, engine, lanes, slices)
 
 
-def conv_engine_problem(layer: Any, engine: str, lanes: int, image: tuple[int, int]
-                        ) -> str | None:
+def conv_engine_problem(layer: Any, engine: str, lanes: int, image: tuple[int, int],
+                        slices: int = 1) -> str | None:
     """Why ``engine`` sized to the conv2d ``layer`` on ``image`` cannot be built, or None."""
     if engine == "pattern":
         problem = pattern_engine_problem(layer)
         if problem is not None:
             return problem
-    return engine_problem(engine, lanes, conv_engine_params(layer, engine, lanes, image))
+    return engine_problem(engine, lanes, conv_engine_params(layer, engine, lanes, image,
+                                                            slices))
 
 
 def _run_pattern(layer: Any, qw: np.ndarray, mask: np.ndarray, x: np.ndarray, lanes: int,
@@ -150,7 +152,8 @@ def _run_pattern(layer: Any, qw: np.ndarray, mask: np.ndarray, x: np.ndarray, la
 
 def _conv_fpga(engine: str, layer: Any, qw: np.ndarray, mask: np.ndarray, x: np.ndarray,
                want: np.ndarray, bias: np.ndarray | None, *, lanes: int, simulator: str,
-               cache_dir: str | Path | None) -> tuple[FpgaResult, np.ndarray]:
+               cache_dir: str | Path | None, slices: int = 1
+               ) -> tuple[FpgaResult, np.ndarray]:
     """One engine on every feature map, checked: ``(result without a clock, the RTL's outputs
     plus the bias)``; ``want`` is ``ir.golden.conv2d`` with the bias."""
     from ir.golden import wrap32
@@ -158,7 +161,7 @@ def _conv_fpga(engine: str, layer: Any, qw: np.ndarray, mask: np.ndarray, x: np.
     shp = layer.shape
     image = tuple(x.shape[2:])
     ho, wo = _out_size(layer, image)
-    params = conv_engine_params(layer, engine, lanes, image)
+    params = conv_engine_params(layer, engine, lanes, image, slices)
     o = qw.shape[0]
     w2, m2 = qw.reshape(o, -1), mask.reshape(o, -1)
     if engine == "pattern":
@@ -183,7 +186,8 @@ def _conv_fpga(engine: str, layer: Any, qw: np.ndarray, mask: np.ndarray, x: np.
                         tuple(layer.scheme.block) if engine == "bcr" else None, unit="image",
                         cycles_each=tuple(int(c) for c in cycles),
                         model_each=tuple(int(m) for m in model), serial_cycles=int(serial),
-                        multipliers=lanes * params.get("kept", 1))
+                        multipliers=lanes * params.get("kept", 1) * params.get("slices", 1),
+                        slices=params.get("slices"))
     return result, with_bias
 
 
@@ -202,7 +206,7 @@ def compare_conv_layer(layer: Any, *, image: tuple[int, int] = (16, 16), lanes: 
                        maps: int = 1, seed: int = 0, simulator: str = "verilator",
                        synth: Synth | None = None, fmax: dict[str, float] | None = None,
                        device: str | None = None, cache_dir: str | Path | None = None,
-                       mobile_cache: Path | None = None,
+                       mobile_cache: Path | None = None, slices: int = 1,
                        echo: Callable[[str], None] = lambda s: None) -> Comparison:
     """Run one conv2d bundle layer on the FPGA engines and the ARM kernels (module docstring).
 
@@ -215,6 +219,8 @@ def compare_conv_layer(layer: Any, *, image: tuple[int, int] = (16, 16), lanes: 
     lanes, maps, seed, simulator
         Engine lanes, how many random int8 feature maps (uniform in [-127, 127], drawn from
         ``seed``) run on both sides, the RTL simulator.
+    slices : int, optional
+        Slices of the BCR engine of a BCR layer (default 1).
     synth, fmax, device, cache_dir, mobile_cache, echo
         As :func:`codesign.compare_linear.compare_linear_layer` (``fmax`` keys: ``"dense"``
         and the sparse engine's or ``"sparse"``).
@@ -236,7 +242,7 @@ def compare_conv_layer(layer: Any, *, image: tuple[int, int] = (16, 16), lanes: 
     from mobile.layers import layer_kernels
 
     image = (int(image[0]), int(image[1]))
-    check_compare_layer(layer, lanes, image=image)
+    check_compare_layer(layer, lanes, image=image, slices=slices)
     if isinstance(maps, bool) or not isinstance(maps, int) or maps < 1:
         raise ValueError(f"maps must be a positive integer, not {maps!r}")
     _check_fmax(fmax, "{} engine")
@@ -254,7 +260,7 @@ def compare_conv_layer(layer: Any, *, image: tuple[int, int] = (16, 16), lanes: 
         echo(f"  FPGA {engine} engine: RTL ({simulator}), {how}, {maps} feature map"
              f"{'s' if maps != 1 else ''} ...")
         result, with_bias = _conv_fpga(engine, layer, qw, mask, x, want, bias, lanes=lanes,
-                                       simulator=simulator, cache_dir=cache_dir)
+                                       simulator=simulator, cache_dir=cache_dir, slices=slices)
         rtl.append(with_bias)
         fpga.append(with_clock(result, fmax, synth, device, echo))
     arm = [arm_kernel(role, kind, params, x, rtl, seed=seed, mobile_cache=mobile_cache,

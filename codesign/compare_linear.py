@@ -23,7 +23,7 @@ from codesign.compare import (
 )
 
 __all__ = ["compare_linear_layer", "linear_engines", "linear_engine_params", "matrix_engines",
-           "matrix_engine_params", "engine_problem"]
+           "matrix_engine_params", "engine_problem", "bcr_slice_memory"]
 
 
 def matrix_engines(scheme: Any) -> list[str]:
@@ -50,15 +50,28 @@ def _linear_matrix(layer: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.where(mask, np.asarray(layer.tensors["qweight"], dtype=np.int64), 0), mask
 
 
+def bcr_slice_memory(bcr: Any, lanes: int, slices: int = 1) -> tuple[int, int]:
+    """``(max_blocks, max_value_words)`` a BCR engine of ``slices`` slices with ``lanes`` lanes
+    each needs for the ``ir.bcr.BCRMatrix`` ``bcr``: the stored blocks and value words of its
+    largest slice (:func:`hw.bcr.pack_bcr`; with one slice, the matrix's blocks and
+    :func:`hw.bcr.bcr_items`), at least 1 each (the memories' depths are per slice)."""
+    from hw.bcr import pack_bcr
+
+    img = pack_bcr(bcr, lanes, slices)
+    banks = [img.bank(s) for s in range(slices)]
+    return (max(1, *(b.blocks for b in banks)), max(1, *(len(b.values) for b in banks)))
+
+
 def matrix_engine_params(qw: np.ndarray, mask: np.ndarray, scheme: Any, weight_bits: int,
-                         engine: str, lanes: int) -> dict[str, Any]:
+                         engine: str, lanes: int, slices: int = 1) -> dict[str, Any]:
     """Constructor keywords (besides ``lanes``) of ``engine`` with memories sized to the integer
     matrix ``qw`` (zero outside the boolean ``mask``) pruned by ``scheme``: its rows and
     columns, 8-bit activations, ``weight_bits``; BCR: the scheme's block, ``max_blocks`` the
-    stored blocks and ``max_value_words`` their value words on ``lanes`` lanes; unstructured:
-    the scheme's index bits (else 4, as ``codesign simulate``) and ``max_entries`` the busiest
-    lane's entries. Also the keywords of :mod:`sim`'s ``emit_*`` and ``run_*_batch``."""
-    from hw.bcr import bcr_items
+    stored blocks and ``max_value_words`` their value words on ``lanes`` lanes (of the largest
+    slice, :func:`bcr_slice_memory`) and ``slices`` when more than 1; unstructured: the
+    scheme's index bits (else 4, as ``codesign simulate``) and ``max_entries`` the busiest
+    lane's entries (``slices`` is for the BCR engine only and ignored by the others). Also the
+    keywords of :mod:`sim`'s ``emit_*`` and ``run_*_batch``."""
     from ir.bcr import encode_bcr
     from ir.csr import encode_csc_lanes
 
@@ -68,8 +81,10 @@ def matrix_engine_params(qw: np.ndarray, mask: np.ndarray, scheme: Any, weight_b
     if engine == "bcr":
         block = tuple(scheme.block)
         enc = encode_bcr(qw, block, mask)
-        params.update(block=block, max_blocks=max(1, enc.block_count),
-                      max_value_words=max(1, bcr_items(enc, lanes)))
+        blocks, words = bcr_slice_memory(enc, lanes, slices)
+        params.update(block=block, max_blocks=blocks, max_value_words=words)
+        if slices > 1:
+            params["slices"] = slices
     elif engine == "unstructured":
         index_bits = int(getattr(scheme, "index_bits", 4))
         enc = encode_csc_lanes(qw, lanes, index_bits)
@@ -78,10 +93,11 @@ def matrix_engine_params(qw: np.ndarray, mask: np.ndarray, scheme: Any, weight_b
     return params
 
 
-def linear_engine_params(layer: Any, engine: str, lanes: int) -> dict[str, Any]:
+def linear_engine_params(layer: Any, engine: str, lanes: int, slices: int = 1
+                         ) -> dict[str, Any]:
     """:func:`matrix_engine_params` of a linear ``layer``'s weight matrix."""
     qw, mask = _linear_matrix(layer)
-    return matrix_engine_params(qw, mask, layer.scheme, layer.quant.bits, engine, lanes)
+    return matrix_engine_params(qw, mask, layer.scheme, layer.quant.bits, engine, lanes, slices)
 
 
 def engine_problem(engine: str, lanes: int, params: dict[str, Any]) -> str | None:
@@ -105,9 +121,10 @@ def engine_problem(engine: str, lanes: int, params: dict[str, Any]) -> str | Non
     return None if problem is None else problem.replace("The engine's", "its")
 
 
-def _linear_engine_problem(layer: Any, engine: str, lanes: int) -> str | None:
+def _linear_engine_problem(layer: Any, engine: str, lanes: int, slices: int = 1
+                           ) -> str | None:
     """Why ``engine`` sized to ``layer`` cannot be built (:func:`engine_problem`), or None."""
-    return engine_problem(engine, lanes, linear_engine_params(layer, engine, lanes))
+    return engine_problem(engine, lanes, linear_engine_params(layer, engine, lanes, slices))
 
 
 def _linear_model(engine: str, qw: np.ndarray, mask: np.ndarray, x: np.ndarray, lanes: int,
@@ -122,7 +139,8 @@ def _linear_model(engine: str, qw: np.ndarray, mask: np.ndarray, x: np.ndarray, 
     if engine == "dense":
         return [dense_cycles(*qw.shape, lanes)] * len(x)
     if engine == "bcr":
-        return [bcr_cycles(encode_bcr(qw, params["block"], mask), lanes)] * len(x)
+        enc = encode_bcr(qw, params["block"], mask)
+        return [bcr_cycles(enc, lanes, params.get("slices", 1))] * len(x)
     enc = encode_csc_lanes(qw, lanes, params["index_bits"])
     return [unstructured_cycles(enc, v, lanes) for v in x]
 
@@ -146,12 +164,13 @@ def _run_linear_engine(engine: str, qw: np.ndarray, mask: np.ndarray, x: np.ndar
 
 def _linear_fpga(engine: str, layer: Any, qw: np.ndarray, mask: np.ndarray, x: np.ndarray,
                  want: np.ndarray, bias: np.ndarray | None, *, lanes: int, simulator: str,
-                 cache_dir: str | Path | None) -> tuple[FpgaResult, np.ndarray]:
+                 cache_dir: str | Path | None, slices: int = 1
+                 ) -> tuple[FpgaResult, np.ndarray]:
     """One engine on every vector, checked: ``(result without a clock, the RTL's outputs
     plus the bias)``; ``want`` is ``ir.golden.linear`` with the bias."""
     from ir.golden import wrap32
 
-    params = linear_engine_params(layer, engine, lanes)
+    params = linear_engine_params(layer, engine, lanes, slices)
     outputs, cycles, verilog = _run_linear_engine(engine, qw, mask, x, lanes, params,
                                                   simulator, cache_dir)
     with_bias = wrap32(outputs.astype(np.int64) + (0 if bias is None else bias))
@@ -161,7 +180,8 @@ def _linear_fpga(engine: str, layer: Any, qw: np.ndarray, mask: np.ndarray, x: n
     result = FpgaResult(engine, lanes, len(x), int(sum(cycles)), int(sum(model)), 0,
                         bool(np.array_equal(with_bias, want)), str(verilog),
                         params.get("block"), unit="vector", cycles_each=tuple(cycles),
-                        model_each=tuple(int(m) for m in model), serial_cycles=int(serial[0]))
+                        model_each=tuple(int(m) for m in model), serial_cycles=int(serial[0]),
+                        slices=params.get("slices"))
     return result, with_bias
 
 
@@ -190,7 +210,8 @@ def compare_linear_layer(layer: Any, *, lanes: int = 8, vectors: int = 4, seed: 
                          simulator: str = "verilator", synth: Synth | None = None,
                          fmax: dict[str, float] | None = None, device: str | None = None,
                          cache_dir: str | Path | None = None, mobile_cache: Path | None = None,
-                         echo: Callable[[str], None] = lambda s: None) -> Comparison:
+                         slices: int = 1, echo: Callable[[str], None] = lambda s: None
+                         ) -> Comparison:
     """Run one linear bundle layer on the FPGA engines and the ARM kernels (module docstring).
 
     Parameters
@@ -200,6 +221,9 @@ def compare_linear_layer(layer: Any, *, lanes: int = 8, vectors: int = 4, seed: 
     lanes, vectors, seed, simulator
         Engine lanes, how many random int8 input vectors (uniform in [-127, 127], drawn from
         ``seed``) run on both sides, the RTL simulator.
+    slices : int, optional
+        Slices of the BCR engine (a BCR layer's; 1 to :data:`hw.bcr.MAX_SLICES`, default 1),
+        each with ``lanes`` lanes and its memories sized to its share of the layer.
     synth : callable, optional
         ``synth(engine, verilog) -> (fmax_mhz or None, source, resources or None, report path
         or None, note)`` with ``engine`` one of :func:`linear_engines`: places the engine.
@@ -230,7 +254,7 @@ def compare_linear_layer(layer: Any, *, lanes: int = 8, vectors: int = 4, seed: 
     from ir.golden import linear
     from mobile.layers import layer_kernels
 
-    check_compare_layer(layer, lanes)
+    check_compare_layer(layer, lanes, slices=slices)
     if isinstance(vectors, bool) or not isinstance(vectors, int) or vectors < 1:
         raise ValueError(f"vectors must be a positive integer, not {vectors!r}")
     _check_fmax(fmax, "{} engine")
@@ -245,7 +269,8 @@ def compare_linear_layer(layer: Any, *, lanes: int = 8, vectors: int = 4, seed: 
     for engine in linear_engines(layer):
         echo(f"  FPGA {engine} engine: RTL ({simulator}), {vectors} vectors ...")
         result, with_bias = _linear_fpga(engine, layer, qw, mask, x, want, bias, lanes=lanes,
-                                         simulator=simulator, cache_dir=cache_dir)
+                                         simulator=simulator, cache_dir=cache_dir,
+                                         slices=slices)
         rtl.append(with_bias)
         fpga.append(with_clock(result, fmax, synth, device, echo))
     arm = [arm_kernel(role, kind, params, x, rtl, seed=seed, mobile_cache=mobile_cache,

@@ -47,24 +47,28 @@ def _sequence(kind: str, x: np.ndarray, hid: int, cfg: Any, w_ih, w_hh, b_ih, b_
     return states, (h, c)
 
 
-def bcr_memory_needs(layer: Any, lanes: int) -> tuple[int, int]:
+def bcr_memory_needs(layer: Any, lanes: int, slices: int = 1) -> tuple[int, int]:
     """``(blocks, value words)`` the BCR-gated engine's memories need for ``layer`` on
-    ``lanes`` lanes (:func:`hw.rnn.bcr_gate_matrix`, :func:`hw.bcr.bcr_items`)."""
-    from hw.bcr import bcr_items
+    ``lanes`` lanes and ``slices`` slices: those of the largest slice of
+    :func:`hw.rnn.bcr_gate_matrix` (:func:`codesign.compare_linear.bcr_slice_memory`; with one
+    slice, the stored blocks and :func:`hw.bcr.bcr_items`)."""
+    from codesign.compare_linear import bcr_slice_memory
     from hw.rnn import bcr_gate_matrix
 
     t = layer.tensors
     m_ih, m_hh = (np.asarray(t[k]) != 0 for k in ("mask_ih", "mask_hh"))
     matrix = bcr_gate_matrix(layer.op, m_ih.astype(np.int64), m_hh.astype(np.int64),
                              tuple(layer.scheme.block), m_ih, m_hh)
-    return max(1, matrix.block_count), max(1, bcr_items(matrix, lanes))
+    return bcr_slice_memory(matrix, lanes, slices)
 
 
 def _run_fpga(kind: str, gates: str, base: dict, x: np.ndarray, lanes: int, block, simulator: str,
-              cache_dir, memory: tuple[int, int] | None = None) -> tuple[Any, dict, Path]:
+              cache_dir, memory: tuple[int, int] | None = None, slices: int = 1
+              ) -> tuple[Any, dict, Path]:
     """RTL run of the sequence; returns (run, engine keywords, Verilog path). ``memory``:
-    the BCR engine's ``(max_blocks, max_value_words)`` (default: the layer's own needs)."""
-    from hw.bcr import bcr_items
+    the BCR engine's ``(max_blocks, max_value_words)`` per slice (default: the layer's own
+    needs); ``slices``: the BCR engine's slices."""
+    from codesign.compare_linear import bcr_slice_memory
     from hw.rnn import bcr_gate_matrix
     from sim.rnn import GRUJob, LSTMJob, emit_rnn, run_gru_batch, run_lstm_batch
 
@@ -80,12 +84,16 @@ def _run_fpga(kind: str, gates: str, base: dict, x: np.ndarray, lanes: int, bloc
     masks: tuple = ()
     if gates == "bcr":
         matrix = bcr_gate_matrix(kind, w_ih, w_hh, block, m_ih, m_hh)
-        need = (max(1, matrix.block_count), max(1, bcr_items(matrix, lanes)))
+        need = bcr_slice_memory(matrix, lanes, slices)
         if memory is not None and (memory[0] < need[0] or memory[1] < need[1]):
+            per = "" if slices == 1 else " per slice"
             raise ValueError(f"the BCR engine's memories ({memory[0]} blocks, {memory[1]} value "
-                             f"words) are smaller than the layer needs ({need[0]}, {need[1]})")
+                             f"words{per}) are smaller than the layer needs ({need[0]}, "
+                             f"{need[1]})")
         kw.update(block=tuple(block), max_blocks=(memory or need)[0],
                   max_value_words=(memory or need)[1])
+        if slices > 1:
+            kw["slices"] = slices
         masks = (m_ih, m_hh)
     zero = np.zeros(hsz, dtype=np.int64)
     if kind == "lstm":
@@ -105,7 +113,7 @@ def compare_rnn_layer(layer: Any, *, lanes: int = 8, steps: int = 4, seed: int =
                       synth: Synth | None = None,
                       fmax: dict[str, float] | None = None, device: str | None = None,
                       cache_dir: str | Path | None = None, mobile_cache: Path | None = None,
-                      bcr_memory: tuple[int, int] | None = None,
+                      bcr_memory: tuple[int, int] | None = None, slices: int = 1,
                       echo: Callable[[str], None] = lambda s: None) -> Comparison:
     """Run one lstm/gru bundle layer on the FPGA engines and the ARM kernels (module docstring).
 
@@ -130,7 +138,11 @@ def compare_rnn_layer(layer: Any, *, lanes: int = 8, steps: int = 4, seed: int =
     bcr_memory : (int, int), optional
         ``(max_blocks, max_value_words)`` of the BCR-gated engine, at least
         :func:`bcr_memory_needs` of the layer: one engine built for several layers (default:
-        sized to this layer).
+        sized to this layer); per slice.
+    slices : int, optional
+        Slices of the BCR gate engine (1 to :data:`hw.bcr.MAX_SLICES`, default 1), each with
+        ``lanes`` lanes over its share of the gate matrix's block rows; the dense-gated engine
+        has none.
     echo
         Progress lines.
 
@@ -143,7 +155,7 @@ def compare_rnn_layer(layer: Any, *, lanes: int = 8, steps: int = 4, seed: int =
     from mobile.cost import kernel_cost
     from mobile.layers import layer_kernels
 
-    check_compare_layer(layer, lanes)
+    check_compare_layer(layer, lanes, slices=slices)
     _check_fmax(fmax, "{}-gated engine")
     kind = layer.op
     kernels = layer_kernels(layer, "int8")
@@ -165,12 +177,12 @@ def compare_rnn_layer(layer: Any, *, lanes: int = 8, steps: int = 4, seed: int =
     for gates in fpga_engines(layer):
         echo(f"  FPGA {gates} gates: RTL ({simulator}), {steps} steps ...")
         run, kw, verilog = _run_fpga(kind, gates, base, x, lanes, block, simulator, cache_dir,
-                                     bcr_memory)
+                                     bcr_memory, slices)
         from hw.rnn import bcr_gate_matrix, bcr_setup_cycles, lstm_cycles, rnn_bcr_cycles
 
         if gates == "bcr":
             matrix = bcr_gate_matrix(kind, w_ih, w_hh, block, base["mask_ih"], base["mask_hh"])
-            model = rnn_bcr_cycles(matrix, isz, hsz, steps, lanes)
+            model = rnn_bcr_cycles(matrix, isz, hsz, steps, lanes, slices)
             setup = bcr_setup_cycles(isz, hsz, block) + hsz
         else:
             model, setup = lstm_cycles(isz, hsz, steps, lanes), hsz
@@ -181,7 +193,7 @@ def compare_rnn_layer(layer: Any, *, lanes: int = 8, steps: int = 4, seed: int =
                                                     echo, f"FPGA {gates} gates")
         fpga.append(FpgaResult(gates, lanes, steps, int(run.cycles), int(model), int(setup),
                                bool(match), str(verilog), block if gates == "bcr" else None,
-                               fm, source, res, report, note))
+                               fm, source, res, report, note, slices=kw.get("slices")))
 
     arm = []
     step_in = states[1] if steps > 1 else states[0]

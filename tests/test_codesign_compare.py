@@ -458,3 +458,70 @@ def test_linear_layers_it_refuses(bundle, monkeypatch):
         compare_linear_layer(lay, lanes=4, vectors=0)
     with pytest.raises(ValueError, match="Fmax of the sparse engine must be a positive"):
         compare_linear_layer(lay, lanes=4, fmax={"dense": 3.0, "sparse": float("nan")})
+
+
+# ------------------------------------------------------------------ --slices: sliced BCR engines
+def test_bcr_lstm_gates_on_slices(bundle, lstm_cmp, tmp_path):
+    """BCR gates on 2 slices: checked like one, memories sized for the larger slice, the
+    slices named in the report line and the JSON and CSV; the dense gates have none."""
+    import json
+    from pathlib import Path
+
+    from codesign.compare import bcr_memory_needs
+    from hw.rnn import bcr_gate_matrix, rnn_bcr_cycles
+
+    lay = bundle.layer("lstm")
+    cmp = compare_rnn_layer(lay, lanes=4, steps=3, slices=2, fmax={"dense": 40.0, "bcr": 25.0},
+                            mobile_cache=tmp_path)
+    assert cmp.ok, "\n".join(format_comparison(cmp))
+    bcr, dense = cmp.fpga
+    assert (bcr.slices, dense.slices) == (2, None)
+    t = lay.tensors
+    matrix = bcr_gate_matrix("lstm", np.asarray(t["qweight_ih"]), np.asarray(t["qweight_hh"]),
+                             (4, 8), t["mask_ih"], t["mask_hh"])
+    assert bcr.rtl_cycles == bcr.model_cycles == rnn_bcr_cycles(matrix, 10, 12, 3, 4, 2)
+    one, _ = lstm_cmp
+    assert bcr.rtl_cycles < one.fpga[0].rtl_cycles and dense.rtl_cycles == one.fpga[1].rtl_cycles
+    side = json.loads(Path(bcr.verilog).with_suffix(".json").read_text())["parameters"]
+    assert side["slices"] == 2
+    assert (side["max_blocks"], side["max_value_words"]) == bcr_memory_needs(lay, 4, 2)
+    assert bcr_memory_needs(lay, 4, 2) < bcr_memory_needs(lay, 4)
+    text = "\n".join(format_comparison(cmp))
+    assert "  BCR gates (2 slices x 4 lanes): RTL == golden, cycles == model" in text
+    assert "  dense gates: RTL == golden" in text
+    js = cmp.to_json()
+    assert js["fpga"][0]["slices"] == 2 and "slices" not in js["fpga"][1]
+    assert all("slices" not in f for f in one.to_json()["fpga"])       # one slice: omitted
+    rows = comparison_rows(cmp)
+    assert rows[0]["slices"] == 2 and "slices" not in rows[1]
+    assert "slices" not in comparison_rows(one)[0]
+
+
+def test_bcr_linear_engine_on_slices(bundle, bcr_linear, tmp_path):
+    """fc.bcr (20 rows: 3 block rows of 8) on 3 slices: one block row each."""
+    from codesign.compare import linear_engine_params
+    from hw.bcr import bcr_cycles
+    from ir.bcr import encode_bcr
+
+    lay = bundle.layer("fc.bcr")
+    cmp = compare_linear_layer(lay, lanes=4, vectors=2, slices=3, fmax={"dense": 40.0},
+                               mobile_cache=tmp_path)
+    assert cmp.ok, "\n".join(format_comparison(cmp))
+    bcr, dense = cmp.fpga
+    assert (bcr.slices, dense.slices) == (3, None)
+    qw, mask, _, _ = _linear_vectors(lay, 1, 0)
+    want = bcr_cycles(encode_bcr(qw, (8, 16), mask), 4, 3)
+    assert bcr.cycles_each == bcr.model_each == (want,) * 2
+    assert want < bcr_linear[0].fpga[0].cycles_each[0]
+    params = linear_engine_params(lay, "bcr", 4, 3)
+    assert params["slices"] == 3 and "slices" not in linear_engine_params(lay, "bcr", 4)
+    assert "slices" not in linear_engine_params(lay, "dense", 4, 3)
+    assert "  BCR engine (3 slices x 4 lanes): RTL == golden" in "\n".join(format_comparison(cmp))
+    assert cmp.to_json()["fpga"][0]["slices"] == 3
+
+
+def test_slices_must_be_a_slice_count(bundle):
+    for bad in (0, 17, 2.0, True):
+        with pytest.raises(ValueError, match=rf"^--slices must be an integer between 1 and 16, "
+                                             rf"not {bad!r}$"):
+            check_compare_layer(bundle.layer("fc.bcr"), 4, slices=bad)

@@ -135,6 +135,13 @@ def test_placing_options_with_fmax_are_refused(capsys, bundle, tmp_path):
     (["--layer", "fc2", "--vectors", "0"], "Invalid value for '--vectors'"),
     (["--layer", "fc2", "--vectors", "65"], "Invalid value for '--vectors'"),
     (["--layer", "fc2", "--fmax", "40,0"], "--fmax must be DENSE or DENSE,SPARSE"),
+    # --slices slices a BCR engine: refused when no chosen layer has one
+    (["--layer", "fc2", "--layer", "gru", "--slices", "2"],
+     "--slices 2 splits a BCR engine into pipelines, and none of the layers runs on one "
+     "(fc2 unstructured, gru dense); give --slices to BCR-pruned layers only"),
+    (["--layer", "conv", "--slices", "3"], "none of the layers runs on one (conv pattern)"),
+    (["--layer", "lstm", "--slices", "17"], "Invalid value for '--slices'"),
+    (["--layer", "lstm", "--slices", "0"], "Invalid value for '--slices'"),
 ])
 def test_errors_are_one_line(capsys, bundle, tmp_path, argv, message):
     code, _, err = run(capsys, "compare", "--bundle", str(bundle), *argv, "--out",
@@ -249,3 +256,32 @@ def test_conv_input_size_comes_from_the_zoo_model():
     assert layer_images(fake("not-a-zoo-model"), names, None) == {"conv2": (16, 16),
                                                                    "mine": (16, 16)}
     assert layer_images(fake("lenet5"), ["fc1"], None) == {}
+
+
+def test_slices_for_a_bcr_layer(capsys, bundle, tmp_path):
+    """--slices 2 with a BCR and a non-BCR layer: the BCR engine runs on 2 slices, the
+    others as without the option."""
+    code, out, err = run(capsys, "compare", "--bundle", str(bundle), "--layer", "fc.bcr",
+                         "--layer", "fc2", "--lanes", "4", "--vectors", "1", "--slices", "2",
+                         "--fmax", "40", "--out", str(tmp_path))
+    assert code == 0, err
+    assert "  BCR engine (2 slices x 4 lanes): RTL == golden, cycles == model" in out
+    assert "  unstructured engine: RTL == golden, cycles == model" in out
+    rep = json.loads((tmp_path / "fc_bcr" / "compare.json").read_text())
+    assert [f.get("slices") for f in rep["fpga"]] == [2, None]
+    side = json.loads((tmp_path / "fc_bcr" / rep["fpga"][0]["verilog"]).with_suffix(".json")
+                      .read_text())
+    assert side["parameters"]["slices"] == 2
+    other = json.loads((tmp_path / "fc2" / "compare.json").read_text())
+    assert all("slices" not in f for f in other["fpga"])
+    import csv
+
+    with open(tmp_path / "fc_bcr" / "compare.csv", newline="") as fh:   # an integer column
+        assert [r["slices"] for r in csv.DictReader(fh)] == ["2", "", "", "", ""]
+
+
+def test_max_slices_is_the_bcr_engines():
+    from codesign.compare_cmd import MAX_COMPARE_SLICES
+    from hw.bcr import MAX_SLICES
+
+    assert MAX_COMPARE_SLICES == MAX_SLICES

@@ -244,3 +244,24 @@ def test_layer_folder_json_is_relative(bundle, pattern_cmp, tmp_path):
     write_layer(cmp, work, work)
     data = json.loads((work / "compare.json").read_text())
     assert all(Path(work / f["verilog"]).is_file() for f in data["fpga"])
+
+
+def test_bcr_conv_on_slices(tmp_path):
+    """A BCR conv's engine on 2 slices (6 filters: two block rows of 4): the im2col products
+    on the sliced engine, its multipliers both slices' lanes."""
+    from hw.bcr import bcr_cycles
+    from ir.bcr import encode_bcr
+
+    layer = _conv_layer("c", BCR(block=(4, 8)), (6, 3, 3, 3), (2, 2), (0, 0), seed=8)
+    cmp = compare_conv_layer(layer, image=(5, 5), lanes=4, maps=1, slices=2,
+                             fmax={"dense": 40.0, "sparse": 30.0}, mobile_cache=tmp_path)
+    assert cmp.ok, "\n".join(format_comparison(cmp))
+    bcr, dense = cmp.fpga
+    assert (bcr.slices, bcr.multipliers, dense.slices, dense.multipliers) == (2, 8, None, 4)
+    qw = np.where(layer.tensors["mask"] != 0, layer.tensors["qweight"], 0).reshape(6, -1)
+    enc = encode_bcr(qw.astype(np.int64), (4, 8), qw != 0)
+    assert bcr.cycles_each == (4 * bcr_cycles(enc, 4, 2),)         # 2x2 output positions
+    params = conv_engine_params(layer, "bcr", 4, (5, 5), 2)
+    assert params["slices"] == 2
+    assert "BCR engine (2 slices x 4 lanes) (8 multipliers): RTL == golden" in "\n".join(
+        format_comparison(cmp))
