@@ -6,7 +6,7 @@ gate matrices ``W_ih`` and ``W_hh`` pruned apart, as :mod:`pruning` prunes an RN
 random 8-bit layer goes through :func:`codesign.compare.compare_rnn_layer`:
 
 * FPGA: the cell engine with dense gates and, for BCR layers, with BCR gates (``--lanes``
-  lanes; one BCR-gated engine per cell and size, its memories sized for the densest of
+  lanes, on ``--slices`` slices of that many lanes each; one BCR-gated engine per cell and size, its memories sized for the densest of
   ``--keeps``, runs every density, as one built engine would), run in RTL (Verilator) for ``--steps`` steps, every ``h`` and
   the final ``c`` checked against ``ir.golden`` and the cycles against the cycle model; the same
   Verilog synthesised and placed on ``--device`` (Yosys + nextpnr, seeds 1..``--seeds``, Fmax
@@ -23,8 +23,8 @@ clock at which the fastest ARM kernel takes the fastest FPGA engine's time (an A
 it is faster). The ARM side is a model, so no phone milliseconds are claimed.
 
 Usage: ``python bench/fpga_mobile.py [--quick] [--cells lstm,gru] [--sizes 64,128]
-[--block 16x16] [--keeps 8x8,8x4] [--lanes 8] [--device ecp5-85k] [--seeds 1] [--steps 4]
-[--fmax DENSE,BCR]``
+[--block 16x16] [--keeps 8x8,8x4] [--lanes 8] [--slices 1] [--device ecp5-85k] [--seeds 1]
+[--steps 4] [--fmax DENSE,BCR]``
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from codesign.compare import (  # noqa: E402
     comparison_frame,
     format_comparison,
 )
-from codesign.compare_cmd import parse_fmax  # noqa: E402
+from codesign.compare_cmd import MAX_COMPARE_SLICES, parse_fmax  # noqa: E402
 from codesign.options import MAX_LANES, SEED_ARG, int_arg, list_arg, names_arg  # noqa: E402
 from ir import BCR, Dense, Layer, QuantSpec  # noqa: E402
 from mobile.cost import MCA_MODELS  # noqa: E402
@@ -228,6 +228,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--keeps", type=list_arg(pair_arg), default=[(8, 8), (8, 4)],
                     help="kept rows x columns per block, one BCR layer each")
     ap.add_argument("--lanes", type=int_arg(4, MAX_LANES), default=8)
+    ap.add_argument("--slices", type=int_arg(1, MAX_COMPARE_SLICES), default=1,
+                    help="slices of the BCR gate engine, each with --lanes lanes")
     ap.add_argument("--device", choices=DEVICES, default="ecp5-85k")
     ap.add_argument("--seeds", type=int_arg(1, 20), default=1,
                     help="nextpnr placement seeds 1..N per engine (Fmax: their median)")
@@ -262,7 +264,7 @@ def main(argv: list[str]) -> int:
                                      args.seed) for kept in [None, *keeps]]
                 # one BCR-gated engine per cell and size, its memories sized for the densest
                 # layer, runs every density (as a built engine would): one placement
-                needs = [bcr_memory_needs(lay, args.lanes) for lay in layers[1:]]
+                needs = [bcr_memory_needs(lay, args.lanes, args.slices) for lay in layers[1:]]
                 memory = tuple(max(n[k] for n in needs) for k in (0, 1)) if needs else None
                 for layer in layers:
                     print(f"{layer.name}:", flush=True)
@@ -270,7 +272,7 @@ def main(argv: list[str]) -> int:
                                             seed=args.seed, synth=placer, fmax=args.fmax,
                                             device=None if args.fmax else args.device,
                                             mobile_cache=ROOT / ".mobile_cache",
-                                            bcr_memory=memory,
+                                            bcr_memory=memory, slices=args.slices,
                                             echo=lambda s: print(s, flush=True))
                     for line in format_comparison(cmp):
                         print("  " + line, flush=True)
@@ -280,8 +282,9 @@ def main(argv: list[str]) -> int:
                     write_csv(pd.concat(rows, ignore_index=True), RESULTS / "fpga_mobile.csv")
                     write_csv(pd.DataFrame(summary), RESULTS / "fpga_mobile_summary.csv")
     sdf = pd.DataFrame(summary)
-    where = (f"FPGA: {args.lanes} lanes on the {args.device}" + (" (given Fmax)" if args.fmax
-                                                                  else "")
+    sliced = "" if args.slices == 1 else f" (BCR gates: {args.slices} slices of {args.lanes})"
+    where = (f"FPGA: {args.lanes} lanes{sliced} on the {args.device}"
+             + (" (given Fmax)" if args.fmax else "")
              + "; ARM: aarch64 int8 kernels, cycles per step from llvm-mca, Neoverse-N1 .. "
                "Cortex-A57")
     print(f"\n{where}; block {args.block[0]}x{args.block[1]}, {args.steps} steps, "

@@ -54,6 +54,8 @@ def test_tiny_run_prints_the_table_and_saves_csv(monkeypatch, tmp_path, capsys):
     (["--block", "8"], "must look like 16x32"),
     (["--fmax", "0"], "must be DENSE or DENSE,SPARSE"),
     (["--sizes", "4", "--fmax", "40"], "a 16x16 block does not fit the gate matrices of size 4"),
+    (["--slices", "17"], "--slices"),
+    (["--slices", "0"], "--slices"),
 ])
 def test_option_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -84,6 +86,7 @@ def test_each_layer_is_saved_as_it_is_measured(monkeypatch, tmp_path):
 
     def second_fails(layer, **kw):
         calls.append(layer.name)
+        assert kw["slices"] == 2 and kw["bcr_memory"] is not None
         if len(calls) == 2:
             raise KeyboardInterrupt
         return real(layer, **kw)
@@ -91,6 +94,6 @@ def test_each_layer_is_saved_as_it_is_measured(monkeypatch, tmp_path):
     monkeypatch.setattr(fm, "compare_rnn_layer", second_fails)
     with pytest.raises(KeyboardInterrupt):
         fm.main(["--cells", "gru", "--sizes", "8", "--block", "8x8", "--keeps", "4x4",
-                 "--lanes", "4", "--steps", "2", "--fmax", "40,25"])
+                 "--lanes", "4", "--slices", "2", "--steps", "2", "--fmax", "40,25"])
     s = pd.read_csv(tmp_path / "fpga_mobile_summary.csv")
     assert list(s.density) == [1.0] and len(pd.read_csv(tmp_path / "fpga_mobile.csv")) == 2
