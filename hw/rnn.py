@@ -77,17 +77,18 @@ ports of the BCR output memory. Hence :func:`rnn_bcr_cycles`:
 the BCR engine's ``meta``, ``col_index``, ``row_index`` and ``values`` (:func:`hw.bcr.pack_bcr`
 of the stacked matrix; runtime input ``blocks``) instead of ``weights``.
 
-With ``slices=S`` (BCR gates only) the gate engine is a sliced :class:`hw.bcr.BCRMatVec`:
-``S`` pipelines of ``P`` lanes each over disjoint contiguous ranges of block rows of the stacked
-matrix (:func:`hw.bcr.bcr_partition`), so a pruned layer whose blocks keep fewer rows than
-``P`` per block still gains from more multipliers. The four weight memories are banked as the
-BCR engine's are (slice ``s``'s word ``i`` at ``s << bank_bits | i``, images
-``pack_bcr(matrix, P, S).bank(s)``; ``max_blocks`` and ``max_value_words`` per slice) and the
-per-slice block counts come in as the runtime input ``slice_blocks``, latched at ``start``
-with ``blocks``. The copy and element-wise stages write ``x`` and ``h'`` through the BCR
-engine's one activation port, which writes every slice's copy. The step takes
-``bcr_cycles(S, P, slices) + 2`` gate cycles (the slowest slice), and :func:`rnn_bcr_cycles`
-takes ``slices``. With ``S == 1`` the Verilog is the same as without the option.
+With ``slices`` (BCR gates only; default 1) the gate engine is a sliced
+:class:`hw.bcr.BCRMatVec`: ``slices`` pipelines of ``P`` lanes each over disjoint contiguous
+ranges of block rows of the stacked matrix (:func:`hw.bcr.bcr_partition`), so the gate product
+keeps getting faster where more lanes gain nothing (``P`` at the kept rows of a block). The four
+weight memories are banked as the BCR engine's are (slice ``s``'s word ``i`` at
+``s << bank_bits | i``, images ``pack_bcr(S, P, slices).bank(s)``; ``max_blocks`` and
+``max_value_words`` per slice) and the per-slice block counts come in as the runtime input
+``slice_blocks``, latched at ``start`` with ``blocks``. The copy and element-wise stages write
+``x`` and ``h'`` through the BCR engine's one activation port, which writes every slice's copy.
+A step takes ``bcr_cycles(S, P, slices) + 2`` gate cycles (the slowest slice's items), and
+:func:`rnn_bcr_cycles` takes ``slices``. With one slice the Verilog is the same as without the
+option.
 
 Lint
 ----
