@@ -9,8 +9,9 @@ Verilator. Printed and saved to ``bench/results/engines.csv``: RTL cycles, the
 cycle models (which must equal them), outputs checked against ``ir.golden.linear``, speedup over
 dense, the fraction of the ideal ``1 / (1 - r)`` it reaches, the dense engine's utilisation
 (MACs / lanes / cycles) and simulated cycles per second. ``--slices S`` runs the BCR rows on
-``S`` slices of ``lanes`` lanes each (:class:`hw.bcr.BCRMatVec` ``slices``): ``S`` times the
-multipliers of the dense engine they are compared with, so their speedup can pass the ideal.
+``S`` slices of ``lanes`` lanes each (:class:`hw.bcr.BCRMatVec` ``slices``), and the rnn
+rows' BCR gates likewise: ``S`` times the multipliers of the dense engine they are compared
+with, so their speedup can pass the ideal.
 
 Two more groups of rows, on the same lanes and bits:
 
@@ -76,8 +77,9 @@ INDEX_BITS = 4
 
 
 def rnn_rows(rng, lanes: int, bits: int, block: tuple[int, int], simulator: str, size: int,
-             steps: int = 2) -> list[dict]:
-    """LSTM (input = hidden = ``size``) on dense gates vs BCR gates at each of :data:`RATIOS`."""
+             steps: int = 2, slices: int = 1) -> list[dict]:
+    """LSTM (input = hidden = ``size``) on dense gates vs BCR gates (``slices`` slices of
+    ``lanes`` lanes) at each of :data:`RATIOS`."""
     from hw.rnn import bcr_gate_matrix, lstm_cycles, rnn_bcr_cycles
     from ir.golden import RNNQuantConfig
     from sim.rnn import LSTMJob, bcr_pruned, random_job, rnn_mismatches, run_lstm_batch
@@ -93,9 +95,9 @@ def rnn_rows(rng, lanes: int, bits: int, block: tuple[int, int], simulator: str,
         jobs.append(bcr_pruned(rng, base, block, 0, 0, bits=bits, exact=(nr, nc)))
         metas.append((r, f"{nr}x{nc}"))
     bruns = run_lstm_batch([LSTMJob(*j) for j in jobs], cfg, lanes, simulator, size, size,
-                           steps, gates="bcr", block=block)
+                           steps, gates="bcr", block=block, slices=slices)
     bad = {k for k, _, _ in rnn_mismatches("lstm", jobs, bruns, cfg, lanes, gates="bcr",
-                                           block=block)}
+                                           block=block, slices=slices)}
     rows = []
     gate_rows, gate_cols = 4 * size, 2 * size
     for k, ((r, kept), job, run) in enumerate(zip(metas, jobs, bruns, strict=True)):
@@ -105,9 +107,10 @@ def rnn_rows(rng, lanes: int, bits: int, block: tuple[int, int], simulator: str,
         rows.append({
             "layer": f"lstm_h{size} x{steps} steps", "rows": gate_rows, "cols": gate_cols,
             "lanes": lanes, "bits": bits, "engine": "lstm_bcr_gates",
-            "block": f"{block[0]}x{block[1]}", "kept_per_block": kept, "target_sparsity": r,
+            "block": f"{block[0]}x{block[1]}", "slices": slices, "kept_per_block": kept,
+            "target_sparsity": r,
             "sparsity": round(1 - density, 4), "rtl_cycles": run.cycles,
-            "model_cycles": rnn_bcr_cycles(matrix, size, size, steps, lanes),
+            "model_cycles": rnn_bcr_cycles(matrix, size, size, steps, lanes, slices),
             "cycles_match": k not in bad, "outputs_match": k not in bad,
             "dense_cycles": drun.cycles, "dense_model": lstm_cycles(size, size, steps, lanes_d),
             "dense_outputs_match": d_ok, "dense_lanes": lanes_d,
@@ -149,7 +152,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--block", type=block_arg, default="16x16", help="BCR block RxC")
     ap.add_argument("--slices", type=int_arg(1, MAX_SLICES), default=1,
                     help="BCR engine slices (pipelines of --lanes lanes each) for the matvec "
-                         "rows")
+                         "and rnn rows")
     ap.add_argument("--simulator", default="verilator", choices=("verilator", "icarus"))
     ap.add_argument("--seed", type=SEED_ARG, default=0)
     ap.add_argument("--groups", type=names_arg(("matvec", "pattern", "rnn")),
@@ -232,7 +235,8 @@ def main(argv: list[str]) -> int:
     if "pattern" in args.groups:
         rows_out += pattern_rows(lanes, bits, args.seed, args.simulator, args.quick)
     if "rnn" in args.groups:
-        rows_out += rnn_rows(rng, lanes, bits, block, args.simulator, 32 if args.quick else 256)
+        rows_out += rnn_rows(rng, lanes, bits, block, args.simulator, 32 if args.quick else 256,
+                             slices=args.slices)
     df = pd.DataFrame(rows_out)
     df["simulator"] = args.simulator
     RESULTS.mkdir(parents=True, exist_ok=True)
