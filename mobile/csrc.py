@@ -11,7 +11,9 @@ lanes ``2q`` and ``2q+1``), ``vi_halves2`` sums bytes 0..7 and 8..15, ``vi_hsum`
 So a 16-byte vector may hold 4 rows of 4 weights or 2 rows of 8 (the BCR kernels' packed
 narrow blocks), against a replicated input vector (``vb_rep4``, ``vb_rep8``, or a table
 lookup ``vb_gather16``), with the same sums on every backend; ``mk_add4`` adds 4 such sums
-to 4 consecutive int32 outputs.
+to 4 consecutive int32 outputs. ``vi_dotlane`` (NEON: ``sdot`` by element) multiplies 4 rows
+of 4 weights by one group of 4 inputs, row ``q`` into quarter ``q``: such row sums need no
+reduction (``vi_set4`` starts them at a bias, ``vi_quarters`` stores them).
 
 Kernel ABI (every generated ``kernel.c`` defines these, non-static)::
 
@@ -88,6 +90,18 @@ static inline void vi_halves2(int32_t *out, vi a, vi b) { vst1q_s32(out, vpaddq_
 static inline void mk_add4(int32_t *y, const int32_t *s) {
     vst1q_s32(y, vaddq_s32(vld1q_s32(y), vld1q_s32(s)));
 }
+/* acc + w[0..15] * bytes 4g..4g+3 of x: 4 rows of 4 weights against one group of 4 inputs,
+   row q into quarter q (sdot by element). A macro: the group g (0..3) is an immediate. */
+#if defined(__ARM_FEATURE_DOTPROD)
+#define vi_dotlane(acc, w, x, g) vdotq_laneq_s32((acc), vld1q_s8(w), (x), (g))
+#else
+#define vi_dotlane(acc, w, x, g) \
+    vi_dotx((acc), (w), vreinterpretq_s8_s32(vdupq_laneq_s32(vreinterpretq_s32_s8(x), (g))))
+#endif
+/* a + b, wrapping (quarter q of the result: quarter q of a plus quarter q of b). */
+static inline vi vi_add(vi a, vi b) { return vaddq_s32(a, b); }
+/* A vi whose quarter q holds p[q] (q < 4). */
+static inline vi vi_set4(const int32_t *p) { return vld1q_s32(p); }
 /* t[idx[k]] for k < 16 (every idx[k] < 16): one table lookup. */
 static inline vb vb_gather16(const int8_t *t, const uint8_t *idx) {
     return vqtbl1q_s8(vld1q_s8(t), vld1q_u8(idx));
@@ -196,6 +210,17 @@ static inline void mk_add4(int32_t *y, const int32_t *s) {
     memcpy(&a, y, 16); memcpy(&b, s, 16);
     a += b;
     memcpy(y, &a, 16);
+}
+static inline vi vi_dotlane(vi acc, const int8_t *w, vb x, int g) {
+    vb b;
+    for (int k = 0; k < 16; k++) b[k] = x[4 * g + (k & 3)];
+    return vi_dotx(acc, w, b);
+}
+typedef uint32_t mk_v8u __attribute__((vector_size(32)));
+static inline vi vi_add(vi a, vi b) { return (vi)((mk_v8u)a + (mk_v8u)b); }
+static inline vi vi_set4(const int32_t *p) {
+    vi v = {p[0], 0, p[1], 0, p[2], 0, p[3], 0};
+    return v;
 }
 static inline vb vb_rep4(const int8_t *p) {
     vb v;
