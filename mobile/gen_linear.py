@@ -14,11 +14,25 @@ them into a whole kernel. The LSTM/GRU steps reuse the same functions.
   a small buffer, dense kept-rows x kept-columns product vectorised over the columns (rows in
   groups of 4), scatter-add into ``y``. Sub-block rows are padded with zero weights to the
   vector width and the gather list with a valid column, so every loop runs whole vectors.
-  int8 blocks keeping at most 16 columns are packed instead: kept columns padded to 4, 8 or 16,
-  ``16 // width`` rows to a 16-byte vector against the inputs repeated as often (one table
-  lookup gathers them when blocks are at most 16 wide); in whole block rows at most 16 high
-  every row of the block row is computed, its sums kept in registers across its blocks and
-  added to ``y`` once (no scatter), elsewhere the kept rows are scatter-added 4 at a time.
+  int8 blocks keeping at most 16 columns are packed instead, kept columns padded to 4, 8 or
+  16. Their inputs come as one 16-byte vector per block: loaded from ``x`` when every block of
+  a width keeps that many consecutive columns, else one table lookup (blocks at most 16 wide)
+  or byte loads. In whole block rows at most 16 high (a multiple of 4) the blocks of all three
+  widths run one loop over block rows whose row sums stay in registers, 4 rows to a vector
+  (row ``k`` in lane ``k``: ``sdot`` by element, one 4-row x 4-column weight vector against
+  one group of 4 inputs, no reduction) across all the block row's blocks, and reach ``y`` once:
+  either every row of the block row (the sums start at the bias and are stored, ``y`` needs
+  no initialisation there) or, by the rule below, the rows that some block of the block row
+  keeps, compacted (scatter-added 4 at a time). Elsewhere (the edge block row, other heights)
+  each block's kept rows are scatter-added 4 at a time, ``16 // width`` rows to a vector.
+
+  Compaction rule (per layer, from counts): ``nq`` groups of 4 rows hold the kept rows of
+  the block row keeping the most; compact when ``nq < height / 4`` and the vector steps
+  saved, ``(height / 4 - nq) x sum over blocks of width / 4``, are at least 2 per row of the
+  full block rows (llvm-mca: pays from 2 on, loses at 1). Blocks that keep random rows leave
+  every row kept by some block (no compaction, half the products of density 0.5 are zeros);
+  rows pruned per block row (every block of it keeping the same rows) make a dense kept-rows
+  x kept-columns panel.
 """
 
 from __future__ import annotations
@@ -250,24 +264,41 @@ def _general_loop(sw: SourceWriter, p: str, blocks: list[tuple], dtype: str, row
             "        }\n    }\n")
 
 
+def _contiguous(blocks: list[tuple], width: int) -> bool:
+    """Whether every block of ``blocks`` keeps exactly ``width`` consecutive columns (its
+    inputs then load straight from ``x``, no gather)."""
+    return all(len(ca) == width and ca[-1] - ca[0] == width - 1 for _, _, _, ca, _ in blocks)
+
+
+def _uses_table(blocks: list[tuple], width: int, bc: int) -> bool:
+    """Whether :func:`_packed_gather` looks ``blocks`` up in the copied input table."""
+    return bool(blocks) and bc <= 16 and not _contiguous(blocks, width)
+
+
 def _packed_gather(sw: SourceWriter, p: str, blocks: list[tuple], width: int, bc: int,
-                   cols: int, table: str, indent: str = " " * 8) -> str:
-    """C statements declaring ``xv``: block ``blk``'s kept inputs (padded to ``width``) repeated
-    ``16 // width`` times. Blocks at most 16 columns wide (``bc``) look them up in the 16 inputs
-    from the block's first column (``table``: ``x`` copied into a buffer with 16 spare bytes);
-    wider ones load them one by one. Each line starts with ``indent``."""
+                   cols: int, table: str, indent: str = " " * 8, var: str = "blk") -> str:
+    """C statements declaring ``xv``: block ``var``'s kept inputs (padded to ``width``) repeated
+    ``16 // width`` times. Blocks keeping ``width`` consecutive columns (all of ``blocks``, see
+    :func:`_contiguous`) load them from ``x``; blocks at most 16 columns wide (``bc``) look
+    them up in the 16 inputs from the block's first column (``table``: ``x`` copied into a
+    buffer with 16 spare bytes); wider ones load them one by one. Each line starts with
+    ``indent``."""
     reps = 16 // width
     padded = [_pad_block(ra, ca, sub, len(ra), width, np.int8)[1] for _, _, ra, ca, sub in blocks]
+    load = {16: "vb_load", 8: "vb_rep8", 4: "vb_rep4"}[width]
+    if _contiguous(blocks, width):
+        sw.const(f"{p}_base", [c[0] for c in padded], index_ctype(cols))
+        return f"{indent}const vb xv = {load}(x + {p}_base[{var}]);\n"
     if bc <= 16:
         base = [bcol * bc for _, bcol, *_ in blocks]
         idx = [np.tile(c - b, reps) for c, b in zip(padded, base, strict=True)]
         sw.const(f"{p}_base", base, index_ctype(cols))
         sw.const(f"{p}_idx", _cat(idx, np.uint8), np.uint8)
-        return (f"{indent}const vb xv = vb_gather16({table} + {p}_base[blk], "
-                f"{p}_idx + 16 * blk);\n")
+        return (f"{indent}const vb xv = vb_gather16({table} + {p}_base[{var}], "
+                f"{p}_idx + 16 * {var});\n")
     sw.const(f"{p}_cols", _cat(padded, np.int64), index_ctype(cols))
     return (f"{indent}int8_t g[{width}];\n"
-            f"{indent}for (int q = 0; q < {width}; q++) g[q] = x[{p}_cols[{width} * blk + q]];\n"
+            f"{indent}for (int q = 0; q < {width}; q++) g[q] = x[{p}_cols[{width} * {var} + q]];\n"
             f"{indent}const vb xv = {'vb_load' if width == 16 else f'vb_rep{width}'}(g);\n")
 
 
@@ -305,60 +336,136 @@ def _packed_loop(sw: SourceWriter, p: str, blocks: list[tuple], width: int, bc: 
             "        }\n    }\n")
 
 
-def _block_row_loop(sw: SourceWriter, p: str, blocks: list[tuple], width: int,
-                    block: tuple[int, int], cols: int, table: str) -> str:
-    """C statements: the int8 blocks of padded width ``width`` (4, 8 or 16) in whole block rows
-    of height ``block[0]`` (a multiple of 4, at most 16), every row of the block row computed.
+#: :func:`_lane_rows` compacts rows when that saves at least this many ``vi_dotlane`` steps per
+#: row of the full block rows (llvm-mca, 16x16 blocks: 256 x 256 layers gain 6-40% from 3 on,
+#: 256 x 64 ones 4-7% at 2 and lose 7-25% at 1: the scatter-add and ``y`` set to the bias).
+COMPACT_STEPS_PER_ROW = 2
 
-    Each block stores all ``br`` rows (the rows it does not keep as zero weights), row-major,
-    ``16 // width`` rows to a vector; the ``br * width / 16`` accumulators of a block row stay
-    in registers across its blocks and are added to ``y`` once, ``br`` consecutive rows: no
-    per-row scatter, at the price of multiplying the zero rows.
+
+def _lane_rows(classes: dict[int, list[tuple]], br: int, nfull: int
+               ) -> tuple[list[np.ndarray], bool]:
+    """Rows computed for each of the ``nfull`` full block rows of height ``br`` by
+    :func:`_lane_rows_loop` (``classes``: padded width -> blocks), and whether they are
+    compacted.
+
+    The rule: ``nq`` groups of 4 rows are enough for the block row keeping the most rows (the
+    union over its blocks). When ``nq < br / 4`` and dropping the other ``br / 4 - nq`` groups
+    saves at least :data:`COMPACT_STEPS_PER_ROW` steps (``width / 4`` per group and block) per
+    row of the full block rows, every block row computes its kept rows only, in order, padded
+    with its first row (zero weights) to ``4 * nq``. Otherwise every row of the block row.
     """
-    br = block[0]
-    nacc = br * width // 16
-    starts, counts, vals = [], [], []
-    for r, _, ra, ca, sub in blocks:
-        padded = np.zeros((br, width), dtype=np.int8)
-        padded[np.ix_(ra - r * br, np.arange(len(ca)))] = sub
-        vals.append(padded.reshape(-1))
-        if not starts or starts[-1] != r * br:
-            starts.append(r * br)
-            counts.append(0)
-        counts[-1] += 1
-    sw.const(f"{p}_row0", starts, np.int32)
-    sw.const(f"{p}_nblk", counts, np.int32)
-    sw.const(f"{p}_val", _cat(vals, np.int8), np.int8)
-    reduce, per = {4: ("vi_quarters", 1), 8: ("vi_halves2", 2), 16: ("vi_hsum4", 4)}[width]
-    sums = "".join(f"        {reduce}(s + {4 * q}, "
-                   + ", ".join(f"a{per * q + k}" for k in range(per)) + ");\n"
-                   for q in range(br // 4))
+    union = [set() for _ in range(nfull)]
+    for group in classes.values():
+        for r, _, ra, _, _ in group:
+            union[r].update(int(i) for i in ra)
+    nq = max(-(-len(u) // 4) for u in union)
+    steps = sum(len(group) * (wd // 4) for wd, group in classes.items())
+    if (br // 4 - nq) * steps < COMPACT_STEPS_PER_ROW * nfull * br:
+        return [np.arange(r * br, (r + 1) * br) for r in range(nfull)], False
+    out = []
+    for r, u in enumerate(union):
+        kept = sorted(u) or [r * br]
+        out.append(np.array(kept + [kept[0]] * (4 * nq - len(kept))))
+    return out, True
+
+
+def _lane_weights(blk: tuple, width: int, rows: np.ndarray) -> np.ndarray:
+    """A block's weights for :func:`_lane_rows_loop`: for each group ``i`` of 4 of ``rows`` and
+    each group ``g`` of 4 kept columns (padded to ``width``), one 16-byte vector, row ``k``'s 4
+    weights at bytes ``4k .. 4k+3`` (zeros for rows the block does not keep); ``i``-major."""
+    _, _, ra, ca, sub = blk
+    at = {}
+    for k, r in enumerate(rows):  # padding repeats a row: its first place holds the weights
+        at.setdefault(int(r), k)
+    padded = np.zeros((len(rows), width), dtype=np.int8)
+    padded[[at[int(r)] for r in ra], :len(ca)] = sub
+    nq, ng = len(rows) // 4, width // 4
+    return padded.reshape(nq, 4, ng, 4).transpose(0, 2, 1, 3).reshape(-1)
+
+
+def _lane_rows_loop(sw: SourceWriter, p: str, classes: dict[int, list[tuple]],
+                    block: tuple[int, int], nfull: int, cols: int, table: str, bias: str
+                    ) -> tuple[str, bool]:
+    """C statements: the int8 blocks of the ``nfull`` full block rows (height ``block[0]``, a
+    multiple of 4 up to 16), ``classes`` mapping a padded width (4, 8, 16) to its blocks.
+
+    Each block row keeps its row sums in registers, 4 rows to a ``vi`` (row ``k`` in quarter
+    ``k``), across all its blocks, and writes ``y`` once. A block multiplies each group of 4 of
+    those rows by each group of 4 of its kept inputs with one ``vi_dotlane`` (groups 0-1 and 2-3
+    into two accumulator sets: shorter dependency chains); its input vector ``xv`` is
+    loaded or gathered once (:func:`_packed_gather`). Rows as :func:`_lane_rows`: every row of
+    the block row (the sums start at the bias, the C array ``bias``, and are stored: ``y``
+    needs no initialisation there), or compacted (the sums are added to ``y`` at their row
+    indices, 4 at a time).
+
+    Returns ``(code, compacted)``.
+    """
+    br, bc = block
+    rowsets, compact = _lane_rows(classes, br, nfull)
+    nq = len(rowsets[0]) // 4
+    two = any(wd > 4 for wd, group in classes.items() if group)
+    vals, loops, counters = [], [], []
+    for wd, group in classes.items():
+        if not group:
+            continue
+        group = sorted(group, key=lambda b: (b[0], b[1]))
+        ng = wd // 4
+        k = f"k{wd}"
+        counters.append(k)
+        counts = np.bincount([b[0] for b in group], minlength=nfull)
+        sw.const(f"{p}_n{wd}", counts, np.int32)
+        dots = "".join(
+            f"            {'a' if g < max(1, ng // 2) else 'c'}{i} = vi_dotlane("
+            f"{'a' if g < max(1, ng // 2) else 'c'}{i}, v + {16 * (ng * i + g)}, xv, {g});\n"
+            for i in range(nq) for g in range(ng))
+        loops.append(f"        for (const long e = {k} + {p}_n{wd}[rb]; {k} < e; "
+                     f"{k}++, v += {16 * nq * ng}) {{\n"
+                     + _packed_gather(sw, f"{p}_w{wd}", group, wd, bc, cols, table, " " * 12, k)
+                     + dots + "        }\n")
+        vals += [(b[0], wd, _lane_weights(b, wd, rowsets[b[0]])) for b in group]
+    # the weight stream in execution order: block row by block row, each class in turn
+    order = {wd: n for n, wd in enumerate(classes)}
+    vals.sort(key=lambda t: (t[0], order[t[1]]))
+    sw.const(f"{p}_val", _cat([v for *_, v in vals], np.int8), np.int8)
+    if compact:
+        idt = index_ctype(nfull * br)
+        sw.const(f"{p}_rows", np.concatenate(rowsets), idt)
+        init = "".join(f"        vi a{i} = vi_zero();\n" for i in range(nq))
+    else:
+        init = "".join(f"        vi a{i} = vi_set4({bias} + {br} * rb + {4 * i});\n"
+                       for i in range(nq))
+    if two:
+        init += "".join(f"        vi c{i} = vi_zero();\n" for i in range(nq))
+    total = [f"vi_add(a{i}, c{i})" if two else f"a{i}" for i in range(nq)]
+    if compact:
+        store = "".join(
+            "        {\n            int32_t s[4];\n"
+            f"            vi_quarters(s, {total[i]});\n"
+            f"            const {CTYPES[idt]} *r = {p}_rows + {4 * nq} * rb + {4 * i};\n"
+            + "".join(f"            y[r[{q}]] = mk_wrap_add(y[r[{q}]], s[{q}]);\n"
+                      for q in range(4)) + "        }\n" for i in range(nq))
+    else:
+        store = "".join(f"        vi_quarters(y + {br} * rb + {4 * i}, {total[i]});\n"
+                        for i in range(nq))
     return ("    {\n"
             f"    const int8_t *v = {p}_val;\n"
-            "    long blk = 0;\n"
-            f"    for (int g = 0; g < {len(starts)}; g++) {{\n"
-            + "".join(f"        vi a{k} = vi_zero();\n" for k in range(nacc)) +
-            f"        for (const long e = blk + {p}_nblk[g]; blk < e; blk++, v += {br * width}) "
-            "{\n"
-            + _packed_gather(sw, p, blocks, width, block[1], cols, table, " " * 12)
-            + "".join(f"            a{k} = vi_dotx(a{k}, v + {16 * k}, xv);\n"
-                      for k in range(nacc)) +
-            "        }\n"
-            f"        int32_t s[{br}];\n" + sums +
-            f"        int32_t *yr = y + {p}_row0[g];\n"
-            + "".join(f"        mk_add4(yr + {4 * q}, s + {4 * q});\n" for q in range(br // 4)) +
-            "    }\n    }\n")
+            f"    long {' = 0, '.join(counters)} = 0;\n"
+            f"    for (int rb = 0; rb < {nfull}; rb++) {{\n"
+            + init + "".join(loops) + store +
+            "    }\n    }\n"), compact
 
 
 def _emit_bcr(sw: SourceWriter, p: str, w: np.ndarray, m: np.ndarray, b: np.ndarray,
               dtype: str, block: tuple[int, int]) -> str:
-    """BCR ``y = W x + b``: ``y`` set to the bias, then one loop per class of blocks.
+    """BCR ``y = W x + b``: one loop per class of blocks, ``y`` set to the bias first where no
+    loop stores it.
 
-    int8 blocks whose kept columns pad to 4, 8 or 16 (:func:`padded_width`) run packed loops:
-    :func:`_block_row_loop` for the blocks of whole block rows when the block height is a
-    multiple of 4 up to 16, :func:`_packed_loop` (kept rows scatter-added) for the others. The
-    wider ones, and every fp32 block, run the general loop. Block order does not matter: int8
-    sums wrap (associative), and an fp32 kernel has one class.
+    int8 blocks whose kept columns pad to 4, 8 or 16 (:func:`padded_width`) run packed: when
+    the block height is a multiple of 4 up to 16, those of the full block rows run one
+    :func:`_lane_rows_loop` (first: it stores the bias plus its sums unless it compacts rows),
+    the others (the edge block row) :func:`_packed_loop` (kept rows scatter-added). The wider
+    ones, and every fp32 block, run the general loop. Block order does not matter: int8 sums
+    wrap (associative), and an fp32 kernel has one class.
     """
     rows, cols = w.shape
     tin, tacc, _, bdt = _types(dtype)
@@ -366,23 +473,30 @@ def _emit_bcr(sw: SourceWriter, p: str, w: np.ndarray, m: np.ndarray, b: np.ndar
     blocks = list(encode_bcr(w, block, m).blocks())
     widths = [padded_width(len(ca), dtype) for _, _, _, ca, _ in blocks]
     packed = {wd: [blk for blk, x in zip(blocks, widths, strict=True) if x == wd]
-              for wd in (PACKED_WIDTHS if dtype == "int8" else ())}
+              for wd in (PACKED_WIDTHS[::-1] if dtype == "int8" else ())}
     rest = [blk for blk, x in zip(blocks, widths, strict=True) if x not in packed]
-    decl, body = "", f"    for (int r = 0; r < {rows}; r++) y[r] = {p}_b[r];\n"
+    whole = block[0] <= 16 and block[0] % 4 == 0  # full block rows run _lane_rows_loop
+    full = rows // block[0] if whole else 0        # block rows of full height
+    lanes = {wd: [blk for blk in group if blk[0] < full] for wd, group in packed.items()}
+    scatter = {wd: [blk for blk in group if blk[0] >= full] for wd, group in packed.items()}
+    decl, body, init0 = "", "", 0
     table = "x"
-    if block[1] <= 16 and any(packed.values()):
+    if any(_uses_table(g, wd, block[1]) for c in (lanes, scatter) for wd, g in c.items()):
         table = f"{p}_xt"
         decl += f"static int8_t {table}[{_round_up(cols + 16, 64)}] __attribute__((aligned(64)));\n"
         body += f"    memcpy({table}, x, {cols});\n"
-    whole = block[0] <= 16 and block[0] % 4 == 0  # block rows kept whole (_block_row_loop)
-    full = rows // block[0]                          # block rows of full height
-    for wd, group in packed.items():
-        dense = [blk for blk in group if whole and blk[0] < full]
-        if dense:
-            body += _block_row_loop(sw, f"{p}_d{wd}", dense, wd, block, cols, table)
-        scatter = [blk for blk in group if not (whole and blk[0] < full)]
-        if scatter:
-            body += _packed_loop(sw, f"{p}_n{wd}", scatter, wd, block[1], rows, cols, table)
+    if any(lanes.values()):
+        code, compact = _lane_rows_loop(sw, f"{p}_l", lanes, block, full, cols, table,
+                                        f"{p}_b")
+        init0 = 0 if compact else full * block[0]
+    else:
+        code = ""
+    if init0 < rows:
+        body += f"    for (int r = {init0}; r < {rows}; r++) y[r] = {p}_b[r];\n"
+    body += code
+    for wd, group in scatter.items():
+        if group:
+            body += _packed_loop(sw, f"{p}_n{wd}", group, wd, block[1], rows, cols, table)
     if rest:
         decl += (f"static {tin} {p}_xs[{_round_up(block[1], vw)}] "
                  "__attribute__((aligned(64)));\n")

@@ -77,24 +77,112 @@ def test_narrow_blocks_run_packed():
     w, m = _mixed(rng, (37, 140), (16, 16))
     enc = encode_bcr(w, (16, 16), m)
     src = generate("bcr", weight=w, mask=m, dtype="int8", block=(16, 16))
+    lane = 0
     for width in (4, 8, 16):
         blocks = [(r, len(ra)) for r, _, ra, ca, _ in enc.blocks()
                   if padded_width(len(ca), "int8") == width]
-        # whole block rows: all 16 rows of a block, ``width`` weights each (4, 8: not 16)
+        # full block rows (0, 1): all 16 rows of the block row, 16 x width weights a block
         whole = sum(r < 2 for r, _ in blocks)
         # the edge block row (rows 32..36): kept rows padded to 4, scatter-added
         edge = sum(-(-n // 4) * 4 for r, n in blocks if r == 2)
         assert whole and edge
-        assert len(src.data[f"mv_d{width}_val.bin"]) == whole * 16 * width
+        lane += whole * 16 * width
         assert len(src.data[f"mv_n{width}_val.bin"]) == edge * width
+    # one row-lane loop for the three widths: 4 row groups x (4 + 2 + 1) column groups
+    assert len(src.data["mv_l_val.bin"]) == lane
+    assert src.code.count("vi_dotlane(") == 4 * 7 and "mv_l_rows.bin" not in src.data
+    assert "vi_quarters(y + 16 * rb + 12, vi_add(a3, c3));" in src.code
+    # y set to the bias on the edge rows only (the loop stores the full block rows)
+    assert "for (int r = 32; r < 37; r++) y[r] = mv_b[r];" in src.code
+    # the former block-row mode (16 row accumulators reduced per block row) is gone
+    assert not any(f"{f}(s + 12, a" in src.code for f in ("vi_quarters", "vi_halves2", "vi_hsum4"))
     assert all(f"{f}(s, vi_dotx" in src.code for f in ("vi_quarters", "vi_halves2", "vi_hsum4"))
-    assert all(f"{f}(s + 12, a" in src.code for f in ("vi_quarters", "vi_halves2", "vi_hsum4"))
     assert "vb_gather16(" in src.code
     wide = generate("bcr", weight=w, mask=m, dtype="int8", block=(8, 40))
     assert "vb_gather16(" not in wide.code and "vb_rep4(" in wide.code and "vb_load(g)" in wide.code
     # fp32 keeps one loop over all blocks (vector width 4: nothing to pack)
     w32 = generate("bcr", weight=w.astype(np.float32), mask=m, block=(16, 16))
-    assert "vi_dotx" not in w32.code and "mv_n4_val.bin" not in w32.data
+    assert "vi_dotx" not in w32.code and "vi_dotlane" not in w32.code
+    assert "mv_n4_val.bin" not in w32.data and "mv_l_val.bin" not in w32.data
+
+
+def _rowwise(rng, shape, block, rows_kept, cols_kept, contiguous=False):
+    """Integer weights and a BCR mask whose block row ``i`` keeps ``rows_kept[i % len]`` rows
+    in every block (the same rows: pruned per block row; 0: an empty block row) and block
+    ``j`` of it ``cols_kept[j % len]`` columns (``contiguous``: the first ones), clipped to
+    edge blocks."""
+    (rows, cols), (br, bc) = shape, block
+    m = np.zeros(shape, bool)
+    for i, r0 in enumerate(range(0, rows, br)):
+        h = min(br, rows - r0)
+        rr = r0 + rng.choice(h, min(rows_kept[i % len(rows_kept)], h), replace=False)
+        for j, c0 in enumerate(range(0, cols, bc)):
+            wd = min(bc, cols - c0)
+            n = min(cols_kept[j % len(cols_kept)], wd)
+            cc = c0 + (np.arange(n) if contiguous else rng.choice(wd, n, replace=False))
+            m[np.ix_(rr, cc)] = True
+    return np.where(m, rng.integers(-128, 128, shape), 0), m
+
+
+#: (shape, block, kept rows per block row, kept columns per block, contiguous, compacted):
+#: the row-lane loop's layouts, with edge blocks and (but the last) an edge block row.
+LANE_CASES = [
+    # rows pruned per block row, mixed widths, an empty block row: compacted to 2 row groups
+    ((70, 150), (16, 16), [8, 5, 0, 7], [16, 12, 7, 3, 9], False, True),
+    # every block keeps 16 consecutive columns: x loaded, no gather, no table copy
+    ((50, 96), (16, 16), [16, 9, 13], [16], True, False),
+    # 12-high blocks, 3 of 12 rows: compacted to 1 row group; 8 and 4 consecutive columns
+    ((40, 310), (12, 20), [3, 2], [8, 4], True, True),
+    # few blocks a block row: compacting 12 of 16 rows saves 1 step a row, below the rule;
+    # no edge block row: the loop stores every row
+    ((64, 40), (16, 16), [12], [16, 8], False, False),
+]
+
+
+def _lane_requests(seed=23):
+    rng = np.random.default_rng(seed)
+    out = []
+    for shape, block, rk, ck, contiguous, _ in LANE_CASES:
+        w, m = _rowwise(rng, shape, block, rk, ck, contiguous)
+        out.append(("bcr", dict(weight=w, mask=m, bias=rng.integers(-2**31, 2**31, shape[0]),
+                                dtype="int8", block=block)))
+    return out
+
+
+def test_lane_rows_layouts():
+    for (_, p), (shape, block, rk, _, contiguous, compacted) in zip(
+            _lane_requests(), LANE_CASES, strict=True):
+        src = generate("bcr", **p)
+        br, full = block[0], shape[0] // block[0]
+        assert ("mv_l_rows.bin" in src.data) == compacted, shape
+        # compacted: the row groups of the block row keeping the most rows
+        nq = -(-max(rk[i % len(rk)] for i in range(full)) // 4) if compacted else br // 4
+        enc = encode_bcr(p["weight"], block, p["mask"])
+        lane = sum(4 * nq * padded_width(len(ca), "int8")
+                   for r, _, _, ca, _ in enc.blocks() if r < full)
+        assert len(src.data["mv_l_val.bin"]) == lane, shape
+        if compacted:
+            assert len(src.data["mv_l_rows.bin"]) == full * 4 * nq  # uint8 row indices
+            assert f"for (int r = 0; r < {shape[0]}; r++) y[r] = mv_b[r];" in src.code
+        elif full * br < shape[0]:
+            assert f"for (int r = {full * br}; r < {shape[0]}; r++) y[r]" in src.code
+        else:  # every row stored by the loop: y is never set to the bias alone
+            assert "y[r] = mv_b[r]" not in src.code
+        assert ("vb_gather16(mv_xt + mv_l_w" in src.code) != contiguous
+        if contiguous:  # no table copy of x; every width loads its inputs from x
+            assert "mv_xt" not in src.code
+            loads = {16: "vb_load", 8: "vb_rep8", 4: "vb_rep4"}
+            for wd in {padded_width(len(ca), "int8") for r, _, _, ca, _ in enc.blocks()
+                       if r < full}:
+                assert f"{loads[wd]}(x + mv_l_w{wd}_base[k{wd}])" in src.code, (shape, wd)
+
+
+@pytest.mark.parametrize("target", ["host", "aarch64"])
+def test_lane_rows_match_golden(target):
+    requests = _lane_requests()
+    for (_, p), k in zip(requests, build_kernels(requests, target, CACHE), strict=True):
+        r = check_kernel(k, seed=9, vectors=3)
+        assert r.ok, (p["weight"].shape, r.message)
 
 
 @pytest.mark.parametrize("target", ["host", "aarch64"])
@@ -120,7 +208,7 @@ PORTABLE = {
 def test_portable_backends_match_golden(backend, monkeypatch, tmp_path):
     target, cc = PORTABLE[backend]
     monkeypatch.setitem(mbuild._FLAGS, target, (cc, mbuild._FLAGS[target][1]))
-    requests = _requests()[:1] + _requests()[-1:]
+    requests = _requests()[:1] + _requests()[-1:] + _lane_requests()[:3]
     for (_, p), k in zip(requests, build_kernels(requests, target, tmp_path), strict=True):
         r = check_kernel(k, seed=6, vectors=2)
         assert r.ok, (backend, p["block"], r.message)
@@ -141,4 +229,22 @@ def test_rnn_steps_with_mixed_bcr_blocks(cell, target):
                      bias_hh=rng.integers(-3000, 3000, g * hid),
                      config=RNNQuantConfig.from_scales(0.004, 1 / 64))
     r = check_kernel(k, seed=8, vectors=3)
+    assert r.ok, r.message
+
+
+@pytest.mark.parametrize("target", ["host", "aarch64"])
+def test_rnn_step_with_compacted_rows(target):
+    rng = np.random.default_rng(29)
+    hid = 40  # 160 x 40 gates: 10 full block rows of 3 blocks, rows pruned per block row
+    w_ih, m_ih = _rowwise(rng, (4 * hid, 90), (16, 16), [4, 3, 0], [16, 6])
+    w_hh, m_hh = _rowwise(rng, (4 * hid, hid), (16, 16), [9], [16], contiguous=True)
+    kw = dict(dtype="int8", matvec="bcr", block=(16, 16), weight_ih=np.clip(w_ih, -127, 127),
+              weight_hh=np.clip(w_hh, -127, 127), mask_ih=m_ih, mask_hh=m_hh,
+              bias_ih=rng.integers(-3000, 3000, 4 * hid),
+              bias_hh=rng.integers(-3000, 3000, 4 * hid),
+              config=RNNQuantConfig.from_scales(0.004, 1 / 64))
+    src = generate("lstm", **kw)
+    assert "ih_l_rows.bin" in src.data and "hh_l_rows.bin" not in src.data
+    k = build_kernel("lstm", target=target, cache_dir=CACHE, **kw)
+    r = check_kernel(k, seed=4, vectors=3)
     assert r.ok, r.message
