@@ -16,8 +16,9 @@ them into a whole kernel. The LSTM/GRU steps reuse the same functions.
   vector width and the gather list with a valid column, so every loop runs whole vectors.
   int8 blocks keeping at most 16 columns are packed instead, kept columns padded to 4, 8 or
   16. Their inputs come as one 16-byte vector per block: loaded from ``x`` when every block of
-  a width keeps that many consecutive columns, else one table lookup (blocks at most 16 wide)
-  or byte loads. In whole block rows at most 16 high (a multiple of 4) the blocks of all three
+  a width keeps that many consecutive columns (at a pointer stepping by the block width when
+  they are the first blocks of each block row, in order, each from its first column), else
+  one table lookup (blocks at most 16 wide) or byte loads. In whole block rows at most 16 high (a multiple of 4) the blocks of all three
   widths run one loop over block rows whose row sums stay in registers, 4 rows to a vector
   (row ``k`` in lane ``k``: ``sdot`` by element, one 4-row x 4-column weight vector against
   one group of 4 inputs, no reduction) across all the block row's blocks, and reach ``y`` once:
@@ -270,6 +271,20 @@ def _contiguous(blocks: list[tuple], width: int) -> bool:
     return all(len(ca) == width and ca[-1] - ca[0] == width - 1 for _, _, _, ca, _ in blocks)
 
 
+def _in_order(blocks: list[tuple], width: int, bc: int) -> bool:
+    """Whether the blocks of each block row in ``blocks`` are its column blocks 0, 1, 2 ...
+    each keeping the ``width`` columns from its first (inputs at a pointer stepping by
+    ``bc``, no base array)."""
+    seen: dict[int, int] = {}
+    for r, c, _, ca, _ in sorted(blocks, key=lambda b: (b[0], b[1])):
+        first = c * bc
+        if c != seen.get(r, 0) or len(ca) != width or ca[0] != first \
+                or ca[-1] != first + width - 1:
+            return False
+        seen[r] = c + 1
+    return True
+
+
 def _uses_table(blocks: list[tuple], width: int, bc: int) -> bool:
     """Whether :func:`_packed_gather` looks ``blocks`` up in the copied input table."""
     return bool(blocks) and bc <= 16 and not _contiguous(blocks, width)
@@ -393,7 +408,8 @@ def _lane_rows_loop(sw: SourceWriter, p: str, classes: dict[int, list[tuple]],
     ``k``), across all its blocks, and writes ``y`` once. A block multiplies each group of 4 of
     those rows by each group of 4 of its kept inputs with one ``vi_dotlane`` (groups 0-1 and 2-3
     into two accumulator sets: shorter dependency chains); its input vector ``xv`` is
-    loaded or gathered once (:func:`_packed_gather`). Rows as :func:`_lane_rows`: every row of
+    loaded or gathered once (:func:`_packed_gather`), or loaded at a pointer stepping from
+    block to block (:func:`_in_order`). Rows as :func:`_lane_rows`: every row of
     the block row (the sums start at the bias, the C array ``bias``, and are stored: ``y``
     needs no initialisation there), or compacted (the sums are added to ``y`` at their row
     indices, 4 at a time).
@@ -418,10 +434,15 @@ def _lane_rows_loop(sw: SourceWriter, p: str, classes: dict[int, list[tuple]],
             f"            {'a' if g < max(1, ng // 2) else 'c'}{i} = vi_dotlane("
             f"{'a' if g < max(1, ng // 2) else 'c'}{i}, v + {16 * (ng * i + g)}, xv, {g});\n"
             for i in range(nq) for g in range(ng))
-        loops.append(f"        for (const long e = {k} + {p}_n{wd}[rb]; {k} < e; "
-                     f"{k}++, v += {16 * nq * ng}) {{\n"
-                     + _packed_gather(sw, f"{p}_w{wd}", group, wd, bc, cols, table, " " * 12, k)
-                     + dots + "        }\n")
+        if _in_order(group, wd, bc):
+            load = {16: "vb_load", 8: "vb_rep8", 4: "vb_rep4"}[wd]
+            step, gather = f", xp{wd} += {bc}", f"            const vb xv = {load}(xp{wd});\n"
+            head = f"        const int8_t *xp{wd} = x;\n"
+        else:
+            step, head = "", ""
+            gather = _packed_gather(sw, f"{p}_w{wd}", group, wd, bc, cols, table, " " * 12, k)
+        loops.append(head + f"        for (const long e = {k} + {p}_n{wd}[rb]; {k} < e; "
+                     f"{k}++, v += {16 * nq * ng}{step}) {{\n" + gather + dots + "        }\n")
         vals += [(b[0], wd, _lane_weights(b, wd, rowsets[b[0]])) for b in group]
     # the weight stream in execution order: block row by block row, each class in turn
     order = {wd: n for n, wd in enumerate(classes)}

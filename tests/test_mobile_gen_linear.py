@@ -174,7 +174,14 @@ def test_lane_rows_layouts():
             loads = {16: "vb_load", 8: "vb_rep8", 4: "vb_rep4"}
             for wd in {padded_width(len(ca), "int8") for r, _, _, ca, _ in enc.blocks()
                        if r < full}:
-                assert f"{loads[wd]}(x + mv_l_w{wd}_base[k{wd}])" in src.code, (shape, wd)
+                # at a pointer when the blocks are the first of each block row in order
+                assert (f"{loads[wd]}(x + mv_l_w{wd}_base[k{wd}])" in src.code) != (
+                    f"{loads[wd]}(xp{wd})" in src.code), (shape, wd)
+    stepped = [generate("bcr", **p).code for _, p in _lane_requests()]
+    assert "vb_load(xp16)" in stepped[1] and "xp16 += 16" in stepped[1]
+    assert "mv_l_w16_base" not in stepped[1]
+    # blocks of width 8 and 4 alternate along a block row: not in order, base arrays
+    assert "vb_rep8(x + mv_l_w8_base[k8])" in stepped[2] and "xp" not in stepped[2]
 
 
 @pytest.mark.parametrize("target", ["host", "aarch64"])
