@@ -35,7 +35,7 @@ from pathlib import Path
 
 import click
 
-from codesign.options import LANES, OUT_DIR, SEED
+from codesign.options import LANES, MAX_SLICES, OUT_DIR, SEED, SLICES
 
 __all__ = ["compare", "parse_fmax", "layer_folder_problem", "write_layer", "count_problem",
            "slices_problem", "MARKER"]
@@ -48,9 +48,10 @@ MAX_COMPARE_VECTORS = 64
 #: position is one im2col product in RTL on the matrix engines).
 MAX_COMPARE_MAPS = 16
 MAX_COMPARE_IMAGE_SIDE = 64
-#: Most slices of a BCR engine: :data:`hw.bcr.MAX_SLICES` (not imported, so that the command
-#: line starts without amaranth; a test checks they agree).
-MAX_COMPARE_SLICES = 16
+#: Most slices of a BCR engine: :data:`codesign.options.MAX_SLICES`, which mirrors
+#: :data:`hw.bcr.MAX_SLICES` (not imported, so that the command line starts without amaranth;
+#: a test checks they agree).
+MAX_COMPARE_SLICES = MAX_SLICES
 
 
 def _user_error(message: str) -> Exception:
@@ -247,7 +248,7 @@ def layer_images(bundle, names: list[str], image: tuple[int, int] | None
               show_default=True, help="The FPGA part the engines are placed on.")
 @click.option("--lanes", type=LANES, default=8, show_default=True,
               help="Engine lanes (lstm/gru: a multiple of 4).")
-@click.option("--slices", type=click.IntRange(1, MAX_COMPARE_SLICES), default=1, show_default=True,
+@click.option("--slices", type=SLICES, default=1, show_default=True,
               help="BCR engines (BCR-pruned layers): pipelines of --lanes lanes each over "
                    "disjoint block rows.")
 @click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=4, show_default=True,

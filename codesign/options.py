@@ -27,6 +27,7 @@ __all__ = ["OutDir", "OUT_DIR", "fmax_pair_arg", "FiniteFloatRange", "folder_pro
            "int_arg",
            "float_arg", "list_arg", "names_arg",
            "block_arg", "whole_number", "positive_pair", "SEED", "MAX_SEED", "LANES", "MAX_LANES", "MAX_VECTORS",
+           "SLICES", "MAX_SLICES",
            "SEED_ARG", "LEARNING_RATE", "MAX_LR", "LR_ARG", "parse_quick"]
 
 
@@ -127,6 +128,14 @@ MAX_LANES = 64
 
 #: The ``--lanes`` option type: an integer from 1 to MAX_LANES.
 LANES = click.IntRange(1, MAX_LANES)
+
+#: Most slices (pipelines of ``--lanes`` lanes) of a BCR engine in every command:
+#: :data:`hw.bcr.MAX_SLICES`, not imported, so that the command line starts without amaranth
+#: (a test checks they agree).
+MAX_SLICES = 16
+
+#: The ``--slices`` option type: an integer from 1 to MAX_SLICES.
+SLICES = click.IntRange(1, MAX_SLICES)
 
 #: Most random input vectors (or images, or sequence steps) one ``simulate`` runs.
 MAX_VECTORS = 4096

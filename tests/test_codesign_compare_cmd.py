@@ -281,7 +281,8 @@ def test_slices_for_a_bcr_layer(capsys, bundle, tmp_path):
 
 
 def test_max_slices_is_the_bcr_engines():
+    from codesign import options
     from codesign.compare_cmd import MAX_COMPARE_SLICES
     from hw.bcr import MAX_SLICES
 
-    assert MAX_COMPARE_SLICES == MAX_SLICES
+    assert MAX_COMPARE_SLICES == options.MAX_SLICES == MAX_SLICES
