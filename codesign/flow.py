@@ -32,7 +32,8 @@ def emit_engine(engine: str, rows: int, cols: int, lanes: int, weight_bits: int,
                 name: str, out: Path, block: tuple[int, int] = (8, 16),
                 index_bits: int = 4, library_size: int = 8, image: int = 32,
                 steps: int = 16, weight_scale: float = 2.0 ** -6, gates: str = "dense",
-                act_scale: float | None = None, kept: int = 4) -> tuple[Path, Path]:
+                act_scale: float | None = None, kept: int = 4, slices: int = 1
+                ) -> tuple[Path, Path]:
     """Emit a matrix-vector engine sized for ``rows x cols``; return the (.v, .json) paths.
 
     ``engine`` is one of :data:`ENGINES`; ``block`` is the BCR block size, ``index_bits`` the
@@ -42,9 +43,16 @@ def emit_engine(engine: str, rows: int, cols: int, lanes: int, weight_bits: int,
     and input sizes, ``steps`` the longest sequence, ``gates`` the gate-product engine
     (``"dense"`` or ``"bcr"`` with ``block``), and the fixed-point format (sigmoid/tanh ROMs,
     gate requantization) is :func:`rnn_config` of ``weight_scale`` and ``act_scale``.
+    ``slices`` (``bcr``, and ``lstm``/``gru`` with BCR gates) builds the BCR engine with that
+    many pipelines of ``lanes`` lanes each over disjoint block rows (:class:`hw.bcr.BCRMatVec`),
+    recorded in the sidecar when more than 1; ``ValueError`` (:func:`slices_problem`) for
+    another engine.
     """
     from hw.emit import emit_verilog
 
+    problem = slices_problem(engine, gates, slices)
+    if problem is not None:
+        raise ValueError(problem)
     params = {"engine": engine, "rows": rows, "cols": cols, "lanes": lanes,
               "weight_bits": weight_bits, "act_bits": act_bits}
     if engine == "dense":
@@ -56,7 +64,7 @@ def emit_engine(engine: str, rows: int, cols: int, lanes: int, weight_bits: int,
         from hw.bcr import BCRMatVec
 
         component = BCRMatVec(lanes, block=block, weight_bits=weight_bits, act_bits=act_bits,
-                              max_rows=rows, max_cols=cols)
+                              max_rows=rows, max_cols=cols, slices=slices)
         params["block"] = list(block)
     elif engine == "unstructured":
         from hw.unstructured import UnstructuredMatVec
@@ -75,7 +83,8 @@ def emit_engine(engine: str, rows: int, cols: int, lanes: int, weight_bits: int,
         from hw.rnn import RNNEngine
 
         config = rnn_config(weight_scale, weight_bits, act_bits, act_scale)
-        extra = {"gates": "bcr", "block": block} if gates == "bcr" else {"gates": gates}
+        extra = ({"gates": "bcr", "block": block, "slices": slices} if gates == "bcr"
+                 else {"gates": gates})
         component = RNNEngine(config, cell=engine, lanes=lanes, max_input=cols,
                               max_hidden=rows, max_steps=steps, **extra)
         params.update(hidden_size=rows, input_size=cols, steps=steps, weight_scale=weight_scale,
@@ -85,8 +94,24 @@ def emit_engine(engine: str, rows: int, cols: int, lanes: int, weight_bits: int,
             params["block"] = list(block)
     else:
         raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
+    if slices > 1:
+        params["slices"] = slices
     v, j = emit_verilog(component, name, out, params)
     return Path(v), Path(j)
+
+
+def slices_problem(engine: str, gates: str, slices: int) -> str | None:
+    """Why ``slices`` cannot be given to ``engine`` (for ``lstm``/``gru``, ``gates`` is the
+    gate engine, ``"dense"`` or ``"bcr"``), or None: only the BCR engine, alone or as the gates
+    of an RNN engine, is split into slices. The message names the command-line options."""
+    if (slices == 1 or engine not in ENGINES or engine == "bcr"
+            or (engine in ("lstm", "gru") and gates == "bcr")):
+        return None
+    if engine in ("lstm", "gru"):
+        return (f"--slices splits the BCR engine into pipelines; the {engine} engine with "
+                f"{gates} gates has none (give --gates bcr, or a BCR-pruned --layer)")
+    return (f"--slices splits the BCR engine into pipelines; --engine {engine} has none "
+            "(give it to --engine bcr, or to lstm/gru with BCR gates)")
 
 
 def rnn_config(weight_scale: float, weight_bits: int, act_bits: int,
@@ -130,7 +155,7 @@ def check_rnn_layer(layer, engine: str) -> None:
 
 def simulate_rnn_layer(layer, engine: str, gates: str = "auto", lanes: int = 8,
                        act_bits: int = 8, simulator: str = "verilator", steps: int = 8,
-                       seed: int = 0) -> dict[str, Any]:
+                       seed: int = 0, slices: int = 1) -> dict[str, Any]:
     """Run a bundle's lstm/gru layer over a random sequence on the RNN engine's RTL.
 
     The engine is sized by the layer (input and hidden sizes, weight bits and scale, the BCR
@@ -139,7 +164,10 @@ def simulate_rnn_layer(layer, engine: str, gates: str = "auto", lanes: int = 8,
     accumulator scale. Returns the :func:`simulate_layer` keys (``rows``/``cols`` are the hidden
     and input sizes, ``vectors`` the steps) plus ``gates``; ``outputs_match`` compares every
     step's ``h`` (and the final ``c``) with ``ir.golden.lstm_step``/``gru_step`` iterated,
-    ``dense_cycles`` is the dense-gated engine's cycle model on the same lanes.
+    ``dense_cycles`` is the dense-gated engine's cycle model on the same lanes. BCR gates run
+    on ``slices`` slices of ``lanes`` lanes each (``model_cycles``:
+    :func:`hw.rnn.rnn_bcr_cycles` on as many); ``ValueError`` for ``slices`` > 1 with dense
+    gates.
     """
     from hw.rnn import bcr_gate_matrix, lstm_cycles, rnn_bcr_cycles
     from sim.rnn import (
@@ -153,6 +181,9 @@ def simulate_rnn_layer(layer, engine: str, gates: str = "auto", lanes: int = 8,
 
     check_rnn_layer(layer, engine)
     gates = rnn_layer_gates(layer, gates)
+    problem = slices_problem(engine, gates, slices)
+    if problem is not None:
+        raise ValueError(problem)
     isz, hsz = layer.shape.input_size, layer.shape.hidden_size
     bits, sw = layer.quant.bits, layer.quant.scale
     try:
@@ -173,7 +204,7 @@ def simulate_rnn_layer(layer, engine: str, gates: str = "auto", lanes: int = 8,
     kw: dict[str, Any] = {"gates": gates}
     masks: tuple = ()
     if gates == "bcr":
-        kw["block"] = tuple(layer.scheme.block)
+        kw.update(block=tuple(layer.scheme.block), slices=slices)
         masks = (t["mask_ih"], t["mask_hh"])
     if engine == "lstm":
         job = LSTMJob(x, h0, h0, w_ih, w_hh, *biases, *masks)
@@ -187,12 +218,12 @@ def simulate_rnn_layer(layer, engine: str, gates: str = "auto", lanes: int = 8,
         match = np.array_equal(run.h_seq, want_hs)
     if gates == "bcr":
         matrix = bcr_gate_matrix(engine, w_ih, w_hh, kw["block"], *masks)
-        model = rnn_bcr_cycles(matrix, isz, hsz, steps, lanes)
+        model = rnn_bcr_cycles(matrix, isz, hsz, steps, lanes, slices)
     else:
         model = lstm_cycles(isz, hsz, steps, lanes)
     return {"layer": layer.name, "engine": engine, "gates": gates, "rows": hsz, "cols": isz,
-            "lanes": lanes, "weight_bits": bits, "act_bits": act_bits, "simulator": simulator,
-            "vectors": steps, "outputs_match": bool(match), "cycles": [int(run.cycles)],
+            "lanes": lanes, "slices": slices, "weight_bits": bits, "act_bits": act_bits,
+            "simulator": simulator, "vectors": steps, "outputs_match": bool(match), "cycles": [int(run.cycles)],
             "model_cycles": [int(model)],
             "dense_cycles": int(lstm_cycles(isz, hsz, steps, lanes))}
 
@@ -273,8 +304,8 @@ def simulate_pattern_layer(layer, lanes: int = 8, act_bits: int = 8,
 
 
 def simulate_layer(layer, engine: str, lanes: int = 8, act_bits: int = 8,
-                   simulator: str = "verilator", vectors: int = 4, seed: int = 0
-                   ) -> dict[str, Any]:
+                   simulator: str = "verilator", vectors: int = 4, seed: int = 0,
+                   slices: int = 1) -> dict[str, Any]:
     """Run a bundle layer's matrix-vector product on an engine's RTL and check it.
 
     The layer's integer 2-D weight view (for conv2d: one output position per vector, i.e. the
@@ -284,16 +315,23 @@ def simulate_layer(layer, engine: str, lanes: int = 8, act_bits: int = 8,
     lanes, ``dense_cycles`` (the unstructured engine's cycles depend on which activations are
     zero, so ``model_cycles`` is a list, one per vector, for every engine). ``lstm``/``gru``
     run :func:`simulate_rnn_layer` with ``vectors`` steps (gates chosen by the layer's scheme).
+    The BCR engine (and BCR gates) run on ``slices`` slices of ``lanes`` lanes each, its
+    ``model_cycles`` :func:`hw.bcr.bcr_cycles` on as many; the dict records ``slices`` (1 on
+    the dense and unstructured engines, which have none: ``ValueError`` for more, see
+    :func:`slices_problem`). ``dense_cycles`` stays one dense engine of ``lanes`` lanes.
     """
     from hw.dense import dense_cycles
     from ir.golden import linear
 
+    if engine in ("lstm", "gru"):
+        return simulate_rnn_layer(layer, engine, lanes=lanes, act_bits=act_bits,
+                                  simulator=simulator, steps=vectors, seed=seed, slices=slices)
+    problem = slices_problem(engine, "dense", slices)
+    if problem is not None:
+        raise ValueError(problem)
     if engine == "pattern":
         return simulate_pattern_layer(layer, lanes, act_bits, simulator, seed=seed,
                                       vectors=vectors)
-    if engine in ("lstm", "gru"):
-        return simulate_rnn_layer(layer, engine, lanes=lanes, act_bits=act_bits,
-                                  simulator=simulator, steps=vectors, seed=seed)
     qw, mask = layer_matrix(layer)
     rows, cols = qw.shape
     bits = layer.quant.bits
@@ -314,8 +352,9 @@ def simulate_layer(layer, engine: str, lanes: int = 8, act_bits: int = 8,
             raise ValueError(f"layer {layer.name!r} has scheme {layer.scheme.kind!r}; the bcr "
                              "engine runs layers pruned with the bcr scheme")
         block = tuple(layer.scheme.block)
-        outputs, cycles = run_bcr(qw, mask, block, xs, lanes, bits, act_bits, simulator)
-        model = [bcr_cycles(encode_bcr(qw, block, mask=mask), lanes)] * vectors
+        outputs, cycles = run_bcr(qw, mask, block, xs, lanes, bits, act_bits, simulator,
+                                  slices=slices)
+        model = [bcr_cycles(encode_bcr(qw, block, mask=mask), lanes, slices)] * vectors
     elif engine == "unstructured":
         from hw.unstructured import unstructured_cycles
         from ir.csr import encode_csc_lanes
@@ -329,7 +368,7 @@ def simulate_layer(layer, engine: str, lanes: int = 8, act_bits: int = 8,
         raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
     golden = linear(qw, xs)
     return {"layer": layer.name, "engine": engine, "rows": rows, "cols": cols, "lanes": lanes,
-            "weight_bits": bits, "act_bits": act_bits, "simulator": simulator,
+            "slices": slices, "weight_bits": bits, "act_bits": act_bits, "simulator": simulator,
             "vectors": vectors, "outputs_match": bool(np.array_equal(outputs, golden)),
             "cycles": [int(c) for c in cycles], "model_cycles": [int(m) for m in model],
             "dense_cycles": int(dense_cycles(rows, cols, lanes))}

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+
+import pytest
 
 from codesign.cli import main
 from ir import Bundle
@@ -72,5 +75,47 @@ def test_simulate_rnn_layer_gru_icarus():
     for gates in ("auto", "dense"):
         r = simulate_rnn_layer(layer, "gru", gates, lanes=4, simulator="icarus", steps=3)
         assert r["outputs_match"] and r["cycles"] == r["model_cycles"]
-        assert r["gates"] == ("bcr" if gates == "auto" else "dense")
+        assert r["gates"] == ("bcr" if gates == "auto" else "dense") and r["slices"] == 1
+        if gates == "auto":
+            one = r["cycles"][0]
     assert r["cycles"] == [r["dense_cycles"]]
+    # two slices of the BCR gates: the gate matrix (16 x 12 in 4x4 blocks) has 4 block rows
+    from hw.rnn import bcr_gate_matrix, rnn_bcr_cycles
+
+    r = simulate_rnn_layer(layer, "gru", lanes=4, simulator="icarus", steps=3, slices=2)
+    assert r["outputs_match"] and r["slices"] == 2 and r["gates"] == "bcr"
+    matrix = bcr_gate_matrix("gru", tensors["qweight_ih"], tensors["qweight_hh"], (4, 4),
+                             tensors["mask_ih"], tensors["mask_hh"])
+    assert r["cycles"] == r["model_cycles"] == [rnn_bcr_cycles(matrix, 6, 4, 3, 4, 2)]
+    assert r["cycles"][0] < one
+    with pytest.raises(ValueError, match="^--slices splits the BCR engine into pipelines; the "
+                                         "gru engine with dense gates has none"):
+        simulate_rnn_layer(layer, "gru", "dense", lanes=4, simulator="icarus", slices=2)
+
+
+def test_emit_engine_slices(tmp_path):
+    """slices=1 emits what emit_engine emitted before it had slices (no slices in the sidecar,
+    no slice_blocks port); slices=2 a different module, recorded in the sidecar."""
+    from codesign.flow import emit_engine, simulate_layer
+
+    def emit(engine, folder, **kw):
+        v, j = emit_engine(engine, 24, 20, 4, 8, 8, engine, tmp_path / folder, steps=4,
+                           block=(4, 4) if engine != "bcr" else (8, 16), **kw)
+        return v.read_text(), json.loads(j.read_text())["parameters"]
+
+    for engine, kw in (("bcr", {}), ("lstm", {"gates": "bcr"})):
+        default, one, two = (emit(engine, folder, **kw, **extra) for folder, extra in (
+            ("default", {}), ("one", {"slices": 1}), ("two", {"slices": 2})))
+        assert one == default and "slices" not in one[1] and "slice_blocks" not in one[0]
+        assert two[1] == {**one[1], "slices": 2} and "slice_blocks" in two[0]
+    for engine, gates, text in (
+            ("dense", "dense", "--engine dense has none (give it to --engine bcr, or to "
+                               "lstm/gru with BCR gates)"),
+            ("gru", "dense", "the gru engine with dense gates has none (give --gates bcr, or a "
+                             "BCR-pruned --layer)")):
+        with pytest.raises(ValueError, match=re.escape(
+                f"--slices splits the BCR engine into pipelines; {text}")):
+            emit_engine(engine, 8, 8, 4, 8, 8, "x", tmp_path / "no", gates=gates, slices=2)
+    with pytest.raises(ValueError, match="--engine unstructured has none"):
+        simulate_layer(None, "unstructured", slices=3)        # refused before the layer is read
+    assert not (tmp_path / "no").exists()
