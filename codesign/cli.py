@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from codesign import __version__
-from codesign.options import LANES, MAX_VECTORS, OUT_DIR, SEED, positive_pair
+from codesign.options import LANES, MAX_VECTORS, OUT_DIR, SEED, SLICES, positive_pair
 from pruning.errors import TrainingDiverged
 
 EXAMPLES = """
@@ -100,6 +100,11 @@ _GATES_OPTION = click.option(
     "--gates", type=click.Choice(["auto", "dense", "bcr"]), default="auto", show_default=True,
     help="lstm/gru: the gate-product engine; auto = bcr for a BCR-pruned --layer, else dense.")
 
+_SLICES_OPTION = click.option(
+    "--slices", type=SLICES, default=1, show_default=True,
+    help="bcr, and lstm/gru with BCR gates: BCR pipelines of --lanes lanes each over disjoint "
+         "block rows.")
+
 
 @cli.command()
 @click.option("--engine", type=click.Choice(["dense", "bcr", "unstructured", "pattern", "lstm",
@@ -109,6 +114,7 @@ _GATES_OPTION = click.option(
 @click.option("--bundle", type=click.Path(path_type=Path), help="Size the engine from a layer.")
 @click.option("--layer", help="Layer name in --bundle.")
 @click.option("--lanes", type=LANES, default=8, show_default=True)
+@_SLICES_OPTION
 @click.option("--weight-bits", type=click.IntRange(2, 16), help="Default 8, or the layer's bits.")
 @click.option("--act-bits", type=click.IntRange(2, 16), default=8, show_default=True)
 @click.option("--block", help="BCR block size RxC (default 8x16, or the layer's block).")
@@ -124,9 +130,9 @@ _GATES_OPTION = click.option(
 @click.option("--name", help="Verilog module name (default: the engine's, or engine_layer).")
 @click.option("--out", type=OUT_DIR, required=True, help="Output folder.")
 def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None,
-            layer: str | None, lanes: int, weight_bits: int | None, act_bits: int,
-            block: str | None, index_bits: int, image: int, gates: str, steps: int,
-            name: str | None, out: Path) -> None:
+            layer: str | None, lanes: int, slices: int, weight_bits: int | None,
+            act_bits: int, block: str | None, index_bits: int, image: int, gates: str,
+            steps: int, name: str | None, out: Path) -> None:
     """Emit an engine as Verilog plus its JSON sidecar (parameters, ports, memory map)."""
     from codesign.flow import emit_engine, layer_matrix
 
@@ -193,7 +199,7 @@ def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None
         v, j = emit_engine(engine, rows, cols, lanes, weight_bits or 8, act_bits,
                            name or f"{engine}_{'cell' if rnn else 'matvec'}", out,
                            block=blk or (8, 16), index_bits=index_bits or 4, image=image,
-                           steps=steps, gates=gates, **scales, **pattern)
+                           steps=steps, gates=gates, slices=slices, **scales, **pattern)
     except (TypeError, ValueError) as exc:
         raise UserError(f"layer {layer!r}: its {exc}" if layer is not None and str(exc)
                         .startswith("weight scale ") else str(exc)) from None
@@ -211,6 +217,7 @@ def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None
 @click.option("--steps", type=click.IntRange(1, MAX_VECTORS), default=8, show_default=True,
               help="lstm/gru: sequence length.")
 @click.option("--lanes", type=LANES, default=8, show_default=True)
+@_SLICES_OPTION
 @click.option("--act-bits", type=click.IntRange(2, 16), default=8, show_default=True)
 @click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator",
               show_default=True)
@@ -218,12 +225,15 @@ def verilog(engine: str, rows: int | None, cols: int | None, bundle: Path | None
               help="Random input vectors (pattern: input images).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 def simulate(bundle: Path, layer: str, engine: str, gates: str, steps: int, lanes: int,
-             act_bits: int, simulator: str, vectors: int, seed: int) -> None:
+             slices: int, act_bits: int, simulator: str, vectors: int, seed: int) -> None:
     """Run a layer on its engine's RTL; exit 1 if outputs or cycles disagree with the models.
 
     lstm/gru: a random sequence of --steps inputs from a zero state, every step's hidden state
     checked against the golden model; the gate products run on the BCR engine for a BCR-pruned
     layer (or as --gates says), and the cycles are compared with the dense-gated engine's.
+
+    --slices N builds the BCR engine (bcr, or BCR gates) as N pipelines of --lanes lanes; the
+    dense engine it is compared with keeps --lanes lanes.
     """
     from codesign.flow import simulate_layer, simulate_rnn_layer
 
@@ -234,30 +244,33 @@ def simulate(bundle: Path, layer: str, engine: str, gates: str, steps: int, lane
     try:
         if rnn:
             r = simulate_rnn_layer(lay, engine, gates, lanes=lanes, act_bits=act_bits,
-                                   simulator=simulator, steps=steps, seed=seed)
+                                   simulator=simulator, steps=steps, seed=seed, slices=slices)
         else:
             r = simulate_layer(lay, engine, lanes=lanes, act_bits=act_bits,
-                               simulator=simulator, vectors=vectors, seed=seed)
+                               simulator=simulator, vectors=vectors, seed=seed, slices=slices)
     except (TypeError, ValueError) as exc:
         raise UserError(str(exc)) from None
     cycles_match = r["cycles"] == r["model_cycles"]
+    width = f"{lanes} lanes" if slices == 1 else f"{slices} slices x {lanes} lanes"
     if rnn:
         click.echo(f"layer {r['layer']} ({engine}, input {r['cols']}, hidden {r['rows']}) on "
-                   f"the {engine} engine with {r['gates']} gates, {lanes} lanes, "
+                   f"the {engine} engine with {r['gates']} gates, {width}, "
                    f"{r['weight_bits']}x{act_bits}-bit, {simulator}, {steps} steps")
-        dense_what = "dense-gated engine"
+        dense_what, bcr_what = "dense-gated engine", "BCR gates have"
     else:
         what = (f"{vectors} random {r['image']}x{r['image']} input image"
                 f"{'s' if vectors > 1 else ''}" if engine == "pattern" else f"{vectors} vectors")
         click.echo(f"layer {r['layer']} ({r['rows']}x{r['cols']}) on the {engine} engine, "
-                   f"{lanes} lanes, {r['weight_bits']}x{act_bits}-bit, {simulator}, {what}")
-        dense_what = "dense engine"
+                   f"{width}, {r['weight_bits']}x{act_bits}-bit, {simulator}, {what}")
+        dense_what, bcr_what = "dense engine", "BCR engine has"
     click.echo(f"outputs match golden model: {'yes' if r['outputs_match'] else 'NO'}")
     speedup = (f"speedup {r['dense_cycles'] / r['cycles'][0]:.2f}x" if r["cycles"][0] > 0
                else "the engine takes no cycle (the layer keeps no weight)")
+    multipliers = ("" if slices == 1 else f" (the {bcr_what} {slices} x {lanes} multipliers, "
+                                          f"the {dense_what} {lanes})")
     click.echo(f"cycles: RTL {r['cycles'][0]}, cycle model {r['model_cycles'][0]} "
                f"({'match' if cycles_match else 'MISMATCH'}); {dense_what} "
-               f"{r['dense_cycles']} -> {speedup}")
+               f"{r['dense_cycles']} -> {speedup}{multipliers}")
     if not (r["outputs_match"] and cycles_match):
         click.echo("codesign: error: the engine disagrees with the golden or cycle model",
                    err=True)

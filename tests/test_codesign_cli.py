@@ -316,6 +316,93 @@ def test_simulate_rnn_layer_bcr_gates(capsys, rnn_bundle_dir):
     assert "dense-gated engine" in out
 
 
+def test_verilog_slices(capsys, tmp_path, bundle_dir, rnn_bundle_dir):
+    """--slices 2 builds another module (a slice_blocks port) and records slices in the sidecar;
+    --slices 1 is what the command wrote before it had the option."""
+    for folder, extra in (("one", ()), ("s1", ("--slices", "1")), ("s2", ("--slices", "2"))):
+        code, out, err = run(capsys, "verilog", "--engine", "bcr", "--bundle", str(bundle_dir),
+                             "--layer", "fc1", "--lanes", "4", *extra,
+                             "--out", str(tmp_path / folder))
+        assert code == 0, err
+    text = {f: (tmp_path / f / "bcr_fc1.v").read_text() for f in ("one", "s1", "s2")}
+    params = {f: json.loads((tmp_path / f / "bcr_fc1.json").read_text())["parameters"]
+              for f in ("one", "s1", "s2")}
+    assert text["s1"] == text["one"] and params["s1"] == params["one"]
+    assert "slices" not in params["one"] and "slice_blocks" not in text["one"]
+    assert params["s2"] == {**params["one"], "slices": 2} and "slice_blocks" in text["s2"]
+    code, _, err = run(capsys, "verilog", "--engine", "lstm", "--bundle", str(rnn_bundle_dir),
+                       "--layer", "rnn", "--lanes", "3", "--slices", "2", "--out",
+                       str(tmp_path / "rnn"))
+    assert code == 0, err
+    p = json.loads((tmp_path / "rnn" / "lstm_rnn.json").read_text())["parameters"]
+    assert (p["gates"], p["slices"], p["lanes"]) == ("bcr", 2, 3)
+
+
+def test_simulate_slices(capsys, bundle_dir, rnn_bundle_dir):
+    """fc1 (6 block rows of 8x16) and the LSTM's gate matrix (6 block rows of 4x4) on two
+    slices: outputs match, the RTL cycles are the sliced model's and fewer than one slice's."""
+    import re
+
+    from hw.bcr import bcr_cycles
+    from hw.rnn import bcr_gate_matrix, rnn_bcr_cycles
+    from ir import Bundle
+    from ir.bcr import encode_bcr
+
+    b, rb = Bundle.load(bundle_dir), Bundle.load(rnn_bundle_dir)
+    qw, mask = (np.asarray(b.layer("fc1").tensors[k]) for k in ("qweight", "mask"))
+    enc = encode_bcr(qw.astype(np.int64), (8, 16), mask=mask)
+    t = rb.layer("rnn").tensors
+    gates = bcr_gate_matrix("lstm", np.asarray(t["qweight_ih"], np.int64),
+                            np.asarray(t["qweight_hh"], np.int64), (4, 4), t["mask_ih"],
+                            t["mask_hh"])
+    for argv, head, model in (
+            (("--bundle", str(bundle_dir), "--layer", "fc1", "--engine", "bcr", "--vectors",
+              "2"), "on the bcr engine, 2 slices x 4 lanes, 8x8-bit, icarus, 2 vectors",
+             lambda s: bcr_cycles(enc, 4, s)),
+            (("--bundle", str(rnn_bundle_dir), "--layer", "rnn", "--engine", "lstm", "--steps",
+              "2"), "on the lstm engine with bcr gates, 2 slices x 4 lanes, 8x8-bit, icarus, "
+                    "2 steps", lambda s: rnn_bcr_cycles(gates, 5, 6, 2, 4, s))):
+        code, out, err = run(capsys, "simulate", *argv, "--lanes", "4", "--slices", "2",
+                             "--simulator", "icarus")
+        assert code == 0, err
+        assert head in out and "outputs match golden model: yes" in out
+        rtl = int(re.search(r"cycles: RTL (\d+), cycle model \d+ \(match\)", out).group(1))
+        assert rtl == model(2) < model(1)
+        what = "BCR engine has" if "bcr engine" in head else "BCR gates have"
+        dense = "dense engine" if "bcr engine" in head else "dense-gated engine"
+        assert out.strip().endswith(f"x (the {what} 2 x 4 multipliers, the {dense} 4)")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--layer", "fc1", "--engine", "dense"], "--slices splits the BCR engine into pipelines; "
+     "--engine dense has none (give it to --engine bcr, or to lstm/gru with BCR gates)"),
+    (["--layer", "conv2", "--engine", "pattern"], "--engine pattern has none"),
+    (["--rnn", "--layer", "plain", "--engine", "lstm"], "--slices splits the BCR engine into "
+     "pipelines; the lstm engine with dense gates has none (give --gates bcr, or a BCR-pruned "
+     "--layer)"),
+    (["--rnn", "--layer", "rnn", "--engine", "lstm", "--gates", "dense"],
+     "the lstm engine with dense gates has none"),
+    (["--rnn", "--layer", "rnn", "--engine", "gru"], "layer 'rnn' is lstm; the gru engine runs "
+     "gru layers"),    # the layer's own problem first
+])
+def test_simulate_slices_refused_without_a_bcr_engine(capsys, bundle_dir, rnn_bundle_dir, argv,
+                                                      message):
+    folder = rnn_bundle_dir if argv[0] == "--rnn" else bundle_dir
+    code, _, err = run(capsys, "simulate", "--bundle", str(folder), *argv[argv[0] == "--rnn":],
+                       "--slices", "2")
+    assert_user_error(code, err, message)
+
+
+def test_command_line_starts_without_amaranth():
+    """--slices is checked against options.MAX_SLICES, not hw.bcr's: codesign starts without
+    amaranth (nor numpy, torch)."""
+    code = ("import sys, codesign.cli; print(sorted(m for m in ('amaranth', 'hw', 'numpy', "
+            "'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_simulate_rnn_exit_codes(capsys, rnn_bundle_dir, monkeypatch):
     import codesign.flow
 
@@ -467,6 +554,16 @@ def test_help_examples_are_readme_commands():
     (["verilog", "--engine", "lstm", "--rows", "4", "--cols", "4", "--block", "4x4", "--out",
       "x"], "--block is for the lstm engine with BCR gates (--gates bcr, or a BCR-pruned "
             "--layer), not dense gates"),
+    (["verilog", "--engine", "bcr", "--rows", "8", "--cols", "8", "--slices", "17", "--out",
+      "x"], "Invalid value for '--slices': 17 is not in the range 1<=x<=16."),
+    (["simulate", "--bundle", "b", "--layer", "fc1", "--slices", "0"],
+     "Invalid value for '--slices': 0 is not in the range 1<=x<=16."),
+    (["verilog", "--rows", "4", "--cols", "4", "--slices", "2", "--out", "x"],
+     "--slices splits the BCR engine into pipelines; --engine dense has none (give it to "
+     "--engine bcr, or to lstm/gru with BCR gates)"),
+    (["verilog", "--engine", "gru", "--rows", "4", "--cols", "4", "--slices", "2", "--out",
+      "x"], "--slices splits the BCR engine into pipelines; the gru engine with dense gates has "
+            "none (give --gates bcr, or a BCR-pruned --layer)"),
     (["verilog", "--rows", "4", "--cols", "4", "--out", ""],     # wrote into the current folder
      "Invalid value for '--out': must not be empty (give . for the current folder)"),
     (["sweep", "--model", "tinycnn", "--grid", "100000000", "--out", "x"],
