@@ -6,21 +6,23 @@ gate matrices ``W_ih`` and ``W_hh`` pruned apart, as :mod:`pruning` prunes an RN
 random 8-bit layer goes through :func:`codesign.compare.compare_rnn_layer`:
 
 * FPGA: the cell engine with dense gates and, for BCR layers, with BCR gates (``--lanes``
-  lanes, on ``--slices`` slices of that many lanes each; one BCR-gated engine per cell and size, its memories sized for the densest of
-  ``--keeps``, runs every density, as one built engine would), run in RTL (Verilator) for ``--steps`` steps, every ``h`` and
-  the final ``c`` checked against ``ir.golden`` and the cycles against the cycle model; the same
-  Verilog synthesised and placed on ``--device`` (Yosys + nextpnr, seeds 1..``--seeds``, Fmax
-  the median; one run per distinct Verilog): microseconds per step.
+  lanes, the BCR gates on ``--slices`` slices of that many lanes each; one BCR-gated engine
+  per cell and size, its memories sized for the densest of ``--keeps``, runs every density,
+  as one built engine would), run in RTL (Verilator) for ``--steps`` steps, every ``h`` and
+  the final ``c`` checked against ``ir.golden`` and the cycles against the cycle model; the
+  same Verilog synthesised and placed on ``--device`` (Yosys + nextpnr, seeds 1..``--seeds``,
+  Fmax the median; one run per distinct Verilog): microseconds per step.
 * ARM: the layer's int8 step kernels (dense; BCR and CSR for BCR layers) built for aarch64
   (``-mcpu=cortex-a76``), checked against ``ir.golden`` and against the RTL's sequence under
   qemu, and costed: exact instructions and llvm-mca cycles per step (Neoverse-N1 model
   optimistic, Cortex-A57 pessimistic).
 
-Printed side by side and saved (after every layer) as ``bench/results/fpga_mobile.csv`` (one row per layer and
-implementation) and ``fpga_mobile_summary.csv`` (one row per layer): each platform's time per
-step, its sparse speedup over its own dense implementation, and the matching ARM clock: the
-clock at which the fastest ARM kernel takes the fastest FPGA engine's time (an ARM core above
-it is faster). The ARM side is a model, so no phone milliseconds are claimed.
+Printed side by side and saved (after every layer) as ``bench/results/fpga_mobile.csv`` (one
+row per layer and implementation) and ``fpga_mobile_summary.csv`` (one row per layer): each
+platform's time per step, its sparse speedup over its own dense implementation, and the
+matching ARM clock: the clock at which the fastest ARM kernel takes the fastest FPGA engine's
+time (an ARM core above it is faster). The ARM side is a model, so no phone milliseconds are
+claimed.
 
 Usage: ``python bench/fpga_mobile.py [--quick] [--cells lstm,gru] [--sizes 64,128]
 [--block 16x16] [--keeps 8x8,8x4] [--lanes 8] [--slices 1] [--device ecp5-85k] [--seeds 1]
