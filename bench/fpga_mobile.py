@@ -10,8 +10,8 @@ random 8-bit layer goes through :func:`codesign.compare.compare_rnn_layer`:
   per cell and size, its memories sized for the densest of ``--keeps``, runs every density,
   as one built engine would), run in RTL (Verilator) for ``--steps`` steps, every ``h`` and
   the final ``c`` checked against ``ir.golden`` and the cycles against the cycle model; the
-  same Verilog synthesised and placed on ``--device`` (Yosys + nextpnr, seeds 1..``--seeds``,
-  Fmax the median; one run per distinct Verilog): microseconds per step.
+  same Verilog synthesised and placed on ``--device`` (Yosys + nextpnr with ``--router``,
+  seeds 1..``--seeds``, Fmax the median; one run per distinct Verilog): microseconds per step.
 * ARM: the layer's int8 step kernels (dense; BCR and CSR for BCR layers) built for aarch64
   (``-mcpu=cortex-a76``), checked against ``ir.golden`` and against the RTL's sequence under
   qemu, and costed: exact instructions and llvm-mca cycles per step (Neoverse-N1 model
@@ -26,7 +26,7 @@ claimed.
 
 Usage: ``python bench/fpga_mobile.py [--quick] [--cells lstm,gru] [--sizes 64,128]
 [--block 16x16] [--keeps 8x8,8x4] [--lanes 8] [--slices 1] [--device ecp5-85k] [--seeds 1]
-[--steps 4] [--fmax DENSE,BCR]``
+[--router router1] [--steps 4] [--fmax DENSE,BCR]``
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ from ir import BCR, Dense, Layer, QuantSpec  # noqa: E402
 from mobile.cost import MCA_MODELS  # noqa: E402
 from sim.bcr import exact_bcr_layer  # noqa: E402
 from synth_reports.flow import DoesNotFit, read_sidecar, synth_engine  # noqa: E402
+from synth_reports.pnr import ROUTERS  # noqa: E402
 from synth_reports.tools import SynthError  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -121,8 +122,8 @@ class Placer:
     """``synth`` callback of :func:`compare_rnn_layer`: one Yosys + nextpnr run per distinct
     Verilog (an engine of a cell and size is the same Verilog at every density)."""
 
-    def __init__(self, device: str, seeds: int, work: Path) -> None:
-        self.device, self.seeds, self.work = device, seeds, work
+    def __init__(self, device: str, seeds: int, work: Path, router: str = "router1") -> None:
+        self.device, self.seeds, self.work, self.router = device, seeds, work, router
         self.done: dict[str, tuple] = {}
 
     def __call__(self, gates: str, verilog: str) -> tuple:
@@ -135,8 +136,10 @@ class Placer:
         t0 = time.perf_counter()
         try:
             rep = synth_engine(verilog, self.device, folder,
-                               seeds=tuple(range(1, self.seeds + 1)))
+                               seeds=tuple(range(1, self.seeds + 1)), router=self.router)
             spread = "seed 1" if self.seeds == 1 else f"median of seeds 1-{self.seeds}"
+            if self.router != "router1":
+                spread += f", {self.router}"
             result = (rep.fmax_mhz, f"nextpnr on {self.device}, {spread}",
                       asdict(rep.resources), None, "")
         except (DoesNotFit, SynthError) as exc:
@@ -235,6 +238,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--device", choices=DEVICES, default="ecp5-85k")
     ap.add_argument("--seeds", type=int_arg(1, 20), default=1,
                     help="nextpnr placement seeds 1..N per engine (Fmax: their median)")
+    ap.add_argument("--router", choices=ROUTERS, default="router1",
+                    help="nextpnr's router (router2: faster on the BCR-gated cells)")
     ap.add_argument("--steps", type=int_arg(2, 64), default=4)
     ap.add_argument("--fmax", type=fmax_arg, default=None,
                     help="DENSE[,BCR] MHz instead of synthesising (a quick look)")
@@ -259,7 +264,7 @@ def main(argv: list[str]) -> int:
     rows, summary = [], []
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_fpga_mobile_") as tmp:
-        placer = None if args.fmax else Placer(args.device, args.seeds, Path(tmp))
+        placer = None if args.fmax else Placer(args.device, args.seeds, Path(tmp), args.router)
         for cell in cells:
             for size in sizes:
                 layers = [make_layer(cell, size, None if kept is None else args.block, kept,

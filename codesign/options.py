@@ -23,11 +23,13 @@ from typing import Any
 
 import click
 
+from synth_reports.pnr import ROUTERS
+
 __all__ = ["OutDir", "OUT_DIR", "fmax_pair_arg", "FiniteFloatRange", "folder_problem", "file_problem", "outputs_problem",
            "int_arg",
            "float_arg", "list_arg", "names_arg",
            "block_arg", "whole_number", "positive_pair", "SEED", "MAX_SEED", "LANES", "MAX_LANES", "MAX_VECTORS",
-           "SLICES", "MAX_SLICES",
+           "SLICES", "MAX_SLICES", "ROUTERS", "ROUTER_HELP",
            "SEED_ARG", "LEARNING_RATE", "MAX_LR", "LR_ARG", "parse_quick"]
 
 
@@ -136,6 +138,10 @@ MAX_SLICES = 16
 
 #: The ``--slices`` option type: an integer from 1 to MAX_SLICES.
 SLICES = click.IntRange(1, MAX_SLICES)
+
+#: The ``--router`` option's help (its choices are :data:`synth_reports.pnr.ROUTERS`).
+ROUTER_HELP = ("nextpnr's router. router2 routes congested engines (the RNN cells with BCR "
+               "gates) in about half router1's time; its Fmax differs by a few per cent.")
 
 #: Most random input vectors (or images, or sequence steps) one ``simulate`` runs.
 MAX_VECTORS = 4096

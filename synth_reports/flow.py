@@ -22,7 +22,7 @@ from typing import Any
 
 from hw.emit import write_atomic
 from synth_reports.harness import harness_name, harness_verilog
-from synth_reports.pnr import DEVICES, PnrResult, fit_problem, place_and_route
+from synth_reports.pnr import DEVICES, ROUTERS, PnrResult, fit_problem, place_and_route
 from synth_reports.tools import SynthError, tool_version
 from synth_reports.yosys import Resources, synthesize
 
@@ -201,7 +201,8 @@ def _seeds(seeds: Sequence[int]) -> tuple[int, ...]:
 
 
 def synth_engine(verilog: str | os.PathLike, device: str, workdir: str | os.PathLike, *,
-                 target_mhz: float = 48.0, seeds: Sequence[int] = (1,)) -> SynthReport:
+                 target_mhz: float = 48.0, seeds: Sequence[int] = (1,),
+                 router: str = "router1") -> SynthReport:
     """Synthesise an emitted engine for ``device``; on an iCE40 or ECP5 part also place and
     route it.
 
@@ -218,6 +219,8 @@ def synth_engine(verilog: str | os.PathLike, device: str, workdir: str | os.Path
         nextpnr's ``--freq``.
     seeds : sequence of int
         Placement seeds, one nextpnr run each.
+    router : str
+        nextpnr's router, one of :data:`synth_reports.pnr.ROUTERS`.
 
     Raises
     ------
@@ -234,6 +237,8 @@ def synth_engine(verilog: str | os.PathLike, device: str, workdir: str | os.Path
         raise ValueError(f"the target frequency must be above 0 and at most 1000 MHz, not "
                          f"{target_mhz!r}")
     seed_list = _seeds(seeds)
+    if router not in ROUTERS:
+        raise ValueError(f"unknown router {router!r}; known: {', '.join(ROUTERS)}")
     text, meta = read_sidecar(verilog)
     work = Path(workdir)
     top = str(meta["toplevel"])
@@ -271,7 +276,7 @@ def synth_engine(verilog: str | os.PathLike, device: str, workdir: str | os.Path
         raise DoesNotFit(f"{top} in its place-and-route harness {problem}")
     tools[f"nextpnr-{dev.family}"] = tool_version(f"nextpnr-{dev.family}")
     runs = tuple(place_and_route(netlist, device, work, target_mhz=target_mhz, seed=s,
-                                 tag=f"pnr_seed{s}") for s in seed_list)
+                                 tag=f"pnr_seed{s}", router=router) for s in seed_list)
     return SynthReport(**common, harness=harness, runs=runs)
 
 

@@ -106,6 +106,9 @@ def test_placing_options_with_fmax_are_refused(capsys, bundle, tmp_path):
                        "40", "--device", "up5k", "--seeds", "3", "--out", str(tmp_path / "o"))
     assert_user_error(code, err, "--device, --seeds place the engines; with --fmax nothing is "
                                  "placed")
+    code, _, err = run(capsys, "compare", "--bundle", str(bundle), "--layer", "gru", "--fmax",
+                       "40", "--router", "router2", "--out", str(tmp_path / "o"))
+    assert_user_error(code, err, "--router place the engines; with --fmax nothing is placed")
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -58,12 +58,25 @@ def test_synth_xc7_is_an_estimate_beside_the_ice40_report(capsys, engine_v, tmp_
     assert code == 0, err
     assert out.splitlines()[0].endswith("(Yosys estimate)") and "Fmax" not in out
     assert json.loads((tmp_path / "dense_cli.xc7.synth.json").read_text())["fmax_mhz"] is None
-    for opt in (["--seeds", "2"], ["--cycles", "5"], ["--freq", "20"]):
+    for opt in (["--seeds", "2"], ["--cycles", "5"], ["--freq", "20"], ["--router", "router1"]):
         code, _, err = run(capsys, "synth", str(engine_v), "--device", "xc7", *opt, "--out",
                            str(tmp_path))
-        assert_user_error(code, err, "need place and route on an iCE40 or ECP5 part (--device "
-                                     "up5k, hx8k, ecp5-25k or ecp5-85k); xc7 gives resources "
-                                     "only")
+        assert_user_error(code, err, "--freq, --seeds, --router and --cycles need place and "
+                                     "route on an iCE40 or ECP5 part (--device up5k, hx8k, "
+                                     "ecp5-25k or ecp5-85k); xc7 gives resources only")
+
+
+def test_synth_router2_is_named_in_the_output_and_report(capsys, engine_v, tmp_path):
+    code, out, err = run(capsys, "synth", str(engine_v), "--router", "router2", "--out",
+                         str(tmp_path))
+    assert code == 0, err
+    line = out.splitlines()[1]
+    assert line.startswith("in its harness: ") and line.endswith(" at target 48 MHz (router2)")
+    rep = json.loads((tmp_path / "dense_cli.up5k.synth.json").read_text())
+    assert [r["router"] for r in rep["runs"]] == ["router2"]
+    code, _, err = run(capsys, "synth", str(engine_v), "--router", "router3", "--out",
+                       str(tmp_path))
+    assert code == 2 and "'router3' is not one of 'router1', 'router2'" in err
 
 
 def test_failing_tool_leaves_logs_and_no_report(capsys, tmp_path):

@@ -75,6 +75,35 @@ def test_report_json_is_deterministic(up5k, tmp_path):
     assert again == rep.runs[0]
 
 
+def test_router2_places_the_same_netlist(up5k, tmp_path):
+    """``router="router2"`` routes the netlist router1 routed; the run records its router."""
+    from synth_reports.pnr import place_and_route
+
+    rep, work = up5k
+    assert rep.runs[0].router == "router1" and rep.as_dict()["runs"][0]["router"] == "router1"
+    r2 = place_and_route(work / "harness.netlist.json", "up5k", work, seed=1, tag="r2",
+                         router="router2")
+    assert r2.router == "router2" and r2.as_dict()["router"] == "router2"
+    assert 10 < r2.fmax_mhz < 500 and r2.utilization == rep.runs[0].utilization
+
+
+def test_synth_engine_passes_the_router_to_nextpnr(dense_v, tmp_path, monkeypatch):
+    import synth_reports.pnr as pnr
+
+    calls = []
+    real = pnr.run_tool
+
+    def spy(tool, args, cwd, log, **kw):
+        calls.append((tool, list(args)))
+        return real(tool, args, cwd, log, **kw)
+
+    monkeypatch.setattr(pnr, "run_tool", spy)
+    rep = synth_engine(dense_v, "up5k", tmp_path, router="router2")
+    (tool, args), = calls
+    assert tool == "nextpnr-ice40" and args[args.index("--router") + 1] == "router2"
+    assert [r.router for r in rep.runs] == ["router2"]
+
+
 def test_xc7_is_resources_only(dense_v, tmp_path):
     rep = synth_engine(dense_v, "xc7", tmp_path)
     assert rep.runs == () and rep.fmax_mhz is None and rep.harness is None
@@ -170,6 +199,7 @@ def test_sidecar_must_describe_the_verilog(dense_v, tmp_path):
     (dict(target_mhz=0.0), "above 0 and at most 1000"),
     (dict(seeds=()), "give 1 to 20 distinct seeds"),
     (dict(seeds=(1, 1)), "distinct seeds"),
+    (dict(router="router3"), "unknown router 'router3'; known: router1, router2"),
 ])
 def test_synth_engine_refuses(dense_v, tmp_path, kw, message):
     args = dict(device="up5k") | kw

@@ -65,6 +65,7 @@ def test_fit_problem_ecp5_counts_carries_and_lutram_as_luts():
     (dict(device="ecp5"), "unknown device 'ecp5'"),
     (dict(target_mhz=0), "must be positive"),
     (dict(seed=-1), "0 or more"),
+    (dict(router="Router2"), "unknown router 'Router2'; known: router1, router2"),
 ])
 def test_place_and_route_refuses(tmp_path, kw, message):
     args = dict(device="up5k") | kw
