@@ -289,3 +289,30 @@ def test_max_slices_is_the_bcr_engines():
     from hw.bcr import MAX_SLICES
 
     assert MAX_COMPARE_SLICES == options.MAX_SLICES == MAX_SLICES
+
+
+@pytest.mark.parametrize("seeds, router, source", [
+    (1, "router1", "nextpnr on ecp5-85k, seed 1"),
+    (3, "router2", "nextpnr on ecp5-85k, median of seeds 1-3, router2"),
+])
+def test_synth_function_passes_and_names_the_router(monkeypatch, tmp_path, seeds, router,
+                                                    source):
+    """compare's synth callback hands ``--router`` to codesign synth's flow and names it."""
+    import types
+
+    import codesign.synth_cmd as synth_cmd
+    from codesign.compare_cmd import _synth_function
+    from synth_reports.yosys import Resources
+
+    seen = {}
+
+    def fake(verilog, device, dest, *, target_mhz, seeds, router):
+        seen.update(device=device, target_mhz=target_mhz, seeds=seeds, router=router)
+        res = Resources(target="ecp5", luts=1, ffs=2, carries=0, brams=0, dsps=1)
+        return types.SimpleNamespace(fmax_mhz=31.5, resources=res), dest / "r.json"
+
+    monkeypatch.setattr(synth_cmd, "run_synth", fake)
+    fmax, src, res, path, err = _synth_function("ecp5-85k", tmp_path, 40.0, seeds,
+                                                router)("bcr", str(tmp_path / "e.v"))
+    assert seen == dict(device="ecp5-85k", target_mhz=40.0, seeds=seeds, router=router)
+    assert (fmax, src, res["luts"], path, err) == (31.5, source, 1, str(tmp_path / "r.json"), "")
