@@ -7,7 +7,7 @@ activations; the matrix engines sized for a ``--rows`` x ``--cols`` layer, BCR b
 4-bit relative indices; the pattern engine for 16 -> 16 channels on images up to 8x8; the LSTM
 cell with input = hidden = 32 on dense gates) on each of ``--devices``: Yosys, then nextpnr in
 the four-pin harness (:func:`synth_reports.flow.synth_engine`, seeds 1..``--seeds``, Fmax their
-median) on an iCE40 or ECP5 part; ``xc7`` is Yosys's 7-series estimate, resources only. An
+median, nextpnr's ``--router``) on an iCE40 or ECP5 part; ``xc7`` is Yosys's 7-series estimate, resources only. An
 engine that does not fit a part says why in its row.
 
 ``synth_time.csv``: a ``--rows`` x ``--cols`` layer at each sparsity of ``--ratios`` on the BCR
@@ -18,7 +18,7 @@ side, and the break-even sparsity of each (linear interpolation between the grid
 below it the sparse engine is slower than the dense one.
 
 Usage: ``python bench/synth.py [--quick] [--lanes 8] [--seeds 3] [--devices up5k,ecp5-85k,xc7]
-[--time-device ecp5-85k] [--rows 64 --cols 64]``
+[--time-device ecp5-85k] [--rows 64 --cols 64] [--router router1]``
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from sim.bcr import exact_bcr_layer, kept_shape, run_bcr_batch
 from sim.dense import run_dense_batch
 from sim.unstructured import random_sparse_layer, run_unstructured_batch
 from synth_reports.flow import TARGET_DEVICES, DoesNotFit, synth_engine
+from synth_reports.pnr import ROUTERS
 from synth_reports.tools import SynthError
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -70,7 +71,7 @@ def engine_specs(rows: int, cols: int) -> list[tuple[str, dict]]:
 
 
 def synth_rows(specs: list[tuple[str, dict]], devices: list[str], lanes: int, seeds: int,
-               work: Path) -> list[dict]:
+               work: Path, router: str = "router1") -> list[dict]:
     """One row per engine and device: resources, and Fmax where the part was placed and routed
     (``xc7``: Yosys's estimate of resources only); an engine that does not fit says why."""
     out = []
@@ -88,7 +89,7 @@ def synth_rows(specs: list[tuple[str, dict]], devices: list[str], lanes: int, se
             (folder / device).mkdir()
             try:
                 rep = synth_engine(v, device, folder / device,
-                                   seeds=tuple(range(1, seeds + 1)))
+                                   seeds=tuple(range(1, seeds + 1)), router=router)
             except DoesNotFit as exc:
                 row["note"] = str(exc).removeprefix(f"{label}_engine ")
                 rep = None
@@ -106,7 +107,7 @@ def synth_rows(specs: list[tuple[str, dict]], devices: list[str], lanes: int, se
                     row.update({"harness_use": round(util[cell][0] / util[cell][1], 3),
                                 "fmax_mhz": round(rep.fmax_mhz, 2),
                                 "fmax_min": round(min(fm), 2), "fmax_max": round(max(fm), 2),
-                                "seeds": len(fm)})
+                                "seeds": len(fm), "router": router})
             row["synth_s"] = round(time.perf_counter() - t0, 1)
             print(f"  {label} on {device}: "
                   + (f"Fmax {row['fmax_mhz']} MHz" if "fmax_mhz" in row else
@@ -189,6 +190,8 @@ def main(argv: list[str]) -> int:
                     default="ecp5-85k", help="whose Fmax turns the RTL cycles into time")
     ap.add_argument("--seeds", type=int_arg(1, 20), default=3,
                     help="nextpnr placement seeds 1..N per engine (Fmax: their median)")
+    ap.add_argument("--router", choices=ROUTERS, default="router1",
+                    help="nextpnr's router")
     ap.add_argument("--ratios", type=list_arg(float_arg(0, 1, high_open=True)),
                     help="sparsities of the time table (default 0.05, 0.10, ..., 0.95)")
     ap.add_argument("--seed", type=SEED_ARG, default=0, help="random layers")
@@ -207,7 +210,7 @@ def main(argv: list[str]) -> int:
               if not args.quick or e in ("dense", "bcr", "unstructured")]
     specs = [s for s in engine_specs(args.rows, args.cols) if s[0] in wanted]
     with tempfile.TemporaryDirectory(prefix="bench_synth_") as tmp:
-        srows = synth_rows(specs, args.devices, args.lanes, seeds, Path(tmp))
+        srows = synth_rows(specs, args.devices, args.lanes, seeds, Path(tmp), args.router)
     sdf = pd.DataFrame(srows)
     write_csv(sdf, RESULTS / "synth.csv")
     with pd.option_context("display.width", 250, "display.max_columns", 30):

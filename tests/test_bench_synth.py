@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench.synth import _break_even
 
 
@@ -31,4 +33,21 @@ def test_quick_keeps_the_devices_given_even_abbreviated(monkeypatch, tmp_path):
             bs.main(argv)
         except SystemExit:
             pass
+        assert seen[-1] == want
+
+
+def test_router_reaches_synth_rows(monkeypatch, tmp_path):
+    import bench.synth as bs
+
+    seen = []
+
+    def fake_rows(specs, devices, lanes, seeds, work, router):
+        seen.append(router)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(bs, "synth_rows", fake_rows)
+    monkeypatch.setattr(bs, "RESULTS", tmp_path)
+    for argv, want in (([], "router1"), (["--router", "router2"], "router2")):
+        with pytest.raises(SystemExit):
+            bs.main(["--quick", *argv])
         assert seen[-1] == want
