@@ -22,7 +22,8 @@ __all__ = ["DEVICES", "ROUTERS", "Device", "PnrResult", "parse_report", "fit_pro
 #: Fmax figures come from it unless they say otherwise. ``router2`` is faster on congested
 #: designs, such as the RNN cell engines with BCR gates (each of the four gate ports reads a
 #: whole block row of accumulators out of distributed RAM): the trained LSTM's one-slice engine
-#: routes in about half router1's time, at an Fmax 8% lower.
+#: routes in about half router1's time, and the LSTM-128 one, which router1 cannot route in 30
+#: minutes, in 11. Where both finish, router2's Fmax is 4-9% lower (README, "Synthesis").
 ROUTERS = ("router1", "router2")
 
 
