@@ -11,19 +11,22 @@ on-chip memories. Each step:
 2. **gates** (``dense_cycles(4H, I + H, P) + 2`` cycles): one start cycle, the dense engine's run,
    and one cycle to see its ``done``; the dense engine computes the ``4H`` gate accumulators ``[W_ih | W_hh] @ [x_t; h]`` (int32, wrapping), rows
    interleaved so that row ``4j + k`` is gate ``k`` (i, f, g, o) of hidden unit ``j``;
-3. **element-wise** (``H + ELEMENT_LATENCY`` cycles, ``ELEMENT_LATENCY = 5``): a six-stage
+3. **element-wise** (``H + ELEMENT_LATENCY`` cycles, ``ELEMENT_LATENCY = 7``): an eight-stage
    pipeline that takes one hidden unit per cycle. It reads the four accumulators and the bias
    ``wrap32(b_ih + b_hh)``, requantizes them with the config's ``multiplier``/``shift`` into
    the ROM input format, looks up sigmoid (i, f, o) and tanh (g) in ROMs, computes ``c'``,
    looks up ``tanh(c')`` and computes ``h'``. ``c'`` and ``h'`` are written back in place (the
-   units are independent, and a unit's ``c`` is read in stage 0 and written in stage 3);
+   units are independent, and a unit's ``c`` is read in stage 0 and written in stage 5);
    ``h'`` also goes to the ``h_seq`` memory at ``t * H + j`` and to the gate engine's
    activation memory for the next step.
 
-Hence :func:`lstm_cycles`: ``steps * (I + 3 + dense_cycles(4H, I + H, P) + H + 5) + H``, which
+Hence :func:`lstm_cycles`: ``steps * (I + 3 + dense_cycles(4H, I + H, P) + H + 7) + H``, which
 the RTL's ``cycles`` output equals exactly (``0`` when ``steps`` or ``hidden`` is zero).
 Until 2026-12-05 the element-wise stage took 6 cycles per unit, one unit at a time, and every
-step copied ``h``: ``steps * (I + H + 3 + dense_cycles + 6H)``.
+step copied ``h``: ``steps * (I + H + 3 + dense_cycles + 6H)``. Until 2026-12-06 the pipeline
+had six stages (``H + 5``): the bias add and the requantizing multiply shared a stage, and so
+did ``c'``'s products and its rounding; splitting each costs 2 cycles a step and raised the
+cell's Fmax on the LFE5U-85F from 31.75 to 44.64 MHz (8 lanes, input = hidden = 32).
 
 The quantization config (:class:`ir.golden.RNNQuantConfig`) is a build parameter: it fixes the
 ROM contents and the widths; the shape (``input_size``, ``hidden_size``, ``steps``) is a
@@ -49,7 +52,7 @@ GRU
 ---
 :class:`GRUEngine` shares the datapath shape: four dense rows per unit (:func:`gru_weight_matrix`:
 ``[W_ir | W_hr]``, ``[W_iz | W_hz]``, ``[W_in | 0]``, ``[0 | W_hn]``), biases
-:func:`gru_bias_words`, and the same six pipeline stages: requantize r and z, look them up, form
+:func:`gru_bias_words`, and the same eight pipeline stages: requantize r and z, look them up, form
 ``n_acc = wrap32(a_n + round_shift(r * b_n, G))``, requantize it and look up ``tanh``, then
 ``h' = saturate(round_shift(((2**G - z) * n << act_frac) + (z * h << G), 2G))`` with the old
 ``h[j]`` read from the ``h`` memory in stage 0 and carried along. No ``c`` memory. :func:`gru_cycles` equals
@@ -73,7 +76,7 @@ on the first step ``h`` to columns ``ceil(I / bc) * bc ..``, where the element-w
 writes ``h'`` later), ``bcr_cycles(S, P) + 2`` gate cycles and the same element-wise stage,
 which reads gate ``k`` of unit ``j`` from output row ``base_k + j`` through one of four read
 ports of the BCR output memory. Hence :func:`rnn_bcr_cycles`:
-``bcr_setup_cycles + steps * (I + 3 + bcr_cycles(S, P) + H + 5) + H``. The weight memories are
+``bcr_setup_cycles + steps * (I + 3 + bcr_cycles(S, P) + H + 7) + H``. The weight memories are
 the BCR engine's ``meta``, ``col_index``, ``row_index`` and ``values`` (:func:`hw.bcr.pack_bcr`
 of the stacked matrix; runtime input ``blocks``) instead of ``weights``.
 
@@ -125,8 +128,8 @@ __all__ = ["GRUEngine", "LSTMEngine", "RNNEngine", "ELEMENT_LATENCY", "GATE_ENGI
 GATE_ENGINES = ("dense", "bcr")
 
 #: Pipeline latency of the element-wise stage: a step's stage takes ``H + ELEMENT_LATENCY``
-#: cycles (one hidden unit enters per cycle, six stages).
-ELEMENT_LATENCY = 5
+#: cycles (one hidden unit enters per cycle, eight stages).
+ELEMENT_LATENCY = 7
 #: Gates per LSTM unit (i, f, g, o).
 GATES = 4
 
@@ -140,7 +143,7 @@ def _checked_run(input_size: int, hidden_size: int, steps: int, lanes: int
 def step_overhead_cycles(input_size: int, hidden_size: int, steps: int) -> int:
     """Cycles of a whole run that no lane count shortens: every step's copy, gate start and
     element-wise stages, ``steps * (I + 3 + H + ELEMENT_LATENCY) + H`` (``I + H + 1`` copy
-    cycles on the first step, ``I + 1`` after it; 2 around the gate product; ``H + 5``
+    cycles on the first step, ``I + 1`` after it; 2 around the gate product; ``H + 7``
     element-wise), or ``0`` when ``steps`` or ``hidden_size`` is zero.
     """
     i = _check_int(input_size, "Input size", 0)
@@ -154,7 +157,7 @@ def step_overhead_cycles(input_size: int, hidden_size: int, steps: int) -> int:
 def lstm_cycles(input_size: int, hidden_size: int, steps: int, lanes: int) -> int:
     """Cycle model of :class:`LSTMEngine`: cycles from ``start`` to ``done``.
 
-    Returns ``steps * (I + 3 + dense_cycles(4H, I + H, lanes) + H + 5) + H`` (the first step
+    Returns ``steps * (I + 3 + dense_cycles(4H, I + H, lanes) + H + 7) + H`` (the first step
     also copies ``h``), or ``0`` when ``steps`` or ``hidden_size`` is zero.
     """
     i, h, t, p = _checked_run(input_size, hidden_size, steps, lanes)
@@ -661,8 +664,8 @@ class RNNEngine(wiring.Component):
         sig_f = sig_rom.read_port()
         if lstm:
             sig_o = sig_rom.read_port()
-            tanh_g = tanh_rom.read_port()  # tanh(g), stage 2
-        tanh_rp = tanh_rom.read_port()  # tanh(c') (LSTM) or tanh(n) (GRU), stage 4
+            tanh_g = tanh_rom.read_port()  # tanh(g), stage 3
+        tanh_rp = tanh_rom.read_port()  # tanh(c') (LSTM) or tanh(n) (GRU), stage 6
 
         busy = Signal()
         done = Signal()
@@ -785,21 +788,22 @@ class RNNEngine(wiring.Component):
             gw = Value.cast(eng.out_rd.data).word_select(sub1, GATES * 32)
             gate_words = [gw.word_select(n, 32) for n in range(GATES)]
 
-        # Element-wise datapath, one unit per cycle through six stages:
+        # Element-wise datapath, one unit per cycle through eight stages:
         # 0: addresses (bias, gate accumulators, h, c) of unit j;
-        # 1: accumulators + bias requantized into pre (registered), c / h / n accumulators kept;
-        # 2: sigmoid/tanh ROM addresses from pre; 3: ROM data: c' (LSTM, written to c) or the
-        # GRU's n accumulator, requantized into tc_idx; 4: tanh ROM address tc_idx;
-        # 5: h' written to h, h_seq and the gate engine's activation memory.
+        # 1: accumulators + bias (registered); 2: requantized into pre (registered);
+        # 3: sigmoid/tanh ROM addresses from pre; 4: ROM data: the LSTM's f * c and i * g, or
+        # the GRU's r * n_h (registered); 5: c' (LSTM, written to c) or the GRU's n
+        # accumulator, requantized into tc_idx; 6: tanh ROM address tc_idx;
+        # 7: h' written to h, h_seq and the gate engine's activation memory.
         bias_word = Value.cast(b_rp.data)
         pre_next, accs = [], []
         for n in range(GATES):
             acc = Signal(signed(32), name=f"acc_{'ifgo'[n]}")
-            m.d.comb += acc.eq(gate_words[n] + bias_word.word_select(n, 32))
+            m.d.sync += acc.eq(gate_words[n] + bias_word.word_select(n, 32))   # stage 1
             accs.append(acc)
             pre_next.append(_saturate(_round_shift(acc * Const(cfg.multiplier, unsigned(16)),
                                                    cfg.shift), lib))
-        m.d.sync += [q.eq(v) for q, v in zip(pre, pre_next, strict=True)]
+        m.d.sync += [q.eq(v) for q, v in zip(pre, pre_next, strict=True)]     # stage 2
         half = 1 << (lib - 1)
 
         def delayed(value: Value, first: int, last: int, name: str) -> Value:
@@ -812,29 +816,35 @@ class RNNEngine(wiring.Component):
             return reg
 
         if lstm:
-            c_old = delayed(c_rp.data, 1, 2, "c_old")  # stage 3 sees unit's c
+            c_old = delayed(c_rp.data, 1, 3, "c_old")  # stage 4 sees unit's c
             m.d.comb += tanh_g.addr.eq(pre[2] + half)
             gi, gf_ = sig_i.data, sig_f.data
+            # stage 4: the two products, registered; stage 5: c' from them
+            fc = Signal((gf_ * c_old).shape())
+            ig = Signal((gi * tanh_g.data).shape())
+            m.d.sync += [fc.eq(gf_ * c_old), ig.eq(gi * tanh_g.data)]
             c_sum = Signal(signed(2 * cb + 2 * cfg.gate_bits + 40))
-            m.d.comb += c_sum.eq(((gf_ * c_old) << G) + ((gi * tanh_g.data) << cfg.cell_frac))
+            m.d.comb += c_sum.eq((fc << G) + (ig << cfg.cell_frac))
             c_new = Signal(signed(cb))
             m.d.comb += c_new.eq(_saturate(_round_shift(c_sum, 2 * G), cb))
             tc_next = _clip(_round_shift(c_new, cfg.cell_frac - cfg.lut_frac), -half,
                             half - 1) + half
-            go = delayed(sig_o.data, 3, 4, "go")  # stage 5 sees unit's o
+            go = delayed(sig_o.data, 4, 6, "go")  # stage 7 sees unit's o
             h_new = Signal(signed(ab))
             m.d.comb += h_new.eq(_saturate(_round_shift(go * tanh_rp.data,
                                                         2 * G - cfg.act_frac), ab))
         else:
             # GRU: accs are r, z, n_x = W_in x + b_in, n_h = W_hn h + b_hn.
-            acc_nx = delayed(accs[2], 1, 2, "acc_nx")
-            acc_nh = delayed(accs[3], 1, 2, "acc_nh")
-            h_old = delayed(h_rp.data, 1, 4, "h_old")
+            acc_nx = delayed(accs[2], 2, 4, "acc_nx")  # stage 5 sees it
+            acc_nh = delayed(accs[3], 2, 3, "acc_nh")  # stage 4 sees it
+            h_old = delayed(h_rp.data, 1, 6, "h_old")  # stage 7 sees it
+            rn = Signal(signed(32))                    # stage 4: r * n_h, registered
+            m.d.sync += rn.eq(_round_shift(sig_i.data * acc_nh, G))
             n_acc = Signal(signed(32))
-            m.d.comb += n_acc.eq(acc_nx + _round_shift(sig_i.data * acc_nh, G))
+            m.d.comb += n_acc.eq(acc_nx + rn)
             tc_next = _saturate(_round_shift(n_acc * Const(cfg.multiplier, unsigned(16)),
                                              cfg.shift), lib) + half
-            z = delayed(sig_f.data, 3, 4, "z")
+            z = delayed(sig_f.data, 4, 6, "z")
             one_minus_z = Signal(signed(cfg.gate_bits + 2))
             m.d.comb += one_minus_z.eq((1 << G) - z)
             h_sum = ((one_minus_z * tanh_rp.data) << cfg.act_frac) + ((z * h_old) << G)
@@ -843,7 +853,7 @@ class RNNEngine(wiring.Component):
         m.d.sync += tc_idx.eq(tc_next)
         m.d.comb += tanh_rp.addr.eq(tc_idx)
         # Columns of h in the gate engine's activation memory.
-        h_dest = ej[5] + (h_col if bcr else isz)
+        h_dest = ej[7] + (h_col if bcr else isz)
         copy_end = Signal.like(cols)
         m.d.comb += copy_end.eq(Mux(t == 0, cols, isz))
         with m.FSM():
@@ -879,7 +889,7 @@ class RNNEngine(wiring.Component):
                         m.d.sync += g_rows.eq(rows_now)
                         m.next = "COPY"
             with m.State("COPY"):
-                # x_t, and on the first step h too (later steps get h' from stage 5).
+                # x_t, and on the first step h too (later steps get h' from stage 7).
                 m.d.comb += h_rp.addr.eq(h_idx)
                 with m.If(k == copy_end):
                     m.d.sync += k.eq(0)
@@ -922,15 +932,15 @@ class RNNEngine(wiring.Component):
                         with m.Else():
                             m.d.sync += sub.eq(sub + 1)
                 if lstm:
-                    with m.If(ev[3]):
-                        m.d.comb += [c_wp.addr.eq(ej[3]), c_wp.data.eq(c_new), c_wp.en.eq(1)]
-                with m.If(ev[5]):
-                    m.d.comb += [h_wp.addr.eq(ej[5]), h_wp.data.eq(h_new), h_wp.en.eq(1),
-                                 s_wp.addr.eq(sbase + ej[5]), s_wp.data.eq(h_new),
+                    with m.If(ev[5]):
+                        m.d.comb += [c_wp.addr.eq(ej[5]), c_wp.data.eq(c_new), c_wp.en.eq(1)]
+                with m.If(ev[7]):
+                    m.d.comb += [h_wp.addr.eq(ej[7]), h_wp.data.eq(h_new), h_wp.en.eq(1),
+                                 s_wp.addr.eq(sbase + ej[7]), s_wp.data.eq(h_new),
                                  s_wp.en.eq(1),
                                  eng.x_wr.addr.eq(h_dest), eng.x_wr.data.eq(h_new),
                                  eng.x_wr.en.eq(1)]
-                    with m.If(ej[5] == hsz - 1):
+                    with m.If(ej[7] == hsz - 1):
                         with m.If(t == nsteps - 1):
                             m.d.sync += [busy.eq(0), done.eq(1)]
                             m.next = "IDLE"
