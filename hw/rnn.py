@@ -11,7 +11,7 @@ on-chip memories. Each step:
 2. **gates** (``dense_cycles(4H, I + H, P) + 2`` cycles): one start cycle, the dense engine's run,
    and one cycle to see its ``done``; the dense engine computes the ``4H`` gate accumulators ``[W_ih | W_hh] @ [x_t; h]`` (int32, wrapping), rows
    interleaved so that row ``4j + k`` is gate ``k`` (i, f, g, o) of hidden unit ``j``;
-3. **element-wise** (``H + ELEMENT_LATENCY`` cycles, ``ELEMENT_LATENCY = 7``): an eight-stage
+3. **element-wise** (``H + ELEMENT_LATENCY`` cycles, ``ELEMENT_LATENCY = 8``): a nine-stage
    pipeline that takes one hidden unit per cycle. It reads the four accumulators and the bias
    ``wrap32(b_ih + b_hh)``, requantizes them with the config's ``multiplier``/``shift`` into
    the ROM input format, looks up sigmoid (i, f, o) and tanh (g) in ROMs, computes ``c'``,
@@ -20,13 +20,14 @@ on-chip memories. Each step:
    ``h'`` also goes to the ``h_seq`` memory at ``t * H + j`` and to the gate engine's
    activation memory for the next step.
 
-Hence :func:`lstm_cycles`: ``steps * (I + 3 + dense_cycles(4H, I + H, P) + H + 7) + H``, which
+Hence :func:`lstm_cycles`: ``steps * (I + 3 + dense_cycles(4H, I + H, P) + H + 8) + H``, which
 the RTL's ``cycles`` output equals exactly (``0`` when ``steps`` or ``hidden`` is zero).
 Until 2026-12-05 the element-wise stage took 6 cycles per unit, one unit at a time, and every
 step copied ``h``: ``steps * (I + H + 3 + dense_cycles + 6H)``. Until 2026-12-06 the pipeline
 had six stages (``H + 5``): the bias add and the requantizing multiply shared a stage, and so
-did ``c'``'s products and its rounding; splitting each costs 2 cycles a step and raised the
-cell's Fmax on the LFE5U-85F from 31.75 to 44.64 MHz (8 lanes, input = hidden = 32).
+did ``c'``'s products and its rounding, and ``h'``'s product and its rounding; splitting each
+costs 3 cycles a step and raised the cell's Fmax on the LFE5U-85F from 31.75 to 56.42 MHz
+(8 lanes, input = hidden = 32; 44.64 MHz with the first two splits only).
 
 The quantization config (:class:`ir.golden.RNNQuantConfig`) is a build parameter: it fixes the
 ROM contents and the widths; the shape (``input_size``, ``hidden_size``, ``steps``) is a
@@ -52,7 +53,7 @@ GRU
 ---
 :class:`GRUEngine` shares the datapath shape: four dense rows per unit (:func:`gru_weight_matrix`:
 ``[W_ir | W_hr]``, ``[W_iz | W_hz]``, ``[W_in | 0]``, ``[0 | W_hn]``), biases
-:func:`gru_bias_words`, and the same eight pipeline stages: requantize r and z, look them up, form
+:func:`gru_bias_words`, and the same nine pipeline stages: requantize r and z, look them up, form
 ``n_acc = wrap32(a_n + round_shift(r * b_n, G))``, requantize it and look up ``tanh``, then
 ``h' = saturate(round_shift(((2**G - z) * n << act_frac) + (z * h << G), 2G))`` with the old
 ``h[j]`` read from the ``h`` memory in stage 0 and carried along. No ``c`` memory. :func:`gru_cycles` equals
@@ -76,7 +77,7 @@ on the first step ``h`` to columns ``ceil(I / bc) * bc ..``, where the element-w
 writes ``h'`` later), ``bcr_cycles(S, P) + 2`` gate cycles and the same element-wise stage,
 which reads gate ``k`` of unit ``j`` from output row ``base_k + j`` through one of four read
 ports of the BCR output memory. Hence :func:`rnn_bcr_cycles`:
-``bcr_setup_cycles + steps * (I + 3 + bcr_cycles(S, P) + H + 7) + H``. The weight memories are
+``bcr_setup_cycles + steps * (I + 3 + bcr_cycles(S, P) + H + 8) + H``. The weight memories are
 the BCR engine's ``meta``, ``col_index``, ``row_index`` and ``values`` (:func:`hw.bcr.pack_bcr`
 of the stacked matrix; runtime input ``blocks``) instead of ``weights``.
 
@@ -128,8 +129,8 @@ __all__ = ["GRUEngine", "LSTMEngine", "RNNEngine", "ELEMENT_LATENCY", "GATE_ENGI
 GATE_ENGINES = ("dense", "bcr")
 
 #: Pipeline latency of the element-wise stage: a step's stage takes ``H + ELEMENT_LATENCY``
-#: cycles (one hidden unit enters per cycle, eight stages).
-ELEMENT_LATENCY = 7
+#: cycles (one hidden unit enters per cycle, nine stages).
+ELEMENT_LATENCY = 8
 #: Gates per LSTM unit (i, f, g, o).
 GATES = 4
 
@@ -143,7 +144,7 @@ def _checked_run(input_size: int, hidden_size: int, steps: int, lanes: int
 def step_overhead_cycles(input_size: int, hidden_size: int, steps: int) -> int:
     """Cycles of a whole run that no lane count shortens: every step's copy, gate start and
     element-wise stages, ``steps * (I + 3 + H + ELEMENT_LATENCY) + H`` (``I + H + 1`` copy
-    cycles on the first step, ``I + 1`` after it; 2 around the gate product; ``H + 7``
+    cycles on the first step, ``I + 1`` after it; 2 around the gate product; ``H + 8``
     element-wise), or ``0`` when ``steps`` or ``hidden_size`` is zero.
     """
     i = _check_int(input_size, "Input size", 0)
@@ -157,7 +158,7 @@ def step_overhead_cycles(input_size: int, hidden_size: int, steps: int) -> int:
 def lstm_cycles(input_size: int, hidden_size: int, steps: int, lanes: int) -> int:
     """Cycle model of :class:`LSTMEngine`: cycles from ``start`` to ``done``.
 
-    Returns ``steps * (I + 3 + dense_cycles(4H, I + H, lanes) + H + 7) + H`` (the first step
+    Returns ``steps * (I + 3 + dense_cycles(4H, I + H, lanes) + H + 8) + H`` (the first step
     also copies ``h``), or ``0`` when ``steps`` or ``hidden_size`` is zero.
     """
     i, h, t, p = _checked_run(input_size, hidden_size, steps, lanes)
@@ -788,13 +789,13 @@ class RNNEngine(wiring.Component):
             gw = Value.cast(eng.out_rd.data).word_select(sub1, GATES * 32)
             gate_words = [gw.word_select(n, 32) for n in range(GATES)]
 
-        # Element-wise datapath, one unit per cycle through eight stages:
+        # Element-wise datapath, one unit per cycle through nine stages:
         # 0: addresses (bias, gate accumulators, h, c) of unit j;
         # 1: accumulators + bias (registered); 2: requantized into pre (registered);
         # 3: sigmoid/tanh ROM addresses from pre; 4: ROM data: the LSTM's f * c and i * g, or
         # the GRU's r * n_h (registered); 5: c' (LSTM, written to c) or the GRU's n
-        # accumulator, requantized into tc_idx; 6: tanh ROM address tc_idx;
-        # 7: h' written to h, h_seq and the gate engine's activation memory.
+        # accumulator, requantized into tc_idx; 6: tanh ROM address tc_idx; 7: h''s products
+        # (registered); 8: h' written to h, h_seq and the gate engine's activation memory.
         bias_word = Value.cast(b_rp.data)
         pre_next, accs = [], []
         for n in range(GATES):
@@ -830,8 +831,10 @@ class RNNEngine(wiring.Component):
             tc_next = _clip(_round_shift(c_new, cfg.cell_frac - cfg.lut_frac), -half,
                             half - 1) + half
             go = delayed(sig_o.data, 4, 6, "go")  # stage 7 sees unit's o
+            ot = Signal((go * tanh_rp.data).shape())   # stage 7: o * tanh(c'), registered
+            m.d.sync += ot.eq(go * tanh_rp.data)
             h_new = Signal(signed(ab))
-            m.d.comb += h_new.eq(_saturate(_round_shift(go * tanh_rp.data,
+            m.d.comb += h_new.eq(_saturate(_round_shift(ot,
                                                         2 * G - cfg.act_frac), ab))
         else:
             # GRU: accs are r, z, n_x = W_in x + b_in, n_h = W_hn h + b_hn.
@@ -847,13 +850,16 @@ class RNNEngine(wiring.Component):
             z = delayed(sig_f.data, 4, 6, "z")
             one_minus_z = Signal(signed(cfg.gate_bits + 2))
             m.d.comb += one_minus_z.eq((1 << G) - z)
-            h_sum = ((one_minus_z * tanh_rp.data) << cfg.act_frac) + ((z * h_old) << G)
+            zn = Signal((one_minus_z * tanh_rp.data).shape())   # stage 7: both products,
+            zh = Signal((z * h_old).shape())                     # registered
+            m.d.sync += [zn.eq(one_minus_z * tanh_rp.data), zh.eq(z * h_old)]
+            h_sum = (zn << cfg.act_frac) + (zh << G)
             h_new = Signal(signed(ab))
             m.d.comb += h_new.eq(_saturate(_round_shift(h_sum, 2 * G), ab))
         m.d.sync += tc_idx.eq(tc_next)
         m.d.comb += tanh_rp.addr.eq(tc_idx)
         # Columns of h in the gate engine's activation memory.
-        h_dest = ej[7] + (h_col if bcr else isz)
+        h_dest = ej[8] + (h_col if bcr else isz)
         copy_end = Signal.like(cols)
         m.d.comb += copy_end.eq(Mux(t == 0, cols, isz))
         with m.FSM():
@@ -889,7 +895,7 @@ class RNNEngine(wiring.Component):
                         m.d.sync += g_rows.eq(rows_now)
                         m.next = "COPY"
             with m.State("COPY"):
-                # x_t, and on the first step h too (later steps get h' from stage 7).
+                # x_t, and on the first step h too (later steps get h' from stage 8).
                 m.d.comb += h_rp.addr.eq(h_idx)
                 with m.If(k == copy_end):
                     m.d.sync += k.eq(0)
@@ -934,13 +940,13 @@ class RNNEngine(wiring.Component):
                 if lstm:
                     with m.If(ev[5]):
                         m.d.comb += [c_wp.addr.eq(ej[5]), c_wp.data.eq(c_new), c_wp.en.eq(1)]
-                with m.If(ev[7]):
-                    m.d.comb += [h_wp.addr.eq(ej[7]), h_wp.data.eq(h_new), h_wp.en.eq(1),
-                                 s_wp.addr.eq(sbase + ej[7]), s_wp.data.eq(h_new),
+                with m.If(ev[8]):
+                    m.d.comb += [h_wp.addr.eq(ej[8]), h_wp.data.eq(h_new), h_wp.en.eq(1),
+                                 s_wp.addr.eq(sbase + ej[8]), s_wp.data.eq(h_new),
                                  s_wp.en.eq(1),
                                  eng.x_wr.addr.eq(h_dest), eng.x_wr.data.eq(h_new),
                                  eng.x_wr.en.eq(1)]
-                    with m.If(ej[7] == hsz - 1):
+                    with m.If(ej[8] == hsz - 1):
                         with m.If(t == nsteps - 1):
                             m.d.sync += [busy.eq(0), done.eq(1)]
                             m.next = "IDLE"
