@@ -91,7 +91,7 @@ def emit_engine(engine: str, rows: int, cols: int, lanes: int, weight_bits: int,
                       act_frac=config.act_frac, gate_multiplier=config.multiplier,
                       gate_shift=config.shift, gates=gates)
         if gates == "bcr":
-            params["block"] = list(block)
+            params.update(block=list(block), gate_read=component.gate_read)
     else:
         raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
     if slices > 1:

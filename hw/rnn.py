@@ -75,9 +75,23 @@ so its blocks stay blocks; a block straddling ``W_hz``/``W_hn`` splits in two), 
 offsets by repeated addition; each step then takes the copy stage (``x`` to columns ``0 .. I``,
 on the first step ``h`` to columns ``ceil(I / bc) * bc ..``, where the element-wise stage
 writes ``h'`` later), ``bcr_cycles(S, P) + 2`` gate cycles and the same element-wise stage,
-which reads gate ``k`` of unit ``j`` from output row ``base_k + j`` through one of four read
-ports of the BCR output memory. Hence :func:`rnn_bcr_cycles`:
-``bcr_setup_cycles + steps * (I + 3 + bcr_cycles(S, P) + H + 8) + H``. The weight memories are
+which reads gate ``k`` of unit ``j`` from output row ``base_k + j`` of the BCR output memory
+(words of ``br`` rows). How it reads them is the build parameter ``gate_read``
+(:data:`GATE_READS`, :func:`resolve_gate_read`):
+
+* ``"ports"``: four read ports of that memory, one per gate. Each port is one more copy of
+  the memory in LUT-RAM (``br * 32``-bit words): on the LFE5U-85F the two-slice trained LSTM's
+  output memories took 1,024 of its 1,134 LUT-RAM cells, and nextpnr could not route it.
+* ``"cached"`` (from blocks of :data:`CACHED_MIN_BLOCK_ROWS` rows; ``"auto"`` picks it
+  there): one read port. Each gate's current word and the next are held in registers
+  (``2 * 4 * br * 32`` flip-flops); a **fetch** stage of :data:`GATE_FETCH_CYCLES` cycles
+  between the gate product and the element-wise stage reads the four current words, then
+  the four next ones; in the element-wise stage, a unit that starts a gate's new word moves
+  the next word in, and the port refills it (lowest gate first), within the ``br`` units
+  before that gate needs another.
+
+Hence :func:`rnn_bcr_cycles`: ``bcr_setup_cycles + steps * (I + 3 + bcr_cycles(S, P) + F + H
++ 8) + H``, ``F`` = 8 cached, 0 with ports. The weight memories are
 the BCR engine's ``meta``, ``col_index``, ``row_index`` and ``values`` (:func:`hw.bcr.pack_bcr`
 of the stacked matrix; runtime input ``blocks``) instead of ``weights``.
 
@@ -109,7 +123,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
@@ -120,8 +134,9 @@ from hw.dense import CYCLE_COUNTER_BITS, DenseMatVec, _check_int, dense_cycles
 from ir.bcr import BCRMatrix, encode_bcr
 from ir.golden import RNNQuantConfig
 
-__all__ = ["GRUEngine", "LSTMEngine", "RNNEngine", "ELEMENT_LATENCY", "GATE_ENGINES",
-           "bcr_gate_layout", "bcr_gate_matrix", "bcr_setup_cycles", "check_lstm_parameters",
+__all__ = ["CACHED_MIN_BLOCK_ROWS", "GRUEngine", "LSTMEngine", "RNNEngine", "ELEMENT_LATENCY",
+           "GATE_ENGINES", "GATE_FETCH_CYCLES", "GATE_READS", "bcr_gate_layout",
+           "bcr_gate_matrix", "bcr_setup_cycles", "check_lstm_parameters", "resolve_gate_read",
            "gru_bias_words", "gru_cycles", "gru_weight_matrix", "lstm_bias_words",
            "lstm_cycles", "lstm_weight_matrix", "rnn_bcr_cycles", "step_overhead_cycles"]
 
@@ -133,6 +148,38 @@ GATE_ENGINES = ("dense", "bcr")
 ELEMENT_LATENCY = 8
 #: Gates per LSTM unit (i, f, g, o).
 GATES = 4
+#: How the element-wise stage reads the BCR gate engine's output memory (BCR gates only):
+#: ``"ports"``, one read port per gate; ``"cached"``, one read port, each gate's current and
+#: next output word held in registers; ``"auto"``, cached from blocks of
+#: :data:`CACHED_MIN_BLOCK_ROWS` rows, else ports.
+GATE_READS = ("auto", "ports", "cached")
+#: Smallest block height the cached read keeps up with: four gates share one read port, and
+#: each gate needs a new word every ``block rows`` units.
+CACHED_MIN_BLOCK_ROWS = 6
+#: Cycles a step the cached read spends fetching every gate's first two words, between the
+#: gate product and the element-wise stage.
+GATE_FETCH_CYCLES = 2 * GATES
+
+
+def resolve_gate_read(gate_read: str, block: tuple[int, int]) -> str:
+    """The gate read (``"ports"`` or ``"cached"``) an engine with ``block`` builds for
+    ``gate_read`` (one of :data:`GATE_READS`).
+
+    Raises
+    ------
+    ValueError
+        ``"Gate read must be 'auto', 'ports' or 'cached', not 'x'"``, or ``"Cached gate reads
+        need blocks of at least 6 rows, not 4"``.
+    """
+    if gate_read not in GATE_READS:
+        raise ValueError(f"Gate read must be 'auto', 'ports' or 'cached', not {gate_read!r}")
+    br = _check_block(block)[0]
+    if gate_read == "auto":
+        return "cached" if br >= CACHED_MIN_BLOCK_ROWS else "ports"
+    if gate_read == "cached" and br < CACHED_MIN_BLOCK_ROWS:
+        raise ValueError(f"Cached gate reads need blocks of at least {CACHED_MIN_BLOCK_ROWS} "
+                         f"rows, not {br}")
+    return gate_read
 
 
 def _checked_run(input_size: int, hidden_size: int, steps: int, lanes: int
@@ -319,19 +366,21 @@ def bcr_setup_cycles(input_size: int, hidden_size: int, block: tuple[int, int]) 
 
 
 def rnn_bcr_cycles(bcr: BCRMatrix, input_size: int, hidden_size: int, steps: int,
-                   lanes: int, slices: int = 1) -> int:
+                   lanes: int, slices: int = 1, gate_read: str = "auto") -> int:
     """Cycle model of the ``gates="bcr"`` :class:`LSTMEngine`/:class:`GRUEngine`.
 
     ``bcr`` is :func:`bcr_gate_matrix` of the layer (its block is the engine's), ``lanes`` the
-    lanes of each of the gate engine's ``slices`` slices. Returns
-    ``bcr_setup_cycles(I, H, block) + steps * bcr_cycles(bcr, P, S)
-    + step_overhead_cycles(I, H, steps)``, or ``0`` when ``steps`` or ``hidden_size`` is zero.
+    lanes of each of the gate engine's ``slices`` slices, ``gate_read`` the engine's (one of
+    :data:`GATE_READS`). Returns ``bcr_setup_cycles(I, H, block) + steps * (bcr_cycles(bcr, P,
+    S) + F) + step_overhead_cycles(I, H, steps)`` with ``F`` = :data:`GATE_FETCH_CYCLES` for
+    cached gate reads and 0 for ports, or ``0`` when ``steps`` or ``hidden_size`` is zero.
     """
     i, h, t, p = _checked_run(input_size, hidden_size, steps, lanes)
     s = _check_int(slices, "Slices", 1, MAX_SLICES)
+    fetch = GATE_FETCH_CYCLES if resolve_gate_read(gate_read, bcr.block) == "cached" else 0
     if t == 0 or h == 0:
         return 0
-    return (bcr_setup_cycles(i, h, bcr.block) + t * bcr_cycles(bcr, p, s)
+    return (bcr_setup_cycles(i, h, bcr.block) + t * (bcr_cycles(bcr, p, s) + fetch)
             + step_overhead_cycles(i, h, t))
 
 
@@ -339,13 +388,14 @@ def check_lstm_parameters(config: RNNQuantConfig, *, lanes: int = 4, max_input: 
                           max_hidden: int = 16, max_steps: int = 8, gates: str = "dense",
                           block: tuple[int, int] | None = None, max_blocks: int | None = None,
                           max_value_words: int | None = None, cell: str = "lstm",
-                          slices: int = 1) -> dict[str, Any]:
+                          slices: int = 1, gate_read: str = "auto") -> dict[str, Any]:
     """Validate :class:`LSTMEngine` / :class:`GRUEngine` parameters without building anything.
 
     Returns the constructor keywords (``lanes``, ``max_input``, ``max_hidden``, ``max_steps``,
     ``gates``; with BCR gates also ``block``, default ``(8, 16)``, and the BCR memory depths
     ``max_blocks``, ``max_value_words``, default the whole block grid fully kept, per slice;
-    and ``slices`` when more than 1). The worst case checked against the cycle counter is
+    and ``slices`` when more than 1, and ``gate_read`` resolved by :func:`resolve_gate_read`,
+    ``"ports"`` or ``"cached"``). The worst case checked against the cycle counter is
     every step's gate product filling one slice's ``max_value_words``, whatever ``slices``.
 
     Raises
@@ -356,8 +406,9 @@ def check_lstm_parameters(config: RNNQuantConfig, *, lanes: int = 4, max_input: 
         E.g. ``"Lanes must be a positive multiple of 4, not 6"`` (dense gates),
         ``"Maximum hidden size must be a positive integer, not 0"``, ``"Gates must be 'dense'
         or 'bcr', not 'csr'"``, ``"Slices are for BCR gates only, not dense gates"``,
-        ``"Slices must be an integer between 1 and 16, not 17"``, or a worst case beyond the
-        32-bit cycle counter.
+        ``"Slices must be an integer between 1 and 16, not 17"``, ``"Gate read is for BCR gates
+        only, not dense gates"``, :func:`resolve_gate_read`'s messages, or a worst case beyond
+        the 32-bit cycle counter.
     """
     if not isinstance(config, RNNQuantConfig):
         raise TypeError(f"Config must be an RNNQuantConfig, not {type(config).__name__}")
@@ -373,6 +424,8 @@ def check_lstm_parameters(config: RNNQuantConfig, *, lanes: int = 4, max_input: 
     slices_i = _check_int(slices, "Slices", 1, MAX_SLICES)
     if gates == "dense" and slices_i != 1:
         raise ValueError("Slices are for BCR gates only, not dense gates")
+    if gates == "dense" and gate_read != "auto":
+        raise ValueError("Gate read is for BCR gates only, not dense gates")
     params = {
         "lanes": lanes_i,
         "max_input": _check_int(max_input, "Maximum input size", 1),
@@ -390,11 +443,13 @@ def check_lstm_parameters(config: RNNQuantConfig, *, lanes: int = 4, max_input: 
                                  act_bits=config.act_bits, max_rows=lay["rows"],
                                  max_cols=lay["cols"], max_blocks=max_blocks,
                                  max_value_words=max_value_words, slices=slices_i)
+        read = resolve_gate_read(gate_read, blk)
         params.update(block=blk, max_blocks=b["max_blocks"],
-                      max_value_words=b["max_value_words"])
+                      max_value_words=b["max_value_words"], gate_read=read)
         if slices_i > 1:
             params["slices"] = slices_i
-        worst = (bcr_setup_cycles(mi, mh, blk) + mt * (b["max_value_words"] + 4)
+        fetch = GATE_FETCH_CYCLES if read == "cached" else 0
+        worst = (bcr_setup_cycles(mi, mh, blk) + mt * (b["max_value_words"] + 4 + fetch)
                  + step_overhead_cycles(mi, mh, mt))
     if worst >= 1 << CYCLE_COUNTER_BITS:
         raise ValueError(f"Maximum shape takes {worst} cycles, more than the "
@@ -446,6 +501,9 @@ class RNNEngine(wiring.Component):
         BCR gates only: slices ``S`` of the gate engine, 1 to :data:`hw.bcr.MAX_SLICES`
         (default 1): ``S`` pipelines of ``lanes`` lanes over disjoint block rows of the
         stacked gate matrix (:class:`hw.bcr.BCRMatVec`).
+    gate_read : {"auto", "ports", "cached"}, optional
+        BCR gates only: how the element-wise stage reads the gate engine's output memory
+        (module docstring; :func:`resolve_gate_read`). Default ``"auto"``.
 
     Members
     -------
@@ -468,14 +526,14 @@ class RNNEngine(wiring.Component):
                  max_input: int = 16, max_hidden: int = 16, max_steps: int = 8,
                  gates: str = "dense", block: tuple[int, int] | None = None,
                  max_blocks: int | None = None, max_value_words: int | None = None,
-                 slices: int = 1) -> None:
+                 slices: int = 1, gate_read: str = "auto") -> None:
         try:
             _check_cell(cell)
             params = check_lstm_parameters(config, lanes=lanes, max_input=max_input,
                                            max_hidden=max_hidden, max_steps=max_steps,
                                            gates=gates, block=block, max_blocks=max_blocks,
                                            max_value_words=max_value_words, cell=cell,
-                                           slices=slices)
+                                           slices=slices, gate_read=gate_read)
         except (TypeError, ValueError):
             self._MustUse__silence = True  # a rejected engine is not an unused one
             raise
@@ -509,6 +567,7 @@ class RNNEngine(wiring.Component):
                                                       shape=self.weight_layout))
         else:
             self.block = params["block"]
+            self.gate_read = params["gate_read"]
             self.max_blocks = params["max_blocks"]
             self.max_value_words = params["max_value_words"]
             lay = bcr_gate_layout(cell, self.max_input, self.max_hidden, self.block)
@@ -546,7 +605,8 @@ class RNNEngine(wiring.Component):
         return BCRMatVec(self.lanes, block=self.block, weight_bits=cfg.weight_bits,
                          act_bits=cfg.act_bits, acc_bits=32, max_rows=self.gate_rows,
                          max_cols=self.gate_cols, max_blocks=self.max_blocks,
-                         max_value_words=self.max_value_words, out_ports=GATES,
+                         max_value_words=self.max_value_words,
+                         out_ports=1 if self.gate_read == "cached" else GATES,
                          slices=self.slices)
 
     def parameters(self) -> dict[str, Any]:
@@ -563,7 +623,7 @@ class RNNEngine(wiring.Component):
         if self.gates == "bcr":
             p.update(gates="bcr", block=list(self.block), max_blocks=self.max_blocks,
                      max_value_words=self.max_value_words, gate_rows=self.gate_rows,
-                     gate_cols=self.gate_cols)
+                     gate_cols=self.gate_cols, gate_read=self.gate_read)
             if self.slices > 1:
                 p["slices"] = self.slices
         return p
@@ -621,6 +681,7 @@ class RNNEngine(wiring.Component):
         ab, cb, lib = cfg.act_bits, cfg.cell_bits, cfg.lut_index_bits
         lstm = self.cell == "lstm"
         bcr = self.gates == "bcr"
+        cached = bcr and self.gate_read == "cached"
 
         if bcr:
             br, bc = self.block
@@ -629,7 +690,8 @@ class RNNEngine(wiring.Component):
                 mine, theirs = getattr(self, port), getattr(eng, port)
                 m.d.comb += [theirs.addr.eq(mine.addr), theirs.data.eq(mine.data),
                              theirs.en.eq(mine.en)]
-            out_ports = [eng.out_rd] + [getattr(eng, f"out_rd{n}") for n in range(1, GATES)]
+            out_ports = [eng.out_rd] + [getattr(eng, f"out_rd{n}")
+                                        for n in range(1, 1 if cached else GATES)]
             copy_cols = self.gate_cols
         else:
             upg = P // GATES  # hidden units per dense row group
@@ -777,9 +839,33 @@ class RNNEngine(wiring.Component):
             lanes1 = [Signal.like(lanes_[n], name=f"lane1_{n}") for n in range(GATES)]
             m.d.sync += [d.eq(q) for d, q in zip(lanes1, lanes_, strict=True)]
             gate_words = []
-            for n, port in enumerate(out_ports):
-                m.d.comb += [port.addr.eq(words[n]), port.en.eq(1)]
-                gate_words.append(Value.cast(port.data).word_select(lanes1[n], 32))
+            if cached:
+                # One read port: gate n's word ``words[n]`` is held in cur[n] and the next one
+                # in nxt[n]. FETCH reads cur[0..3], then nxt[0..3]; in ELEMENT a unit entering
+                # at lane 0 (after the first) moves nxt[n] into cur[n], and the lowest gate
+                # whose nxt[n] is stale reads word naddr[n] (each gate needs one every br
+                # units, so the four keep up from br >= CACHED_MIN_BLOCK_ROWS).
+                port = out_ports[0]
+                cur = [Signal(br * 32, name=f"cur_{n}") for n in range(GATES)]
+                nxt = [Signal(br * 32, name=f"nxt_{n}") for n in range(GATES)]
+                need = [Signal(name=f"need_{n}") for n in range(GATES)]
+                naddr = [Signal(range(eng.out_depth + 4), name=f"naddr_{n}")
+                         for n in range(GATES)]
+                fetch = Signal(range(2 * GATES))
+                rv = Signal()                       # the port's data is for cur/nxt[rsel]
+                rsel = Signal(range(2 * GATES))
+                m.d.comb += port.en.eq(1)
+                m.d.sync += rv.eq(0)
+                with m.If(rv):
+                    for n, reg in enumerate(cur + nxt):
+                        with m.If(rsel == n):
+                            m.d.sync += reg.eq(port.data)
+                for n in range(GATES):
+                    gate_words.append(cur[n].word_select(lanes1[n], 32))
+            else:
+                for n, port in enumerate(out_ports):
+                    m.d.comb += [port.addr.eq(words[n]), port.en.eq(1)]
+                    gate_words.append(Value.cast(port.data).word_select(lanes1[n], 32))
         else:
             grp = Signal(range(eng.out_depth))
             sub = Signal(range(max(2, upg)))
@@ -862,6 +948,12 @@ class RNNEngine(wiring.Component):
         h_dest = ej[8] + (h_col if bcr else isz)
         copy_end = Signal.like(cols)
         m.d.comb += copy_end.eq(Mux(t == 0, cols, isz))
+
+        def refill(n: int) -> None:
+            """Read gate ``n``'s next word into ``nxt[n]`` (cached gate reads)."""
+            m.d.comb += port.addr.eq(naddr[n])
+            m.d.sync += [rv.eq(1), rsel.eq(GATES + n), need[n].eq(0), naddr[n].eq(naddr[n] + 1)]
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -920,12 +1012,24 @@ class RNNEngine(wiring.Component):
                             m.d.sync += [words[n].eq(wb_), lanes_[n].eq(lb_)]
                     else:
                         m.d.sync += [grp.eq(0), sub.eq(0)]
-                    m.next = "ELEMENT"
+                    m.next = "FETCH" if cached else "ELEMENT"
+            if cached:
+                with m.State("FETCH"):
+                    # Cycle f reads word words[f % 4] + f // 4 into cur/nxt[f].
+                    m.d.comb += port.addr.eq(Array(words)[fetch[:2]] + fetch[2])
+                    m.d.sync += [rv.eq(1), rsel.eq(fetch), fetch.eq(fetch + 1)]
+                    with m.If(fetch == 2 * GATES - 1):
+                        m.d.sync += [*(a.eq(w + 2) for a, w in zip(naddr, words, strict=True)),
+                                     *(f.eq(0) for f in need)]
+                        m.next = "ELEMENT"
             with m.State("ELEMENT"):
                 with m.If(j < hsz):  # stage 0: unit j enters
                     m.d.sync += [ev[1].eq(1), ej[1].eq(j), j.eq(j + 1)]
                     if bcr:
                         for n in range(GATES):
+                            if cached:
+                                with m.If((lanes_[n] == 0) & (j != 0)):
+                                    m.d.sync += [cur[n].eq(nxt[n]), need[n].eq(1)]
                             with m.If(lanes_[n] == br - 1):
                                 m.d.sync += [lanes_[n].eq(0), words[n].eq(words[n] + 1)]
                             with m.Else():
@@ -937,6 +1041,12 @@ class RNNEngine(wiring.Component):
                             m.d.sync += [sub.eq(0), grp.eq(grp + 1)]
                         with m.Else():
                             m.d.sync += sub.eq(sub + 1)
+                if cached:
+                    with m.If(need[0]):
+                        refill(0)
+                    for n in range(1, GATES):
+                        with m.Elif(need[n]):
+                            refill(n)
                 if lstm:
                     with m.If(ev[5]):
                         m.d.comb += [c_wp.addr.eq(ej[5]), c_wp.data.eq(c_new), c_wp.en.eq(1)]
@@ -965,10 +1075,12 @@ class LSTMEngine(RNNEngine):
     def __init__(self, config: RNNQuantConfig, *, lanes: int = 4, max_input: int = 16,
                  max_hidden: int = 16, max_steps: int = 8, gates: str = "dense",
                  block: tuple[int, int] | None = None, max_blocks: int | None = None,
-                 max_value_words: int | None = None, slices: int = 1) -> None:
+                 max_value_words: int | None = None, slices: int = 1,
+                 gate_read: str = "auto") -> None:
         super().__init__(config, cell="lstm", lanes=lanes, max_input=max_input,
                          max_hidden=max_hidden, max_steps=max_steps, gates=gates, block=block,
-                         max_blocks=max_blocks, max_value_words=max_value_words, slices=slices)
+                         max_blocks=max_blocks, max_value_words=max_value_words, slices=slices,
+                         gate_read=gate_read)
 
 
 class GRUEngine(RNNEngine):
@@ -978,7 +1090,9 @@ class GRUEngine(RNNEngine):
     def __init__(self, config: RNNQuantConfig, *, lanes: int = 4, max_input: int = 16,
                  max_hidden: int = 16, max_steps: int = 8, gates: str = "dense",
                  block: tuple[int, int] | None = None, max_blocks: int | None = None,
-                 max_value_words: int | None = None, slices: int = 1) -> None:
+                 max_value_words: int | None = None, slices: int = 1,
+                 gate_read: str = "auto") -> None:
         super().__init__(config, cell="gru", lanes=lanes, max_input=max_input,
                          max_hidden=max_hidden, max_steps=max_steps, gates=gates, block=block,
-                         max_blocks=max_blocks, max_value_words=max_value_words, slices=slices)
+                         max_blocks=max_blocks, max_value_words=max_value_words, slices=slices,
+                         gate_read=gate_read)

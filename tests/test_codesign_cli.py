@@ -283,6 +283,7 @@ def test_verilog_rnn_from_bundle(capsys, rnn_bundle_dir, bundle_dir, tmp_path):
     assert code == 0, err
     p = json.loads((tmp_path / "lstm_rnn.json").read_text())["parameters"]
     assert (p["gates"], p["block"], p["hidden_size"], p["input_size"]) == ("bcr", [4, 4], 6, 5)
+    assert p["gate_read"] == "ports"        # 4-row blocks: a read port per gate
     assert {m["name"] for m in json.loads((tmp_path / "lstm_rnn.json").read_text())[
         "memory_map"]} >= {"meta", "values", "h", "c"}
     code, _, err = run(capsys, "verilog", "--engine", "gru", "--bundle", str(rnn_bundle_dir),

@@ -259,11 +259,11 @@ def test_weight_and_bias_layout():
     ({**BCR_ARGS, "max_value_words": 0}, ValueError,
      "Maximum value words must be an integer between 1 and 64, not 0"),
     ({**BCR_ARGS, "max_input": 3000, "max_hidden": 3000, "max_steps": 600, "block": (64, 64)}, ValueError,
-     "Maximum shape takes 7468264848 cycles, more than the 32-bit cycle counter holds"),
+     "Maximum shape takes 7468269648 cycles, more than the 32-bit cycle counter holds"),
     # with slices the worst case is one slice's memories full: the same bound
     ({**BCR_ARGS, "max_input": 3000, "max_hidden": 3000, "max_steps": 600, "block": (64, 64),
       "slices": 4}, ValueError,
-     "Maximum shape takes 7468264848 cycles, more than the 32-bit cycle counter holds"),
+     "Maximum shape takes 7468269648 cycles, more than the 32-bit cycle counter holds"),
     ({"slices": 2}, ValueError, "Slices are for BCR gates only, not dense gates"),
     ({**BCR_ARGS, "slices": 17}, ValueError, "Slices must be an integer between 1 and 16, not 17"),
     ({**BCR_ARGS, "slices": 0}, ValueError, "Slices must be an integer between 1 and 16, not 0"),
@@ -353,7 +353,7 @@ def test_bcr_gates_amaranth_sim_bit_exact(cell, cfg, lanes, block):
     _check_bcr_results(cell, cfg, lanes, block, jobs, results)
 
 
-def _check_bcr_results(cell, cfg, lanes, block, jobs, results, slices=1):
+def _check_bcr_results(cell, cfg, lanes, block, jobs, results, slices=1, gate_read="auto"):
     """BCR-gated runs of ``run_amaranth`` against the golden model and
     :func:`hw.rnn.rnn_bcr_cycles` on ``slices`` slices."""
     from hw.rnn import bcr_gate_matrix, rnn_bcr_cycles
@@ -361,7 +361,8 @@ def _check_bcr_results(cell, cfg, lanes, block, jobs, results, slices=1):
     for job, (hseq, c, h, cycles) in zip(jobs, results, strict=True):
         plain = job[:-2]
         model = rnn_bcr_cycles(bcr_gate_matrix(cell, *plain[-4:-2], block, *job[-2:]),
-                               job[0].shape[1], len(job[1]), len(job[0]), lanes, slices)
+                               job[0].shape[1], len(job[1]), len(job[0]), lanes, slices,
+                               gate_read)
         if cell == "lstm":
             want_hs, want_c = golden_sequence(*plain, cfg)
             np.testing.assert_array_equal(c, want_c)
@@ -370,6 +371,67 @@ def _check_bcr_results(cell, cfg, lanes, block, jobs, results, slices=1):
         np.testing.assert_array_equal(hseq.reshape(want_hs.shape), want_hs)
         np.testing.assert_array_equal(h, want_hs[-1])
         assert cycles == model
+
+
+@pytest.mark.parametrize("cell, cfg, lanes, block, slices, gate_read", [
+    ("lstm", CFG8, 4, (6, 4), 1, "cached"),    # br = 6: the fewest rows the cache keeps up with
+    ("gru", CFG8, 3, (6, 3), 2, "cached"),
+    ("lstm", CFG_SMALL, 2, (7, 5), 2, "auto"),
+    ("gru", CFG_LEFT, 5, (8, 4), 1, "ports"),
+    ("lstm", CFG8, 4, (8, 16), 1, "ports"),
+])
+def test_bcr_gates_cached_and_ported_reads_amaranth_sim_bit_exact(cell, cfg, lanes, block,
+                                                                    slices, gate_read):
+    """Both ways of reading the gate engine's outputs, over hidden sizes that put every gate's
+    first unit at lane 0 of a word (all four need a new word on the same cycle: the cache's
+    worst case) or at other lanes, and over several words per gate."""
+    from hw.rnn import GATE_FETCH_CYCLES, bcr_gate_matrix, resolve_gate_read, rnn_bcr_cycles
+    from sim.rnn import bcr_pruned
+
+    rng = np.random.default_rng(lanes + 13 * block[0] + slices)
+    draw = random_job if cell == "lstm" else random_gru_job
+    shapes = [(3, 3 * block[0], 2), (2, 2 * block[0] + 1, 1), (5, 3 * block[0] - 2, 2),
+              (1, 1, 1)]
+    jobs = [bcr_pruned(rng, draw(rng, cfg, *s, bias=k % 2 == 1), block, 0.5, 0.4,
+                       bits=cfg.weight_bits) for k, s in enumerate(shapes)]
+    max_hidden = 3 * block[0]
+    results = run_amaranth(cfg, lanes, jobs, 5, max_hidden, 2, cell=cell, gates="bcr",
+                           block=block, slices=slices, gate_read=gate_read)
+    _check_bcr_results(cell, cfg, lanes, block, jobs, results, slices, gate_read)
+    read = resolve_gate_read(gate_read, block)
+    assert read == ("ports" if gate_read == "ports" else "cached")
+    job = jobs[0]
+    matrix = bcr_gate_matrix(cell, *job[-6:-4], block, *job[-2:])
+    other = "ports" if read == "cached" else "cached"
+    gap = (rnn_bcr_cycles(matrix, 3, 3 * block[0], 2, lanes, slices, read)
+           - rnn_bcr_cycles(matrix, 3, 3 * block[0], 2, lanes, slices, other))
+    assert gap == (2 if read == "cached" else -2) * GATE_FETCH_CYCLES
+
+
+def test_gate_read_resolution_build_and_messages():
+    from hw.rnn import resolve_gate_read
+
+    assert resolve_gate_read("auto", (6, 1)) == "cached"
+    assert resolve_gate_read("auto", (5, 16)) == "ports"
+    assert resolve_gate_read("ports", (16, 16)) == "ports"
+    with pytest.raises(ValueError, match=r"^Cached gate reads need blocks of at least 6 rows, "
+                                         r"not 4$"):
+        resolve_gate_read("cached", (4, 4))
+    with pytest.raises(ValueError, match=r"^Gate read must be 'auto', 'ports' or 'cached', "
+                                         r"not 'banked'$"):
+        resolve_gate_read("banked", (8, 8))
+    with pytest.raises(ValueError, match=r"^Gate read is for BCR gates only, not dense gates$"):
+        LSTMEngine(CFG8, lanes=4, gate_read="cached")
+    # One read port of the gate engine's outputs when cached, one per gate otherwise.
+    for read, ports in (("cached", 1), ("ports", 4)):
+        e = LSTMEngine(CFG8, lanes=4, max_input=4, max_hidden=16, max_steps=1, gates="bcr",
+                       block=(8, 8), gate_read=read)
+        assert e.parameters()["gate_read"] == read
+        assert e._gate_engine().out_ports == ports
+        Fragment.get(e, None)
+    auto = GRUEngine(CFG8, lanes=4, max_input=4, max_hidden=8, max_steps=1, gates="bcr",
+                     block=(4, 8))
+    assert auto.parameters()["gate_read"] == "ports"
 
 
 def test_bcr_gate_layout_and_matrix():
@@ -424,6 +486,9 @@ def test_rnn_bcr_cycles_formula():
     assert rnn_bcr_cycles(s, 5, 3, 2, 4) == 3 + (5 + 3 + 1) + (5 + 1) + 2 * (
         bcr_cycles(s, 4) + 2 + 3 + 8)
     assert rnn_bcr_cycles(s, 5, 3, 0, 4) == 0
+    s8 = bcr_gate_matrix("lstm", np.ones((32, 5), np.int64), np.ones((32, 8), np.int64), (8, 4))
+    ported = rnn_bcr_cycles(s8, 5, 8, 3, 4, gate_read="ports")
+    assert rnn_bcr_cycles(s8, 5, 8, 3, 4) == ported + 3 * 8     # auto: cached from 6 rows
 
 
 def test_bcr_gates_parameters_and_memory_map():
@@ -520,4 +585,4 @@ def test_bcr_slices_halve_the_gate_cycles_of_a_trained_lstm_shape():
             for n in (1, 2, 4)}
     for n in (1, 2, 4):      # each step pays the gate product of the slowest slice
         assert step[n] - step[1] == steps * (gates[n] - gates[1])
-    assert step == {1: 3569, 2: 2033, 4: 1265}
+    assert step == {1: 3601, 2: 2065, 4: 1297}      # cached gate reads: 8 cycles a step

@@ -153,13 +153,15 @@ def test_run_lstm_rejects_bad_parameters():
 # One build per cell (8-bit config, 3 lanes: not a divisor of the 4x6 block rows; block 4x6:
 # hidden sizes cross block rows and gates, inputs cross block columns) and one Icarus run.
 BCR_BUILD = dict(lanes=3, max_input=9, max_hidden=7, max_steps=3, block=(4, 6))
+# 6-row blocks: the element-wise stage reads the gate outputs through one cached port
+# (hw.rnn gate_read "cached"); at hidden 18 all four gates start a word on the same units.
+CACHED_BUILD = dict(lanes=3, max_input=9, max_hidden=18, max_steps=2, block=(6, 4))
 
 
-def _bcr_jobs(cell, seed, count):
+def _bcr_jobs(cell, seed, count, b=BCR_BUILD):
     from sim.rnn import bcr_pruned
 
     cfg = CFG8
-    b = BCR_BUILD
     rng = np.random.default_rng(seed)
     draw = random_job if cell == "lstm" else random_gru_job
     mi, mh, mt = b["max_input"], b["max_hidden"], b["max_steps"]
@@ -181,10 +183,9 @@ def _bcr_jobs(cell, seed, count):
     return jobs
 
 
-def _check_bcr(cell, jobs, runs, simulator):
+def _check_bcr(cell, jobs, runs, simulator, b=BCR_BUILD):
     from hw.rnn import bcr_gate_matrix, rnn_bcr_cycles
 
-    b = BCR_BUILD
     assert len(runs) == len(jobs)
     for n, (job, run) in enumerate(zip(jobs, runs, strict=True)):
         plain = job[:-2]
@@ -201,22 +202,22 @@ def _check_bcr(cell, jobs, runs, simulator):
         assert run.cycles == model, what
 
 
-@pytest.mark.parametrize("cell, simulator, count, seed", [
-    ("lstm", "verilator", 24, 31),
-    ("gru", "verilator", 16, 32),
-    ("lstm", "icarus", 3, 33),
-])
-def test_rnn_bcr_gates_rtl_bit_exact(cell, simulator, count, seed, sim_cache_dir,
+@pytest.mark.parametrize("cell, simulator, count, seed, b", [
+    ("lstm", "verilator", 24, 31, BCR_BUILD),
+    ("gru", "verilator", 16, 32, BCR_BUILD),
+    ("lstm", "icarus", 3, 33, BCR_BUILD),
+    ("lstm", "verilator", 10, 34, CACHED_BUILD),
+], ids=["lstm-verilator", "gru-verilator", "lstm-icarus", "lstm-cached-verilator"])
+def test_rnn_bcr_gates_rtl_bit_exact(cell, simulator, count, seed, b, sim_cache_dir,
                                      require_simulator):
     require_simulator(simulator)
-    b = BCR_BUILD
-    jobs = _bcr_jobs(cell, seed, count)
+    jobs = _bcr_jobs(cell, seed, count, b)
     job_type, run_batch = (LSTMJob, run_lstm_batch) if cell == "lstm" else (GRUJob,
                                                                             run_gru_batch)
     runs = run_batch([job_type(*j) for j in jobs], CFG8, b["lanes"], simulator,
                      b["max_input"], b["max_hidden"], b["max_steps"], gates="bcr",
                      block=b["block"], cache_dir=sim_cache_dir)
-    _check_bcr(cell, jobs, runs, simulator)
+    _check_bcr(cell, jobs, runs, simulator, b)
 
 
 def test_rnn_bcr_gates_on_pruning_masks(sim_cache_dir, require_simulator):
