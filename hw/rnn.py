@@ -27,7 +27,11 @@ step copied ``h``: ``steps * (I + H + 3 + dense_cycles + 6H)``. Until 2026-12-06
 had six stages (``H + 5``): the bias add and the requantizing multiply shared a stage, and so
 did ``c'``'s products and its rounding, and ``h'``'s product and its rounding; splitting each
 costs 3 cycles a step and raised the cell's Fmax on the LFE5U-85F from 31.75 to 56.42 MHz
-(8 lanes, input = hidden = 32; 44.64 MHz with the first two splits only).
+(8 lanes, input = hidden = 32; 44.64 MHz with the first two splits only). Since then two
+stages are balanced at no cycle cost: stage 2 registers the requantizing product and stage 3
+rounds and saturates it into the ROM addresses (stage 3 held only those addresses), and stage
+5 registers ``c'`` (the GRU's ``n`` accumulator) and stage 6 makes tanh's address from it
+(the cell: 68.56 MHz).
 
 The quantization config (:class:`ir.golden.RNNQuantConfig`) is a build parameter: it fixes the
 ROM contents and the widths; the shape (``input_size``, ``hidden_size``, ``steps``) is a
@@ -877,20 +881,24 @@ class RNNEngine(wiring.Component):
 
         # Element-wise datapath, one unit per cycle through nine stages:
         # 0: addresses (bias, gate accumulators, h, c) of unit j;
-        # 1: accumulators + bias (registered); 2: requantized into pre (registered);
-        # 3: sigmoid/tanh ROM addresses from pre; 4: ROM data: the LSTM's f * c and i * g, or
+        # 1: accumulators + bias (registered); 2: times the requantizing multiplier
+        # (registered); 3: rounded and saturated into pre, the sigmoid/tanh ROM addresses;
+        # 4: ROM data: the LSTM's f * c and i * g, or
         # the GRU's r * n_h (registered); 5: c' (LSTM, written to c) or the GRU's n
-        # accumulator, requantized into tc_idx; 6: tanh ROM address tc_idx; 7: h''s products
-        # (registered); 8: h' written to h, h_seq and the gate engine's activation memory.
+        # accumulator (registered); 6: the tanh ROM address tc_idx from it (c' rounded to the
+        # ROM's format and clipped; n requantized); 7: h''s products (registered); 8: h'
+        # written to h, h_seq and the gate engine's activation memory.
         bias_word = Value.cast(b_rp.data)
         pre_next, accs = [], []
         for n in range(GATES):
             acc = Signal(signed(32), name=f"acc_{'ifgo'[n]}")
             m.d.sync += acc.eq(gate_words[n] + bias_word.word_select(n, 32))   # stage 1
             accs.append(acc)
-            pre_next.append(_saturate(_round_shift(acc * Const(cfg.multiplier, unsigned(16)),
-                                                   cfg.shift), lib))
-        m.d.sync += [q.eq(v) for q, v in zip(pre, pre_next, strict=True)]     # stage 2
+            scaled = acc * Const(cfg.multiplier, unsigned(16))
+            rq = Signal(scaled.shape(), name=f"rq_{'ifgo'[n]}")
+            m.d.sync += rq.eq(scaled)                                            # stage 2
+            pre_next.append(_saturate(_round_shift(rq, cfg.shift), lib))        # stage 3
+        m.d.comb += [q.eq(v) for q, v in zip(pre, pre_next, strict=True)]
         half = 1 << (lib - 1)
 
         def delayed(value: Value, first: int, last: int, name: str) -> Value:
@@ -914,7 +922,9 @@ class RNNEngine(wiring.Component):
             m.d.comb += c_sum.eq((fc << G) + (ig << cfg.cell_frac))
             c_new = Signal(signed(cb))
             m.d.comb += c_new.eq(_saturate(_round_shift(c_sum, 2 * G), cb))
-            tc_next = _clip(_round_shift(c_new, cfg.cell_frac - cfg.lut_frac), -half,
+            c_q = Signal(signed(cb))      # stage 6: c' registered, tanh's address from it
+            m.d.sync += c_q.eq(c_new)
+            tc_next = _clip(_round_shift(c_q, cfg.cell_frac - cfg.lut_frac), -half,
                             half - 1) + half
             go = delayed(sig_o.data, 4, 6, "go")  # stage 7 sees unit's o
             ot = Signal((go * tanh_rp.data).shape())   # stage 7: o * tanh(c'), registered
@@ -931,7 +941,9 @@ class RNNEngine(wiring.Component):
             m.d.sync += rn.eq(_round_shift(sig_i.data * acc_nh, G))
             n_acc = Signal(signed(32))
             m.d.comb += n_acc.eq(acc_nx + rn)
-            tc_next = _saturate(_round_shift(n_acc * Const(cfg.multiplier, unsigned(16)),
+            n_q = Signal(signed(32))      # stage 6: n_acc registered, requantized from it
+            m.d.sync += n_q.eq(n_acc)
+            tc_next = _saturate(_round_shift(n_q * Const(cfg.multiplier, unsigned(16)),
                                              cfg.shift), lib) + half
             z = delayed(sig_f.data, 4, 6, "z")
             one_minus_z = Signal(signed(cfg.gate_bits + 2))
@@ -942,8 +954,7 @@ class RNNEngine(wiring.Component):
             h_sum = (zn << cfg.act_frac) + (zh << G)
             h_new = Signal(signed(ab))
             m.d.comb += h_new.eq(_saturate(_round_shift(h_sum, 2 * G), ab))
-        m.d.sync += tc_idx.eq(tc_next)
-        m.d.comb += tanh_rp.addr.eq(tc_idx)
+        m.d.comb += [tc_idx.eq(tc_next), tanh_rp.addr.eq(tc_idx)]
         # Columns of h in the gate engine's activation memory.
         h_dest = ej[8] + (h_col if bcr else isz)
         copy_end = Signal.like(cols)
