@@ -137,7 +137,7 @@ class Placer:
         try:
             rep = synth_engine(verilog, self.device, folder,
                                seeds=tuple(range(1, self.seeds + 1)), router=self.router)
-            spread = "seed 1" if self.seeds == 1 else f"median of seeds 1-{self.seeds}"
+            spread = rep.seed_text()
             if self.router != "router1":
                 spread += f", {self.router}"
             result = (rep.fmax_mhz, f"nextpnr on {self.device}, {spread}",

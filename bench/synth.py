@@ -108,6 +108,8 @@ def synth_rows(specs: list[tuple[str, dict]], devices: list[str], lanes: int, se
                                 "fmax_mhz": round(rep.fmax_mhz, 2),
                                 "fmax_min": round(min(fm), 2), "fmax_max": round(max(fm), 2),
                                 "seeds": len(fm), "router": router})
+                    if rep.timed_out:
+                        row["note"] = rep.seed_text()
             row["synth_s"] = round(time.perf_counter() - t0, 1)
             print(f"  {label} on {device}: "
                   + (f"Fmax {row['fmax_mhz']} MHz" if "fmax_mhz" in row else

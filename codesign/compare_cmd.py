@@ -35,7 +35,18 @@ from pathlib import Path
 
 import click
 
-from codesign.options import LANES, MAX_SLICES, OUT_DIR, ROUTER_HELP, ROUTERS, SEED, SLICES
+from codesign.options import (
+    LANES,
+    MAX_SLICES,
+    OUT_DIR,
+    PNR_TIMEOUT,
+    PNR_TIMEOUT_HELP,
+    ROUTER_HELP,
+    ROUTERS,
+    SEED,
+    SLICES,
+)
+from synth_reports.tools import TIMEOUT_S
 
 __all__ = ["compare", "parse_fmax", "layer_folder_problem", "write_layer", "count_problem",
            "slices_problem", "MARKER"]
@@ -81,17 +92,18 @@ def parse_fmax(text: str | None) -> dict[str, float] | None:
     return {"dense": values[0], "sparse": values[-1]}
 
 
-def _synth_function(device: str, dest: Path, freq: float, seeds: int, router: str = "router1"):
+def _synth_function(device: str, dest: Path, freq: float, seeds: int, router: str = "router1",
+                    pnr_timeout_s: float = TIMEOUT_S):
     from codesign.cli import UserError
     from codesign.synth_cmd import run_synth
 
     def synth(gates: str, verilog: str):
         try:
             report, path = run_synth(Path(verilog), device, dest, target_mhz=freq, seeds=seeds,
-                                     router=router)
+                                     router=router, pnr_timeout_s=pnr_timeout_s)
         except UserError as exc:        # does not fit, or a tool failed: a row says so
             return None, "", None, None, exc.message
-        spread = "seed 1" if seeds == 1 else f"median of seeds 1-{seeds}"
+        spread = report.seed_text()
         if router != "router1":
             spread += f", {router}"
         return (report.fmax_mhz, f"nextpnr on {device}, {spread}", asdict(report.resources),
@@ -268,6 +280,8 @@ def layer_images(bundle, names: list[str], image: tuple[int, int] | None
               show_default=True, help="nextpnr's target frequency in MHz.")
 @click.option("--router", type=click.Choice(ROUTERS), default="router1", show_default=True,
               help=ROUTER_HELP)
+@click.option("--pnr-timeout", type=PNR_TIMEOUT, default=TIMEOUT_S, show_default=True,
+              help=PNR_TIMEOUT_HELP)
 @click.option("--fmax", "fmax_text", default=None,
               help="DENSE[,SPARSE]: the dense and the sparse (BCR, unstructured or "
                    "pattern) engine's Fmax in MHz, instead of synthesising them.")
@@ -278,8 +292,8 @@ def layer_images(bundle, names: list[str], image: tuple[int, int] | None
 @click.option("--out", type=OUT_DIR, required=True, help="Output folder.")
 def compare(bundle: Path, layer_names: tuple[str, ...], device: str, lanes: int, slices: int,
             steps: int, vectors: int, maps: int, image_text: str | None, seeds: int,
-            freq: float, router: str, fmax_text: str | None, simulator: str, seed: int,
-            out: Path) -> None:
+            freq: float, router: str, pnr_timeout: int, fmax_text: str | None, simulator: str,
+            seed: int, out: Path) -> None:
     """Compare an RNN, linear or conv2d layer on the FPGA engines (RTL + Fmax) and on ARM
     (qemu + llvm-mca)."""
     from codesign.compare import check_compare_layer, format_comparison
@@ -303,7 +317,8 @@ def compare(bundle: Path, layer_names: tuple[str, ...], device: str, lanes: int,
         given_counts.append("--image")
     image = None if image_text is None else _conv_image(image_text)
     if fmax is not None:
-        given = [f"--{p}" for p in ("device", "seeds", "freq", "router")
+        given = ["--" + p.replace("_", "-") for p in ("device", "seeds", "freq", "router",
+                                                      "pnr_timeout")
                  if source(p) == click.core.ParameterSource.COMMANDLINE]
         if given:
             raise _user_error(f"{', '.join(given)} place the engines; with --fmax nothing is "
@@ -342,7 +357,7 @@ def compare(bundle: Path, layer_names: tuple[str, ...], device: str, lanes: int,
         click.echo(f"layer {name}:")
         with _layer_folder(dest) as work:
             synth = None if fmax is not None else _synth_function(device, work / "synth", freq,
-                                                                  seeds, router)
+                                                                  seeds, router, pnr_timeout)
             try:
                 cmp = _run_layer(b.layer(name), lanes=lanes, steps=steps, vectors=vectors,
                                  maps=maps, image=images.get(name, (16, 16)), seed=seed,

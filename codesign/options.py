@@ -29,7 +29,7 @@ __all__ = ["OutDir", "OUT_DIR", "fmax_pair_arg", "FiniteFloatRange", "folder_pro
            "int_arg",
            "float_arg", "list_arg", "names_arg",
            "block_arg", "whole_number", "positive_pair", "SEED", "MAX_SEED", "LANES", "MAX_LANES", "MAX_VECTORS",
-           "SLICES", "MAX_SLICES", "ROUTERS", "ROUTER_HELP",
+           "SLICES", "MAX_SLICES", "ROUTERS", "ROUTER_HELP", "PNR_TIMEOUT", "PNR_TIMEOUT_HELP",
            "SEED_ARG", "LEARNING_RATE", "MAX_LR", "LR_ARG", "parse_quick"]
 
 
@@ -143,6 +143,11 @@ SLICES = click.IntRange(1, MAX_SLICES)
 ROUTER_HELP = ("nextpnr's router. router2 routes congested engines (the RNN cells with BCR "
                "gates) that router1 takes far longer on, or cannot finish; where both finish, "
                "its Fmax is 4-9% lower.")
+#: The ``--pnr-timeout`` option: seconds one nextpnr run may take (default
+#: :data:`synth_reports.tools.TIMEOUT_S`).
+PNR_TIMEOUT = click.IntRange(1, 86400)
+PNR_TIMEOUT_HELP = ("Seconds one nextpnr run may take; a seed that runs longer is stopped and "
+                    "the next seed runs (Fmax is over the seeds that finished).")
 
 #: Most random input vectors (or images, or sequence steps) one ``simulate`` runs.
 MAX_VECTORS = 4096

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import click
 
-from codesign.options import OUT_DIR, ROUTER_HELP, ROUTERS
+from codesign.options import OUT_DIR, PNR_TIMEOUT, PNR_TIMEOUT_HELP, ROUTER_HELP, ROUTERS
+from synth_reports.tools import TIMEOUT_S
 
 __all__ = ["synth", "run_synth"]
 
@@ -64,7 +65,7 @@ def _put_away(path: Path) -> None:
 
 
 def run_synth(verilog: Path, device: str, out: Path, *, target_mhz: float = 48.0,
-              seeds: int = 1, router: str = "router1"):
+              seeds: int = 1, router: str = "router1", pnr_timeout_s: float = TIMEOUT_S):
     """Synthesise ``verilog`` into ``out``; return ``(SynthReport, report path)``.
 
     Raises :class:`codesign.cli.UserError` for bad input, a missing or failing tool and a design
@@ -106,7 +107,8 @@ def run_synth(verilog: Path, device: str, out: Path, *, target_mhz: float = 48.0
     (tmp / MARKER).write_text("written by codesign synth; replaced by its next run\n")
     try:
         report = synth_engine(verilog, device, tmp, target_mhz=target_mhz,
-                              seeds=tuple(range(1, seeds + 1)), router=router)
+                              seeds=tuple(range(1, seeds + 1)), router=router,
+                              pnr_timeout_s=pnr_timeout_s)
     except (ValueError, SynthError) as exc:
         message = str(exc)
         if isinstance(exc, SynthError):
@@ -143,24 +145,28 @@ def _fmt_brams(value: float) -> str:
               help="Placement seeds 1..N, one nextpnr run each; Fmax is their median.")
 @click.option("--router", type=click.Choice(ROUTERS), default="router1", show_default=True,
               help=ROUTER_HELP)
+@click.option("--pnr-timeout", type=PNR_TIMEOUT, default=TIMEOUT_S, show_default=True,
+              help=PNR_TIMEOUT_HELP)
 @click.option("--cycles", type=click.IntRange(min=0), multiple=True,
               help="Cycle counts (from `codesign simulate`) to convert to microseconds at Fmax.")
 @click.option("--out", type=OUT_DIR, required=True, help="Output folder.")
-def synth(verilog: Path, device: str, freq: float, seeds: int, router: str,
+def synth(verilog: Path, device: str, freq: float, seeds: int, router: str, pnr_timeout: int,
           cycles: tuple[int, ...], out: Path) -> None:
     """Synthesise an engine from `codesign verilog`: LUT/FF/BRAM/DSP and Fmax."""
-    from synth_reports.flow import cycles_to_us
+    from synth_reports.flow import cycles_to_us, seed_words
 
     if not math.isfinite(freq):
         raise _user_error(f"--freq must be a finite number of MHz above 0 and at most 1000, "
                           f"not {freq}")
     source = click.get_current_context().get_parameter_source
     if device == "xc7" and (seeds != 1 or cycles or any(
-            source(p) == click.core.ParameterSource.COMMANDLINE for p in ("freq", "router"))):
-        raise _user_error("--freq, --seeds, --router and --cycles need place and route on an "
-                          "iCE40 or ECP5 part (--device up5k, hx8k, ecp5-25k or ecp5-85k); xc7 "
-                          "gives resources only")
-    report, path = run_synth(verilog, device, out, target_mhz=freq, seeds=seeds, router=router)
+            source(p) == click.core.ParameterSource.COMMANDLINE
+            for p in ("freq", "router", "pnr_timeout"))):
+        raise _user_error("--freq, --seeds, --router, --pnr-timeout and --cycles need place and "
+                          "route on an iCE40 or ECP5 part (--device up5k, hx8k, ecp5-25k or "
+                          "ecp5-85k); xc7 gives resources only")
+    report, path = run_synth(verilog, device, out, target_mhz=freq, seeds=seeds, router=router,
+                             pnr_timeout_s=pnr_timeout)
     r = report.resources
     click.echo(f"{report.toplevel} on {device}: {r.luts:,} LUTs, {r.ffs:,} flip-flops, "
                f"{r.carries:,} carries, {_fmt_brams(r.brams)} block RAMs, {r.dsps} DSPs"
@@ -172,10 +178,14 @@ def synth(verilog: Path, device: str, freq: float, seeds: int, router: str,
                       else ("TRELLIS_COMB", "LUT4s"))
         lc = h.get(cell, (0, 0))
         fm = [x.fmax_mhz for x in report.runs]
-        spread = f" (seeds 1-{len(fm)}: {min(fm):.2f}-{max(fm):.2f})" if len(fm) > 1 else ""
+        placed = seed_words([x.seed for x in report.runs])
+        spread = f" ({placed}: {min(fm):.2f}-{max(fm):.2f})" if len(fm) > 1 else ""
         click.echo(f"in its harness: {lc[0]:,} of {lc[1]:,} {what}; Fmax "
                    f"{report.fmax_mhz:.2f} MHz{spread} at target {freq:g} MHz"
                    + (f" ({router})" if router != "router1" else ""))
+        for s in report.timed_out:
+            click.echo(f"seed {s}: nextpnr ran longer than {pnr_timeout} s and was stopped "
+                       f"(log: {path.with_suffix('') / f'pnr_seed{s}.nextpnr.log'})")
         for n in cycles:
             click.echo(f"{n:,} cycles = {cycles_to_us(n, report.fmax_mhz):.3f} us at "
                        f"{report.fmax_mhz:.2f} MHz")

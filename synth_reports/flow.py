@@ -23,10 +23,10 @@ from typing import Any
 from hw.emit import write_atomic
 from synth_reports.harness import harness_name, harness_verilog
 from synth_reports.pnr import DEVICES, ROUTERS, PnrResult, fit_problem, place_and_route
-from synth_reports.tools import SynthError, tool_version
+from synth_reports.tools import TIMEOUT_S, SynthError, ToolTimeout, tool_version
 from synth_reports.yosys import Resources, synthesize
 
-__all__ = ["DoesNotFit", "SynthReport", "read_sidecar", "synth_engine", "save_report",
+__all__ = ["DoesNotFit", "SynthReport", "seed_words", "read_sidecar", "synth_engine", "save_report",
            "cycles_to_us", "read_fmax", "TARGET_DEVICES", "REPORT_VERSION", "MAX_SEEDS"]
 
 #: Every ``device`` :func:`synth_engine` takes: the iCE40 and ECP5 parts it places and routes on,
@@ -62,7 +62,12 @@ class SynthReport:
     harness : Resources or None
         The engine inside the place-and-route harness (None for ``xc7``).
     runs : tuple of PnrResult
-        One nextpnr run per seed (empty for ``xc7``).
+        One nextpnr run per seed that finished (empty for ``xc7``).
+    timed_out : tuple of int
+        The seeds whose nextpnr run passed the time limit and was stopped; the Fmax is over the
+        others.
+    pnr_timeout_s : float or None
+        That time limit, in seconds (None for ``xc7``).
     tools : dict of str to str
         Tool versions used.
     """
@@ -75,6 +80,8 @@ class SynthReport:
     harness: Resources | None = None
     runs: tuple[PnrResult, ...] = ()
     tools: dict[str, str] = field(default_factory=dict)
+    timed_out: tuple[int, ...] = ()
+    pnr_timeout_s: float | None = None
 
     @property
     def fmax_mhz(self) -> float | None:
@@ -82,6 +89,17 @@ class SynthReport:
         if not self.runs:
             return None
         return float(statistics.median(r.fmax_mhz for r in self.runs))
+
+    def seed_text(self) -> str:
+        """Which seeds the Fmax is of, for a table's note: ``"seed 1"``, ``"median of seeds
+        1-3"``, ``"median of seeds 2-3; seed 1 stopped after 1800 s"`` ("" for ``xc7``)."""
+        if not self.runs:
+            return ""
+        placed = [r.seed for r in self.runs]
+        text = seed_words(placed) if len(placed) == 1 else f"median of {seed_words(placed)}"
+        if self.timed_out:
+            text += f"; {seed_words(self.timed_out)} stopped after {self.pnr_timeout_s:g} s"
+        return text
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready copy, with the Fmax summary."""
@@ -96,10 +114,21 @@ class SynthReport:
             "resources": self.resources.as_dict(),
             "harness": self.harness.as_dict() if self.harness else None,
             "runs": [r.as_dict() for r in self.runs],
+            "timed_out_seeds": list(self.timed_out),
+            "pnr_timeout_s": self.pnr_timeout_s,
             "fmax_mhz": {"median": self.fmax_mhz, "min": min(fmaxes), "max": max(fmaxes)}
             if fmaxes else None,
             "tools": self.tools,
         }
+
+
+def seed_words(seeds: Sequence[int]) -> str:
+    """``"seed 4"``, ``"seeds 1-3"`` (consecutive), ``"seeds 1, 3"``."""
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    if list(seeds) == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"seeds {seeds[0]}-{seeds[-1]}"
+    return "seeds " + ", ".join(map(str, seeds))
 
 
 def read_sidecar(verilog: str | os.PathLike) -> tuple[bytes, dict[str, Any]]:
@@ -202,7 +231,7 @@ def _seeds(seeds: Sequence[int]) -> tuple[int, ...]:
 
 def synth_engine(verilog: str | os.PathLike, device: str, workdir: str | os.PathLike, *,
                  target_mhz: float = 48.0, seeds: Sequence[int] = (1,),
-                 router: str = "router1") -> SynthReport:
+                 router: str = "router1", pnr_timeout_s: float = TIMEOUT_S) -> SynthReport:
     """Synthesise an emitted engine for ``device``; on an iCE40 or ECP5 part also place and
     route it.
 
@@ -221,6 +250,10 @@ def synth_engine(verilog: str | os.PathLike, device: str, workdir: str | os.Path
         Placement seeds, one nextpnr run each.
     router : str
         nextpnr's router, one of :data:`synth_reports.pnr.ROUTERS`.
+    pnr_timeout_s : float
+        Time limit of one nextpnr run, in seconds. A seed that passes it is stopped and listed
+        in the report's ``timed_out``, and the next seed runs: how long the router searches
+        depends on the seed, so one seed stuck does not stop the others.
 
     Raises
     ------
@@ -228,6 +261,8 @@ def synth_engine(verilog: str | os.PathLike, device: str, workdir: str | os.Path
         Bad arguments or sidecar (see :func:`read_sidecar`).
     DoesNotFit
         The engine, or the engine in its harness, needs more than the device has.
+    ToolTimeout
+        Every seed's nextpnr run passed ``pnr_timeout_s``.
     SynthError
         A tool is missing or failed.
     """
@@ -237,6 +272,9 @@ def synth_engine(verilog: str | os.PathLike, device: str, workdir: str | os.Path
         raise ValueError(f"the target frequency must be above 0 and at most 1000 MHz, not "
                          f"{target_mhz!r}")
     seed_list = _seeds(seeds)
+    if not (pnr_timeout_s > 0 and math.isfinite(pnr_timeout_s)):
+        raise ValueError(f"the place-and-route time limit must be a positive number of seconds, "
+                         f"not {pnr_timeout_s!r}")
     if router not in ROUTERS:
         raise ValueError(f"unknown router {router!r}; known: {', '.join(ROUTERS)}")
     text, meta = read_sidecar(verilog)
@@ -275,9 +313,23 @@ def synth_engine(verilog: str | os.PathLike, device: str, workdir: str | os.Path
     if problem:
         raise DoesNotFit(f"{top} in its place-and-route harness {problem}")
     tools[f"nextpnr-{dev.family}"] = tool_version(f"nextpnr-{dev.family}")
-    runs = tuple(place_and_route(netlist, device, work, target_mhz=target_mhz, seed=s,
-                                 tag=f"pnr_seed{s}", router=router) for s in seed_list)
-    return SynthReport(**common, harness=harness, runs=runs)
+    runs, stopped = [], []
+    for s in seed_list:
+        try:
+            runs.append(place_and_route(netlist, device, work, target_mhz=target_mhz, seed=s,
+                                        tag=f"pnr_seed{s}", router=router,
+                                        timeout_s=pnr_timeout_s))
+        except ToolTimeout:
+            stopped.append(s)
+    if not runs:
+        which = "seed" if len(stopped) == 1 else "seeds"
+        raise ToolTimeout(
+            f"nextpnr-{dev.family} ({router}) ran longer than {pnr_timeout_s:g} s with {which} "
+            f"{', '.join(map(str, stopped))} and was stopped; try other seeds, "
+            f"{'router2' if router == 'router1' else 'router1'} or a longer time limit "
+            f"(logs: {work / f'pnr_seed{stopped[0]}.nextpnr.log'})")
+    return SynthReport(**common, harness=harness, runs=tuple(runs), timed_out=tuple(stopped),
+                       pnr_timeout_s=float(pnr_timeout_s))
 
 
 def save_report(report: SynthReport, path: str | os.PathLike) -> Path:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synth_reports.tools import SynthError, run_tool
+from synth_reports.tools import TIMEOUT_S, SynthError, run_tool
 from synth_reports.yosys import Resources
 
 __all__ = ["DEVICES", "ROUTERS", "Device", "PnrResult", "parse_report", "fit_problem",
@@ -171,20 +171,24 @@ def fit_problem(res: Resources, device: Device) -> str | None:
 
 
 def place_and_route(netlist: Path, device: str, workdir: Path, *, target_mhz: float = 48.0,
-                    seed: int = 1, tag: str = "pnr", router: str = "router1") -> PnrResult:
+                    seed: int = 1, tag: str = "pnr", router: str = "router1",
+                    timeout_s: float = TIMEOUT_S) -> PnrResult:
     """Place and route the JSON ``netlist`` (in ``workdir``) on ``device``; read Fmax and use.
 
     Pins are placed by nextpnr (no constraint file). A design that misses ``target_mhz`` is not
     an error: its achieved Fmax is what is reported. ``router`` is nextpnr's ``--router`` (one
-    of :data:`ROUTERS`).
+    of :data:`ROUTERS`). nextpnr is stopped after ``timeout_s`` seconds.
 
     Raises
     ------
+    ToolTimeout
+        nextpnr ran past ``timeout_s`` seconds and was stopped.
     SynthError
         nextpnr is missing or failed (for example the design does not fit), or its report cannot
         be read.
     ValueError
-        Unknown device or router, a target frequency that is not positive, or a negative seed.
+        Unknown device or router, a target frequency or time limit that is not positive, or a
+        negative seed.
     """
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; known: {', '.join(DEVICES)}")
@@ -192,6 +196,8 @@ def place_and_route(netlist: Path, device: str, workdir: Path, *, target_mhz: fl
         raise ValueError(f"the target frequency must be positive, not {target_mhz!r} MHz")
     if seed < 0:
         raise ValueError(f"the seed must be 0 or more, not {seed}")
+    if not timeout_s > 0:
+        raise ValueError(f"the time limit must be positive, not {timeout_s!r} s")
     if router not in ROUTERS:
         raise ValueError(f"unknown router {router!r}; known: {', '.join(ROUTERS)}")
     dev = DEVICES[device]
@@ -199,7 +205,8 @@ def place_and_route(netlist: Path, device: str, workdir: Path, *, target_mhz: fl
     args = [dev.flag, "--package", dev.package, "--json", Path(netlist).name,
             "--freq", f"{target_mhz:g}", "--seed", str(seed), "--timing-allow-fail",
             "--router", router, "--report", report, "-q"]
-    run_tool(f"nextpnr-{dev.family}", args, workdir, workdir / f"{tag}.nextpnr.log")
+    run_tool(f"nextpnr-{dev.family}", args, workdir, workdir / f"{tag}.nextpnr.log",
+             timeout=timeout_s)
     try:
         fmax, target, util = parse_report(json.loads((workdir / report).read_text("utf-8")))
     except (OSError, ValueError, KeyError, TypeError) as exc:

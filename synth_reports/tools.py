@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SynthTool", "SynthError", "TOOLS", "tool_command", "tool_version", "check_tools",
+__all__ = ["SynthTool", "SynthError", "ToolTimeout", "TOOLS", "TIMEOUT_S", "tool_command", "tool_version", "check_tools",
            "run_tool", "failure_detail"]
 
 #: tool -> (Python module of its wheel, function that runs it, wheel, Debian command)
@@ -40,6 +40,11 @@ TIMEOUT_S = 1800
 
 class SynthError(RuntimeError):
     """A synthesis tool is missing, failed, or the design does not fit; the message says which."""
+
+
+class ToolTimeout(SynthError):
+    """A tool ran past its time limit and was stopped (nextpnr's router can search for a long
+    time on one seed and finish quickly on another)."""
 
 
 @dataclass(frozen=True)
@@ -133,8 +138,8 @@ def run_tool(tool: str, args: list[str], cwd: Path, log: Path,
     Raises
     ------
     SynthError
-        The tool is missing, could not start, ran past ``timeout`` seconds, or exited non-zero.
-        The message names the tool, the log file, and the tool's ``ERROR`` lines (or its last
+        The tool is missing, could not start, or exited non-zero (:class:`ToolTimeout`, a
+        subclass, when it ran past ``timeout`` seconds and was stopped). The message names the tool, the log file, and the tool's ``ERROR`` lines (or its last
         lines when it printed none).
     """
     cmd = tool_command(tool) + list(args)
@@ -144,7 +149,7 @@ def run_tool(tool: str, args: list[str], cwd: Path, log: Path,
             proc = subprocess.run(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, env=env,
                                   timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        raise SynthError(f"{tool} ran longer than {timeout:.0f} s and was stopped "
+        raise ToolTimeout(f"{tool} ran longer than {timeout:.0f} s and was stopped "
                          f"(log: {log})") from None
     except OSError as exc:
         raise SynthError(f"cannot run {tool}: {exc}") from None

@@ -58,12 +58,14 @@ def test_synth_xc7_is_an_estimate_beside_the_ice40_report(capsys, engine_v, tmp_
     assert code == 0, err
     assert out.splitlines()[0].endswith("(Yosys estimate)") and "Fmax" not in out
     assert json.loads((tmp_path / "dense_cli.xc7.synth.json").read_text())["fmax_mhz"] is None
-    for opt in (["--seeds", "2"], ["--cycles", "5"], ["--freq", "20"], ["--router", "router1"]):
+    for opt in (["--seeds", "2"], ["--cycles", "5"], ["--freq", "20"], ["--router", "router1"],
+                ["--pnr-timeout", "60"]):
         code, _, err = run(capsys, "synth", str(engine_v), "--device", "xc7", *opt, "--out",
                            str(tmp_path))
-        assert_user_error(code, err, "--freq, --seeds, --router and --cycles need place and "
-                                     "route on an iCE40 or ECP5 part (--device up5k, hx8k, "
-                                     "ecp5-25k or ecp5-85k); xc7 gives resources only")
+        assert_user_error(code, err, "--freq, --seeds, --router, --pnr-timeout and --cycles "
+                                     "need place and route on an iCE40 or ECP5 part (--device "
+                                     "up5k, hx8k, ecp5-25k or ecp5-85k); xc7 gives resources "
+                                     "only")
 
 
 def test_synth_router2_is_named_in_the_output_and_report(capsys, engine_v, tmp_path):
@@ -77,6 +79,48 @@ def test_synth_router2_is_named_in_the_output_and_report(capsys, engine_v, tmp_p
     code, _, err = run(capsys, "synth", str(engine_v), "--router", "router3", "--out",
                        str(tmp_path))
     assert code == 2 and "'router3' is not one of 'router1', 'router2'" in err
+
+
+def test_a_seed_past_the_time_limit_is_named_and_the_others_give_fmax(capsys, engine_v,
+                                                                      tmp_path, monkeypatch):
+    import synth_reports.pnr as pnr
+    from synth_reports.tools import ToolTimeout
+
+    real, limits = pnr.run_tool, []
+
+    def fake(tool, args, cwd, log, **kw):
+        limits.append(kw["timeout"])
+        if args[args.index("--seed") + 1] == "2":
+            log.write_text("routing...\n")
+            raise ToolTimeout(f"{tool} ran longer than {kw['timeout']:.0f} s and was stopped")
+        return real(tool, args, cwd, log, **kw)
+
+    monkeypatch.setattr(pnr, "run_tool", fake)
+    code, out, err = run(capsys, "synth", str(engine_v), "--seeds", "3", "--pnr-timeout", "120",
+                         "--out", str(tmp_path))
+    assert code == 0, err
+    assert limits == [120, 120, 120]
+    rep = json.loads((tmp_path / "dense_cli.up5k.synth.json").read_text())
+    assert rep["timed_out_seeds"] == [2] and [r["seed"] for r in rep["runs"]] == [1, 3]
+    lines = out.splitlines()
+    assert " MHz (seeds 1, 3: " in lines[1]
+    work = tmp_path / "dense_cli.up5k.synth"
+    assert lines[2] == ("seed 2: nextpnr ran longer than 120 s and was stopped (log: "
+                        f"{work / 'pnr_seed2.nextpnr.log'})")
+    assert (work / "pnr_seed2.nextpnr.log").is_file()
+    # every seed stuck: one error, the logs kept, no report
+    monkeypatch.setattr(pnr, "run_tool", lambda tool, args, cwd, log, **kw: (
+        _ for _ in ()).throw(ToolTimeout("stuck")))
+    code, _, err = run(capsys, "synth", str(engine_v), "--pnr-timeout", "120", "--out",
+                       str(tmp_path))
+    failed = tmp_path / "dense_cli.up5k.synth.failed"
+    assert_user_error(code, err, "nextpnr-ice40 (router1) ran longer than 120 s with seed 1 and "
+                                 "was stopped; try other seeds, router2 or a longer time limit "
+                                 f"(logs: {failed / 'pnr_seed1.nextpnr.log'})")
+    assert not (tmp_path / "dense_cli.up5k.synth.json").exists()
+    code, _, err = run(capsys, "synth", str(engine_v), "--pnr-timeout", "0", "--out",
+                       str(tmp_path))
+    assert_user_error(code, err, "Invalid value for '--pnr-timeout'")
 
 
 def test_failing_tool_leaves_logs_and_no_report(capsys, tmp_path):

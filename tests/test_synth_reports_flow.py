@@ -104,6 +104,70 @@ def test_synth_engine_passes_the_router_to_nextpnr(dense_v, tmp_path, monkeypatc
     assert [r.router for r in rep.runs] == ["router2"]
 
 
+def _stuck_seeds(monkeypatch, stuck):
+    """Make nextpnr runs with a seed in ``stuck`` time out (the others run for real)."""
+    import synth_reports.pnr as pnr
+    from synth_reports.tools import ToolTimeout
+
+    real, calls = pnr.run_tool, []
+
+    def fake(tool, args, cwd, log, **kw):
+        seed = int(args[args.index("--seed") + 1])
+        calls.append((seed, kw.get("timeout")))
+        if seed in stuck:
+            log.write_text("routing...\n")
+            raise ToolTimeout(f"{tool} ran longer than {kw['timeout']:.0f} s and was stopped")
+        return real(tool, args, cwd, log, **kw)
+
+    monkeypatch.setattr(pnr, "run_tool", fake)
+    return calls
+
+
+def test_a_seed_that_times_out_does_not_stop_the_others(dense_v, tmp_path, monkeypatch):
+    calls = _stuck_seeds(monkeypatch, {1, 3})
+    rep = synth_engine(dense_v, "up5k", tmp_path, seeds=(1, 2, 3, 4), pnr_timeout_s=600)
+    assert calls == [(1, 600), (2, 600), (3, 600), (4, 600)]
+    assert [r.seed for r in rep.runs] == [2, 4] and rep.timed_out == (1, 3)
+    assert rep.fmax_mhz == statistics.median(r.fmax_mhz for r in rep.runs)
+    assert rep.seed_text() == "median of seeds 2, 4; seeds 1, 3 stopped after 600 s"
+    d = json.loads(save_report(rep, tmp_path / "r.json").read_text())
+    assert d["timed_out_seeds"] == [1, 3] and d["pnr_timeout_s"] == 600
+    assert [r["seed"] for r in d["runs"]] == [2, 4]
+
+
+def test_every_seed_timing_out_is_an_error(dense_v, tmp_path, monkeypatch):
+    from synth_reports.tools import ToolTimeout
+
+    _stuck_seeds(monkeypatch, {1, 2})
+    with pytest.raises(ToolTimeout, match=re.escape(
+            "nextpnr-ice40 (router1) ran longer than 90 s with seeds 1, 2 and was stopped; try "
+            "other seeds, router2 or a longer time limit (logs: ")) as info:
+        synth_engine(dense_v, "up5k", tmp_path, seeds=(1, 2), pnr_timeout_s=90)
+    assert str(tmp_path / "pnr_seed1.nextpnr.log") in str(info.value)
+    with pytest.raises(ToolTimeout, match=r"\(router2\) ran longer than 90 s with seed 1 .*"
+                                          "router1 or a longer"):
+        (tmp_path / "b").mkdir()
+        synth_engine(dense_v, "up5k", tmp_path / "b", seeds=(1,), router="router2",
+                     pnr_timeout_s=90)
+
+
+def test_a_real_nextpnr_run_is_stopped_at_the_limit(dense_v, tmp_path):
+    from synth_reports.tools import ToolTimeout
+
+    # nextpnr's WebAssembly start-up alone takes longer than this
+    with pytest.raises(ToolTimeout, match="ran longer than 0.01 s with seed 1 and was stopped"):
+        synth_engine(dense_v, "up5k", tmp_path, pnr_timeout_s=0.01)
+
+
+def test_seed_words():
+    from synth_reports.flow import seed_words
+
+    assert seed_words([4]) == "seed 4"
+    assert seed_words([1, 2, 3]) == "seeds 1-3"
+    assert seed_words([2, 3, 5]) == "seeds 2, 3, 5"
+    assert seed_words((3, 2)) == "seeds 3, 2"
+
+
 def test_xc7_is_resources_only(dense_v, tmp_path):
     rep = synth_engine(dense_v, "xc7", tmp_path)
     assert rep.runs == () and rep.fmax_mhz is None and rep.harness is None
@@ -200,6 +264,8 @@ def test_sidecar_must_describe_the_verilog(dense_v, tmp_path):
     (dict(seeds=()), "give 1 to 20 distinct seeds"),
     (dict(seeds=(1, 1)), "distinct seeds"),
     (dict(router="router3"), "unknown router 'router3'; known: router1, router2"),
+    (dict(pnr_timeout_s=0), "time limit must be a positive number of seconds, not 0"),
+    (dict(pnr_timeout_s=float("inf")), "time limit must be a positive number of seconds"),
 ])
 def test_synth_engine_refuses(dense_v, tmp_path, kw, message):
     args = dict(device="up5k") | kw
