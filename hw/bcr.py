@@ -15,7 +15,7 @@ each with ``P`` lanes, work at once on disjoint contiguous ranges of block rows
 
 Microarchitecture
 -----------------
-A single flat stream of items runs through a four-stage pipeline:
+A single flat stream of items runs through a five-stage pipeline:
 
 * **issue**: counters (block ``k``, row group ``g``, kept column ``j``) address the column-index
   memory at ``col_ptr + j``; the next block's metadata is prefetched (the metadata memory is read
@@ -23,11 +23,16 @@ A single flat stream of items runs through a four-stage pipeline:
 * **gather**: the kept column index arrives; the activation memory is read at
   ``block_col * bc + index`` and the value memory at the item's (sequential) address;
 * **multiply**: the broadcast activation times the ``P`` weights of the item's value word;
-* **accumulate / scatter**: each lane accumulates over the ``nc`` items of its row group; on the
-  last item the ``P`` lane sums are scatter-added, by the row group's kept row indices (read from
-  the row-index memory), into ``br`` local block-row accumulators; on the last item of the last
-  block of a block row, the updated accumulators are written to the output memory as one word
-  (address ``block_row``) and cleared.
+* **accumulate**: each lane accumulates over the ``nc`` items of its row group; on the last item
+  the ``P`` lane sums are registered, with the row group's kept row indices (read from the
+  row-index memory) decoded into a lane-by-row match (``P x br`` bits);
+* **scatter**: the registered lane sums are added, by that match, into ``br`` local block-row
+  accumulators; on the last item of the last block of a block row, the updated accumulators are
+  written to the output memory as one word (address ``block_row``) and cleared.
+
+The scatter has a stage of its own (since 2026-12-06): in the accumulate stage it followed the
+lane adder and the row-index block RAM, the longest path of the BCR-gated RNN cells (19 ns on
+an LFE5U-85F). It costs one cycle a run, not one an item.
 
 Blocks must come grouped by block row (``ir.bcr.encode_bcr`` stores them row-major;
 :func:`pack_bcr` sorts them stably by block row). Block rows without any stored block are never
@@ -50,7 +55,7 @@ pipeline above (same Verilog, no ``slice_blocks`` input).
 Cycle model
 ~~~~~~~~~~~
 Hence :func:`bcr_cycles`: ``sum over stored blocks of ceil(nr / P) * nc + PIPELINE_LATENCY``
-(``PIPELINE_LATENCY = 4``: one metadata prefetch cycle and three pipeline stages after issue),
+(``PIPELINE_LATENCY = 5``: one metadata prefetch cycle and four pipeline stages after issue),
 or ``0`` when ``rows``, ``cols`` or ``blocks`` is zero (``done`` at once, all outputs zero).
 With ``S`` slices the sum is taken per slice and the largest counts (a slice without blocks
 costs nothing); :func:`bcr_partition` chooses the contiguous block-row ranges that minimise it
@@ -121,8 +126,8 @@ __all__ = [
     "pack_fields", "bcr_field_widths", "bcr_partition", "PIPELINE_LATENCY", "MAX_SLICES",
 ]
 
-#: Cycles from ``start`` to ``done`` beyond one per item: metadata prefetch plus three stages.
-PIPELINE_LATENCY = 4
+#: Cycles from ``start`` to ``done`` beyond one per item: metadata prefetch plus four stages.
+PIPELINE_LATENCY = 5
 
 #: Most slices (independent pipelines) one engine has.
 MAX_SLICES = 16
@@ -802,21 +807,32 @@ class BCRMatVec(wiring.Component):
             m.d.comb += sums[p].eq(Mux(first3, 0, accs[p]) + prods[p])
             with m.If(v3):
                 m.d.sync += accs[p].eq(sums[p])
-        scatter = Signal()
-        m.d.comb += scatter.eq(v3 & last3)
+        # On a row group's last item: its lane sums, and which lane holds which block row.
+        v4, rend4, final4 = (Signal(name=f"{n}4") for n in ("v", "rend", "final"))
+        brow4 = Signal.like(brow3)
+        sums4 = [Signal(signed(self.acc_bits), name=f"sum{p}_4") for p in range(P)]
+        match4 = [Signal(br, name=f"match{p}_4") for p in range(P)]
+        m.d.sync += [v4.eq(v3 & last3), rend4.eq(rend3), final4.eq(v3 & final3),
+                     brow4.eq(brow3)]
+        with m.If(v3 & last3):
+            for p in range(P):
+                m.d.sync += [sums4[p].eq(sums[p]),
+                             match4[p].eq(Cat(*(row_rp.data[p] == i for i in range(br))))]
+
+        # ---------------------------------------------------------------- stage 4: scatter
         locs = [Signal(signed(self.acc_bits), name=f"loc{i}") for i in range(br)]
         news = [Signal(signed(self.acc_bits), name=f"new{i}") for i in range(br)]
         for i in range(br):
             # Kept rows of a block are distinct, so at most one lane hits row i.
-            hit = _or_tree([Mux(row_rp.data[p] == i, sums[p], 0) for p in range(P)])
-            m.d.comb += news[i].eq(locs[i] + Mux(scatter, hit, 0))
-        m.d.comb += [Value.cast(o_wp.data).eq(Cat(*news)), o_wp.addr.eq(brow3),
-                     o_wp.en.eq(scatter & rend3)]
-        with m.If(scatter):
+            hit = _or_tree([Mux(match4[p][i], sums4[p], 0) for p in range(P)])
+            m.d.comb += news[i].eq(locs[i] + Mux(v4, hit, 0))
+        m.d.comb += [Value.cast(o_wp.data).eq(Cat(*news)), o_wp.addr.eq(brow4),
+                     o_wp.en.eq(v4 & rend4)]
+        with m.If(v4):
             for i in range(br):
-                m.d.sync += locs[i].eq(Mux(rend3, 0, news[i]))
-            with m.If(rend3):
-                m.d.sync += written.bit_select(brow3, 1).eq(1)
+                m.d.sync += locs[i].eq(Mux(rend4, 0, news[i]))
+            with m.If(rend4):
+                m.d.sync += written.bit_select(brow4, 1).eq(1)
 
         # ---------------------------------------------------------------- control
         with m.If(prime):
@@ -849,6 +865,6 @@ class BCRMatVec(wiring.Component):
         with m.Elif(busy):
             if cycles is not None:
                 m.d.sync += cycles.eq(cycles + 1)
-            with m.If(v3 & final3):
+            with m.If(v4 & final4):
                 m.d.sync += [busy.eq(0), done.eq(1)]
         return busy, done

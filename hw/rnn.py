@@ -134,6 +134,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from hw.bcr import MAX_SLICES, BCRMatVec, _check_block, bcr_cycles, check_bcr_parameters
+from hw.bcr import PIPELINE_LATENCY as BCR_LATENCY
 from hw.dense import CYCLE_COUNTER_BITS, DenseMatVec, _check_int, dense_cycles
 from ir.bcr import BCRMatrix, encode_bcr
 from ir.golden import RNNQuantConfig
@@ -453,7 +454,7 @@ def check_lstm_parameters(config: RNNQuantConfig, *, lanes: int = 4, max_input: 
         if slices_i > 1:
             params["slices"] = slices_i
         fetch = GATE_FETCH_CYCLES if read == "cached" else 0
-        worst = (bcr_setup_cycles(mi, mh, blk) + mt * (b["max_value_words"] + 4 + fetch)
+        worst = (bcr_setup_cycles(mi, mh, blk) + mt * (b["max_value_words"] + BCR_LATENCY + fetch)
                  + step_overhead_cycles(mi, mh, mt))
     if worst >= 1 << CYCLE_COUNTER_BITS:
         raise ValueError(f"Maximum shape takes {worst} cycles, more than the "
