@@ -15,13 +15,14 @@ each with ``P`` lanes, work at once on disjoint contiguous ranges of block rows
 
 Microarchitecture
 -----------------
-A single flat stream of items runs through a five-stage pipeline:
+A single flat stream of items runs through a six-stage pipeline:
 
 * **issue**: counters (block ``k``, row group ``g``, kept column ``j``) address the column-index
   memory at ``col_ptr + j``; the next block's metadata is prefetched (the metadata memory is read
   at ``k + 1`` continuously, ``k + 2`` on a block change), so a block boundary costs no cycle;
 * **gather**: the kept column index arrives; the activation memory is read at
   ``block_col * bc + index`` and the value memory at the item's (sequential) address;
+* **read**: the value word and the activation are registered;
 * **multiply**: the broadcast activation times the ``P`` weights of the item's value word;
 * **accumulate**: each lane accumulates over the ``nc`` items of its row group; on the last item
   the ``P`` lane sums are registered, with the row group's kept row indices (read from the
@@ -30,9 +31,11 @@ A single flat stream of items runs through a five-stage pipeline:
   accumulators; on the last item of the last block of a block row, the updated accumulators are
   written to the output memory as one word (address ``block_row``) and cleared.
 
-The scatter has a stage of its own (since 2026-12-06): in the accumulate stage it followed the
-lane adder and the row-index block RAM, the longest path of the BCR-gated RNN cells (19 ns on
-an LFE5U-85F). It costs one cycle a run, not one an item.
+The read and scatter stages are new (2026-12-06), each one cycle a run, not one an item. The
+scatter followed the lane adder and the row-index block RAM in the accumulate stage: 19 ns on
+an LFE5U-85F, the longest path of the BCR-gated RNN cells. Then the longest was the value
+memory's block RAM output (through the read mux of a memory deeper than one block RAM)
+straight into the multipliers: 16.8 ns.
 
 Blocks must come grouped by block row (``ir.bcr.encode_bcr`` stores them row-major;
 :func:`pack_bcr` sorts them stably by block row). Block rows without any stored block are never
@@ -55,7 +58,7 @@ pipeline above (same Verilog, no ``slice_blocks`` input).
 Cycle model
 ~~~~~~~~~~~
 Hence :func:`bcr_cycles`: ``sum over stored blocks of ceil(nr / P) * nc + PIPELINE_LATENCY``
-(``PIPELINE_LATENCY = 5``: one metadata prefetch cycle and four pipeline stages after issue),
+(``PIPELINE_LATENCY = 6``: one metadata prefetch cycle and five pipeline stages after issue),
 or ``0`` when ``rows``, ``cols`` or ``blocks`` is zero (``done`` at once, all outputs zero).
 With ``S`` slices the sum is taken per slice and the largest counts (a slice without blocks
 costs nothing); :func:`bcr_partition` chooses the contiguous block-row ranges that minimise it
@@ -126,8 +129,8 @@ __all__ = [
     "pack_fields", "bcr_field_widths", "bcr_partition", "PIPELINE_LATENCY", "MAX_SLICES",
 ]
 
-#: Cycles from ``start`` to ``done`` beyond one per item: metadata prefetch plus four stages.
-PIPELINE_LATENCY = 5
+#: Cycles from ``start`` to ``done`` beyond one per item: metadata prefetch plus five stages.
+PIPELINE_LATENCY = 6
 
 #: Most slices (independent pipelines) one engine has.
 MAX_SLICES = 16
@@ -782,20 +785,34 @@ class BCRMatVec(wiring.Component):
         ]
         m.d.comb += [x_rp.addr.eq(cbase1 + col_rp.data), w_rp.addr.eq(vaddr1)]
 
-        # ---------------------------------------------------------------- stage 2: multiply
+        # ---------------------------------------------------------------- stage 2: read
+        # The value word and the activation arrive and are registered: the block RAM's output
+        # (through the read mux of a memory deeper than one block RAM) no longer feeds the
+        # multipliers in the same cycle.
+        v1r, first1r, last1r, rend1r, final1r = (Signal(name=f"{n}1r") for n in
+                                                 ("v", "first", "last", "rend", "final"))
+        brow1r = Signal.like(brow1)
+        raddr1r = Signal.like(raddr1)
+        wq = Signal(self.value_layout)
+        xq = Signal(signed(self.act_bits))
+        m.d.sync += [v1r.eq(v1), first1r.eq(first1), last1r.eq(last1), rend1r.eq(rend1),
+                     final1r.eq(final1), brow1r.eq(brow1), raddr1r.eq(raddr1),
+                     wq.eq(w_rp.data), xq.eq(x_rp.data)]
+
+        # ---------------------------------------------------------------- stage 3: multiply
         v2, first2, last2, rend2, final2 = (Signal(name=f"{n}2") for n in
                                             ("v", "first", "last", "rend", "final"))
         brow2 = Signal.like(brow1)
         raddr2 = Signal.like(raddr1)
-        m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1), rend2.eq(rend1),
-                     final2.eq(final1), brow2.eq(brow1), raddr2.eq(raddr1)]
+        m.d.sync += [v2.eq(v1r), first2.eq(first1r), last2.eq(last1r), rend2.eq(rend1r),
+                     final2.eq(final1r), brow2.eq(brow1r), raddr2.eq(raddr1r)]
         m.d.comb += row_rp.addr.eq(raddr2)
         prods = [Signal(signed(self.weight_bits + self.act_bits), name=f"prod{p}")
                  for p in range(P)]
         for p in range(P):
-            m.d.sync += prods[p].eq(w_rp.data[p] * x_rp.data)
+            m.d.sync += prods[p].eq(wq[p] * xq)
 
-        # ---------------------------------------------------------------- stage 3: accumulate
+        # ---------------------------------------------------------------- stage 4: accumulate
         v3, first3, last3, rend3, final3 = (Signal(name=f"{n}3") for n in
                                             ("v", "first", "last", "rend", "final"))
         brow3 = Signal.like(brow2)
@@ -819,7 +836,7 @@ class BCRMatVec(wiring.Component):
                 m.d.sync += [sums4[p].eq(sums[p]),
                              match4[p].eq(Cat(*(row_rp.data[p] == i for i in range(br))))]
 
-        # ---------------------------------------------------------------- stage 4: scatter
+        # ---------------------------------------------------------------- stage 5: scatter
         locs = [Signal(signed(self.acc_bits), name=f"loc{i}") for i in range(br)]
         news = [Signal(signed(self.acc_bits), name=f"new{i}") for i in range(br)]
         for i in range(br):
