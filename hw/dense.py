@@ -8,18 +8,23 @@ rows, and a row group takes ``cols`` cycles. One build serves every shape up to
 
 Microarchitecture
 -----------------
-Three pipeline stages, no bubble between row groups:
+Four pipeline stages, no bubble between row groups:
 
 * **issue** (one item per cycle): the weight-memory address runs ``0, 1, ..., G*cols - 1`` and the
   activation address runs ``0..cols-1`` once per row group (``G = ceil(rows / P)``);
-* **read/multiply**: the synchronous memory read data of the weight word (``P`` lanes) and the
-  broadcast activation are multiplied, ``P`` products are registered;
+* **read**: the synchronous memory read data of the weight word (``P`` lanes) and the broadcast
+  activation arrive and are registered;
+* **multiply**: ``P`` products are registered;
 * **accumulate**: each lane adds its product to its accumulator (the first column of a row
   group restarts it at zero); on the last column the ``P`` sums are written to the output
   memory at address ``g`` in the same cycle, while the next row group's first product is
   already one stage behind.
 
-Hence :func:`dense_cycles`: ``ceil(rows / P) * cols + 2`` cycles from ``start`` to ``done``
+The read stage is new (2026-12-06): the weight block RAM's output (through the read mux of a
+memory deeper than one block RAM) went straight into the multipliers, the engine's longest path
+(14.8 ns on an LFE5U-85F). It costs one cycle a run.
+
+Hence :func:`dense_cycles`: ``ceil(rows / P) * cols + 3`` cycles from ``start`` to ``done``
 (``0`` when ``rows`` or ``cols`` is zero), which the RTL's ``cycles`` register equals exactly:
 ``done`` rises that many clock edges after the edge that samples ``start``.
 
@@ -77,7 +82,7 @@ __all__ = [
 ]
 
 #: Cycles between the last issued (row group, column) item and ``done``.
-PIPELINE_LATENCY = 2
+PIPELINE_LATENCY = 3
 #: Width of the ``cycles`` output.
 CYCLE_COUNTER_BITS = 32
 
@@ -336,23 +341,31 @@ class DenseMatVec(wiring.Component):
             final0.eq(last_col0 & (row_base + P >= rows_r)),
         ]
 
-        # Stage 1: read data arrives, multiply.
+        # Stage 1: read data arrives and is registered.
         v1, first1, last1, final1 = Signal(), Signal(), Signal(), Signal()
         grp1 = Signal.like(grp)
         m.d.sync += [
             v1.eq(issuing), first1.eq(col == 0), last1.eq(last_col0),
             final1.eq(final0), grp1.eq(grp),
         ]
+        wq = Signal(self.weight_layout)
+        xq = Signal(signed(self.act_bits))
+        v1r, first1r, last1r, final1r = Signal(), Signal(), Signal(), Signal()
+        grp1r = Signal.like(grp)
+        m.d.sync += [v1r.eq(v1), first1r.eq(first1), last1r.eq(last1), final1r.eq(final1),
+                     grp1r.eq(grp1), wq.eq(w_rp.data), xq.eq(x_rp.data)]
+
+        # Stage 2: multiply.
         prod_shape = signed(self.weight_bits + self.act_bits)
         prods = [Signal(prod_shape, name=f"prod{p}") for p in range(P)]
         v2, first2, last2, final2 = Signal(), Signal(), Signal(), Signal()
         grp2 = Signal.like(grp)
-        m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1), final2.eq(final1),
-                     grp2.eq(grp1)]
+        m.d.sync += [v2.eq(v1r), first2.eq(first1r), last2.eq(last1r), final2.eq(final1r),
+                     grp2.eq(grp1r)]
         for p in range(P):
-            m.d.sync += prods[p].eq(w_rp.data[p] * x_rp.data)
+            m.d.sync += prods[p].eq(wq[p] * xq)
 
-        # Stage 2: accumulate; write the row group's sums on its last column.
+        # Stage 3: accumulate; write the row group's sums on its last column.
         accs = [Signal(signed(self.acc_bits), name=f"acc{p}") for p in range(P)]
         sums = [Signal(signed(self.acc_bits), name=f"sum{p}") for p in range(P)]
         for p in range(P):

@@ -24,6 +24,7 @@ from hw.bcr import (
     pack_bcr,
     pack_fields,
 )
+from hw.dense import PIPELINE_LATENCY as DENSE_LATENCY
 from hw.dense import dense_cycles, pack_words, unpack_words
 from ir.bcr import BCRMatrix, encode_bcr
 from ir.golden import linear
@@ -116,7 +117,7 @@ def test_cycle_model_formula():
     assert bcr_cycles(encode_bcr(np.zeros((5, 5), dtype=int), (2, 2)), 4) == 0
     # Fully dense, block rows a multiple of the lanes: the dense engine's items exactly.
     bcr = encode_bcr(np.ones((16, 32), dtype=int), (8, 16))
-    assert bcr_cycles(bcr, 4) == dense_cycles(16, 32, 4) + PIPELINE_LATENCY - 2
+    assert bcr_cycles(bcr, 4) == dense_cycles(16, 32, 4) + PIPELINE_LATENCY - DENSE_LATENCY
     with pytest.raises(ValueError, match=r"^Lanes must be a positive integer, not 0$"):
         bcr_cycles(bcr, 0)
     with pytest.raises(TypeError, match=r"^BCR matrix must be an ir.bcr.BCRMatrix, not ndarray$"):

@@ -14,6 +14,7 @@ from amaranth.hdl import Fragment, Value
 from amaranth.sim import Simulator
 
 from hw.bcr import pack_fields
+from hw.dense import PIPELINE_LATENCY as DENSE_LATENCY
 from hw.dense import dense_cycles, unpack_words
 from hw.unstructured import (
     PIPELINE_LATENCY,
@@ -112,7 +113,7 @@ def test_cycle_model_formula():
     # Dense activations and weights on lanes dividing the rows: dense + one head per column.
     w = np.ones((16, 10), dtype=int)
     assert unstructured_cycles(encode_csc_lanes(w, 4), np.ones(10), 4) == \
-        dense_cycles(16, 10, 4) + 10 + 1
+        dense_cycles(16, 10, 4) - DENSE_LATENCY + 10 + PIPELINE_LATENCY
     assert unstructured_cycles(encode_csc_lanes(w, 4), np.zeros(10), 4) == 10 + PIPELINE_LATENCY
     assert unstructured_cycles(encode_csc_lanes(np.zeros((0, 3)), 2), np.ones(3), 2) == 0
     with pytest.raises(ValueError, match=r"^CSC lanes are encoded for 4 lanes, not 2$"):
