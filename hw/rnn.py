@@ -11,16 +11,16 @@ on-chip memories. Each step:
 2. **gates** (``dense_cycles(4H, I + H, P) + 2`` cycles): one start cycle, the dense engine's run,
    and one cycle to see its ``done``; the dense engine computes the ``4H`` gate accumulators ``[W_ih | W_hh] @ [x_t; h]`` (int32, wrapping), rows
    interleaved so that row ``4j + k`` is gate ``k`` (i, f, g, o) of hidden unit ``j``;
-3. **element-wise** (``H + ELEMENT_LATENCY`` cycles, ``ELEMENT_LATENCY = 8``): a nine-stage
-   pipeline that takes one hidden unit per cycle. It reads the four accumulators and the bias
+3. **element-wise** (``H + ELEMENT_LATENCY`` cycles, ``ELEMENT_LATENCY = 10``): an
+   eleven-stage pipeline that takes one hidden unit per cycle. It reads the four accumulators and the bias
    ``wrap32(b_ih + b_hh)``, requantizes them with the config's ``multiplier``/``shift`` into
    the ROM input format, looks up sigmoid (i, f, o) and tanh (g) in ROMs, computes ``c'``,
    looks up ``tanh(c')`` and computes ``h'``. ``c'`` and ``h'`` are written back in place (the
-   units are independent, and a unit's ``c`` is read in stage 0 and written in stage 5);
+   units are independent, and a unit's ``c`` is read in stage 0 and written in stage 7);
    ``h'`` also goes to the ``h_seq`` memory at ``t * H + j`` and to the gate engine's
    activation memory for the next step.
 
-Hence :func:`lstm_cycles`: ``steps * (I + 3 + dense_cycles(4H, I + H, P) + H + 8) + H``, which
+Hence :func:`lstm_cycles`: ``steps * (I + 3 + dense_cycles(4H, I + H, P) + H + 10) + H``, which
 the RTL's ``cycles`` output equals exactly (``0`` when ``steps`` or ``hidden`` is zero).
 Until 2026-12-05 the element-wise stage took 6 cycles per unit, one unit at a time, and every
 step copied ``h``: ``steps * (I + H + 3 + dense_cycles + 6H)``. Until 2026-12-06 the pipeline
@@ -31,7 +31,10 @@ costs 3 cycles a step and raised the cell's Fmax on the LFE5U-85F from 31.75 to 
 stages are balanced at no cycle cost: stage 2 registers the requantizing product and stage 3
 rounds and saturates it into the ROM addresses (stage 3 held only those addresses), and stage
 5 registers ``c'`` (the GRU's ``n`` accumulator) and stage 6 makes tanh's address from it
-(the cell: 68.56 MHz).
+(the cell: 68.56 MHz). Since then the sigmoid and tanh ROMs' outputs (block RAMs) are
+registered before their multipliers, in stages 4 and 8 (``H + 10``, 2 cycles a step): with
+the gate engines' read stages, a ROM into a multiplier had become every cell's longest path
+(13.1-13.5 ns on the LFE5U-85F).
 
 The quantization config (:class:`ir.golden.RNNQuantConfig`) is a build parameter: it fixes the
 ROM contents and the widths; the shape (``input_size``, ``hidden_size``, ``steps``) is a
@@ -57,7 +60,7 @@ GRU
 ---
 :class:`GRUEngine` shares the datapath shape: four dense rows per unit (:func:`gru_weight_matrix`:
 ``[W_ir | W_hr]``, ``[W_iz | W_hz]``, ``[W_in | 0]``, ``[0 | W_hn]``), biases
-:func:`gru_bias_words`, and the same nine pipeline stages: requantize r and z, look them up, form
+:func:`gru_bias_words`, and the same eleven pipeline stages: requantize r and z, look them up, form
 ``n_acc = wrap32(a_n + round_shift(r * b_n, G))``, requantize it and look up ``tanh``, then
 ``h' = saturate(round_shift(((2**G - z) * n << act_frac) + (z * h << G), 2G))`` with the old
 ``h[j]`` read from the ``h`` memory in stage 0 and carried along. No ``c`` memory. :func:`gru_cycles` equals
@@ -149,8 +152,8 @@ __all__ = ["CACHED_MIN_BLOCK_ROWS", "GRUEngine", "LSTMEngine", "RNNEngine", "ELE
 GATE_ENGINES = ("dense", "bcr")
 
 #: Pipeline latency of the element-wise stage: a step's stage takes ``H + ELEMENT_LATENCY``
-#: cycles (one hidden unit enters per cycle, nine stages).
-ELEMENT_LATENCY = 8
+#: cycles (one hidden unit enters per cycle, eleven stages).
+ELEMENT_LATENCY = 10
 #: Gates per LSTM unit (i, f, g, o).
 GATES = 4
 #: How the element-wise stage reads the BCR gate engine's output memory (BCR gates only):
@@ -196,7 +199,7 @@ def _checked_run(input_size: int, hidden_size: int, steps: int, lanes: int
 def step_overhead_cycles(input_size: int, hidden_size: int, steps: int) -> int:
     """Cycles of a whole run that no lane count shortens: every step's copy, gate start and
     element-wise stages, ``steps * (I + 3 + H + ELEMENT_LATENCY) + H`` (``I + H + 1`` copy
-    cycles on the first step, ``I + 1`` after it; 2 around the gate product; ``H + 8``
+    cycles on the first step, ``I + 1`` after it; 2 around the gate product; ``H + 10``
     element-wise), or ``0`` when ``steps`` or ``hidden_size`` is zero.
     """
     i = _check_int(input_size, "Input size", 0)
@@ -210,7 +213,7 @@ def step_overhead_cycles(input_size: int, hidden_size: int, steps: int) -> int:
 def lstm_cycles(input_size: int, hidden_size: int, steps: int, lanes: int) -> int:
     """Cycle model of :class:`LSTMEngine`: cycles from ``start`` to ``done``.
 
-    Returns ``steps * (I + 3 + dense_cycles(4H, I + H, lanes) + H + 8) + H`` (the first step
+    Returns ``steps * (I + 3 + dense_cycles(4H, I + H, lanes) + H + 10) + H`` (the first step
     also copies ``h``), or ``0`` when ``steps`` or ``hidden_size`` is zero.
     """
     i, h, t, p = _checked_run(input_size, hidden_size, steps, lanes)
@@ -880,15 +883,16 @@ class RNNEngine(wiring.Component):
             gw = Value.cast(eng.out_rd.data).word_select(sub1, GATES * 32)
             gate_words = [gw.word_select(n, 32) for n in range(GATES)]
 
-        # Element-wise datapath, one unit per cycle through nine stages:
+        # Element-wise datapath, one unit per cycle through eleven stages:
         # 0: addresses (bias, gate accumulators, h, c) of unit j;
         # 1: accumulators + bias (registered); 2: times the requantizing multiplier
         # (registered); 3: rounded and saturated into pre, the sigmoid/tanh ROM addresses;
-        # 4: ROM data: the LSTM's f * c and i * g, or
-        # the GRU's r * n_h (registered); 5: c' (LSTM, written to c) or the GRU's n
-        # accumulator (registered); 6: the tanh ROM address tc_idx from it (c' rounded to the
-        # ROM's format and clipped; n requantized); 7: h''s products (registered); 8: h'
-        # written to h, h_seq and the gate engine's activation memory.
+        # 4: ROM data (registered); 5: the LSTM's f * c and i * g, or
+        # the GRU's r * n_h (registered); 6: c' (LSTM) or the GRU's n accumulator
+        # (registered); 7: c' written to c, and the tanh ROM address tc_idx (c' rounded to the
+        # ROM's format and clipped; n requantized); 8: tanh's data (registered); 9: h''s
+        # products (registered); 10: h' written to h, h_seq and the gate engine's activation
+        # memory.
         bias_word = Value.cast(b_rp.data)
         pre_next, accs = [], []
         for n in range(GATES):
@@ -911,53 +915,62 @@ class RNNEngine(wiring.Component):
                 reg = nxt
             return reg
 
+        def rom_reg(port: Any, name: str) -> Signal:
+            """A ROM read port's data, registered in the stage it arrives in (4 or 8)."""
+            reg = Signal(port.data.shape(), name=name)
+            m.d.sync += reg.eq(port.data)
+            return reg
+
+        tanh_q = rom_reg(tanh_rp, "tanh_q")            # stage 8: tanh(c') or tanh(n)
         if lstm:
-            c_old = delayed(c_rp.data, 1, 3, "c_old")  # stage 4 sees unit's c
+            c_old = delayed(c_rp.data, 1, 4, "c_old")  # stage 5 sees unit's c
             m.d.comb += tanh_g.addr.eq(pre[2] + half)
-            gi, gf_ = sig_i.data, sig_f.data
-            # stage 4: the two products, registered; stage 5: c' from them
+            # stage 4: the ROM outputs registered; stage 5: the two products, registered;
+            # stage 6: c' from them
+            gi, gf_, gg = rom_reg(sig_i, "gi"), rom_reg(sig_f, "gf"), rom_reg(tanh_g, "gg")
             fc = Signal((gf_ * c_old).shape())
-            ig = Signal((gi * tanh_g.data).shape())
-            m.d.sync += [fc.eq(gf_ * c_old), ig.eq(gi * tanh_g.data)]
+            ig = Signal((gi * gg).shape())
+            m.d.sync += [fc.eq(gf_ * c_old), ig.eq(gi * gg)]
             c_sum = Signal(signed(2 * cb + 2 * cfg.gate_bits + 40))
             m.d.comb += c_sum.eq((fc << G) + (ig << cfg.cell_frac))
             c_new = Signal(signed(cb))
             m.d.comb += c_new.eq(_saturate(_round_shift(c_sum, 2 * G), cb))
-            c_q = Signal(signed(cb))      # stage 6: c' registered, tanh's address from it
+            c_q = Signal(signed(cb))      # stage 7: c' registered, tanh's address from it
             m.d.sync += c_q.eq(c_new)
             tc_next = _clip(_round_shift(c_q, cfg.cell_frac - cfg.lut_frac), -half,
                             half - 1) + half
-            go = delayed(sig_o.data, 4, 6, "go")  # stage 7 sees unit's o
-            ot = Signal((go * tanh_rp.data).shape())   # stage 7: o * tanh(c'), registered
-            m.d.sync += ot.eq(go * tanh_rp.data)
+            go = delayed(sig_o.data, 4, 8, "go")  # stage 9 sees unit's o
+            ot = Signal((go * tanh_q).shape())   # stage 9: o * tanh(c'), registered
+            m.d.sync += ot.eq(go * tanh_q)
             h_new = Signal(signed(ab))
             m.d.comb += h_new.eq(_saturate(_round_shift(ot,
                                                         2 * G - cfg.act_frac), ab))
         else:
             # GRU: accs are r, z, n_x = W_in x + b_in, n_h = W_hn h + b_hn.
-            acc_nx = delayed(accs[2], 2, 4, "acc_nx")  # stage 5 sees it
-            acc_nh = delayed(accs[3], 2, 3, "acc_nh")  # stage 4 sees it
-            h_old = delayed(h_rp.data, 1, 6, "h_old")  # stage 7 sees it
-            rn = Signal(signed(32))                    # stage 4: r * n_h, registered
-            m.d.sync += rn.eq(_round_shift(sig_i.data * acc_nh, G))
+            acc_nx = delayed(accs[2], 2, 5, "acc_nx")  # stage 6 sees it
+            acc_nh = delayed(accs[3], 2, 4, "acc_nh")  # stage 5 sees it
+            h_old = delayed(h_rp.data, 1, 8, "h_old")  # stage 9 sees it
+            r = rom_reg(sig_i, "r")                    # stage 4: r registered
+            rn = Signal(signed(32))                    # stage 5: r * n_h, registered
+            m.d.sync += rn.eq(_round_shift(r * acc_nh, G))
             n_acc = Signal(signed(32))
             m.d.comb += n_acc.eq(acc_nx + rn)
-            n_q = Signal(signed(32))      # stage 6: n_acc registered, requantized from it
+            n_q = Signal(signed(32))      # stage 7: n_acc registered, requantized from it
             m.d.sync += n_q.eq(n_acc)
             tc_next = _saturate(_round_shift(n_q * Const(cfg.multiplier, unsigned(16)),
                                              cfg.shift), lib) + half
-            z = delayed(sig_f.data, 4, 6, "z")
+            z = delayed(sig_f.data, 4, 8, "z")
             one_minus_z = Signal(signed(cfg.gate_bits + 2))
             m.d.comb += one_minus_z.eq((1 << G) - z)
-            zn = Signal((one_minus_z * tanh_rp.data).shape())   # stage 7: both products,
-            zh = Signal((z * h_old).shape())                     # registered
-            m.d.sync += [zn.eq(one_minus_z * tanh_rp.data), zh.eq(z * h_old)]
+            zn = Signal((one_minus_z * tanh_q).shape())   # stage 9: both products,
+            zh = Signal((z * h_old).shape())               # registered
+            m.d.sync += [zn.eq(one_minus_z * tanh_q), zh.eq(z * h_old)]
             h_sum = (zn << cfg.act_frac) + (zh << G)
             h_new = Signal(signed(ab))
             m.d.comb += h_new.eq(_saturate(_round_shift(h_sum, 2 * G), ab))
         m.d.comb += [tc_idx.eq(tc_next), tanh_rp.addr.eq(tc_idx)]
         # Columns of h in the gate engine's activation memory.
-        h_dest = ej[8] + (h_col if bcr else isz)
+        h_dest = ej[ELEMENT_LATENCY] + (h_col if bcr else isz)
         copy_end = Signal.like(cols)
         m.d.comb += copy_end.eq(Mux(t == 0, cols, isz))
 
@@ -999,7 +1012,7 @@ class RNNEngine(wiring.Component):
                         m.d.sync += g_rows.eq(rows_now)
                         m.next = "COPY"
             with m.State("COPY"):
-                # x_t, and on the first step h too (later steps get h' from stage 8).
+                # x_t, and on the first step h too (later steps get h' from stage 10).
                 m.d.comb += h_rp.addr.eq(h_idx)
                 with m.If(k == copy_end):
                     m.d.sync += k.eq(0)
@@ -1060,15 +1073,16 @@ class RNNEngine(wiring.Component):
                         with m.Elif(need[n]):
                             refill(n)
                 if lstm:
-                    with m.If(ev[5]):
-                        m.d.comb += [c_wp.addr.eq(ej[5]), c_wp.data.eq(c_new), c_wp.en.eq(1)]
-                with m.If(ev[8]):
-                    m.d.comb += [h_wp.addr.eq(ej[8]), h_wp.data.eq(h_new), h_wp.en.eq(1),
-                                 s_wp.addr.eq(sbase + ej[8]), s_wp.data.eq(h_new),
+                    with m.If(ev[7]):   # c' from its register, not the adder
+                        m.d.comb += [c_wp.addr.eq(ej[7]), c_wp.data.eq(c_q), c_wp.en.eq(1)]
+                with m.If(ev[ELEMENT_LATENCY]):
+                    m.d.comb += [h_wp.addr.eq(ej[ELEMENT_LATENCY]), h_wp.data.eq(h_new),
+                                 h_wp.en.eq(1), s_wp.addr.eq(sbase + ej[ELEMENT_LATENCY]),
+                                 s_wp.data.eq(h_new),
                                  s_wp.en.eq(1),
                                  eng.x_wr.addr.eq(h_dest), eng.x_wr.data.eq(h_new),
                                  eng.x_wr.en.eq(1)]
-                    with m.If(ej[8] == hsz - 1):
+                    with m.If(ej[ELEMENT_LATENCY] == hsz - 1):
                         with m.If(t == nsteps - 1):
                             m.d.sync += [busy.eq(0), done.eq(1)]
                             m.next = "IDLE"
