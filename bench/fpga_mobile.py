@@ -26,7 +26,7 @@ claimed.
 
 Usage: ``python bench/fpga_mobile.py [--quick] [--cells lstm,gru] [--sizes 64,128]
 [--block 16x16] [--keeps 8x8,8x4] [--lanes 8] [--slices 1] [--device ecp5-85k] [--seeds 1]
-[--router router1] [--steps 4] [--fmax DENSE,BCR]``
+[--router router1] [--pnr-timeout 1800] [--steps 4] [--fmax DENSE,BCR]``
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ from mobile.cost import MCA_MODELS  # noqa: E402
 from sim.bcr import exact_bcr_layer  # noqa: E402
 from synth_reports.flow import DoesNotFit, read_sidecar, synth_engine  # noqa: E402
 from synth_reports.pnr import ROUTERS  # noqa: E402
-from synth_reports.tools import SynthError  # noqa: E402
+from synth_reports.tools import TIMEOUT_S, SynthError  # noqa: E402
 
 RESULTS = HERE / "results"
 CELLS = ("lstm", "gru")
@@ -122,8 +122,10 @@ class Placer:
     """``synth`` callback of :func:`compare_rnn_layer`: one Yosys + nextpnr run per distinct
     Verilog (an engine of a cell and size is the same Verilog at every density)."""
 
-    def __init__(self, device: str, seeds: int, work: Path, router: str = "router1") -> None:
+    def __init__(self, device: str, seeds: int, work: Path, router: str = "router1",
+                 pnr_timeout_s: float = TIMEOUT_S) -> None:
         self.device, self.seeds, self.work, self.router = device, seeds, work, router
+        self.pnr_timeout_s = pnr_timeout_s
         self.done: dict[str, tuple] = {}
 
     def __call__(self, gates: str, verilog: str) -> tuple:
@@ -136,7 +138,8 @@ class Placer:
         t0 = time.perf_counter()
         try:
             rep = synth_engine(verilog, self.device, folder,
-                               seeds=tuple(range(1, self.seeds + 1)), router=self.router)
+                               seeds=tuple(range(1, self.seeds + 1)), router=self.router,
+                               pnr_timeout_s=self.pnr_timeout_s)
             spread = rep.seed_text()
             if self.router != "router1":
                 spread += f", {self.router}"
@@ -240,6 +243,9 @@ def main(argv: list[str]) -> int:
                     help="nextpnr placement seeds 1..N per engine (Fmax: their median)")
     ap.add_argument("--router", choices=ROUTERS, default="router1",
                     help="nextpnr's router (router2: faster on the BCR-gated cells)")
+    ap.add_argument("--pnr-timeout", type=int_arg(1, 86400), default=TIMEOUT_S,
+                    help="seconds one nextpnr run may take; a seed past it is stopped and "
+                         "the next one runs (an engine whose every seed stops: not placed)")
     ap.add_argument("--steps", type=int_arg(2, 64), default=4)
     ap.add_argument("--fmax", type=fmax_arg, default=None,
                     help="DENSE[,BCR] MHz instead of synthesising (a quick look)")
@@ -264,7 +270,8 @@ def main(argv: list[str]) -> int:
     rows, summary = [], []
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_fpga_mobile_") as tmp:
-        placer = None if args.fmax else Placer(args.device, args.seeds, Path(tmp), args.router)
+        placer = None if args.fmax else Placer(args.device, args.seeds, Path(tmp), args.router,
+                                               args.pnr_timeout)
         for cell in cells:
             for size in sizes:
                 layers = [make_layer(cell, size, None if kept is None else args.block, kept,

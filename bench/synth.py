@@ -18,7 +18,7 @@ side, and the break-even sparsity of each (linear interpolation between the grid
 below it the sparse engine is slower than the dense one.
 
 Usage: ``python bench/synth.py [--quick] [--lanes 8] [--seeds 3] [--devices up5k,ecp5-85k,xc7]
-[--time-device ecp5-85k] [--rows 64 --cols 64] [--router router1]``
+[--time-device ecp5-85k] [--rows 64 --cols 64] [--router router1] [--pnr-timeout 1800]``
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from sim.dense import run_dense_batch
 from sim.unstructured import random_sparse_layer, run_unstructured_batch
 from synth_reports.flow import TARGET_DEVICES, DoesNotFit, synth_engine
 from synth_reports.pnr import ROUTERS
-from synth_reports.tools import SynthError
+from synth_reports.tools import TIMEOUT_S, SynthError
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BLOCK = (8, 16)
@@ -71,7 +71,8 @@ def engine_specs(rows: int, cols: int) -> list[tuple[str, dict]]:
 
 
 def synth_rows(specs: list[tuple[str, dict]], devices: list[str], lanes: int, seeds: int,
-               work: Path, router: str = "router1") -> list[dict]:
+               work: Path, router: str = "router1",
+               pnr_timeout_s: float = TIMEOUT_S) -> list[dict]:
     """One row per engine and device: resources, and Fmax where the part was placed and routed
     (``xc7``: Yosys's estimate of resources only); an engine that does not fit says why."""
     out = []
@@ -89,7 +90,8 @@ def synth_rows(specs: list[tuple[str, dict]], devices: list[str], lanes: int, se
             (folder / device).mkdir()
             try:
                 rep = synth_engine(v, device, folder / device,
-                                   seeds=tuple(range(1, seeds + 1)), router=router)
+                                   seeds=tuple(range(1, seeds + 1)), router=router,
+                                   pnr_timeout_s=pnr_timeout_s)
             except DoesNotFit as exc:
                 row["note"] = str(exc).removeprefix(f"{label}_engine ")
                 rep = None
@@ -194,6 +196,9 @@ def main(argv: list[str]) -> int:
                     help="nextpnr placement seeds 1..N per engine (Fmax: their median)")
     ap.add_argument("--router", choices=ROUTERS, default="router1",
                     help="nextpnr's router")
+    ap.add_argument("--pnr-timeout", type=int_arg(1, 86400), default=TIMEOUT_S,
+                    help="seconds one nextpnr run may take; a seed past it is stopped and "
+                         "the next one runs (an engine whose every seed stops: its note says so)")
     ap.add_argument("--ratios", type=list_arg(float_arg(0, 1, high_open=True)),
                     help="sparsities of the time table (default 0.05, 0.10, ..., 0.95)")
     ap.add_argument("--seed", type=SEED_ARG, default=0, help="random layers")
@@ -212,7 +217,8 @@ def main(argv: list[str]) -> int:
               if not args.quick or e in ("dense", "bcr", "unstructured")]
     specs = [s for s in engine_specs(args.rows, args.cols) if s[0] in wanted]
     with tempfile.TemporaryDirectory(prefix="bench_synth_") as tmp:
-        srows = synth_rows(specs, args.devices, args.lanes, seeds, Path(tmp), args.router)
+        srows = synth_rows(specs, args.devices, args.lanes, seeds, Path(tmp), args.router,
+                           args.pnr_timeout)
     sdf = pd.DataFrame(srows)
     write_csv(sdf, RESULTS / "synth.csv")
     with pd.option_context("display.width", 250, "display.max_columns", 30):

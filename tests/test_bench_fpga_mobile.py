@@ -56,6 +56,7 @@ def test_tiny_run_prints_the_table_and_saves_csv(monkeypatch, tmp_path, capsys):
     (["--sizes", "4", "--fmax", "40"], "a 16x16 block does not fit the gate matrices of size 4"),
     (["--slices", "17"], "--slices"),
     (["--slices", "0"], "--slices"),
+    (["--pnr-timeout", "0"], "argument --pnr-timeout: must be an integer from 1 to 86400"),
 ])
 def test_option_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -97,3 +98,43 @@ def test_each_layer_is_saved_as_it_is_measured(monkeypatch, tmp_path):
                  "--lanes", "4", "--slices", "2", "--steps", "2", "--fmax", "40,25"])
     s = pd.read_csv(tmp_path / "fpga_mobile_summary.csv")
     assert list(s.density) == [1.0] and len(pd.read_csv(tmp_path / "fpga_mobile.csv")) == 2
+
+
+def test_placer_passes_the_time_limit_and_reports_an_engine_every_seed_of_which_stopped(
+        monkeypatch, tmp_path):
+    """``--pnr-timeout`` reaches each nextpnr run; an engine whose every seed ran past it is a
+    "not placed" row with synth_engine's message, and the run goes on."""
+    from synth_reports.tools import ToolTimeout
+
+    seen = []
+
+    def stuck(verilog, device, folder, *, seeds, router, pnr_timeout_s):
+        seen.append((seeds, router, pnr_timeout_s))
+        raise ToolTimeout(f"nextpnr ran longer than {pnr_timeout_s} s on every seed\nlog: x")
+
+    monkeypatch.setattr(fm, "synth_engine", stuck)
+    monkeypatch.setattr(fm, "read_sidecar",
+                        lambda v: ("", {"verilog_sha256": v, "toplevel": "lstm_x"}))
+    placer = fm.Placer("ecp5-85k", 2, tmp_path, "router1", pnr_timeout_s=60)
+    fmax, _, resources, _, note = placer("bcr", "a.v")
+    assert seen == [((1, 2), "router1", 60)]
+    assert fmax is None and resources is None
+    assert note == "nextpnr ran longer than 60 s on every seed"
+    assert placer("bcr", "a.v")[4] == note and len(seen) == 1      # one run per Verilog
+
+
+def test_pnr_timeout_reaches_the_placer(monkeypatch, tmp_path):
+    made = []
+
+    class Spy(fm.Placer):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            made.append(self.pnr_timeout_s)
+            raise SystemExit(0)
+
+    monkeypatch.setattr(fm, "Placer", Spy)
+    monkeypatch.setattr(fm, "RESULTS", tmp_path)
+    for argv, want in (([], 1800), (["--pnr-timeout", "300"], 300)):
+        with pytest.raises(SystemExit):
+            fm.main(["--quick", *argv])
+        assert made[-1] == want

@@ -41,13 +41,33 @@ def test_router_reaches_synth_rows(monkeypatch, tmp_path):
 
     seen = []
 
-    def fake_rows(specs, devices, lanes, seeds, work, router):
-        seen.append(router)
+    def fake_rows(specs, devices, lanes, seeds, work, router, pnr_timeout_s):
+        seen.append((router, pnr_timeout_s))
         raise SystemExit(0)
 
     monkeypatch.setattr(bs, "synth_rows", fake_rows)
     monkeypatch.setattr(bs, "RESULTS", tmp_path)
-    for argv, want in (([], "router1"), (["--router", "router2"], "router2")):
+    for argv, want in (([], ("router1", 1800)), (["--router", "router2"], ("router2", 1800)),
+                       (["--pnr-timeout", "600"], ("router1", 600))):
         with pytest.raises(SystemExit):
             bs.main(["--quick", *argv])
         assert seen[-1] == want
+
+
+def test_synth_rows_passes_the_time_limit_and_notes_an_engine_every_seed_of_which_stopped(
+        monkeypatch, tmp_path):
+    import bench.synth as bs
+    from synth_reports.tools import ToolTimeout
+
+    seen = []
+
+    def stuck(verilog, device, folder, *, seeds, router, pnr_timeout_s):
+        seen.append((device, seeds, pnr_timeout_s))
+        raise ToolTimeout(f"nextpnr ran longer than {pnr_timeout_s} s on every seed")
+
+    monkeypatch.setattr(bs, "synth_engine", stuck)
+    specs = [s for s in bs.engine_specs(16, 16) if s[0] == "dense"]
+    rows = bs.synth_rows(specs, ["ecp5-85k"], 4, 2, tmp_path, "router1", 45)
+    assert seen == [("ecp5-85k", (1, 2), 45)]
+    assert rows[0]["note"] == "nextpnr ran longer than 45 s on every seed"
+    assert "fmax_mhz" not in rows[0]
