@@ -588,3 +588,34 @@ def test_bcr_slices_halve_the_gate_cycles_of_a_trained_lstm_shape():
     # cached gate reads: 8 cycles a step; the BCR engine's read and scatter stages 1 each; the
     # element-wise stage's two ROM registers 1 each
     assert step == {1: 3617, 2: 2081, 4: 1313}
+
+
+@pytest.mark.parametrize("s, lo, hi", [(1, -7, 7), (3, -127, 127), (5, -8, 7), (2, -64, 63),
+                                       (4, 0, 31), (0, -7, 7), (-2, -100, 100),
+                                       (2, -255, 255), (1, -1024, 1023)])
+def test_round_clip_equals_round_shift_then_clip(s, lo, hi):
+    """The element-wise stage's rounding + saturation, built with the comparisons on the
+    unrounded value beside a narrow adder, equals ``clip(round_shift(v, s), lo, hi)`` for every
+    10-bit ``v``, at the edges of the range included, and with a range as wide as ``v``."""
+    from amaranth.hdl import Module, Signal, signed
+
+    from hw.rnn import _round_clip
+    from ir.fixedpoint import round_shift
+
+    m = Module()
+    v = Signal(signed(10))
+    out = Signal(signed(12))
+    m.d.comb += out.eq(_round_clip(v, s, lo, hi))
+    values = np.arange(-512, 512)
+    want = np.clip(round_shift(values, s), lo, hi)
+    got = []
+
+    async def tb(ctx):
+        for x in values:
+            ctx.set(v, int(x))
+            got.append(ctx.get(out))
+
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
+    assert got == want.tolist()
