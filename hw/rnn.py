@@ -38,7 +38,12 @@ the gate engines' read stages, a ROM into a multiplier had become every cell's l
 addresses, ``c'``, tanh's address, ``h'``) is now built as :func:`_round_clip`: the range
 comparisons on the value before rounding, beside an adder only as wide as the result, instead
 of a full-width rounding adder in series with full-width comparisons (that pair had become the
-longest path, 11.2-12.4 ns; no cycle cost: the cell 87.51 -> 94.71 MHz).
+longest path, 11.2-12.4 ns; no cycle cost: the cell 87.51 -> 94.71 MHz). Since then every
+write into the gate engine's activation memory (the copy's ``x``/``h`` and the element-wise
+stage's ``h'``) goes through one register first, also at no cycle cost: the copy's last write
+lands in the cycle the gate engine starts, before it reads any column, and ``h'``'s last in
+the next step's copy stage (the path from the ``x_seq`` block RAM into that per-lane LUT-RAM
+had become the cell's longest, 10.3-10.9 ns).
 
 The quantization config (:class:`ir.golden.RNNQuantConfig`) is a build parameter: it fixes the
 ROM contents and the widths; the shape (``input_size``, ``hidden_size``, ``steps``) is a
@@ -837,11 +842,18 @@ class RNNEngine(wiring.Component):
         if lstm:
             m.d.comb += [sig_o.addr.eq(pre[3] + (1 << (lib - 1))), self.c_rd.data.eq(c_rp.data)]
 
-        # Copy writes into the gate engine's activation memory (one stage behind the reads).
-        m.d.comb += [
-            eng.x_wr.addr.eq(k1), eng.x_wr.en.eq(v1),
-            eng.x_wr.data.eq(Mux(sel_h1, h_rp.data, x_rp.data)),
-        ]
+        # Writes into the gate engine's activation memory go through a register (the memory is
+        # LUT-RAM copied per lane, far from the x_seq/h block RAMs and the element-wise
+        # stage): the copy's (one stage behind its reads) and h''s from the element stage,
+        # which overrides it (the two never overlap). The copy's last write lands in the
+        # cycle the gate engine starts, before the engine reads any column.
+        wr_en = Signal()
+        wr_addr = Signal.like(eng.x_wr.addr)
+        wr_data = Signal.like(eng.x_wr.data)
+        m.d.comb += [eng.x_wr.addr.eq(wr_addr), eng.x_wr.data.eq(wr_data),
+                     eng.x_wr.en.eq(wr_en)]
+        m.d.sync += [wr_en.eq(v1), wr_addr.eq(k1),
+                     wr_data.eq(Mux(sel_h1, h_rp.data, x_rp.data))]
         m.d.sync += v1.eq(0)
 
         # Where the element stage reads the gate accumulators.
@@ -1108,9 +1120,8 @@ class RNNEngine(wiring.Component):
                     m.d.comb += [h_wp.addr.eq(ej[ELEMENT_LATENCY]), h_wp.data.eq(h_new),
                                  h_wp.en.eq(1), s_wp.addr.eq(sbase + ej[ELEMENT_LATENCY]),
                                  s_wp.data.eq(h_new),
-                                 s_wp.en.eq(1),
-                                 eng.x_wr.addr.eq(h_dest), eng.x_wr.data.eq(h_new),
-                                 eng.x_wr.en.eq(1)]
+                                 s_wp.en.eq(1)]
+                    m.d.sync += [wr_en.eq(1), wr_addr.eq(h_dest), wr_data.eq(h_new)]
                     with m.If(ej[ELEMENT_LATENCY] == hsz - 1):
                         with m.If(t == nsteps - 1):
                             m.d.sync += [busy.eq(0), done.eq(1)]
