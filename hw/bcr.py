@@ -20,9 +20,10 @@ A single flat stream of items runs through a six-stage pipeline:
 * **issue**: counters (block ``k``, row group ``g``, kept column ``j``) address the column-index
   memory at ``col_ptr + j``; the next block's metadata is prefetched (the metadata memory is read
   at ``k + 1`` continuously, ``k + 2`` on a block change), so a block boundary costs no cycle;
-* **gather**: the kept column index arrives; the activation memory is read at
-  ``block_col * bc + index`` and the value memory at the item's (sequential) address;
-* **read**: the value word and the activation are registered;
+* **gather**: the kept column index arrives; the activation address ``block_col * bc + index``
+  is registered, and the value memory is read at the item's (sequential) address;
+* **read**: the activation memory is read at the registered address (a read port whose address,
+  not its output, is the register), and the value word and the activation are registered;
 * **multiply**: the broadcast activation times the ``P`` weights of the item's value word;
 * **accumulate**: each lane accumulates over the ``nc`` items of its row group; on the last item
   the ``P`` lane sums are registered, with the row group's kept row indices (read from the
@@ -35,7 +36,10 @@ The read and scatter stages are new (2026-12-06), each one cycle a run, not one 
 scatter followed the lane adder and the row-index block RAM in the accumulate stage: 19 ns on
 an LFE5U-85F, the longest path of the BCR-gated RNN cells. Then the longest was the value
 memory's block RAM output (through the read mux of a memory deeper than one block RAM)
-straight into the multipliers: 16.8 ns.
+straight into the multipliers: 16.8 ns. Then it was the column-index block RAM's output, plus
+the block's column base, into the activation memory's read (11.0-12.3 ns): the activation
+address is now registered in the gather stage and the memory read in the read stage, at no
+cycle cost (the value word's path is unchanged).
 
 Blocks must come grouped by block row (``ir.bcr.encode_bcr`` stores them row-major;
 :func:`pack_bcr` sorts them stably by block row). Block rows without any stored block are never
@@ -712,7 +716,7 @@ class BCRMatVec(wiring.Component):
         w_wp = w_mem.write_port()
         w_rp = w_mem.read_port()
         x_wp = x_mem.write_port()
-        x_rp = x_mem.read_port()
+        x_rp = x_mem.read_port(domain="comb")   # its address registered in stage 1
         o_wp = o_mem.write_port()
 
         for wp, (addr, wdata, en) in ((meta_wp, wr["meta"]), (col_wp, wr["col"]),
@@ -783,7 +787,12 @@ class BCRMatVec(wiring.Component):
             final1.eq(final0), brow1.eq(cur.block_row), cbase1.eq(cur.block_col * bc),
             vaddr1.eq(vaddr), raddr1.eq(rowptr + g),
         ]
-        m.d.comb += [x_rp.addr.eq(cbase1 + col_rp.data), w_rp.addr.eq(vaddr1)]
+        # The activation's address is registered here and read in stage 2 (a registered
+        # address, not a registered output): the column-index block RAM's output and its add
+        # no longer run into the activation memory's read in the same cycle.
+        xaddr = Signal.like(x_rp.addr)
+        m.d.sync += xaddr.eq(cbase1 + col_rp.data)
+        m.d.comb += [x_rp.addr.eq(xaddr), w_rp.addr.eq(vaddr1)]
 
         # ---------------------------------------------------------------- stage 2: read
         # The value word and the activation arrive and are registered: the block RAM's output
