@@ -43,7 +43,12 @@ write into the gate engine's activation memory (the copy's ``x``/``h`` and the e
 stage's ``h'``) goes through one register first, also at no cycle cost: the copy's last write
 lands in the cycle the gate engine starts, before it reads any column, and ``h'``'s last in
 the next step's copy stage (the path from the ``x_seq`` block RAM into that per-lane LUT-RAM
-had become the cell's longest, 10.3-10.9 ns).
+had become the cell's longest, 10.3-10.9 ns). Since then, again at no cycle cost, the bias
+word is read a cycle ahead and registered as its unit enters (the bias block RAM's output ran
+into stage 1's adder: 11.0-13.7 ns on the random LSTM layers of ``bench/fpga_mobile.py``),
+whether a unit enters is a register rather than a comparison (the cached gate reads' word
+registers hung off it), and the GRU multiplies ``n`` by the requantizing multiplier in stage 6
+and rounds it in stage 7 (both were stage 7: 16.8 ns).
 
 The quantization config (:class:`ir.golden.RNNQuantConfig`) is a build parameter: it fixes the
 ROM contents and the widths; the shape (``input_size``, ``hidden_size``, ``steps``) is a
@@ -805,6 +810,7 @@ class RNNEngine(wiring.Component):
         # Element stage: j is the unit entering the pipeline (stage 0); ev[s] / ej[s] say
         # whether stage s holds a unit this cycle, and which.
         j = Signal(range(self.max_hidden + 1))
+        more = Signal()     # j < hsz: a unit enters this cycle (a register, not a comparison)
         ev = [None] + [Signal(name=f"ev{n}") for n in range(1, ELEMENT_LATENCY + 1)]
         ej = [None] + [Signal(range(self.max_hidden + 1), name=f"ej{n}")
                        for n in range(1, ELEMENT_LATENCY + 1)]
@@ -819,7 +825,6 @@ class RNNEngine(wiring.Component):
         m.d.comb += h_idx.eq(k - isz)
         m.d.comb += [
             x_rp.addr.eq(xbase + k),
-            b_rp.addr.eq(j),
             sig_i.addr.eq(pre[0] + (1 << (lib - 1))),
             sig_f.addr.eq(pre[1] + (1 << (lib - 1))),
         ]
@@ -927,16 +932,22 @@ class RNNEngine(wiring.Component):
             gate_words = [gw.word_select(n, 32) for n in range(GATES)]
 
         # Element-wise datapath, one unit per cycle through eleven stages:
-        # 0: addresses (bias, gate accumulators, h, c) of unit j;
+        # 0: addresses (gate accumulators, h, c) of unit j, and its bias word (read a cycle
+        # ahead) registered;
         # 1: accumulators + bias (registered); 2: times the requantizing multiplier
         # (registered); 3: rounded and saturated into pre, the sigmoid/tanh ROM addresses;
         # 4: ROM data (registered); 5: the LSTM's f * c and i * g, or
-        # the GRU's r * n_h (registered); 6: c' (LSTM) or the GRU's n accumulator
-        # (registered); 7: c' written to c, and the tanh ROM address tc_idx (c' rounded to the
-        # ROM's format and clipped; n requantized); 8: tanh's data (registered); 9: h''s
+        # the GRU's r * n_h (registered); 6: c' (LSTM) or the GRU's n accumulator times the
+        # requantizing multiplier (registered); 7: c' written to c, and the tanh ROM address
+        # tc_idx (c' rounded to the ROM's format and clipped; n's product rounded and
+        # saturated); 8: tanh's data (registered); 9: h''s
         # products (registered); 10: h' written to h, h_seq and the gate engine's activation
         # memory.
-        bias_word = Value.cast(b_rp.data)
+        # The bias word, read a cycle ahead and registered as its unit enters stage 0: the
+        # block RAM's output no longer runs into stage 1's adder.
+        bias_q = Signal.like(b_rp.data)
+        m.d.sync += bias_q.eq(b_rp.data)
+        bias_word = Value.cast(bias_q)
         pre_next, accs = [], []
         for n in range(GATES):
             acc = Signal(signed(32), name=f"acc_{'ifgo'[n]}")
@@ -994,12 +1005,15 @@ class RNNEngine(wiring.Component):
             r = rom_reg(sig_i, "r")                    # stage 4: r registered
             rn = Signal(signed(32))                    # stage 5: r * n_h, registered
             m.d.sync += rn.eq(_round_shift(r * acc_nh, G))
+            # stage 6: n_acc = wrap32(a_n + r * n_h) times the requantizing multiplier,
+            # registered; stage 7: that product rounded and saturated into tanh's address
+            # (the multiplier and the rounding were one stage: 16.8 ns on the LFE5U-85F)
             n_acc = Signal(signed(32))
             m.d.comb += n_acc.eq(acc_nx + rn)
-            n_q = Signal(signed(32))      # stage 7: n_acc registered, requantized from it
-            m.d.sync += n_q.eq(n_acc)
-            tc_next = _round_saturate(n_q * Const(cfg.multiplier, unsigned(16)), cfg.shift,
-                                      lib) + half
+            n_scaled = n_acc * Const(cfg.multiplier, unsigned(16))
+            n_q = Signal(n_scaled.shape())
+            m.d.sync += n_q.eq(n_scaled)
+            tc_next = _round_saturate(n_q, cfg.shift, lib) + half
             z = delayed(sig_f.data, 4, 8, "z")
             one_minus_z = Signal(signed(cfg.gate_bits + 2))
             m.d.comb += one_minus_z.eq((1 << G) - z)
@@ -1072,7 +1086,7 @@ class RNNEngine(wiring.Component):
                 m.next = "DWAIT"
             with m.State("DWAIT"):
                 with m.If(eng.done):
-                    m.d.sync += j.eq(0)
+                    m.d.sync += [j.eq(0), more.eq(1)]
                     if bcr:
                         for n, (wb_, lb_) in enumerate(bases):
                             m.d.sync += [words[n].eq(wb_), lanes_[n].eq(lb_)]
@@ -1089,8 +1103,11 @@ class RNNEngine(wiring.Component):
                                      *(f.eq(0) for f in need)]
                         m.next = "ELEMENT"
             with m.State("ELEMENT"):
-                with m.If(j < hsz):  # stage 0: unit j enters
-                    m.d.sync += [ev[1].eq(1), ej[1].eq(j), j.eq(j + 1)]
+                with m.If(more):  # stage 0: unit j enters
+                    m.d.sync += [ev[1].eq(1), ej[1].eq(j), j.eq(j + 1), more.eq(j + 1 < hsz)]
+                    # the next unit's bias, registered in bias_q as that unit enters (unit
+                    # 0's is read at address 0, the default, in the cycle before)
+                    m.d.comb += b_rp.addr.eq(j + 1)
                     if bcr:
                         for n in range(GATES):
                             if cached:
