@@ -27,7 +27,8 @@ A single flat stream of items runs through a six-stage pipeline:
 * **multiply**: the broadcast activation times the ``P`` weights of the item's value word;
 * **accumulate**: each lane accumulates over the ``nc`` items of its row group; on the last item
   the ``P`` lane sums are registered, with the row group's kept row indices (read from the
-  row-index memory) decoded into a lane-by-row match (``P x br`` bits);
+  row-index memory in the read stage and registered in the multiply stage) decoded into a
+  lane-by-row match (``P x br`` bits);
 * **scatter**: the registered lane sums are added, by that match, into ``br`` local block-row
   accumulators; on the last item of the last block of a block row, the updated accumulators are
   written to the output memory as one word (address ``block_row``) and cleared.
@@ -39,12 +40,17 @@ memory's block RAM output (through the read mux of a memory deeper than one bloc
 straight into the multipliers: 16.8 ns. Then it was the column-index block RAM's output, plus
 the block's column base, into the activation memory's read (11.0-12.3 ns): the activation
 address is now registered in the gather stage and the memory read in the read stage, at no
-cycle cost (the value word's path is unchanged).
+cycle cost (the value word's path is unchanged). Since then an output read port's written-row
+bit is selected by the port's registered address rather than from the incoming one (an
+enclosing engine's late read address ran through that select: 12.4-13.6 ns), and the
+row-index memory is read a stage earlier and its data registered (its block RAM's output ran
+into the row decode: 12.5-13.5 ns).
 
 Blocks must come grouped by block row (``ir.bcr.encode_bcr`` stores them row-major;
 :func:`pack_bcr` sorts them stably by block row). Block rows without any stored block are never
 written: a per-block-row *written* bit, cleared at ``start``, makes the output port read zero
-for them.
+for them (selected by the port's registered address, so read the outputs while the engine is
+not ``busy``).
 
 Slices
 ~~~~~~
@@ -723,15 +729,18 @@ class BCRMatVec(wiring.Component):
                                       (row_wp, wr["row"]), (w_wp, wr["w"]), (x_wp, wr["x"])):
             m.d.comb += [wp.addr.eq(addr), wp.data.eq(wdata), wp.en.eq(en)]
 
-        # Output read ports; block rows never written read as zero.
+        # Output read ports; block rows never written read as zero. The address is registered
+        # beside the memory's own and the written bit selected after the register: a port
+        # address computed late in its cycle (hw.rnn's cached gate read) then meets the memory
+        # alone, not the written-row select too.
         written = Signal(self.out_depth)
         for n, (addr, en, rdata) in enumerate(rd):
             o_rp = o_mem.read_port()
-            written_q = Signal(name=f"written_q{n}" if n else "written_q")
+            addr_q = Signal.like(addr, name=f"out_addr_q{n}" if n else "out_addr_q")
             m.d.comb += [o_rp.addr.eq(addr), o_rp.en.eq(en)]
             with m.If(en):
-                m.d.sync += written_q.eq(written.bit_select(addr, 1))
-            m.d.comb += rdata.eq(Mux(written_q, Value.cast(o_rp.data), 0))
+                m.d.sync += addr_q.eq(addr)
+            m.d.comb += rdata.eq(Mux(written.bit_select(addr_q, 1), Value.cast(o_rp.data), 0))
 
         busy = Signal()
         done = Signal()
@@ -812,10 +821,13 @@ class BCRMatVec(wiring.Component):
         v2, first2, last2, rend2, final2 = (Signal(name=f"{n}2") for n in
                                             ("v", "first", "last", "rend", "final"))
         brow2 = Signal.like(brow1)
-        raddr2 = Signal.like(raddr1)
         m.d.sync += [v2.eq(v1r), first2.eq(first1r), last2.eq(last1r), rend2.eq(rend1r),
-                     final2.eq(final1r), brow2.eq(brow1r), raddr2.eq(raddr1r)]
-        m.d.comb += row_rp.addr.eq(raddr2)
+                     final2.eq(final1r), brow2.eq(brow1r)]
+        # The row group's kept row indices: read in the read stage, registered here (the block
+        # RAM's output no longer runs into the accumulate stage's row decode).
+        m.d.comb += row_rp.addr.eq(raddr1r)
+        rows2 = Signal.like(row_rp.data)
+        m.d.sync += rows2.eq(row_rp.data)
         prods = [Signal(signed(self.weight_bits + self.act_bits), name=f"prod{p}")
                  for p in range(P)]
         for p in range(P):
@@ -843,7 +855,7 @@ class BCRMatVec(wiring.Component):
         with m.If(v3 & last3):
             for p in range(P):
                 m.d.sync += [sums4[p].eq(sums[p]),
-                             match4[p].eq(Cat(*(row_rp.data[p] == i for i in range(br))))]
+                             match4[p].eq(Cat(*(rows2[p] == i for i in range(br))))]
 
         # ---------------------------------------------------------------- stage 5: scatter
         locs = [Signal(signed(self.acc_bits), name=f"loc{i}") for i in range(br)]
