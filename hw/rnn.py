@@ -48,7 +48,15 @@ word is read a cycle ahead and registered as its unit enters (the bias block RAM
 into stage 1's adder: 11.0-13.7 ns on the random LSTM layers of ``bench/fpga_mobile.py``),
 whether a unit enters is a register rather than a comparison (the cached gate reads' word
 registers hung off it), and the GRU multiplies ``n`` by the requantizing multiplier in stage 6
-and rounds it in stage 7 (both were stage 7: 16.8 ns).
+and rounds it in stage 7 (both were stage 7: 16.8 ns). Since then, at no cycle cost: the dense
+gate engine's output word is read a cycle ahead and a unit's four gate words registered as it
+enters (that block RAM ran into stage 1's adder: 12.7 ns on LSTM-128); whether a requantized
+value saturates is found from the accumulator beside the multiplier (:func:`_scaled_flags`:
+``a * M >= K`` exactly when ``a >= ceil(K / M)``), leaving stage 3 (and the GRU's stage 7) only
+the narrow rounding; the copy reads ``x_seq`` a cycle ahead into a register; the cached gate
+reads (below) decode where the port's data goes as the read is issued, and decide a cycle
+ahead that a unit starts a gate's new word, so the ``8 * br * 32`` cached-word registers hang
+off registers, not logic.
 
 The quantization config (:class:`ir.golden.RNNQuantConfig`) is a build parameter: it fixes the
 ROM contents and the widths; the shape (``input_size``, ``hidden_size``, ``steps``) is a
@@ -498,7 +506,8 @@ def _clip(v: Value, lo: int, hi: int) -> Value:
     return Mux(v > hi, hi, Mux(v < lo, lo, v))
 
 
-def _round_clip(v: Value, s: int, lo: int, hi: int) -> Value:
+def _round_clip(v: Value, s: int, lo: int, hi: int,
+                flags: tuple[Value, Value] | None = None) -> Value:
     """``_clip(_round_shift(v, s), lo, hi)`` with no adder in series with the comparisons.
 
     For ``s > 0``, with ``y = v >> (s - 1)`` (floor), ``round_shift(v, s) = (y + 1) >> 1``, so
@@ -507,6 +516,10 @@ def _round_clip(v: Value, s: int, lo: int, hi: int) -> Value:
     it. The two comparisons read ``y`` directly and the rounding adder is as narrow as the
     result, side by side instead of a full-width adder followed by a full-width comparison
     (that pair of carry chains was the element-wise stage's longest path).
+
+    ``flags``, when given, are ``(above, below)``: whether ``y >= 2 hi + 1`` and whether
+    ``y <= 2 lo - 2``, found a stage earlier (:func:`_scaled_flags`); then only the narrow
+    rounding is left here.
     """
     if s <= 0:
         return _clip(_round_shift(v, s), lo, hi)
@@ -516,13 +529,35 @@ def _round_clip(v: Value, s: int, lo: int, hi: int) -> Value:
         low = (y.as_unsigned()[:w + 1] + 1)[1:w + 1].as_signed()
     else:                                   # y no wider than the adder: round it whole
         low = (y + 1) >> 1
-    return Mux(y >= 2 * hi + 1, hi, Mux(y <= 2 * lo - 2, lo, low))
+    above, below = flags if flags is not None else (y >= 2 * hi + 1, y <= 2 * lo - 2)
+    return Mux(above, hi, Mux(below, lo, low))
 
 
-def _round_saturate(v: Value, s: int, bits: int) -> Value:
+def _scaled_flags(m: Module, a: Value, mult: int, s: int, lo: int, hi: int,
+                  name: str) -> tuple[Value, Value] | None:
+    """:func:`_round_clip`'s ``flags`` for ``v = a * mult`` (``mult >= 0``), registered from
+    ``a`` in the stage that registers the product, or None when ``s <= 0``.
+
+    ``a * mult >= K`` exactly when ``a >= ceil(K / mult)`` (``mult > 0``), so the two
+    comparisons against ``v >> (s - 1)`` become comparisons of ``a`` with constants, side by
+    side with the multiplier instead of after it.
+    """
+    if s <= 0:
+        return None
+    k_hi, k_lo = (2 * hi + 1) << (s - 1), (2 * lo - 1) << (s - 1)
+    above, below = Signal(name=f"{name}_above"), Signal(name=f"{name}_below")
+    if mult == 0:                                       # v = 0
+        m.d.sync += [above.eq(0 >= k_hi), below.eq(0 < k_lo)]
+    else:
+        m.d.sync += [above.eq(a >= -(-k_hi // mult)), below.eq(a < -(-k_lo // mult))]
+    return above, below
+
+
+def _round_saturate(v: Value, s: int, bits: int,
+                    flags: tuple[Value, Value] | None = None) -> Value:
     """``_saturate(_round_shift(v, s), bits)``, as :func:`_round_clip` computes it."""
     hi = (1 << (bits - 1)) - 1
-    return _round_clip(v, s, -hi, hi)
+    return _round_clip(v, s, -hi, hi, flags)
 
 
 class RNNEngine(wiring.Component):
@@ -824,7 +859,7 @@ class RNNEngine(wiring.Component):
         h_idx = Signal(signed(k.shape().width + 2))
         m.d.comb += h_idx.eq(k - isz)
         m.d.comb += [
-            x_rp.addr.eq(xbase + k),
+            x_rp.addr.eq(xbase + k),    # the FSM's IDLE, COPY and ELEMENT read ahead
             sig_i.addr.eq(pre[0] + (1 << (lib - 1))),
             sig_f.addr.eq(pre[1] + (1 << (lib - 1))),
         ]
@@ -857,8 +892,11 @@ class RNNEngine(wiring.Component):
         wr_data = Signal.like(eng.x_wr.data)
         m.d.comb += [eng.x_wr.addr.eq(wr_addr), eng.x_wr.data.eq(wr_data),
                      eng.x_wr.en.eq(wr_en)]
-        m.d.sync += [wr_en.eq(v1), wr_addr.eq(k1),
-                     wr_data.eq(Mux(sel_h1, h_rp.data, x_rp.data))]
+        # x_seq is read a cycle ahead of the copy (x_rp.addr in the FSM) and its data
+        # registered in x_q: the block RAM's output runs into a register, not the x/h mux.
+        x_q = Signal.like(x_rp.data)
+        m.d.sync += [wr_en.eq(v1), wr_addr.eq(k1), x_q.eq(x_rp.data),
+                     wr_data.eq(Mux(sel_h1, h_rp.data, x_q))]
         m.d.sync += v1.eq(0)
 
         # Where the element stage reads the gate accumulators.
@@ -908,14 +946,20 @@ class RNNEngine(wiring.Component):
                 naddr = [Signal(range(eng.out_depth + 4), name=f"naddr_{n}")
                          for n in range(GATES)]
                 fetch = Signal(range(2 * GATES))
-                rv = Signal()                       # the port's data is for cur/nxt[rsel]
-                rsel = Signal(range(2 * GATES))
+                # The port's data is for cur/nxt[n] when bit n of rdest is set (one-hot, decoded
+                # as the read is issued); move[n]: a unit enters at lane 0 of gate n's word
+                # (after the first), decided the cycle before. Both drive a register bank of
+                # 8 * br * 32 bits: each is a register, not logic, in front of that fanout.
+                rdest = Signal(2 * GATES)
+                move = Signal(GATES)
                 m.d.comb += port.en.eq(1)
-                m.d.sync += rv.eq(0)
-                with m.If(rv):
-                    for n, reg in enumerate(cur + nxt):
-                        with m.If(rsel == n):
-                            m.d.sync += reg.eq(port.data)
+                m.d.sync += [rdest.eq(0), move.eq(0)]
+                for n, reg in enumerate(cur + nxt):
+                    with m.If(rdest[n]):
+                        m.d.sync += reg.eq(port.data)
+                for n in range(GATES):
+                    with m.If(move[n]):
+                        m.d.sync += [cur[n].eq(nxt[n]), need[n].eq(1)]
                 for n in range(GATES):
                     gate_words.append(cur[n].word_select(lanes1[n], 32))
             else:
@@ -923,12 +967,15 @@ class RNNEngine(wiring.Component):
                     m.d.comb += [port.addr.eq(words[n]), port.en.eq(1)]
                     gate_words.append(Value.cast(port.data).word_select(lanes1[n], 32))
         else:
+            # The dense engine's output word is read a cycle ahead (address 0 while waiting,
+            # then the next unit's row group as a unit enters), and the unit's four gate words
+            # registered as it enters: the block RAM's output no longer runs into stage 1's
+            # adder.
             grp = Signal(range(eng.out_depth))
             sub = Signal(range(max(2, upg)))
-            sub1 = Signal.like(sub)
-            m.d.sync += sub1.eq(sub)
             m.d.comb += [eng.out_rd.addr.eq(grp), eng.out_rd.en.eq(1)]
-            gw = Value.cast(eng.out_rd.data).word_select(sub1, GATES * 32)
+            gw = Signal(GATES * 32)
+            m.d.sync += gw.eq(Value.cast(eng.out_rd.data).word_select(sub, GATES * 32))
             gate_words = [gw.word_select(n, 32) for n in range(GATES)]
 
         # Element-wise datapath, one unit per cycle through eleven stages:
@@ -956,7 +1003,10 @@ class RNNEngine(wiring.Component):
             scaled = acc * Const(cfg.multiplier, unsigned(16))
             rq = Signal(scaled.shape(), name=f"rq_{'ifgo'[n]}")
             m.d.sync += rq.eq(scaled)                                            # stage 2
-            pre_next.append(_round_saturate(rq, cfg.shift, lib))                 # stage 3
+            sat = (1 << (lib - 1)) - 1                      # and whether it saturates
+            flags = _scaled_flags(m, acc, cfg.multiplier, cfg.shift, -sat, sat,
+                                  f"rq_{'ifgo'[n]}")
+            pre_next.append(_round_saturate(rq, cfg.shift, lib, flags))          # stage 3
         m.d.comb += [q.eq(v) for q, v in zip(pre, pre_next, strict=True)]
         half = 1 << (lib - 1)
 
@@ -1013,7 +1063,9 @@ class RNNEngine(wiring.Component):
             n_scaled = n_acc * Const(cfg.multiplier, unsigned(16))
             n_q = Signal(n_scaled.shape())
             m.d.sync += n_q.eq(n_scaled)
-            tc_next = _round_saturate(n_q, cfg.shift, lib) + half
+            n_flags = _scaled_flags(m, n_acc, cfg.multiplier, cfg.shift, -(half - 1),
+                                    half - 1, "n_q")
+            tc_next = _round_saturate(n_q, cfg.shift, lib, n_flags) + half
             z = delayed(sig_f.data, 4, 8, "z")
             one_minus_z = Signal(signed(cfg.gate_bits + 2))
             m.d.comb += one_minus_z.eq((1 << G) - z)
@@ -1032,10 +1084,11 @@ class RNNEngine(wiring.Component):
         def refill(n: int) -> None:
             """Read gate ``n``'s next word into ``nxt[n]`` (cached gate reads)."""
             m.d.comb += port.addr.eq(naddr[n])
-            m.d.sync += [rv.eq(1), rsel.eq(GATES + n), need[n].eq(0), naddr[n].eq(naddr[n] + 1)]
+            m.d.sync += [rdest.eq(1 << (GATES + n)), need[n].eq(0), naddr[n].eq(naddr[n] + 1)]
 
         with m.FSM():
             with m.State("IDLE"):
+                m.d.comb += x_rp.addr.eq(0)                 # x_0[0], for the copy
                 with m.If(self.start):
                     m.d.sync += [
                         isz.eq(self.input_size), hsz.eq(self.hidden_size),
@@ -1068,7 +1121,7 @@ class RNNEngine(wiring.Component):
                         m.next = "COPY"
             with m.State("COPY"):
                 # x_t, and on the first step h too (later steps get h' from stage 10).
-                m.d.comb += h_rp.addr.eq(h_idx)
+                m.d.comb += [h_rp.addr.eq(h_idx), x_rp.addr.eq(xbase + k + 1)]
                 with m.If(k == copy_end):
                     m.d.sync += k.eq(0)
                     m.next = "DSTART"
@@ -1085,6 +1138,8 @@ class RNNEngine(wiring.Component):
                     m.d.comb += [eng.start.eq(1), eng.rows.eq(hsz * GATES), eng.cols.eq(cols)]
                 m.next = "DWAIT"
             with m.State("DWAIT"):
+                if not bcr:
+                    m.d.comb += eng.out_rd.addr.eq(0)   # unit 0's row group, a cycle ahead
                 with m.If(eng.done):
                     m.d.sync += [j.eq(0), more.eq(1)]
                     if bcr:
@@ -1097,12 +1152,13 @@ class RNNEngine(wiring.Component):
                 with m.State("FETCH"):
                     # Cycle f reads word words[f % 4] + f // 4 into cur/nxt[f].
                     m.d.comb += port.addr.eq(Array(words)[fetch[:2]] + fetch[2])
-                    m.d.sync += [rv.eq(1), rsel.eq(fetch), fetch.eq(fetch + 1)]
+                    m.d.sync += [rdest.eq(1 << fetch), fetch.eq(fetch + 1)]
                     with m.If(fetch == 2 * GATES - 1):
                         m.d.sync += [*(a.eq(w + 2) for a, w in zip(naddr, words, strict=True)),
                                      *(f.eq(0) for f in need)]
                         m.next = "ELEMENT"
             with m.State("ELEMENT"):
+                m.d.comb += x_rp.addr.eq(xbase + isz)       # x_{t+1}[0], for the next copy
                 with m.If(more):  # stage 0: unit j enters
                     m.d.sync += [ev[1].eq(1), ej[1].eq(j), j.eq(j + 1), more.eq(j + 1 < hsz)]
                     # the next unit's bias, registered in bias_q as that unit enters (unit
@@ -1110,18 +1166,20 @@ class RNNEngine(wiring.Component):
                     m.d.comb += b_rp.addr.eq(j + 1)
                     if bcr:
                         for n in range(GATES):
-                            if cached:
-                                with m.If((lanes_[n] == 0) & (j != 0)):
-                                    m.d.sync += [cur[n].eq(nxt[n]), need[n].eq(1)]
+                            if cached:    # unit j + 1 enters at lane 0
+                                with m.If((lanes_[n] == br - 1) & (j + 1 < hsz)):
+                                    m.d.sync += move[n].eq(1)
                             with m.If(lanes_[n] == br - 1):
                                 m.d.sync += [lanes_[n].eq(0), words[n].eq(words[n] + 1)]
                             with m.Else():
                                 m.d.sync += lanes_[n].eq(lanes_[n] + 1)
                     elif upg == 1:
                         m.d.sync += grp.eq(grp + 1)
+                        m.d.comb += eng.out_rd.addr.eq(grp + 1)
                     else:
                         with m.If(sub == upg - 1):
                             m.d.sync += [sub.eq(0), grp.eq(grp + 1)]
+                            m.d.comb += eng.out_rd.addr.eq(grp + 1)
                         with m.Else():
                             m.d.sync += sub.eq(sub + 1)
                 if cached:

@@ -619,3 +619,39 @@ def test_round_clip_equals_round_shift_then_clip(s, lo, hi):
     sim.add_testbench(tb)
     sim.run()
     assert got == want.tolist()
+
+
+@pytest.mark.parametrize("mult, s, lo, hi", [(1, 1, -7, 7), (37, 5, -127, 127), (255, 9, -8, 7),
+                                             (1000, 12, -64, 63), (0, 3, -7, 7),
+                                             (65535, 16, -255, 255), (3, -1, -100, 100),
+                                             (97, 7, 0, 31)])
+def test_scaled_flags_round_clip_equals_round_shift_then_clip(mult, s, lo, hi):
+    """The requantization with its saturation decided from the unscaled ``a`` a stage
+    early (``a * mult >= K`` as ``a >= ceil(K / mult)``) equals
+    ``clip(round_shift(a * mult, s), lo, hi)`` for every 10-bit ``a``, one value a cycle."""
+    from amaranth.hdl import Const, Module, Signal, signed, unsigned
+
+    from hw.rnn import _round_clip, _scaled_flags
+    from ir.fixedpoint import round_shift
+
+    m = Module()
+    a = Signal(signed(10))
+    v = Signal(signed(27))
+    m.d.sync += v.eq(a * Const(mult, unsigned(16)))
+    out = Signal(signed(12))
+    m.d.comb += out.eq(_round_clip(v, s, lo, hi, _scaled_flags(m, a, mult, s, lo, hi, "v")))
+    values = np.arange(-512, 512)
+    want = np.clip(round_shift(values * mult, s), lo, hi)
+    got = []
+
+    async def tb(ctx):
+        for x in values:
+            ctx.set(a, int(x))
+            await ctx.tick()
+            got.append(ctx.get(out))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+    assert got == want.tolist()
