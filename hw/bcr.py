@@ -40,7 +40,12 @@ memory's block RAM output (through the read mux of a memory deeper than one bloc
 straight into the multipliers: 16.8 ns. Then it was the column-index block RAM's output, plus
 the block's column base, into the activation memory's read (11.0-12.3 ns): the activation
 address is now registered in the gather stage and the memory read in the read stage, at no
-cycle cost (the value word's path is unchanged). Since then an output read port's written-row
+cycle cost (the value word's path is unchanged). That holds for activation memories of up to
+:data:`LUTRAM_MAX_ACT_WORDS` words, which Yosys puts in LUT-RAM; a deeper one becomes a block
+RAM, which has no asynchronous read, and Yosys made one by absorbing the data register
+instead, leaving the block RAM's 5.8 ns clock-to-output in front of the multipliers (15.7 ns
+on LSTM-128 with BCR gates). A deeper memory is therefore read through a synchronous port
+addressed by the gather stage's sum: the same read in the same cycle, the data register kept. Since then an output read port's written-row
 bit is selected by the port's registered address rather than from the incoming one (an
 enclosing engine's late read address ran through that select: 12.4-13.6 ns), and the
 row-index memory is read a stage earlier and its data registered (its block RAM's output ran
@@ -159,6 +164,12 @@ def _check_block(block: Any) -> tuple[int, int]:
     if min(block) < 1:
         raise ValueError(msg)
     return int(block[0]), int(block[1])
+
+
+#: Largest activation memory (words) read through an asynchronous port with a registered
+#: address (Yosys puts it in LUT-RAM on the LFE5U-85F); deeper ones are read through a
+#: synchronous port (module docstring).
+LUTRAM_MAX_ACT_WORDS = 128
 
 
 def _or_tree(terms: list[Any]) -> Any:
@@ -722,7 +733,12 @@ class BCRMatVec(wiring.Component):
         w_wp = w_mem.write_port()
         w_rp = w_mem.read_port()
         x_wp = x_mem.write_port()
-        x_rp = x_mem.read_port(domain="comb")   # its address registered in stage 1
+        # Small enough for LUT-RAM: an asynchronous port, its address registered in stage 1.
+        # Larger: a synchronous port addressed by stage 1's sum (the same read, the same
+        # cycle), since a block RAM has no asynchronous read and Yosys would make it one by
+        # absorbing xq, leaving the block RAM's clock-to-output in front of the multipliers.
+        lutram_acts = self.act_depth <= LUTRAM_MAX_ACT_WORDS
+        x_rp = x_mem.read_port(domain="comb") if lutram_acts else x_mem.read_port()
         o_wp = o_mem.write_port()
 
         for wp, (addr, wdata, en) in ((meta_wp, wr["meta"]), (col_wp, wr["col"]),
@@ -799,9 +815,13 @@ class BCRMatVec(wiring.Component):
         # The activation's address is registered here and read in stage 2 (a registered
         # address, not a registered output): the column-index block RAM's output and its add
         # no longer run into the activation memory's read in the same cycle.
-        xaddr = Signal.like(x_rp.addr)
-        m.d.sync += xaddr.eq(cbase1 + col_rp.data)
-        m.d.comb += [x_rp.addr.eq(xaddr), w_rp.addr.eq(vaddr1)]
+        if lutram_acts:
+            xaddr = Signal.like(x_rp.addr)
+            m.d.sync += xaddr.eq(cbase1 + col_rp.data)
+            m.d.comb += x_rp.addr.eq(xaddr)
+        else:
+            m.d.comb += x_rp.addr.eq(cbase1 + col_rp.data)
+        m.d.comb += w_rp.addr.eq(vaddr1)
 
         # ---------------------------------------------------------------- stage 2: read
         # The value word and the activation arrive and are registered: the block RAM's output

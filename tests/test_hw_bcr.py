@@ -247,6 +247,24 @@ def test_engine_matches_golden_and_cycle_model():
         assert polled == cycles
 
 
+def test_deep_activation_memory_reads_synchronously_and_matches():
+    """Past LUTRAM_MAX_ACT_WORDS columns the activation memory is read through a synchronous
+    port (a block RAM's) addressed by the gather stage's sum: the same outputs and cycles."""
+    from hw.bcr import LUTRAM_MAX_ACT_WORDS
+
+    rng = np.random.default_rng(12)
+    P, block, cols = 4, (6, 16), LUTRAM_MAX_ACT_WORDS + 72
+    dut = BCRMatVec(P, block=block, max_rows=12, max_cols=cols)
+    assert dut.act_depth > LUTRAM_MAX_ACT_WORDS
+    layers = []
+    for shape, rk, ck in [((12, cols), 0.6, 0.5), ((7, cols - 5), 1.0, 0.3)]:
+        w, mask = bcr_layer(rng, shape, block, rk, ck)
+        layers.append((w, mask, rng.integers(-128, 128, shape[1])))
+    for (w, mask, x), (y, cycles, _) in zip(layers, _simulate(dut, layers), strict=True):
+        np.testing.assert_array_equal(y, linear(w, x, weight_bits=8, act_bits=8))
+        assert cycles == bcr_cycles(encode_bcr(w, block, mask), P)
+
+
 def test_many_lanes_elaborate():
     # The scatter's per-row OR over the lanes is a tree: a chain as deep as ~1,000 lanes
     # overflowed Python's recursion limit inside Amaranth (`codesign simulate --lanes 1000`).
