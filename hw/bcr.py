@@ -49,13 +49,18 @@ addressed by the gather stage's sum: the same read in the same cycle, the data r
 bit is selected by the port's registered address rather than from the incoming one (an
 enclosing engine's late read address ran through that select: 12.4-13.6 ns), and the
 row-index memory is read a stage earlier and its data registered (its block RAM's output ran
-into the row decode: 12.5-13.5 ns).
+into the row decode: 12.5-13.5 ns). Since then the issue stage's end-of-block tests compare
+registers: ``ncols - 1``, ``groups - 1`` and ``blocks - 1`` are registered as a block's
+metadata (or ``blocks``) loads, and their subtractors no longer run into the metadata read's
+address (11.7 ns).
 
 Blocks must come grouped by block row (``ir.bcr.encode_bcr`` stores them row-major;
 :func:`pack_bcr` sorts them stably by block row). Block rows without any stored block are never
 written: a per-block-row *written* bit, cleared at ``start``, makes the output port read zero
 for them (selected by the port's registered address, so read the outputs while the engine is
-not ``busy``).
+not ``busy``). With ``raw_outputs`` a port gives the word as stored and the bit beside it
+(``out_written``), for an enclosing engine that registers the word and applies the bit at use
+(:mod:`hw.rnn`'s cached gate reads: the select ran into their word registers, 12.4-13.0 ns).
 
 Slices
 ~~~~~~
@@ -468,6 +473,15 @@ class BCRMatVec(wiring.Component):
     slices : int, optional
         Independent pipelines ``S`` over disjoint block rows, 1 to :data:`MAX_SLICES`
         (default 1); each has ``lanes`` lanes and its own memories (module docstring).
+    raw_outputs : bool, optional
+        When true (default false), an output port's ``data`` is the word as stored, which for
+        a block row not written since ``start`` is stale (a previous run's word), and
+        ``out_written`` (``out_written1``, ...) says whether the row was written: the
+        consumer applies it (``data`` if written, else zero). An enclosing engine that
+        registers the word can keep the bit beside it and apply it at use, so the written-row
+        select does not run into the word's registers (:mod:`hw.rnn`'s cached gate reads).
+        With ``slices > 1`` the data are zeroed per slice as before (the OR needs it) and the
+        bit is the OR of the slices' bits.
 
     Members
     -------
@@ -490,13 +504,17 @@ class BCRMatVec(wiring.Component):
     out_rd1, out_rd2, ... : ``Out(ReadPort.Signature(...))``
         Further output read ports, the same as ``out_rd``, when ``out_ports > 1`` (for an
         enclosing engine that reads several output words per cycle, e.g. :mod:`hw.rnn`).
+    out_written, out_written1, ... : ``Out(1)``
+        Only with ``raw_outputs``: whether the block row port ``out_rd`` (``out_rd1``, ...)
+        read, the address it registered, was written since ``start``; valid with its data.
     """
 
     def __init__(self, lanes: int, *, block: tuple[int, int] = (8, 16), weight_bits: int = 8,
                  act_bits: int = 8, acc_bits: int = 32, max_rows: int = 64, max_cols: int = 64,
                  max_blocks: int | None = None, max_value_words: int | None = None,
-                 out_ports: int = 1, slices: int = 1) -> None:
+                 out_ports: int = 1, slices: int = 1, raw_outputs: bool = False) -> None:
         self.out_ports = _check_int(out_ports, "Output read ports", 1, 8)
+        self.raw_outputs = bool(raw_outputs)
         p = check_bcr_parameters(lanes, block=block, weight_bits=weight_bits, act_bits=act_bits,
                                  acc_bits=acc_bits, max_rows=max_rows, max_cols=max_cols,
                                  max_blocks=max_blocks, max_value_words=max_value_words,
@@ -560,6 +578,8 @@ class BCRMatVec(wiring.Component):
             "x_wr": wr(self.act_depth, signed(self.act_bits), banked=False),
             "out_rd": out_sig,
             **{f"out_rd{n}": out_sig for n in range(1, self.out_ports)},
+            **({f"out_written{n or ''}": Out(1) for n in range(self.out_ports)}
+               if self.raw_outputs else {}),
         })
 
     def parameters(self) -> dict[str, Any]:
@@ -567,6 +587,8 @@ class BCRMatVec(wiring.Component):
         extra = {"out_ports": self.out_ports} if self.out_ports > 1 else {}
         if self.slices > 1:
             extra["slices"] = self.slices
+        if self.raw_outputs:
+            extra["raw_outputs"] = True
         return {
             **extra,
             "engine": "bcr", "lanes": self.lanes, "block": list(self.block),
@@ -646,8 +668,10 @@ class BCRMatVec(wiring.Component):
         empty = (self.rows == 0) | (self.cols == 0) | (self.blocks == 0)
         if self.slices == 1:
             wr = {name: (port.addr, port.data, port.en) for name, port in self._write_ports()}
-            rd = [(port.addr, port.en, Value.cast(port.data)) for port in self._out_ports()]
-            self._slice(m, wr, rd, self.start, self.blocks, empty, whole=True)
+            rd = [(port.addr, port.en, Value.cast(port.data), wbit)
+                  for port, wbit in zip(self._out_ports(), self._written_bits(), strict=True)]
+            self._slice(m, wr, rd, self.start, self.blocks, empty, whole=True,
+                        mask=not self.raw_outputs)
             return m
 
         # Several slices: each a submodule with its own memories and pipeline; the top holds
@@ -658,7 +682,7 @@ class BCRMatVec(wiring.Component):
         m.d.comb += [self.busy.eq(busy), self.done.eq(done), self.cycles.eq(cycles)]
         launch = Signal()
         m.d.comb += launch.eq(self.start & ~busy)
-        busys, dones, outs = [], [], []
+        busys, dones, outs, wbits = [], [], [], []
         for s in range(self.slices):
             wr = {}
             for name, port in self._write_ports():
@@ -669,8 +693,10 @@ class BCRMatVec(wiring.Component):
                     wr[name] = (port.addr[:bits], port.data, port.en & (port.addr[bits:] == s))
             slice_out = [Signal(len(Value.cast(port.data)), name=f"slice{s}_out{n}")
                          for n, port in enumerate(self._out_ports())]
-            rd = [(port.addr, port.en, out)
-                  for port, out in zip(self._out_ports(), slice_out, strict=True)]
+            slice_wbit = [Signal(name=f"slice{s}_written{n}") if self.raw_outputs else None
+                          for n in range(self.out_ports)]
+            rd = [(port.addr, port.en, out, wbit) for port, out, wbit
+                  in zip(self._out_ports(), slice_out, slice_wbit, strict=True)]
             count = self.slice_blocks[s]
             sm = Module()
             busy_s, done_s = self._slice(sm, wr, rd, launch, count, empty | (count == 0),
@@ -679,10 +705,14 @@ class BCRMatVec(wiring.Component):
             busys.append(busy_s)
             dones.append(done_s)
             outs.append(slice_out)
+            wbits.append(slice_wbit)
         m.d.comb += [busy.eq(_or_tree(busys)), done.eq(Cat(*dones).all())]
         # Block rows are disjoint across slices and a slice's unwritten rows read zero.
         for n, port in enumerate(self._out_ports()):
             m.d.comb += Value.cast(port.data).eq(_or_tree([out[n] for out in outs]))
+        if self.raw_outputs:
+            for n, wbit in enumerate(self._written_bits()):
+                m.d.comb += wbit.eq(_or_tree([w[n] for w in wbits]))
         with m.If(launch):
             m.d.sync += cycles.eq(0)
         with m.Elif(busy):
@@ -696,15 +726,22 @@ class BCRMatVec(wiring.Component):
     def _out_ports(self) -> list[Any]:
         return [getattr(self, f"out_rd{n}" if n else "out_rd") for n in range(self.out_ports)]
 
+    def _written_bits(self) -> list[Any]:
+        """The ``out_written`` outputs, or a ``None`` per port without ``raw_outputs``."""
+        if not self.raw_outputs:
+            return [None] * self.out_ports
+        return [getattr(self, f"out_written{n or ''}") for n in range(self.out_ports)]
+
     def _slice(self, m: Module, wr: dict[str, tuple[Any, Any, Any]],
-               rd: list[tuple[Any, Any, Any]], start: Any, count: Any, empty: Any, *,
-               whole: bool) -> tuple[Signal, Signal]:
+               rd: list[tuple[Any, Any, Any, Any]], start: Any, count: Any, empty: Any, *,
+               whole: bool, mask: bool = True) -> tuple[Signal, Signal]:
         """Add one slice (memories, pipeline, control) to ``m``; return its ``busy`` and
         ``done`` registers.
 
         ``wr`` maps ``meta``/``col``/``row``/``w``/``x`` to the ``(addr, data, en)`` driving
-        that memory's write port; ``rd`` lists ``(addr, en, data)`` per output read port, where
-        ``data`` is driven with the word (zero for block rows this slice did not write).
+        that memory's write port; ``rd`` lists ``(addr, en, data, written)`` per output read
+        port, where ``data`` is driven with the word (with ``mask``, zero for block rows this
+        slice did not write) and ``written``, unless ``None``, with the row's written bit.
         ``start`` launches a run of ``count`` blocks (``empty``: done at once). ``whole``: the
         slice is the whole engine (``slices == 1``) and drives ``busy``, ``done`` and
         ``cycles`` itself.
@@ -749,14 +786,19 @@ class BCRMatVec(wiring.Component):
         # beside the memory's own and the written bit selected after the register: a port
         # address computed late in its cycle (hw.rnn's cached gate read) then meets the memory
         # alone, not the written-row select too.
+        # Without ``mask`` the word goes out as stored and the bit beside it.
         written = Signal(self.out_depth)
-        for n, (addr, en, rdata) in enumerate(rd):
+        for n, (addr, en, rdata, wbit) in enumerate(rd):
             o_rp = o_mem.read_port()
             addr_q = Signal.like(addr, name=f"out_addr_q{n}" if n else "out_addr_q")
             m.d.comb += [o_rp.addr.eq(addr), o_rp.en.eq(en)]
             with m.If(en):
                 m.d.sync += addr_q.eq(addr)
-            m.d.comb += rdata.eq(Mux(written.bit_select(addr_q, 1), Value.cast(o_rp.data), 0))
+            was_written = written.bit_select(addr_q, 1)
+            if wbit is not None:
+                m.d.comb += wbit.eq(was_written)
+            m.d.comb += rdata.eq(Mux(was_written, Value.cast(o_rp.data), 0) if mask
+                                 else Value.cast(o_rp.data))
 
         busy = Signal()
         done = Signal()
@@ -768,7 +810,6 @@ class BCRMatVec(wiring.Component):
         # ---------------------------------------------------------------- stage 0: issue
         prime = Signal()        # metadata of block 0 arrives
         issuing = Signal()
-        nblocks = Signal.like(count)
         k = Signal(range(self.max_blocks + 1))
         g = Signal(range(self.max_groups + 1))
         j = Signal(range(bc + 1))
@@ -777,6 +818,12 @@ class BCRMatVec(wiring.Component):
         rowptr = Signal(range(self.row_depth + 1))
         vaddr = Signal(range(self.value_depth + 1))
         nxt = meta_rp.data      # metadata of block k + 1
+        # ncols - 1, groups - 1 and blocks - 1, registered as cur loads and at start: the
+        # end-of-block tests compare two registers, no subtractor in front of the metadata
+        # read's address.
+        ncols_m1 = Signal(signed(len(cur.ncols) + 1))
+        groups_m1 = Signal(signed(len(cur.groups) + 1))
+        nblocks_m1 = Signal(signed(len(Value.cast(count)) + 1))
 
         last_j = Signal()
         last_g = Signal()
@@ -785,10 +832,10 @@ class BCRMatVec(wiring.Component):
         row_end = Signal()
         final0 = Signal()
         m.d.comb += [
-            last_j.eq(j == cur.ncols - 1),
-            last_g.eq(g == cur.groups - 1),
+            last_j.eq(j == ncols_m1),
+            last_g.eq(g == groups_m1),
             end_block.eq(last_j & last_g),
-            last_block.eq(k == nblocks - 1),
+            last_block.eq(k == nblocks_m1),
             row_end.eq(end_block & (last_block | (nxt.block_row != cur.block_row))),
             final0.eq(end_block & last_block),
             col_rp.addr.eq(colptr + j),
@@ -894,14 +941,15 @@ class BCRMatVec(wiring.Component):
 
         # ---------------------------------------------------------------- control
         with m.If(prime):
-            m.d.sync += [prime.eq(0), issuing.eq(1), cur.eq(nxt)]
+            m.d.sync += [prime.eq(0), issuing.eq(1), cur.eq(nxt), ncols_m1.eq(nxt.ncols - 1),
+                         groups_m1.eq(nxt.groups - 1)]
         with m.If(issuing):
             m.d.sync += vaddr.eq(vaddr + 1)
             with m.If(last_j):
                 m.d.sync += j.eq(0)
                 with m.If(last_g):
-                    m.d.sync += [g.eq(0), k.eq(k + 1), cur.eq(nxt),
-                                 colptr.eq(colptr + cur.ncols),
+                    m.d.sync += [g.eq(0), k.eq(k + 1), cur.eq(nxt), ncols_m1.eq(nxt.ncols - 1),
+                                 groups_m1.eq(nxt.groups - 1), colptr.eq(colptr + cur.ncols),
                                  rowptr.eq(rowptr + cur.groups)]
                     with m.If(final0):
                         m.d.sync += issuing.eq(0)
@@ -912,7 +960,8 @@ class BCRMatVec(wiring.Component):
 
         with m.If(start & ~busy):
             m.d.sync += [
-                nblocks.eq(count), *([] if cycles is None else [cycles.eq(0)]), done.eq(0),
+                nblocks_m1.eq(count - 1),
+                *([] if cycles is None else [cycles.eq(0)]), done.eq(0),
                 written.eq(0), k.eq(0), g.eq(0), j.eq(0), colptr.eq(0), rowptr.eq(0),
                 vaddr.eq(0), *(loc.eq(0) for loc in locs),
             ]

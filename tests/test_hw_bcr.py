@@ -163,8 +163,11 @@ def test_pack_bcr_layout():
 
 # ------------------------------------------------------------------------ amaranth.sim
 
-def _simulate(dut, layers):
-    """Run ``layers`` [(qweight, mask, x)] through ``dut``; return [(y, cycles, polled)]."""
+def _simulate(dut, layers, raw_log=None):
+    """Run ``layers`` [(qweight, mask, x)] through ``dut``; return [(y, cycles, polled)].
+
+    With ``raw_outputs`` each word read is masked by its ``out_written`` bit, and the words and
+    bits as read are appended, one list pair a layer, to ``raw_log``."""
     P, br = dut.lanes, dut.block[0]
     wd = dut.widths
     results = []
@@ -178,7 +181,9 @@ def _simulate(dut, layers):
         ctx.set(port.en, 0)
 
     # The last output read port (they are all the same).
-    rd = getattr(dut, f"out_rd{dut.out_ports - 1}" if dut.out_ports > 1 else "out_rd")
+    last = dut.out_ports - 1
+    rd = getattr(dut, f"out_rd{last}" if last else "out_rd")
+    written = getattr(dut, f"out_written{last or ''}") if dut.raw_outputs else None
 
     async def bench(ctx):
         ctx.set(rd.en, 1)
@@ -210,11 +215,17 @@ def _simulate(dut, layers):
                 await ctx.tick()
                 polled += 1
             cycles = ctx.get(dut.cycles)
-            words = []
+            words, bits = [], []
             for b in range(-(-img.rows // br)):
                 ctx.set(rd.addr, b)
                 await ctx.tick()
                 words.append(ctx.get(Value.cast(rd.data)))
+                if written is not None:
+                    bits.append(ctx.get(written))
+            if written is not None:
+                if raw_log is not None:
+                    raw_log.append((list(words), bits))
+                words = [w if bit else 0 for w, bit in zip(words, bits, strict=True)]
             y = unpack_words(words, dut.acc_bits, br).reshape(-1)[:img.rows]
             results.append((y, cycles, polled))
 
@@ -505,6 +516,33 @@ def test_sliced_engine_matches_golden_and_cycle_model(slices, out_ports):
         assert cycles == polled == bcr_cycles(bcr, P, slices)
         idle += bcr.block_count > 0 and 0 in pack_bcr(bcr, P, slices).slice_blocks
     assert idle >= 2     # some runs leave a slice without blocks
+
+
+@pytest.mark.parametrize("slices", [1, 2])
+def test_raw_outputs_leave_stale_words_and_flag_written_rows(slices):
+    """With raw_outputs a port returns the word as stored and out_written beside it: a block
+    row emptied since the previous run reads that run's word with the bit clear (one slice;
+    zero with several), and word-if-written is the golden output."""
+    rng = np.random.default_rng(31)
+    P, block, shape = 3, (6, 5), (26, 16)
+    dut = BCRMatVec(P, block=block, max_rows=26, max_cols=16, slices=slices, out_ports=2,
+                    raw_outputs=True)
+    assert dut.parameters()["raw_outputs"] is True
+    assert "out_written1" in dut.signature.members
+    full, fmask = bcr_layer(rng, shape, block, 1.0, 1.0, full=True)
+    holes = full.copy()
+    holes[block[0]:3 * block[0]] = 0            # block rows 1 and 2 now empty
+    layers = [(full, fmask, rng.integers(-128, 128, 16)),
+              (holes, fmask & (holes != 0), rng.integers(-128, 128, 16))]
+    log = []
+    for (w, mask, x), (y, cycles, _) in zip(layers, _simulate(dut, layers, log), strict=True):
+        np.testing.assert_array_equal(y, linear(w, x, weight_bits=8, act_bits=8))
+        assert cycles == bcr_cycles(encode_bcr(w, block, mask), P, slices)
+    (words0, bits0), (words1, bits1) = log
+    assert bits0 == [1] * 5 and bits1 == [1, 0, 0, 1, 1]
+    for b in (1, 2):
+        assert words1[b] == (words0[b] if slices == 1 else 0)
+        assert words0[b] != 0
 
 
 def test_two_slices_halve_the_cycles_of_8_kept_rows_per_block():
