@@ -26,12 +26,12 @@ A single flat stream of items runs through a six-stage pipeline:
   not its output, is the register), and the value word and the activation are registered;
 * **multiply**: the broadcast activation times the ``P`` weights of the item's value word;
 * **accumulate**: each lane accumulates over the ``nc`` items of its row group; on the last item
-  the ``P`` lane sums are registered, with the row group's kept row indices (read from the
-  row-index memory in the read stage and registered in the multiply stage) decoded into a
-  lane-by-row match (``P x br`` bits);
-* **scatter**: the registered lane sums are added, by that match, into ``br`` local block-row
-  accumulators; on the last item of the last block of a block row, the updated accumulators are
-  written to the output memory as one word (address ``block_row``) and cleared.
+  the ``P`` lane sums are registered by block row: row ``i`` takes the sum of the lane whose kept
+  row index (read from the row-index memory in the read stage and registered in the multiply
+  stage) is ``i``, or zero (``br`` registers);
+* **scatter**: the registered row sums are added into ``br`` local block-row accumulators; on
+  the last item of the last block of a block row, the updated accumulators are written to the
+  output memory as one word (address ``block_row``) and cleared.
 
 The read and scatter stages are new (2026-12-06), each one cycle a run, not one an item. The
 scatter followed the lane adder and the row-index block RAM in the accumulate stage: 19 ns on
@@ -52,7 +52,13 @@ row-index memory is read a stage earlier and its data registered (its block RAM'
 into the row decode: 12.5-13.5 ns). Since then the issue stage's end-of-block tests compare
 registers: ``ncols - 1``, ``groups - 1`` and ``blocks - 1`` are registered as a block's
 metadata (or ``blocks``) loads, and their subtractors no longer run into the metadata read's
-address (11.7 ns).
+address (11.7 ns). Since then a value memory deeper than one block RAM is a
+:class:`hw.banked.BankedMemory`, each bank's output registered, read at the issue stage's
+address (the sequential value address is known a stage early), so its word reaches the value
+register in the read stage as before but from a register and a mux, not from the block RAMs
+through their read mux (10.6 ns); and the lane-to-row select moved from the scatter into the
+accumulate stage, beside the lane adders: the scatter held the select (an OR over the lanes),
+the accumulator adder and the output memory's write (10.9-11.0 ns). Neither costs a cycle.
 
 Blocks must come grouped by block row (``ir.bcr.encode_bcr`` stores them row-major;
 :func:`pack_bcr` sorts them stably by block row). Block rows without any stored block are never
@@ -140,6 +146,7 @@ from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from hw.banked import BankedMemory, deep_memory
 from hw.dense import CYCLE_COUNTER_BITS, _check_int
 from hw.packing import pack_fields  # noqa: F401 (re-exported)
 from ir.bcr import BCRMatrix
@@ -755,8 +762,10 @@ class BCRMatVec(wiring.Component):
                                                   depth=self.col_depth, init=[])
         m.submodules.row_index = row_mem = Memory(shape=self.row_layout, depth=self.row_depth,
                                                   init=[])
-        m.submodules.values = w_mem = Memory(shape=self.value_layout, depth=self.value_depth,
-                                             init=[])
+        # A value memory deeper than one block RAM is banked, each bank's output registered
+        # (hw.banked): read at stage 0's address, its word arrives in stage 2 as before.
+        m.submodules.values = w_mem = deep_memory(self.value_layout, self.value_depth)
+        banked_values = isinstance(w_mem, BankedMemory)
         m.submodules.activations = x_mem = Memory(shape=signed(self.act_bits),
                                                   depth=self.act_depth, init=[])
         m.submodules.outputs = o_mem = Memory(shape=self.out_layout, depth=self.out_depth,
@@ -767,8 +776,8 @@ class BCRMatVec(wiring.Component):
         col_rp = col_mem.read_port()
         row_wp = row_mem.write_port()
         row_rp = row_mem.read_port()
-        w_wp = w_mem.write_port()
-        w_rp = w_mem.read_port()
+        w_wp = w_mem.wr if banked_values else w_mem.write_port()
+        w_rp = None if banked_values else w_mem.read_port()
         x_wp = x_mem.write_port()
         # Small enough for LUT-RAM: an asynchronous port, its address registered in stage 1.
         # Larger: a synchronous port addressed by stage 1's sum (the same read, the same
@@ -868,7 +877,12 @@ class BCRMatVec(wiring.Component):
             m.d.comb += x_rp.addr.eq(xaddr)
         else:
             m.d.comb += x_rp.addr.eq(cbase1 + col_rp.data)
-        m.d.comb += w_rp.addr.eq(vaddr1)
+        if banked_values:
+            m.d.comb += w_mem.rd_addr.eq(vaddr)
+            w_word = w_mem.rd_data
+        else:
+            m.d.comb += w_rp.addr.eq(vaddr1)
+            w_word = w_rp.data
 
         # ---------------------------------------------------------------- stage 2: read
         # The value word and the activation arrive and are registered: the block RAM's output
@@ -882,7 +896,7 @@ class BCRMatVec(wiring.Component):
         xq = Signal(signed(self.act_bits))
         m.d.sync += [v1r.eq(v1), first1r.eq(first1), last1r.eq(last1), rend1r.eq(rend1),
                      final1r.eq(final1), brow1r.eq(brow1), raddr1r.eq(raddr1),
-                     wq.eq(w_rp.data), xq.eq(x_rp.data)]
+                     wq.eq(w_word), xq.eq(x_rp.data)]
 
         # ---------------------------------------------------------------- stage 3: multiply
         v2, first2, last2, rend2, final2 = (Signal(name=f"{n}2") for n in
@@ -912,25 +926,25 @@ class BCRMatVec(wiring.Component):
             m.d.comb += sums[p].eq(Mux(first3, 0, accs[p]) + prods[p])
             with m.If(v3):
                 m.d.sync += accs[p].eq(sums[p])
-        # On a row group's last item: its lane sums, and which lane holds which block row.
+        # On a row group's last item, its lane sums are registered by block row: row i takes
+        # the sum of the lane whose kept row index is i (kept rows of a block are distinct, so
+        # at most one lane; zero if none). The row decode runs beside the lane adders.
         v4, rend4, final4 = (Signal(name=f"{n}4") for n in ("v", "rend", "final"))
         brow4 = Signal.like(brow3)
-        sums4 = [Signal(signed(self.acc_bits), name=f"sum{p}_4") for p in range(P)]
-        match4 = [Signal(br, name=f"match{p}_4") for p in range(P)]
+        hits4 = [Signal(signed(self.acc_bits), name=f"hit{i}_4") for i in range(br)]
         m.d.sync += [v4.eq(v3 & last3), rend4.eq(rend3), final4.eq(v3 & final3),
                      brow4.eq(brow3)]
         with m.If(v3 & last3):
-            for p in range(P):
-                m.d.sync += [sums4[p].eq(sums[p]),
-                             match4[p].eq(Cat(*(rows2[p] == i for i in range(br))))]
+            for i in range(br):
+                m.d.sync += hits4[i].eq(_or_tree([Mux(rows2[p] == i, sums[p], 0)
+                                                  for p in range(P)]))
 
         # ---------------------------------------------------------------- stage 5: scatter
         locs = [Signal(signed(self.acc_bits), name=f"loc{i}") for i in range(br)]
         news = [Signal(signed(self.acc_bits), name=f"new{i}") for i in range(br)]
         for i in range(br):
-            # Kept rows of a block are distinct, so at most one lane hits row i.
-            hit = _or_tree([Mux(match4[p][i], sums4[p], 0) for p in range(P)])
-            m.d.comb += news[i].eq(locs[i] + Mux(v4, hit, 0))
+            # Used only when v4: the block-row accumulators and the output write take it then.
+            m.d.comb += news[i].eq(locs[i] + hits4[i])
         m.d.comb += [Value.cast(o_wp.data).eq(Cat(*news)), o_wp.addr.eq(brow4),
                      o_wp.en.eq(v4 & rend4)]
         with m.If(v4):

@@ -276,6 +276,33 @@ def test_deep_activation_memory_reads_synchronously_and_matches():
         assert cycles == bcr_cycles(encode_bcr(w, block, mask), P)
 
 
+@pytest.mark.parametrize("slices", [1, 2])
+def test_banked_value_memory_matches_golden_and_cycle_model(monkeypatch, slices):
+    """A value memory deeper than one block RAM is banked (hw.banked) and read at the issue
+    stage's address: the same outputs and cycles. Banks of 4 words make every layer span
+    several."""
+    import hw.banked
+
+    monkeypatch.setattr(hw.banked, "bank_depth", lambda width: 4)
+    rng = np.random.default_rng(13)
+    P, block = 3, (6, 5)
+    dut = BCRMatVec(P, block=block, max_rows=20, max_cols=16, slices=slices)
+    frag = Fragment.get(dut, None)
+    slice_frags = [sub[0] for sub in frag.subfragments if sub[1].startswith("slice")] or [frag]
+    for sf in slice_frags:
+        values = next(sub[0] for sub in sf.subfragments if sub[1] == "values")
+        assert len([sub for sub in values.subfragments if sub[1].startswith("bank")]) > 4
+    layers = []
+    for shape, rk, ck, full in [((20, 16), 1.0, 1.0, False), ((20, 16), 0.6, 0.5, False),
+                                ((13, 11), 0.3, 0.3, False), ((20, 16), 0.9, 0.8, True),
+                                ((1, 1), 1.0, 1.0, False)]:
+        w, mask = bcr_layer(rng, shape, block, rk, ck, full=full)
+        layers.append((w, mask, rng.integers(-128, 128, shape[1])))
+    for (w, mask, x), (y, cycles, polled) in zip(layers, _simulate(dut, layers), strict=True):
+        np.testing.assert_array_equal(y, linear(w, x, weight_bits=8, act_bits=8))
+        assert cycles == polled == bcr_cycles(encode_bcr(w, block, mask), P, slices)
+
+
 def test_many_lanes_elaborate():
     # The scatter's per-row OR over the lanes is a tree: a chain as deep as ~1,000 lanes
     # overflowed Python's recursion limit inside Amaranth (`codesign simulate --lanes 1000`).

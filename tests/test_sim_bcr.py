@@ -4,7 +4,8 @@ Two builds: Verilator (lanes=4, block 6x5, 16-bit weights x 12-bit activations, 
 every layer below (hand-made awkward layers plus a seeded sweep of 40 random ones) in one
 simulator process; Icarus (lanes=3, block 4x8, 8/8 bits, 16x24) a
 smaller set. Two more with slices: Verilator with 3 slices (the 40x32 build's parameters) and
-Icarus with 2 (the 16x24 build's), each on layers that leave slices idle.
+Icarus with 2 (the 16x24 build's), each on layers that leave slices idle. One more on Verilator
+(lanes=2, block 4x8, 16/12 bits, 24x48) has a value memory of two banks.
 """
 
 import re
@@ -99,6 +100,27 @@ def test_bcr_verilator_bit_exact_and_cycle_exact(sim_cache_dir, require_simulato
     assert y.shape == (40,) and y.dtype == np.int32
     np.testing.assert_array_equal(y, linear(w, x))
     assert cycles == [bcr_cycles(encode_bcr(w, (6, 5), mask), 4)]
+
+
+def test_bcr_banked_values_verilator_bit_exact_and_cycle_exact(sim_cache_dir, require_simulator):
+    """2 lanes of 16-bit weights (32-bit value words, 512 to a block RAM) over 24x48 in 4x8
+    blocks: 576 value words, so the value memory is two banks (hw.banked), and the fully kept
+    layer's words span both."""
+    from hw.banked import bank_depth
+    from hw.bcr import bcr_items, check_bcr_parameters
+
+    require_simulator("verilator")
+    build = check_bcr_parameters(2, block=(4, 8), weight_bits=16, act_bits=12, max_rows=24,
+                                 max_cols=48)
+    assert build["max_value_words"] == 576 > bank_depth(32) == 512
+    rng = np.random.default_rng(31)
+    cases = _random_layers(rng, (24, 48), (4, 8), 16, 12)
+    w, mask = bcr_layer(rng, (23, 45), (4, 8), 0.9, 0.9, bits=16)
+    cases.append(("awkward (23, 45)", w, mask, rng.integers(-2048, 2048, (1, 45))))
+    assert bcr_items(encode_bcr(cases[0][1], (4, 8), cases[0][2]), 2) > 512
+    runs = run_bcr_batch([(w, m, x) for _, w, m, x in cases], (4, 8), 2, 16, 12, "verilator",
+                         24, 48, cache_dir=sim_cache_dir)
+    _check(runs, cases, (4, 8), 2, 16, 12, "verilator")
 
 
 def test_bcr_icarus_bit_exact_and_cycle_exact(sim_cache_dir, require_simulator):
