@@ -22,7 +22,11 @@ Four pipeline stages, no bubble between row groups:
 
 The read stage is new (2026-12-06): the weight block RAM's output (through the read mux of a
 memory deeper than one block RAM) went straight into the multipliers, the engine's longest path
-(14.8 ns on an LFE5U-85F). It costs one cycle a run.
+(14.8 ns on an LFE5U-85F). It costs one cycle a run. Since then a weight memory deeper than one
+block RAM is a :class:`hw.banked.BankedMemory` (each bank's output registered, the bank
+selected a cycle later), read a cycle ahead at the address the issue stage takes next, so the
+weight register takes a mux of registers rather than the block RAMs through their read mux:
+no cycle cost.
 
 Hence :func:`dense_cycles`: ``ceil(rows / P) * cols + 3`` cycles from ``start`` to ``done``
 (``0`` when ``rows`` or ``cols`` is zero), which the RTL's ``cycles`` register equals exactly:
@@ -74,6 +78,7 @@ from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from hw.banked import BankedMemory, deep_memory
 from hw.packing import _check_int, pack_words, unpack_words  # noqa: F401 (re-exported)
 
 __all__ = [
@@ -296,15 +301,18 @@ class DenseMatVec(wiring.Component):
         m = Module()
         P = self.lanes
 
-        m.submodules.weights = w_mem = Memory(shape=self.weight_layout,
-                                              depth=self.weight_depth, init=[])
+        # A weight memory deeper than one block RAM is banked, each bank's output registered
+        # (hw.banked), and read a cycle ahead at the address the issue stage takes next: its
+        # word arrives in the read stage as before.
+        m.submodules.weights = w_mem = deep_memory(self.weight_layout, self.weight_depth)
+        banked_weights = isinstance(w_mem, BankedMemory)
         m.submodules.activations = x_mem = Memory(shape=signed(self.act_bits),
                                                   depth=self.act_depth, init=[])
         m.submodules.outputs = o_mem = Memory(shape=self.out_layout,
                                               depth=self.out_depth, init=[])
         # One statement per port: Amaranth names each port's signals after its variable.
-        w_wp = w_mem.write_port()
-        w_rp = w_mem.read_port()
+        w_wp = w_mem.wr if banked_weights else w_mem.write_port()
+        w_rp = None if banked_weights else w_mem.read_port()
         x_wp = x_mem.write_port()
         x_rp = x_mem.read_port()
         o_wp = o_mem.write_port()
@@ -334,8 +342,15 @@ class DenseMatVec(wiring.Component):
         waddr = Signal(range(self.weight_depth))
         last_col0 = Signal()
         final0 = Signal()
+        if banked_weights:
+            # waddr's next value: the banked read takes a cycle more.
+            waddr_next = Mux(issuing, waddr + 1, Mux(self.start & ~busy, 0, waddr))
+            m.d.comb += w_mem.rd_addr.eq(waddr_next)
+            w_word = w_mem.rd_data
+        else:
+            m.d.comb += w_rp.addr.eq(waddr)
+            w_word = w_rp.data
         m.d.comb += [
-            w_rp.addr.eq(waddr),
             x_rp.addr.eq(col),
             last_col0.eq(col == cols_r - 1),
             final0.eq(last_col0 & (row_base + P >= rows_r)),
@@ -353,7 +368,7 @@ class DenseMatVec(wiring.Component):
         v1r, first1r, last1r, final1r = Signal(), Signal(), Signal(), Signal()
         grp1r = Signal.like(grp)
         m.d.sync += [v1r.eq(v1), first1r.eq(first1), last1r.eq(last1), final1r.eq(final1),
-                     grp1r.eq(grp1), wq.eq(w_rp.data), xq.eq(x_rp.data)]
+                     grp1r.eq(grp1), wq.eq(w_word), xq.eq(x_rp.data)]
 
         # Stage 2: multiply.
         prod_shape = signed(self.weight_bits + self.act_bits)

@@ -232,6 +232,28 @@ def test_engine_matches_golden_and_cycle_model():
         assert polled == cycles  # done rises exactly `cycles` clock edges after start
 
 
+@pytest.mark.parametrize("restart", [False, True])
+def test_banked_weight_memory_matches_golden_and_cycle_model(monkeypatch, restart):
+    """A weight memory deeper than one block RAM is banked (hw.banked) and read at the address
+    the issue stage takes next: the same outputs and cycles, also with ``start`` raised while
+    busy. Banks of 4 words make every layer span several."""
+    import hw.banked
+
+    monkeypatch.setattr(hw.banked, "bank_depth", lambda width: 4)
+    rng = np.random.default_rng(8)
+    P = 3
+    dut = DenseMatVec(P, weight_bits=8, act_bits=8, max_rows=10, max_cols=9)
+    weights = next(sub[0] for sub in Fragment.get(dut, None).subfragments if sub[1] == "weights")
+    assert len([sub for sub in weights.subfragments if sub[1].startswith("bank")]) == 9
+    shapes = [(10, 9), (7, 5), (1, 1), (2, 9), (9, 2)]
+    cases = [(rng.integers(-128, 128, s), rng.integers(-128, 128, s[1])) for s in shapes]
+    results = _simulate(dut, cases, restart_while_busy=restart)
+    for (w, x), (y, cycles, polled) in zip(cases, results, strict=True):
+        np.testing.assert_array_equal(y, linear(w, x, weight_bits=8, act_bits=8))
+        assert cycles == dense_cycles(*w.shape, P)
+        assert polled == cycles
+
+
 def test_engine_wraps_to_int32():
     # (-2**15)**2 * 8 = 2**33: the exact sum wraps twice; ir.golden.linear wraps the same way.
     dut = DenseMatVec(2, weight_bits=16, act_bits=16, max_rows=3, max_cols=8)
