@@ -559,6 +559,31 @@ def _scaled_flags(m: Module, a: Value, mult: int, s: int, lo: int, hi: int,
     return above, below
 
 
+def _signed_bits(x: int) -> int:
+    """Bits of the narrowest two's complement field holding ``x``."""
+    return (x if x >= 0 else -x - 1).bit_length() + 1
+
+
+def _requant_operand(a: Value, mult: int, s: int, lo: int, hi: int) -> Value:
+    """``a`` cut to the signed width that holds every ``a`` whose requantization
+    ``round_shift(a * mult, s)`` lies in ``[lo, hi]``, for a multiplier that only matters there.
+
+    With :func:`_scaled_flags`, ``a`` is not saturated exactly when
+    ``ceil(k_lo / mult) <= a <= ceil(k_hi / mult) - 1``; for those ``a`` the cut value equals
+    ``a`` and so does the product, and for the others the flags replace the result whatever
+    the product. A 32-bit accumulator then meets the 32x16 multiplier as, typically, an
+    18-bit operand: one DSP block (18x18) instead of two and the adder joining them.
+    ``a`` unchanged when ``s <= 0`` (no flags), ``mult == 0``, or it is no wider already.
+    """
+    if s <= 0 or mult == 0:
+        return a
+    k_hi, k_lo = (2 * hi + 1) << (s - 1), (2 * lo - 1) << (s - 1)
+    width = max(_signed_bits(-(-k_lo // mult)), _signed_bits(-(-k_hi // mult) - 1))
+    if width >= len(a):
+        return a
+    return a[:width].as_signed()
+
+
 def _round_saturate(v: Value, s: int, bits: int,
                     flags: tuple[Value, Value] | None = None) -> Value:
     """``_saturate(_round_shift(v, s), bits)``, as :func:`_round_clip` computes it."""
@@ -1019,10 +1044,12 @@ class RNNEngine(wiring.Component):
             acc = Signal(signed(32), name=f"acc_{'ifgo'[n]}")
             m.d.sync += acc.eq(gate_words[n] + bias_word.word_select(n, 32))   # stage 1
             accs.append(acc)
-            scaled = acc * Const(cfg.multiplier, unsigned(16))
+            sat = (1 << (lib - 1)) - 1
+            scaled = (_requant_operand(acc, cfg.multiplier, cfg.shift, -sat, sat)
+                      * Const(cfg.multiplier, unsigned(16)))
             rq = Signal(scaled.shape(), name=f"rq_{'ifgo'[n]}")
             m.d.sync += rq.eq(scaled)                                            # stage 2
-            sat = (1 << (lib - 1)) - 1                      # and whether it saturates
+            # and whether it saturates
             flags = _scaled_flags(m, acc, cfg.multiplier, cfg.shift, -sat, sat,
                                   f"rq_{'ifgo'[n]}")
             pre_next.append(_round_saturate(rq, cfg.shift, lib, flags))          # stage 3
@@ -1079,7 +1106,8 @@ class RNNEngine(wiring.Component):
             # (the multiplier and the rounding were one stage: 16.8 ns on the LFE5U-85F)
             n_acc = Signal(signed(32))
             m.d.comb += n_acc.eq(acc_nx + rn)
-            n_scaled = n_acc * Const(cfg.multiplier, unsigned(16))
+            n_scaled = (_requant_operand(n_acc, cfg.multiplier, cfg.shift, -(half - 1),
+                                         half - 1) * Const(cfg.multiplier, unsigned(16)))
             n_q = Signal(n_scaled.shape())
             m.d.sync += n_q.eq(n_scaled)
             n_flags = _scaled_flags(m, n_acc, cfg.multiplier, cfg.shift, -(half - 1),

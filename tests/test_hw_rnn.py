@@ -625,19 +625,23 @@ def test_round_clip_equals_round_shift_then_clip(s, lo, hi):
                                              (1000, 12, -64, 63), (0, 3, -7, 7),
                                              (65535, 16, -255, 255), (3, -1, -100, 100),
                                              (97, 7, 0, 31)])
-def test_scaled_flags_round_clip_equals_round_shift_then_clip(mult, s, lo, hi):
+@pytest.mark.parametrize("narrow", [False, True])
+def test_scaled_flags_round_clip_equals_round_shift_then_clip(mult, s, lo, hi, narrow):
     """The requantization with its saturation decided from the unscaled ``a`` a stage
     early (``a * mult >= K`` as ``a >= ceil(K / mult)``) equals
-    ``clip(round_shift(a * mult, s), lo, hi)`` for every 10-bit ``a``, one value a cycle."""
+    ``clip(round_shift(a * mult, s), lo, hi)`` for every 10-bit ``a``, one value a cycle;
+    also with ``a`` cut to the width its unsaturated values need (``narrow``), which wraps
+    the saturated ones."""
     from amaranth.hdl import Const, Module, Signal, signed, unsigned
 
-    from hw.rnn import _round_clip, _scaled_flags
+    from hw.rnn import _requant_operand, _round_clip, _scaled_flags
     from ir.fixedpoint import round_shift
 
     m = Module()
     a = Signal(signed(10))
     v = Signal(signed(27))
-    m.d.sync += v.eq(a * Const(mult, unsigned(16)))
+    operand = _requant_operand(a, mult, s, lo, hi) if narrow else a
+    m.d.sync += v.eq(operand * Const(mult, unsigned(16)))
     out = Signal(signed(12))
     m.d.comb += out.eq(_round_clip(v, s, lo, hi, _scaled_flags(m, a, mult, s, lo, hi, "v")))
     values = np.arange(-512, 512)
