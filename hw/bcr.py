@@ -915,17 +915,19 @@ class BCRMatVec(wiring.Component):
             m.d.sync += prods[p].eq(wq[p] * xq)
 
         # ---------------------------------------------------------------- stage 4: accumulate
-        v3, first3, last3, rend3, final3 = (Signal(name=f"{n}3") for n in
-                                            ("v", "first", "last", "rend", "final"))
+        v3, last3, rend3, final3 = (Signal(name=f"{n}3") for n in ("v", "last", "rend", "final"))
         brow3 = Signal.like(brow2)
-        m.d.sync += [v3.eq(v2), first3.eq(first2), last3.eq(last2), rend3.eq(rend2),
-                     final3.eq(final2), brow3.eq(brow2)]
+        m.d.sync += [v3.eq(v2), last3.eq(last2), rend3.eq(rend2), final3.eq(final2),
+                     brow3.eq(brow2)]
+        # A lane's accumulator is cleared as the item that starts a row group enters this
+        # stage (the multiply stage's first2), so the adder takes two registers: no restart
+        # mux (first fanned out to every accumulator bit) in front of it and the row select.
         accs = [Signal(signed(self.acc_bits), name=f"acc{p}") for p in range(P)]
         sums = [Signal(signed(self.acc_bits), name=f"sum{p}") for p in range(P)]
         for p in range(P):
-            m.d.comb += sums[p].eq(Mux(first3, 0, accs[p]) + prods[p])
-            with m.If(v3):
-                m.d.sync += accs[p].eq(sums[p])
+            m.d.comb += sums[p].eq(accs[p] + prods[p])
+            with m.If(v2 | v3):
+                m.d.sync += accs[p].eq(Mux(first2, 0, sums[p]))
         # On a row group's last item, its lane sums are registered by block row: row i takes
         # the sum of the lane whose kept row index is i (kept rows of a block are distinct, so
         # at most one lane; zero if none). The row decode runs beside the lane adders.
