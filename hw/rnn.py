@@ -66,7 +66,11 @@ from a register rather than a ``br``-to-1 word select (12.1 ns on the trained LS
 then the requantizing multiplier (stage 2, and the GRU's stage 6) takes the accumulator cut to
 the width its unsaturated values need (:func:`_requant_operand`; the saturated ones are
 decided by the flags): 17 bits instead of 32 on the trained LSTM, one 18x18 DSP block instead
-of two and the adder joining them (10.5 ns).
+of two and the adder joining them (10.5 ns). And the cached gate reads' port address is a
+register, set the cycle before the read (the refill's priority select and the FSM ran into the
+output memory's LUT-RAM read: 11.0 ns); a refill lands a cycle later, so a gate's need is raised
+as its move is decided, a cycle earlier, and blocks of 6 rows still keep up (the tests' worst
+case: all four gates start new words on the same unit).
 
 The quantization config (:class:`ir.golden.RNNQuantConfig`) is a build parameter: it fixes the
 ROM contents and the widths; the shape (``input_size``, ``hidden_size``, ``steps``) is a
@@ -990,14 +994,21 @@ class RNNEngine(wiring.Component):
                 # 8 * br * 32 bits: each is a register, not logic, in front of that fanout.
                 rdest = Signal(2 * GATES)
                 move = Signal(GATES)
-                m.d.comb += port.en.eq(1)
-                m.d.sync += [rdest.eq(0), move.eq(0)]
+                # The port's address is a register, set the cycle before the read with the
+                # one-hot destination (rsel, moved into rdest as the read happens): the
+                # refill's priority select and the FSM no longer run into the output memory's
+                # read (a LUT-RAM; 11.0 ns on the trained LSTM). A refill then lands a cycle
+                # later, so a gate's need is raised as its move is decided, a cycle earlier.
+                paddr = Signal.like(port.addr, name="gate_read_addr")
+                rsel = Signal(2 * GATES)
+                m.d.comb += [port.en.eq(1), port.addr.eq(paddr)]
+                m.d.sync += [rdest.eq(rsel), rsel.eq(0), move.eq(0)]
                 for n, (reg, valid) in enumerate(zip(cur + nxt, cur_v + nxt_v, strict=True)):
                     with m.If(rdest[n]):
                         m.d.sync += [reg.eq(port.data), valid.eq(eng.out_written)]
                 for n in range(GATES):
                     with m.If(move[n]):
-                        m.d.sync += [cur[n].eq(nxt[n]), cur_v[n].eq(nxt_v[n]), need[n].eq(1)]
+                        m.d.sync += [cur[n].eq(nxt[n]), cur_v[n].eq(nxt_v[n])]
                 # A unit's gate words are selected as it enters (stage 0) and registered: from
                 # nxt[n] when it moves into cur[n] at the end of this cycle. Stage 1's adder
                 # then starts from a register, not from a br-to-1 word select.
@@ -1133,9 +1144,10 @@ class RNNEngine(wiring.Component):
         m.d.comb += copy_end.eq(Mux(t == 0, cols, isz))
 
         def refill(n: int) -> None:
-            """Read gate ``n``'s next word into ``nxt[n]`` (cached gate reads)."""
-            m.d.comb += port.addr.eq(naddr[n])
-            m.d.sync += [rdest.eq(1 << (GATES + n)), need[n].eq(0), naddr[n].eq(naddr[n] + 1)]
+            """Read gate ``n``'s next word into ``nxt[n]`` (cached gate reads): the port
+            reads it next cycle and it lands the cycle after."""
+            m.d.sync += [paddr.eq(naddr[n]), rsel.eq(1 << (GATES + n)), need[n].eq(0),
+                         naddr[n].eq(naddr[n] + 1)]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -1196,14 +1208,20 @@ class RNNEngine(wiring.Component):
                     if bcr:
                         for n, (wb_, lb_) in enumerate(bases):
                             m.d.sync += [words[n].eq(wb_), lanes_[n].eq(lb_)]
+                        if cached:      # FETCH's first read: gate 0's current word
+                            m.d.sync += [paddr.eq(bases[0][0]), rsel.eq(1)]
                     else:
                         m.d.sync += [grp.eq(0), sub.eq(0)]
                     m.next = "FETCH" if cached else "ELEMENT"
             if cached:
                 with m.State("FETCH"):
-                    # Cycle f reads word words[f % 4] + f // 4 into cur/nxt[f].
-                    m.d.comb += port.addr.eq(Array(words)[fetch[:2]] + fetch[2])
-                    m.d.sync += [rdest.eq(1 << fetch), fetch.eq(fetch + 1)]
+                    # Cycle f reads word words[f % 4] + f // 4 into cur/nxt[f], its address
+                    # set in the cycle before (f = 0's as the gate product ends).
+                    f1 = fetch + 1
+                    with m.If(fetch != 2 * GATES - 1):
+                        m.d.sync += [paddr.eq(Array(words)[f1[:2]] + f1[2]),
+                                     rsel.eq(1 << f1)]
+                    m.d.sync += fetch.eq(fetch + 1)
                     with m.If(fetch == 2 * GATES - 1):
                         m.d.sync += [*(a.eq(w + 2) for a, w in zip(naddr, words, strict=True)),
                                      *(f.eq(0) for f in need)]
@@ -1219,7 +1237,7 @@ class RNNEngine(wiring.Component):
                         for n in range(GATES):
                             if cached:    # unit j + 1 enters at lane 0
                                 with m.If((lanes_[n] == br - 1) & (j + 1 < hsz)):
-                                    m.d.sync += move[n].eq(1)
+                                    m.d.sync += [move[n].eq(1), need[n].eq(1)]
                             with m.If(lanes_[n] == br - 1):
                                 m.d.sync += [lanes_[n].eq(0), words[n].eq(words[n] + 1)]
                             with m.Else():
