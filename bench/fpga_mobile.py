@@ -11,7 +11,8 @@ random 8-bit layer goes through :func:`codesign.compare.compare_rnn_layer`:
   as one built engine would), run in RTL (Verilator) for ``--steps`` steps, every ``h`` and
   the final ``c`` checked against ``ir.golden`` and the cycles against the cycle model; the
   same Verilog synthesised and placed on ``--device`` (Yosys + nextpnr with ``--router``,
-  seeds 1..``--seeds``, Fmax the median; one run per distinct Verilog): microseconds per step.
+  ``--seeds`` seeds from ``--first-seed``, Fmax the median; one run per distinct Verilog):
+  microseconds per step.
 * ARM: the layer's int8 step kernels (dense; BCR and CSR for BCR layers) built for aarch64
   (``-mcpu=cortex-a76``), checked against ``ir.golden`` and against the RTL's sequence under
   qemu, and costed: exact instructions and llvm-mca cycles per step (Neoverse-N1 model
@@ -26,7 +27,7 @@ claimed.
 
 Usage: ``python bench/fpga_mobile.py [--quick] [--cells lstm,gru] [--sizes 64,128]
 [--block 16x16] [--keeps 8x8,8x4] [--lanes 8] [--slices 1] [--device ecp5-85k] [--seeds 1]
-[--router router1] [--pnr-timeout 1800] [--steps 4] [--fmax DENSE,BCR]``
+[--first-seed 1] [--router router1] [--pnr-timeout 1800] [--steps 4] [--fmax DENSE,BCR]``
 """
 
 from __future__ import annotations
@@ -57,7 +58,14 @@ from codesign.compare import (  # noqa: E402
     format_comparison,
 )
 from codesign.compare_cmd import MAX_COMPARE_SLICES, parse_fmax  # noqa: E402
-from codesign.options import MAX_LANES, SEED_ARG, int_arg, list_arg, names_arg  # noqa: E402
+from codesign.options import (  # noqa: E402
+    MAX_LANES,
+    MAX_PLACEMENT_SEED,
+    SEED_ARG,
+    int_arg,
+    list_arg,
+    names_arg,
+)
 from ir import BCR, Dense, Layer, QuantSpec  # noqa: E402
 from mobile.cost import MCA_MODELS  # noqa: E402
 from sim.bcr import exact_bcr_layer  # noqa: E402
@@ -123,8 +131,9 @@ class Placer:
     Verilog (an engine of a cell and size is the same Verilog at every density)."""
 
     def __init__(self, device: str, seeds: int, work: Path, router: str = "router1",
-                 pnr_timeout_s: float = TIMEOUT_S) -> None:
+                 pnr_timeout_s: float = TIMEOUT_S, first_seed: int = 1) -> None:
         self.device, self.seeds, self.work, self.router = device, seeds, work, router
+        self.first_seed = first_seed
         self.pnr_timeout_s = pnr_timeout_s
         self.done: dict[str, tuple] = {}
 
@@ -138,7 +147,9 @@ class Placer:
         t0 = time.perf_counter()
         try:
             rep = synth_engine(verilog, self.device, folder,
-                               seeds=tuple(range(1, self.seeds + 1)), router=self.router,
+                               seeds=tuple(range(self.first_seed,
+                                                 self.first_seed + self.seeds)),
+                               router=self.router,
                                pnr_timeout_s=self.pnr_timeout_s)
             spread = rep.seed_text()
             if self.router != "router1":
@@ -240,7 +251,9 @@ def main(argv: list[str]) -> int:
                     help="slices of the BCR gate engine, each with --lanes lanes")
     ap.add_argument("--device", choices=DEVICES, default="ecp5-85k")
     ap.add_argument("--seeds", type=int_arg(1, 20), default=1,
-                    help="nextpnr placement seeds 1..N per engine (Fmax: their median)")
+                    help="nextpnr placement seeds per engine (Fmax: their median)")
+    ap.add_argument("--first-seed", type=int_arg(0, MAX_PLACEMENT_SEED - 19), default=1,
+                    help="the first placement seed: --seeds N runs seeds S..S+N-1")
     ap.add_argument("--router", choices=ROUTERS, default="router1",
                     help="nextpnr's router (router2: faster on the BCR-gated cells)")
     ap.add_argument("--pnr-timeout", type=int_arg(1, 86400), default=TIMEOUT_S,
@@ -271,7 +284,7 @@ def main(argv: list[str]) -> int:
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_fpga_mobile_") as tmp:
         placer = None if args.fmax else Placer(args.device, args.seeds, Path(tmp), args.router,
-                                               args.pnr_timeout)
+                                               args.pnr_timeout, args.first_seed)
         for cell in cells:
             for size in sizes:
                 layers = [make_layer(cell, size, None if kept is None else args.block, kept,

@@ -6,9 +6,10 @@ Two tables, printed and saved under ``bench/results/``:
 activations; the matrix engines sized for a ``--rows`` x ``--cols`` layer, BCR blocks 8x16,
 4-bit relative indices; the pattern engine for 16 -> 16 channels on images up to 8x8; the LSTM
 cell with input = hidden = 32 on dense gates) on each of ``--devices``: Yosys, then nextpnr in
-the four-pin harness (:func:`synth_reports.flow.synth_engine`, seeds 1..``--seeds``, Fmax their
-median, nextpnr's ``--router``) on an iCE40 or ECP5 part; ``xc7`` is Yosys's 7-series estimate, resources only. An
-engine that does not fit a part says why in its row.
+the four-pin harness (:func:`synth_reports.flow.synth_engine`, ``--seeds`` seeds from
+``--first-seed``, Fmax their median, nextpnr's ``--router``) on an iCE40 or ECP5 part; ``xc7`` is
+Yosys's 7-series estimate, resources only. An engine that does not fit a part says why in its
+row.
 
 ``synth_time.csv``: a ``--rows`` x ``--cols`` layer at each sparsity of ``--ratios`` on the BCR
 and unstructured engines and dense on the dense engine, all in RTL (Verilator; outputs checked
@@ -17,8 +18,9 @@ each engine's own Fmax on ``--time-device``. Speedup over dense in cycles and in
 side, and the break-even sparsity of each (linear interpolation between the grid's points):
 below it the sparse engine is slower than the dense one.
 
-Usage: ``python bench/synth.py [--quick] [--lanes 8] [--seeds 3] [--devices up5k,ecp5-85k,xc7]
-[--time-device ecp5-85k] [--rows 64 --cols 64] [--router router1] [--pnr-timeout 1800]``
+Usage: ``python bench/synth.py [--quick] [--lanes 8] [--seeds 3] [--first-seed 1]
+[--devices up5k,ecp5-85k,xc7] [--time-device ecp5-85k] [--rows 64 --cols 64] [--router router1]
+[--pnr-timeout 1800]``
 """
 
 from __future__ import annotations
@@ -34,7 +36,15 @@ import pandas as pd
 
 from codesign.atomic import write_csv
 from codesign.flow import emit_engine
-from codesign.options import MAX_LANES, SEED_ARG, float_arg, int_arg, list_arg, names_arg
+from codesign.options import (
+    MAX_LANES,
+    MAX_PLACEMENT_SEED,
+    SEED_ARG,
+    float_arg,
+    int_arg,
+    list_arg,
+    names_arg,
+)
 from hw.bcr import bcr_cycles
 from hw.dense import dense_cycles
 from hw.unstructured import unstructured_cycles
@@ -44,7 +54,7 @@ from ir.golden import linear
 from sim.bcr import exact_bcr_layer, kept_shape, run_bcr_batch
 from sim.dense import run_dense_batch
 from sim.unstructured import random_sparse_layer, run_unstructured_batch
-from synth_reports.flow import TARGET_DEVICES, DoesNotFit, synth_engine
+from synth_reports.flow import TARGET_DEVICES, DoesNotFit, seed_words, synth_engine
 from synth_reports.pnr import ROUTERS
 from synth_reports.tools import TIMEOUT_S, SynthError
 
@@ -72,7 +82,7 @@ def engine_specs(rows: int, cols: int) -> list[tuple[str, dict]]:
 
 def synth_rows(specs: list[tuple[str, dict]], devices: list[str], lanes: int, seeds: int,
                work: Path, router: str = "router1",
-               pnr_timeout_s: float = TIMEOUT_S) -> list[dict]:
+               pnr_timeout_s: float = TIMEOUT_S, first_seed: int = 1) -> list[dict]:
     """One row per engine and device: resources, and Fmax where the part was placed and routed
     (``xc7``: Yosys's estimate of resources only); an engine that does not fit says why."""
     out = []
@@ -90,7 +100,8 @@ def synth_rows(specs: list[tuple[str, dict]], devices: list[str], lanes: int, se
             (folder / device).mkdir()
             try:
                 rep = synth_engine(v, device, folder / device,
-                                   seeds=tuple(range(1, seeds + 1)), router=router,
+                                   seeds=tuple(range(first_seed, first_seed + seeds)),
+                                   router=router,
                                    pnr_timeout_s=pnr_timeout_s)
             except DoesNotFit as exc:
                 row["note"] = str(exc).removeprefix(f"{label}_engine ")
@@ -193,7 +204,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--time-device", choices=[d for d in TARGET_DEVICES if d != "xc7"],
                     default="ecp5-85k", help="whose Fmax turns the RTL cycles into time")
     ap.add_argument("--seeds", type=int_arg(1, 20), default=3,
-                    help="nextpnr placement seeds 1..N per engine (Fmax: their median)")
+                    help="nextpnr placement seeds per engine (Fmax: their median)")
+    ap.add_argument("--first-seed", type=int_arg(0, MAX_PLACEMENT_SEED - 19), default=1,
+                    help="the first placement seed: --seeds N runs seeds S..S+N-1")
     ap.add_argument("--router", choices=ROUTERS, default="router1",
                     help="nextpnr's router")
     ap.add_argument("--pnr-timeout", type=int_arg(1, 86400), default=TIMEOUT_S,
@@ -218,12 +231,12 @@ def main(argv: list[str]) -> int:
     specs = [s for s in engine_specs(args.rows, args.cols) if s[0] in wanted]
     with tempfile.TemporaryDirectory(prefix="bench_synth_") as tmp:
         srows = synth_rows(specs, args.devices, args.lanes, seeds, Path(tmp), args.router,
-                           args.pnr_timeout)
+                           args.pnr_timeout, args.first_seed)
     sdf = pd.DataFrame(srows)
     write_csv(sdf, RESULTS / "synth.csv")
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(f"\nEngines, {args.lanes} lanes, {BITS}-bit (Yosys; nextpnr Fmax the median of "
-              f"seeds 1-{seeds}; xc7: Yosys estimate, no Fmax):")
+              f"{seed_words(range(args.first_seed, args.first_seed + seeds))}; xc7: Yosys estimate, no Fmax):")
         print(sdf.drop(columns=[c for c in ("note",) if c in sdf]).to_string(index=False))
         for _, r in sdf.iterrows():
             if isinstance(r.get("note"), str):

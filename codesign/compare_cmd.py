@@ -36,6 +36,8 @@ from pathlib import Path
 import click
 
 from codesign.options import (
+    FIRST_SEED,
+    FIRST_SEED_HELP,
     LANES,
     MAX_SLICES,
     OUT_DIR,
@@ -93,14 +95,15 @@ def parse_fmax(text: str | None) -> dict[str, float] | None:
 
 
 def _synth_function(device: str, dest: Path, freq: float, seeds: int, router: str = "router1",
-                    pnr_timeout_s: float = TIMEOUT_S):
+                    pnr_timeout_s: float = TIMEOUT_S, first_seed: int = 1):
     from codesign.cli import UserError
     from codesign.synth_cmd import run_synth
 
     def synth(gates: str, verilog: str):
         try:
             report, path = run_synth(Path(verilog), device, dest, target_mhz=freq, seeds=seeds,
-                                     router=router, pnr_timeout_s=pnr_timeout_s)
+                                     router=router, pnr_timeout_s=pnr_timeout_s,
+                                     first_seed=first_seed)
         except UserError as exc:        # does not fit, or a tool failed: a row says so
             return None, "", None, None, exc.message
         spread = report.seed_text()
@@ -275,7 +278,10 @@ def layer_images(bundle, names: list[str], image: tuple[int, int] | None
 @click.option("--image", "image_text", default=None,
               help="conv2d: input size, 16 or 16x12 [default: the zoo model's, else 16x16].")
 @click.option("--seeds", type=click.IntRange(1, 20), default=1, show_default=True,
-              help="Placement seeds 1..N per engine; Fmax is their median.")
+              help="Placement seeds per engine (1..N, or from --first-seed); Fmax is their "
+                   "median.")
+@click.option("--first-seed", type=FIRST_SEED, default=1, show_default=True,
+              help=FIRST_SEED_HELP)
 @click.option("--freq", type=click.FloatRange(0, 1000, min_open=True), default=48.0,
               show_default=True, help="nextpnr's target frequency in MHz.")
 @click.option("--router", type=click.Choice(ROUTERS), default="router1", show_default=True,
@@ -292,7 +298,7 @@ def layer_images(bundle, names: list[str], image: tuple[int, int] | None
 @click.option("--out", type=OUT_DIR, required=True, help="Output folder.")
 def compare(bundle: Path, layer_names: tuple[str, ...], device: str, lanes: int, slices: int,
             steps: int, vectors: int, maps: int, image_text: str | None, seeds: int,
-            freq: float, router: str, pnr_timeout: int, fmax_text: str | None, simulator: str,
+            first_seed: int, freq: float, router: str, pnr_timeout: int, fmax_text: str | None, simulator: str,
             seed: int, out: Path) -> None:
     """Compare an RNN, linear or conv2d layer on the FPGA engines (RTL + Fmax) and on ARM
     (qemu + llvm-mca)."""
@@ -317,8 +323,8 @@ def compare(bundle: Path, layer_names: tuple[str, ...], device: str, lanes: int,
         given_counts.append("--image")
     image = None if image_text is None else _conv_image(image_text)
     if fmax is not None:
-        given = ["--" + p.replace("_", "-") for p in ("device", "seeds", "freq", "router",
-                                                      "pnr_timeout")
+        given = ["--" + p.replace("_", "-") for p in ("device", "seeds", "first_seed", "freq",
+                                                      "router", "pnr_timeout")
                  if source(p) == click.core.ParameterSource.COMMANDLINE]
         if given:
             raise _user_error(f"{', '.join(given)} place the engines; with --fmax nothing is "
@@ -357,7 +363,8 @@ def compare(bundle: Path, layer_names: tuple[str, ...], device: str, lanes: int,
         click.echo(f"layer {name}:")
         with _layer_folder(dest) as work:
             synth = None if fmax is not None else _synth_function(device, work / "synth", freq,
-                                                                  seeds, router, pnr_timeout)
+                                                                  seeds, router, pnr_timeout,
+                                                                  first_seed)
             try:
                 cmp = _run_layer(b.layer(name), lanes=lanes, steps=steps, vectors=vectors,
                                  maps=maps, image=images.get(name, (16, 16)), seed=seed,

@@ -149,6 +149,14 @@ PNR_TIMEOUT = click.IntRange(1, 86400)
 PNR_TIMEOUT_HELP = ("Seconds one nextpnr run may take; a seed that runs longer is stopped and "
                     "the next seed runs (Fmax is over the seeds that finished).")
 
+#: Largest nextpnr placement seed (nextpnr reads ``--seed`` as a C ``int``).
+MAX_PLACEMENT_SEED = 2**31 - 1
+#: The ``--first-seed`` option type: the first of ``--seeds`` consecutive placement seeds, 0 to
+#: :data:`MAX_PLACEMENT_SEED` less the most seeds a command runs (20).
+FIRST_SEED = click.IntRange(0, MAX_PLACEMENT_SEED - 19)
+FIRST_SEED_HELP = ("The first placement seed: --seeds N runs seeds S..S+N-1 (to try other "
+                   "seeds when the first ones are stopped at --pnr-timeout).")
+
 #: Most random input vectors (or images, or sequence steps) one ``simulate`` runs.
 MAX_VECTORS = 4096
 

@@ -21,7 +21,15 @@ from pathlib import Path
 
 import click
 
-from codesign.options import OUT_DIR, PNR_TIMEOUT, PNR_TIMEOUT_HELP, ROUTER_HELP, ROUTERS
+from codesign.options import (
+    FIRST_SEED,
+    FIRST_SEED_HELP,
+    OUT_DIR,
+    PNR_TIMEOUT,
+    PNR_TIMEOUT_HELP,
+    ROUTER_HELP,
+    ROUTERS,
+)
 from synth_reports.tools import TIMEOUT_S
 
 __all__ = ["synth", "run_synth"]
@@ -65,8 +73,11 @@ def _put_away(path: Path) -> None:
 
 
 def run_synth(verilog: Path, device: str, out: Path, *, target_mhz: float = 48.0,
-              seeds: int = 1, router: str = "router1", pnr_timeout_s: float = TIMEOUT_S):
+              seeds: int = 1, router: str = "router1", pnr_timeout_s: float = TIMEOUT_S,
+              first_seed: int = 1):
     """Synthesise ``verilog`` into ``out``; return ``(SynthReport, report path)``.
+
+    nextpnr runs once per placement seed, ``first_seed`` to ``first_seed + seeds - 1``.
 
     Raises :class:`codesign.cli.UserError` for bad input, a missing or failing tool and a design
     that does not fit.
@@ -107,7 +118,8 @@ def run_synth(verilog: Path, device: str, out: Path, *, target_mhz: float = 48.0
     (tmp / MARKER).write_text("written by codesign synth; replaced by its next run\n")
     try:
         report = synth_engine(verilog, device, tmp, target_mhz=target_mhz,
-                              seeds=tuple(range(1, seeds + 1)), router=router,
+                              seeds=tuple(range(first_seed, first_seed + seeds)),
+                              router=router,
                               pnr_timeout_s=pnr_timeout_s)
     except (ValueError, SynthError) as exc:
         message = str(exc)
@@ -142,7 +154,10 @@ def _fmt_brams(value: float) -> str:
 @click.option("--freq", type=click.FloatRange(0, 1000, min_open=True), default=48.0,
               show_default=True, help="nextpnr's target frequency in MHz.")
 @click.option("--seeds", type=click.IntRange(1, 20), default=1, show_default=True,
-              help="Placement seeds 1..N, one nextpnr run each; Fmax is their median.")
+              help="Placement seeds, one nextpnr run each (1..N, or from --first-seed); Fmax "
+                   "is their median.")
+@click.option("--first-seed", type=FIRST_SEED, default=1, show_default=True,
+              help=FIRST_SEED_HELP)
 @click.option("--router", type=click.Choice(ROUTERS), default="router1", show_default=True,
               help=ROUTER_HELP)
 @click.option("--pnr-timeout", type=PNR_TIMEOUT, default=TIMEOUT_S, show_default=True,
@@ -150,8 +165,8 @@ def _fmt_brams(value: float) -> str:
 @click.option("--cycles", type=click.IntRange(min=0), multiple=True,
               help="Cycle counts (from `codesign simulate`) to convert to microseconds at Fmax.")
 @click.option("--out", type=OUT_DIR, required=True, help="Output folder.")
-def synth(verilog: Path, device: str, freq: float, seeds: int, router: str, pnr_timeout: int,
-          cycles: tuple[int, ...], out: Path) -> None:
+def synth(verilog: Path, device: str, freq: float, seeds: int, first_seed: int, router: str,
+          pnr_timeout: int, cycles: tuple[int, ...], out: Path) -> None:
     """Synthesise an engine from `codesign verilog`: LUT/FF/BRAM/DSP and Fmax."""
     from synth_reports.flow import cycles_to_us, seed_words
 
@@ -161,12 +176,12 @@ def synth(verilog: Path, device: str, freq: float, seeds: int, router: str, pnr_
     source = click.get_current_context().get_parameter_source
     if device == "xc7" and (seeds != 1 or cycles or any(
             source(p) == click.core.ParameterSource.COMMANDLINE
-            for p in ("freq", "router", "pnr_timeout"))):
-        raise _user_error("--freq, --seeds, --router, --pnr-timeout and --cycles need place and "
-                          "route on an iCE40 or ECP5 part (--device up5k, hx8k, ecp5-25k or "
-                          "ecp5-85k); xc7 gives resources only")
+            for p in ("freq", "first_seed", "router", "pnr_timeout"))):
+        raise _user_error("--freq, --seeds, --first-seed, --router, --pnr-timeout and --cycles "
+                          "need place and route on an iCE40 or ECP5 part (--device up5k, hx8k, "
+                          "ecp5-25k or ecp5-85k); xc7 gives resources only")
     report, path = run_synth(verilog, device, out, target_mhz=freq, seeds=seeds, router=router,
-                             pnr_timeout_s=pnr_timeout)
+                             pnr_timeout_s=pnr_timeout, first_seed=first_seed)
     r = report.resources
     click.echo(f"{report.toplevel} on {device}: {r.luts:,} LUTs, {r.ffs:,} flip-flops, "
                f"{r.carries:,} carries, {_fmt_brams(r.brams)} block RAMs, {r.dsps} DSPs"
@@ -179,7 +194,8 @@ def synth(verilog: Path, device: str, freq: float, seeds: int, router: str, pnr_
         lc = h.get(cell, (0, 0))
         fm = [x.fmax_mhz for x in report.runs]
         placed = seed_words([x.seed for x in report.runs])
-        spread = f" ({placed}: {min(fm):.2f}-{max(fm):.2f})" if len(fm) > 1 else ""
+        spread = (f" ({placed}: {min(fm):.2f}-{max(fm):.2f})" if len(fm) > 1
+                  else f" ({placed})" if report.runs[0].seed != 1 or report.timed_out else "")
         click.echo(f"in its harness: {lc[0]:,} of {lc[1]:,} {what}; Fmax "
                    f"{report.fmax_mhz:.2f} MHz{spread} at target {freq:g} MHz"
                    + (f" ({router})" if router != "router1" else ""))

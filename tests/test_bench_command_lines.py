@@ -79,6 +79,10 @@ CASES = [
                                           "distinct names from dense, bcr, unstructured, "
                                           "pattern, lstm, not 'dense,foo'"),
     ("synth", ["--seeds", "0"], "argument --seeds: must be an integer from 1 to 20, not '0'"),
+    ("synth", ["--first-seed", "-1"], "argument --first-seed: must be an integer from 0 to "
+                                      "2147483628, not '-1'"),
+    ("fpga_mobile", ["--first-seed", "2147483629"], "argument --first-seed: must be an integer "
+                                                    "from 0 to 2147483628, not '2147483629'"),
     ("synth", ["--ratios", "0.5,1"], "argument --ratios: every entry of the comma-separated "
                                      "list must be a finite number in [0, 1), not '1'"),
     # bench/mobile.py

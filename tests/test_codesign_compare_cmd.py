@@ -110,6 +110,9 @@ def test_placing_options_with_fmax_are_refused(capsys, bundle, tmp_path):
                        "40", "--router", "router2", "--out", str(tmp_path / "o"))
     assert_user_error(code, err, "--router place the engines; with --fmax nothing is placed")
     code, _, err = run(capsys, "compare", "--bundle", str(bundle), "--layer", "gru", "--fmax",
+                       "40", "--first-seed", "4", "--out", str(tmp_path / "o"))
+    assert_user_error(code, err, "--first-seed place the engines; with --fmax nothing is placed")
+    code, _, err = run(capsys, "compare", "--bundle", str(bundle), "--layer", "gru", "--fmax",
                        "40", "--pnr-timeout", "60", "--out", str(tmp_path / "o"))
     assert_user_error(code, err, "--pnr-timeout place the engines; with --fmax nothing is "
                                  "placed")
@@ -295,13 +298,14 @@ def test_max_slices_is_the_bcr_engines():
     assert MAX_COMPARE_SLICES == options.MAX_SLICES == MAX_SLICES
 
 
-@pytest.mark.parametrize("seeds, router, stuck, source", [
-    (1, "router1", (), "nextpnr on ecp5-85k, seed 1"),
-    (3, "router2", (), "nextpnr on ecp5-85k, median of seeds 1-3, router2"),
-    (3, "router1", (2,), "nextpnr on ecp5-85k, median of seeds 1, 3; seed 2 stopped after "
-                         "600 s"),
+@pytest.mark.parametrize("seeds, first, router, stuck, source", [
+    (1, 1, "router1", (), "nextpnr on ecp5-85k, seed 1"),
+    (3, 1, "router2", (), "nextpnr on ecp5-85k, median of seeds 1-3, router2"),
+    (3, 1, "router1", (2,), "nextpnr on ecp5-85k, median of seeds 1, 3; seed 2 stopped after "
+                            "600 s"),
+    (2, 4, "router1", (4,), "nextpnr on ecp5-85k, seed 5; seed 4 stopped after 600 s"),
 ])
-def test_synth_function_passes_and_names_the_router(monkeypatch, tmp_path, seeds, router,
+def test_synth_function_passes_and_names_the_router(monkeypatch, tmp_path, seeds, first, router,
                                                     stuck, source):
     """compare's synth callback hands ``--router`` and ``--pnr-timeout`` to codesign synth's
     flow and names the router and the seeds its Fmax is of."""
@@ -313,18 +317,18 @@ def test_synth_function_passes_and_names_the_router(monkeypatch, tmp_path, seeds
 
     seen = {}
 
-    def fake(verilog, device, dest, *, target_mhz, seeds, router, pnr_timeout_s):
+    def fake(verilog, device, dest, *, target_mhz, seeds, router, pnr_timeout_s, first_seed):
         seen.update(device=device, target_mhz=target_mhz, seeds=seeds, router=router,
-                    pnr_timeout_s=pnr_timeout_s)
+                    pnr_timeout_s=pnr_timeout_s, first_seed=first_seed)
         res = Resources(target="ecp5", luts=1, ffs=2, carries=0, brams=0, dsps=1)
         runs = tuple(PnrResult(device, s, target_mhz, 31.5, router=router)
-                     for s in range(1, seeds + 1) if s not in stuck)
+                     for s in range(first_seed, first_seed + seeds) if s not in stuck)
         return SynthReport("e", "0" * 64, {}, device, res, runs=runs, timed_out=stuck,
                            pnr_timeout_s=pnr_timeout_s), dest / "r.json"
 
     monkeypatch.setattr(synth_cmd, "run_synth", fake)
-    fmax, src, res, path, err = _synth_function("ecp5-85k", tmp_path, 40.0, seeds,
-                                                router, 600)("bcr", str(tmp_path / "e.v"))
+    fmax, src, res, path, err = _synth_function("ecp5-85k", tmp_path, 40.0, seeds, router,
+                                                600, first)("bcr", str(tmp_path / "e.v"))
     assert seen == dict(device="ecp5-85k", target_mhz=40.0, seeds=seeds, router=router,
-                        pnr_timeout_s=600)
+                        pnr_timeout_s=600, first_seed=first)
     assert (fmax, src, res["luts"], path, err) == (31.5, source, 1, str(tmp_path / "r.json"), "")

@@ -59,10 +59,11 @@ def test_synth_xc7_is_an_estimate_beside_the_ice40_report(capsys, engine_v, tmp_
     assert out.splitlines()[0].endswith("(Yosys estimate)") and "Fmax" not in out
     assert json.loads((tmp_path / "dense_cli.xc7.synth.json").read_text())["fmax_mhz"] is None
     for opt in (["--seeds", "2"], ["--cycles", "5"], ["--freq", "20"], ["--router", "router1"],
-                ["--pnr-timeout", "60"]):
+                ["--pnr-timeout", "60"], ["--first-seed", "1"]):
         code, _, err = run(capsys, "synth", str(engine_v), "--device", "xc7", *opt, "--out",
                            str(tmp_path))
-        assert_user_error(code, err, "--freq, --seeds, --router, --pnr-timeout and --cycles "
+        assert_user_error(code, err, "--freq, --seeds, --first-seed, --router, --pnr-timeout "
+                                     "and --cycles "
                                      "need place and route on an iCE40 or ECP5 part (--device "
                                      "up5k, hx8k, ecp5-25k or ecp5-85k); xc7 gives resources "
                                      "only")
@@ -86,11 +87,11 @@ def test_a_seed_past_the_time_limit_is_named_and_the_others_give_fmax(capsys, en
     import synth_reports.pnr as pnr
     from synth_reports.tools import ToolTimeout
 
-    real, limits = pnr.run_tool, []
+    real, limits, stuck = pnr.run_tool, [], {"2"}
 
     def fake(tool, args, cwd, log, **kw):
         limits.append(kw["timeout"])
-        if args[args.index("--seed") + 1] == "2":
+        if args[args.index("--seed") + 1] in stuck:
             log.write_text("routing...\n")
             raise ToolTimeout(f"{tool} ran longer than {kw['timeout']:.0f} s and was stopped")
         return real(tool, args, cwd, log, **kw)
@@ -108,6 +109,17 @@ def test_a_seed_past_the_time_limit_is_named_and_the_others_give_fmax(capsys, en
     assert lines[2] == ("seed 2: nextpnr ran longer than 120 s and was stopped (log: "
                         f"{work / 'pnr_seed2.nextpnr.log'})")
     assert (work / "pnr_seed2.nextpnr.log").is_file()
+    # --first-seed: other seeds after the first ones were stopped
+    stuck = {"4"}
+    code, out, err = run(capsys, "synth", str(engine_v), "--seeds", "2", "--first-seed", "4",
+                         "--pnr-timeout", "120", "--out", str(tmp_path))
+    assert code == 0, err
+    rep = json.loads((tmp_path / "dense_cli.up5k.synth.json").read_text())
+    assert rep["timed_out_seeds"] == [4] and [r["seed"] for r in rep["runs"]] == [5]
+    lines = out.splitlines()
+    assert lines[1].endswith(" MHz (seed 5) at target 48 MHz")
+    assert lines[2].startswith("seed 4: nextpnr ran longer than 120 s and was stopped")
+    assert sorted(p.name for p in work.glob("pnr_seed*.report.json")) == ["pnr_seed5.report.json"]
     # every seed stuck: one error, the logs kept, no report
     monkeypatch.setattr(pnr, "run_tool", lambda tool, args, cwd, log, **kw: (
         _ for _ in ()).throw(ToolTimeout("stuck")))
@@ -154,6 +166,8 @@ def test_synth_errors(capsys, engine_v, tmp_path):
     code, _, err = run(capsys, "synth", str(engine_v), "--out", str(tmp_path / "f"))
     assert_user_error(code, err, "is a file, not a folder")
     for opt, text in ((["--seeds", "21"], "Invalid value for '--seeds'"),
+                      (["--first-seed", "-1"], "Invalid value for '--first-seed'"),
+                      (["--first-seed", str(2**31 - 19)], "Invalid value for '--first-seed'"),
                       (["--freq", "0"], "Invalid value for '--freq'"),
                       (["--device", "ecp5"], "Invalid value for '--device'")):
         code, _, err = run(capsys, "synth", str(engine_v), *opt, "--out", str(tmp_path))
