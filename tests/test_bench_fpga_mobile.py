@@ -121,6 +121,8 @@ def test_placer_passes_the_time_limit_and_reports_an_engine_every_seed_of_which_
     assert fmax is None and resources is None
     assert note == "nextpnr ran longer than 60 s on every seed"
     assert placer("bcr", "a.v")[4] == note and len(seen) == 1      # one run per Verilog
+    fm.Placer("ecp5-85k", 2, tmp_path / "b", "router1", 60, first_seed=5)("bcr", "b.v")
+    assert seen[-1] == ((5, 6), "router1", 60)
 
 
 def test_pnr_timeout_reaches_the_placer(monkeypatch, tmp_path):
@@ -129,12 +131,13 @@ def test_pnr_timeout_reaches_the_placer(monkeypatch, tmp_path):
     class Spy(fm.Placer):
         def __init__(self, *args, **kw):
             super().__init__(*args, **kw)
-            made.append(self.pnr_timeout_s)
+            made.append((self.pnr_timeout_s, self.first_seed))
             raise SystemExit(0)
 
     monkeypatch.setattr(fm, "Placer", Spy)
     monkeypatch.setattr(fm, "RESULTS", tmp_path)
-    for argv, want in (([], 1800), (["--pnr-timeout", "300"], 300)):
+    for argv, want in (([], (1800, 1)), (["--pnr-timeout", "300"], (300, 1)),
+                       (["--first-seed", "3"], (1800, 3))):
         with pytest.raises(SystemExit):
             fm.main(["--quick", *argv])
         assert made[-1] == want

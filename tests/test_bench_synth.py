@@ -41,14 +41,15 @@ def test_router_reaches_synth_rows(monkeypatch, tmp_path):
 
     seen = []
 
-    def fake_rows(specs, devices, lanes, seeds, work, router, pnr_timeout_s):
-        seen.append((router, pnr_timeout_s))
+    def fake_rows(specs, devices, lanes, seeds, work, router, pnr_timeout_s, first_seed):
+        seen.append((router, pnr_timeout_s, first_seed))
         raise SystemExit(0)
 
     monkeypatch.setattr(bs, "synth_rows", fake_rows)
     monkeypatch.setattr(bs, "RESULTS", tmp_path)
-    for argv, want in (([], ("router1", 1800)), (["--router", "router2"], ("router2", 1800)),
-                       (["--pnr-timeout", "600"], ("router1", 600))):
+    for argv, want in (([], ("router1", 1800, 1)), (["--router", "router2"], ("router2", 1800, 1)),
+                       (["--pnr-timeout", "600"], ("router1", 600, 1)),
+                       (["--first-seed", "7"], ("router1", 1800, 7))):
         with pytest.raises(SystemExit):
             bs.main(["--quick", *argv])
         assert seen[-1] == want
@@ -71,3 +72,5 @@ def test_synth_rows_passes_the_time_limit_and_notes_an_engine_every_seed_of_whic
     assert seen == [("ecp5-85k", (1, 2), 45)]
     assert rows[0]["note"] == "nextpnr ran longer than 45 s on every seed"
     assert "fmax_mhz" not in rows[0]
+    bs.synth_rows(specs, ["ecp5-85k"], 4, 2, tmp_path / "b", "router1", 45, first_seed=3)
+    assert seen[-1] == ("ecp5-85k", (3, 4), 45)
