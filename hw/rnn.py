@@ -16,7 +16,7 @@ on-chip memories. Each step:
    ``wrap32(b_ih + b_hh)``, requantizes them with the config's ``multiplier``/``shift`` into
    the ROM input format, looks up sigmoid (i, f, o) and tanh (g) in ROMs, computes ``c'``,
    looks up ``tanh(c')`` and computes ``h'``. ``c'`` and ``h'`` are written back in place (the
-   units are independent, and a unit's ``c`` is read in stage 0 and written in stage 7);
+   units are independent, and a unit's ``c`` is read in stage 0 and written in stage 8);
    ``h'`` also goes to the ``h_seq`` memory at ``t * H + j`` and to the gate engine's
    activation memory for the next step.
 
@@ -70,7 +70,15 @@ of two and the adder joining them (10.5 ns). And the cached gate reads' port add
 register, set the cycle before the read (the refill's priority select and the FSM ran into the
 output memory's LUT-RAM read: 11.0 ns); a refill lands a cycle later, so a gate's need is raised
 as its move is decided, a cycle earlier, and blocks of 6 rows still keep up (the tests' worst
-case: all four gates start new words on the same unit).
+case: all four gates start new words on the same unit). Since then, again at no cycle cost,
+the LSTM's stage 6 registers the cell sum ``f c 2^G + i g 2^cell_frac`` and stage 7 finds both
+``c'`` and tanh's address from it, each one comparison deep (:func:`_round_twice_clip`: two
+roundings are one floor; from ``c'`` when its saturation can move the address,
+:func:`_saturation_idle`); ``c'`` is registered and written in stage 8 (the sum, the
+saturating comparisons and the rounding were in series: 9.5-9.9 ns). The GRU's stage 5 forms
+``n_acc`` whole, with one adder after ``r * n_h`` (``a_n + round_shift(p, G) = (a_n 2^G +
+2^(G-1) + p) >> G``, and ``a_n 2^G + 2^(G-1)`` needs no adder), so stage 6's multiplier
+starts from a register.
 
 The quantization config (:class:`ir.golden.RNNQuantConfig`) is a build parameter: it fixes the
 ROM contents and the widths; the shape (``input_size``, ``hidden_size``, ``steps``) is a
@@ -166,7 +174,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
@@ -176,6 +184,7 @@ from hw.bcr import MAX_SLICES, BCRMatVec, _check_block, bcr_cycles, check_bcr_pa
 from hw.bcr import PIPELINE_LATENCY as BCR_LATENCY
 from hw.dense import CYCLE_COUNTER_BITS, DenseMatVec, _check_int, dense_cycles
 from ir.bcr import BCRMatrix, encode_bcr
+from ir.fixedpoint import round_shift
 from ir.golden import RNNQuantConfig
 
 __all__ = ["CACHED_MIN_BLOCK_ROWS", "GRUEngine", "LSTMEngine", "RNNEngine", "ELEMENT_LATENCY",
@@ -537,14 +546,53 @@ def _round_clip(v: Value, s: int, lo: int, hi: int,
     """
     if s <= 0:
         return _clip(_round_shift(v, s), lo, hi)
-    w = max(lo.bit_length(), hi.bit_length()) + 1          # signed bits holding [lo, hi]
-    y = Value.cast(v >> (s - 1))
-    if len(y) > w + 1:
-        low = (y.as_unsigned()[:w + 1] + 1)[1:w + 1].as_signed()
-    else:                                   # y no wider than the adder: round it whole
-        low = (y + 1) >> 1
-    above, below = flags if flags is not None else (y >= 2 * hi + 1, y <= 2 * lo - 2)
-    return Mux(above, hi, Mux(below, lo, low))
+    return _clip_floor(Value.cast(v >> (s - 1)), 1, 1, 0, lo, hi, flags)
+
+
+def _clip_floor(u: Value, k: int, t: int, left: int, lo: int, hi: int,
+                flags: tuple[Value, Value] | None = None) -> Value:
+    """``clip(floor((u + k) / 2**t) << left, lo, hi)`` (``0 <= k < 2**t``, ``left >= 0``),
+    one comparison deep: :func:`_round_clip`'s construction for any constant ``k`` and ``t``.
+
+    With ``r = floor((u + k) / 2**t)``, the result is ``hi`` exactly when
+    ``r > floor(hi / 2**left)``, that is ``u >= (floor(hi / 2**left) + 1) * 2**t - k``, and
+    ``lo`` exactly when ``r < ceil(lo / 2**left)``, that is ``u < ceil(lo / 2**left) * 2**t -
+    k``: comparisons of ``u`` with constants. In between, ``r`` fits the result's width ``w``,
+    so only the low ``w + t`` bits of ``u`` enter the adder. ``flags``, when given, are those
+    two comparisons found earlier (``(above, below)``).
+    """
+    r_hi, r_lo = hi >> left, -((-lo) >> left)
+    assert 0 <= k < 1 << t and r_lo <= r_hi, (k, t, lo, hi, left)
+    w = max(r_lo.bit_length(), r_hi.bit_length()) + 1      # signed bits holding [r_lo, r_hi]
+    if len(u) > w + t:
+        low = (u.as_unsigned()[:w + t] + k)[t:w + t].as_signed()
+    else:                                   # u no wider than the adder: round it whole
+        low = (u + k) >> t
+    if flags is None:
+        flags = (u >= ((r_hi + 1) << t) - k, u < (r_lo << t) - k)
+    above, below = flags
+    return Mux(above, hi, Mux(below, lo, low << left))
+
+
+def _saturation_idle(bits: int, s: int, lo: int, hi: int) -> bool:
+    """Whether ``clip(round_shift(saturate(x, bits), s), lo, hi)`` equals
+    ``clip(round_shift(x, s), lo, hi)`` for every ``x``: the rounding and the clip are monotone,
+    so exactly when the rails ``+-(2**(bits - 1) - 1)`` already clip to ``hi`` and ``lo``."""
+    rail = (1 << (bits - 1)) - 1
+    return (min(max(round_shift(rail, s), lo), hi) == hi
+            and min(max(round_shift(-rail, s), lo), hi) == lo)
+
+
+def _round_twice_clip(v: Value, a: int, b: int, lo: int, hi: int) -> Value:
+    """``clip(round_shift(round_shift(v, a), b), lo, hi)`` for ``a >= 0``, one comparison deep
+    (:func:`_clip_floor`): with ``u = floor(v / 2**(a - 1))``, ``round_shift(v, a) = floor((u
+    + 1) / 2)``, and rounding that by ``b > 0`` is ``floor((u + 1 + 2**b) / 2**(b + 1))``
+    (a floor of a floor is one floor); ``b <= 0`` shifts it left."""
+    assert a >= 0
+    u, k, t = (Value.cast(v >> (a - 1)), 1, 1) if a > 0 else (Value.cast(v), 0, 0)
+    if b > 0:
+        k, t = k + (1 << (t + b - 1)), t + b
+    return _clip_floor(u, k, t, max(-b, 0), lo, hi)
 
 
 def _scaled_flags(m: Module, a: Value, mult: int, s: int, lo: int, hi: int,
@@ -851,7 +899,7 @@ class RNNEngine(wiring.Component):
         if lstm:
             sig_o = sig_rom.read_port()
             tanh_g = tanh_rom.read_port()  # tanh(g), stage 3
-        tanh_rp = tanh_rom.read_port()  # tanh(c') (LSTM) or tanh(n) (GRU), stage 6
+        tanh_rp = tanh_rom.read_port()  # tanh(c') (LSTM) or tanh(n) (GRU): address in stage 7
 
         busy = Signal()
         done = Signal()
@@ -1042,13 +1090,13 @@ class RNNEngine(wiring.Component):
         # ahead) registered;
         # 1: accumulators + bias (registered); 2: times the requantizing multiplier
         # (registered); 3: rounded and saturated into pre, the sigmoid/tanh ROM addresses;
-        # 4: ROM data (registered); 5: the LSTM's f * c and i * g, or
-        # the GRU's r * n_h (registered); 6: c' (LSTM) or the GRU's n accumulator times the
-        # requantizing multiplier (registered); 7: c' written to c, and the tanh ROM address
-        # tc_idx (c' rounded to the ROM's format and clipped; n's product rounded and
-        # saturated); 8: tanh's data (registered); 9: h''s
-        # products (registered); 10: h' written to h, h_seq and the gate engine's activation
-        # memory.
+        # 4: ROM data (registered); 5: the LSTM's f * c and i * g, or the GRU's n accumulator
+        # a_n + round_shift(r * n_h) (registered); 6: the LSTM's cell sum, or the GRU's n
+        # accumulator times the requantizing multiplier (registered); 7: c' and the tanh ROM
+        # address tc_idx (c' rounded to the ROM's format and clipped, both from the cell sum;
+        # n's product rounded and saturated); 8: tanh's data (registered), c' (registered)
+        # written to c; 9: h''s products (registered); 10: h' written to h, h_seq and the gate
+        # engine's activation memory.
         # The bias word, read a cycle ahead and registered as its unit enters stage 0: the
         # block RAM's output no longer runs into stage 1's adder.
         bias_q = Signal.like(b_rp.data)
@@ -1090,19 +1138,28 @@ class RNNEngine(wiring.Component):
         if lstm:
             c_old = delayed(c_rp.data, 1, 4, "c_old")  # stage 5 sees unit's c
             m.d.comb += tanh_g.addr.eq(pre[2] + half)
-            # stage 4: the ROM outputs registered; stage 5: the two products, registered;
-            # stage 6: c' from them
+            # stage 4: the ROM outputs registered; stage 5: the two products, registered
             gi, gf_, gg = rom_reg(sig_i, "gi"), rom_reg(sig_f, "gf"), rom_reg(tanh_g, "gg")
             fc = Signal((gf_ * c_old).shape())
             ig = Signal((gi * gg).shape())
             m.d.sync += [fc.eq(gf_ * c_old), ig.eq(gi * gg)]
-            c_sum = Signal(signed(2 * cb + 2 * cfg.gate_bits + 40))
-            m.d.comb += c_sum.eq((fc << G) + (ig << cfg.cell_frac))
+            # stage 6: c_sum = f*c 2^G + i*g 2^cell_frac, registered (the adder alone);
+            # stage 7: c' = saturate(round_shift(c_sum, 2G)) and tanh's address from c_sum
+            # itself, each one comparison deep; stage 8: c' registered and written to c.
+            # (Stage 6 was the adder, the saturating comparisons and the rounding in series:
+            # the trained LSTMs' longest path, 9.5-9.9 ns on the LFE5U-85F.)
+            c_sum_value = (fc << G) + (ig << cfg.cell_frac)
+            c_sum = Signal(c_sum_value.shape())
+            m.d.sync += c_sum.eq(c_sum_value)
             c_new = Signal(signed(cb))
             m.d.comb += c_new.eq(_round_saturate(c_sum, 2 * G, cb))
-            c_q = Signal(signed(cb))      # stage 7: c' registered, tanh's address from it
+            c_q = Signal(signed(cb))
             m.d.sync += c_q.eq(c_new)
-            tc_next = _round_clip(c_q, cfg.cell_frac - cfg.lut_frac, -half, half - 1) + half
+            b = cfg.cell_frac - cfg.lut_frac
+            if _saturation_idle(cb, b, -half, half - 1):
+                tc_next = _round_twice_clip(c_sum, 2 * G, b, -half, half - 1) + half
+            else:       # c's rails are inside tanh's range: from c' (one more comparison)
+                tc_next = _round_clip(c_new, b, -half, half - 1) + half
             go = delayed(sig_o.data, 4, 8, "go")  # stage 9 sees unit's o
             ot = Signal((go * tanh_q).shape())   # stage 9: o * tanh(c'), registered
             m.d.sync += ot.eq(go * tanh_q)
@@ -1110,17 +1167,21 @@ class RNNEngine(wiring.Component):
             m.d.comb += h_new.eq(_round_saturate(ot, 2 * G - cfg.act_frac, ab))
         else:
             # GRU: accs are r, z, n_x = W_in x + b_in, n_h = W_hn h + b_hn.
-            acc_nx = delayed(accs[2], 2, 5, "acc_nx")  # stage 6 sees it
+            acc_nx = delayed(accs[2], 2, 4, "acc_nx")  # stage 5 sees it
             acc_nh = delayed(accs[3], 2, 4, "acc_nh")  # stage 5 sees it
             h_old = delayed(h_rp.data, 1, 8, "h_old")  # stage 9 sees it
             r = rom_reg(sig_i, "r")                    # stage 4: r registered
-            rn = Signal(signed(32))                    # stage 5: r * n_h, registered
-            m.d.sync += rn.eq(_round_shift(r * acc_nh, G))
-            # stage 6: n_acc = wrap32(a_n + r * n_h) times the requantizing multiplier,
-            # registered; stage 7: that product rounded and saturated into tanh's address
-            # (the multiplier and the rounding were one stage: 16.8 ns on the LFE5U-85F)
+            # stage 5: n_acc = wrap32(a_n + round_shift(r * n_h, G)), registered, with one
+            # adder after the product: a_n + ((p + 2^(G-1)) >> G) = (a_n 2^G + 2^(G-1) + p)
+            # >> G, and a_n 2^G + 2^(G-1) is a_n with the constant below it (no adder); the
+            # low 32 bits of the shifted sum are the wrapped ones. (The rounding adder was in
+            # stage 5 and a_n's in stage 6, in series with the requantizing multiplier.)
             n_acc = Signal(signed(32))
-            m.d.comb += n_acc.eq(acc_nx + rn)
+            a_n = (Cat(Const(1 << (G - 1), G), acc_nx).as_signed() if G > 0 else acc_nx)
+            m.d.sync += n_acc.eq((a_n + r * acc_nh)[G:G + 32].as_signed())
+            # stage 6: n_acc times the requantizing multiplier, registered; stage 7: that
+            # product rounded and saturated into tanh's address (the multiplier and the
+            # rounding were one stage: 16.8 ns on the LFE5U-85F)
             n_scaled = (_requant_operand(n_acc, cfg.multiplier, cfg.shift, -(half - 1),
                                          half - 1) * Const(cfg.multiplier, unsigned(16)))
             n_q = Signal(n_scaled.shape())
@@ -1258,8 +1319,8 @@ class RNNEngine(wiring.Component):
                         with m.Elif(need[n]):
                             refill(n)
                 if lstm:
-                    with m.If(ev[7]):   # c' from its register, not the adder
-                        m.d.comb += [c_wp.addr.eq(ej[7]), c_wp.data.eq(c_q), c_wp.en.eq(1)]
+                    with m.If(ev[8]):   # c' from its register, not the rounding
+                        m.d.comb += [c_wp.addr.eq(ej[8]), c_wp.data.eq(c_q), c_wp.en.eq(1)]
                 with m.If(ev[ELEMENT_LATENCY]):
                     m.d.comb += [h_wp.addr.eq(ej[ELEMENT_LATENCY]), h_wp.data.eq(h_new),
                                  h_wp.en.eq(1), s_wp.addr.eq(sbase + ej[ELEMENT_LATENCY]),

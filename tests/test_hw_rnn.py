@@ -290,14 +290,53 @@ def test_lstm_parameters_and_memory_map():
     Fragment.get(e, None)  # elaborates (and marks the engine used)
 
 
-def test_lstm_saturation_bit_exact():
-    jobs = [saturating_job(CFG_SAT, 2, 3, 2, 1), saturating_job(CFG_SAT, 1, 2, 1, -1)]
-    cm, am = (1 << (CFG_SAT.cell_bits - 1)) - 1, (1 << (CFG_SAT.act_bits - 1)) - 1
-    for job, (hseq, c, h, cycles) in zip(jobs, run_amaranth(CFG_SAT, 4, jobs, 2, 3, 2),
+# Every bit of the GRU's n_acc reaches h: tanh's address is n_acc itself (multiplier 1, shift
+# 0) and h keeps (1 - z) * tanh(n) exactly (act_frac = 2 * gate_frac).
+CFG_GRU_N = RNNQuantConfig(multiplier=1, shift=0, weight_bits=8, act_bits=16, act_frac=14,
+                           gate_bits=8, lut_index_bits=12, lut_frac=6, cell_bits=16,
+                           cell_frac=11)
+
+
+def test_gru_n_rounds_r_times_n_h_half_up():
+    """n_acc = wrap32(a_n + round_shift(r * n_h, G)) one bit at a time: small inputs keep n_acc
+    inside tanh's address range, where a floor instead of the rounding, or the next unit's a_n,
+    changes h (both checked to fail)."""
+    rng = np.random.default_rng(11)
+    jobs = []
+    for _ in range(4):      # one step each: h' is large in this format and would saturate
+        x, h = rng.integers(-6, 7, (1, 4)), rng.integers(-6, 7, 4)
+        w_ih, w_hh = rng.integers(-4, 5, (12, 4)), rng.integers(-4, 5, (12, 4))
+        jobs.append((x, h, w_ih, w_hh, rng.integers(-40, 41, 12), rng.integers(-40, 41, 12)))
+    results = run_amaranth(CFG_GRU_N, 4, jobs, 4, 4, 1, cell="gru")
+    for job, (hseq, _, h, cycles) in zip(jobs, results, strict=True):
+        want_hs = golden_gru_sequence(*job, CFG_GRU_N)
+        np.testing.assert_array_equal(hseq.reshape(want_hs.shape), want_hs)
+        np.testing.assert_array_equal(h, want_hs[-1])
+        assert cycles == gru_cycles(job[0].shape[1], len(job[1]), len(job[0]), 4)
+
+
+# c's rails (+-1.94) well inside tanh's range (+-8): tanh(c') must see c' saturated.
+CFG_CSAT = RNNQuantConfig(multiplier=16384, shift=14, weight_bits=4, act_bits=8, act_frac=6,
+                          gate_bits=8, lut_index_bits=8, lut_frac=4, cell_bits=6, cell_frac=4)
+
+
+@pytest.mark.parametrize("cfg", [CFG_SAT, CFG_CSAT], ids=["h_rail", "c_rail"])
+def test_lstm_saturation_bit_exact(cfg):
+    """c and h driven to their rails. With CFG_CSAT, tanh's address taken from c' before
+    its saturation changes h (checked to fail): the engine then reads it from c'."""
+    from hw.rnn import _saturation_idle
+
+    b = cfg.cell_frac - cfg.lut_frac
+    assert not _saturation_idle(cfg.cell_bits, b, -(1 << (cfg.lut_index_bits - 1)),
+                                (1 << (cfg.lut_index_bits - 1)) - 1)
+    jobs = [saturating_job(cfg, 2, 3, 2, 1), saturating_job(cfg, 1, 2, 1, -1)]
+    cm, am = (1 << (cfg.cell_bits - 1)) - 1, (1 << (cfg.act_bits - 1)) - 1
+    for job, (hseq, c, h, cycles) in zip(jobs, run_amaranth(cfg, 4, jobs, 2, 3, 2),
                                          strict=True):
-        want_hs, want_c = golden_sequence(*job, CFG_SAT)
+        want_hs, want_c = golden_sequence(*job, cfg)
         sign = int(np.sign(job[2][0]))
-        assert (want_c == sign * cm).all() and (want_hs == sign * am).all()  # really saturates
+        assert (want_c == sign * cm).all()                          # really saturates
+        assert cfg is CFG_CSAT or (want_hs == sign * am).all()
         np.testing.assert_array_equal(hseq.reshape(want_hs.shape), want_hs)
         np.testing.assert_array_equal(c, want_c)
         np.testing.assert_array_equal(h, want_hs[-1])
@@ -590,6 +629,28 @@ def test_bcr_slices_halve_the_gate_cycles_of_a_trained_lstm_shape():
     assert step == {1: 3617, 2: 2081, 4: 1313}
 
 
+def every_10_bit(build) -> list[int]:
+    """The combinational ``build(v)`` (13 bits, signed) for every 10-bit signed ``v``, in
+    order from -512."""
+    from amaranth.hdl import Module, Signal, signed
+
+    m = Module()
+    v = Signal(signed(10))
+    out = Signal(signed(13))
+    m.d.comb += out.eq(build(v))
+    got = []
+
+    async def tb(ctx):
+        for x in range(-512, 512):
+            ctx.set(v, x)
+            got.append(ctx.get(out))
+
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
+    return got
+
+
 @pytest.mark.parametrize("s, lo, hi", [(1, -7, 7), (3, -127, 127), (5, -8, 7), (2, -64, 63),
                                        (4, 0, 31), (0, -7, 7), (-2, -100, 100),
                                        (2, -255, 255), (1, -1024, 1023)])
@@ -597,28 +658,28 @@ def test_round_clip_equals_round_shift_then_clip(s, lo, hi):
     """The element-wise stage's rounding + saturation, built with the comparisons on the
     unrounded value beside a narrow adder, equals ``clip(round_shift(v, s), lo, hi)`` for every
     10-bit ``v``, at the edges of the range included, and with a range as wide as ``v``."""
-    from amaranth.hdl import Module, Signal, signed
-
     from hw.rnn import _round_clip
     from ir.fixedpoint import round_shift
 
-    m = Module()
-    v = Signal(signed(10))
-    out = Signal(signed(12))
-    m.d.comb += out.eq(_round_clip(v, s, lo, hi))
     values = np.arange(-512, 512)
     want = np.clip(round_shift(values, s), lo, hi)
-    got = []
+    assert every_10_bit(lambda v: _round_clip(v, s, lo, hi)) == want.tolist()
 
-    async def tb(ctx):
-        for x in values:
-            ctx.set(v, int(x))
-            got.append(ctx.get(out))
 
-    sim = Simulator(m)
-    sim.add_testbench(tb)
-    sim.run()
-    assert got == want.tolist()
+@pytest.mark.parametrize("a, b, lo, hi", [(14, 5, -512, 511), (2, 3, -7, 7), (1, 1, -64, 63),
+                                         (0, 3, -16, 15), (0, 0, -100, 100), (3, -2, -32, 31),
+                                         (2, -3, -30, 29), (4, 0, -8, 7), (5, 2, 0, 3),
+                                         (1, 4, -1024, 1023)])
+def test_round_twice_clip_equals_two_round_shifts_then_clip(a, b, lo, hi):
+    """tanh(c')'s address straight from the cell sum: ``clip(round_shift(round_shift(v, a),
+    b), lo, hi)`` one comparison deep, for every 10-bit ``v`` (left shifts, ranges not a
+    multiple of the shift, and ranges wider than the values included)."""
+    from hw.rnn import _round_twice_clip
+    from ir.fixedpoint import round_shift
+
+    values = np.arange(-512, 512)
+    want = np.clip(round_shift(round_shift(values, a), b), lo, hi)
+    assert every_10_bit(lambda v: _round_twice_clip(v, a, b, lo, hi)) == want.tolist()
 
 
 @pytest.mark.parametrize("mult, s, lo, hi", [(1, 1, -7, 7), (37, 5, -127, 127), (255, 9, -8, 7),
