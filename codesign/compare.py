@@ -404,15 +404,15 @@ def _band(values: Sequence[float], fmt: str = "{:,.0f}") -> str:
         f"{fmt.format(lo)} .. {fmt.format(hi)}"
 
 
-def serial_cycles(input_size: int, hidden_size: int) -> int:
+def serial_cycles(input_size: int, hidden_size: int, cell: str = "lstm") -> int:
     """Cycles of an RNN engine's step that no lane count shortens, once the sequence runs:
     loading ``x`` (``I + 1``), the gate product's start and finish (2) and the pipelined
-    element-wise stage (``H + ELEMENT_LATENCY``), as :func:`hw.rnn.step_overhead_cycles`
-    counts them for every step after the first."""
+    element-wise stage (``H +`` :func:`hw.rnn.element_latency` of ``cell``), as
+    :func:`hw.rnn.step_overhead_cycles` counts them for every step after the first."""
     from hw.rnn import step_overhead_cycles
 
-    return (step_overhead_cycles(input_size, hidden_size, 2)
-            - step_overhead_cycles(input_size, hidden_size, 1))
+    return (step_overhead_cycles(input_size, hidden_size, 2, cell)
+            - step_overhead_cycles(input_size, hidden_size, 1, cell))
 
 
 def _plural(n: int, word: str) -> str:
@@ -489,7 +489,7 @@ def _fpga_line(f: FpgaResult, dense: FpgaResult | None) -> str:
 
 def _serial_line(cmp: Comparison) -> str:
     if cmp.unit == "step":
-        serial = serial_cycles(cmp.input_size, cmp.hidden_size)
+        serial = serial_cycles(cmp.input_size, cmp.hidden_size, cmp.op)
         return (f"  of each step, {serial:,} cycles are the input load and the element-wise "
                 "pipeline, which no lane count shortens")
     parts = ", ".join(f"{f.name} {f.serial_cycles:,}" for f in cmp.fpga
@@ -558,7 +558,7 @@ def comparison_rows(cmp: Comparison) -> list[dict[str, Any]]:
     rows = []
     for f in cmp.fpga:
         serial = (f.serial_cycles if f.serial_cycles is not None
-                  else serial_cycles(cmp.input_size, cmp.hidden_size))
+                  else serial_cycles(cmp.input_size, cmp.hidden_size, cmp.op))
         rows.append({**common, "platform": "fpga", "implementation": f.name,
                      "device": cmp.device, "lanes": f.lanes,
                      **({} if f.slices is None else {"slices": f.slices}),

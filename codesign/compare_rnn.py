@@ -178,14 +178,14 @@ def compare_rnn_layer(layer: Any, *, lanes: int = 8, steps: int = 4, seed: int =
         echo(f"  FPGA {gates} gates: RTL ({simulator}), {steps} steps ...")
         run, kw, verilog = _run_fpga(kind, gates, base, x, lanes, block, simulator, cache_dir,
                                      bcr_memory, slices)
-        from hw.rnn import bcr_gate_matrix, bcr_setup_cycles, lstm_cycles, rnn_bcr_cycles
+        from hw.rnn import bcr_gate_matrix, bcr_setup_cycles, rnn_bcr_cycles, rnn_cycles
 
         if gates == "bcr":
             matrix = bcr_gate_matrix(kind, w_ih, w_hh, block, base["mask_ih"], base["mask_hh"])
-            model = rnn_bcr_cycles(matrix, isz, hsz, steps, lanes, slices)
+            model = rnn_bcr_cycles(matrix, isz, hsz, steps, lanes, slices, cell=kind)
             setup = bcr_setup_cycles(isz, hsz, block) + hsz
         else:
-            model, setup = lstm_cycles(isz, hsz, steps, lanes), hsz
+            model, setup = rnn_cycles(kind, isz, hsz, steps, lanes), hsz
         match = np.array_equal(run.h_seq, want_h)
         if kind == "lstm":
             match = match and np.array_equal(run.c, final[1])

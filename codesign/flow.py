@@ -169,7 +169,7 @@ def simulate_rnn_layer(layer, engine: str, gates: str = "auto", lanes: int = 8,
     :func:`hw.rnn.rnn_bcr_cycles` on as many); ``ValueError`` for ``slices`` > 1 with dense
     gates.
     """
-    from hw.rnn import bcr_gate_matrix, lstm_cycles, rnn_bcr_cycles
+    from hw.rnn import bcr_gate_matrix, rnn_bcr_cycles, rnn_cycles
     from sim.rnn import (
         GRUJob,
         LSTMJob,
@@ -218,14 +218,14 @@ def simulate_rnn_layer(layer, engine: str, gates: str = "auto", lanes: int = 8,
         match = np.array_equal(run.h_seq, want_hs)
     if gates == "bcr":
         matrix = bcr_gate_matrix(engine, w_ih, w_hh, kw["block"], *masks)
-        model = rnn_bcr_cycles(matrix, isz, hsz, steps, lanes, slices)
+        model = rnn_bcr_cycles(matrix, isz, hsz, steps, lanes, slices, cell=engine)
     else:
-        model = lstm_cycles(isz, hsz, steps, lanes)
+        model = rnn_cycles(engine, isz, hsz, steps, lanes)
     return {"layer": layer.name, "engine": engine, "gates": gates, "rows": hsz, "cols": isz,
             "lanes": lanes, "slices": slices, "weight_bits": bits, "act_bits": act_bits,
             "simulator": simulator, "vectors": steps, "outputs_match": bool(match), "cycles": [int(run.cycles)],
             "model_cycles": [int(model)],
-            "dense_cycles": int(lstm_cycles(isz, hsz, steps, lanes))}
+            "dense_cycles": int(rnn_cycles(engine, isz, hsz, steps, lanes))}
 
 
 def emit_dense(rows: int, cols: int, lanes: int, weight_bits: int, act_bits: int, name: str,

@@ -78,7 +78,11 @@ roundings are one floor; from ``c'`` when its saturation can move the address,
 saturating comparisons and the rounding were in series: 9.5-9.9 ns). The GRU's stage 5 forms
 ``n_acc`` whole, with one adder after ``r * n_h`` (``a_n + round_shift(p, G) = (a_n 2^G +
 2^(G-1) + p) >> G``, and ``a_n 2^G + 2^(G-1)`` needs no adder), so stage 6's multiplier
-starts from a register.
+starts from a register. Since then the GRU's pipeline is a stage longer (:data:`GRU_ELEMENT_LATENCY`,
+one cycle a step): ``r * n_h``'s two partial products are registered before the adder that
+joins them and ``a_n`` (together 11.83 ns), and ``h'``'s ``z h`` and ``1 - z`` a stage before
+its sum, which is registered before the rounding and the write (11.63 ns): the GRU-64 layer of
+``bench/fpga_mobile.py`` 84.52 -> 100.89 MHz on the LFE5U-85F.
 
 The quantization config (:class:`ir.golden.RNNQuantConfig`) is a build parameter: it fixes the
 ROM contents and the widths; the shape (``input_size``, ``hidden_size``, ``steps``) is a
@@ -104,11 +108,15 @@ GRU
 ---
 :class:`GRUEngine` shares the datapath shape: four dense rows per unit (:func:`gru_weight_matrix`:
 ``[W_ir | W_hr]``, ``[W_iz | W_hz]``, ``[W_in | 0]``, ``[0 | W_hn]``), biases
-:func:`gru_bias_words`, and the same eleven pipeline stages: requantize r and z, look them up, form
-``n_acc = wrap32(a_n + round_shift(r * b_n, G))``, requantize it and look up ``tanh``, then
-``h' = saturate(round_shift(((2**G - z) * n << act_frac) + (z * h << G), 2G))`` with the old
-``h[j]`` read from the ``h`` memory in stage 0 and carried along. No ``c`` memory. :func:`gru_cycles` equals
-:func:`lstm_cycles`.
+:func:`gru_bias_words`, and a pipeline of twelve stages (:data:`GRU_ELEMENT_LATENCY`): requantize r
+and z, look them up, form ``n_acc = wrap32(a_n + round_shift(r * b_n, G))``, requantize it and
+look up ``tanh``, then ``h' = saturate(round_shift(((2**G - z) * n << act_frac) + (z * h <<
+G), 2G))`` with the old ``h[j]`` read from the ``h`` memory in stage 0 and carried along. No
+``c`` memory. ``r * n_h`` is two DSP-sized partial products (``n_h``'s low 16 bits and the
+rest), registered in stage 5; stage 6 adds them and ``a_n`` (one carry-save layer and one
+carry chain). Until 2026-12-07 one stage held both products, the adder joining them and
+``a_n``'s (eleven stages, the GRU's longest path: 11.83 ns on the LFE5U-85F). Hence
+:func:`gru_cycles`: :func:`lstm_cycles` plus one cycle a step.
 
 BCR gates
 ---------
@@ -142,7 +150,8 @@ which reads gate ``k`` of unit ``j`` from output row ``base_k + j`` of the BCR o
   before that gate needs another.
 
 Hence :func:`rnn_bcr_cycles`: ``bcr_setup_cycles + steps * (I + 3 + bcr_cycles(S, P) + F + H
-+ 8) + H``, ``F`` = 8 cached, 0 with ports. The weight memories are
++ L) + H``, ``F`` = 8 cached, 0 with ports, ``L`` = :func:`element_latency` (10 for an LSTM, 11
+for a GRU). The weight memories are
 the BCR engine's ``meta``, ``col_index``, ``row_index`` and ``values`` (:func:`hw.bcr.pack_bcr`
 of the stacked matrix; runtime input ``blocks``) instead of ``weights``.
 
@@ -188,17 +197,21 @@ from ir.fixedpoint import round_shift
 from ir.golden import RNNQuantConfig
 
 __all__ = ["CACHED_MIN_BLOCK_ROWS", "GRUEngine", "LSTMEngine", "RNNEngine", "ELEMENT_LATENCY",
-           "GATE_ENGINES", "GATE_FETCH_CYCLES", "GATE_READS", "bcr_gate_layout",
+           "GATE_ENGINES", "GATE_FETCH_CYCLES", "GATE_READS", "GRU_ELEMENT_LATENCY",
+           "bcr_gate_layout", "element_latency",
            "bcr_gate_matrix", "bcr_setup_cycles", "check_lstm_parameters", "resolve_gate_read",
            "gru_bias_words", "gru_cycles", "gru_weight_matrix", "lstm_bias_words",
-           "lstm_cycles", "lstm_weight_matrix", "rnn_bcr_cycles", "step_overhead_cycles"]
+           "lstm_cycles", "lstm_weight_matrix", "rnn_bcr_cycles", "rnn_cycles", "step_overhead_cycles"]
 
 #: Engines the gate products can run on.
 GATE_ENGINES = ("dense", "bcr")
 
-#: Pipeline latency of the element-wise stage: a step's stage takes ``H + ELEMENT_LATENCY``
-#: cycles (one hidden unit enters per cycle, eleven stages).
+#: Pipeline latency of the LSTM's element-wise stage: a step's stage takes ``H +
+#: ELEMENT_LATENCY`` cycles (one hidden unit enters per cycle, eleven stages).
 ELEMENT_LATENCY = 10
+#: The GRU's (:func:`element_latency`): one stage more, twelve, in which ``r * n_h``'s two
+#: partial products are registered before the adder that forms ``n_acc``.
+GRU_ELEMENT_LATENCY = 11
 #: Gates per LSTM unit (i, f, g, o).
 GATES = 4
 #: How the element-wise stage reads the BCR gate engine's output memory (BCR gates only):
@@ -241,18 +254,34 @@ def _checked_run(input_size: int, hidden_size: int, steps: int, lanes: int
             _check_int(steps, "Steps", 0), _check_int(lanes, "Lanes", 1))
 
 
-def step_overhead_cycles(input_size: int, hidden_size: int, steps: int) -> int:
+def element_latency(cell: str = "lstm") -> int:
+    """Pipeline latency of ``cell``'s element-wise stage (``"lstm"`` or ``"gru"``): a step's
+    element-wise stage takes ``H +`` this many cycles, :data:`ELEMENT_LATENCY` (10) for an LSTM
+    and :data:`GRU_ELEMENT_LATENCY` (11) for a GRU.
+
+    Raises
+    ------
+    ValueError
+        ``"Cell must be 'lstm' or 'gru', not 'rnn'"``.
+    """
+    return GRU_ELEMENT_LATENCY if _check_cell(cell) == "gru" else ELEMENT_LATENCY
+
+
+def step_overhead_cycles(input_size: int, hidden_size: int, steps: int,
+                         cell: str = "lstm") -> int:
     """Cycles of a whole run that no lane count shortens: every step's copy, gate start and
-    element-wise stages, ``steps * (I + 3 + H + ELEMENT_LATENCY) + H`` (``I + H + 1`` copy
-    cycles on the first step, ``I + 1`` after it; 2 around the gate product; ``H + 10``
-    element-wise), or ``0`` when ``steps`` or ``hidden_size`` is zero.
+    element-wise stages, ``steps * (I + 3 + H + L) + H`` with ``L`` =
+    :func:`element_latency` of ``cell`` (``I + H + 1`` copy cycles on the first step, ``I + 1``
+    after it; 2 around the gate product; ``H + L`` element-wise), or ``0`` when ``steps`` or
+    ``hidden_size`` is zero.
     """
     i = _check_int(input_size, "Input size", 0)
     h = _check_int(hidden_size, "Hidden size", 0)
     t = _check_int(steps, "Steps", 0)
+    lat = element_latency(cell)
     if t == 0 or h == 0:
         return 0
-    return t * (i + 3 + h + ELEMENT_LATENCY) + h
+    return t * (i + 3 + h + lat) + h
 
 
 def lstm_cycles(input_size: int, hidden_size: int, steps: int, lanes: int) -> int:
@@ -286,9 +315,20 @@ def lstm_weight_matrix(qweight_ih: np.ndarray, qweight_hh: np.ndarray) -> np.nda
 
 
 def gru_cycles(input_size: int, hidden_size: int, steps: int, lanes: int) -> int:
-    """Cycle model of :class:`GRUEngine`: the same as :func:`lstm_cycles` (four dense rows per
-    hidden unit, the same copy and element-wise stages)."""
-    return lstm_cycles(input_size, hidden_size, steps, lanes)
+    """Cycle model of :class:`GRUEngine`: :func:`lstm_cycles` (four dense rows per hidden
+    unit, the same copy stage) plus one cycle a step, the GRU's element-wise stage being a
+    stage longer (:data:`GRU_ELEMENT_LATENCY`)."""
+    i, h, t, p = _checked_run(input_size, hidden_size, steps, lanes)
+    if t == 0 or h == 0:
+        return 0
+    return t * dense_cycles(GATES * h, i + h, p) + step_overhead_cycles(i, h, t, "gru")
+
+
+def rnn_cycles(cell: str, input_size: int, hidden_size: int, steps: int, lanes: int) -> int:
+    """:func:`lstm_cycles` or :func:`gru_cycles`, as ``cell`` (``"lstm"`` or ``"gru"``) says:
+    the dense-gated engine's cycle model."""
+    return (gru_cycles if _check_cell(cell) == "gru" else lstm_cycles)(
+        input_size, hidden_size, steps, lanes)
 
 
 def gru_weight_matrix(qweight_ih: np.ndarray, qweight_hh: np.ndarray) -> np.ndarray:
@@ -419,14 +459,16 @@ def bcr_setup_cycles(input_size: int, hidden_size: int, block: tuple[int, int]) 
 
 
 def rnn_bcr_cycles(bcr: BCRMatrix, input_size: int, hidden_size: int, steps: int,
-                   lanes: int, slices: int = 1, gate_read: str = "auto") -> int:
+                   lanes: int, slices: int = 1, gate_read: str = "auto",
+                   cell: str = "lstm") -> int:
     """Cycle model of the ``gates="bcr"`` :class:`LSTMEngine`/:class:`GRUEngine`.
 
     ``bcr`` is :func:`bcr_gate_matrix` of the layer (its block is the engine's), ``lanes`` the
     lanes of each of the gate engine's ``slices`` slices, ``gate_read`` the engine's (one of
-    :data:`GATE_READS`). Returns ``bcr_setup_cycles(I, H, block) + steps * (bcr_cycles(bcr, P,
-    S) + F) + step_overhead_cycles(I, H, steps)`` with ``F`` = :data:`GATE_FETCH_CYCLES` for
-    cached gate reads and 0 for ports, or ``0`` when ``steps`` or ``hidden_size`` is zero.
+    :data:`GATE_READS`), ``cell`` ``"lstm"`` or ``"gru"``. Returns ``bcr_setup_cycles(I, H,
+    block) + steps * (bcr_cycles(bcr, P, S) + F) + step_overhead_cycles(I, H, steps, cell)``
+    with ``F`` = :data:`GATE_FETCH_CYCLES` for cached gate reads and 0 for ports, or ``0``
+    when ``steps`` or ``hidden_size`` is zero.
     """
     i, h, t, p = _checked_run(input_size, hidden_size, steps, lanes)
     s = _check_int(slices, "Slices", 1, MAX_SLICES)
@@ -434,7 +476,7 @@ def rnn_bcr_cycles(bcr: BCRMatrix, input_size: int, hidden_size: int, steps: int
     if t == 0 or h == 0:
         return 0
     return (bcr_setup_cycles(i, h, bcr.block) + t * (bcr_cycles(bcr, p, s) + fetch)
-            + step_overhead_cycles(i, h, t))
+            + step_overhead_cycles(i, h, t, cell))
 
 
 def check_lstm_parameters(config: RNNQuantConfig, *, lanes: int = 4, max_input: int = 16,
@@ -488,7 +530,7 @@ def check_lstm_parameters(config: RNNQuantConfig, *, lanes: int = 4, max_input: 
     }
     mi, mh, mt = params["max_input"], params["max_hidden"], params["max_steps"]
     if gates == "dense":
-        worst = lstm_cycles(mi, mh, mt, lanes_i)
+        worst = rnn_cycles(cell, mi, mh, mt, lanes_i)
     else:
         blk = (8, 16) if block is None else _check_block(block)
         lay = bcr_gate_layout(cell, mi, mh, blk)
@@ -503,7 +545,7 @@ def check_lstm_parameters(config: RNNQuantConfig, *, lanes: int = 4, max_input: 
             params["slices"] = slices_i
         fetch = GATE_FETCH_CYCLES if read == "cached" else 0
         worst = (bcr_setup_cycles(mi, mh, blk) + mt * (b["max_value_words"] + BCR_LATENCY + fetch)
-                 + step_overhead_cycles(mi, mh, mt))
+                 + step_overhead_cycles(mi, mh, mt, cell))
     if worst >= 1 << CYCLE_COUNTER_BITS:
         raise ValueError(f"Maximum shape takes {worst} cycles, more than the "
                          f"{CYCLE_COUNTER_BITS}-bit cycle counter holds")
@@ -786,7 +828,7 @@ class RNNEngine(wiring.Component):
         p = {
             "engine": self.cell, "lanes": self.lanes, "max_input": self.max_input,
             "max_hidden": self.max_hidden, "max_steps": self.max_steps,
-            "element_latency": ELEMENT_LATENCY,
+            "element_latency": element_latency(self.cell),
             "config": {k: getattr(c, k) for k in (
                 "multiplier", "shift", "weight_bits", "act_bits", "act_frac", "gate_bits",
                 "lut_index_bits", "lut_frac", "cell_bits", "cell_frac")},
@@ -899,7 +941,7 @@ class RNNEngine(wiring.Component):
         if lstm:
             sig_o = sig_rom.read_port()
             tanh_g = tanh_rom.read_port()  # tanh(g), stage 3
-        tanh_rp = tanh_rom.read_port()  # tanh(c') (LSTM) or tanh(n) (GRU): address in stage 7
+        tanh_rp = tanh_rom.read_port()  # tanh(c') (LSTM, address in stage 7) or tanh(n) (GRU, 8)
 
         busy = Signal()
         done = Signal()
@@ -933,11 +975,12 @@ class RNNEngine(wiring.Component):
         # whether stage s holds a unit this cycle, and which.
         j = Signal(range(self.max_hidden + 1))
         more = Signal()     # j < hsz: a unit enters this cycle (a register, not a comparison)
-        ev = [None] + [Signal(name=f"ev{n}") for n in range(1, ELEMENT_LATENCY + 1)]
+        lat = element_latency(self.cell)
+        ev = [None] + [Signal(name=f"ev{n}") for n in range(1, lat + 1)]
         ej = [None] + [Signal(range(self.max_hidden + 1), name=f"ej{n}")
-                       for n in range(1, ELEMENT_LATENCY + 1)]
+                       for n in range(1, lat + 1)]
         m.d.sync += ev[1].eq(0)
-        for n in range(2, ELEMENT_LATENCY + 1):
+        for n in range(2, lat + 1):
             m.d.sync += [ev[n].eq(ev[n - 1]), ej[n].eq(ej[n - 1])]
         pre = [Signal(signed(lib), name=f"pre_{n}") for n in "ifgo"]
         tc_idx = Signal(lib)
@@ -1085,18 +1128,22 @@ class RNNEngine(wiring.Component):
             m.d.sync += gw.eq(Value.cast(eng.out_rd.data).word_select(sub, GATES * 32))
             gate_words = [gw.word_select(n, 32) for n in range(GATES)]
 
-        # Element-wise datapath, one unit per cycle through eleven stages:
+        # Element-wise datapath, one unit per cycle through eleven stages (the GRU's
+        # twelve):
         # 0: addresses (gate accumulators, h, c) of unit j, and its bias word (read a cycle
         # ahead) registered;
         # 1: accumulators + bias (registered); 2: times the requantizing multiplier
         # (registered); 3: rounded and saturated into pre, the sigmoid/tanh ROM addresses;
-        # 4: ROM data (registered); 5: the LSTM's f * c and i * g, or the GRU's n accumulator
-        # a_n + round_shift(r * n_h) (registered); 6: the LSTM's cell sum, or the GRU's n
-        # accumulator times the requantizing multiplier (registered); 7: c' and the tanh ROM
-        # address tc_idx (c' rounded to the ROM's format and clipped, both from the cell sum;
-        # n's product rounded and saturated); 8: tanh's data (registered), c' (registered)
-        # written to c; 9: h''s products (registered); 10: h' written to h, h_seq and the gate
-        # engine's activation memory.
+        # 4: ROM data (registered).
+        # LSTM: 5: f * c and i * g (registered); 6: the cell sum (registered); 7: c' and the
+        # tanh ROM address tc_idx (c' rounded to the ROM's format and clipped, both from the
+        # cell sum); 8: tanh's data (registered), c' (registered) written to c; 9: h''s
+        # product (registered); 10: h' written to h, h_seq and the gate engine's activation
+        # memory.
+        # GRU: 5: r * n_h's partial products (registered); 6: the n accumulator a_n +
+        # round_shift(r * n_h) (registered); 7: times the requantizing multiplier
+        # (registered); 8: rounded and saturated into tc_idx; 9: tanh's data, z * h and
+        # 1 - z (registered); 10: h''s sum (registered); 11: h' written as the LSTM's is.
         # The bias word, read a cycle ahead and registered as its unit enters stage 0: the
         # block RAM's output no longer runs into stage 1's adder.
         bias_q = Signal.like(b_rp.data)
@@ -1129,12 +1176,13 @@ class RNNEngine(wiring.Component):
             return reg
 
         def rom_reg(port: Any, name: str) -> Signal:
-            """A ROM read port's data, registered in the stage it arrives in (4 or 8)."""
+            """A ROM read port's data, registered in the stage it arrives in (4, 8, or the
+            GRU's 9)."""
             reg = Signal(port.data.shape(), name=name)
             m.d.sync += reg.eq(port.data)
             return reg
 
-        tanh_q = rom_reg(tanh_rp, "tanh_q")            # stage 8: tanh(c') or tanh(n)
+        tanh_q = rom_reg(tanh_rp, "tanh_q")  # stage 8: tanh(c'), or the GRU's 9: tanh(n)
         if lstm:
             c_old = delayed(c_rp.data, 1, 4, "c_old")  # stage 5 sees unit's c
             m.d.comb += tanh_g.addr.eq(pre[2] + half)
@@ -1167,19 +1215,27 @@ class RNNEngine(wiring.Component):
             m.d.comb += h_new.eq(_round_saturate(ot, 2 * G - cfg.act_frac, ab))
         else:
             # GRU: accs are r, z, n_x = W_in x + b_in, n_h = W_hn h + b_hn.
-            acc_nx = delayed(accs[2], 2, 4, "acc_nx")  # stage 5 sees it
+            acc_nx = delayed(accs[2], 2, 5, "acc_nx")  # stage 6 sees it
             acc_nh = delayed(accs[3], 2, 4, "acc_nh")  # stage 5 sees it
             h_old = delayed(h_rp.data, 1, 8, "h_old")  # stage 9 sees it
             r = rom_reg(sig_i, "r")                    # stage 4: r registered
-            # stage 5: n_acc = wrap32(a_n + round_shift(r * n_h, G)), registered, with one
-            # adder after the product: a_n + ((p + 2^(G-1)) >> G) = (a_n 2^G + 2^(G-1) + p)
-            # >> G, and a_n 2^G + 2^(G-1) is a_n with the constant below it (no adder); the
-            # low 32 bits of the shifted sum are the wrapped ones. (The rounding adder was in
-            # stage 5 and a_n's in stage 6, in series with the requantizing multiplier.)
+            # stage 5: r * n_h's two partial products, registered: n_h = hi 2^16 + lo with
+            # lo its low 16 bits (unsigned) and hi the signed rest, each product one DSP
+            # block (18x18 on the ECP5, 16x16 on the iCE40) with nothing after it.
+            # stage 6: n_acc = wrap32(a_n + round_shift(r * n_h, G)), registered: a_n +
+            # ((p + 2^(G-1)) >> G) = (a_n 2^G + 2^(G-1) + p) >> G, and a_n 2^G + 2^(G-1) is
+            # a_n with the constant below it, so the three addends (with p = p_lo + p_hi
+            # 2^16) are one carry-save layer and one carry chain; the low 32 bits of the
+            # shifted sum are the wrapped ones. (Both products, the adder joining them and
+            # a_n's were one stage until 2026-12-07: the GRU's longest path, 11.83 ns on the
+            # LFE5U-85F.)
+            p_lo = Signal(unsigned(r.shape().width + 16), name="p_lo")
+            p_hi = Signal(signed(r.shape().width + 17), name="p_hi")
+            m.d.sync += [p_lo.eq(r * acc_nh[:16]), p_hi.eq(r * acc_nh[16:].as_signed())]
             n_acc = Signal(signed(32))
             a_n = (Cat(Const(1 << (G - 1), G), acc_nx).as_signed() if G > 0 else acc_nx)
-            m.d.sync += n_acc.eq((a_n + r * acc_nh)[G:G + 32].as_signed())
-            # stage 6: n_acc times the requantizing multiplier, registered; stage 7: that
+            m.d.sync += n_acc.eq((a_n + p_lo + (p_hi << 16))[G:G + 32].as_signed())
+            # stage 7: n_acc times the requantizing multiplier, registered; stage 8: that
             # product rounded and saturated into tanh's address (the multiplier and the
             # rounding were one stage: 16.8 ns on the LFE5U-85F)
             n_scaled = (_requant_operand(n_acc, cfg.multiplier, cfg.shift, -(half - 1),
@@ -1189,18 +1245,23 @@ class RNNEngine(wiring.Component):
             n_flags = _scaled_flags(m, n_acc, cfg.multiplier, cfg.shift, -(half - 1),
                                     half - 1, "n_q")
             tc_next = _round_saturate(n_q, cfg.shift, lib, n_flags) + half
-            z = delayed(sig_f.data, 4, 8, "z")
-            one_minus_z = Signal(signed(cfg.gate_bits + 2))
-            m.d.comb += one_minus_z.eq((1 << G) - z)
-            zn = Signal((one_minus_z * tanh_q).shape())   # stage 9: both products,
-            zh = Signal((z * h_old).shape())               # registered
-            m.d.sync += [zn.eq(one_minus_z * tanh_q), zh.eq(z * h_old)]
-            h_sum = (zn << cfg.act_frac) + (zh << G)
+            # stage 9: z * h and 1 - z, registered (they need no tanh); stage 10: h''s sum
+            # (1 - z) tanh(n) 2^act_frac + z h 2^G, registered: one product and one adder;
+            # stage 11: h' rounded and saturated from it, one comparison deep, and written.
+            # (Both products were stage 10 and the sum stage 11, in series with the rounding,
+            # the saturation and the h memory's write: 11.63 ns on the LFE5U-85F.)
+            z = delayed(sig_f.data, 4, 8, "z")           # stage 9 sees it
+            zh = Signal((z * h_old).shape())
+            one_minus_z = Signal(signed(cfg.gate_bits + 2))   # registered in stage 9 too
+            m.d.sync += [zh.eq(z * h_old), one_minus_z.eq((1 << G) - z)]
+            h_sum_value = ((one_minus_z * tanh_q) << cfg.act_frac) + (zh << G)
+            h_sum = Signal(h_sum_value.shape())
+            m.d.sync += h_sum.eq(h_sum_value)
             h_new = Signal(signed(ab))
             m.d.comb += h_new.eq(_round_saturate(h_sum, 2 * G, ab))
         m.d.comb += [tc_idx.eq(tc_next), tanh_rp.addr.eq(tc_idx)]
         # Columns of h in the gate engine's activation memory.
-        h_dest = ej[ELEMENT_LATENCY] + (h_col if bcr else isz)
+        h_dest = ej[lat] + (h_col if bcr else isz)
         copy_end = Signal.like(cols)
         m.d.comb += copy_end.eq(Mux(t == 0, cols, isz))
 
@@ -1321,13 +1382,13 @@ class RNNEngine(wiring.Component):
                 if lstm:
                     with m.If(ev[8]):   # c' from its register, not the rounding
                         m.d.comb += [c_wp.addr.eq(ej[8]), c_wp.data.eq(c_q), c_wp.en.eq(1)]
-                with m.If(ev[ELEMENT_LATENCY]):
-                    m.d.comb += [h_wp.addr.eq(ej[ELEMENT_LATENCY]), h_wp.data.eq(h_new),
-                                 h_wp.en.eq(1), s_wp.addr.eq(sbase + ej[ELEMENT_LATENCY]),
+                with m.If(ev[lat]):
+                    m.d.comb += [h_wp.addr.eq(ej[lat]), h_wp.data.eq(h_new),
+                                 h_wp.en.eq(1), s_wp.addr.eq(sbase + ej[lat]),
                                  s_wp.data.eq(h_new),
                                  s_wp.en.eq(1)]
                     m.d.sync += [wr_en.eq(1), wr_addr.eq(h_dest), wr_data.eq(h_new)]
-                    with m.If(ej[ELEMENT_LATENCY] == hsz - 1):
+                    with m.If(ej[lat] == hsz - 1):
                         with m.If(t == nsteps - 1):
                             m.d.sync += [busy.eq(0), done.eq(1)]
                             m.next = "IDLE"

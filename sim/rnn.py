@@ -255,8 +255,8 @@ def _run_batch(cell, jobs, config, lanes, simulator, max_input, max_hidden, max_
         check_lstm_parameters,
         gru_bias_words,
         lstm_bias_words,
-        lstm_cycles,
         rnn_bcr_cycles,
+        rnn_cycles,
     )
     from sim.bcr import _bank_bits
 
@@ -310,8 +310,8 @@ def _run_batch(cell, jobs, config, lanes, simulator, max_input, max_hidden, max_
         biases = [None if b is None else _ints(b, f"Job {n}: {name}", 32, (gates_n * hsz,))
                   for b, name in ((job.bias_ih, "bias_ih"), (job.bias_hh, "bias_hh"))]
         matrix = _gate_images(n, cell, gates, w_ih, w_hh, job, lanes, p, inputs)
-        model = (lstm_cycles(isz, hsz, steps, lanes) if matrix is None
-                 else rnn_bcr_cycles(matrix, isz, hsz, steps, lanes, slices))
+        model = (rnn_cycles(cell, isz, hsz, steps, lanes) if matrix is None
+                 else rnn_bcr_cycles(matrix, isz, hsz, steps, lanes, slices, cell=cell))
         inputs[f"b_{n}"] = (lstm_bias_words if lstm else gru_bias_words)(*biases, hsz)
         inputs[f"x_{n}"] = x.reshape(-1)
         inputs[f"h_{n}"] = h0
@@ -454,7 +454,7 @@ def rnn_mismatches(cell: str, jobs: Sequence[tuple], runs: Sequence, config: RNN
     ``jobs`` are job tuples (``LSTMJob(*t)`` / ``GRUJob(*t)`` fields; with BCR gates ending in
     the two masks), ``runs`` their results. Returns ``(index, outputs_ok, cycles_ok)`` for every
     job that disagrees (every ``h_t``, the final ``h`` and, for an LSTM, the final ``c``)."""
-    from hw.rnn import bcr_gate_matrix, lstm_cycles, rnn_bcr_cycles
+    from hw.rnn import bcr_gate_matrix, rnn_bcr_cycles, rnn_cycles
 
     bad = []
     for n, (job, run) in enumerate(zip(jobs, runs, strict=True)):
@@ -469,9 +469,10 @@ def rnn_mismatches(cell: str, jobs: Sequence[tuple], runs: Sequence, config: RNN
             run.h, want_hs[-1])
         if gates == "bcr":
             matrix = bcr_gate_matrix(cell, plain[-4], plain[-3], block, job[-2], job[-1])
-            model = rnn_bcr_cycles(matrix, x.shape[1], len(h0), len(x), lanes, slices)
+            model = rnn_bcr_cycles(matrix, x.shape[1], len(h0), len(x), lanes, slices,
+                                   cell=cell)
         else:
-            model = lstm_cycles(x.shape[1], len(h0), len(x), lanes)
+            model = rnn_cycles(cell, x.shape[1], len(h0), len(x), lanes)
         if not (out_ok and run.cycles == model):
             bad.append((n, bool(out_ok), run.cycles == model))
     return bad

@@ -138,7 +138,11 @@ def test_the_arm_sequence_is_checked_against_the_rtl(bundle, tmp_path, monkeypat
                             mobile_cache=tmp_path)
     assert [f.gates for f in cmp.fpga] == ["dense"] and cmp.fpga[0].outputs_match
     assert not cmp.arm[0].sequence_match and not cmp.ok
-    assert "sequence DIFFERS from RTL" in "\n".join(format_comparison(cmp))
+    text = "\n".join(format_comparison(cmp))
+    assert "sequence DIFFERS from RTL" in text
+    # the GRU's element-wise pipeline is a stage longer than the LSTM's (H + 11)
+    serial = cmp.input_size + 1 + 2 + cmp.hidden_size + 11
+    assert f"of each step, {serial:,} cycles are the input load" in text
 
 
 def test_layers_it_refuses(bundle):
@@ -202,6 +206,7 @@ def test_serial_cycles_are_a_steady_step_without_its_gate_product():
         step = lstm_cycles(isz, hsz, 3, lanes) - lstm_cycles(isz, hsz, 2, lanes)
         assert serial_cycles(isz, hsz) == step - dense_cycles(4 * hsz, isz + hsz, lanes)
     assert serial_cycles(28, 64) == 28 + 1 + 2 + 64 + 10
+    assert serial_cycles(28, 64, "gru") == 28 + 1 + 2 + 64 + 11
 
 
 # ---- linear layers: the dense engine and the layer's sparse engine against the int8 kernels

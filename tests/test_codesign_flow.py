@@ -86,7 +86,8 @@ def test_simulate_rnn_layer_gru_icarus():
     assert r["outputs_match"] and r["slices"] == 2 and r["gates"] == "bcr"
     matrix = bcr_gate_matrix("gru", tensors["qweight_ih"], tensors["qweight_hh"], (4, 4),
                              tensors["mask_ih"], tensors["mask_hh"])
-    assert r["cycles"] == r["model_cycles"] == [rnn_bcr_cycles(matrix, 6, 4, 3, 4, 2)]
+    assert r["cycles"] == r["model_cycles"] == [rnn_bcr_cycles(matrix, 6, 4, 3, 4, 2,
+                                                               cell="gru")]
     assert r["cycles"][0] < one
     with pytest.raises(ValueError, match="^--slices splits the BCR engine into pipelines; the "
                                          "gru engine with dense gates has none"):

@@ -185,7 +185,11 @@ def test_gru_layout_and_ports():
     assert "c_wr" not in e.signature.members and "c_rd" not in e.signature.members
     assert [mm["name"] for mm in e.memory_map()] == ["weights", "bias", "x_seq", "h", "h_seq"]
     assert e.parameters()["engine"] == "gru"
+    assert e.parameters()["element_latency"] == 11     # the LSTM's is 10
+    lstm = LSTMEngine(CFG8, lanes=4, max_input=2, max_hidden=2, max_steps=1)
+    assert lstm.parameters()["element_latency"] == 10
     Fragment.get(e, None)
+    Fragment.get(lstm, None)
 
 
 def test_rnn_engine_rejects_bad_cell():
@@ -222,6 +226,20 @@ def test_lstm_cycles_formula():
     assert lstm_cycles(1, 1, 1, 8) == 1 + 1 + 1 + dense_cycles(4, 2, 8) + 2 + 1 + 10
     assert lstm_cycles(4, 0, 3, 4) == 0
     assert lstm_cycles(4, 3, 0, 4) == 0
+
+
+def test_gru_cycles_formula_one_element_stage_more():
+    # the GRU's element-wise stage is H + 11: one cycle a step more than the LSTM's
+    from hw.rnn import element_latency, rnn_cycles, step_overhead_cycles
+
+    assert (element_latency("lstm"), element_latency("gru")) == (10, 11)
+    assert gru_cycles(3, 5, 2, 4) == lstm_cycles(3, 5, 2, 4) + 2 == 135
+    assert gru_cycles(1, 1, 1, 8) == 1 + 1 + 1 + dense_cycles(4, 2, 8) + 2 + 1 + 11
+    assert gru_cycles(4, 0, 3, 4) == gru_cycles(4, 3, 0, 4) == 0
+    assert rnn_cycles("gru", 3, 5, 2, 4) == 135 and rnn_cycles("lstm", 3, 5, 2, 4) == 133
+    assert step_overhead_cycles(3, 5, 2, "gru") == step_overhead_cycles(3, 5, 2) + 2
+    with pytest.raises(ValueError, match=r"^Cell must be 'lstm' or 'gru', not 'rnn'$"):
+        element_latency("rnn")
 
 
 def test_weight_and_bias_layout():
@@ -401,7 +419,7 @@ def _check_bcr_results(cell, cfg, lanes, block, jobs, results, slices=1, gate_re
         plain = job[:-2]
         model = rnn_bcr_cycles(bcr_gate_matrix(cell, *plain[-4:-2], block, *job[-2:]),
                                job[0].shape[1], len(job[1]), len(job[0]), lanes, slices,
-                               gate_read)
+                               gate_read, cell)
         if cell == "lstm":
             want_hs, want_c = golden_sequence(*plain, cfg)
             np.testing.assert_array_equal(c, want_c)
@@ -525,6 +543,9 @@ def test_rnn_bcr_cycles_formula():
     assert rnn_bcr_cycles(s, 5, 3, 2, 4) == 3 + (5 + 3 + 1) + (5 + 1) + 2 * (
         bcr_cycles(s, 4) + 2 + 3 + 10)
     assert rnn_bcr_cycles(s, 5, 3, 0, 4) == 0
+    g = bcr_gate_matrix("gru", np.ones((9, 5), np.int64), np.ones((9, 3), np.int64), (4, 4))
+    assert rnn_bcr_cycles(g, 5, 3, 2, 4, cell="gru") == 3 + (5 + 3 + 1) + (5 + 1) + 2 * (
+        bcr_cycles(g, 4) + 2 + 3 + 11)      # the GRU's element-wise stage: H + 11
     s8 = bcr_gate_matrix("lstm", np.ones((32, 5), np.int64), np.ones((32, 8), np.int64), (8, 4))
     ported = rnn_bcr_cycles(s8, 5, 8, 3, 4, gate_read="ports")
     assert rnn_bcr_cycles(s8, 5, 8, 3, 4) == ported + 3 * 8     # auto: cached from 6 rows
@@ -572,7 +593,7 @@ def test_bcr_gates_on_slices_amaranth_sim_bit_exact(cell, cfg, lanes, block, sli
     _check_bcr_results(cell, cfg, lanes, block, jobs, results, slices)
     big = jobs[2]
     matrix = bcr_gate_matrix(cell, *big[-6:-4], block, *big[-2:])
-    assert results[2][3] < rnn_bcr_cycles(matrix, 7, 9, 2, lanes)
+    assert results[2][3] < rnn_bcr_cycles(matrix, 7, 9, 2, lanes, cell=cell)
 
 
 def test_bcr_gates_on_slices_parameters_signature_and_memory_map():

@@ -198,7 +198,8 @@ def _check_bcr(cell, jobs, runs, simulator, b=BCR_BUILD):
         np.testing.assert_array_equal(run.h_seq, want_hs, err_msg=what)
         np.testing.assert_array_equal(run.h, want_hs[-1], err_msg=what)
         matrix = bcr_gate_matrix(cell, plain[-4], plain[-3], b["block"], job[-2], job[-1])
-        model = rnn_bcr_cycles(matrix, job[0].shape[1], len(job[1]), len(job[0]), b["lanes"])
+        model = rnn_bcr_cycles(matrix, job[0].shape[1], len(job[1]), len(job[0]), b["lanes"],
+                               cell=cell)
         assert run.cycles == model, what
 
 
